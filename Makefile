@@ -1,0 +1,114 @@
+# bellhop — build everything into build/ (sanitizer variants into build/asan and build/tsan).
+#   make                 libloop, bellhop, the guest, all tests
+#   make run             build and boot the bundled guest (nested when /dev/kvm is missing)
+#   make test            unit (plain, ASan+UBSan, TSan) + integration tests on real KVM
+#   make test SAN=1      only the unit tests, under ASan+UBSan
+#   make bench           benchmarks
+#   make CC=clang        any of the above with clang
+
+CC ?= cc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+SAN ?=
+ifeq ($(SAN),1)
+override SAN := address
+endif
+ifeq ($(SAN),address)
+B := build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else ifeq ($(SAN),thread)
+B := build/tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+else
+B := build
+SANFLAGS :=
+endif
+ifneq ($(BUILDDIR),)
+B := $(BUILDDIR)
+endif
+
+OPT ?= -O2
+CFLAGS := -std=gnu11 -Wall -Wextra -Werror $(OPT) -g -pthread -D_GNU_SOURCE \
+          -Iloop/include -I. $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := -pthread $(SANFLAGS)
+DEPFLAGS = -MMD -MP
+
+LOOP_SRCS := $(wildcard loop/*.c)
+VMM_SRCS  := $(filter-out vmm/main.c,$(wildcard vmm/*.c)) $(wildcard devices/*.c) $(wildcard firmware/*.c)
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+KVM_SRCS  := $(wildcard tests/kvm/*.c)
+BENCH_SRCS := $(wildcard bench/*.c)
+
+LOOP_OBJS := $(LOOP_SRCS:%.c=$(B)/obj/%.o)
+VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o)
+CHECK_OBJ := $(B)/obj/tests/lib/check.o
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
+KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%)
+GUEST_BINS := build/guest/hello.bin
+VMM_LIBS  := -lfdt -lcapstone
+
+.SECONDARY:
+.PHONY: all deps run test test-unit unit-bins bench clean
+all: $(B)/libloop.a $(B)/bellhop $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe
+
+unit-bins: $(UNIT_BINS)
+
+deps:
+	@scripts/deps.sh
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(B)/libloop.a: $(LOOP_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/libbellhop.a: $(VMM_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/bellhop: $(B)/obj/vmm/main.o $(B)/libbellhop.a $(B)/libloop.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
+
+$(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(CHECK_OBJ) $(B)/libbellhop.a $(B)/libloop.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
+
+$(B)/tests/kvm/%: $(B)/obj/tests/kvm/%.o $(CHECK_OBJ) $(B)/libbellhop.a $(B)/libloop.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
+
+$(B)/tests/kvm-probe: $(B)/obj/tests/lib/kvm_probe.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+# The bundled guest: freestanding, linked at its load address, flattened to a raw image.
+build/guest/%.elf: guest/%.S guest/guest.ld
+	@mkdir -p $(dir $@)
+	$(CC) -nostdlib -static -Wl,--build-id=none -Wl,-T,guest/guest.ld -o $@ $<
+
+build/guest/%.bin: build/guest/%.elf
+	objcopy -O binary $< $@
+
+run: deps all
+	@scripts/run.sh build/bellhop run
+
+test: deps
+ifeq ($(SAN),)
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory SAN=address unit-bins
+	@$(MAKE) --no-print-directory SAN=thread unit-bins
+	@$(MAKE) --no-print-directory CC=clang BUILDDIR=build/clang all
+	@tests/run.sh --unit build --unit build/asan --unit build/tsan --kvm build
+else
+	@$(MAKE) --no-print-directory unit-bins
+	@tests/run.sh --unit $(B)
+endif
+
+clean:
+	rm -rf build/obj build/asan build/tsan build/tests build/guest build/*.a build/bellhop
+
+-include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d)

@@ -1,0 +1,112 @@
+#!/bin/bash
+# Runs a command inside a nested KVM host: QEMU software emulation with AMD SVM exposed (L1),
+# booting Debian's kernel with kvm/kvm-amd loaded, so that /dev/kvm exists inside even though
+# this machine has none. The command's output comes back over the serial console.
+#
+# usage: scripts/nested.sh [--timeout SECONDS] [--interactive] [--file PATH]... -- COMMAND...
+#   COMMAND is a shell command line (words joined by spaces). PATH (repo-relative files or directories) are copied to the same relative path under the
+#   command's working directory, with the shared libraries their ELF binaries need.
+# Exit status: the command's, 124 on timeout (console tail printed), 125 if L1 broke down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT_DIR=$PWD
+CACHE=${BELLHOP_CACHE:-build/cache}
+KDIR=$CACHE/kernel
+timeout_s=600
+interactive=0
+files=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --timeout) timeout_s=$2; shift 2 ;;
+        --interactive) interactive=1; shift ;;
+        --file) files+=("$2"); shift 2 ;;
+        --) shift; break ;;
+        *) echo "nested: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+[ $# -gt 0 ] || { echo "nested: no command" >&2; exit 2; }
+[ -f "$KDIR/vmlinux" ] || { echo "nested: no kernel in $KDIR (run scripts/deps.sh)" >&2; exit 125; }
+rel=$(cat "$KDIR/release")
+mods=$KDIR/root/lib/modules/$rel/kernel
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/bellhop-nested.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,lib/kvm,bellhop}
+cp /bin/busybox "$root/bin/busybox"
+for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
+    cp "$mods/$m" "$root/lib/kvm/"
+done
+
+copy_libs() { # the dynamic loader and libraries an ELF needs, at their host paths
+    file -b "$1" 2>/dev/null | grep -q ELF || head -c 4 "$1" | grep -q ELF || return 0
+    ldd "$1" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+        [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+    done
+}
+for f in "${files[@]}"; do
+    mkdir -p "$root/bellhop/$(dirname "$f")"
+    cp -a "$f" "$root/bellhop/$(dirname "$f")/"
+    if [ -d "$f" ]; then
+        find "$f" -type f | while read -r x; do copy_libs "$x"; done
+    else
+        copy_libs "$f"
+    fi
+done
+
+printf '%s\n' "$*" > "$root/bellhop/.command"
+cat > "$root/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm; mount -t tmpfs tmp /tmp; mount -t tmpfs shm /dev/shm
+for m in irqbypass kvm kvm-amd; do
+    insmod /lib/kvm/$m.ko || echo "BELLHOP-NESTED-BROKEN insmod $m"
+done
+[ -c /dev/kvm ] || echo "BELLHOP-NESTED-BROKEN no /dev/kvm"
+cd /bellhop
+export PATH=/bin:/sbin HOME=/tmp BELLHOP_NESTED=1
+stty -onlcr 2>/dev/null
+sh -c "$(cat .command)"
+echo "BELLHOP-NESTED-EXIT $?"
+sync
+poweroff -f
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet) > "$work/initrd.cpio"
+
+qemu=(qemu-system-x86_64 -machine q35 -accel tcg -cpu qemu64,+svm,+npt -m 2048 -smp 1
+      -nodefaults -display none -monitor none -no-reboot
+      -kernel "$KDIR/vmlinux" -initrd "$work/initrd.cpio"
+      -append "console=ttyS0 quiet panic=-1 loglevel=3")
+log=$work/console.log
+if [ $interactive = 1 ] && [ -t 0 ]; then
+    qemu+=(-chardev stdio,id=s0,signal=on -serial chardev:s0)
+    set +e
+    timeout --foreground "$timeout_s" "${qemu[@]}" | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+else
+    qemu+=(-serial stdio)
+    set +e
+    timeout "$timeout_s" "${qemu[@]}" < /dev/null 2>&1 | tr -d '\r' | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+fi
+tr -d '\r' < "$log" > "$log.clean"
+if grep -q '^BELLHOP-NESTED-BROKEN' "$log.clean"; then
+    echo "nested: the nested KVM host is broken: $(grep '^BELLHOP-NESTED-BROKEN' "$log.clean" | head -1)" >&2
+    exit 125
+fi
+status=$(grep -a '^BELLHOP-NESTED-EXIT ' "$log.clean" | tail -1 | awk '{print $2}')
+if [ -n "$status" ]; then
+    exit "$status"
+fi
+if [ "$rc" = 124 ]; then
+    echo "nested: timed out after ${timeout_s}s; last console lines:" >&2
+    tail -n 30 "$log.clean" | sed 's/^/    | /' >&2
+    exit 124
+fi
+echo "nested: the VM ended (qemu status $rc) before the command finished; last console lines:" >&2
+tail -n 30 "$log.clean" | sed 's/^/    | /' >&2
+exit 125

@@ -1,0 +1,15 @@
+#!/bin/bash
+# Runs a bellhop command: directly when this machine's /dev/kvm works, otherwise inside the
+# nested KVM host, with the build's binaries and guest images copied in.
+#   scripts/run.sh build/bellhop run [ARGS...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin=$1; shift
+dir=$(dirname "$bin")
+if "$dir"/tests/kvm-probe 2>/dev/null; then
+    exec "$bin" "$@"
+fi
+echo "(no usable /dev/kvm here: running bellhop inside the nested KVM host)" >&2
+args=$(printf '%q ' "$@")
+scripts/nested.sh --interactive --timeout "${BELLHOP_RUN_TIMEOUT:-600}" --file "$bin" \
+    --file "$dir/guest" -- "$bin $args; echo \"bellhop exited with status \$?\""

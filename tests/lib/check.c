@@ -1,0 +1,134 @@
+#include "check.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_TESTS 256
+
+struct test_case {
+    const char *name;
+    test_fn_t *fn;
+    unsigned timeout_s;
+};
+
+static struct test_case tests[MAX_TESTS];
+static int ntests;
+static int result_fd = -1; /* child writes "F<msg>" or "S<msg>" here before exiting */
+
+void test_register(const char *name, test_fn_t *fn, unsigned timeout_s) {
+    if (ntests == MAX_TESTS) {
+        fprintf(stderr, "check: too many tests (max %d)\n", MAX_TESTS);
+        abort();
+    }
+    tests[ntests++] = (struct test_case){name, fn, timeout_s};
+}
+
+static _Noreturn void report(char kind, const char *prefix, const char *fmt, va_list ap) {
+    char msg[1024];
+    int n = snprintf(msg, sizeof msg, "%c%s", kind, prefix);
+    if (n < 0) n = 0;
+    if ((size_t)n < sizeof msg) vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    /* One line per test: the message must not break the output protocol. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    if (write(result_fd, msg, strlen(msg)) < 0) _exit(3);
+    _exit(kind == 'F' ? 1 : 0);
+}
+
+void test_fail(const char *file, int line, const char *fmt, ...) {
+    char prefix[256];
+    snprintf(prefix, sizeof prefix, "%s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    report('F', prefix, fmt, ap);
+}
+
+void test_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report('S', "", fmt, ap);
+}
+
+static int run_one(const char *suite, const struct test_case *t) {
+    int fds[2];
+    if (pipe(fds) != 0) {
+        printf("FAIL %s.%s: pipe: %s\n", suite, t->name, strerror(errno));
+        return 1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        printf("FAIL %s.%s: fork: %s\n", suite, t->name, strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return 1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        result_fd = fds[1];
+        alarm(t->timeout_s);
+        t->fn();
+        fflush(stdout);
+        _exit(0);
+    }
+    close(fds[1]);
+    char msg[1100];
+    size_t len = 0;
+    ssize_t r;
+    while (len < sizeof msg - 1 && ((r = read(fds[0], msg + len, sizeof msg - 1 - len)) > 0 ||
+                                     (r < 0 && errno == EINTR)))
+        if (r > 0) len += (size_t)r;
+    msg[len] = 0;
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (len > 0 && msg[0] == 'S') {
+        printf("SKIP %s.%s: %s\n", suite, t->name, msg + 1);
+        return 0;
+    }
+    if (len > 0 && msg[0] == 'F') {
+        printf("FAIL %s.%s: %s\n", suite, t->name, msg + 1);
+        return 1;
+    }
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        printf("FAIL %s.%s: %s (signal %d)%s\n", suite, t->name, strsignal(sig), sig,
+               sig == SIGALRM ? " — timed out" : "");
+        return 1;
+    }
+    if (WEXITSTATUS(status) != 0) {
+        printf("FAIL %s.%s: exited with status %d\n", suite, t->name, WEXITSTATUS(status));
+        return 1;
+    }
+    printf("PASS %s.%s\n", suite, t->name);
+    return 0;
+}
+
+/* Usage: <binary> [glob]   runs the tests whose names match glob (default all). */
+int test_main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *suite = basename(argv[0]);
+    const char *pattern = argc > 1 ? argv[1] : "*";
+    int failed = 0, ran = 0;
+    for (int i = 0; i < ntests; i++) {
+        if (fnmatch(pattern, tests[i].name, 0) != 0) continue;
+        ran++;
+        failed += run_one(suite, &tests[i]);
+    }
+    if (ran == 0) {
+        printf("FAIL %s: no test matched '%s'\n", suite, pattern);
+        return 1;
+    }
+    return failed ? 1 : 0;
+}
+
+int main(int argc, char **argv) { return test_main(argc, argv); }

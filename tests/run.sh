@@ -1,0 +1,71 @@
+#!/bin/bash
+# bellhop's test runner: unit tests on the host, integration tests on real KVM — directly
+# when /dev/kvm works here, otherwise inside the nested KVM host (scripts/nested.sh).
+# Prints one line per test, then "N passed, N failed, N skipped"; exits non-zero on any
+# failure or when no test ran.
+#   tests/run.sh [--unit BUILDDIR]... [--kvm BUILDDIR]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+results=$(mktemp); trap 'rm -f "$results"' EXIT
+units=(); kvm=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --unit) units+=("$2"); shift 2 ;;
+        --kvm) kvm=$2; shift 2 ;;
+        *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+emit() { # filter a test binary's output: keep result lines (prefixed by variant), pass the rest
+    local prefix=$1
+    while IFS= read -r line; do
+        case $line in
+            PASS\ *|FAIL\ *|SKIP\ *)
+                line="${line%% *} $prefix${line#* }"
+                echo "$line"; echo "$line" >> "$results" ;;
+            *) echo "    $line" ;;
+        esac
+    done
+}
+
+for dir in "${units[@]}"; do
+    variant=${dir#build}; variant=${variant#/}; prefix=${variant:+$variant:}
+    for t in "$dir"/tests/unit/*; do
+        [ -x "$t" ] || continue
+        name=$(basename "$t")
+        out=$(TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" timeout 600 "$t" 2>&1)
+        rc=$?
+        printf '%s\n' "$out" | emit "$prefix"
+        if [ $rc -ne 0 ] && ! printf '%s\n' "$out" | grep -q '^FAIL '; then
+            echo "FAIL $prefix$name: exited with status $rc" | tee -a "$results"
+        fi
+    done
+done
+
+if [ -n "$kvm" ]; then
+    if "$kvm"/tests/kvm-probe; then
+        echo "integration tests: on this machine's /dev/kvm"
+        sh tests/run-kvm.sh "$kvm" 2>&1 | emit ""
+    else
+        echo "integration tests: no usable /dev/kvm here; running them in the nested KVM host"
+        out=$(mktemp)
+        scripts/nested.sh --timeout 900 --file "$kvm/tests/kvm" --file "$kvm/bellhop" \
+            --file "$kvm/guest" --file tests/run-kvm.sh -- sh tests/run-kvm.sh "$kvm" > "$out" 2>&1
+        rc=$?
+        grep -v '^BELLHOP-NESTED-EXIT\|reboot: Power down' "$out" | emit ""
+        if [ $rc -ge 124 ]; then
+            echo "FAIL nested-vm: the nested KVM host did not finish the tests (status $rc)" | tee -a "$results"
+        fi
+        rm -f "$out"
+    fi
+fi
+
+passed=$(grep -c '^PASS ' "$results")
+failed=$(grep -c '^FAIL ' "$results")
+skipped=$(grep -c '^SKIP ' "$results")
+echo
+if [ "$failed" -gt 0 ]; then
+    echo "failures:"; grep '^FAIL ' "$results" | sed 's/^/  /'
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
