@@ -98,7 +98,7 @@ if grep -q '^BELLHOP-NESTED-BROKEN' "$log.clean"; then
     echo "nested: the nested KVM host is broken: $(grep '^BELLHOP-NESTED-BROKEN' "$log.clean" | head -1)" >&2
     exit 125
 fi
-status=$(grep -a '^BELLHOP-NESTED-EXIT ' "$log.clean" | tail -1 | awk '{print $2}')
+status=$(grep -a '^BELLHOP-NESTED-EXIT ' "$log.clean" | tail -1 | awk '{print $2}' || true)
 if [ -n "$status" ]; then
     exit "$status"
 fi
