@@ -34,6 +34,11 @@ CFLAGS := -std=gnu11 -Wall -Wextra -Werror $(OPT) -g -pthread -D_GNU_SOURCE \
           -Iloop/include -I. $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SANFLAGS)
 DEPFLAGS = -MMD -MP
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 
 LOOP_SRCS := $(wildcard loop/*.c)
 VMM_SRCS  := $(filter-out vmm/main.c,$(wildcard vmm/*.c)) $(wildcard devices/*.c) $(wildcard firmware/*.c)
@@ -60,30 +65,35 @@ deps:
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(B)/libloop.a: $(LOOP_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(B)/libbellhop.a: $(VMM_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(B)/bellhop: $(B)/obj/vmm/main.o $(B)/libbellhop.a $(B)/libloop.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
 $(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(CHECK_OBJ) $(B)/libbellhop.a $(B)/libloop.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
 $(B)/tests/kvm/%: $(B)/obj/tests/kvm/%.o $(CHECK_OBJ) $(B)/libbellhop.a $(B)/libloop.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
 $(B)/tests/kvm-probe: $(B)/obj/tests/lib/kvm_probe.o
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
 # The bundled guest: freestanding, linked at its load address, flattened to a raw image.
 build/guest/%.elf: guest/%.S guest/guest.ld

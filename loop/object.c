@@ -1,0 +1,233 @@
+/* Objects, signals and waits: zx_object_signal, zx_object_wait_one, zx_object_wait_async. */
+#include <stdlib.h>
+#include <time.h>
+
+#include "loop/object.h"
+
+pthread_mutex_t g_signal_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sync_waiters_cond; /* CLOCK_MONOTONIC; all zx_object_wait_one callers */
+static pthread_once_t sync_once = PTHREAD_ONCE_INIT;
+
+static void sync_init(void) {
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&sync_waiters_cond, &a);
+    pthread_condattr_destroy(&a);
+}
+
+void object_init(struct zx_object *obj, const struct object_ops *ops) {
+    obj->ops = ops;
+    atomic_init(&obj->refs, 1);
+    atomic_init(&obj->handles, 0);
+    obj->signals = 0;
+    list_init(&obj->observers);
+}
+
+void object_ref(struct zx_object *obj) { atomic_fetch_add_explicit(&obj->refs, 1, memory_order_relaxed); }
+
+void object_unref(struct zx_object *obj) {
+    if (atomic_fetch_sub_explicit(&obj->refs, 1, memory_order_acq_rel) == 1) obj->ops->destroy(obj);
+}
+
+void observer_free(struct observer *o) {
+    if (o->port) object_unref((struct zx_object *)o->port);
+    object_unref(o->obj);
+    free(o);
+}
+
+/* poll_signals may latch signals that changed by themselves (an expired timer). */
+zx_signals_t object_current_signals_locked(struct zx_object *obj) {
+    zx_signals_t s = obj->ops->poll_signals ? obj->ops->poll_signals(obj) : 0;
+    return s | obj->signals;
+}
+
+static zx_time_t now_for(uint32_t options) {
+    if (options & ZX_WAIT_ASYNC_BOOT_TIMESTAMP) return zx_clock_get_boot();
+    if (options & ZX_WAIT_ASYNC_TIMESTAMP) return zx_clock_get_monotonic();
+    return 0;
+}
+
+/* Queues the observer's signal packet; the observer now belongs to the port queue. */
+static void observer_deliver_locked(struct observer *o, zx_signals_t observed) {
+    o->pp.packet.signal = (zx_packet_signal_t){
+        .trigger = o->trigger, .observed = observed, .count = 1, .timestamp = now_for(o->options)};
+    if (port_queue_packet(o->port, &o->pp) != ZX_OK) {
+        /* The port lost its last handle meanwhile: nobody can ever read the packet. */
+        observer_free(o);
+    }
+}
+
+static void observer_fire_locked(struct observer *o, zx_signals_t observed) {
+    list_delete(&o->obj_node);
+    if (o->cond) {
+        o->fired = true;
+        o->observed = observed;
+        pthread_cond_broadcast(o->cond);
+        return;
+    }
+    port_unlink_observer_locked(o);
+    observer_deliver_locked(o, observed);
+}
+
+void object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals) {
+    struct list_node *n, *tmp;
+    list_for_each_safe(&obj->observers, n, tmp) {
+        struct observer *o = list_entry(n, struct observer, obj_node);
+        if (port && o->port != port) continue;
+        if (o->trigger & signals) observer_fire_locked(o, signals);
+    }
+}
+
+zx_signals_t object_pending_triggers_locked(struct zx_object *obj, struct zx_port *port) {
+    zx_signals_t t = 0;
+    struct list_node *n;
+    for (n = obj->observers.next; n != &obj->observers; n = n->next) {
+        struct observer *o = list_entry(n, struct observer, obj_node);
+        if (o->port == port) t |= o->trigger;
+    }
+    return t;
+}
+
+void object_update_signals_locked(struct zx_object *obj, zx_signals_t clear, zx_signals_t set) {
+    zx_signals_t old = obj->signals;
+    obj->signals = (old & ~clear) | set;
+    zx_signals_t now = object_current_signals_locked(obj);
+    /* Unchanged signals cannot match a pending wait: it would have fired already. */
+    if (now == old) return;
+    struct list_node *n, *tmp;
+    list_for_each_safe(&obj->observers, n, tmp) {
+        struct observer *o = list_entry(n, struct observer, obj_node);
+        /* Level waits fire on any match; edge waits only on an inactive -> active change. */
+        zx_signals_t hit = (o->options & ZX_WAIT_ASYNC_EDGE) ? (now & ~old) : now;
+        if (o->trigger & hit) observer_fire_locked(o, now);
+    }
+}
+
+void object_update_signals(struct zx_object *obj, zx_signals_t clear, zx_signals_t set) {
+    pthread_mutex_lock(&g_signal_lock);
+    object_update_signals_locked(obj, clear, set);
+    pthread_mutex_unlock(&g_signal_lock);
+}
+
+zx_status_t zx_object_signal(zx_handle_t handle, uint32_t clear_mask, uint32_t set_mask) {
+    struct zx_object *obj;
+    zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_NONE, ZX_RIGHT_SIGNAL, &obj);
+    if (st != ZX_OK) return st;
+    if ((clear_mask | set_mask) & ~obj->ops->user_signals) {
+        st = ZX_ERR_INVALID_ARGS;
+    } else {
+        object_update_signals(obj, clear_mask, set_mask);
+    }
+    object_unref(obj);
+    return st;
+}
+
+static struct timespec to_timespec(zx_time_t t) {
+    return (struct timespec){.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
+}
+
+zx_status_t zx_object_wait_one(zx_handle_t handle, zx_signals_t signals, zx_time_t deadline,
+                               zx_signals_t *observed) {
+    struct zx_object *obj;
+    zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_NONE, ZX_RIGHT_WAIT, &obj);
+    if (st != ZX_OK) return st;
+    if (!obj->ops->waitable) {
+        object_unref(obj);
+        return ZX_ERR_NOT_SUPPORTED;
+    }
+    if (obj->ops->wait_one) {
+        st = obj->ops->wait_one(obj, signals, deadline, observed);
+        object_unref(obj);
+        return st;
+    }
+    pthread_once(&sync_once, sync_init);
+    struct observer o = {.obj = obj, .trigger = signals, .cond = &sync_waiters_cond};
+    list_init(&o.obj_node);
+    pthread_mutex_lock(&g_signal_lock);
+    zx_signals_t cur;
+    for (;;) {
+        cur = object_current_signals_locked(obj);
+        if (o.fired && o.observed == ZX_SIGNAL_HANDLE_CLOSED) {
+            cur |= ZX_SIGNAL_HANDLE_CLOSED;
+            st = ZX_ERR_CANCELED;
+            break;
+        }
+        if (cur & signals) break;
+        zx_time_t now = zx_clock_get_monotonic();
+        if (now >= deadline) {
+            st = ZX_ERR_TIMED_OUT;
+            break;
+        }
+        zx_time_t wake = deadline;
+        if (obj->ops->next_change) {
+            zx_time_t c = obj->ops->next_change(obj);
+            if (c < wake) wake = c;
+        }
+        if (!list_in_list(&o.obj_node)) list_add_tail(&obj->observers, &o.obj_node);
+        o.fired = false;
+        if (wake == ZX_TIME_INFINITE) {
+            pthread_cond_wait(o.cond, &g_signal_lock);
+        } else {
+            struct timespec ts = to_timespec(wake);
+            pthread_cond_timedwait(o.cond, &g_signal_lock, &ts);
+        }
+    }
+    if (list_in_list(&o.obj_node)) list_delete(&o.obj_node);
+    pthread_mutex_unlock(&g_signal_lock);
+    if (observed) *observed = cur;
+    object_unref(obj);
+    return st;
+}
+
+zx_status_t zx_object_wait_async(zx_handle_t handle, zx_handle_t port_handle, uint64_t key,
+                                 zx_signals_t signals, uint32_t options) {
+    if (options & ~(ZX_WAIT_ASYNC_TIMESTAMP | ZX_WAIT_ASYNC_EDGE | ZX_WAIT_ASYNC_BOOT_TIMESTAMP))
+        return ZX_ERR_INVALID_ARGS;
+    struct zx_object *obj, *pobj;
+    zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_NONE, ZX_RIGHT_WAIT, &obj);
+    if (st != ZX_OK) return st;
+    st = handle_get(port_handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &pobj);
+    if (st != ZX_OK) {
+        object_unref(obj);
+        return st;
+    }
+    if (!obj->ops->waitable ||
+        (obj->ops->type == ZX_OBJ_TYPE_FD && (options & ZX_WAIT_ASYNC_EDGE))) {
+        object_unref(obj);
+        object_unref(pobj);
+        return ZX_ERR_NOT_SUPPORTED;
+    }
+    struct observer *o = calloc(1, sizeof *o);
+    if (!o) {
+        object_unref(obj);
+        object_unref(pobj);
+        return ZX_ERR_NO_MEMORY;
+    }
+    /* The observer keeps both references. */
+    o->obj = obj;
+    o->port = port_from_object(pobj);
+    o->trigger = signals;
+    o->options = options;
+    o->pp.kind = PORT_PACKET_OBSERVER;
+    o->pp.owner = o;
+    o->pp.packet.key = key;
+    o->pp.packet.type = ZX_PKT_TYPE_SIGNAL_ONE;
+    list_init(&o->obj_node);
+    list_init(&o->port_node);
+
+    pthread_mutex_lock(&g_signal_lock);
+    zx_signals_t cur = object_current_signals_locked(obj);
+    if (!(options & ZX_WAIT_ASYNC_EDGE) && (cur & signals)) {
+        observer_deliver_locked(o, cur);
+    } else if ((st = port_link_observer_locked(o->port, o)) == ZX_OK) {
+        list_add_tail(&obj->observers, &o->obj_node);
+        if (obj->ops->arm && (st = obj->ops->arm(obj, o->port)) != ZX_OK) {
+            list_delete(&o->obj_node);
+            port_unlink_observer_locked(o);
+        }
+    }
+    pthread_mutex_unlock(&g_signal_lock);
+    if (st != ZX_OK) observer_free(o);
+    return st;
+}

@@ -1,0 +1,145 @@
+/* bellhop's user-space Zircon object model: the internal API shared by loop/ and by the
+ * hypervisor layer in vmm/ (which adds guest and vCPU objects and trap packets).
+ *
+ * Locking (outermost first):  g_signal_lock  ->  port->lock
+ *   g_signal_lock guards every object's signal word and observer list and every port's
+ *   observer list, so that a signal change, an observer firing and a port cancel are atomic
+ *   with respect to each other. port->lock guards only a port's packet queues and sleepers.
+ * Nothing here holds a lock while user code (a handler) runs.
+ */
+#ifndef BELLHOP_LOOP_OBJECT_H
+#define BELLHOP_LOOP_OBJECT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <zircon/syscalls.h>
+#include <zircon/syscalls/port.h>
+
+#include "loop/list.h"
+
+struct zx_object;
+struct zx_port;
+
+struct object_ops {
+    zx_obj_type_t type;
+    bool waitable;             /* zx_object_wait_one / _wait_async allowed */
+    zx_signals_t user_signals; /* bits zx_object_signal may change */
+    /* Called when the last handle closes (observers already removed). May be NULL. */
+    void (*on_zero_handles)(struct zx_object *obj);
+    /* Frees the object when its last reference goes. */
+    void (*destroy)(struct zx_object *obj);
+    /* Current signals of objects whose state is computed, not stored (timers). May be NULL. */
+    zx_signals_t (*poll_signals)(struct zx_object *obj);
+    /* When signals next change by themselves (a timer's deadline), or ZX_TIME_INFINITE. */
+    zx_time_t (*next_change)(struct zx_object *obj);
+    /* Called with g_signal_lock held after an observer for `port` was linked, for objects
+     * whose signals only a port's poller can see (fds, timers). May be NULL. */
+    zx_status_t (*arm)(struct zx_object *obj, struct zx_port *port);
+    /* zx_object_wait_one for objects that wait their own way (fds). May be NULL. */
+    zx_status_t (*wait_one)(struct zx_object *obj, zx_signals_t signals, zx_time_t deadline,
+                            zx_signals_t *observed);
+};
+
+struct zx_object {
+    const struct object_ops *ops;
+    atomic_uint refs;         /* handles + internal references */
+    atomic_uint handles;      /* handles only */
+    zx_signals_t signals;     /* g_signal_lock */
+    struct list_node observers; /* g_signal_lock: struct observer.obj_node */
+};
+
+/* Where a queued packet came from, which decides who owns its memory. */
+enum port_packet_kind {
+    PORT_PACKET_EPHEMERAL, /* zx_port_queue: allocated by the port, counted against its limit */
+    PORT_PACKET_OBSERVER,  /* signal packet embedded in an observer */
+    PORT_PACKET_OWNED,     /* owned by the producer (trap pools); release() after dequeue */
+    PORT_PACKET_INTERRUPT, /* embedded in a virtual interrupt; serviced before all others */
+};
+
+struct port_packet {
+    struct list_node node;
+    zx_port_packet_t packet;
+    uint8_t kind;
+    bool queued;
+    /* PORT_PACKET_OWNED: called with the port lock held once the packet has left the queue
+     * (dequeued or canceled); must not block or take g_signal_lock. */
+    void (*release)(struct port_packet *pp, bool delivered);
+    void *owner;
+};
+
+/* A one-shot wait registered by zx_object_wait_async (or a synchronous waiter). */
+struct observer {
+    struct list_node obj_node;  /* in object->observers */
+    struct list_node port_node; /* in port->observers */
+    struct zx_object *obj;      /* referenced */
+    struct zx_port *port;       /* referenced; NULL for synchronous waiters */
+    zx_signals_t trigger;
+    uint32_t options;
+    struct port_packet pp;
+    /* synchronous waiters (zx_object_wait_one) */
+    pthread_cond_t *cond;
+    bool fired;
+    zx_signals_t observed;
+};
+
+extern pthread_mutex_t g_signal_lock;
+
+/* Objects and handles. */
+void object_init(struct zx_object *obj, const struct object_ops *ops);
+void object_ref(struct zx_object *obj);
+void object_unref(struct zx_object *obj);
+zx_status_t handle_create(struct zx_object *obj, zx_rights_t rights, zx_handle_t *out);
+/* Looks up a handle: checks type (ZX_OBJ_TYPE_NONE = any) and rights; returns a reference. */
+zx_status_t handle_get(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
+                       struct zx_object **out);
+zx_status_t handle_rights(zx_handle_t h, zx_rights_t *out);
+
+void observer_free(struct observer *o);
+/* Fires the observers of obj (for one port, or all when port is NULL) that `signals` match,
+ * as if the object's signals were `signals`. g_signal_lock held. */
+void object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals);
+/* Are there observers of obj on port still waiting? Their union of triggers. */
+zx_signals_t object_pending_triggers_locked(struct zx_object *obj, struct zx_port *port);
+zx_signals_t object_current_signals_locked(struct zx_object *obj);
+
+/* Signals: clears then sets bits, firing matching observers. Takes g_signal_lock. */
+void object_update_signals(struct zx_object *obj, zx_signals_t clear, zx_signals_t set);
+void object_update_signals_locked(struct zx_object *obj, zx_signals_t clear, zx_signals_t set);
+
+/* Ports. */
+struct zx_port *port_from_object(struct zx_object *obj);
+/* A port begins with its object. */
+static inline struct zx_object *port_obj(struct zx_port *p) { return (struct zx_object *)p; }
+/* Queues a packet the caller owns (PORT_PACKET_OWNED) or an interrupt packet. Fails with
+ * ZX_ERR_BAD_STATE when the port has no handles left. */
+zx_status_t port_queue_packet(struct zx_port *port, struct port_packet *pp);
+/* Removes a still-queued packet; returns true if it was queued. */
+bool port_remove_packet(struct zx_port *port, struct port_packet *pp);
+bool port_has_handles(struct zx_port *port);
+/* Called under g_signal_lock: count and list of pending observers (bounded per port). */
+zx_status_t port_link_observer_locked(struct zx_port *port, struct observer *o);
+void port_unlink_observer_locked(struct observer *o);
+/* Internal wait (the async loop keeps its port pointer). */
+zx_status_t port_wait(struct zx_port *port, zx_time_t deadline, zx_port_packet_t *out);
+zx_status_t port_queue_user(struct zx_port *port, const zx_port_packet_t *packet);
+bool port_binds_interrupts(struct zx_port *port);
+
+/* A persistent file-descriptor source on a port: when the fd reports any of `events`, the
+ * thread polling the port calls ready() with no lock held (bells use this for ioeventfds). */
+struct port_fd_source {
+    int fd;
+    uint32_t events;
+    void (*ready)(struct port_fd_source *src, uint32_t events);
+    /* private */
+    struct zx_port *port;
+    bool oneshot;
+};
+zx_status_t port_add_fd_source(struct zx_port *port, struct port_fd_source *src);
+/* Returns once no thread can be running src->ready() any more. */
+void port_remove_fd_source(struct port_fd_source *src);
+/* Re-arms a oneshot source. */
+zx_status_t port_rearm_fd_source(struct port_fd_source *src, uint32_t events);
+
+zx_time_t clock_monotonic_ns(void);
+
+#endif

@@ -1,0 +1,477 @@
+/* Ports: a FIFO of packets (interrupt packets first) that threads block on.
+ *
+ * Sleeping: a thread that finds the port empty sleeps on a condition variable, unless the
+ * port has file-descriptor sources (fd waits, timers, ioeventfds) and nobody polls them yet:
+ * then it becomes the port's poller and sleeps in epoll. A producer pays a wake-up syscall
+ * only when a thread really sleeps (QEMU's notify_me idea): it signals the condition variable
+ * when a waiter is counted, or writes the wake eventfd once when the poller is in epoll. A
+ * producer running while the consumers are busy (a handler queueing on its own loop) makes
+ * no syscall at all.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loop/object.h"
+
+#define PORT_MAX_EPHEMERAL 4096u  /* Zircon's kMaxAllocatedPacketCountPerPort */
+#define PORT_MAX_OBSERVERS 65536u /* pending waits per port */
+#define POLL_BATCH 32
+
+struct zx_port {
+    struct zx_object obj;
+    uint32_t options;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;       /* CLOCK_MONOTONIC */
+    pthread_cond_t batch_done; /* poll batches end (fd source removal waits for it) */
+    struct list_node queue;
+    struct list_node irq_queue;
+    struct list_node free_ephemeral;
+    unsigned n_ephemeral; /* queued zx_port_queue packets */
+    unsigned cond_waiters;
+    bool poller_active;   /* a thread polls the fds (in epoll or running ready callbacks) */
+    bool poller_sleeping; /* ... and is inside epoll_wait */
+    bool wake_pending;    /* wake eventfd written, not yet read */
+    bool dead;            /* no handles left */
+    uint64_t batch_gen;   /* incremented when a poll batch ends */
+    pthread_t poller;
+    unsigned nsources;
+    int epfd, wakefd;
+    /* g_signal_lock */
+    struct list_node observers;
+    unsigned nobservers;
+};
+
+static void port_on_zero_handles(struct zx_object *obj);
+static void port_destroy(struct zx_object *obj);
+
+static const struct object_ops port_ops = {
+    .type = ZX_OBJ_TYPE_PORT,
+    .waitable = false,
+    .on_zero_handles = port_on_zero_handles,
+    .destroy = port_destroy,
+};
+
+struct zx_port *port_from_object(struct zx_object *obj) {
+    return obj->ops == &port_ops ? (struct zx_port *)obj : NULL;
+}
+
+zx_status_t zx_port_create(uint32_t options, zx_handle_t *out) {
+    if (options & ~ZX_PORT_BIND_TO_INTERRUPT) return ZX_ERR_INVALID_ARGS;
+    if (!out) return ZX_ERR_INVALID_ARGS;
+    struct zx_port *p = calloc(1, sizeof *p);
+    if (!p) return ZX_ERR_NO_MEMORY;
+    object_init(&p->obj, &port_ops);
+    p->options = options;
+    p->epfd = p->wakefd = -1;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cond, &a);
+    pthread_cond_init(&p->batch_done, &a);
+    pthread_condattr_destroy(&a);
+    list_init(&p->queue);
+    list_init(&p->irq_queue);
+    list_init(&p->free_ephemeral);
+    list_init(&p->observers);
+    zx_status_t st = handle_create(&p->obj, ZX_DEFAULT_PORT_RIGHTS, out);
+    object_unref(&p->obj);
+    return st;
+}
+
+static void port_destroy(struct zx_object *obj) {
+    struct zx_port *p = (struct zx_port *)obj;
+    struct list_node *n;
+    while ((n = list_remove_head(&p->free_ephemeral))) free(list_entry(n, struct port_packet, node));
+    if (p->epfd >= 0) close(p->epfd);
+    if (p->wakefd >= 0) close(p->wakefd);
+    pthread_cond_destroy(&p->cond);
+    pthread_cond_destroy(&p->batch_done);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+bool port_has_handles(struct zx_port *p) { return atomic_load(&p->obj.handles) > 0; }
+bool port_binds_interrupts(struct zx_port *p) { return p->options & ZX_PORT_BIND_TO_INTERRUPT; }
+
+zx_status_t port_link_observer_locked(struct zx_port *p, struct observer *o) {
+    if (p->nobservers >= PORT_MAX_OBSERVERS) return ZX_ERR_NO_RESOURCES;
+    p->nobservers++;
+    list_add_tail(&p->observers, &o->port_node);
+    return ZX_OK;
+}
+
+void port_unlink_observer_locked(struct observer *o) {
+    o->port->nobservers--;
+    list_delete(&o->port_node);
+}
+
+/* ---- queueing ---- */
+
+static void wake_one_locked(struct zx_port *p) {
+    if (p->cond_waiters > 0) {
+        pthread_cond_signal(&p->cond);
+    } else if (p->poller_sleeping && !p->wake_pending) {
+        p->wake_pending = true;
+        uint64_t one = 1;
+        if (write(p->wakefd, &one, sizeof one) < 0) { /* a full counter is a pending wake too */
+        }
+    }
+}
+
+static void enqueue_locked(struct zx_port *p, struct port_packet *pp) {
+    pp->queued = true;
+    list_add_tail(pp->kind == PORT_PACKET_INTERRUPT ? &p->irq_queue : &p->queue, &pp->node);
+    wake_one_locked(p);
+}
+
+zx_status_t port_queue_packet(struct zx_port *p, struct port_packet *pp) {
+    pthread_mutex_lock(&p->lock);
+    zx_status_t st = ZX_OK;
+    if (p->dead) {
+        st = ZX_ERR_BAD_STATE;
+    } else {
+        enqueue_locked(p, pp);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+zx_status_t port_queue_user(struct zx_port *p, const zx_port_packet_t *packet) {
+    pthread_mutex_lock(&p->lock);
+    zx_status_t st = ZX_OK;
+    if (p->dead) {
+        st = ZX_ERR_BAD_STATE;
+    } else if (p->n_ephemeral >= PORT_MAX_EPHEMERAL) {
+        st = ZX_ERR_SHOULD_WAIT;
+    } else {
+        struct list_node *n = list_remove_head(&p->free_ephemeral);
+        struct port_packet *pp = n ? list_entry(n, struct port_packet, node) : malloc(sizeof *pp);
+        if (!pp) {
+            st = ZX_ERR_NO_MEMORY;
+        } else {
+            pp->kind = PORT_PACKET_EPHEMERAL;
+            pp->packet.key = packet->key;
+            pp->packet.type = ZX_PKT_TYPE_USER; /* as Zircon: user packets only */
+            pp->packet.status = packet->status;
+            pp->packet.user = packet->user;
+            p->n_ephemeral++;
+            enqueue_locked(p, pp);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+zx_status_t zx_port_queue(zx_handle_t handle, const zx_port_packet_t *packet) {
+    if (!packet) return ZX_ERR_INVALID_ARGS;
+    struct zx_object *obj;
+    zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &obj);
+    if (st != ZX_OK) return st;
+    st = port_queue_user((struct zx_port *)obj, packet);
+    object_unref(obj);
+    return st;
+}
+
+bool port_remove_packet(struct zx_port *p, struct port_packet *pp) {
+    pthread_mutex_lock(&p->lock);
+    bool was = pp->queued;
+    if (was) {
+        list_delete(&pp->node);
+        pp->queued = false;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return was;
+}
+
+/* Takes a packet off the queue; returns an observer to free (after unlocking) or NULL. */
+static void *take_locked(struct zx_port *p, struct port_packet *pp, zx_port_packet_t *out) {
+    list_delete(&pp->node);
+    pp->queued = false;
+    *out = pp->packet;
+    switch (pp->kind) {
+    case PORT_PACKET_EPHEMERAL:
+        p->n_ephemeral--;
+        list_add_head(&p->free_ephemeral, &pp->node); /* bounded by PORT_MAX_EPHEMERAL */
+        return NULL;
+    case PORT_PACKET_OBSERVER:
+        return pp->owner;
+    case PORT_PACKET_OWNED:
+        pp->release(pp, true);
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* ---- waiting ---- */
+
+static struct timespec abs_ts(zx_time_t t) {
+    return (struct timespec){.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
+}
+
+static void poll_once(struct zx_port *p, zx_time_t deadline) {
+    struct epoll_event ev[POLL_BATCH];
+    struct timespec rel, *timeout = NULL;
+    if (deadline != ZX_TIME_INFINITE) {
+        zx_time_t d = deadline - zx_clock_get_monotonic();
+        if (d < 0) d = 0;
+        rel = abs_ts(d);
+        timeout = &rel;
+    }
+    int n = epoll_pwait2(p->epfd, ev, POLL_BATCH, timeout, NULL);
+    pthread_mutex_lock(&p->lock);
+    p->poller_sleeping = false;
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.ptr == NULL) {
+            uint64_t v;
+            if (read(p->wakefd, &v, sizeof v) < 0) { /* EAGAIN: already consumed */
+            }
+            pthread_mutex_lock(&p->lock);
+            p->wake_pending = false;
+            pthread_mutex_unlock(&p->lock);
+            continue;
+        }
+        struct port_fd_source *src = ev[i].data.ptr;
+        src->ready(src, ev[i].events);
+    }
+}
+
+zx_status_t port_wait(struct zx_port *p, zx_time_t deadline, zx_port_packet_t *out) {
+    void *dead_observer = NULL;
+    zx_status_t st = ZX_OK;
+    bool polled = false;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        struct list_node *n = list_peek_head(&p->irq_queue);
+        if (!n) n = list_peek_head(&p->queue);
+        if (n) {
+            dead_observer = take_locked(p, list_entry(n, struct port_packet, node), out);
+            /* More work and sleepers left: pass the baton so packets never wait on a busy thread. */
+            if (!list_is_empty(&p->queue) || !list_is_empty(&p->irq_queue)) wake_one_locked(p);
+            break;
+        }
+        bool expired = deadline != ZX_TIME_INFINITE && zx_clock_get_monotonic() >= deadline;
+        /* Even with the deadline gone, look at the fds once: a timer may be due. */
+        if (expired && (polled || p->nsources == 0 || p->poller_active)) {
+            st = ZX_ERR_TIMED_OUT;
+            break;
+        }
+        if (p->nsources > 0 && !p->poller_active) {
+            polled = true;
+            p->poller_active = true;
+            p->poller_sleeping = true;
+            p->poller = pthread_self();
+            pthread_mutex_unlock(&p->lock);
+            poll_once(p, deadline);
+            pthread_mutex_lock(&p->lock);
+            p->poller_active = false;
+            p->batch_gen++;
+            pthread_cond_broadcast(&p->batch_done);
+            /* Someone else must take over polling if this thread leaves with a packet. */
+            if (p->cond_waiters > 0) pthread_cond_signal(&p->cond);
+            continue;
+        }
+        p->cond_waiters++;
+        if (deadline == ZX_TIME_INFINITE) {
+            pthread_cond_wait(&p->cond, &p->lock);
+        } else {
+            struct timespec ts = abs_ts(deadline);
+            pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+        }
+        p->cond_waiters--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (dead_observer) observer_free(dead_observer);
+    return st;
+}
+
+zx_status_t zx_port_wait(zx_handle_t handle, zx_time_t deadline, zx_port_packet_t *packet) {
+    if (!packet) return ZX_ERR_INVALID_ARGS;
+    struct zx_object *obj;
+    zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_READ, &obj);
+    if (st != ZX_OK) return st;
+    st = port_wait((struct zx_port *)obj, deadline, packet);
+    object_unref(obj);
+    return st;
+}
+
+/* ---- cancellation ---- */
+
+/* Removes pending observers and queued signal packets matching (obj or any, key). */
+static bool cancel_locked(struct zx_port *p, struct zx_object *obj, uint64_t key,
+                          struct list_node *dead) {
+    bool found = false;
+    struct list_node *n, *tmp;
+    list_for_each_safe(&p->observers, n, tmp) {
+        struct observer *o = list_entry(n, struct observer, port_node);
+        if (o->pp.packet.key != key || (obj && o->obj != obj)) continue;
+        list_delete(&o->obj_node);
+        port_unlink_observer_locked(o);
+        list_add_tail(dead, &o->obj_node);
+        found = true;
+    }
+    pthread_mutex_lock(&p->lock);
+    list_for_each_safe(&p->queue, n, tmp) {
+        struct port_packet *pp = list_entry(n, struct port_packet, node);
+        if (pp->kind != PORT_PACKET_OBSERVER || pp->packet.key != key) continue;
+        struct observer *o = pp->owner;
+        if (obj && o->obj != obj) continue;
+        list_delete(&pp->node);
+        pp->queued = false;
+        list_add_tail(dead, &o->obj_node);
+        found = true;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return found;
+}
+
+static void free_dead(struct list_node *dead) {
+    struct list_node *n;
+    while ((n = list_remove_head(dead))) observer_free(list_entry(n, struct observer, obj_node));
+}
+
+zx_status_t zx_port_cancel(zx_handle_t handle, zx_handle_t source, uint64_t key) {
+    struct zx_object *pobj, *src;
+    zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &pobj);
+    if (st != ZX_OK) return st;
+    st = handle_get(source, ZX_OBJ_TYPE_NONE, ZX_RIGHT_WAIT, &src);
+    if (st != ZX_OK) {
+        object_unref(pobj);
+        return st;
+    }
+    struct list_node dead = LIST_INITIAL_VALUE(dead);
+    if (!src->ops->waitable) {
+        st = ZX_ERR_NOT_SUPPORTED;
+    } else {
+        pthread_mutex_lock(&g_signal_lock);
+        st = cancel_locked((struct zx_port *)pobj, src, key, &dead) ? ZX_OK : ZX_ERR_NOT_FOUND;
+        pthread_mutex_unlock(&g_signal_lock);
+    }
+    free_dead(&dead);
+    object_unref(src);
+    object_unref(pobj);
+    return st;
+}
+
+zx_status_t zx_port_cancel_key(zx_handle_t handle, uint32_t options, uint64_t key) {
+    if (options != 0) return ZX_ERR_INVALID_ARGS;
+    struct zx_object *pobj;
+    zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &pobj);
+    if (st != ZX_OK) return st;
+    struct list_node dead = LIST_INITIAL_VALUE(dead);
+    pthread_mutex_lock(&g_signal_lock);
+    st = cancel_locked((struct zx_port *)pobj, NULL, key, &dead) ? ZX_OK : ZX_ERR_NOT_FOUND;
+    pthread_mutex_unlock(&g_signal_lock);
+    free_dead(&dead);
+    object_unref(pobj);
+    return st;
+}
+
+/* The last handle is gone: pending waits end and queued packets are discarded. */
+static void port_on_zero_handles(struct zx_object *obj) {
+    struct zx_port *p = (struct zx_port *)obj;
+    struct list_node dead = LIST_INITIAL_VALUE(dead), *n, *tmp;
+    pthread_mutex_lock(&g_signal_lock);
+    list_for_each_safe(&p->observers, n, tmp) {
+        struct observer *o = list_entry(n, struct observer, port_node);
+        list_delete(&o->obj_node);
+        port_unlink_observer_locked(o);
+        list_add_tail(&dead, &o->obj_node);
+    }
+    pthread_mutex_lock(&p->lock);
+    p->dead = true;
+    struct list_node *queues[2] = {&p->queue, &p->irq_queue};
+    for (int q = 0; q < 2; q++) {
+        while ((n = list_remove_head(queues[q]))) {
+            struct port_packet *pp = list_entry(n, struct port_packet, node);
+            pp->queued = false;
+            switch (pp->kind) {
+            case PORT_PACKET_EPHEMERAL:
+                p->n_ephemeral--;
+                free(pp);
+                break;
+            case PORT_PACKET_OBSERVER:
+                list_add_tail(&dead, &((struct observer *)pp->owner)->obj_node);
+                break;
+            case PORT_PACKET_OWNED:
+                pp->release(pp, false);
+                break;
+            default:
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(&g_signal_lock);
+    free_dead(&dead);
+}
+
+/* ---- file-descriptor sources ---- */
+
+static zx_status_t ensure_epoll_locked(struct zx_port *p) {
+    if (p->epfd >= 0) return ZX_OK;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) return ZX_ERR_NO_RESOURCES;
+    int wk = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (wk < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, wk, &ev) != 0) {
+        if (wk >= 0) close(wk);
+        close(ep);
+        return ZX_ERR_NO_RESOURCES;
+    }
+    p->epfd = ep;
+    p->wakefd = wk;
+    return ZX_OK;
+}
+
+zx_status_t port_add_fd_source(struct zx_port *p, struct port_fd_source *src) {
+    pthread_mutex_lock(&p->lock);
+    zx_status_t st = p->dead ? ZX_ERR_BAD_STATE : ensure_epoll_locked(p);
+    if (st == ZX_OK) {
+        src->port = p;
+        struct epoll_event ev = {.events = src->events | (src->oneshot ? EPOLLONESHOT : 0),
+                                 .data.ptr = src};
+        if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, src->fd, &ev) != 0) {
+            st = errno == EPERM ? ZX_ERR_NOT_SUPPORTED : ZX_ERR_INVALID_ARGS;
+        } else {
+            object_ref(&p->obj);
+            p->nsources++;
+            /* A thread asleep on the condition variable must become the poller. */
+            if (!p->poller_active && p->cond_waiters > 0) pthread_cond_signal(&p->cond);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+zx_status_t port_rearm_fd_source(struct port_fd_source *src, uint32_t events) {
+    struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.ptr = src};
+    return epoll_ctl(src->port->epfd, EPOLL_CTL_MOD, src->fd, &ev) == 0 ? ZX_OK : ZX_ERR_BAD_STATE;
+}
+
+void port_remove_fd_source(struct port_fd_source *src) {
+    struct zx_port *p = src->port;
+    pthread_mutex_lock(&p->lock);
+    epoll_ctl(p->epfd, EPOLL_CTL_DEL, src->fd, NULL);
+    p->nsources--;
+    /* A poll batch in flight may still hold src: wait until it is over. */
+    if (p->poller_active && !pthread_equal(p->poller, pthread_self())) {
+        uint64_t gen = p->batch_gen;
+        if (p->poller_sleeping && !p->wake_pending) {
+            p->wake_pending = true;
+            uint64_t one = 1;
+            if (write(p->wakefd, &one, sizeof one) < 0) {
+            }
+        }
+        while (p->batch_gen == gen) pthread_cond_wait(&p->batch_done, &p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    src->port = NULL;
+    object_unref(&p->obj);
+}
