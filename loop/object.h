@@ -116,6 +116,8 @@ zx_status_t port_queue_packet(struct zx_port *port, struct port_packet *pp);
 /* Removes a still-queued packet; returns true if it was queued. */
 bool port_remove_packet(struct zx_port *port, struct port_packet *pp);
 bool port_has_handles(struct zx_port *port);
+/* How often a producer had to wake a sleeping thread (for tests and the bench). */
+uint64_t port_wake_syscalls(struct zx_port *port);
 /* Called under g_signal_lock: count and list of pending observers (bounded per port). */
 zx_status_t port_link_observer_locked(struct zx_port *port, struct observer *o);
 void port_unlink_observer_locked(struct observer *o);

@@ -36,6 +36,7 @@ struct zx_port {
     bool poller_sleeping; /* ... and is inside epoll_wait */
     bool wake_pending;    /* wake eventfd written, not yet read */
     bool dead;            /* no handles left */
+    uint64_t wake_syscalls; /* condvar signals + eventfd writes made to wake a sleeper */
     uint64_t batch_gen;   /* incremented when a poll batch ends */
     pthread_t poller;
     unsigned nsources;
@@ -95,6 +96,13 @@ static void port_destroy(struct zx_object *obj) {
     free(p);
 }
 
+uint64_t port_wake_syscalls(struct zx_port *p) {
+    pthread_mutex_lock(&p->lock);
+    uint64_t n = p->wake_syscalls;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
 bool port_has_handles(struct zx_port *p) { return atomic_load(&p->obj.handles) > 0; }
 bool port_binds_interrupts(struct zx_port *p) { return p->options & ZX_PORT_BIND_TO_INTERRUPT; }
 
@@ -114,8 +122,10 @@ void port_unlink_observer_locked(struct observer *o) {
 
 static void wake_one_locked(struct zx_port *p) {
     if (p->cond_waiters > 0) {
+        p->wake_syscalls++;
         pthread_cond_signal(&p->cond);
     } else if (p->poller_sleeping && !p->wake_pending) {
+        p->wake_syscalls++;
         p->wake_pending = true;
         uint64_t one = 1;
         if (write(p->wakefd, &one, sizeof one) < 0) { /* a full counter is a pending wake too */
