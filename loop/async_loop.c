@@ -419,13 +419,16 @@ zx_status_t async_loop_run_until_idle(async_loop_t *loop) {
     return st == ZX_ERR_TIMED_OUT ? ZX_OK : st;
 }
 
-static int worker(void *arg) {
+static void *worker(void *arg) {
     async_loop_t *loop = arg;
     if (loop->config.default_accessors.setter) loop->config.default_accessors.setter(&loop->dispatcher);
     async_loop_run(loop, ZX_TIME_INFINITE, false);
     if (loop->config.default_accessors.setter) loop->config.default_accessors.setter(NULL);
-    return 0;
+    return NULL;
 }
+
+/* thrd_t is pthread_t in glibc; pthread_create (unlike thrd_create) is seen by TSan. */
+static_assert(sizeof(thrd_t) == sizeof(pthread_t), "thrd_t is a pthread_t");
 
 zx_status_t async_loop_start_thread(async_loop_t *loop, const char *name, thrd_t *out) {
     struct thread_record *rec = calloc(1, sizeof *rec);
@@ -434,7 +437,7 @@ zx_status_t async_loop_start_thread(async_loop_t *loop, const char *name, thrd_t
     zx_status_t st = ZX_OK;
     if (state_of(loop) == ASYNC_LOOP_SHUTDOWN) {
         st = ZX_ERR_BAD_STATE;
-    } else if (thrd_create(&rec->thread, worker, loop) != thrd_success) {
+    } else if (pthread_create((pthread_t *)&rec->thread, NULL, worker, loop) != 0) {
         st = ZX_ERR_NO_MEMORY;
     } else {
         if (name) pthread_setname_np(rec->thread, name);
@@ -447,20 +450,24 @@ zx_status_t async_loop_start_thread(async_loop_t *loop, const char *name, thrd_t
     return st;
 }
 
+/* A worker cannot join itself (shutdown from one of its own handlers): its record stays,
+ * and whoever joins or destroys the loop later joins it once it has left the loop. */
 void async_loop_join_threads(async_loop_t *loop) {
+    struct thread_record *self = NULL;
     pthread_mutex_lock(&loop->lock);
     struct list_node *n;
     while ((n = list_remove_head(&loop->thread_list))) {
-        pthread_mutex_unlock(&loop->lock);
         struct thread_record *rec = list_entry(n, struct thread_record, node);
-        if (thrd_equal(rec->thread, thrd_current())) {
-            thrd_detach(rec->thread); /* shut down from one of its own handlers */
-        } else {
-            thrd_join(rec->thread, NULL);
+        if (pthread_equal((pthread_t)rec->thread, pthread_self())) {
+            self = rec;
+            continue;
         }
+        pthread_mutex_unlock(&loop->lock);
+        pthread_join((pthread_t)rec->thread, NULL);
         free(rec);
         pthread_mutex_lock(&loop->lock);
     }
+    if (self) list_add_tail(&loop->thread_list, &self->node);
     pthread_mutex_unlock(&loop->lock);
 }
 
@@ -507,6 +514,7 @@ void async_loop_shutdown(async_loop_t *loop) {
 
 void async_loop_destroy(async_loop_t *loop) {
     async_loop_shutdown(loop);
+    async_loop_join_threads(loop);
     zx_handle_close(loop->timer);
     zx_handle_close(loop->port);
     object_unref(port_obj(loop->portp));
