@@ -56,7 +56,8 @@ VMM_LIBS  := -lfdt -lcapstone
 
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean
-all: $(B)/libloop.a $(B)/bellhop $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe
+all: $(B)/libloop.a $(B)/bellhop $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
+     $(B)/bench/loop_bench
 
 unit-bins: $(UNIT_BINS)
 
@@ -90,6 +91,10 @@ $(B)/tests/kvm/%: $(B)/obj/tests/kvm/%.o $(CHECK_OBJ) $(B)/libbellhop.a $(B)/lib
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
+$(B)/bench/loop_bench: $(B)/obj/bench/loop_bench.o $(B)/libloop.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -luv
+
 $(B)/tests/kvm-probe: $(B)/obj/tests/lib/kvm_probe.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
@@ -117,6 +122,9 @@ else
 	@$(MAKE) --no-print-directory unit-bins
 	@tests/run.sh --unit $(B)
 endif
+
+bench: deps $(B)/bench/loop_bench
+	@$(B)/bench/loop_bench
 
 clean:
 	rm -rf build/obj build/asan build/tsan build/tests build/guest build/*.a build/bellhop

@@ -120,40 +120,60 @@ void port_unlink_observer_locked(struct observer *o) {
 
 /* ---- queueing ---- */
 
-static void wake_one_locked(struct zx_port *p) {
+/* Decides, under the lock, whether a sleeper must be woken; the wake itself happens after
+ * unlocking (wake_finish), so the woken thread does not block again on the port lock. */
+enum wake { WAKE_NONE, WAKE_COND, WAKE_POLLER };
+
+static enum wake wake_one_locked(struct zx_port *p) {
     if (p->cond_waiters > 0) {
         p->wake_syscalls++;
-        pthread_cond_signal(&p->cond);
-    } else if (p->poller_sleeping && !p->wake_pending) {
+        return WAKE_COND;
+    }
+    if (p->poller_sleeping && !p->wake_pending) {
         p->wake_syscalls++;
         p->wake_pending = true;
+        return WAKE_POLLER;
+    }
+    return WAKE_NONE;
+}
+
+static void wake_finish(struct zx_port *p, enum wake w) {
+    if (w == WAKE_COND) {
+        pthread_cond_signal(&p->cond);
+    } else if (w == WAKE_POLLER) {
         uint64_t one = 1;
         if (write(p->wakefd, &one, sizeof one) < 0) { /* a full counter is a pending wake too */
         }
     }
 }
 
-static void enqueue_locked(struct zx_port *p, struct port_packet *pp) {
+static enum wake enqueue_locked(struct zx_port *p, struct port_packet *pp) {
     pp->queued = true;
     list_add_tail(pp->kind == PORT_PACKET_INTERRUPT ? &p->irq_queue : &p->queue, &pp->node);
-    wake_one_locked(p);
+    return wake_one_locked(p);
 }
 
 zx_status_t port_queue_packet(struct zx_port *p, struct port_packet *pp) {
+    /* Once queued, the packet's owner (and its port reference) may be gone before the wake. */
+    object_ref(&p->obj);
     pthread_mutex_lock(&p->lock);
     zx_status_t st = ZX_OK;
+    enum wake w = WAKE_NONE;
     if (p->dead) {
         st = ZX_ERR_BAD_STATE;
     } else {
-        enqueue_locked(p, pp);
+        w = enqueue_locked(p, pp);
     }
     pthread_mutex_unlock(&p->lock);
+    wake_finish(p, w);
+    object_unref(&p->obj);
     return st;
 }
 
 zx_status_t port_queue_user(struct zx_port *p, const zx_port_packet_t *packet) {
     pthread_mutex_lock(&p->lock);
     zx_status_t st = ZX_OK;
+    enum wake w = WAKE_NONE;
     if (p->dead) {
         st = ZX_ERR_BAD_STATE;
     } else if (p->n_ephemeral >= PORT_MAX_EPHEMERAL) {
@@ -170,10 +190,11 @@ zx_status_t port_queue_user(struct zx_port *p, const zx_port_packet_t *packet) {
             pp->packet.status = packet->status;
             pp->packet.user = packet->user;
             p->n_ephemeral++;
-            enqueue_locked(p, pp);
+            w = enqueue_locked(p, pp);
         }
     }
     pthread_mutex_unlock(&p->lock);
+    wake_finish(p, w);
     return st;
 }
 
@@ -256,6 +277,7 @@ zx_status_t port_wait(struct zx_port *p, zx_time_t deadline, zx_port_packet_t *o
     void *dead_observer = NULL;
     zx_status_t st = ZX_OK;
     bool polled = false;
+    enum wake baton = WAKE_NONE;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         struct list_node *n = list_peek_head(&p->irq_queue);
@@ -263,7 +285,7 @@ zx_status_t port_wait(struct zx_port *p, zx_time_t deadline, zx_port_packet_t *o
         if (n) {
             dead_observer = take_locked(p, list_entry(n, struct port_packet, node), out);
             /* More work and sleepers left: pass the baton so packets never wait on a busy thread. */
-            if (!list_is_empty(&p->queue) || !list_is_empty(&p->irq_queue)) wake_one_locked(p);
+            if (!list_is_empty(&p->queue) || !list_is_empty(&p->irq_queue)) baton = wake_one_locked(p);
             break;
         }
         bool expired = deadline != ZX_TIME_INFINITE && zx_clock_get_monotonic() >= deadline;
@@ -297,6 +319,7 @@ zx_status_t port_wait(struct zx_port *p, zx_time_t deadline, zx_port_packet_t *o
         p->cond_waiters--;
     }
     pthread_mutex_unlock(&p->lock);
+    wake_finish(p, baton);
     if (dead_observer) observer_free(dead_observer);
     return st;
 }
