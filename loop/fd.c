@@ -1,6 +1,8 @@
 /* Linux extension: a file descriptor as a waitable object. Readiness is only known when
  * someone asks: zx_object_wait_one polls the fd, and each port with waits on it keeps one
- * one-shot epoll registration, re-armed with the union of the triggers still pending. */
+ * level-triggered epoll registration. It stays armed while waits keep coming (a handler that
+ * re-begins its wait costs no epoll_ctl) and is disarmed lazily, when readiness arrives with
+ * no wait pending. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -13,7 +15,14 @@
 struct fd_port {
     struct port_fd_source src;
     struct fd_object *fdo;
+    uint32_t armed; /* g_signal_lock: epoll events registered now */
 };
+
+/* events == 0 disarms: one-shot with no events silences even EPOLLHUP/EPOLLERR after one report. */
+static void set_armed(struct fd_port *fp, uint32_t events) {
+    port_rearm_fd_source(&fp->src, events ? events : EPOLLONESHOT);
+    fp->armed = events;
+}
 
 struct fd_object {
     struct zx_object obj;
@@ -41,9 +50,11 @@ static zx_signals_t from_poll(uint32_t e) {
 static void fd_ready(struct port_fd_source *src, uint32_t events) {
     struct fd_port *fp = (struct fd_port *)src;
     pthread_mutex_lock(&g_signal_lock);
-    object_fire_locked(&fp->fdo->obj, src->port, from_poll(events));
-    zx_signals_t rest = object_pending_triggers_locked(&fp->fdo->obj, src->port);
-    if (rest) port_rearm_fd_source(src, to_epoll(rest));
+    int fired = object_fire_locked(&fp->fdo->obj, src->port, from_poll(events));
+    uint32_t want = to_epoll(object_pending_triggers_locked(&fp->fdo->obj, src->port));
+    /* Readiness that woke nobody: disarm, or the poller would spin on level readiness. A
+     * report that did wake a wait keeps the registration: its handler usually waits again. */
+    if (!fired && want != fp->armed) set_armed(fp, want);
     pthread_mutex_unlock(&g_signal_lock);
 }
 
@@ -52,15 +63,18 @@ static zx_status_t fd_arm(struct zx_object *obj, struct zx_port *port) {
     uint32_t events = to_epoll(object_pending_triggers_locked(obj, port));
     int free_slot = -1;
     for (int i = 0; i < FD_MAX_PORTS; i++) {
-        if (f->ports[i] && f->ports[i]->src.port == port)
-            return port_rearm_fd_source(&f->ports[i]->src, events);
+        if (f->ports[i] && f->ports[i]->src.port == port) {
+            if (events & ~f->ports[i]->armed) set_armed(f->ports[i], events | f->ports[i]->armed);
+            return ZX_OK;
+        }
         if (!f->ports[i] && free_slot < 0) free_slot = i;
     }
     if (free_slot < 0) return ZX_ERR_NO_RESOURCES;
     struct fd_port *fp = calloc(1, sizeof *fp);
     if (!fp) return ZX_ERR_NO_MEMORY;
     fp->fdo = f;
-    fp->src = (struct port_fd_source){.fd = f->fd, .events = events, .ready = fd_ready, .oneshot = true};
+    fp->src = (struct port_fd_source){.fd = f->fd, .events = events, .ready = fd_ready};
+    fp->armed = events;
     zx_status_t st = port_add_fd_source(port, &fp->src);
     if (st != ZX_OK) {
         free(fp);

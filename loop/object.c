@@ -70,13 +70,18 @@ static void observer_fire_locked(struct observer *o, zx_signals_t observed) {
     observer_deliver_locked(o, observed);
 }
 
-void object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals) {
+int object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals) {
+    int fired = 0;
     struct list_node *n, *tmp;
     list_for_each_safe(&obj->observers, n, tmp) {
         struct observer *o = list_entry(n, struct observer, obj_node);
         if (port && o->port != port) continue;
-        if (o->trigger & signals) observer_fire_locked(o, signals);
+        if (o->trigger & signals) {
+            observer_fire_locked(o, signals);
+            fired++;
+        }
     }
+    return fired;
 }
 
 zx_signals_t object_pending_triggers_locked(struct zx_object *obj, struct zx_port *port) {

@@ -96,8 +96,8 @@ zx_status_t handle_rights(zx_handle_t h, zx_rights_t *out);
 
 void observer_free(struct observer *o);
 /* Fires the observers of obj (for one port, or all when port is NULL) that `signals` match,
- * as if the object's signals were `signals`. g_signal_lock held. */
-void object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals);
+ * as if the object's signals were `signals`; returns how many fired. g_signal_lock held. */
+int object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals);
 /* Are there observers of obj on port still waiting? Their union of triggers. */
 zx_signals_t object_pending_triggers_locked(struct zx_object *obj, struct zx_port *port);
 zx_signals_t object_current_signals_locked(struct zx_object *obj);
@@ -139,7 +139,7 @@ struct port_fd_source {
 zx_status_t port_add_fd_source(struct zx_port *port, struct port_fd_source *src);
 /* Returns once no thread can be running src->ready() any more. */
 void port_remove_fd_source(struct port_fd_source *src);
-/* Re-arms a oneshot source. */
+/* Changes the epoll events of a source (EPOLLONESHOT included when wanted). */
 zx_status_t port_rearm_fd_source(struct port_fd_source *src, uint32_t events);
 
 zx_time_t clock_monotonic_ns(void);

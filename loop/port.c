@@ -484,7 +484,7 @@ zx_status_t port_add_fd_source(struct zx_port *p, struct port_fd_source *src) {
 }
 
 zx_status_t port_rearm_fd_source(struct port_fd_source *src, uint32_t events) {
-    struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.ptr = src};
+    struct epoll_event ev = {.events = events, .data.ptr = src};
     return epoll_ctl(src->port->epfd, EPOLL_CTL_MOD, src->fd, &ev) == 0 ? ZX_OK : ZX_ERR_BAD_STATE;
 }
 

@@ -8,6 +8,7 @@
 #   command's working directory, with the shared libraries their ELF binaries need.
 # Exit status: the command's, 124 on timeout (console tail printed), 125 if L1 broke down.
 set -euo pipefail
+trap 'echo "nested: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 ROOT_DIR=$PWD
 CACHE=${BELLHOP_CACHE:-build/cache}
@@ -39,10 +40,12 @@ for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
 done
 
 copy_libs() { # the dynamic loader and libraries an ELF needs, at their host paths
-    file -b "$1" 2>/dev/null | grep -q ELF || head -c 4 "$1" | grep -q ELF || return 0
-    ldd "$1" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+    local lib
+    # static ELFs and non-ELF files need nothing (ldd fails on them)
+    for lib in $(ldd "$1" 2>/dev/null | grep -o '/[^ ]*' || true); do
         [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
     done
+    return 0
 }
 for f in "${files[@]}"; do
     mkdir -p "$root/bellhop/$(dirname "$f")"
