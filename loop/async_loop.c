@@ -49,6 +49,8 @@ struct async_loop {
     struct list_node thread_list;
     bool dispatching_tasks;
     bool timer_armed;
+    bool shutdown_done;          /* cancel_all has finished; destroy waits for it */
+    pthread_cond_t shutdown_cv;
 };
 
 const async_loop_config_t kAsyncLoopConfigNeverAttachToThread = {
@@ -311,6 +313,7 @@ zx_status_t async_loop_create(const async_loop_config_t *config, async_loop_t **
     loop->config = *config;
     atomic_init(&loop->state, ASYNC_LOOP_RUNNABLE);
     pthread_mutex_init(&loop->lock, NULL);
+    pthread_cond_init(&loop->shutdown_cv, NULL);
     list_init(&loop->wait_list);
     list_init(&loop->task_list);
     list_init(&loop->fifo_task_list);
@@ -324,6 +327,7 @@ zx_status_t async_loop_create(const async_loop_config_t *config, async_loop_t **
     if (st != ZX_OK) {
         zx_handle_close(loop->timer);
         zx_handle_close(loop->port);
+        pthread_cond_destroy(&loop->shutdown_cv);
         pthread_mutex_destroy(&loop->lock);
         free(loop);
         return st;
@@ -510,14 +514,24 @@ void async_loop_shutdown(async_loop_t *loop) {
     if (loop->config.make_default_for_current_thread &&
         loop->config.default_accessors.getter() == &loop->dispatcher)
         loop->config.default_accessors.setter(NULL);
+    pthread_mutex_lock(&loop->lock);
+    loop->shutdown_done = true;
+    pthread_cond_broadcast(&loop->shutdown_cv);
+    pthread_mutex_unlock(&loop->lock);
 }
 
+/* The shutdown may be in progress on a worker (called from one of its handlers): wait for it
+ * to finish cancelling before joining that worker and freeing the loop. */
 void async_loop_destroy(async_loop_t *loop) {
     async_loop_shutdown(loop);
+    pthread_mutex_lock(&loop->lock);
+    while (!loop->shutdown_done) pthread_cond_wait(&loop->shutdown_cv, &loop->lock);
+    pthread_mutex_unlock(&loop->lock);
     async_loop_join_threads(loop);
     zx_handle_close(loop->timer);
     zx_handle_close(loop->port);
     object_unref(port_obj(loop->portp));
+    pthread_cond_destroy(&loop->shutdown_cv);
     pthread_mutex_destroy(&loop->lock);
     free(loop);
 }
