@@ -132,8 +132,12 @@ struct port_fd_source {
     int fd;
     uint32_t events;
     void (*ready)(struct port_fd_source *src, uint32_t events);
+    /* Optional: the port lost its last handle. Called with the port lock held (must not take
+     * it again or block); the source stays registered until port_remove_fd_source. */
+    void (*closed)(struct port_fd_source *src);
     /* private */
     struct zx_port *port;
+    struct list_node node; /* port->sources */
     bool oneshot;
 };
 zx_status_t port_add_fd_source(struct zx_port *port, struct port_fd_source *src);

@@ -40,6 +40,7 @@ struct zx_port {
     uint64_t batch_gen;   /* incremented when a poll batch ends */
     pthread_t poller;
     unsigned nsources;
+    struct list_node sources; /* port_fd_source.node */
     int epfd, wakefd;
     /* g_signal_lock */
     struct list_node observers;
@@ -79,6 +80,7 @@ zx_status_t zx_port_create(uint32_t options, zx_handle_t *out) {
     list_init(&p->irq_queue);
     list_init(&p->free_ephemeral);
     list_init(&p->observers);
+    list_init(&p->sources);
     zx_status_t st = handle_create(&p->obj, ZX_DEFAULT_PORT_RIGHTS, out);
     object_unref(&p->obj);
     return st;
@@ -419,6 +421,10 @@ static void port_on_zero_handles(struct zx_object *obj) {
     }
     pthread_mutex_lock(&p->lock);
     p->dead = true;
+    list_for_each_safe(&p->sources, n, tmp) {
+        struct port_fd_source *src = list_entry(n, struct port_fd_source, node);
+        if (src->closed) src->closed(src);
+    }
     struct list_node *queues[2] = {&p->queue, &p->irq_queue};
     for (int q = 0; q < 2; q++) {
         while ((n = list_remove_head(queues[q]))) {
@@ -475,6 +481,7 @@ zx_status_t port_add_fd_source(struct zx_port *p, struct port_fd_source *src) {
         } else {
             object_ref(&p->obj);
             p->nsources++;
+            list_add_tail(&p->sources, &src->node);
             /* A thread asleep on the condition variable must become the poller. */
             if (!p->poller_active && p->cond_waiters > 0) pthread_cond_signal(&p->cond);
         }
@@ -493,6 +500,7 @@ void port_remove_fd_source(struct port_fd_source *src) {
     pthread_mutex_lock(&p->lock);
     epoll_ctl(p->epfd, EPOLL_CTL_DEL, src->fd, NULL);
     p->nsources--;
+    list_delete(&src->node);
     /* A poll batch in flight may still hold src: wait until it is over. */
     if (p->poller_active && !pthread_equal(p->poller, pthread_self())) {
         uint64_t gen = p->batch_gen;

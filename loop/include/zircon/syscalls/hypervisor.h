@@ -2,6 +2,7 @@
 #define SYSROOT_ZIRCON_SYSCALLS_HYPERVISOR_H_
 
 #include <assert.h>
+#include <zircon/syscalls/port.h>
 #include <zircon/types.h>
 
 #ifdef __cplusplus
@@ -37,9 +38,83 @@ typedef struct zx_vcpu_io {
 } zx_vcpu_io_t;
 static_assert(sizeof(zx_vcpu_io_t) == 8, "zx_vcpu_io_t");
 
-/* Implemented by bellhop's hypervisor layer (vmm/), not by libloop. */
+/* bellhop extension topic for zx_vcpu_write_state: the result of a GUEST_MEM read.
+ * KVM decodes MMIO accesses itself, so the VMM answers a read with the value, not with
+ * registers (`access_size` must match the packet's). */
+#define ZX_VCPU_MEM ((uint32_t)0x100u)
+typedef struct zx_vcpu_mem {
+    uint8_t access_size;
+    uint8_t padding1[7];
+    uint64_t data;
+} zx_vcpu_mem_t;
+static_assert(sizeof(zx_vcpu_mem_t) == 16, "zx_vcpu_mem_t");
+
+/* ---- The hypervisor calls, implemented by bellhop's hypervisor layer (vmm/) on KVM. ----
+ *
+ * Differences from Zircon that Linux forces (documented here, nowhere else):
+ *
+ *  - zx_guest_create takes no hypervisor resource and returns no VMAR. Guest-physical memory
+ *    is added with zx_guest_map_memory: the guest allocates it (anonymous, 2 MiB-aligned,
+ *    MADV_HUGEPAGE), owns it, and unmaps it when it is destroyed. BELL and MEM traps are holes
+ *    in that memory, as in Zircon: the trapped range stops being RAM.
+ *  - A new vCPU starts as a PVH entry does: 32-bit protected mode, flat 4 GiB CS/DS/ES/SS,
+ *    paging off, EFLAGS = 0x2, EIP = entry. Its local APIC id is its creation index (0, 1..).
+ *  - Bell traps are KVM ioeventfds. The first BELL_FAST_SLOTS (16) 4-byte-aligned addresses
+ *    of a bell range (addr, addr+4, ... - the virtio-pci notify layout with
+ *    notify_off_multiplier 4; any write size) each get one ioeventfd: the vCPU never stops,
+ *    and rings of one address that arrive before its packet is dequeued coalesce into that
+ *    packet (at most one queued packet per address; a ring after the dequeue always yields a
+ *    new one). Writes elsewhere in the range exit to zx_vcpu_enter, which queues one packet
+ *    per write from the trap's pool of 256; when the pool is used up the vCPU waits (kickable)
+ *    until the port drains. Packets from a destroyed guest are removed from the port.
+ *  - GUEST_MEM packets use the decoded layout (addr, access_size, read, data); `reserved`
+ *    carries the guest RIP of the access. A read is answered with zx_vcpu_write_state(
+ *    ZX_VCPU_MEM); an unanswered read reads 0. RIP is already past the instruction for IO.
+ *  - IO: string and REP forms are handled: each element is its own packet, in order
+ *    (IN elements each answered with ZX_VCPU_IO).
+ *  - GUEST_VCPU packets come from bellhop's vCPU-control device (KVM's in-kernel LAPIC handles
+ *    real IPIs itself). Sixteen IO ports at BELLHOP_VCPU_CTL_PORT, 32-bit accesses:
+ *        +0x0 ARG0_LO  +0x4 ARG0_HI  +0x8 ARG1   (write)     +0x0 (read): this vCPU's id
+ *        +0xC COMMAND  0 INTERRUPT {mask = ARG0, vector = ARG1}  1 STARTUP {id = ARG0,
+ *                      entry = ARG1}  2 POWEROFF  3 RESET
+ *    The range belongs to the guest: an IO trap that overlaps it gives ZX_ERR_ALREADY_EXISTS.
+ *  - How zx_vcpu_enter ends, beyond Zircon's codes:
+ *        ZX_ERR_UNAVAILABLE        the guest powered off (as Zircon's arm64 PSCI SYSTEM_OFF)
+ *        ZX_ERR_CONNECTION_RESET   the guest asked for a reset
+ *        ZX_ERR_BAD_STATE          triple fault, failed VM entry, a bell whose port is gone
+ *        ZX_ERR_OUT_OF_RANGE       MMIO to an address that is neither memory nor trapped
+ *        ZX_ERR_NOT_FOUND          IO to a port with no trap
+ *        ZX_ERR_NOT_SUPPORTED      a read of a bell range; an exit KVM gives that we cannot handle
+ *        ZX_ERR_INTERNAL           KVM internal error (emulation failure)
+ *    bellhop_vcpu_last_error() describes the last failure (kind, address, RIP) in words.
+ */
+#define BELLHOP_VCPU_CTL_PORT 0x4F0u
+#define BELLHOP_VCPU_CTL_SIZE 0x10u
+#define BELLHOP_VCPU_CTL_INTERRUPT 0u
+#define BELLHOP_VCPU_CTL_STARTUP 1u
+#define BELLHOP_VCPU_CTL_POWEROFF 2u
+#define BELLHOP_VCPU_CTL_RESET 3u
+#define BELLHOP_BELL_FAST_SLOTS 16u
+#define BELLHOP_BELL_PACKETS 256u
+#define BELLHOP_MAX_VCPUS 64u
+
+zx_status_t zx_guest_create(uint32_t options, zx_handle_t *guest);
+/* Adds `size` bytes of RAM at guest-physical `addr` (both page-aligned) and returns where the
+ * host sees it. Overlapping memory: ZX_ERR_ALREADY_EXISTS. */
+zx_status_t zx_guest_map_memory(zx_handle_t guest, zx_gpaddr_t addr, size_t size, uint32_t options,
+                                void **host);
 zx_status_t zx_guest_set_trap(zx_handle_t handle, uint32_t kind, zx_vaddr_t addr, size_t size,
                               zx_handle_t port_handle, uint64_t key);
+
+zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entry, zx_handle_t *out);
+zx_status_t zx_vcpu_enter(zx_handle_t handle, zx_port_packet_t *packet);
+zx_status_t zx_vcpu_kick(zx_handle_t handle);
+zx_status_t zx_vcpu_interrupt(zx_handle_t handle, uint32_t vector);
+zx_status_t zx_vcpu_read_state(zx_handle_t handle, uint32_t kind, void *buffer, size_t buffer_size);
+zx_status_t zx_vcpu_write_state(zx_handle_t handle, uint32_t kind, const void *buffer,
+                                size_t buffer_size);
+/* Copies the last zx_vcpu_enter failure in words ("" if none) into buf. Any thread. */
+zx_status_t bellhop_vcpu_last_error(zx_handle_t handle, char *buf, size_t size);
 
 #ifdef __cplusplus
 }

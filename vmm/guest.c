@@ -1,0 +1,221 @@
+/* Guests: a KVM VM with the in-kernel irqchip and PIT, its RAM, and its trap trees. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vmm/hv.h"
+
+#define PAGE_SIZE 4096u
+#define HUGE_PAGE (2u << 20)
+#define GUEST_RIGHTS                                                                         \
+    (ZX_RIGHT_TRANSFER | ZX_RIGHT_DUPLICATE | ZX_RIGHT_WRITE | ZX_RIGHT_INSPECT |             \
+     ZX_RIGHT_MANAGE_PROCESS | ZX_RIGHT_MANAGE_THREAD)
+/* Where KVM on Intel keeps its real-mode TSS and identity map: below the 4 GiB hole's end,
+ * away from the LAPIC (0xfee00000) and IOAPIC (0xfec00000). */
+#define KVM_TSS_ADDR 0xfffbd000u
+#define KVM_IDENTITY_MAP_ADDR 0xfffbc000u
+
+static void guest_destroy(struct zx_object *obj);
+
+static const struct object_ops guest_ops = {
+    .type = ZX_OBJ_TYPE_GUEST,
+    .destroy = guest_destroy,
+};
+
+zx_status_t guest_get(zx_handle_t h, zx_rights_t rights, struct guest **out) {
+    struct zx_object *obj;
+    zx_status_t st = handle_get(h, ZX_OBJ_TYPE_GUEST, rights, &obj);
+    if (st == ZX_OK) *out = (struct guest *)obj;
+    return st;
+}
+
+static struct kvm_cpuid2 *supported_cpuid(int kvm) {
+    for (unsigned n = 64; n <= 4096; n *= 2) {
+        struct kvm_cpuid2 *c = calloc(1, sizeof *c + n * sizeof c->entries[0]);
+        if (!c) return NULL;
+        c->nent = n;
+        if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, c) == 0) return c;
+        free(c);
+        if (errno != E2BIG) return NULL;
+    }
+    return NULL;
+}
+
+/* The CPUID every vCPU starts from: what KVM supports, plus the TSC-deadline timer (the
+ * in-kernel LAPIC emulates it, but KVM reports it only through a capability) and the
+ * hypervisor bit. */
+static void shape_cpuid(int kvm, struct kvm_cpuid2 *c) {
+    bool deadline = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+    for (unsigned i = 0; i < c->nent; i++) {
+        struct kvm_cpuid_entry2 *e = &c->entries[i];
+        if (e->function == 1) {
+            if (deadline) e->ecx |= 1u << 24;
+            e->ecx |= 1u << 31;
+        }
+    }
+}
+
+static zx_status_t kvm_setup(struct guest *g) {
+    g->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (g->kvm < 0) return errno == ENOENT ? ZX_ERR_NOT_SUPPORTED : ZX_ERR_ACCESS_DENIED;
+    if (ioctl(g->kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) return ZX_ERR_NOT_SUPPORTED;
+    static const int caps[] = {KVM_CAP_IRQCHIP, KVM_CAP_IOEVENTFD, KVM_CAP_IOEVENTFD_ANY_LENGTH,
+                               KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_SYNC_REGS, KVM_CAP_SIGNAL_MSI,
+                               KVM_CAP_USER_MEMORY, KVM_CAP_PIT2};
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+        if (ioctl(g->kvm, KVM_CHECK_EXTENSION, caps[i]) <= 0) return ZX_ERR_NOT_SUPPORTED;
+    g->vm = ioctl(g->kvm, KVM_CREATE_VM, 0);
+    if (g->vm < 0) return ZX_ERR_NO_RESOURCES;
+    g->run_size = ioctl(g->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (g->run_size <= 0) return ZX_ERR_INTERNAL;
+    if (ioctl(g->vm, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) != 0) return ZX_ERR_INTERNAL;
+    uint64_t idmap = KVM_IDENTITY_MAP_ADDR;
+    if (ioctl(g->vm, KVM_SET_IDENTITY_MAP_ADDR, &idmap) != 0) return ZX_ERR_INTERNAL;
+    if (ioctl(g->vm, KVM_CREATE_IRQCHIP, 0) != 0) return ZX_ERR_INTERNAL;
+    struct kvm_pit_config pit = {.flags = 0};
+    if (ioctl(g->vm, KVM_CREATE_PIT2, &pit) != 0) return ZX_ERR_INTERNAL;
+    g->cpuid = supported_cpuid(g->kvm);
+    if (!g->cpuid) return ZX_ERR_INTERNAL;
+    shape_cpuid(g->kvm, g->cpuid);
+    return ZX_OK;
+}
+
+zx_status_t zx_guest_create(uint32_t options, zx_handle_t *out) {
+    if (options != ZX_GUEST_OPT_NORMAL || !out) return ZX_ERR_INVALID_ARGS;
+    struct guest *g = calloc(1, sizeof *g);
+    if (!g) return ZX_ERR_NO_MEMORY;
+    g->kvm = g->vm = -1;
+    object_init(&g->obj, &guest_ops);
+    pthread_rwlock_init(&g->lock, NULL);
+    pthread_mutex_init(&g->bell_lock, NULL);
+    pthread_cond_init(&g->bell_cond, NULL);
+    g->ctl_trap = (struct trap){.kind = ZX_GUEST_TRAP_IO, .addr = BELLHOP_VCPU_CTL_PORT,
+                                .size = BELLHOP_VCPU_CTL_SIZE};
+    zx_status_t st = kvm_setup(g);
+    if (st == ZX_OK) st = trap_insert(&g->io_tree, &g->ctl_trap);
+    if (st == ZX_OK) st = handle_create(&g->obj, GUEST_RIGHTS, out);
+    object_unref(&g->obj); /* on failure this destroys the guest */
+    return st;
+}
+
+static void free_traps(struct trap_tree *t, struct trap *keep) {
+    for (unsigned i = 0; i < t->n; i++) {
+        if (t->v[i] == keep) continue;
+        if (t->v[i]->bell) bell_destroy(t->v[i]->bell);
+        free(t->v[i]);
+    }
+    trap_tree_free(t);
+}
+
+static void guest_destroy(struct zx_object *obj) {
+    struct guest *g = (struct guest *)obj;
+    /* Bells first: their ioeventfds and queued packets go before the VM does. */
+    free_traps(&g->mem_tree, NULL);
+    free_traps(&g->io_tree, &g->ctl_trap);
+    if (g->vm >= 0) close(g->vm);
+    if (g->kvm >= 0) close(g->kvm);
+    for (unsigned i = 0; i < g->nregions; i++) munmap(g->regions[i].map, g->regions[i].map_size);
+    free(g->cpuid);
+    pthread_cond_destroy(&g->bell_cond);
+    pthread_mutex_destroy(&g->bell_lock);
+    pthread_rwlock_destroy(&g->lock);
+    free(g);
+}
+
+/* ---- memory ---- */
+
+static zx_status_t set_slot(struct guest *g, unsigned i, const struct mem_slot *s) {
+    struct kvm_userspace_memory_region r = {
+        .slot = i,
+        .guest_phys_addr = s ? s->gpa : 0,
+        .memory_size = s ? s->size : 0,
+        .userspace_addr = s ? (uintptr_t)s->host : 0,
+    };
+    return ioctl(g->vm, KVM_SET_USER_MEMORY_REGION, &r) == 0 ? ZX_OK : ZX_ERR_NO_RESOURCES;
+}
+
+static bool same_slot(const struct mem_slot *a, const struct mem_slot *b) {
+    return a->gpa == b->gpa && a->size == b->size && a->host == b->host;
+}
+
+zx_status_t guest_sync_slots_locked(struct guest *g) {
+    struct mem_slot want[GUEST_MAX_SLOTS];
+    unsigned n = 0;
+    for (unsigned r = 0; r < g->nregions; r++) {
+        const struct mem_region *reg = &g->regions[r];
+        uint64_t at = reg->gpa, end = reg->gpa + reg->size;
+        /* Holes: every BELL/MEM trap inside the region (the tree is sorted). */
+        for (unsigned t = 0; t < g->mem_tree.n && at < end; t++) {
+            const struct trap *tr = g->mem_tree.v[t];
+            if (tr->addr + tr->size <= at || tr->addr >= end) continue;
+            if (tr->addr > at) {
+                if (n == GUEST_MAX_SLOTS) return ZX_ERR_NO_RESOURCES;
+                want[n++] = (struct mem_slot){at, tr->addr - at, reg->host + (at - reg->gpa)};
+            }
+            at = tr->addr + tr->size;
+        }
+        if (at < end) {
+            if (n == GUEST_MAX_SLOTS) return ZX_ERR_NO_RESOURCES;
+            want[n++] = (struct mem_slot){at, end - at, reg->host + (at - reg->gpa)};
+        }
+    }
+    /* KVM cannot move or shrink a slot in place: delete the changed ones, then add. */
+    for (unsigned i = 0; i < g->nslots; i++)
+        if (i >= n || !same_slot(&g->slots[i], &want[i])) set_slot(g, i, NULL);
+    for (unsigned i = 0; i < n; i++) {
+        if (i < g->nslots && same_slot(&g->slots[i], &want[i])) continue;
+        zx_status_t st = set_slot(g, i, &want[i]);
+        if (st != ZX_OK) {
+            g->nslots = i; /* what KVM has now */
+            return st;
+        }
+    }
+    memcpy(g->slots, want, n * sizeof want[0]);
+    g->nslots = n;
+    return ZX_OK;
+}
+
+zx_status_t zx_guest_map_memory(zx_handle_t handle, zx_gpaddr_t addr, size_t size,
+                                uint32_t options, void **host) {
+    if (options != 0 || !host || size == 0 || ((addr | size) & (PAGE_SIZE - 1)))
+        return ZX_ERR_INVALID_ARGS;
+    if (addr + size < addr) return ZX_ERR_OUT_OF_RANGE;
+    struct guest *g;
+    zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
+    if (st != ZX_OK) return st;
+    /* 2 MiB-aligned so that KVM can back guest pages with huge pages. */
+    size_t map_size = size + HUGE_PAGE;
+    uint8_t *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+                        MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED) {
+        object_unref(&g->obj);
+        return ZX_ERR_NO_MEMORY;
+    }
+    uint8_t *aligned = (uint8_t *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    madvise(aligned, size, MADV_HUGEPAGE);
+    pthread_rwlock_wrlock(&g->lock);
+    for (unsigned i = 0; i < g->nregions && st == ZX_OK; i++) {
+        const struct mem_region *r = &g->regions[i];
+        if (addr < r->gpa + r->size && r->gpa < addr + size) st = ZX_ERR_ALREADY_EXISTS;
+    }
+    if (st == ZX_OK && g->nregions == GUEST_MAX_REGIONS) st = ZX_ERR_NO_RESOURCES;
+    if (st == ZX_OK) {
+        g->regions[g->nregions++] = (struct mem_region){
+            .gpa = addr, .size = size, .host = aligned, .map = map, .map_size = map_size};
+        st = guest_sync_slots_locked(g);
+        if (st != ZX_OK) {
+            g->nregions--;
+            guest_sync_slots_locked(g);
+        }
+    }
+    pthread_rwlock_unlock(&g->lock);
+    if (st == ZX_OK) *host = aligned;
+    else munmap(map, map_size);
+    object_unref(&g->obj);
+    return st;
+}

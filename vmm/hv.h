@@ -1,0 +1,106 @@
+/* The hypervisor layer's internals, shared by vmm/guest.c, trap.c, bell.c and vcpu.c.
+ * The API is <zircon/syscalls/hypervisor.h>; nothing outside these files sees KVM.
+ *
+ * Locking: guest->lock (trap trees, memory, vCPU table) is a leaf for readers on the vCPU
+ * path (a rwlock); guest->bell_lock guards bell pools and may be taken under a port lock
+ * (a bell packet's release hook runs there), so nothing holds it while queueing.
+ */
+#ifndef BELLHOP_VMM_HV_H
+#define BELLHOP_VMM_HV_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <zircon/syscalls/hypervisor.h>
+
+#include "loop/object.h"
+
+#define GUEST_MAX_REGIONS 16
+#define GUEST_MAX_SLOTS 64
+#define GUEST_MAX_TRAPS 1024
+
+struct guest;
+
+struct bell_slot {
+    struct port_fd_source src; /* the ioeventfd */
+    struct port_packet pp;
+    struct bell *bell;
+    atomic_bool in_flight; /* pp queued, not yet dequeued */
+    bool assigned;         /* KVM ioeventfd registered */
+    uint64_t addr;
+};
+
+struct bell {
+    struct trap *trap;
+    struct guest *guest;
+    struct zx_port *port; /* referenced */
+    atomic_bool port_dead;
+    unsigned nslots;
+    struct bell_slot slots[BELLHOP_BELL_FAST_SLOTS];
+    /* slow path: one packet per write, 256 per trap (guest->bell_lock) */
+    struct port_packet pool[BELLHOP_BELL_PACKETS];
+    struct list_node free_pool;
+    unsigned pool_in_flight;
+};
+
+struct trap {
+    uint32_t kind;
+    uint64_t addr, size, key;
+    struct bell *bell; /* ZX_GUEST_TRAP_BELL */
+};
+
+/* Non-overlapping ranges sorted by address (binary search). */
+struct trap_tree {
+    struct trap **v;
+    unsigned n, cap;
+};
+
+struct mem_region {
+    uint64_t gpa, size;
+    uint8_t *host;
+    size_t map_size; /* the mmap, aligned up for huge pages */
+    uint8_t *map;
+};
+
+struct mem_slot {
+    uint64_t gpa, size;
+    uint8_t *host;
+};
+
+struct guest {
+    struct zx_object obj;
+    int kvm, vm;
+    int run_size;
+    struct kvm_cpuid2 *cpuid;
+    pthread_rwlock_t lock;
+    struct mem_region regions[GUEST_MAX_REGIONS];
+    unsigned nregions;
+    struct mem_slot slots[GUEST_MAX_SLOTS];
+    unsigned nslots;
+    struct trap_tree mem_tree; /* BELL and MEM */
+    struct trap_tree io_tree;
+    struct trap ctl_trap;      /* the vCPU-control ports, in io_tree */
+    atomic_uint nvcpus; /* ids handed out (never reused) */
+    pthread_mutex_t bell_lock;
+    pthread_cond_t bell_cond; /* a pool packet came back, or a vCPU was kicked */
+};
+
+/* guest.c */
+zx_status_t guest_get(zx_handle_t h, zx_rights_t rights, struct guest **out);
+/* Re-derives the KVM memory slots: RAM regions minus BELL/MEM traps. guest->lock held (write). */
+zx_status_t guest_sync_slots_locked(struct guest *g);
+
+/* trap.c */
+void trap_tree_free(struct trap_tree *t);
+struct trap *trap_find(struct trap_tree *t, uint64_t addr, uint64_t len);
+zx_status_t trap_insert(struct trap_tree *t, struct trap *trap);
+
+/* bell.c */
+zx_status_t bell_create(struct guest *g, struct trap *trap, struct zx_port *port);
+void bell_destroy(struct bell *b);
+/* The slow path: a write the ioeventfds did not take. Waits while the pool is used up;
+ * returns ZX_ERR_CANCELED if *kicked became true meanwhile (nothing queued then). */
+zx_status_t bell_ring(struct bell *b, uint64_t addr, atomic_bool *kicked);
+void bell_wake_waiters(struct guest *g);
+
+#endif

@@ -1,0 +1,505 @@
+/* vCPUs: KVM vCPUs bound to the thread that created them, running the guest until a
+ * synchronous exit becomes a GUEST_MEM / GUEST_IO / GUEST_VCPU packet. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "vmm/hv.h"
+
+#define VCPU_RIGHTS                                                                          \
+    (ZX_RIGHT_DUPLICATE | ZX_RIGHT_TRANSFER | ZX_RIGHT_EXECUTE | ZX_RIGHT_SIGNAL |            \
+     ZX_RIGHT_READ | ZX_RIGHT_WRITE)
+/* Re-enter the guest: the exit was handled here (a bell, a vCPU-control register). */
+#define HANDLED ZX_ERR_NEXT
+
+/* "One vCPU per thread" outlives neither: shared by the vCPU and its thread, each holding
+ * a reference; the vCPU marks it dead when it goes. */
+struct binding {
+    atomic_uint refs;
+    atomic_bool alive;
+};
+
+struct vcpu {
+    struct zx_object obj;
+    struct guest *guest; /* referenced */
+    struct binding *binding;
+    int fd;
+    struct kvm_run *run;
+    unsigned id;
+    pid_t tid;
+    pthread_t thread;
+    atomic_bool kicked;
+    /* a port-IO exit being returned element by element (REP/string forms) */
+    struct {
+        bool active, in;
+        uint8_t size;
+        uint16_t port;
+        uint32_t index, count;
+        uint64_t key;
+    } io;
+    bool mem_read; /* a GUEST_MEM read awaits its answer */
+    /* a slow-path bell interrupted by a kick, retried on the next enter */
+    struct bell *pending_bell;
+    uint64_t pending_bell_addr;
+    uint64_t ctl_arg0;
+    uint32_t ctl_arg1;
+    pthread_mutex_t err_lock;
+    char err[192];
+};
+
+static __thread struct binding *tls_binding;
+static pthread_key_t binding_key;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int kick_signal;
+
+static void binding_unref(struct binding *b) {
+    if (b && atomic_fetch_sub(&b->refs, 1) == 1) free(b);
+}
+static void thread_exit(void *b) { binding_unref(b); }
+static void on_kick(int sig) { (void)sig; }
+
+static void init_once(void) {
+    pthread_key_create(&binding_key, thread_exit);
+    /* A kick interrupts KVM_RUN with this signal; SA_RESTART keeps other syscalls going. */
+    kick_signal = SIGRTMIN + 5;
+    struct sigaction sa = {.sa_handler = on_kick, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(kick_signal, &sa, NULL);
+}
+
+static void vcpu_destroy(struct zx_object *obj) {
+    struct vcpu *v = (struct vcpu *)obj;
+    if (v->run) munmap(v->run, (size_t)v->guest->run_size);
+    if (v->fd >= 0) close(v->fd);
+    if (v->binding) {
+        atomic_store(&v->binding->alive, false);
+        binding_unref(v->binding);
+    }
+    object_unref(&v->guest->obj);
+    pthread_mutex_destroy(&v->err_lock);
+    free(v);
+}
+
+static const struct object_ops vcpu_ops = {.type = ZX_OBJ_TYPE_VCPU, .destroy = vcpu_destroy};
+
+static zx_status_t vcpu_get(zx_handle_t h, zx_rights_t rights, struct vcpu **out) {
+    struct zx_object *obj;
+    zx_status_t st = handle_get(h, ZX_OBJ_TYPE_VCPU, rights, &obj);
+    if (st == ZX_OK) *out = (struct vcpu *)obj;
+    return st;
+}
+
+__attribute__((format(printf, 3, 4))) static zx_status_t fail(struct vcpu *v, zx_status_t st,
+                                                              const char *fmt, ...) {
+    pthread_mutex_lock(&v->err_lock);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->err, sizeof v->err, fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&v->err_lock);
+    return st;
+}
+
+/* ---- creation: the PVH entry state ---- */
+
+static zx_status_t set_cpuid(struct vcpu *v) {
+    const struct kvm_cpuid2 *src = v->guest->cpuid;
+    size_t sz = sizeof *src + src->nent * sizeof src->entries[0];
+    struct kvm_cpuid2 *c = malloc(sz);
+    if (!c) return ZX_ERR_NO_MEMORY;
+    memcpy(c, src, sz);
+    for (unsigned i = 0; i < c->nent; i++) {
+        struct kvm_cpuid_entry2 *e = &c->entries[i];
+        if (e->function == 1) e->ebx = (e->ebx & 0x00ffffffu) | (v->id << 24);
+        if (e->function == 0xb || e->function == 0x1f) e->edx = v->id;
+    }
+    int r = ioctl(v->fd, KVM_SET_CPUID2, c);
+    free(c);
+    return r == 0 ? ZX_OK : ZX_ERR_INTERNAL;
+}
+
+static zx_status_t set_entry_state(struct vcpu *v, zx_gpaddr_t entry) {
+    struct kvm_sregs s;
+    if (ioctl(v->fd, KVM_GET_SREGS, &s) != 0) return ZX_ERR_INTERNAL;
+    struct kvm_segment code = {.base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 11,
+                               .present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1};
+    struct kvm_segment data = code;
+    data.selector = 0x18;
+    data.type = 3;
+    s.cs = code;
+    s.ds = s.es = s.fs = s.gs = s.ss = data;
+    s.cr0 = 0x11; /* PE | ET */
+    s.cr4 = 0;
+    s.efer = 0;
+    if (ioctl(v->fd, KVM_SET_SREGS, &s) != 0) return ZX_ERR_INTERNAL;
+    struct kvm_regs regs = {.rip = entry, .rflags = 0x2};
+    return ioctl(v->fd, KVM_SET_REGS, &regs) == 0 ? ZX_OK : ZX_ERR_INTERNAL;
+}
+
+zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entry, zx_handle_t *out) {
+    pthread_once(&once, init_once);
+    struct guest *g;
+    zx_status_t st = guest_get(guest, ZX_RIGHT_MANAGE_THREAD, &g);
+    if (st != ZX_OK) return st;
+    if (options != 0 || !out) {
+        object_unref(&g->obj);
+        return ZX_ERR_INVALID_ARGS;
+    }
+    if (tls_binding && atomic_load(&tls_binding->alive)) {
+        object_unref(&g->obj);
+        return ZX_ERR_BAD_STATE;
+    }
+    unsigned id = atomic_fetch_add(&g->nvcpus, 1);
+    if (id >= BELLHOP_MAX_VCPUS) {
+        object_unref(&g->obj);
+        return ZX_ERR_NO_RESOURCES;
+    }
+    struct vcpu *v = calloc(1, sizeof *v);
+    struct binding *b = calloc(1, sizeof *b);
+    if (!v || !b) {
+        free(v);
+        free(b);
+        object_unref(&g->obj);
+        return ZX_ERR_NO_MEMORY;
+    }
+    object_init(&v->obj, &vcpu_ops);
+    pthread_mutex_init(&v->err_lock, NULL);
+    v->guest = g; /* takes the reference */
+    v->id = id;
+    v->fd = ioctl(g->vm, KVM_CREATE_VCPU, (unsigned long)id);
+    v->tid = (pid_t)syscall(SYS_gettid);
+    v->thread = pthread_self();
+    st = v->fd >= 0 ? ZX_OK : ZX_ERR_NO_RESOURCES;
+    if (st == ZX_OK) {
+        v->run = mmap(NULL, (size_t)g->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+        if (v->run == MAP_FAILED) {
+            v->run = NULL;
+            st = ZX_ERR_NO_MEMORY;
+        }
+    }
+    if (st == ZX_OK) st = set_cpuid(v);
+    if (st == ZX_OK) st = set_entry_state(v, entry);
+    if (st == ZX_OK) {
+        /* KVM copies the registers into kvm_run on every exit: RIP for packets costs nothing. */
+        v->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+        atomic_init(&b->refs, 2);
+        atomic_init(&b->alive, true);
+        v->binding = b;
+        binding_unref(tls_binding);
+        tls_binding = b;
+        pthread_setspecific(binding_key, b);
+        b = NULL;
+        st = handle_create(&v->obj, VCPU_RIGHTS, out);
+    }
+    free(b);
+    object_unref(&v->obj);
+    return st;
+}
+
+/* ---- exits ---- */
+
+static uint8_t *io_data(struct vcpu *v) { return (uint8_t *)v->run + v->run->io.data_offset; }
+
+static void io_packet(struct vcpu *v, zx_port_packet_t *pkt) {
+    *pkt = (zx_port_packet_t){.key = v->io.key, .type = ZX_PKT_TYPE_GUEST_IO, .status = ZX_OK};
+    pkt->guest_io.port = v->io.port;
+    pkt->guest_io.access_size = v->io.size;
+    pkt->guest_io.input = v->io.in;
+    if (!v->io.in) memcpy(pkt->guest_io.data, io_data(v) + v->io.index * v->io.size, v->io.size);
+}
+
+/* bellhop's vCPU-control device (see <zircon/syscalls/hypervisor.h>). */
+static zx_status_t vcpu_ctl(struct vcpu *v, zx_port_packet_t *pkt) {
+    struct kvm_run *r = v->run;
+    unsigned off = r->io.port - BELLHOP_VCPU_CTL_PORT;
+    uint8_t *data = io_data(v);
+    if (r->io.count != 1 || r->io.size != 4) {
+        if (r->io.direction == KVM_EXIT_IO_IN) memset(data, 0, (size_t)r->io.size * r->io.count);
+        return HANDLED;
+    }
+    uint32_t val;
+    if (r->io.direction == KVM_EXIT_IO_IN) {
+        val = off == 0 ? v->id : 0;
+        memcpy(data, &val, 4);
+        return HANDLED;
+    }
+    memcpy(&val, data, 4);
+    switch (off) {
+    case 0x0: v->ctl_arg0 = (v->ctl_arg0 & ~0xffffffffull) | val; return HANDLED;
+    case 0x4: v->ctl_arg0 = (v->ctl_arg0 & 0xffffffffull) | (uint64_t)val << 32; return HANDLED;
+    case 0x8: v->ctl_arg1 = val; return HANDLED;
+    case 0xc: break;
+    default: return HANDLED;
+    }
+    /* As in Zircon, vCPU packets carry key 0. */
+    *pkt = (zx_port_packet_t){.type = ZX_PKT_TYPE_GUEST_VCPU, .status = ZX_OK};
+    switch (val) {
+    case BELLHOP_VCPU_CTL_INTERRUPT:
+        pkt->guest_vcpu.type = ZX_PKT_GUEST_VCPU_INTERRUPT;
+        pkt->guest_vcpu.interrupt.mask = v->ctl_arg0;
+        pkt->guest_vcpu.interrupt.vector = (uint8_t)v->ctl_arg1;
+        return ZX_OK;
+    case BELLHOP_VCPU_CTL_STARTUP:
+        pkt->guest_vcpu.type = ZX_PKT_GUEST_VCPU_STARTUP;
+        pkt->guest_vcpu.startup.id = v->ctl_arg0;
+        pkt->guest_vcpu.startup.entry = v->ctl_arg1;
+        return ZX_OK;
+    case BELLHOP_VCPU_CTL_POWEROFF:
+        return fail(v, ZX_ERR_UNAVAILABLE, "guest powered off");
+    case BELLHOP_VCPU_CTL_RESET:
+        return fail(v, ZX_ERR_CONNECTION_RESET, "guest asked for a reset");
+    default:
+        return HANDLED;
+    }
+}
+
+static zx_status_t handle_io(struct vcpu *v, zx_port_packet_t *pkt) {
+    struct kvm_run *r = v->run;
+    struct guest *g = v->guest;
+    bool in = r->io.direction == KVM_EXIT_IO_IN;
+    if (r->io.data_offset + (uint64_t)r->io.size * r->io.count > (uint64_t)g->run_size)
+        return fail(v, ZX_ERR_INTERNAL, "KVM gave IO data outside kvm_run");
+    pthread_rwlock_rdlock(&g->lock);
+    struct trap *t = trap_find(&g->io_tree, r->io.port, r->io.size);
+    pthread_rwlock_unlock(&g->lock);
+    if (!t)
+        return fail(v, ZX_ERR_NOT_FOUND, "IO %s of %u bytes at port %#x: no trap (rip %#llx)",
+                    in ? "read" : "write", r->io.size, r->io.port, r->s.regs.regs.rip);
+    if (t == &g->ctl_trap) return vcpu_ctl(v, pkt);
+    if (in) memset(io_data(v), 0, (size_t)r->io.size * r->io.count); /* unanswered: 0 */
+    v->io.active = true;
+    v->io.in = in;
+    v->io.size = r->io.size;
+    v->io.port = r->io.port;
+    v->io.index = 0;
+    v->io.count = r->io.count;
+    v->io.key = t->key;
+    io_packet(v, pkt);
+    return ZX_OK;
+}
+
+static zx_status_t handle_mmio(struct vcpu *v, zx_port_packet_t *pkt) {
+    struct kvm_run *r = v->run;
+    struct guest *g = v->guest;
+    uint64_t addr = r->mmio.phys_addr;
+    unsigned len = r->mmio.len;
+    bool write = r->mmio.is_write;
+    pthread_rwlock_rdlock(&g->lock);
+    struct trap *t = trap_find(&g->mem_tree, addr, len);
+    pthread_rwlock_unlock(&g->lock);
+    if (!t)
+        return fail(v, ZX_ERR_OUT_OF_RANGE,
+                    "MMIO %s of %u bytes at %#llx: neither memory nor trapped (rip %#llx)",
+                    write ? "write" : "read", len, (unsigned long long)addr, r->s.regs.regs.rip);
+    if (t->kind == ZX_GUEST_TRAP_BELL) {
+        if (!write)
+            return fail(v, ZX_ERR_NOT_SUPPORTED, "read of %u bytes from bell %#llx (rip %#llx)",
+                        len, (unsigned long long)addr, r->s.regs.regs.rip);
+        zx_status_t st = bell_ring(t->bell, addr, &v->kicked);
+        if (st == ZX_ERR_CANCELED) {
+            v->pending_bell = t->bell;
+            v->pending_bell_addr = addr;
+            return st;
+        }
+        if (st != ZX_OK)
+            return fail(v, st, "bell at %#llx: its port is gone", (unsigned long long)addr);
+        return HANDLED;
+    }
+    *pkt = (zx_port_packet_t){.key = t->key, .type = ZX_PKT_TYPE_GUEST_MEM, .status = ZX_OK};
+    pkt->guest_mem.addr = addr;
+    pkt->guest_mem.access_size = (uint8_t)len;
+    pkt->guest_mem.read = !write;
+    pkt->guest_mem.reserved = r->s.regs.regs.rip;
+    if (write) memcpy(&pkt->guest_mem.data, r->mmio.data, len > 8 ? 8 : len);
+    else memset(r->mmio.data, 0, sizeof r->mmio.data); /* unanswered: 0 */
+    v->mem_read = !write;
+    return ZX_OK;
+}
+
+static zx_status_t handle_exit(struct vcpu *v, zx_port_packet_t *pkt) {
+    struct kvm_run *r = v->run;
+    switch (r->exit_reason) {
+    case KVM_EXIT_IO:
+        return handle_io(v, pkt);
+    case KVM_EXIT_MMIO:
+        return handle_mmio(v, pkt);
+    case KVM_EXIT_INTR:
+        return HANDLED;
+    case KVM_EXIT_SHUTDOWN:
+        return fail(v, ZX_ERR_BAD_STATE, "triple fault (rip %#llx)", r->s.regs.regs.rip);
+    case KVM_EXIT_SYSTEM_EVENT:
+        if (r->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN)
+            return fail(v, ZX_ERR_UNAVAILABLE, "guest powered off");
+        if (r->system_event.type == KVM_SYSTEM_EVENT_RESET)
+            return fail(v, ZX_ERR_CONNECTION_RESET, "guest asked for a reset");
+        return fail(v, ZX_ERR_BAD_STATE, "guest system event %u", r->system_event.type);
+    case KVM_EXIT_FAIL_ENTRY:
+        return fail(v, ZX_ERR_BAD_STATE, "VM entry failed (hardware reason %#llx)",
+                    (unsigned long long)r->fail_entry.hardware_entry_failure_reason);
+    case KVM_EXIT_INTERNAL_ERROR:
+        return fail(v, ZX_ERR_INTERNAL, "KVM internal error %u (rip %#llx)",
+                    r->internal.suberror, r->s.regs.regs.rip);
+    default:
+        return fail(v, ZX_ERR_NOT_SUPPORTED, "unhandled KVM exit %u (rip %#llx)", r->exit_reason,
+                    r->s.regs.regs.rip);
+    }
+}
+
+static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_t *pkt) {
+    for (;;) {
+        if (v->io.active) {
+            if (++v->io.index < v->io.count) {
+                io_packet(v, pkt);
+                return ZX_OK;
+            }
+            v->io.active = false;
+        }
+        v->mem_read = false;
+        if (v->pending_bell) {
+            zx_status_t st = bell_ring(v->pending_bell, v->pending_bell_addr, &v->kicked);
+            if (st == ZX_ERR_CANCELED) {
+                atomic_store(&v->kicked, false);
+                return st;
+            }
+            v->pending_bell = NULL;
+            if (st != ZX_OK) return fail(v, st, "bell: its port is gone");
+        }
+        if (atomic_exchange(&v->kicked, false)) return ZX_ERR_CANCELED;
+        if (ioctl(v->fd, KVM_RUN, 0) != 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                v->run->immediate_exit = 0;
+                continue;
+            }
+            return fail(v, ZX_ERR_BAD_STATE, "KVM_RUN failed: %s", strerror(errno));
+        }
+        zx_status_t st = handle_exit(v, pkt);
+        if (st == ZX_ERR_CANCELED) atomic_store(&v->kicked, false);
+        if (st != HANDLED) return st;
+    }
+}
+
+/* ---- the calls ---- */
+
+static zx_status_t owned_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **out) {
+    zx_status_t st = vcpu_get(h, rights, out);
+    if (st == ZX_OK && !pthread_equal((*out)->thread, pthread_self())) {
+        object_unref(&(*out)->obj);
+        st = ZX_ERR_BAD_STATE;
+    }
+    return st;
+}
+
+zx_status_t zx_vcpu_enter(zx_handle_t handle, zx_port_packet_t *packet) {
+    struct vcpu *v;
+    zx_status_t st = owned_vcpu(handle, ZX_RIGHT_EXECUTE, &v);
+    if (st != ZX_OK) return st;
+    st = packet ? vcpu_run(v, packet) : ZX_ERR_INVALID_ARGS;
+    object_unref(&v->obj);
+    return st;
+}
+
+zx_status_t zx_vcpu_kick(zx_handle_t handle) {
+    struct vcpu *v;
+    zx_status_t st = vcpu_get(handle, ZX_RIGHT_EXECUTE, &v);
+    if (st != ZX_OK) return st;
+    atomic_store(&v->kicked, true);
+    /* Either KVM_RUN is under way (the signal ends it) or about to start (immediate_exit). */
+    ((volatile struct kvm_run *)v->run)->immediate_exit = 1;
+    bell_wake_waiters(v->guest);
+    syscall(SYS_tgkill, getpid(), v->tid, kick_signal);
+    object_unref(&v->obj);
+    return ZX_OK;
+}
+
+zx_status_t zx_vcpu_interrupt(zx_handle_t handle, uint32_t vector) {
+    struct vcpu *v;
+    zx_status_t st = vcpu_get(handle, ZX_RIGHT_SIGNAL, &v);
+    if (st != ZX_OK) return st;
+    /* As Zircon: vectors the architecture cannot deliver are ignored. */
+    if (vector >= 16 && vector <= 255) {
+        struct kvm_msi msi = {.address_lo = 0xfee00000u | (v->id << 12), .data = vector};
+        if (ioctl(v->guest->vm, KVM_SIGNAL_MSI, &msi) < 0) st = ZX_ERR_INTERNAL;
+    }
+    object_unref(&v->obj);
+    return st;
+}
+
+zx_status_t zx_vcpu_read_state(zx_handle_t handle, uint32_t kind, void *buffer, size_t size) {
+    struct vcpu *v;
+    zx_status_t st = owned_vcpu(handle, ZX_RIGHT_READ, &v);
+    if (st != ZX_OK) return st;
+    struct kvm_regs r;
+    if (kind != ZX_VCPU_STATE || size != sizeof(zx_vcpu_state_t) || !buffer) {
+        st = ZX_ERR_INVALID_ARGS;
+    } else if (ioctl(v->fd, KVM_GET_REGS, &r) != 0) {
+        st = ZX_ERR_INTERNAL;
+    } else {
+        zx_vcpu_state_t s = {r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi,
+                             r.r8,  r.r9,  r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rflags};
+        memcpy(buffer, &s, sizeof s);
+    }
+    object_unref(&v->obj);
+    return st;
+}
+
+static zx_status_t write_regs(struct vcpu *v, const zx_vcpu_state_t *s) {
+    struct kvm_regs r;
+    if (ioctl(v->fd, KVM_GET_REGS, &r) != 0) return ZX_ERR_INTERNAL;
+    r.rax = s->rax, r.rcx = s->rcx, r.rdx = s->rdx, r.rbx = s->rbx;
+    r.rsp = s->rsp, r.rbp = s->rbp, r.rsi = s->rsi, r.rdi = s->rdi;
+    r.r8 = s->r8, r.r9 = s->r9, r.r10 = s->r10, r.r11 = s->r11;
+    r.r12 = s->r12, r.r13 = s->r13, r.r14 = s->r14, r.r15 = s->r15;
+    r.rflags = (s->rflags & 0xffffffffu) | 0x2; /* bit 1 is always one */
+    return ioctl(v->fd, KVM_SET_REGS, &r) == 0 ? ZX_OK : ZX_ERR_INTERNAL;
+}
+
+zx_status_t zx_vcpu_write_state(zx_handle_t handle, uint32_t kind, const void *buffer, size_t size) {
+    struct vcpu *v;
+    zx_status_t st = owned_vcpu(handle, ZX_RIGHT_WRITE, &v);
+    if (st != ZX_OK) return st;
+    if (!buffer) {
+        st = ZX_ERR_INVALID_ARGS;
+    } else if (kind == ZX_VCPU_STATE && size == sizeof(zx_vcpu_state_t)) {
+        zx_vcpu_state_t s;
+        memcpy(&s, buffer, sizeof s);
+        st = write_regs(v, &s);
+    } else if (kind == ZX_VCPU_IO && size == sizeof(zx_vcpu_io_t)) {
+        zx_vcpu_io_t io;
+        memcpy(&io, buffer, sizeof io);
+        if (!v->io.active || !v->io.in) st = ZX_ERR_BAD_STATE;
+        else if (io.access_size != v->io.size) st = ZX_ERR_INVALID_ARGS;
+        else memcpy(io_data(v) + v->io.index * v->io.size, io.data, v->io.size);
+    } else if (kind == ZX_VCPU_MEM && size == sizeof(zx_vcpu_mem_t)) {
+        zx_vcpu_mem_t m;
+        memcpy(&m, buffer, sizeof m);
+        if (!v->mem_read) st = ZX_ERR_BAD_STATE;
+        else if (m.access_size != v->run->mmio.len) st = ZX_ERR_INVALID_ARGS;
+        else memcpy(v->run->mmio.data, &m.data, m.access_size);
+    } else {
+        st = ZX_ERR_INVALID_ARGS;
+    }
+    object_unref(&v->obj);
+    return st;
+}
+
+zx_status_t bellhop_vcpu_last_error(zx_handle_t handle, char *buf, size_t size) {
+    struct vcpu *v;
+    zx_status_t st = vcpu_get(handle, ZX_RIGHT_NONE, &v);
+    if (st != ZX_OK) return st;
+    if (!buf || size == 0) {
+        st = ZX_ERR_INVALID_ARGS;
+    } else {
+        pthread_mutex_lock(&v->err_lock);
+        snprintf(buf, size, "%s", v->err);
+        pthread_mutex_unlock(&v->err_lock);
+    }
+    object_unref(&v->obj);
+    return st;
+}
