@@ -140,7 +140,10 @@ static zx_status_t set_entry_state(struct vcpu *v, zx_gpaddr_t entry) {
     s.efer = 0;
     if (ioctl(v->fd, KVM_SET_SREGS, &s) != 0) return ZX_ERR_INTERNAL;
     struct kvm_regs regs = {.rip = entry, .rflags = 0x2};
-    return ioctl(v->fd, KVM_SET_REGS, &regs) == 0 ? ZX_OK : ZX_ERR_INTERNAL;
+    if (ioctl(v->fd, KVM_SET_REGS, &regs) != 0) return ZX_ERR_INTERNAL;
+    /* KVM parks every vCPU but the first waiting for INIT/SIPI; ours start at their entry. */
+    struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
+    return ioctl(v->fd, KVM_SET_MP_STATE, &mp) == 0 ? ZX_OK : ZX_ERR_INTERNAL;
 }
 
 zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entry, zx_handle_t *out) {

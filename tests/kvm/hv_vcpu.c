@@ -103,6 +103,7 @@ TEST(kick_wakes_a_halted_vcpu) {
 /* Vector 0x40's handler reports through port 0x64; the main path says "ready" on 0x60
  * once the IDT is loaded and the LAPIC enabled, then halts with interrupts on. */
 GUEST_SNIPPET(irq_guest,
+    "    movl $0x80000, %esp\n"             /* the interrupt frame needs a stack in RAM */
     "    SETUP_GDT\n"
     "    movl $(2f - irq_guest + 0x1000), %eax\n"
     "    movw %ax, 0x4200\n"               /* IDT entry 0x40 at 0x4000 + 0x40 * 8 */
@@ -223,7 +224,7 @@ GUEST_SNIPPET(smp_guest,
     "    movw $0x4fc, %dx\n"
     "    outl %eax, %dx\n"                  /* INTERRUPT */
     "    POWEROFF\n"
-    ".org 0x800\n"
+    ".skip 0x800 - (. - smp_guest), 0x90\n"
     "    movw $0x4f0, %dx\n"
     "    inl %dx, %eax\n"
     "    outl %eax, $0x60\n"
