@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <lib/async-loop/default.h>
+#include <lib/async-loop/loop.h>
+#include <lib/async/trap.h>
+
 #include "tests/kvm/hv_common.h"
 
 #define KEY_MEM 0x1111u
@@ -342,4 +346,79 @@ TEST(set_trap_validation_follows_zircon) {
     CHECK_EQ(zx_guest_map_memory(ro_guest, 0x300000, 0x1000, 0, &host), ZX_ERR_ACCESS_DENIED);
     CHECK_EQ(zx_guest_map_memory(g, 0x300000, 0x1000, 0, &host), ZX_OK);
     zx_handle_close_many((zx_handle_t[]){g, port, event, ro_port, ro_guest}, 5);
+}
+
+/* ---- the real path: bells set through lib/async, handled on an async-loop thread ---- */
+
+GUEST_SNIPPET(loop_bell_guest,
+    "    movl $1, 0x10001004\n"           /* ioeventfd slot 1 */
+    "    movl $1, 0x10002008\n"           /* slow path */
+    "1:  cmpl $2, 0x5008\n"               /* until the handler has seen both */
+    "    jb 1b\n"
+    "    POWEROFF\n");
+
+struct bell_handler {
+    async_guest_bell_trap_t trap;
+    uint8_t *ram;
+    atomic_uint count;
+    atomic_uint_least64_t addrs;
+    pthread_t vcpu_thread;
+    atomic_bool on_vcpu_thread;
+};
+
+static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_status_t st,
+                    const zx_packet_guest_bell_t *bell) {
+    (void)d;
+    struct bell_handler *b = (struct bell_handler *)trap;
+    if (st != ZX_OK) return;
+    if (pthread_equal(pthread_self(), b->vcpu_thread)) atomic_store(&b->on_vcpu_thread, true);
+    atomic_fetch_or(&b->addrs, bell->addr == TRAP_BELL + 4 ? 1 : bell->addr == TRAP_BELL + 0x1008 ? 2 : 4);
+    unsigned n = atomic_fetch_add(&b->count, 1) + 1;
+    __atomic_store_n((uint32_t *)(b->ram + 0x5008), n, __ATOMIC_RELEASE); /* guest-visible */
+}
+
+TEST(an_async_loop_thread_runs_the_bell_handlers) {
+    struct hv h;
+    hv_init(&h, loop_bell_guest, loop_bell_guest_end);
+    async_loop_t *loop;
+    CHECK_EQ(async_loop_create(&kAsyncLoopConfigNoAttachToCurrentThread, &loop), ZX_OK);
+    struct bell_handler b = {.trap = {.handler = on_bell}, .ram = h.ram, .vcpu_thread = pthread_self()};
+    CHECK_EQ(async_set_guest_bell_trap(async_loop_get_dispatcher(loop), &b.trap, h.guest, TRAP_BELL, 0x2000), ZX_OK);
+    CHECK_EQ(async_loop_start_thread(loop, "bells", NULL), ZX_OK);
+    zx_handle_t vcpu;
+    CHECK_EQ(zx_vcpu_create(h.guest, 0, GUEST_CODE, &vcpu), ZX_OK);
+    zx_port_packet_t p;
+    CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_UNAVAILABLE);
+    CHECK_EQ(atomic_load(&b.count), 2);
+    CHECK_EQ(atomic_load(&b.addrs), 3);
+    CHECK(!atomic_load(&b.on_vcpu_thread));
+    zx_handle_close(vcpu);
+    zx_handle_close(h.guest); /* traps go before the loop's port */
+    async_loop_destroy(loop);
+}
+
+GUEST_SNIPPET(cpuid_guest,
+    "    movl $1, %eax\n"
+    "    cpuid\n"
+    "    movl %ecx, %eax\n"
+    "    outl %eax, $0x60\n"
+    "    movl %ebx, %eax\n"
+    "    outl %eax, $0x64\n"
+    "    POWEROFF\n");
+
+TEST(cpuid_advertises_the_tsc_deadline_timer_and_the_apic_id) {
+    struct hv h;
+    hv_init(&h, cpuid_guest, cpuid_guest_end);
+    CHECK_EQ(zx_guest_set_trap(h.guest, ZX_GUEST_TRAP_IO, 0x60, 0x10, ZX_HANDLE_INVALID, KEY_IO), ZX_OK);
+    zx_handle_t vcpu;
+    CHECK_EQ(zx_vcpu_create(h.guest, 0, GUEST_CODE, &vcpu), ZX_OK);
+    zx_port_packet_t p;
+    next(vcpu, &p, ZX_PKT_TYPE_GUEST_IO, KEY_IO);
+    CHECK_MSG(p.guest_io.u32 & (1u << 24), "CPUID.1:ECX %#x lacks TSC-deadline", p.guest_io.u32);
+    CHECK_MSG(p.guest_io.u32 & (1u << 31), "CPUID.1:ECX %#x lacks the hypervisor bit", p.guest_io.u32);
+    next(vcpu, &p, ZX_PKT_TYPE_GUEST_IO, KEY_IO);
+    CHECK_EQ(p.guest_io.u32 >> 24, 0); /* APIC id of vCPU 0 */
+    CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_UNAVAILABLE);
+    zx_handle_close(vcpu);
+    zx_handle_close(h.guest);
 }
