@@ -10,10 +10,8 @@
 
 #include "loop/object.h"
 
-#define FD_MAX_PORTS 8
-
 struct fd_port {
-    struct port_fd_source src;
+    struct port_fd_source src; /* first: the set frees it */
     struct fd_object *fdo;
     uint32_t armed; /* g_signal_lock: epoll events registered now */
 };
@@ -27,7 +25,7 @@ static void set_armed(struct fd_port *fp, uint32_t events) {
 struct fd_object {
     struct zx_object obj;
     int fd;
-    struct fd_port *ports[FD_MAX_PORTS]; /* g_signal_lock */
+    struct port_source_set ports;
 };
 
 static uint32_t to_epoll(zx_signals_t s) {
@@ -61,27 +59,19 @@ static void fd_ready(struct port_fd_source *src, uint32_t events) {
 static zx_status_t fd_arm(struct zx_object *obj, struct zx_port *port) {
     struct fd_object *f = (struct fd_object *)obj;
     uint32_t events = to_epoll(object_pending_triggers_locked(obj, port));
-    int free_slot = -1;
-    for (int i = 0; i < FD_MAX_PORTS; i++) {
-        if (f->ports[i] && f->ports[i]->src.port == port) {
-            if (events & ~f->ports[i]->armed) set_armed(f->ports[i], events | f->ports[i]->armed);
-            return ZX_OK;
-        }
-        if (!f->ports[i] && free_slot < 0) free_slot = i;
+    struct fd_port *fp = (struct fd_port *)port_source_find(&f->ports, port);
+    if (fp) {
+        if (events & ~fp->armed) set_armed(fp, events | fp->armed);
+        return ZX_OK;
     }
-    if (free_slot < 0) return ZX_ERR_NO_RESOURCES;
-    struct fd_port *fp = calloc(1, sizeof *fp);
+    fp = calloc(1, sizeof *fp);
     if (!fp) return ZX_ERR_NO_MEMORY;
     fp->fdo = f;
     fp->src = (struct port_fd_source){.fd = f->fd, .events = events, .ready = fd_ready};
     fp->armed = events;
-    zx_status_t st = port_add_fd_source(port, &fp->src);
-    if (st != ZX_OK) {
-        free(fp);
-        return st;
-    }
-    f->ports[free_slot] = fp;
-    return ZX_OK;
+    zx_status_t st = port_source_add(&f->ports, port, &fp->src);
+    if (st != ZX_OK) free(fp);
+    return st;
 }
 
 static zx_status_t fd_wait_one(struct zx_object *obj, zx_signals_t signals, zx_time_t deadline,
@@ -106,13 +96,7 @@ static zx_status_t fd_wait_one(struct zx_object *obj, zx_signals_t signals, zx_t
 }
 
 static void fd_on_zero_handles(struct zx_object *obj) {
-    struct fd_object *f = (struct fd_object *)obj;
-    for (int i = 0; i < FD_MAX_PORTS; i++) {
-        if (!f->ports[i]) continue;
-        port_remove_fd_source(&f->ports[i]->src);
-        free(f->ports[i]);
-        f->ports[i] = NULL;
-    }
+    port_source_clear(&((struct fd_object *)obj)->ports);
 }
 
 static void fd_destroy(struct zx_object *obj) { free(obj); }

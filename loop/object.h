@@ -146,6 +146,19 @@ void port_remove_fd_source(struct port_fd_source *src);
 /* Changes the epoll events of a source (EPOLLONESHOT included when wanted). */
 zx_status_t port_rearm_fd_source(struct port_fd_source *src, uint32_t events);
 
+/* The fd sources of one waitable object (an fd, a timer), at most one per port it is
+ * waited on from. Guarded by g_signal_lock. */
+#define OBJECT_MAX_PORTS 8
+struct port_source_set {
+    struct port_fd_source *v[OBJECT_MAX_PORTS];
+};
+struct port_fd_source *port_source_find(struct port_source_set *set, struct zx_port *port);
+/* Adds src (owned by the set from now on) on port: ZX_ERR_NO_RESOURCES when full. */
+zx_status_t port_source_add(struct port_source_set *set, struct zx_port *port,
+                            struct port_fd_source *src);
+/* Removes every source and frees it (each was malloc'd with src at its start). */
+void port_source_clear(struct port_source_set *set);
+
 zx_time_t clock_monotonic_ns(void);
 
 #endif

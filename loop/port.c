@@ -516,3 +516,29 @@ void port_remove_fd_source(struct port_fd_source *src) {
     src->port = NULL;
     object_unref(&p->obj);
 }
+
+struct port_fd_source *port_source_find(struct port_source_set *set, struct zx_port *port) {
+    for (int i = 0; i < OBJECT_MAX_PORTS; i++)
+        if (set->v[i] && set->v[i]->port == port) return set->v[i];
+    return NULL;
+}
+
+zx_status_t port_source_add(struct port_source_set *set, struct zx_port *port,
+                            struct port_fd_source *src) {
+    for (int i = 0; i < OBJECT_MAX_PORTS; i++) {
+        if (set->v[i]) continue;
+        zx_status_t st = port_add_fd_source(port, src);
+        if (st == ZX_OK) set->v[i] = src;
+        return st;
+    }
+    return ZX_ERR_NO_RESOURCES;
+}
+
+void port_source_clear(struct port_source_set *set) {
+    for (int i = 0; i < OBJECT_MAX_PORTS; i++) {
+        if (!set->v[i]) continue;
+        port_remove_fd_source(set->v[i]);
+        free(set->v[i]);
+        set->v[i] = NULL;
+    }
+}

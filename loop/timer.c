@@ -8,10 +8,8 @@
 
 #include "loop/object.h"
 
-#define TIMER_MAX_PORTS 8
-
 struct timer_port {
-    struct port_fd_source src;
+    struct port_fd_source src; /* first: the set frees it */
     struct zx_timer *timer;
 };
 
@@ -19,7 +17,7 @@ struct zx_timer {
     struct zx_object obj;
     int tfd;
     zx_time_t deadline; /* g_signal_lock; ZX_TIME_INFINITE when not armed */
-    struct timer_port *ports[TIMER_MAX_PORTS];
+    struct port_source_set ports; /* g_signal_lock */
 };
 
 static zx_signals_t timer_poll(struct zx_object *obj) {
@@ -48,33 +46,18 @@ static void timer_ready(struct port_fd_source *src, uint32_t events) {
 
 static zx_status_t timer_arm(struct zx_object *obj, struct zx_port *port) {
     struct zx_timer *t = (struct zx_timer *)obj;
-    int free_slot = -1;
-    for (int i = 0; i < TIMER_MAX_PORTS; i++) {
-        if (t->ports[i] && t->ports[i]->src.port == port) return ZX_OK;
-        if (!t->ports[i] && free_slot < 0) free_slot = i;
-    }
-    if (free_slot < 0) return ZX_ERR_NO_RESOURCES;
+    if (port_source_find(&t->ports, port)) return ZX_OK;
     struct timer_port *tp = calloc(1, sizeof *tp);
     if (!tp) return ZX_ERR_NO_MEMORY;
     tp->timer = t;
     tp->src = (struct port_fd_source){.fd = t->tfd, .events = EPOLLIN, .ready = timer_ready};
-    zx_status_t st = port_add_fd_source(port, &tp->src);
-    if (st != ZX_OK) {
-        free(tp);
-        return st;
-    }
-    t->ports[free_slot] = tp;
-    return ZX_OK;
+    zx_status_t st = port_source_add(&t->ports, port, &tp->src);
+    if (st != ZX_OK) free(tp);
+    return st;
 }
 
 static void timer_on_zero_handles(struct zx_object *obj) {
-    struct zx_timer *t = (struct zx_timer *)obj;
-    for (int i = 0; i < TIMER_MAX_PORTS; i++) {
-        if (!t->ports[i]) continue;
-        port_remove_fd_source(&t->ports[i]->src);
-        free(t->ports[i]);
-        t->ports[i] = NULL;
-    }
+    port_source_clear(&((struct zx_timer *)obj)->ports);
 }
 
 static void timer_destroy(struct zx_object *obj) {
