@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -90,6 +91,7 @@ zx_status_t zx_guest_create(uint32_t options, zx_handle_t *out) {
     struct guest *g = calloc(1, sizeof *g);
     if (!g) return ZX_ERR_NO_MEMORY;
     g->kvm = g->vm = -1;
+    for (int i = 0; i < GUEST_MAX_GSI; i++) g->irqfds[i] = -1;
     object_init(&g->obj, &guest_ops);
     pthread_rwlock_init(&g->lock, NULL);
     pthread_mutex_init(&g->bell_lock, NULL);
@@ -117,6 +119,8 @@ static void guest_destroy(struct zx_object *obj) {
     /* Bells first: their ioeventfds and queued packets go before the VM does. */
     free_traps(&g->mem_tree, NULL);
     free_traps(&g->io_tree, &g->ctl_trap);
+    for (int i = 0; i < GUEST_MAX_GSI; i++)
+        if (g->irqfds[i] >= 0) close(g->irqfds[i]);
     if (g->vm >= 0) close(g->vm);
     if (g->kvm >= 0) close(g->kvm);
     for (unsigned i = 0; i < g->nregions; i++) munmap(g->regions[i].map, g->regions[i].map_size);
@@ -216,6 +220,28 @@ zx_status_t zx_guest_map_memory(zx_handle_t handle, zx_gpaddr_t addr, size_t siz
     pthread_rwlock_unlock(&g->lock);
     if (st == ZX_OK) *host = aligned;
     else munmap(map, map_size);
+    object_unref(&g->obj);
+    return st;
+}
+
+zx_status_t bellhop_guest_irqfd(zx_handle_t handle, uint32_t gsi, int *fd) {
+    if (!fd || gsi >= GUEST_MAX_GSI) return ZX_ERR_INVALID_ARGS;
+    struct guest *g;
+    zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
+    if (st != ZX_OK) return st;
+    pthread_rwlock_wrlock(&g->lock);
+    if (g->irqfds[gsi] < 0) {
+        int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        struct kvm_irqfd irqfd = {.fd = (uint32_t)efd, .gsi = gsi};
+        if (efd < 0 || ioctl(g->vm, KVM_IRQFD, &irqfd) != 0) {
+            if (efd >= 0) close(efd);
+            st = ZX_ERR_NO_RESOURCES;
+        } else {
+            g->irqfds[gsi] = efd;
+        }
+    }
+    if (st == ZX_OK) *fd = g->irqfds[gsi];
+    pthread_rwlock_unlock(&g->lock);
     object_unref(&g->obj);
     return st;
 }

@@ -18,6 +18,7 @@
 #define GUEST_MAX_REGIONS 16
 #define GUEST_MAX_SLOTS 64
 #define GUEST_MAX_TRAPS 1024
+#define GUEST_MAX_GSI 24
 
 struct guest;
 
@@ -81,6 +82,7 @@ struct guest {
     struct trap_tree io_tree;
     struct trap ctl_trap;      /* the vCPU-control ports, in io_tree */
     atomic_uint nvcpus; /* ids handed out (never reused) */
+    int irqfds[GUEST_MAX_GSI]; /* -1 until asked for (lock) */
     pthread_mutex_t bell_lock;
     pthread_cond_t bell_cond; /* a pool packet came back, or a vCPU was kicked */
 };

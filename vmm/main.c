@@ -1,193 +1,164 @@
-/* bellhop command line. Until the hypervisor layer (vmm/ zx_guest_*) and the machine exist,
- * `bellhop run` boots a flat real-mode image on raw KVM with a transmit-only 16550 and the
- * 0xf4 exit device, which is all the bundled pre-kernel guest needs. */
+/* bellhop command line. */
 #include <errno.h>
-#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
-#include <linux/kvm.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#define GUEST_MEM_SIZE (2u << 20)
-#define LOAD_ADDR 0x1000u
-#define PORT_COM1 0x3f8
-#define PORT_EXIT 0xf4
+#include "vmm/machine.h"
+
+#define EXIT_USAGE 2
+#define MIN_MEM (4ull << 20)
+#define MAX_MEM (3ull << 30) /* below the 32-bit MMIO hole */
+#define DEFAULT_MEM (128ull << 20)
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: bellhop run [--kernel FILE]\n"
+            "usage: bellhop run [options]\n"
             "\n"
-            "Boots a guest on KVM. Without --kernel, boots the bundled guest.\n"
-            "  --kernel FILE   flat real-mode image, loaded at 0x1000 (at most %u KiB)\n"
-            "  -h, --help      this text\n"
+            "Boots a guest on KVM. Without --kernel, boots the bundled tiny guest.\n"
+            "  --kernel FILE        PVH ELF kernel (the Xen PVH entry note)\n"
+            "  --initrd FILE        passed to the kernel as the second PVH module\n"
+            "  --cmdline STRING     kernel command line (also /chosen/bootargs)\n"
+            "  --mem SIZE           guest RAM, e.g. 256M or 1G (default 128M, %llu M to %llu M)\n"
+            "  --cpus N             vCPUs (default 1, at most %d)\n"
+            "  --disk PATH[,ro]     a virtio-blk disk backed by a file (up to %d)\n"
+            "  --console KIND       serial (default) or virtio\n"
+            "  --rng                a virtio-rng device\n"
+            "  --trace traps        print every trap packet with the guest instruction\n"
+            "  -h, --help           this text\n"
             "\n"
-            "Exit status: the guest's (written to port 0xf4), 1 on errors, 2 on bad usage.\n",
-            (GUEST_MEM_SIZE - LOAD_ADDR) / 1024);
+            "The guest's device tree is its first PVH module. Ctrl-A x quits.\n"
+            "Exit status: the guest's (written to port 0xf4); 0 when the guest powers off or\n"
+            "resets; 1 on errors or a guest crash; 2 on bad usage.\n",
+            MIN_MEM >> 20, MAX_MEM >> 20, MACHINE_MAX_CPUS, MACHINE_MAX_DISKS);
 }
 
-static int die(const char *what) {
-    fprintf(stderr, "bellhop: %s: %s\n", what, strerror(errno));
-    return 1;
+__attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bellhop: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see bellhop run --help)\n");
+    va_end(ap);
+    return EXIT_USAGE;
 }
 
-static int default_kernel(char *out, size_t len) {
+/* "256M", "1G", "65536K", "1048576" (bytes); false on junk or overflow. */
+static bool parse_size(const char *s, uint64_t *out) {
+    if (!*s || *s == '-') return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) return false;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    }
+    if (*end || v > (UINT64_MAX >> shift)) return false;
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
+static const char *bundled_kernel(void) {
+    static char path[PATH_MAX];
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n < 0) return -1;
+    if (n < 0) return NULL;
     exe[n] = 0;
-    int w = snprintf(out, len, "%s/guest/hello.bin", dirname(exe));
-    return w < 0 || (size_t)w >= len ? -1 : 0;
+    int w = snprintf(path, sizeof path, "%s/guest/guest.elf", dirname(exe));
+    return w < 0 || (size_t)w >= sizeof path ? NULL : path;
 }
 
-static int load_image(const char *path, uint8_t *mem) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "bellhop: cannot open kernel %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    int rc = -1;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fprintf(stderr, "bellhop: kernel %s is not a regular file\n", path);
-    } else if (st.st_size == 0 || st.st_size > (off_t)(GUEST_MEM_SIZE - LOAD_ADDR)) {
-        fprintf(stderr, "bellhop: kernel %s: size %lld outside 1..%u bytes\n", path,
-                (long long)st.st_size, GUEST_MEM_SIZE - LOAD_ADDR);
-    } else {
-        size_t done = 0;
-        while (done < (size_t)st.st_size) {
-            ssize_t r = read(fd, mem + LOAD_ADDR + done, (size_t)st.st_size - done);
-            if (r <= 0) {
-                if (r < 0 && errno == EINTR) continue;
-                fprintf(stderr, "bellhop: reading %s failed\n", path);
-                break;
-            }
-            done += (size_t)r;
-        }
-        if (done == (size_t)st.st_size) rc = 0;
-    }
-    close(fd);
-    return rc;
-}
-
-static int run_vcpu(int vcpu, struct kvm_run *run, uint8_t *mem) {
-    (void)mem;
-    for (;;) {
-        if (ioctl(vcpu, KVM_RUN, 0) < 0) {
-            if (errno == EINTR) continue;
-            return die("KVM_RUN");
-        }
-        switch (run->exit_reason) {
-        case KVM_EXIT_IO: {
-            uint8_t *data = (uint8_t *)run + run->io.data_offset;
-            if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == PORT_EXIT)
-                return data[0];
-            if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == PORT_COM1) {
-                for (uint32_t i = 0; i < run->io.count; i++) putchar(data[i * run->io.size]);
-                fflush(stdout);
-            } else if (run->io.direction == KVM_EXIT_IO_IN) {
-                /* LSR: transmitter empty; everything else floats high like an absent device. */
-                uint8_t v = run->io.port == PORT_COM1 + 5 ? 0x60 : 0xff;
-                memset(data, v, (size_t)run->io.size * run->io.count);
-            }
+static int cmd_run(int argc, char **argv) {
+    struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL};
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE };
+    static const struct option opts[] = {
+        {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
+        {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
+        {"cpus", required_argument, 0, O_CPUS},     {"disk", required_argument, 0, O_DISK},
+        {"console", required_argument, 0, O_CONSOLE}, {"rng", no_argument, 0, O_RNG},
+        {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': usage(stdout); return 0;
+        case O_KERNEL: cfg.kernel = optarg; break;
+        case O_INITRD: cfg.initrd = optarg; break;
+        case O_CMDLINE:
+            if (strlen(optarg) > 4095) return bad_usage("--cmdline: longer than 4095 bytes");
+            cfg.cmdline = optarg;
+            break;
+        case O_MEM:
+            if (!parse_size(optarg, &cfg.mem)) return bad_usage("--mem %s: not a size (try 256M)", optarg);
+            if (cfg.mem < MIN_MEM || cfg.mem > MAX_MEM)
+                return bad_usage("--mem %s: must be between %lluM and %lluM", optarg, MIN_MEM >> 20, MAX_MEM >> 20);
+            if (cfg.mem & 0xfff) return bad_usage("--mem %s: not a multiple of 4K", optarg);
+            break;
+        case O_CPUS: {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*end || end == optarg || n < 1 || n > MACHINE_MAX_CPUS)
+                return bad_usage("--cpus %s: must be 1 to %d", optarg, MACHINE_MAX_CPUS);
+            cfg.cpus = (unsigned)n;
             break;
         }
-        case KVM_EXIT_HLT:
-            return 0;
-        case KVM_EXIT_MMIO:
-            fprintf(stderr, "bellhop: guest %s unbacked address 0x%llx (%u bytes)\n",
-                    run->mmio.is_write ? "wrote" : "read", (unsigned long long)run->mmio.phys_addr,
-                    run->mmio.len);
-            return 1;
-        case KVM_EXIT_SHUTDOWN:
-            fprintf(stderr, "bellhop: guest shut down (triple fault)\n");
-            return 1;
+        case O_DISK: {
+            if (cfg.ndisks == MACHINE_MAX_DISKS) return bad_usage("--disk: at most %d disks", MACHINE_MAX_DISKS);
+            char *comma = strchr(optarg, ',');
+            bool ro = false;
+            if (comma) {
+                if (strcmp(comma, ",ro") != 0) return bad_usage("--disk %s: the only option is ,ro", optarg);
+                *comma = 0;
+                ro = true;
+            }
+            if (!*optarg) return bad_usage("--disk: empty path");
+            cfg.disks[cfg.ndisks++] = (struct disk_config){.path = optarg, .read_only = ro};
+            break;
+        }
+        case O_CONSOLE:
+            if (strcmp(optarg, "serial") == 0) cfg.console = CONSOLE_SERIAL;
+            else if (strcmp(optarg, "virtio") == 0) cfg.console = CONSOLE_VIRTIO;
+            else return bad_usage("--console %s: serial or virtio", optarg);
+            break;
+        case O_RNG: cfg.rng = true; break;
+        case O_TRACE:
+            if (strcmp(optarg, "traps") != 0) return bad_usage("--trace %s: the only kind is traps", optarg);
+            cfg.trace_traps = true;
+            break;
+        case '?':
         default:
-            fprintf(stderr, "bellhop: unhandled KVM exit %u\n", run->exit_reason);
-            return 1;
+            if (optopt) return bad_usage("option -%c: unknown or missing its argument", optopt);
+            return bad_usage("%s: unknown option or missing argument", argv[optind - 1]);
         }
     }
-}
-
-static int cmd_run(const char *kernel) {
-    char path[PATH_MAX];
-    if (!kernel) {
-        if (default_kernel(path, sizeof path) != 0) return die("locating the bundled guest");
-        kernel = path;
+    if (optind < argc) return bad_usage("unexpected argument %s", argv[optind]);
+    if (!cfg.kernel && !(cfg.kernel = bundled_kernel())) {
+        fprintf(stderr, "bellhop: cannot find the bundled guest\n");
+        return 1;
     }
-    int rc = 1, kvm = -1, vm = -1, vcpu = -1;
-    uint8_t *mem = MAP_FAILED;
-    struct kvm_run *run = MAP_FAILED;
-    long run_size = 0;
-
-    mem = mmap(NULL, GUEST_MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) { rc = die("mmap guest memory"); goto out; }
-    if (load_image(kernel, mem) != 0) goto out;
-
-    kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (kvm < 0) { rc = die("/dev/kvm"); goto out; }
-    vm = ioctl(kvm, KVM_CREATE_VM, 0);
-    if (vm < 0) { rc = die("KVM_CREATE_VM"); goto out; }
-    struct kvm_userspace_memory_region region = {
-        .slot = 0, .guest_phys_addr = 0, .memory_size = GUEST_MEM_SIZE,
-        .userspace_addr = (uintptr_t)mem};
-    if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0) { rc = die("KVM_SET_USER_MEMORY_REGION"); goto out; }
-    vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-    if (vcpu < 0) { rc = die("KVM_CREATE_VCPU"); goto out; }
-    run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-    if (run_size <= 0) { rc = die("KVM_GET_VCPU_MMAP_SIZE"); goto out; }
-    run = mmap(NULL, (size_t)run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-    if (run == MAP_FAILED) { rc = die("mmap kvm_run"); goto out; }
-
-    struct kvm_sregs sregs;
-    if (ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0) { rc = die("KVM_GET_SREGS"); goto out; }
-    sregs.cs.base = 0;
-    sregs.cs.selector = 0;
-    if (ioctl(vcpu, KVM_SET_SREGS, &sregs) < 0) { rc = die("KVM_SET_SREGS"); goto out; }
-    struct kvm_regs regs = {.rip = LOAD_ADDR, .rflags = 0x2};
-    if (ioctl(vcpu, KVM_SET_REGS, &regs) < 0) { rc = die("KVM_SET_REGS"); goto out; }
-
-    rc = run_vcpu(vcpu, run, mem);
-out:
-    if (run != MAP_FAILED) munmap(run, (size_t)run_size);
-    if (vcpu >= 0) close(vcpu);
-    if (vm >= 0) close(vm);
-    if (kvm >= 0) close(kvm);
-    if (mem != MAP_FAILED) munmap(mem, GUEST_MEM_SIZE);
-    return rc;
+    return machine_run(&cfg);
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        return argc < 2 ? EXIT_USAGE : 0;
     }
-    if (strcmp(argv[1], "run") != 0) {
-        fprintf(stderr, "bellhop: unknown command '%s' (try --help)\n", argv[1]);
-        return 2;
-    }
-    static const struct option opts[] = {
-        {"kernel", required_argument, NULL, 'k'}, {"help", no_argument, NULL, 'h'}, {0}};
-    const char *kernel = NULL;
-    int c;
-    optind = 2;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'k': kernel = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "bellhop: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    return cmd_run(kernel);
+    if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
+    return bad_usage("unknown command %s", argv[1]);
 }

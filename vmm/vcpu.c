@@ -506,3 +506,22 @@ zx_status_t bellhop_vcpu_last_error(zx_handle_t handle, char *buf, size_t size) 
     object_unref(&v->obj);
     return st;
 }
+
+zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *out) {
+    struct vcpu *v;
+    zx_status_t st = owned_vcpu(handle, ZX_RIGHT_READ, &v);
+    if (st != ZX_OK) return st;
+    struct kvm_regs r;
+    struct kvm_sregs s;
+    if (!out) {
+        st = ZX_ERR_INVALID_ARGS;
+    } else if (ioctl(v->fd, KVM_GET_REGS, &r) != 0 || ioctl(v->fd, KVM_GET_SREGS, &s) != 0) {
+        st = ZX_ERR_INTERNAL;
+    } else {
+        *out = (bellhop_vcpu_sregs_t){.rip = r.rip, .cr0 = s.cr0, .cr2 = s.cr2, .cr3 = s.cr3,
+                                      .cr4 = s.cr4, .efer = s.efer, .cs = s.cs.selector,
+                                      .cs_l = s.cs.l, .cs_db = s.cs.db};
+    }
+    object_unref(&v->obj);
+    return st;
+}

@@ -114,6 +114,20 @@ zx_status_t zx_vcpu_interrupt(zx_handle_t handle, uint32_t vector);
 zx_status_t zx_vcpu_read_state(zx_handle_t handle, uint32_t kind, void *buffer, size_t buffer_size);
 zx_status_t zx_vcpu_write_state(zx_handle_t handle, uint32_t kind, const void *buffer,
                                 size_t buffer_size);
+/* bellhop: an eventfd that raises an edge on the guest's interrupt line `gsi` (an IOAPIC pin,
+ * 0-23) each time 8 bytes are written to it (a KVM irqfd). The guest owns the fd and closes it
+ * when it goes; asking again for the same gsi returns the same fd. */
+zx_status_t bellhop_guest_irqfd(zx_handle_t guest, uint32_t gsi, int *fd);
+
+/* bellhop: what zx_vcpu_state_t leaves out, for crash reports and tracing. Owning thread. */
+typedef struct bellhop_vcpu_sregs {
+    uint64_t rip, cr0, cr2, cr3, cr4, efer;
+    uint16_t cs;
+    uint8_t cs_l, cs_db; /* 64-bit code; 32-bit default operand size */
+    uint8_t padding1[3];
+} bellhop_vcpu_sregs_t;
+zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *out);
+
 /* Copies the last zx_vcpu_enter failure in words ("" if none) into buf. Any thread. */
 zx_status_t bellhop_vcpu_last_error(zx_handle_t handle, char *buf, size_t size);
 

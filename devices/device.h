@@ -1,0 +1,37 @@
+/* The device model API. A device is an ops table over its register window plus the
+ * machine services it may use; it never sees KVM.
+ *
+ * Threading: register accesses (read/write) arrive on vCPU threads, possibly several at
+ * once; bells, fd waits and timers arrive on the async loop's thread. A device guards its
+ * own state with its own lock.
+ */
+#ifndef BELLHOP_DEVICES_DEVICE_H
+#define BELLHOP_DEVICES_DEVICE_H
+
+#include <lib/async/dispatcher.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <zircon/types.h>
+
+#include "vmm/guest_mem.h"
+
+struct io_ops {
+    const char *name;
+    /* off: from the start of the window; size: 1, 2, 4 or 8. Reads of unknown registers
+     * return 0; writes to them are ignored. */
+    uint64_t (*read)(void *dev, uint64_t off, uint8_t size);
+    void (*write)(void *dev, uint64_t off, uint8_t size, uint64_t value);
+};
+
+/* What the machine lends its devices. */
+struct vm_env {
+    struct guest_mem mem;
+    zx_handle_t guest;
+    async_dispatcher_t *loop;
+    /* Ends the VM with this exit status (any thread). */
+    void (*request_exit)(struct vm_env *env, int status);
+    /* Raises an edge on IOAPIC pin `irq` (any thread). */
+    void (*raise_irq)(struct vm_env *env, uint32_t irq);
+};
+
+#endif

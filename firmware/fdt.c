@@ -1,0 +1,99 @@
+/* Device tree construction with libfdt's sequential-write API. */
+#include <libfdt.h>
+#include <stdio.h>
+
+#include "firmware/fdt.h"
+
+#define IOAPIC_PHANDLE 1
+#define IRQ_TYPE_EDGE_RISING 1
+
+#define TRY(x)                                                                               \
+    do {                                                                                     \
+        int r_ = (x);                                                                        \
+        if (r_ < 0) return r_;                                                               \
+    } while (0)
+
+static int prop_reg64(void *fdt, uint64_t addr, uint64_t size) {
+    fdt64_t reg[2] = {cpu_to_fdt64(addr), cpu_to_fdt64(size)};
+    return fdt_property(fdt, "reg", reg, sizeof reg);
+}
+
+static int prop_irq(void *fdt, uint32_t pin) {
+    fdt32_t irq[2] = {cpu_to_fdt32(pin), cpu_to_fdt32(IRQ_TYPE_EDGE_RISING)};
+    return fdt_property(fdt, "interrupts", irq, sizeof irq);
+}
+
+int fdt_build(const struct fdt_machine *m, void *buf, size_t size) {
+    char name[64];
+    void *fdt = buf;
+    TRY(fdt_create(fdt, (int)size));
+    TRY(fdt_finish_reservemap(fdt));
+    TRY(fdt_begin_node(fdt, ""));
+    TRY(fdt_property_cell(fdt, "#address-cells", 2));
+    TRY(fdt_property_cell(fdt, "#size-cells", 2));
+    TRY(fdt_property_string(fdt, "compatible", "bellhop,pvh"));
+    TRY(fdt_property_string(fdt, "model", "bellhop"));
+    TRY(fdt_property_cell(fdt, "interrupt-parent", IOAPIC_PHANDLE));
+
+    TRY(fdt_begin_node(fdt, "chosen"));
+    TRY(fdt_property_string(fdt, "bootargs", m->cmdline));
+    snprintf(name, sizeof name, "/isa/serial@i%x", m->uart_port);
+    TRY(fdt_property_string(fdt, "stdout-path", name));
+    TRY(fdt_end_node(fdt));
+
+    TRY(fdt_begin_node(fdt, "cpus"));
+    TRY(fdt_property_cell(fdt, "#address-cells", 1));
+    TRY(fdt_property_cell(fdt, "#size-cells", 0));
+    for (unsigned i = 0; i < m->ncpus; i++) {
+        snprintf(name, sizeof name, "cpu@%x", i);
+        TRY(fdt_begin_node(fdt, name));
+        TRY(fdt_property_string(fdt, "device_type", "cpu"));
+        TRY(fdt_property_cell(fdt, "reg", i));
+        TRY(fdt_end_node(fdt));
+    }
+    TRY(fdt_end_node(fdt));
+
+    TRY(fdt_begin_node(fdt, "memory@0"));
+    TRY(fdt_property_string(fdt, "device_type", "memory"));
+    TRY(prop_reg64(fdt, 0, m->ram_size));
+    TRY(fdt_end_node(fdt));
+
+    snprintf(name, sizeof name, "ioapic@%x", FDT_IOAPIC_BASE);
+    TRY(fdt_begin_node(fdt, name));
+    TRY(fdt_property_string(fdt, "compatible", "intel,ce4100-ioapic"));
+    TRY(prop_reg64(fdt, FDT_IOAPIC_BASE, 0x1000));
+    TRY(fdt_property(fdt, "interrupt-controller", NULL, 0));
+    TRY(fdt_property_cell(fdt, "#interrupt-cells", 2));
+    TRY(fdt_property_cell(fdt, "phandle", IOAPIC_PHANDLE));
+    TRY(fdt_end_node(fdt));
+
+    /* IO ports live on an ISA bus node: first address cell 1 = IO space. */
+    TRY(fdt_begin_node(fdt, "isa"));
+    TRY(fdt_property_string(fdt, "compatible", "isa"));
+    TRY(fdt_property_cell(fdt, "#address-cells", 2));
+    TRY(fdt_property_cell(fdt, "#size-cells", 1));
+    TRY(fdt_property(fdt, "ranges", NULL, 0));
+    snprintf(name, sizeof name, "serial@i%x", m->uart_port);
+    TRY(fdt_begin_node(fdt, name));
+    TRY(fdt_property_string(fdt, "compatible", "ns16550a"));
+    fdt32_t reg[3] = {cpu_to_fdt32(1), cpu_to_fdt32(m->uart_port), cpu_to_fdt32(8)};
+    TRY(fdt_property(fdt, "reg", reg, sizeof reg));
+    TRY(fdt_property_cell(fdt, "clock-frequency", 1843200));
+    TRY(prop_irq(fdt, m->uart_irq));
+    TRY(fdt_end_node(fdt));
+    TRY(fdt_end_node(fdt));
+
+    for (unsigned i = 0; i < m->nvirtio; i++) {
+        const struct fdt_virtio_mmio *v = &m->virtio[i];
+        snprintf(name, sizeof name, "virtio_mmio@%llx", (unsigned long long)v->base);
+        TRY(fdt_begin_node(fdt, name));
+        TRY(fdt_property_string(fdt, "compatible", "virtio,mmio"));
+        TRY(prop_reg64(fdt, v->base, v->size));
+        TRY(prop_irq(fdt, v->irq));
+        TRY(fdt_property(fdt, "dma-coherent", NULL, 0));
+        TRY(fdt_end_node(fdt));
+    }
+    TRY(fdt_end_node(fdt));
+    TRY(fdt_finish(fdt));
+    return (int)fdt_totalsize(fdt);
+}

@@ -1,0 +1,29 @@
+/* PVH boot: loading an ELF kernel that carries XEN_ELFNOTE_PHYS32_ENTRY, and the
+ * hvm_start_info (memory map, command line, modules) it is entered with. */
+#ifndef BELLHOP_FIRMWARE_PVH_H
+#define BELLHOP_FIRMWARE_PVH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/guest_mem.h"
+
+#define PVH_MAX_MODULES 4
+
+struct pvh_module {
+    uint64_t paddr, size;
+};
+
+/* Loads the kernel image `image` (len bytes, the file's contents) into guest memory at its
+ * physical addresses, refusing anything below `min_paddr`. On failure returns -1 with a
+ * one-line reason in err. */
+int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
+                 uint64_t *entry, uint64_t *end, char *err, size_t errlen);
+
+/* Writes hvm_start_info at `at` with one RAM range [0, ram) minus the legacy hole, the
+ * command line and the modules; the structures take at most PVH_INFO_SIZE bytes. */
+#define PVH_INFO_SIZE 0x2000
+int pvh_write_start_info(const struct guest_mem *gm, uint64_t at, const char *cmdline,
+                         const struct pvh_module *mods, unsigned nmods);
+
+#endif

@@ -1,0 +1,114 @@
+/* PVH entry: the VMM starts us in 32-bit flat protected mode with EBX = hvm_start_info.
+ * We build identity page tables for the first 4 GiB (2 MiB pages), enable SSE, enter long
+ * mode and call kmain(start_info). */
+#define CR0_PE 0x1
+#define CR0_MP 0x2
+#define CR0_EM 0x4
+#define CR0_PG 0x80000000
+#define CR4_PAE 0x20
+#define CR4_OSFXSR 0x200
+#define CR4_OSXMMEXCPT 0x400
+#define MSR_EFER 0xc0000080
+#define MSR_FS_BASE 0xc0000100
+#define EFER_LME 0x100
+
+    .section .note.pvh, "a"
+    .balign 4
+    .long 4                     /* name size: "Xen\0" */
+    .long 4                     /* descriptor size */
+    .long 18                    /* XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .long pvh_start32
+
+    .section .text.boot, "ax"
+    .code32
+    .globl pvh_start32
+pvh_start32:
+    cli
+    cld
+    movl %ebx, %esi
+    lgdt gdt_ptr
+
+    /* pml4[0] -> pdpt; pdpt[0..3] -> pd; pd[0..2047] = 2 MiB pages */
+    movl $pdpt, %eax
+    orl $3, %eax
+    movl %eax, pml4
+    xorl %ecx, %ecx
+1:  movl %ecx, %eax
+    shll $12, %eax
+    addl $pd, %eax
+    orl $3, %eax
+    movl %eax, pdpt(,%ecx,8)
+    incl %ecx
+    cmpl $4, %ecx
+    jne 1b
+    xorl %ecx, %ecx
+2:  movl %ecx, %eax
+    shll $21, %eax
+    orl $0x83, %eax             /* present, writable, 2 MiB */
+    movl %eax, pd(,%ecx,8)
+    movl %ecx, %eax
+    shrl $11, %eax
+    movl %eax, pd+4(,%ecx,8)    /* bits 32+ of the frame */
+    incl %ecx
+    cmpl $2048, %ecx
+    jne 2b
+
+    movl $pml4, %eax
+    movl %eax, %cr3
+    movl %cr4, %eax
+    orl $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
+    movl %eax, %cr4
+    movl $MSR_EFER, %ecx
+    rdmsr
+    orl $EFER_LME, %eax
+    wrmsr
+    movl %cr0, %eax
+    andl $~CR0_EM, %eax
+    orl $(CR0_PG | CR0_PE | CR0_MP), %eax
+    movl %eax, %cr0
+    ljmp $0x08, $start64
+
+    .code64
+start64:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movw %ax, %fs
+    movw %ax, %gs
+    movabsq $stack_top, %rsp
+    /* libfdt is built with the stack protector: its canary lives at %fs:0x28 */
+    movl $MSR_FS_BASE, %ecx
+    movabsq $tls_block, %rax
+    movq %rax, %rdx
+    shrq $32, %rdx
+    wrmsr
+    movl %esi, %edi
+    call kmain
+3:  cli
+    hlt
+    jmp 3b
+
+    .section .rodata
+    .balign 8
+gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff    /* 0x08: 64-bit code */
+    .quad 0x00cf92000000ffff    /* 0x10: data */
+gdt_end:
+gdt_ptr:
+    .word gdt_end - gdt - 1
+    .long gdt
+
+    .section .bss
+    .balign 4096
+pml4:   .skip 4096
+pdpt:   .skip 4096
+pd:     .skip 4 * 4096
+    .balign 16
+    .skip 65536
+stack_top:
+tls_block:
+    .skip 64
+    .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,20 @@
+/* Guest instructions in words (capstone), for --trace traps and crash reports. */
+#ifndef BELLHOP_VMM_DISASM_H
+#define BELLHOP_VMM_DISASM_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "vmm/paging.h"
+
+/* The instruction at rip, as "mnemonic operands"; false if unreadable or undecodable. */
+bool disasm_at(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s, uint64_t rip, char *buf,
+               size_t len);
+/* The instruction that ends exactly at `end` (KVM reports some exits with RIP already past
+ * the instruction): the longest decodable candidate. *start gets its address. */
+bool disasm_ending_at(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s, uint64_t end,
+                      uint64_t *start, char *buf, size_t len);
+/* A few instructions before rip (when they can be found) and after it, rip marked. */
+void disasm_around(FILE *out, const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s, uint64_t rip);
+
+#endif

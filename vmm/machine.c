@@ -1,0 +1,416 @@
+/* The machine: see machine.h for the threading model. */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <lib/async-loop/default.h>
+#include <lib/async-loop/loop.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zircon/syscalls.h>
+#include <zircon/status.h>
+#include <zircon/syscalls/hypervisor.h>
+
+#include "devices/debug_exit.h"
+#include "devices/uart16550.h"
+#include "firmware/fdt.h"
+#include "firmware/pvh.h"
+#include "vmm/disasm.h"
+#include "vmm/machine.h"
+#include "vmm/terminal.h"
+
+/* Guest-physical layout below the kernel (which PVH kernels load at 1 MiB or above). */
+#define LAYOUT_START_INFO 0x6000u
+#define LAYOUT_DTB 0x10000u
+#define LAYOUT_DTB_SIZE 0x10000u
+#define LAYOUT_KERNEL_MIN 0x100000u
+#define MAX_MAPPINGS 32
+
+/* A device window mapped at `base`: the trap key of every MEM/IO trap is its address. */
+struct io_mapping {
+    const struct io_ops *ops;
+    void *dev;
+    uint64_t base;
+    uint32_t kind;
+};
+
+struct machine;
+
+struct cpu {
+    struct machine *m;
+    unsigned id;
+    uint64_t entry;
+    pthread_t thread;
+    bool running;        /* thread started (m->lock) */
+    zx_handle_t vcpu;    /* m->lock; invalid until created and after it ends */
+};
+
+struct machine {
+    struct vm_env env; /* first: devices get &env */
+    const struct machine_config *cfg;
+    zx_handle_t guest;
+    async_loop_t *loop;
+    struct io_mapping maps[MAX_MAPPINGS];
+    unsigned nmaps;
+    struct uart16550 *uart;
+    struct debug_exit *exit_dev;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool exiting;
+    int status;
+    struct cpu cpus[MACHINE_MAX_CPUS];
+};
+
+static struct machine *machine_of(struct vm_env *env) { return (struct machine *)env; }
+
+__attribute__((format(printf, 1, 2))) static int fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bellhop: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return -1;
+}
+
+/* ---- services lent to devices ---- */
+
+static void request_exit(struct vm_env *env, int status) {
+    struct machine *m = machine_of(env);
+    pthread_mutex_lock(&m->lock);
+    if (!m->exiting) {
+        m->exiting = true;
+        m->status = status;
+        for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
+            if (m->cpus[i].vcpu != ZX_HANDLE_INVALID) zx_vcpu_kick(m->cpus[i].vcpu);
+        pthread_cond_broadcast(&m->cond);
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void raise_irq(struct vm_env *env, uint32_t irq) {
+    int fd;
+    if (bellhop_guest_irqfd(env->guest, irq, &fd) != ZX_OK) return;
+    uint64_t one = 1;
+    if (write(fd, &one, sizeof one) < 0) { /* the counter is saturated: an edge is pending anyway */
+    }
+}
+
+static int map_device(struct machine *m, uint32_t kind, uint64_t base, uint64_t size,
+                      const struct io_ops *ops, void *dev) {
+    if (!dev) return fail("out of memory for device %s", ops->name);
+    if (m->nmaps == MAX_MAPPINGS) return fail("too many devices");
+    struct io_mapping *map = &m->maps[m->nmaps];
+    *map = (struct io_mapping){.ops = ops, .dev = dev, .base = base, .kind = kind};
+    zx_status_t st = zx_guest_set_trap(m->guest, kind, base, size, ZX_HANDLE_INVALID, (uintptr_t)map);
+    if (st != ZX_OK) return fail("cannot trap %s at %#" PRIx64 ": %s", ops->name, base, zx_status_get_string(st));
+    m->nmaps++;
+    return 0;
+}
+
+/* ---- tracing ---- */
+
+static void trace_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p) {
+    const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
+    bellhop_vcpu_sregs_t s;
+    char insn[96] = "?";
+    uint64_t at = 0;
+    bool have = bellhop_vcpu_read_sregs(vcpu, &s) == ZX_OK;
+    if (p->type == ZX_PKT_TYPE_GUEST_IO) {
+        /* KVM stops port IO at the instruction. */
+        if (have && disasm_at(&c->m->env.mem, &s, s.rip, insn, sizeof insn)) at = s.rip;
+        fprintf(stderr, "trace: cpu%u IO  %-3s key %s port %#x size %u data %#x   %#" PRIx64 ": %s\n",
+                c->id, p->guest_io.input ? "in" : "out", map->ops->name, p->guest_io.port,
+                p->guest_io.access_size, p->guest_io.input ? 0 : p->guest_io.u32, at, insn);
+    } else if (p->type == ZX_PKT_TYPE_GUEST_MEM) {
+        uint64_t rip = p->guest_mem.reserved;
+        if (have) {
+            if (p->guest_mem.read) {
+                if (disasm_at(&c->m->env.mem, &s, rip, insn, sizeof insn)) at = rip;
+            } else {
+                disasm_ending_at(&c->m->env.mem, &s, rip, &at, insn, sizeof insn);
+            }
+        }
+        fprintf(stderr, "trace: cpu%u MEM %-3s key %s addr %#" PRIx64 " size %u data %#" PRIx64
+                        "   %#" PRIx64 ": %s\n",
+                c->id, p->guest_mem.read ? "rd" : "wr", map->ops->name, (uint64_t)p->guest_mem.addr,
+                p->guest_mem.access_size, p->guest_mem.read ? 0 : p->guest_mem.data, at, insn);
+    } else if (p->type == ZX_PKT_TYPE_GUEST_VCPU) {
+        fprintf(stderr, "trace: cpu%u VCPU %s\n", c->id,
+                p->guest_vcpu.type == ZX_PKT_GUEST_VCPU_STARTUP ? "startup" : "interrupt");
+    }
+}
+
+/* ---- crash reports ---- */
+
+static void crash_report(struct cpu *c, zx_handle_t vcpu, zx_status_t st) {
+    char err[200] = "";
+    bellhop_vcpu_last_error(vcpu, err, sizeof err);
+    fprintf(stderr, "bellhop: guest crashed on cpu%u: %s (%s)\n", c->id, err, zx_status_get_string(st));
+    zx_vcpu_state_t r;
+    bellhop_vcpu_sregs_t s;
+    if (zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &r, sizeof r) != ZX_OK ||
+        bellhop_vcpu_read_sregs(vcpu, &s) != ZX_OK)
+        return;
+    fprintf(stderr,
+            "  rip %016" PRIx64 " rflags %016" PRIx64 " cs %04x\n"
+            "  rax %016" PRIx64 " rbx %016" PRIx64 " rcx %016" PRIx64 " rdx %016" PRIx64 "\n"
+            "  rsi %016" PRIx64 " rdi %016" PRIx64 " rbp %016" PRIx64 " rsp %016" PRIx64 "\n"
+            "  r8  %016" PRIx64 " r9  %016" PRIx64 " r10 %016" PRIx64 " r11 %016" PRIx64 "\n"
+            "  r12 %016" PRIx64 " r13 %016" PRIx64 " r14 %016" PRIx64 " r15 %016" PRIx64 "\n"
+            "  cr0 %016" PRIx64 " cr2 %016" PRIx64 " cr3 %016" PRIx64 " cr4 %016" PRIx64 " efer %" PRIx64 "\n",
+            s.rip, r.rflags, s.cs, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9,
+            r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, s.cr0, s.cr2, s.cr3, s.cr4, s.efer);
+    disasm_around(stderr, &c->m->env.mem, &s, s.rip);
+}
+
+/* ---- vCPUs ---- */
+
+static int start_cpu(struct machine *m, unsigned id, uint64_t entry);
+
+static zx_status_t handle_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p) {
+    struct machine *m = c->m;
+    if (m->cfg->trace_traps) trace_packet(c, vcpu, p);
+    if (p->type == ZX_PKT_TYPE_GUEST_IO) {
+        const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
+        uint64_t off = p->guest_io.port - map->base;
+        if (!p->guest_io.input) {
+            map->ops->write(map->dev, off, p->guest_io.access_size, p->guest_io.u32);
+            return ZX_OK;
+        }
+        zx_vcpu_io_t io = {.access_size = p->guest_io.access_size,
+                           .u32 = (uint32_t)map->ops->read(map->dev, off, p->guest_io.access_size)};
+        return zx_vcpu_write_state(vcpu, ZX_VCPU_IO, &io, sizeof io);
+    }
+    if (p->type == ZX_PKT_TYPE_GUEST_MEM) {
+        const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
+        uint64_t off = p->guest_mem.addr - map->base;
+        if (!p->guest_mem.read) {
+            map->ops->write(map->dev, off, p->guest_mem.access_size, p->guest_mem.data);
+            return ZX_OK;
+        }
+        zx_vcpu_mem_t mem = {.access_size = p->guest_mem.access_size,
+                             .data = map->ops->read(map->dev, off, p->guest_mem.access_size)};
+        return zx_vcpu_write_state(vcpu, ZX_VCPU_MEM, &mem, sizeof mem);
+    }
+    if (p->type == ZX_PKT_TYPE_GUEST_VCPU) {
+        if (p->guest_vcpu.type == ZX_PKT_GUEST_VCPU_STARTUP) {
+            if (p->guest_vcpu.startup.id < m->cfg->cpus)
+                start_cpu(m, (unsigned)p->guest_vcpu.startup.id, p->guest_vcpu.startup.entry);
+            return ZX_OK;
+        }
+        pthread_mutex_lock(&m->lock);
+        for (unsigned i = 0; i < MACHINE_MAX_CPUS && i < 64; i++)
+            if ((p->guest_vcpu.interrupt.mask >> i & 1) && m->cpus[i].vcpu != ZX_HANDLE_INVALID)
+                zx_vcpu_interrupt(m->cpus[i].vcpu, p->guest_vcpu.interrupt.vector);
+        pthread_mutex_unlock(&m->lock);
+        return ZX_OK;
+    }
+    return ZX_ERR_NOT_SUPPORTED;
+}
+
+static void *cpu_main(void *arg) {
+    struct cpu *c = arg;
+    struct machine *m = c->m;
+    zx_handle_t vcpu;
+    zx_status_t st = zx_vcpu_create(m->guest, 0, c->entry, &vcpu);
+    if (st != ZX_OK) {
+        fprintf(stderr, "bellhop: cannot create cpu%u: %s\n", c->id, zx_status_get_string(st));
+        request_exit(&m->env, 1);
+        return NULL;
+    }
+    if (c->id == 0) { /* PVH: EBX holds the start_info address */
+        zx_vcpu_state_t r;
+        zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
+        r.rbx = LAYOUT_START_INFO;
+        zx_vcpu_write_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
+    }
+    pthread_mutex_lock(&m->lock);
+    c->vcpu = vcpu;
+    bool stop = m->exiting;
+    pthread_mutex_unlock(&m->lock);
+    zx_port_packet_t p;
+    while (!stop) {
+        st = zx_vcpu_enter(vcpu, &p);
+        if (st == ZX_OK) st = handle_packet(c, vcpu, &p);
+        if (st == ZX_OK) continue;
+        if (st == ZX_ERR_CANCELED) {
+            pthread_mutex_lock(&m->lock);
+            stop = m->exiting;
+            pthread_mutex_unlock(&m->lock);
+            continue;
+        }
+        if (st == ZX_ERR_UNAVAILABLE || st == ZX_ERR_CONNECTION_RESET) {
+            request_exit(&m->env, 0); /* power-off and reset both end the VM */
+        } else {
+            crash_report(c, vcpu, st);
+            request_exit(&m->env, EXIT_GUEST_CRASH);
+        }
+        break;
+    }
+    pthread_mutex_lock(&m->lock);
+    c->vcpu = ZX_HANDLE_INVALID;
+    pthread_mutex_unlock(&m->lock);
+    zx_handle_close(vcpu);
+    return NULL;
+}
+
+static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
+    struct cpu *c = &m->cpus[id];
+    pthread_mutex_lock(&m->lock);
+    if (c->running || m->exiting) { /* x86 guests send STARTUP twice */
+        pthread_mutex_unlock(&m->lock);
+        return 0;
+    }
+    c->m = m;
+    c->id = id;
+    c->entry = entry;
+    int r = pthread_create(&c->thread, NULL, cpu_main, c);
+    if (r == 0) c->running = true;
+    pthread_mutex_unlock(&m->lock);
+    if (r == 0) {
+        char name[16];
+        snprintf(name, sizeof name, "vcpu-%u", id);
+        pthread_setname_np(c->thread, name);
+    }
+    return r == 0 ? 0 : fail("cannot start cpu%u: %s", id, strerror(r));
+}
+
+/* ---- setup ---- */
+
+static uint8_t *read_file(const char *what, const char *path, size_t max, size_t *len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fail("%s %s: %s", what, path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fail("%s %s: not a regular file", what, path);
+    } else if ((uint64_t)st.st_size > max) {
+        fail("%s %s: too large for guest memory (%lld bytes)", what, path, (long long)st.st_size);
+    } else if (!(buf = malloc(st.st_size ? (size_t)st.st_size : 1))) {
+        fail("%s %s: out of memory", what, path);
+    } else {
+        size_t done = 0;
+        while (done < (size_t)st.st_size) {
+            ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+            if (n <= 0) {
+                fail("%s %s: read failed", what, path);
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            done += (size_t)n;
+        }
+        *len = done;
+    }
+    close(fd);
+    return buf;
+}
+
+static int boot_setup(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    size_t klen;
+    uint8_t *kernel = read_file("kernel", cfg->kernel, cfg->mem, &klen);
+    if (!kernel) return -1;
+    char err[160];
+    uint64_t entry, kend;
+    int r = pvh_load_elf(kernel, klen, &m->env.mem, LAYOUT_KERNEL_MIN, &entry, &kend, err, sizeof err);
+    free(kernel);
+    if (r != 0) return fail("kernel %s: %s", cfg->kernel, err);
+    m->cpus[0].entry = entry;
+
+    struct pvh_module mods[2];
+    unsigned nmods = 0;
+    struct fdt_machine fm = {.ram_size = cfg->mem, .ncpus = cfg->cpus, .cmdline = cfg->cmdline,
+                             .uart_port = UART_COM1_PORT, .uart_irq = UART_COM1_IRQ};
+    int dtb_size = fdt_build(&fm, gm_ptr(&m->env.mem, LAYOUT_DTB, LAYOUT_DTB_SIZE), LAYOUT_DTB_SIZE);
+    if (dtb_size < 0) return fail("device tree: %d", dtb_size);
+    mods[nmods++] = (struct pvh_module){LAYOUT_DTB, (uint64_t)dtb_size};
+    if (cfg->initrd) {
+        size_t ilen;
+        uint8_t *initrd = read_file("initrd", cfg->initrd, cfg->mem, &ilen);
+        if (!initrd) return -1;
+        uint64_t at = (cfg->mem - ilen) & ~0xfffull;
+        if (ilen > cfg->mem || at < kend) {
+            free(initrd);
+            return fail("initrd %s: does not fit in guest memory above the kernel", cfg->initrd);
+        }
+        gm_write(&m->env.mem, at, initrd, ilen);
+        free(initrd);
+        mods[nmods++] = (struct pvh_module){at, ilen};
+    }
+    if (pvh_write_start_info(&m->env.mem, LAYOUT_START_INFO, cfg->cmdline, mods, nmods) != 0)
+        return fail("command line too long (at most 4095 bytes)");
+    return 0;
+}
+
+static int devices_setup(struct machine *m) {
+    bool tty_in = m->cfg->console == CONSOLE_SERIAL;
+    m->uart = uart16550_create(&m->env, UART_COM1_IRQ, tty_in ? STDIN_FILENO : -1, STDOUT_FILENO);
+    if (map_device(m, ZX_GUEST_TRAP_IO, UART_COM1_PORT, 8, &uart16550_ops, m->uart)) return -1;
+    m->exit_dev = debug_exit_create(&m->env);
+    if (map_device(m, ZX_GUEST_TRAP_IO, DEBUG_EXIT_PORT, 1, &debug_exit_ops, m->exit_dev)) return -1;
+    return 0;
+}
+
+int machine_run(const struct machine_config *cfg) {
+    struct machine *m = calloc(1, sizeof *m);
+    if (!m) return fail("out of memory"), 1;
+    m->cfg = cfg;
+    m->env.request_exit = request_exit;
+    m->env.raise_irq = raise_irq;
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->cond, NULL);
+    for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;
+    int status = 1;
+    zx_status_t st = zx_guest_create(0, &m->guest);
+    if (st != ZX_OK) {
+        fail("cannot create a VM: %s", st == ZX_ERR_NOT_SUPPORTED ? "no usable /dev/kvm" : zx_status_get_string(st));
+        goto out;
+    }
+    m->env.guest = m->guest;
+    st = zx_guest_map_memory(m->guest, 0, cfg->mem, 0, (void **)&m->env.mem.host);
+    if (st != ZX_OK) {
+        fail("cannot allocate %" PRIu64 " MiB of guest memory: %s", cfg->mem >> 20, zx_status_get_string(st));
+        goto out;
+    }
+    m->env.mem.size = cfg->mem;
+    st = async_loop_create(&kAsyncLoopConfigNeverAttachToThread, &m->loop);
+    if (st != ZX_OK) {
+        fail("cannot create the async loop: %s", zx_status_get_string(st));
+        goto out;
+    }
+    m->env.loop = async_loop_get_dispatcher(m->loop);
+    if (boot_setup(m) != 0 || devices_setup(m) != 0) goto out;
+    if (async_loop_start_thread(m->loop, "loop", NULL) != ZX_OK) {
+        fail("cannot start the loop thread");
+        goto out;
+    }
+    if (cfg->console == CONSOLE_SERIAL) terminal_raw(STDIN_FILENO);
+    if (start_cpu(m, 0, m->cpus[0].entry) != 0) goto out;
+    pthread_mutex_lock(&m->lock);
+    while (!m->exiting) pthread_cond_wait(&m->cond, &m->lock);
+    status = m->status;
+    pthread_mutex_unlock(&m->lock);
+out:
+    request_exit(&m->env, status); /* stops any vCPU still running */
+    for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
+        if (m->cpus[i].running) pthread_join(m->cpus[i].thread, NULL);
+    if (m->loop) async_loop_destroy(m->loop);
+    terminal_restore();
+    uart16550_destroy(m->uart);
+    debug_exit_destroy(m->exit_dev);
+    if (m->guest) zx_handle_close(m->guest);
+    pthread_cond_destroy(&m->cond);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+    return status;
+}

@@ -1,0 +1,47 @@
+/* The machine: guest memory, the PVH boot, devices wired to traps, vCPU threads and the
+ * async loop.
+ *
+ * Threading model:
+ *   - one thread per vCPU runs zx_vcpu_enter and dispatches its synchronous packets (MEM, IO)
+ *     inline to the device's ops, and its GUEST_VCPU packets (start a CPU, send interrupts);
+ *   - one async-loop thread runs everything asynchronous: bells (virtqueue notifications),
+ *     fd waits (console input, disks), timers;
+ *   - the main thread sets up, waits for the VM to end, then tears down in order: vCPUs
+ *     (kicked and joined), the loop (shut down), devices, the guest.
+ */
+#ifndef BELLHOP_VMM_MACHINE_H
+#define BELLHOP_VMM_MACHINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MACHINE_MAX_DISKS 4
+#define MACHINE_MAX_CPUS 16
+
+enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
+
+struct disk_config {
+    const char *path;
+    bool read_only;
+};
+
+struct machine_config {
+    const char *kernel; /* a PVH ELF */
+    const char *initrd; /* NULL: none */
+    const char *cmdline;
+    uint64_t mem;
+    unsigned cpus;
+    struct disk_config disks[MACHINE_MAX_DISKS];
+    unsigned ndisks;
+    enum console_kind console;
+    bool rng;
+    bool trace_traps;
+};
+
+/* Runs the VM to its end. Returns the VMM's exit status: the guest's (exit device), 0 on
+ * guest power-off or reset; on failure prints one line to stderr and returns 1. */
+int machine_run(const struct machine_config *cfg);
+
+#define EXIT_GUEST_CRASH 1
+
+#endif
