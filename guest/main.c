@@ -13,6 +13,17 @@ static void result(const char *name, bool ok, const char *detail) {
     if (!ok) failures++;
 }
 
+/* The word of cmdline that starts with `word`, or NULL. */
+static const char *strstr_word(const char *cmdline, const char *word) {
+    size_t n = strlen(word);
+    for (const char *p = cmdline; *p;) {
+        while (*p == ' ') p++;
+        if (strncmp(p, word, n) == 0) return p;
+        while (*p && *p != ' ') p++;
+    }
+    return NULL;
+}
+
 static const void *find_dtb(const struct hvm_start_info *si) {
     if (si->nr_modules == 0) return NULL;
     const struct hvm_modlist_entry *m = (const void *)(uintptr_t)si->modlist_paddr;
@@ -44,6 +55,18 @@ void kmain(const struct hvm_start_info *si) {
         const char *args = chosen >= 0 ? fdt_getprop(dtb, chosen, "bootargs", NULL) : NULL;
         result("dt-bootargs", args && strcmp(args, cmdline) == 0, args ? args : "missing");
     }
+    /* Command-line words for the VMM's tests: "crash" reads memory that is not there,
+     * "triple-fault" does that, "exit=N" reports N. */
+    if (strstr_word(cmdline, "crash")) {
+        printf("guest: crashing on purpose\n");
+        (void)mmio_read32(0xdead0000);
+    }
+    if (strstr_word(cmdline, "triple-fault")) {
+        printf("guest: triple-faulting on purpose\n");
+        static const struct { uint16_t limit; uint64_t base; } __attribute__((packed)) no_idt = {0, 0};
+        __asm__ volatile("lidt %0; int3" ::"m"(no_idt));
+    }
     printf("guest: %d failed\n", failures);
-    guest_exit(failures ? 1 : 0);
+    const char *e = strstr_word(cmdline, "exit=");
+    guest_exit(failures ? 1 : e ? (int)strtoul(e + 5, NULL, 0) : 0);
 }

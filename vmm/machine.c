@@ -157,6 +157,10 @@ static void crash_report(struct cpu *c, zx_handle_t vcpu, zx_status_t st) {
     if (zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &r, sizeof r) != ZX_OK ||
         bellhop_vcpu_read_sregs(vcpu, &s) != ZX_OK)
         return;
+    if (s.rip == 0xfff0 && s.cs == 0xf000) { /* the reset vector */
+        fprintf(stderr, "  (KVM reset this vCPU when it shut down: its registers are gone)\n");
+        return;
+    }
     fprintf(stderr,
             "  rip %016" PRIx64 " rflags %016" PRIx64 " cs %04x\n"
             "  rax %016" PRIx64 " rbx %016" PRIx64 " rcx %016" PRIx64 " rdx %016" PRIx64 "\n"

@@ -1,0 +1,115 @@
+/* `bellhop run` end to end on real KVM: the bundled tiny guest boots, its self-tests pass,
+ * the exit status is the guest's, tracing and crash reports show guest instructions, and
+ * bad input gets a one-line error and a non-zero exit. */
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/lib/check.h"
+
+static char bellhop[PATH_MAX];
+
+/* Runs bellhop with args; returns its exit status, output (stdout+stderr) in out. */
+static int run(char *out, size_t outlen, const char *const *args) {
+    if (!bellhop[0]) {
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        CHECK(n > 0);
+        exe[n] = 0;
+        snprintf(bellhop, sizeof bellhop, "%s/../../bellhop", dirname(exe));
+    }
+    int pipefd[2];
+    CHECK_EQ(pipe(pipefd), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        dup2(pipefd[1], 2);
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        const char *argv[32] = {bellhop, "run"};
+        int i = 2;
+        for (; args[i - 2] && i < 31; i++) argv[i] = args[i - 2];
+        argv[i] = NULL;
+        execv(bellhop, (char **)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(pipefd[0], out + len, outlen - 1 - len)) > 0) len += (size_t)n;
+    out[len] = 0;
+    close(pipefd[0]);
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK_MSG(WIFEXITED(status), "bellhop died with signal %d:\n%s", WTERMSIG(status), out);
+    return WEXITSTATUS(status);
+}
+
+static char out[1 << 16];
+
+#define RUN(...) run(out, sizeof out, (const char *const[]){__VA_ARGS__, NULL})
+
+TEST_TIMEOUT(the_bundled_guest_boots_and_passes_its_self_tests, 120) {
+    CHECK_EQ(RUN("--cmdline", "hello world"), 0);
+    CHECK_MSG(strstr(out, "bellhop tiny guest: ") && strstr(out, "command line \"hello world\""), "%s", out);
+    CHECK_MSG(strstr(out, "selftest dt-bootargs") && strstr(out, "guest: 0 failed"), "%s", out);
+    CHECK_MSG(!strstr(out, "FAIL"), "%s", out);
+}
+
+TEST_TIMEOUT(the_exit_status_is_the_guests, 120) {
+    CHECK_EQ(RUN("--cmdline", "exit=7"), 7);
+    CHECK_EQ(RUN("--cmdline", "exit=0"), 0);
+}
+
+TEST_TIMEOUT(trace_traps_shows_each_packet_and_its_instruction, 120) {
+    CHECK_EQ(RUN("--trace", "traps"), 0);
+    CHECK_MSG(strstr(out, "trace: cpu0 IO  in  key uart16550 port 0x3fd size 1"), "%s", out);
+    CHECK_MSG(strstr(out, "trace: cpu0 IO  out key uart16550 port 0x3f8 size 1 data 0x62"), "%s", out);
+    CHECK_MSG(strstr(out, ": out dx, al") && strstr(out, ": in al, dx"), "%s", out);
+    CHECK_MSG(strstr(out, "key exit port 0xf4"), "%s", out);
+}
+
+TEST_TIMEOUT(a_guest_crash_prints_registers_and_code, 120) {
+    CHECK_EQ(RUN("--cmdline", "crash"), 1);
+    CHECK_MSG(strstr(out, "bellhop: guest crashed on cpu0: MMIO read of 4 bytes at 0xdead0000"), "%s", out);
+    CHECK_MSG(strstr(out, "rip ") && strstr(out, "cr3 ") && strstr(out, "efer 500"), "%s", out);
+    CHECK_MSG(strstr(out, "=> ") && strstr(out, "dword ptr [0xdead0000]"), "%s", out);
+    CHECK_EQ(RUN("--cmdline", "triple-fault"), 1);
+    CHECK_MSG(strstr(out, "bellhop: guest crashed on cpu0: triple fault"), "%s", out);
+}
+
+static void expect_one_line_error(int status, const char *words) {
+    CHECK_MSG(status != 0, "exit status 0 for bad input:\n%s", out);
+    CHECK_MSG(strncmp(out, "bellhop: ", 9) == 0, "no error line:\n%s", out);
+    char *nl = strchr(out, '\n');
+    CHECK_MSG(nl && nl[1] == 0, "more than one line:\n%s", out);
+    CHECK_MSG(strstr(out, words), "expected \"%s\" in: %s", words, out);
+}
+
+TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    CHECK(n > 0);
+    exe[n] = 0;
+    const char *notelf = "/tmp/bellhop-not-elf";
+    FILE *f = fopen(notelf, "w");
+    CHECK(f != NULL);
+    fputs("this is not a kernel\n", f);
+    fclose(f);
+    expect_one_line_error(RUN("--kernel", "/nonexistent/kernel"), "No such file");
+    expect_one_line_error(RUN("--kernel", notelf), "not an ELF file");
+    expect_one_line_error(RUN("--kernel", exe), "no PVH entry point");
+    expect_one_line_error(RUN("--kernel", "/tmp"), "not a regular file");
+    expect_one_line_error(RUN("--mem", "1M"), "--mem 1M");
+    expect_one_line_error(RUN("--mem", "lots"), "not a size");
+    expect_one_line_error(RUN("--cpus", "0"), "--cpus 0");
+    expect_one_line_error(RUN("--console", "vga"), "--console vga");
+    expect_one_line_error(RUN("--bogus"), "unknown option");
+    expect_one_line_error(RUN("--initrd", "/nonexistent/initrd"), "initrd");
+    unlink(notelf);
+}
