@@ -339,6 +339,7 @@ zx_status_t async_loop_create(const async_loop_config_t *config, async_loop_t **
 }
 
 async_dispatcher_t *async_loop_get_dispatcher(async_loop_t *loop) { return &loop->dispatcher; }
+zx_handle_t async_loop_get_port(async_loop_t *loop) { return loop->port; }
 async_loop_t *async_loop_from_dispatcher(async_dispatcher_t *d) { return (async_loop_t *)d; }
 async_loop_state_t async_loop_get_state(async_loop_t *loop) { return state_of(loop); }
 

@@ -10,6 +10,7 @@
  * per write from the trap's pool (Zircon's 256); a vCPU that finds the pool used up waits
  * until the port gives packets back.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -24,8 +25,10 @@ static zx_port_packet_t bell_packet(const struct bell *b, uint64_t addr) {
 }
 
 static int ioeventfd(struct bell_slot *s, bool assign) {
-    struct kvm_ioeventfd io = {.addr = s->addr, .len = 0 /* any size */, .fd = s->src.fd,
-                               .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN};
+    struct kvm_ioeventfd io = {.addr = s->addr, .len = s->len, .fd = s->src.fd,
+                               .datamatch = s->value,
+                               .flags = (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN) |
+                                        (s->datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0)};
     return ioctl(s->bell->guest->vm, KVM_IOEVENTFD, &io);
 }
 
@@ -64,7 +67,8 @@ static void pool_release(struct port_packet *pp, bool delivered) {
     pthread_mutex_unlock(&b->guest->bell_lock);
 }
 
-zx_status_t bell_create(struct guest *g, struct trap *trap, struct zx_port *port) {
+static zx_status_t bell_setup(struct guest *g, struct trap *trap, struct zx_port *port,
+                              unsigned nslots, uint32_t len, bool datamatch, uint64_t value) {
     struct bell *b = calloc(1, sizeof *b);
     if (!b) return ZX_ERR_NO_MEMORY;
     b->trap = trap;
@@ -78,12 +82,14 @@ zx_status_t bell_create(struct guest *g, struct trap *trap, struct zx_port *port
                                           .owner = b};
         list_add_tail(&b->free_pool, &b->pool[i].node);
     }
-    uint64_t n = trap->size / 4;
-    b->nslots = n < BELLHOP_BELL_FAST_SLOTS ? (unsigned)n : BELLHOP_BELL_FAST_SLOTS;
+    b->nslots = nslots;
     for (unsigned i = 0; i < b->nslots; i++) {
         struct bell_slot *s = &b->slots[i];
         s->bell = b;
         s->addr = trap->addr + 4 * i;
+        s->len = len;
+        s->datamatch = datamatch;
+        s->value = value;
         s->pp = (struct port_packet){.packet = bell_packet(b, s->addr), .kind = PORT_PACKET_OWNED,
                                      .release = slot_release, .owner = s};
         s->src = (struct port_fd_source){.fd = -1};
@@ -97,7 +103,7 @@ zx_status_t bell_create(struct guest *g, struct trap *trap, struct zx_port *port
         if (s->src.fd < 0) {
             st = ZX_ERR_NO_RESOURCES;
         } else if (ioeventfd(s, true) != 0) {
-            st = ZX_ERR_NO_RESOURCES;
+            st = errno == EEXIST ? ZX_ERR_ALREADY_EXISTS : ZX_ERR_NO_RESOURCES;
         } else {
             s->assigned = true;
             st = port_add_fd_source(port, &s->src);
@@ -108,6 +114,17 @@ zx_status_t bell_create(struct guest *g, struct trap *trap, struct zx_port *port
         trap->bell = NULL;
     }
     return st;
+}
+
+zx_status_t bell_create(struct guest *g, struct trap *trap, struct zx_port *port) {
+    uint64_t n = trap->size / 4;
+    return bell_setup(g, trap, port, n < BELLHOP_BELL_FAST_SLOTS ? (unsigned)n : BELLHOP_BELL_FAST_SLOTS,
+                      0 /* any size */, false, 0);
+}
+
+zx_status_t bell_create_doorbell(struct guest *g, struct trap *trap, struct zx_port *port,
+                                 uint32_t len, uint64_t value) {
+    return bell_setup(g, trap, port, 1, len, true, value);
 }
 
 void bell_destroy(struct bell *b) {

@@ -118,6 +118,10 @@ static void guest_destroy(struct zx_object *obj) {
     struct guest *g = (struct guest *)obj;
     /* Bells first: their ioeventfds and queued packets go before the VM does. */
     free_traps(&g->mem_tree, NULL);
+    for (unsigned i = 0; i < g->ndoorbells; i++) {
+        bell_destroy(g->doorbells[i]->bell);
+        free(g->doorbells[i]);
+    }
     free_traps(&g->io_tree, &g->ctl_trap);
     for (int i = 0; i < GUEST_MAX_GSI; i++)
         if (g->irqfds[i] >= 0) close(g->irqfds[i]);

@@ -19,6 +19,7 @@
 #define GUEST_MAX_SLOTS 64
 #define GUEST_MAX_TRAPS 1024
 #define GUEST_MAX_GSI 24
+#define GUEST_MAX_DOORBELLS 256
 
 struct guest;
 
@@ -29,6 +30,9 @@ struct bell_slot {
     atomic_bool in_flight; /* pp queued, not yet dequeued */
     bool assigned;         /* KVM ioeventfd registered */
     uint64_t addr;
+    uint32_t len;          /* 0: any size */
+    bool datamatch;
+    uint64_t value;
 };
 
 struct bell {
@@ -82,6 +86,8 @@ struct guest {
     struct trap_tree io_tree;
     struct trap ctl_trap;      /* the vCPU-control ports, in io_tree */
     atomic_uint nvcpus; /* ids handed out (never reused) */
+    struct trap *doorbells[GUEST_MAX_DOORBELLS]; /* lock */
+    unsigned ndoorbells;
     int irqfds[GUEST_MAX_GSI]; /* -1 until asked for (lock) */
     pthread_mutex_t bell_lock;
     pthread_cond_t bell_cond; /* a pool packet came back, or a vCPU was kicked */
@@ -99,6 +105,9 @@ zx_status_t trap_insert(struct trap_tree *t, struct trap *trap);
 
 /* bell.c */
 zx_status_t bell_create(struct guest *g, struct trap *trap, struct zx_port *port);
+/* One ioeventfd with datamatch, no slow path (see bellhop_guest_set_doorbell). */
+zx_status_t bell_create_doorbell(struct guest *g, struct trap *trap, struct zx_port *port,
+                                 uint32_t len, uint64_t value);
 void bell_destroy(struct bell *b);
 /* The slow path: a write the ioeventfds did not take. Waits while the pool is used up;
  * returns ZX_ERR_CANCELED if *kicked became true meanwhile (nothing queued then). */

@@ -113,3 +113,28 @@ zx_status_t zx_guest_set_trap(zx_handle_t handle, uint32_t kind, zx_vaddr_t addr
     object_unref(&g->obj);
     return st;
 }
+
+zx_status_t bellhop_guest_set_doorbell(zx_handle_t handle, zx_gpaddr_t addr, size_t len,
+                                       uint64_t datamatch, zx_handle_t port_handle, uint64_t key) {
+    struct guest *g;
+    zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
+    if (st != ZX_OK) return st;
+    struct zx_object *pobj = NULL;
+    st = handle_get(port_handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &pobj);
+    if (st == ZX_OK && (len == 0 || len > 8 || (len & (len - 1)) || addr + len < addr))
+        st = ZX_ERR_INVALID_ARGS;
+    struct trap *trap = NULL;
+    if (st == ZX_OK && !(trap = calloc(1, sizeof *trap))) st = ZX_ERR_NO_MEMORY;
+    if (st == ZX_OK) {
+        *trap = (struct trap){.kind = ZX_GUEST_TRAP_BELL, .addr = addr, .size = len, .key = key};
+        pthread_rwlock_wrlock(&g->lock);
+        if (g->ndoorbells == GUEST_MAX_DOORBELLS) st = ZX_ERR_NO_RESOURCES;
+        if (st == ZX_OK) st = bell_create_doorbell(g, trap, port_from_object(pobj), (uint32_t)len, datamatch);
+        if (st == ZX_OK) g->doorbells[g->ndoorbells++] = trap;
+        pthread_rwlock_unlock(&g->lock);
+        if (st != ZX_OK) free(trap);
+    }
+    if (pobj) object_unref(pobj);
+    object_unref(&g->obj);
+    return st;
+}

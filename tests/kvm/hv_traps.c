@@ -422,3 +422,42 @@ TEST(cpuid_advertises_the_tsc_deadline_timer_and_the_apic_id) {
     zx_handle_close(vcpu);
     zx_handle_close(h.guest);
 }
+
+GUEST_SNIPPET(doorbell_guest,
+    "    movl $1, 0x10000050\n"           /* doorbell for queue 1: a bell */
+    "    movl $2, 0x10000050\n"           /* no doorbell for 2: the MEM trap's */
+    "    movw $1, 0x10000050\n"           /* the wrong size: the MEM trap's */
+    "    movl $0, 0x10000050\n"           /* queue 0: a bell */
+    "    POWEROFF\n");
+
+TEST(doorbells_inside_a_mem_trap_match_address_size_and_value) {
+    struct hv h;
+    hv_init(&h, doorbell_guest, doorbell_guest_end);
+    zx_handle_t port, vcpu;
+    CHECK_EQ(zx_port_create(0, &port), ZX_OK);
+    CHECK_EQ(zx_guest_set_trap(h.guest, ZX_GUEST_TRAP_MEM, TRAP_MEM, 0x1000, ZX_HANDLE_INVALID, KEY_MEM), ZX_OK);
+    CHECK_EQ(bellhop_guest_set_doorbell(h.guest, TRAP_MEM + 0x50, 4, 1, port, KEY_BELL + 1), ZX_OK);
+    CHECK_EQ(bellhop_guest_set_doorbell(h.guest, TRAP_MEM + 0x50, 4, 0, port, KEY_BELL), ZX_OK);
+    CHECK_EQ(bellhop_guest_set_doorbell(h.guest, TRAP_MEM + 0x50, 4, 0, port, KEY_BELL), ZX_ERR_ALREADY_EXISTS);
+    CHECK_EQ(bellhop_guest_set_doorbell(h.guest, TRAP_MEM + 0x50, 3, 0, port, KEY_BELL), ZX_ERR_INVALID_ARGS);
+    CHECK_EQ(bellhop_guest_set_doorbell(h.guest, TRAP_MEM + 0x50, 4, 9, ZX_HANDLE_INVALID, 0), ZX_ERR_BAD_HANDLE);
+    CHECK_EQ(zx_vcpu_create(h.guest, 0, GUEST_CODE, &vcpu), ZX_OK);
+    zx_port_packet_t p;
+    next(vcpu, &p, ZX_PKT_TYPE_GUEST_MEM, KEY_MEM);
+    CHECK_EQ(p.guest_mem.data, 2);
+    next(vcpu, &p, ZX_PKT_TYPE_GUEST_MEM, KEY_MEM);
+    CHECK_EQ(p.guest_mem.access_size, 2);
+    CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_UNAVAILABLE);
+    uint64_t keys = 0;
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(zx_port_wait(port, zx_deadline_after(ZX_SEC(5)), &p), ZX_OK);
+        CHECK_EQ(p.type, ZX_PKT_TYPE_GUEST_BELL);
+        CHECK_EQ(p.guest_bell.addr, TRAP_MEM + 0x50);
+        keys |= 1u << (p.key - KEY_BELL);
+    }
+    CHECK_EQ(keys, 3);
+    CHECK_EQ(zx_port_wait(port, zx_deadline_after(ZX_MSEC(50)), &p), ZX_ERR_TIMED_OUT);
+    zx_handle_close(vcpu);
+    zx_handle_close(h.guest);
+    zx_handle_close(port);
+}

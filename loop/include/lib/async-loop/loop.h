@@ -35,6 +35,10 @@ extern const async_loop_config_t kAsyncLoopConfigNeverAttachToThread;
 
 zx_status_t async_loop_create(const async_loop_config_t *config, async_loop_t **out_loop);
 async_dispatcher_t *async_loop_get_dispatcher(async_loop_t *loop);
+/* bellhop extension: the port the loop drains (to register producers the lib/async API has
+ * no operation for, such as bellhop_guest_set_doorbell). Packets whose key is the address of
+ * an async_guest_bell_trap_t go to that trap's handler. The loop keeps the handle. */
+zx_handle_t async_loop_get_port(async_loop_t *loop);
 async_loop_t *async_loop_from_dispatcher(async_dispatcher_t *dispatcher);
 
 /* Idempotent: state SHUTDOWN, worker threads woken and joined, then every pending wait, task

@@ -114,6 +114,15 @@ zx_status_t zx_vcpu_interrupt(zx_handle_t handle, uint32_t vector);
 zx_status_t zx_vcpu_read_state(zx_handle_t handle, uint32_t kind, void *buffer, size_t buffer_size);
 zx_status_t zx_vcpu_write_state(zx_handle_t handle, uint32_t kind, const void *buffer,
                                 size_t buffer_size);
+/* bellhop: a doorbell register inside a MEM trap (virtio-mmio's QueueNotify). A guest write
+ * of exactly `len` bytes (1, 2, 4 or 8) of the value `datamatch` at `addr` becomes a
+ * GUEST_BELL packet {key, addr} on the port through a KVM ioeventfd, without stopping the
+ * vCPU; rings coalesce as for bell traps. Any other write there stays a MEM packet of the
+ * enclosing trap. Doorbells may share an address with different values (one per queue);
+ * the same address and value twice gives ZX_ERR_ALREADY_EXISTS. */
+zx_status_t bellhop_guest_set_doorbell(zx_handle_t guest, zx_gpaddr_t addr, size_t len,
+                                       uint64_t datamatch, zx_handle_t port, uint64_t key);
+
 /* bellhop: an eventfd that raises an edge on the guest's interrupt line `gsi` (an IOAPIC pin,
  * 0-23) each time 8 bytes are written to it (a KVM irqfd). The guest owns the fd and closes it
  * when it goes; asking again for the same gsi returns the same fd. */
