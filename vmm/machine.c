@@ -18,6 +18,10 @@
 
 #include "devices/debug_exit.h"
 #include "devices/uart16550.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_console.h"
+#include "devices/virtio_mmio.h"
+#include "devices/virtio_rng.h"
 #include "firmware/fdt.h"
 #include "firmware/pvh.h"
 #include "vmm/disasm.h"
@@ -30,6 +34,8 @@
 #define LAYOUT_DTB_SIZE 0x10000u
 #define LAYOUT_KERNEL_MIN 0x100000u
 #define MAX_MAPPINGS 32
+#define VIRTIO_MMIO_BASE 0xd0000000u
+#define VIRTIO_IRQ_BASE 5 /* IOAPIC pins 5.. (4 is COM1) */
 
 /* A device window mapped at `base`: the trap key of every MEM/IO trap is its address. */
 struct io_mapping {
@@ -59,6 +65,11 @@ struct machine {
     unsigned nmaps;
     struct uart16550 *uart;
     struct debug_exit *exit_dev;
+    struct virtio_mmio *virtio[FDT_MAX_VIRTIO];
+    unsigned nvirtio;
+    struct virtio_console *vcon;
+    struct virtio_blk *disks[MACHINE_MAX_DISKS];
+    struct fdt_machine fdt;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool exiting;
@@ -333,9 +344,13 @@ static int boot_setup(struct machine *m) {
 
     struct pvh_module mods[2];
     unsigned nmods = 0;
-    struct fdt_machine fm = {.ram_size = cfg->mem, .ncpus = cfg->cpus, .cmdline = cfg->cmdline,
-                             .uart_port = UART_COM1_PORT, .uart_irq = UART_COM1_IRQ};
-    int dtb_size = fdt_build(&fm, gm_ptr(&m->env.mem, LAYOUT_DTB, LAYOUT_DTB_SIZE), LAYOUT_DTB_SIZE);
+    struct fdt_machine *fm = &m->fdt;
+    fm->ram_size = cfg->mem;
+    fm->ncpus = cfg->cpus;
+    fm->cmdline = cfg->cmdline;
+    fm->uart_port = UART_COM1_PORT;
+    fm->uart_irq = UART_COM1_IRQ;
+    int dtb_size = fdt_build(fm, gm_ptr(&m->env.mem, LAYOUT_DTB, LAYOUT_DTB_SIZE), LAYOUT_DTB_SIZE);
     if (dtb_size < 0) return fail("device tree: %d", dtb_size);
     mods[nmods++] = (struct pvh_module){LAYOUT_DTB, (uint64_t)dtb_size};
     if (cfg->initrd) {
@@ -356,12 +371,45 @@ static int boot_setup(struct machine *m) {
     return 0;
 }
 
+/* A virtio-mmio device in the next slot: its page, its doorbells and its DT node. */
+static struct virtio_dev *add_virtio(struct machine *m, const struct virtio_device_ops *ops, void *priv) {
+    if (m->nvirtio == FDT_MAX_VIRTIO) {
+        fail("too many virtio devices");
+        return NULL;
+    }
+    uint64_t base = VIRTIO_MMIO_BASE + (uint64_t)m->nvirtio * VIRTIO_MMIO_SIZE;
+    uint32_t irq = VIRTIO_IRQ_BASE + m->nvirtio;
+    struct virtio_mmio *vm = virtio_mmio_create(&m->env, ops, priv, base, irq, async_loop_get_port(m->loop));
+    if (!vm) {
+        fail("cannot set up %s", ops->name);
+        return NULL;
+    }
+    m->virtio[m->nvirtio++] = vm;
+    if (map_device(m, ZX_GUEST_TRAP_MEM, base, VIRTIO_MMIO_SIZE, &virtio_mmio_ops, vm)) return NULL;
+    m->fdt.virtio[m->fdt.nvirtio++] = (struct fdt_virtio_mmio){base, VIRTIO_MMIO_SIZE, irq};
+    return virtio_mmio_dev(vm);
+}
+
 static int devices_setup(struct machine *m) {
-    bool tty_in = m->cfg->console == CONSOLE_SERIAL;
-    m->uart = uart16550_create(&m->env, UART_COM1_IRQ, tty_in ? STDIN_FILENO : -1, STDOUT_FILENO);
+    const struct machine_config *cfg = m->cfg;
+    bool serial = cfg->console == CONSOLE_SERIAL;
+    m->uart = uart16550_create(&m->env, UART_COM1_IRQ, serial ? STDIN_FILENO : -1, STDOUT_FILENO);
     if (map_device(m, ZX_GUEST_TRAP_IO, UART_COM1_PORT, 8, &uart16550_ops, m->uart)) return -1;
     m->exit_dev = debug_exit_create(&m->env);
     if (map_device(m, ZX_GUEST_TRAP_IO, DEBUG_EXIT_PORT, 1, &debug_exit_ops, m->exit_dev)) return -1;
+    if (!serial) {
+        m->vcon = virtio_console_create(&m->env, STDIN_FILENO, STDOUT_FILENO);
+        struct virtio_dev *vd = m->vcon ? add_virtio(m, &virtio_console_ops, m->vcon) : NULL;
+        if (!vd) return -1;
+        virtio_console_attach(m->vcon, vd);
+    }
+    if (cfg->rng && !add_virtio(m, &virtio_rng_ops, NULL)) return -1;
+    for (unsigned i = 0; i < cfg->ndisks; i++) {
+        char err[200];
+        m->disks[i] = virtio_blk_open(cfg->disks[i].path, cfg->disks[i].read_only, err, sizeof err);
+        if (!m->disks[i]) return fail("%s", err);
+        if (!add_virtio(m, virtio_blk_ops_for(m->disks[i]), m->disks[i])) return -1;
+    }
     return 0;
 }
 
@@ -393,12 +441,12 @@ int machine_run(const struct machine_config *cfg) {
         goto out;
     }
     m->env.loop = async_loop_get_dispatcher(m->loop);
-    if (boot_setup(m) != 0 || devices_setup(m) != 0) goto out;
+    if (devices_setup(m) != 0 || boot_setup(m) != 0) goto out;
     if (async_loop_start_thread(m->loop, "loop", NULL) != ZX_OK) {
         fail("cannot start the loop thread");
         goto out;
     }
-    if (cfg->console == CONSOLE_SERIAL) terminal_raw(STDIN_FILENO);
+    terminal_raw(STDIN_FILENO);
     if (start_cpu(m, 0, m->cpus[0].entry) != 0) goto out;
     pthread_mutex_lock(&m->lock);
     while (!m->exiting) pthread_cond_wait(&m->cond, &m->lock);
@@ -411,6 +459,9 @@ out:
     if (m->loop) async_loop_destroy(m->loop);
     terminal_restore();
     uart16550_destroy(m->uart);
+    for (unsigned i = 0; i < m->nvirtio; i++) virtio_mmio_destroy(m->virtio[i]);
+    virtio_console_destroy(m->vcon);
+    for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++) virtio_blk_close(m->disks[i]);
     debug_exit_destroy(m->exit_dev);
     if (m->guest) zx_handle_close(m->guest);
     pthread_cond_destroy(&m->cond);

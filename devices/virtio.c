@@ -1,0 +1,128 @@
+/* virtio device state shared by every transport and device. */
+#include <stdio.h>
+#include <string.h>
+
+#include "devices/virtio.h"
+#include "devices/virtqueue.h"
+
+void virtio_dev_init(struct virtio_dev *vd, const struct virtio_device_ops *ops, void *priv,
+                     struct vm_env *env) {
+    memset(vd, 0, sizeof *vd);
+    vd->ops = ops;
+    vd->priv = priv;
+    vd->env = env;
+    pthread_mutex_init(&vd->lock, NULL);
+}
+
+void virtio_dev_destroy(struct virtio_dev *vd) { pthread_mutex_destroy(&vd->lock); }
+
+uint64_t virtio_device_features(const struct virtio_dev *vd) {
+    return vd->ops->features | 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_EVENT_IDX |
+           1ull << VIRTIO_F_INDIRECT_DESC;
+}
+
+bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit) {
+    return vd->driver_features >> bit & 1;
+}
+
+void virtio_reset_locked(struct virtio_dev *vd) {
+    vd->driver_features = 0;
+    vd->status = 0;
+    vd->isr = 0;
+    vd->generation++;
+    memset(vd->queues, 0, sizeof vd->queues);
+    if (vd->ops->reset) vd->ops->reset(vd);
+}
+
+void virtio_set_status_locked(struct virtio_dev *vd, uint8_t status) {
+    if (status == 0) {
+        virtio_reset_locked(vd);
+        return;
+    }
+    /* FEATURES_OK only sticks for feature sets we offered, with VERSION_1. */
+    if ((status & VIRTIO_STATUS_FEATURES_OK) && !(vd->status & VIRTIO_STATUS_FEATURES_OK) &&
+        ((vd->driver_features & ~virtio_device_features(vd)) || !virtio_has_feature(vd, VIRTIO_F_VERSION_1)))
+        status &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+    bool ok_now = (status & VIRTIO_STATUS_DRIVER_OK) && !(vd->status & VIRTIO_STATUS_DRIVER_OK);
+    vd->status = (uint8_t)(status | (vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET));
+    if (ok_now && vd->ops->driver_ok) vd->ops->driver_ok(vd);
+}
+
+bool virtio_queue_valid(const struct virtio_dev *vd, const struct virtq *q) {
+    const struct guest_mem *gm = &vd->env->mem;
+    return q->num && (q->num & (q->num - 1)) == 0 && q->num <= vd->ops->queue_max &&
+           !(q->desc & 15) && !(q->avail & 1) && !(q->used & 3) &&
+           gm_valid(gm, q->desc, virtq_desc_bytes(q->num)) &&
+           gm_valid(gm, q->avail, virtq_avail_bytes(q->num)) &&
+           gm_valid(gm, q->used, virtq_used_bytes(q->num));
+}
+
+void virtio_fail_locked(struct virtio_dev *vd, unsigned q, const char *why) {
+    if (vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET) return;
+    fprintf(stderr, "bellhop: %s queue %u: %s; the device needs a reset\n", vd->ops->name, q, why);
+    vd->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+    if (vd->status & VIRTIO_STATUS_DRIVER_OK) vd->interrupt(vd, VIRTIO_ISR_CONFIG);
+}
+
+static bool usable_locked(const struct virtio_dev *vd, unsigned q) {
+    return q < vd->ops->nqueues && vd->queues[q].ready &&
+           (vd->status & VIRTIO_STATUS_DRIVER_OK) &&
+           !(vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+}
+
+bool virtio_pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r) {
+    pthread_mutex_lock(&vd->lock);
+    bool got = false;
+    if (usable_locked(vd, q)) {
+        const char *why = NULL;
+        enum virtq_take_result res = virtq_take(&vd->queues[q], &vd->env->mem,
+                                                virtio_has_feature(vd, VIRTIO_F_INDIRECT_DESC),
+                                                virtio_has_feature(vd, VIRTIO_F_EVENT_IDX), r, &why);
+        if (res == VIRTQ_BAD) virtio_fail_locked(vd, q, why);
+        got = res == VIRTQ_TAKEN;
+        r->generation = vd->generation;
+    }
+    pthread_mutex_unlock(&vd->lock);
+    return got;
+}
+
+void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, uint32_t written) {
+    pthread_mutex_lock(&vd->lock);
+    if (r->generation == vd->generation && usable_locked(vd, q) &&
+        virtq_put(&vd->queues[q], &vd->env->mem, virtio_has_feature(vd, VIRTIO_F_EVENT_IDX), r->head,
+                  written))
+        vd->interrupt(vd, VIRTIO_ISR_QUEUE);
+    pthread_mutex_unlock(&vd->lock);
+}
+
+size_t virtq_req_read(const struct virtq_req *r, uint64_t off, void *dst, size_t len) {
+    size_t done = 0;
+    for (unsigned i = 0; i < r->nout && done < len; i++) {
+        if (off >= r->out[i].len) {
+            off -= r->out[i].len;
+            continue;
+        }
+        size_t n = r->out[i].len - off;
+        if (n > len - done) n = len - done;
+        memcpy((uint8_t *)dst + done, r->out[i].p + off, n);
+        done += n;
+        off = 0;
+    }
+    return done;
+}
+
+size_t virtq_req_write(const struct virtq_req *r, uint64_t off, const void *src, size_t len) {
+    size_t done = 0;
+    for (unsigned i = 0; i < r->nin && done < len; i++) {
+        if (off >= r->in[i].len) {
+            off -= r->in[i].len;
+            continue;
+        }
+        size_t n = r->in[i].len - off;
+        if (n > len - done) n = len - done;
+        memcpy(r->in[i].p + off, (const uint8_t *)src + done, n);
+        done += n;
+        off = 0;
+    }
+    return done;
+}

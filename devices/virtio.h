@@ -1,0 +1,129 @@
+/* virtio core (virtio 1.2): split virtqueues and what every device shares, independent of
+ * the transport. A device is an ops table (virtio_device_ops); a transport (virtio-mmio)
+ * owns a struct virtio_dev and calls the ops.
+ *
+ * Threading: queue_notify runs on the async loop's thread; transport register accesses run
+ * on vCPU threads. vd->lock guards the transport state and the rings' indices; a device
+ * does its I/O without it. A reset bumps vd->generation, so a request popped before it can
+ * never be completed into the new rings.
+ */
+#ifndef BELLHOP_DEVICES_VIRTIO_H
+#define BELLHOP_DEVICES_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/device.h"
+
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX 29
+#define VIRTIO_F_VERSION_1 32
+
+#define VIRTIO_STATUS_ACKNOWLEDGE 1
+#define VIRTIO_STATUS_DRIVER 2
+#define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_DEVICE_NEEDS_RESET 64
+#define VIRTIO_STATUS_FAILED 128
+
+#define VIRTIO_ISR_QUEUE 1
+#define VIRTIO_ISR_CONFIG 2
+
+#define VIRTIO_ID_NET 1
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_CONSOLE 3
+#define VIRTIO_ID_RNG 4
+
+#define VIRTIO_MAX_QUEUES 4
+#define VIRTQ_MAX_SIZE 256
+#define VIRTQ_MAX_SEGMENTS 128 /* per request, direct and indirect together */
+
+#define VIRTQ_DESC_F_NEXT 1
+#define VIRTQ_DESC_F_WRITE 2
+#define VIRTQ_DESC_F_INDIRECT 4
+
+struct virtq {
+    uint16_t num; /* size the driver chose; 0 until set */
+    bool ready;
+    uint64_t desc, avail, used;
+    uint16_t last_avail; /* next available entry to take */
+    uint16_t used_idx;   /* next used entry to fill */
+};
+
+struct virtq_buf {
+    uint8_t *p;
+    uint32_t len;
+};
+
+/* One request: its device-readable buffers (out) then its device-writable ones (in). */
+struct virtq_req {
+    uint16_t head;
+    uint32_t generation;
+    unsigned nout, nin;
+    struct virtq_buf out[VIRTQ_MAX_SEGMENTS], in[VIRTQ_MAX_SEGMENTS];
+    uint64_t out_len, in_len;
+};
+
+struct virtio_dev;
+
+struct virtio_device_ops {
+    const char *name;
+    uint32_t device_id;
+    uint64_t features; /* device-specific bits; the core adds VERSION_1, EVENT_IDX, INDIRECT */
+    unsigned nqueues;
+    uint16_t queue_max;
+    uint32_t config_size;
+    /* Copies the device's configuration space (config_size bytes) into buf. */
+    void (*config_read)(struct virtio_dev *vd, uint8_t *buf);
+    /* Optional: a driver write into configuration space. */
+    void (*config_write)(struct virtio_dev *vd, uint32_t off, uint8_t size, uint64_t value);
+    /* The driver made buffers available on queue q (loop thread). */
+    void (*queue_notify)(struct virtio_dev *vd, unsigned q);
+    /* Optional: the driver set DRIVER_OK (vCPU thread, lock held). */
+    void (*driver_ok)(struct virtio_dev *vd);
+    /* Optional: the device was reset (vCPU thread, lock held). */
+    void (*reset)(struct virtio_dev *vd);
+};
+
+struct virtio_dev {
+    const struct virtio_device_ops *ops;
+    void *priv; /* the device's own state */
+    struct vm_env *env;
+    pthread_mutex_t lock;
+    uint64_t driver_features;
+    uint8_t status;
+    uint32_t isr;
+    uint32_t generation;
+    struct virtq queues[VIRTIO_MAX_QUEUES];
+    /* The transport's interrupt: set ISR bits and raise the line. Lock held. */
+    void (*interrupt)(struct virtio_dev *vd, uint32_t isr_bits);
+};
+
+void virtio_dev_init(struct virtio_dev *vd, const struct virtio_device_ops *ops, void *priv,
+                     struct vm_env *env);
+void virtio_dev_destroy(struct virtio_dev *vd);
+uint64_t virtio_device_features(const struct virtio_dev *vd);
+bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit);
+/* Transport helpers (lock held). */
+void virtio_reset_locked(struct virtio_dev *vd);
+void virtio_set_status_locked(struct virtio_dev *vd, uint8_t status);
+/* Checks a queue's rings against guest memory when the driver makes it ready. */
+bool virtio_queue_valid(const struct virtio_dev *vd, const struct virtq *q);
+/* The device found the driver broke the protocol: log, set DEVICE_NEEDS_RESET, tell the
+ * driver with a configuration interrupt, and stop using the device until it is reset. */
+void virtio_fail_locked(struct virtio_dev *vd, unsigned q, const char *why);
+
+/* For devices (loop thread). virtio_pop: true with a validated request, false when the
+ * queue is empty, not ready, or the chain was bad (then the device is failed). */
+bool virtio_pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r);
+/* Returns the request's buffers with `written` bytes written; interrupts the driver when
+ * it asked for it (EVENT_IDX) or always without EVENT_IDX. */
+void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, uint32_t written);
+
+/* Gathers up to len bytes from the request's readable buffers starting at offset off. */
+size_t virtq_req_read(const struct virtq_req *r, uint64_t off, void *dst, size_t len);
+/* Scatters into the writable buffers starting at offset off; returns bytes written. */
+size_t virtq_req_write(const struct virtq_req *r, uint64_t off, const void *src, size_t len);
+
+#endif

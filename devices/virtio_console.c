@@ -1,0 +1,126 @@
+/* virtio-console, port 0. Input waits on the loop only while there is room for it: bytes
+ * read from in_fd wait in `pending` until the driver gives receive buffers. */
+#include <lib/async/wait.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <zircon/syscalls.h>
+
+#include "devices/virtio_console.h"
+
+#define RXQ 0
+#define TXQ 1
+#define PENDING 256
+#define CTRL_A 0x01
+
+struct virtio_console {
+    async_wait_t wait; /* first */
+    struct vm_env *env;
+    struct virtio_dev *vd;
+    int in_fd, out_fd;
+    zx_handle_t in_handle;
+    bool waiting, escape, eof; /* loop thread only */
+    uint8_t pending[PENDING];
+    size_t npending;
+};
+
+static struct virtio_console *con_of(struct virtio_dev *vd) { return vd->priv; }
+
+static void arm(struct virtio_console *c) {
+    if (c->in_handle == ZX_HANDLE_INVALID || c->waiting || c->eof || c->npending) return;
+    c->waiting = async_begin_wait(c->env->loop, &c->wait) == ZX_OK;
+}
+
+/* Moves pending input into receive buffers (loop thread). */
+static void deliver(struct virtio_console *c) {
+    struct virtq_req *r = malloc(sizeof *r);
+    if (!r) return;
+    while (c->npending && virtio_pop(c->vd, RXQ, r)) {
+        size_t n = virtq_req_write(r, 0, c->pending, c->npending);
+        memmove(c->pending, c->pending + n, c->npending - n);
+        c->npending -= n;
+        virtio_push(c->vd, RXQ, r, (uint32_t)n);
+    }
+    free(r);
+    arm(c);
+}
+
+static void on_input(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *sig) {
+    (void)d;
+    struct virtio_console *c = (struct virtio_console *)w;
+    c->waiting = false;
+    if (st != ZX_OK) return;
+    uint8_t buf[PENDING];
+    ssize_t n = (sig->observed & ZX_FD_READABLE) ? read(c->in_fd, buf, PENDING - c->npending) : 0;
+    if (n <= 0) {
+        c->eof = true;
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if (c->escape) {
+            c->escape = false;
+            if (buf[i] == 'x') {
+                c->env->request_exit(c->env, 0);
+                return;
+            }
+            if (buf[i] != CTRL_A) continue;
+        } else if (buf[i] == CTRL_A) {
+            c->escape = true;
+            continue;
+        }
+        c->pending[c->npending++] = buf[i];
+    }
+    deliver(c);
+}
+
+static void transmit(struct virtio_console *c) {
+    struct virtq_req *r = malloc(sizeof *r);
+    if (!r) return;
+    while (virtio_pop(c->vd, TXQ, r)) {
+        for (unsigned i = 0; i < r->nout; i++)
+            if (c->out_fd >= 0 && write(c->out_fd, r->out[i].p, r->out[i].len) < 0) break;
+        virtio_push(c->vd, TXQ, r, 0);
+    }
+    free(r);
+}
+
+static void console_notify(struct virtio_dev *vd, unsigned q) {
+    struct virtio_console *c = con_of(vd);
+    if (q == TXQ) transmit(c);
+    else deliver(c);
+}
+
+static void console_config(struct virtio_dev *vd, uint8_t *buf) { (void)vd, (void)buf; }
+
+const struct virtio_device_ops virtio_console_ops = {
+    .name = "virtio-console",
+    .device_id = VIRTIO_ID_CONSOLE,
+    .nqueues = 2,
+    .queue_max = VIRTQ_MAX_SIZE,
+    .config_size = 0,
+    .config_read = console_config,
+    .queue_notify = console_notify,
+};
+
+struct virtio_console *virtio_console_create(struct vm_env *env, int in_fd, int out_fd) {
+    struct virtio_console *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->env = env;
+    c->in_fd = in_fd;
+    c->out_fd = out_fd;
+    c->in_handle = ZX_HANDLE_INVALID;
+    if (in_fd >= 0 && zx_fd_create(in_fd, 0, &c->in_handle) == ZX_OK)
+        c->wait = (async_wait_t){.handler = on_input, .object = c->in_handle,
+                                 .trigger = ZX_FD_READABLE | ZX_FD_HANGUP};
+    return c;
+}
+
+void virtio_console_attach(struct virtio_console *c, struct virtio_dev *vd) {
+    c->vd = vd;
+    arm(c);
+}
+
+void virtio_console_destroy(struct virtio_console *c) {
+    if (!c) return;
+    if (c->in_handle != ZX_HANDLE_INVALID) zx_handle_close(c->in_handle);
+    free(c);
+}

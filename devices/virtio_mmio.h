@@ -1,0 +1,23 @@
+/* virtio-mmio transport, version 2 (virtio 1.2 §4.2): one register page per device, its
+ * QueueNotify register backed by one doorbell per queue (bell packets on the loop). */
+#ifndef BELLHOP_DEVICES_VIRTIO_MMIO_H
+#define BELLHOP_DEVICES_VIRTIO_MMIO_H
+
+#include "devices/virtio.h"
+
+#define VIRTIO_MMIO_SIZE 0x1000u
+#define VIRTIO_MMIO_QUEUE_NOTIFY 0x050u
+
+struct virtio_mmio;
+extern const struct io_ops virtio_mmio_ops;
+
+/* The device's state lives in its own object; the transport embeds a virtio_dev for it.
+ * bells_port: the loop's port (doorbells are set on it), or ZX_HANDLE_INVALID to take every
+ * notification as a register write (unit tests). */
+struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_device_ops *ops,
+                                       void *priv, uint64_t base, uint32_t irq,
+                                       zx_handle_t bells_port);
+struct virtio_dev *virtio_mmio_dev(struct virtio_mmio *m);
+void virtio_mmio_destroy(struct virtio_mmio *m);
+
+#endif

@@ -1,0 +1,9 @@
+#ifndef BELLHOP_DEVICES_VIRTIO_RNG_H
+#define BELLHOP_DEVICES_VIRTIO_RNG_H
+
+#include "devices/virtio.h"
+
+/* virtio-rng (virtio 1.2 §5.4): one queue, filled from the host's getrandom(). */
+extern const struct virtio_device_ops virtio_rng_ops;
+
+#endif
