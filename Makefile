@@ -123,8 +123,10 @@ build/guest/guest.elf: $(GUEST_OBJS) guest/guest.ld
 	$(Q)$(GUEST_CC) -nostdlib -static -no-pie -Wl,--build-id=none -Wl,--no-warn-rwx-segments -Wl,-T,guest/guest.ld -o $@ \
 	    $(GUEST_OBJS) -lfdt $$($(GUEST_CC) -print-libgcc-file-name)
 
+# The bundled guest with every device it can test; its scratch disk lives beside it.
 run: deps all
-	@scripts/run.sh build/bellhop run
+	@test -f build/guest/disk.img || truncate -s 8M build/guest/disk.img
+	@scripts/run.sh build/bellhop run --console virtio --rng --disk build/guest/disk.img
 
 test: deps
 ifeq ($(SAN),)

@@ -210,7 +210,7 @@ struct virtio_blk *virtio_blk_open(const char *path, bool read_only, char *err, 
     b->fd = fd;
     b->read_only = read_only;
     b->sectors = (uint64_t)st.st_size / SECTOR;
-    snprintf(b->id, sizeof b->id, "bellhop%llx", (unsigned long long)st.st_ino);
+    snprintf(b->id, sizeof b->id, "bellhop-%llx", (unsigned long long)st.st_ino);
     b->ops = (struct virtio_device_ops){
         .name = "virtio-blk",
         .device_id = VIRTIO_ID_BLOCK,

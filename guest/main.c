@@ -5,6 +5,8 @@
 
 #include "firmware/hvm_start_info.h"
 #include "guest/devices.h"
+#include "guest/irq.h"
+#include "guest/virtio.h"
 
 static int failures;
 
@@ -39,8 +41,111 @@ static uint64_t ram_size(const struct hvm_start_info *si) {
     return total;
 }
 
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_CONSOLE 3
+#define VIRTIO_ID_RNG 4
+#define BLK_F_SEG_MAX 2
+#define BLK_F_RO 5
+#define BLK_F_BLK_SIZE 6
+#define BLK_F_FLUSH 9
+#define BLK_SECTOR 2 /* the sector the blk test writes */
+
+static void test_rng(struct vdev *d) {
+    static uint8_t a[32], b[32];
+    long na = vdev_request(d, 0, &(struct vbuf){a, sizeof a, true}, 1, false);
+    long nb = vdev_request(d, 0, &(struct vbuf){b, sizeof b, true}, 1, true);
+    static const uint8_t zero[32];
+    bool ok = na == 32 && nb == 32 && memcmp(a, b, 32) != 0 && memcmp(a, zero, 32) != 0;
+    char detail[64];
+    snprintf(detail, sizeof detail, "%ld + %ld random bytes, %02x%02x%02x%02x...", na, nb, a[0], a[1], a[2], a[3]);
+    result("virtio-rng", ok, detail);
+}
+
+static void test_console(struct vdev *d) {
+    static char msg[] = "virtio-console: hello from the tiny guest\n";
+    long n = vdev_request(d, 1, &(struct vbuf){msg, sizeof msg - 1, false}, 1, false);
+    result("virtio-console", n == 0, n == 0 ? "sent a line on port 0" : "transmit timed out");
+}
+
+struct blk_hdr {
+    uint32_t type, reserved;
+    uint64_t sector;
+};
+
+static int blk_io(struct vdev *d, uint32_t type, uint64_t sector, void *data, uint32_t len, bool indirect) {
+    static struct blk_hdr hdr;
+    static uint8_t status;
+    hdr = (struct blk_hdr){type, 0, sector};
+    status = 0xff;
+    struct vbuf bufs[3] = {{&hdr, sizeof hdr, false}, {data, len, type != 1}, {&status, 1, true}};
+    if (len == 0) bufs[1] = bufs[2];
+    if (vdev_request(d, 0, bufs, len ? 3 : 2, indirect) < 0) return -1;
+    return status;
+}
+
+static void test_blk(struct vdev *d) {
+    static char id[21];
+    static uint8_t wbuf[512], rbuf[512];
+    int st = blk_io(d, 8, 0, id, 20, false);
+    result("virtio-blk-id", st == 0 && strncmp(id, "bellhop", 7) == 0, id);
+    uint64_t capacity = vdev_config32(d, 0) | (uint64_t)vdev_config32(d, 4) << 32;
+    char detail[96];
+    snprintf(detail, sizeof detail, "%llu sectors", (unsigned long long)capacity);
+    result("virtio-blk-size", capacity > BLK_SECTOR, detail);
+    for (unsigned i = 0; i < sizeof wbuf; i++) wbuf[i] = "bellhop guest wrote this sector\n"[i % 32];
+    int w = blk_io(d, 1, BLK_SECTOR, wbuf, sizeof wbuf, true);
+    if (d->features >> BLK_F_RO & 1) {
+        result("virtio-blk-ro", w == 1, w == 1 ? "read-only: write refused with IOERR" : "write was not refused");
+        return;
+    }
+    int f = blk_io(d, 4, 0, NULL, 0, false);
+    int r = blk_io(d, 0, BLK_SECTOR, rbuf, sizeof rbuf, false);
+    bool ok = w == 0 && f == 0 && r == 0 && memcmp(wbuf, rbuf, sizeof rbuf) == 0;
+    snprintf(detail, sizeof detail, "write %d, flush %d, read %d, data %s", w, f, r,
+             memcmp(wbuf, rbuf, sizeof rbuf) == 0 ? "matches" : "differs");
+    result("virtio-blk-rw", ok, detail);
+    /* Past the end of the disk: IOERR. */
+    int e = blk_io(d, 0, capacity, rbuf, sizeof rbuf, false);
+    result("virtio-blk-bounds", e == 1, e == 1 ? "read past the end refused" : "read past the end allowed");
+}
+
+static void virtio_selftests(const void *dtb) {
+    static struct vdev devs[8];
+    unsigned n = 0;
+    for (int node = fdt_node_offset_by_compatible(dtb, -1, "virtio,mmio"); node >= 0 && n < 8;
+         node = fdt_node_offset_by_compatible(dtb, node, "virtio,mmio")) {
+        int len;
+        const fdt64_t *reg = fdt_getprop(dtb, node, "reg", &len);
+        const fdt32_t *irq = fdt_getprop(dtb, node, "interrupts", NULL);
+        if (!reg || len < 16 || !irq) continue;
+        struct vdev *d = &devs[n];
+        uint64_t base = fdt64_to_cpu(reg[0]);
+        unsigned pin = fdt32_to_cpu(irq[0]);
+        d->device_id = mmio_read32(base + 8);
+        uint64_t want = d->device_id == VIRTIO_ID_BLOCK
+                            ? 1ull << BLK_F_RO | 1ull << BLK_F_FLUSH | 1ull << BLK_F_BLK_SIZE | 1ull << BLK_F_SEG_MAX
+                            : 0;
+        unsigned nvqs = d->device_id == VIRTIO_ID_CONSOLE ? 2 : 1;
+        int r = vdev_init(d, base, pin, want, nvqs);
+        char detail[80];
+        snprintf(detail, sizeof detail, "device %u at %p irq %u: %s", d->device_id, (void *)base, pin,
+                 r == 0 ? "ready" : "setup failed");
+        result("virtio-probe", r == 0, detail);
+        if (r != 0) continue;
+        n++;
+        if (d->device_id == VIRTIO_ID_RNG) test_rng(d);
+        else if (d->device_id == VIRTIO_ID_CONSOLE) test_console(d);
+        else if (d->device_id == VIRTIO_ID_BLOCK) test_blk(d);
+        bool irqs = irq_count(pin) > 0;
+        snprintf(detail, sizeof detail, "%llu interrupts on pin %u", (unsigned long long)irq_count(pin), pin);
+        result("virtio-irq", irqs, detail);
+        result("virtio-status", !(vdev_status(d) & 0x40), vdev_status(d) & 0x40 ? "device needs reset" : "healthy");
+    }
+}
+
 void kmain(const struct hvm_start_info *si) {
     uart_init(0x3f8);
+    irq_init();
     if (si->magic != HVM_START_MAGIC_VALUE) {
         printf("guest: bad hvm_start_info magic %x\n", si->magic);
         guest_exit(98);
@@ -54,6 +159,7 @@ void kmain(const struct hvm_start_info *si) {
         int chosen = fdt_path_offset(dtb, "/chosen");
         const char *args = chosen >= 0 ? fdt_getprop(dtb, chosen, "bootargs", NULL) : NULL;
         result("dt-bootargs", args && strcmp(args, cmdline) == 0, args ? args : "missing");
+        virtio_selftests(dtb);
     }
     /* Command-line words for the VMM's tests: "crash" reads memory that is not there,
      * "triple-fault" does that, "exit=N" reports N. */

@@ -83,6 +83,51 @@ TEST_TIMEOUT(a_guest_crash_prints_registers_and_code, 120) {
     CHECK_MSG(strstr(out, "bellhop: guest crashed on cpu0: triple fault"), "%s", out);
 }
 
+static const char *make_disk(const char *path, size_t size) {
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0);
+    CHECK_EQ(ftruncate(fd, (off_t)size), 0);
+    close(fd);
+    return path;
+}
+
+static void read_sector(const char *path, unsigned sector, char *buf) {
+    int fd = open(path, O_RDONLY);
+    CHECK(fd >= 0);
+    CHECK_EQ(pread(fd, buf, 512, (off_t)sector * 512), 512);
+    close(fd);
+}
+
+TEST_TIMEOUT(virtio_devices_pass_the_guests_self_tests_and_the_disk_keeps_its_data, 120) {
+    const char *disk = make_disk("/tmp/bellhop-test-disk.img", 1 << 20);
+    CHECK_EQ(RUN("--console", "virtio", "--rng", "--disk", disk), 0);
+    CHECK_MSG(!strstr(out, "FAIL") && strstr(out, "guest: 0 failed"), "%s", out);
+    CHECK_MSG(strstr(out, "selftest virtio-rng       PASS"), "%s", out);
+    CHECK_MSG(strstr(out, "selftest virtio-blk-rw    PASS"), "%s", out);
+    CHECK_MSG(strstr(out, "virtio-console: hello from the tiny guest\n"), "%s", out);
+    CHECK_MSG(strstr(out, "selftest virtio-irq       PASS"), "%s", out);
+    char sector[512];
+    read_sector(disk, 2, sector);
+    CHECK_MSG(memcmp(sector, "bellhop guest wrote this sector\n", 32) == 0, "sector 2: %.32s", sector);
+    read_sector(disk, 1, sector);
+    static const char zero[512];
+    CHECK(memcmp(sector, zero, 512) == 0);
+    unlink(disk);
+}
+
+TEST_TIMEOUT(a_read_only_disk_refuses_writes_and_its_file_is_untouched, 120) {
+    const char *disk = make_disk("/tmp/bellhop-test-ro.img", 1 << 20);
+    char arg[64];
+    snprintf(arg, sizeof arg, "%s,ro", disk);
+    CHECK_EQ(RUN("--disk", arg), 0);
+    CHECK_MSG(strstr(out, "selftest virtio-blk-ro    PASS"), "%s", out);
+    char sector[512];
+    static const char zero[512];
+    read_sector(disk, 2, sector);
+    CHECK(memcmp(sector, zero, 512) == 0);
+    unlink(disk);
+}
+
 static void expect_one_line_error(int status, const char *words) {
     CHECK_MSG(status != 0, "exit status 0 for bad input:\n%s", out);
     CHECK_MSG(strncmp(out, "bellhop: ", 9) == 0, "no error line:\n%s", out);
@@ -111,5 +156,9 @@ TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
     expect_one_line_error(RUN("--console", "vga"), "--console vga");
     expect_one_line_error(RUN("--bogus"), "unknown option");
     expect_one_line_error(RUN("--initrd", "/nonexistent/initrd"), "initrd");
+    expect_one_line_error(RUN("--disk", "/nonexistent/disk.img"), "disk /nonexistent/disk.img");
+    expect_one_line_error(RUN("--disk", "/tmp"), "disk /tmp: Is a directory");
+    expect_one_line_error(RUN("--disk", "/tmp/x,rw"), "the only option is ,ro");
+    expect_one_line_error(RUN("--trace", "everything"), "--trace everything");
     unlink(notelf);
 }

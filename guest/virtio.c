@@ -1,0 +1,129 @@
+#include "guest/virtio.h"
+#include "guest/irq.h"
+
+#define F_INDIRECT 28
+#define F_EVENT_IDX 29
+#define F_VERSION_1 32
+#define DESC_NEXT 1
+#define DESC_WRITE 2
+#define DESC_INDIRECT 4
+
+enum {
+    MAGIC = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, DEVICE_FEATURES = 0x010,
+    DEVICE_FEATURES_SEL = 0x014, DRIVER_FEATURES = 0x020, DRIVER_FEATURES_SEL = 0x024,
+    QUEUE_SEL = 0x030, QUEUE_NUM_MAX = 0x034, QUEUE_NUM = 0x038, QUEUE_READY = 0x044,
+    QUEUE_NOTIFY = 0x050, INTERRUPT_STATUS = 0x060, INTERRUPT_ACK = 0x064, STATUS = 0x070,
+    QUEUE_DESC = 0x080, QUEUE_DRIVER = 0x090, QUEUE_DEVICE = 0x0a0, CONFIG = 0x100,
+};
+
+static uint8_t pool[1 << 20] __attribute__((aligned(4096)));
+static size_t pool_used;
+
+void *alloc_pages(size_t bytes) {
+    size_t n = (bytes + 4095) & ~(size_t)4095;
+    if (n > sizeof pool - pool_used) {
+        printf("guest: out of memory\n");
+        guest_exit(96);
+    }
+    void *p = pool + pool_used;
+    pool_used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+static uint32_t rd(struct vdev *d, unsigned reg) { return mmio_read32(d->base + reg); }
+static void wr(struct vdev *d, unsigned reg, uint32_t v) { mmio_write32(d->base + reg, v); }
+static void wr64(struct vdev *d, unsigned reg, uint64_t v) {
+    wr(d, reg, (uint32_t)v);
+    wr(d, reg + 4, (uint32_t)(v >> 32));
+}
+
+static void on_irq(void *arg) {
+    struct vdev *d = arg;
+    uint32_t isr = rd(d, INTERRUPT_STATUS);
+    wr(d, INTERRUPT_ACK, isr);
+    d->isr_seen |= isr;
+}
+
+uint8_t vdev_status(struct vdev *d) { return (uint8_t)rd(d, STATUS); }
+uint32_t vdev_config32(struct vdev *d, unsigned off) { return rd(d, CONFIG + off); }
+
+int vdev_init(struct vdev *d, uint64_t base, unsigned irq, uint64_t want, unsigned nvqs) {
+    d->base = base;
+    d->irq = irq;
+    if (rd(d, MAGIC) != 0x74726976 || rd(d, VERSION) != 2) return -1;
+    d->device_id = rd(d, DEVICE_ID);
+    wr(d, STATUS, 0);
+    wr(d, STATUS, 1);     /* ACKNOWLEDGE */
+    wr(d, STATUS, 1 | 2); /* DRIVER */
+    uint64_t offered = 0;
+    for (unsigned sel = 0; sel < 2; sel++) {
+        wr(d, DEVICE_FEATURES_SEL, sel);
+        offered |= (uint64_t)rd(d, DEVICE_FEATURES) << (32 * sel);
+    }
+    d->features = offered & (want | 1ull << F_VERSION_1 | 1ull << F_EVENT_IDX | 1ull << F_INDIRECT);
+    for (unsigned sel = 0; sel < 2; sel++) {
+        wr(d, DRIVER_FEATURES_SEL, sel);
+        wr(d, DRIVER_FEATURES, (uint32_t)(d->features >> (32 * sel)));
+    }
+    wr(d, STATUS, 1 | 2 | 8); /* FEATURES_OK */
+    if (!(rd(d, STATUS) & 8)) return -2;
+    d->nvqs = nvqs;
+    for (unsigned i = 0; i < nvqs; i++) {
+        struct vq *q = &d->vqs[i];
+        wr(d, QUEUE_SEL, i);
+        uint32_t max = rd(d, QUEUE_NUM_MAX);
+        if (max == 0) return -3;
+        q->index = i;
+        q->num = max < VQ_SIZE ? max : VQ_SIZE;
+        q->desc = alloc_pages(16 * q->num);
+        q->avail = alloc_pages(6 + 2 * q->num);
+        q->used = alloc_pages(6 + 8 * q->num);
+        q->indirect = alloc_pages(16 * VQ_MAX_BUFS);
+        wr(d, QUEUE_NUM, q->num);
+        wr64(d, QUEUE_DESC, (uint64_t)q->desc);
+        wr64(d, QUEUE_DRIVER, (uint64_t)q->avail);
+        wr64(d, QUEUE_DEVICE, (uint64_t)q->used);
+        wr(d, QUEUE_READY, 1);
+    }
+    irq_route(irq, on_irq, d);
+    wr(d, STATUS, 1 | 2 | 8 | 4); /* DRIVER_OK */
+    return 0;
+}
+
+static uint16_t used_idx(struct vq *q) { return __atomic_load_n((volatile uint16_t *)(q->used + 2), __ATOMIC_ACQUIRE); }
+
+long vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned n, bool indirect) {
+    struct vq *q = &d->vqs[qi];
+    if (n == 0 || n > VQ_MAX_BUFS || (!indirect && n > q->num)) return -1;
+    struct vdesc *t = indirect ? q->indirect : q->desc;
+    for (unsigned i = 0; i < n; i++)
+        t[i] = (struct vdesc){(uint64_t)bufs[i].p, bufs[i].len,
+                              (uint16_t)((i + 1 < n ? DESC_NEXT : 0) | (bufs[i].device_writes ? DESC_WRITE : 0)),
+                              (uint16_t)(i + 1)};
+    if (indirect) q->desc[0] = (struct vdesc){(uint64_t)q->indirect, 16 * n, DESC_INDIRECT, 0};
+    bool event_idx = d->features >> F_EVENT_IDX & 1;
+    /* Ask for an interrupt at the next completion. */
+    if (event_idx) q->avail[2 + q->num] = q->last_used;
+    q->avail[2 + q->avail_idx % q->num] = 0; /* head: descriptor 0 */
+    uint16_t old = q->avail_idx++;
+    __atomic_store_n(&q->avail[1], q->avail_idx, __ATOMIC_RELEASE);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    bool kick = true;
+    if (event_idx) {
+        uint16_t avail_event = *(volatile uint16_t *)(q->used + 4 + 8 * q->num);
+        kick = (uint16_t)(q->avail_idx - avail_event - 1) < (uint16_t)(q->avail_idx - old);
+    }
+    d->isr_seen = 0;
+    if (kick) wr(d, QUEUE_NOTIFY, qi);
+    /* Interrupt-driven: the completion counts once its interrupt has arrived. */
+    uint64_t deadline = irq_ticks + 20 * IRQ_TICKS_PER_SEC;
+    while (used_idx(q) == q->last_used || !(d->isr_seen & 1)) {
+        if (irq_ticks > deadline) return -1;
+        irq_wait();
+    }
+    volatile uint8_t *elem = q->used + 4 + 8 * (q->last_used % q->num);
+    uint32_t len = *(volatile uint32_t *)(elem + 4);
+    q->last_used++;
+    return len;
+}

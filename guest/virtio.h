@@ -1,0 +1,46 @@
+/* The tiny guest's virtio-mmio driver: split virtqueues with EVENT_IDX and indirect
+ * descriptors, completions waited for with interrupts. */
+#ifndef BELLHOP_GUEST_VIRTIO_H
+#define BELLHOP_GUEST_VIRTIO_H
+
+#include "guest/lib.h"
+
+#define VQ_SIZE 16
+#define VQ_MAX_BUFS 8
+
+struct vq {
+    unsigned index, num;
+    struct vdesc { uint64_t addr; uint32_t len; uint16_t flags, next; } *desc;
+    volatile uint16_t *avail; /* flags, idx, ring[num], used_event */
+    volatile uint8_t *used;   /* flags, idx, {id, len}[num], avail_event */
+    uint16_t avail_idx, last_used;
+    struct vdesc *indirect;   /* one table per request */
+};
+
+struct vdev {
+    uint64_t base;
+    unsigned irq;
+    uint32_t device_id;
+    uint64_t features; /* negotiated */
+    struct vq vqs[2];
+    unsigned nvqs;
+    volatile uint32_t isr_seen;
+};
+
+struct vbuf {
+    void *p;
+    uint32_t len;
+    bool device_writes;
+};
+
+/* Probes and starts the device at base (features: what the driver wants of the offered). */
+int vdev_init(struct vdev *d, uint64_t base, unsigned irq, uint64_t want, unsigned nvqs);
+/* Submits one request and waits (interrupt-driven, timeout) for it; returns the length the
+ * device wrote, or -1 on timeout. indirect: put the buffers in an indirect table. */
+long vdev_request(struct vdev *d, unsigned q, const struct vbuf *bufs, unsigned n, bool indirect);
+uint32_t vdev_config32(struct vdev *d, unsigned off);
+uint8_t vdev_status(struct vdev *d);
+
+void *alloc_pages(size_t bytes);
+
+#endif
