@@ -32,6 +32,8 @@ struct vm_env {
     void (*request_exit)(struct vm_env *env, int status);
     /* Raises an edge on IOAPIC pin `irq` (any thread). */
     void (*raise_irq)(struct vm_env *env, uint32_t irq);
+    /* --trace traps: devices report the bell packets they receive on the loop. */
+    bool trace;
 };
 
 #endif

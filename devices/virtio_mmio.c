@@ -2,6 +2,7 @@
 #include <lib/async/receiver.h>
 #include <lib/async/trap.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zircon/syscalls/hypervisor.h>
@@ -45,9 +46,13 @@ static void notify(struct virtio_mmio *m, unsigned q) {
 
 static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_status_t st,
                     const zx_packet_guest_bell_t *bell) {
-    (void)d, (void)bell;
+    (void)d;
     struct mmio_bell *b = (struct mmio_bell *)trap;
-    if (st == ZX_OK) notify(b->m, b->queue);
+    if (st != ZX_OK) return;
+    if (b->m->vd.env->trace)
+        fprintf(stderr, "trace: loop BELL key %s queue %u addr %#llx\n", b->m->vd.ops->name, b->queue,
+                (unsigned long long)bell->addr);
+    notify(b->m, b->queue);
 }
 
 static void on_slow_notify(async_dispatcher_t *d, async_receiver_t *r, zx_status_t st,

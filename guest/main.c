@@ -172,6 +172,10 @@ void kmain(const struct hvm_start_info *si) {
         static const struct { uint16_t limit; uint64_t base; } __attribute__((packed)) no_idt = {0, 0};
         __asm__ volatile("lidt %0; int3" ::"m"(no_idt));
     }
+    if (strstr_word(cmdline, "wait")) { /* until the VMM is told to quit (Ctrl-A x) */
+        printf("guest: waiting\n");
+        for (;;) irq_wait();
+    }
     printf("guest: %d failed\n", failures);
     const char *e = strstr_word(cmdline, "exit=");
     guest_exit(failures ? 1 : e ? (int)strtoul(e + 5, NULL, 0) : 0);

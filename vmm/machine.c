@@ -419,6 +419,7 @@ int machine_run(const struct machine_config *cfg) {
     m->cfg = cfg;
     m->env.request_exit = request_exit;
     m->env.raise_irq = raise_irq;
+    m->env.trace = cfg->trace_traps;
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;

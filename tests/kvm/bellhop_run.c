@@ -12,6 +12,7 @@
 #include "tests/lib/check.h"
 
 static char bellhop[PATH_MAX];
+static const char *stdin_text; /* fed to bellhop's stdin when set, else /dev/null */
 
 /* Runs bellhop with args; returns its exit status, output (stdout+stderr) in out. */
 static int run(char *out, size_t outlen, const char *const *args) {
@@ -29,8 +30,16 @@ static int run(char *out, size_t outlen, const char *const *args) {
     if (pid == 0) {
         dup2(pipefd[1], 1);
         dup2(pipefd[1], 2);
-        int devnull = open("/dev/null", O_RDONLY);
-        dup2(devnull, 0);
+        if (stdin_text) {
+            int in[2];
+            if (pipe(in) != 0) _exit(126);
+            if (write(in[1], stdin_text, strlen(stdin_text)) < 0) _exit(126);
+            close(in[1]);
+            dup2(in[0], 0);
+        } else {
+            int devnull = open("/dev/null", O_RDONLY);
+            dup2(devnull, 0);
+        }
         const char *argv[32] = {bellhop, "run"};
         int i = 2;
         for (; args[i - 2] && i < 31; i++) argv[i] = args[i - 2];
@@ -61,6 +70,20 @@ TEST_TIMEOUT(the_bundled_guest_boots_and_passes_its_self_tests, 120) {
     CHECK_MSG(!strstr(out, "FAIL"), "%s", out);
 }
 
+TEST_TIMEOUT(ctrl_a_x_on_the_console_ends_the_vm, 120) {
+    stdin_text = "\x01x";
+    /* The guest would wait for ever: only Ctrl-A x (read by the VMM, not the guest) ends it. */
+    CHECK_EQ(RUN("--cmdline", "wait"), 0);
+    stdin_text = "\x01x";
+    CHECK_EQ(RUN("--cmdline", "wait", "--console", "virtio"), 0);
+    stdin_text = NULL;
+}
+
+TEST(help_and_usage) {
+    CHECK_EQ(RUN("--help"), 0);
+    CHECK_MSG(strstr(out, "usage: bellhop run") && strstr(out, "--disk PATH[,ro]"), "%s", out);
+}
+
 TEST_TIMEOUT(the_exit_status_is_the_guests, 120) {
     CHECK_EQ(RUN("--cmdline", "exit=7"), 7);
     CHECK_EQ(RUN("--cmdline", "exit=0"), 0);
@@ -72,6 +95,9 @@ TEST_TIMEOUT(trace_traps_shows_each_packet_and_its_instruction, 120) {
     CHECK_MSG(strstr(out, "trace: cpu0 IO  out key uart16550 port 0x3f8 size 1 data 0x62"), "%s", out);
     CHECK_MSG(strstr(out, ": out dx, al") && strstr(out, ": in al, dx"), "%s", out);
     CHECK_MSG(strstr(out, "key exit port 0xf4"), "%s", out);
+    CHECK_EQ(RUN("--trace", "traps", "--rng"), 0);
+    CHECK_MSG(strstr(out, "trace: loop BELL key virtio-rng queue 0 addr 0xd0000050"), "%s", out);
+    CHECK_MSG(strstr(out, "trace: cpu0 MEM rd  key virtio-mmio addr 0xd0000000 size 4"), "%s", out);
 }
 
 TEST_TIMEOUT(a_guest_crash_prints_registers_and_code, 120) {
