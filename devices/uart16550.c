@@ -7,10 +7,10 @@
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
+#include "devices/console_input.h"
 #include "devices/uart16550.h"
 
 #define RX_FIFO 64
-#define CTRL_A 0x01
 
 enum { RBR_THR = 0, IER = 1, IIR_FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7 };
 #define IER_RDI 0x01
@@ -36,7 +36,7 @@ struct uart16550 {
     bool thr_pending; /* transmitter-empty interrupt not yet acknowledged */
     bool irq_line;
     bool waiting;     /* the input wait is armed */
-    bool escape;      /* Ctrl-A seen */
+    struct console_escape escape;
     uint8_t rx[RX_FIFO];
     unsigned rx_head, rx_count;
 };
@@ -73,20 +73,8 @@ static void on_input(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, con
     uint8_t buf[RX_FIFO];
     ssize_t n = read(u->in_fd, buf, RX_FIFO - u->rx_count);
     bool quit = false;
-    for (ssize_t i = 0; i < n; i++) {
-        if (u->escape) {
-            u->escape = false;
-            if (buf[i] == 'x') {
-                quit = true;
-                break;
-            }
-            if (buf[i] != CTRL_A) continue; /* Ctrl-A Ctrl-A sends one Ctrl-A */
-        } else if (buf[i] == CTRL_A) {
-            u->escape = true;
-            continue;
-        }
-        u->rx[(u->rx_head + u->rx_count++) % RX_FIFO] = buf[i];
-    }
+    size_t keep = n > 0 ? console_escape_filter(&u->escape, buf, (size_t)n, &quit) : 0;
+    for (size_t i = 0; i < keep; i++) u->rx[(u->rx_head + u->rx_count++) % RX_FIFO] = buf[i];
     bool edge = update_irq_locked(u);
     if (n > 0 && !quit) arm_input_locked(u);
     pthread_mutex_unlock(&u->lock);

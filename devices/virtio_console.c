@@ -2,15 +2,16 @@
  * read from in_fd wait in `pending` until the driver gives receive buffers. */
 #include <lib/async/wait.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
+#include "devices/console_input.h"
 #include "devices/virtio_console.h"
 
 #define RXQ 0
 #define TXQ 1
 #define PENDING 256
-#define CTRL_A 0x01
 
 struct virtio_console {
     async_wait_t wait; /* first */
@@ -18,7 +19,8 @@ struct virtio_console {
     struct virtio_dev *vd;
     int in_fd, out_fd;
     zx_handle_t in_handle;
-    bool waiting, escape, eof; /* loop thread only */
+    bool waiting, eof; /* loop thread only */
+    struct console_escape escape;
     uint8_t pending[PENDING];
     size_t npending;
 };
@@ -55,19 +57,13 @@ static void on_input(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, con
         c->eof = true;
         return;
     }
-    for (ssize_t i = 0; i < n; i++) {
-        if (c->escape) {
-            c->escape = false;
-            if (buf[i] == 'x') {
-                c->env->request_exit(c->env, 0);
-                return;
-            }
-            if (buf[i] != CTRL_A) continue;
-        } else if (buf[i] == CTRL_A) {
-            c->escape = true;
-            continue;
-        }
-        c->pending[c->npending++] = buf[i];
+    bool quit;
+    size_t keep = console_escape_filter(&c->escape, buf, (size_t)n, &quit);
+    memcpy(c->pending + c->npending, buf, keep);
+    c->npending += keep;
+    if (quit) {
+        c->env->request_exit(c->env, 0);
+        return;
     }
     deliver(c);
 }
