@@ -90,6 +90,56 @@ start64:
     hlt
     jmp 3b
 
+/* Secondary CPUs: started by the VMM (vCPU-control STARTUP) in the same 32-bit state, on
+ * the page tables the boot CPU built. Each takes its id from the control device and its
+ * stack from ap_stacks. */
+    .code32
+    .globl ap_start32
+ap_start32:
+    cli
+    cld
+    lgdt gdt_ptr
+    movl $pml4, %eax
+    movl %eax, %cr3
+    movl %cr4, %eax
+    orl $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
+    movl %eax, %cr4
+    movl $MSR_EFER, %ecx
+    rdmsr
+    orl $EFER_LME, %eax
+    wrmsr
+    movl %cr0, %eax
+    andl $~CR0_EM, %eax
+    orl $(CR0_PG | CR0_PE | CR0_MP), %eax
+    movl %eax, %cr0
+    ljmp $0x08, $ap_start64
+
+    .code64
+ap_start64:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movw %ax, %fs
+    movw %ax, %gs
+    movw $0x4f0, %dx            /* vCPU-control: this CPU's id */
+    inl %dx, %eax
+    movl %eax, %edi
+    andq $15, %rax
+    incq %rax
+    shlq $13, %rax
+    movabsq $ap_stacks, %rsp
+    addq %rax, %rsp
+    movl $MSR_FS_BASE, %ecx
+    movabsq $tls_block, %rax
+    movq %rax, %rdx
+    shrq $32, %rdx
+    wrmsr
+    call ap_main
+4:  cli
+    hlt
+    jmp 4b
+
     .section .rodata
     .balign 8
 gdt:
@@ -111,4 +161,7 @@ pd:     .skip 4 * 4096
 stack_top:
 tls_block:
     .skip 64
+    .balign 16
+ap_stacks:
+    .skip 16 * 8192
     .section .note.GNU-stack, "", @progbits

@@ -26,6 +26,7 @@ static struct {
     uint64_t count;
 } pins[NPINS];
 volatile uint64_t irq_ticks;
+void (*ipi_handler)(void);
 
 static void lapic_write(uint32_t reg, uint32_t v) { mmio_write32(LAPIC + reg, v); }
 static void ioapic_write(uint32_t reg, uint32_t v) {
@@ -44,6 +45,7 @@ void irq_dispatch(uint64_t vector, struct frame *f) {
         guest_exit(97);
     }
     if (vector == VEC_TIMER) irq_ticks++;
+    if (vector == VEC_IPI && ipi_handler) ipi_handler();
     if (vector >= VEC_PIN0 && vector < VEC_PIN0 + NPINS) {
         unsigned pin = (unsigned)vector - VEC_PIN0;
         pins[pin].count++;
@@ -52,17 +54,26 @@ void irq_dispatch(uint64_t vector, struct frame *f) {
     if (vector != 0xff) lapic_write(LAPIC_EOI, 0);
 }
 
+static void load_idt(void) {
+    struct {
+        uint16_t limit;
+        uint64_t base;
+    } __attribute__((packed)) idtr = {sizeof idt - 1, (uint64_t)idt};
+    __asm__ volatile("lidt %0" ::"m"(idtr));
+}
+
+void irq_init_ap(void) {
+    load_idt();
+    lapic_write(LAPIC_SVR, 0x100 | 0xff);
+}
+
 void irq_init(void) {
     for (const uint64_t *e = isr_table; e[0] != (uint64_t)-1; e += 2) {
         uint64_t a = e[1];
         idt[e[0]] = (struct gate){.off0 = (uint16_t)a, .sel = 0x08, .type = 0x8e,
                                   .off1 = (uint16_t)(a >> 16), .off2 = (uint32_t)(a >> 32)};
     }
-    struct {
-        uint16_t limit;
-        uint64_t base;
-    } __attribute__((packed)) idtr = {sizeof idt - 1, (uint64_t)idt};
-    __asm__ volatile("lidt %0" ::"m"(idtr));
+    load_idt();
     /* The legacy PICs would deliver ISA lines too (through LINT0): remap them away from the
      * exception vectors, then mask every line. */
     static const uint8_t icw[2][4] = {{0x11, 0xe0, 0x04, 0x01}, {0x11, 0xe8, 0x02, 0x01}};

@@ -11,6 +11,11 @@ void irq_route(unsigned pin, void (*handler)(void *arg), void *arg);
 /* Waits for an interrupt (any: device or the timer tick). */
 static inline void irq_wait(void) { __asm__ volatile("sti; hlt; cli" ::: "memory"); }
 uint64_t irq_count(unsigned pin);
+/* A secondary CPU joins: loads the IDT, enables its local APIC. */
+void irq_init_ap(void);
+#define VEC_IPI 0x50
+/* Called on VEC_IPI (any CPU). */
+extern void (*ipi_handler)(void);
 /* 10 ms timer ticks since irq_init. */
 extern volatile uint64_t irq_ticks;
 #define IRQ_TICKS_PER_SEC 100

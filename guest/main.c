@@ -109,6 +109,56 @@ static void test_blk(struct vdev *d) {
     result("virtio-blk-bounds", e == 1, e == 1 ? "read past the end refused" : "read past the end allowed");
 }
 
+/* ---- SMP through bellhop's vCPU-control device (STARTUP and INTERRUPT packets) ---- */
+
+#define VCPU_CTL 0x4f0
+static volatile unsigned cpus_up;
+static volatile unsigned ipis_seen;
+extern char ap_start32[];
+
+static void on_ipi(void) { __atomic_fetch_add(&ipis_seen, 1, __ATOMIC_SEQ_CST); }
+
+void ap_main(unsigned id) {
+    (void)id;
+    irq_init_ap();
+    __atomic_fetch_add(&cpus_up, 1, __ATOMIC_SEQ_CST);
+    for (;;) irq_wait();
+}
+
+static void vcpu_ctl(uint64_t arg0, uint32_t arg1, uint32_t cmd) {
+    outl(VCPU_CTL, (uint32_t)arg0);
+    outl(VCPU_CTL + 4, (uint32_t)(arg0 >> 32));
+    outl(VCPU_CTL + 8, arg1);
+    outl(VCPU_CTL + 12, cmd);
+}
+
+static bool wait_until(volatile unsigned *v, unsigned want) {
+    uint64_t deadline = irq_ticks + 20 * IRQ_TICKS_PER_SEC;
+    while (*v < want)
+        if (irq_ticks > deadline) return false;
+        else irq_wait();
+    return true;
+}
+
+static void smp_selftest(const void *dtb) {
+    unsigned ncpus = 0;
+    int cpus = fdt_path_offset(dtb, "/cpus");
+    for (int n = cpus >= 0 ? fdt_first_subnode(dtb, cpus) : -1; n >= 0; n = fdt_next_subnode(dtb, n)) ncpus++;
+    if (ncpus < 2) return;
+    ipi_handler = on_ipi;
+    for (unsigned id = 1; id < ncpus; id++) vcpu_ctl(id, (uint32_t)(uintptr_t)ap_start32, 1);
+    bool up = wait_until(&cpus_up, ncpus - 1);
+    char detail[64];
+    snprintf(detail, sizeof detail, "%u of %u CPUs running", cpus_up + 1, ncpus);
+    result("smp-startup", up, detail);
+    if (!up) return;
+    /* An interrupt to every other CPU: the VMM turns the packet into zx_vcpu_interrupt. */
+    vcpu_ctl(((1ull << ncpus) - 1) & ~1ull, VEC_IPI, 0);
+    bool ipis = wait_until(&ipis_seen, ncpus - 1);
+    snprintf(detail, sizeof detail, "%u of %u CPUs took vector 0x%x", ipis_seen, ncpus - 1, VEC_IPI);
+    result("smp-interrupt", ipis, detail);
+}
+
 static void virtio_selftests(const void *dtb) {
     static struct vdev devs[8];
     unsigned n = 0;
@@ -160,6 +210,7 @@ void kmain(const struct hvm_start_info *si) {
         const char *args = chosen >= 0 ? fdt_getprop(dtb, chosen, "bootargs", NULL) : NULL;
         result("dt-bootargs", args && strcmp(args, cmdline) == 0, args ? args : "missing");
         virtio_selftests(dtb);
+        smp_selftest(dtb);
     }
     /* Command-line words for the VMM's tests: "crash" reads memory that is not there,
      * "triple-fault" does that, "exit=N" reports N. */

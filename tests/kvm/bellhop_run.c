@@ -79,6 +79,13 @@ TEST_TIMEOUT(ctrl_a_x_on_the_console_ends_the_vm, 120) {
     stdin_text = NULL;
 }
 
+TEST_TIMEOUT(cpus_start_and_take_interrupts_through_vcpu_packets, 120) {
+    CHECK_EQ(RUN("--cpus", "3"), 0);
+    CHECK_MSG(strstr(out, "selftest smp-startup      PASS: 3 of 3 CPUs running"), "%s", out);
+    CHECK_MSG(strstr(out, "selftest smp-interrupt    PASS: 2 of 2 CPUs took vector 0x50"), "%s", out);
+    CHECK_MSG(strstr(out, "guest: 0 failed"), "%s", out);
+}
+
 TEST(help_and_usage) {
     CHECK_EQ(RUN("--help"), 0);
     CHECK_MSG(strstr(out, "usage: bellhop run") && strstr(out, "--disk PATH[,ro]"), "%s", out);
