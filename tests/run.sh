@@ -50,8 +50,14 @@ if [ -n "$kvm" ]; then
     else
         echo "integration tests: no usable /dev/kvm here; running them in the nested KVM host"
         out=$(mktemp)
+        # QEMU itself goes in too: the peer test boots guest.elf under QEMU-KVM microvm.
+        peer=()
+        for f in /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin \
+                 /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin; do
+            [ -e "$f" ] && peer+=(--file "$f")
+        done
         scripts/nested.sh --timeout 900 --file "$kvm/tests/kvm" --file "$kvm/bellhop" \
-            --file "$kvm/guest" --file tests/run-kvm.sh -- sh tests/run-kvm.sh "$kvm" > "$out" 2>&1
+            --file "$kvm/guest" --file tests/run-kvm.sh "${peer[@]}" -- sh tests/run-kvm.sh "$kvm" > "$out" 2>&1
         rc=$?
         grep -v '^BELLHOP-NESTED-EXIT\|reboot: Power down' "$out" | emit ""
         if [ $rc -ne 0 ] && ! grep -q '^FAIL ' "$out"; then
