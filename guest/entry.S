@@ -12,6 +12,24 @@
 #define MSR_FS_BASE 0xc0000100
 #define EFER_LME 0x100
 
+/* Paging on the tables at pml4, SSE on, long mode, then a far jump to 64-bit code. */
+.macro ENTER_LONG_MODE target
+    movl $pml4, %eax
+    movl %eax, %cr3
+    movl %cr4, %eax
+    orl $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
+    movl %eax, %cr4
+    movl $MSR_EFER, %ecx
+    rdmsr
+    orl $EFER_LME, %eax
+    wrmsr
+    movl %cr0, %eax
+    andl $~CR0_EM, %eax
+    orl $(CR0_PG | CR0_PE | CR0_MP), %eax
+    movl %eax, %cr0
+    ljmp $0x08, $\target
+.endm
+
     .section .note.pvh, "a"
     .balign 4
     .long 4                     /* name size: "Xen\0" */
@@ -54,20 +72,7 @@ pvh_start32:
     cmpl $2048, %ecx
     jne 2b
 
-    movl $pml4, %eax
-    movl %eax, %cr3
-    movl %cr4, %eax
-    orl $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
-    movl %eax, %cr4
-    movl $MSR_EFER, %ecx
-    rdmsr
-    orl $EFER_LME, %eax
-    wrmsr
-    movl %cr0, %eax
-    andl $~CR0_EM, %eax
-    orl $(CR0_PG | CR0_PE | CR0_MP), %eax
-    movl %eax, %cr0
-    ljmp $0x08, $start64
+    ENTER_LONG_MODE start64
 
     .code64
 start64:
@@ -99,20 +104,7 @@ ap_start32:
     cli
     cld
     lgdt gdt_ptr
-    movl $pml4, %eax
-    movl %eax, %cr3
-    movl %cr4, %eax
-    orl $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
-    movl %eax, %cr4
-    movl $MSR_EFER, %ecx
-    rdmsr
-    orl $EFER_LME, %eax
-    wrmsr
-    movl %cr0, %eax
-    andl $~CR0_EM, %eax
-    orl $(CR0_PG | CR0_PE | CR0_MP), %eax
-    movl %eax, %cr0
-    ljmp $0x08, $ap_start64
+    ENTER_LONG_MODE ap_start64
 
     .code64
 ap_start64:
