@@ -11,8 +11,11 @@
 
 static bool in_file(size_t len, uint64_t off, uint64_t size) { return off <= len && size <= len - off; }
 
-/* Looks for the PVH entry in one PT_NOTE segment; 1 found, 0 not there, -1 malformed. */
-static int find_pvh_note(const uint8_t *p, uint64_t size, uint64_t *entry) {
+#define XEN_ELFNOTE_GUEST_OS 6
+
+/* Reads the Xen notes of one PT_NOTE segment: the PVH entry (*found) and the guest OS.
+ * Returns -1 when the segment is malformed. */
+static int read_xen_notes(const uint8_t *p, uint64_t size, struct pvh_kernel *k, bool *found) {
     uint64_t off = 0;
     while (size - off >= sizeof(Elf64_Nhdr)) {
         Elf64_Nhdr n;
@@ -21,25 +24,29 @@ static int find_pvh_note(const uint8_t *p, uint64_t size, uint64_t *entry) {
         uint64_t desc = name + ((n.n_namesz + 3ull) & ~3ull);
         uint64_t next = desc + ((n.n_descsz + 3ull) & ~3ull);
         if (next > size) return -1;
-        if (n.n_type == XEN_ELFNOTE_PHYS32_ENTRY && n.n_namesz == 4 && memcmp(p + name, "Xen", 4) == 0) {
+        bool xen = n.n_namesz == 4 && memcmp(p + name, "Xen", 4) == 0;
+        if (xen && n.n_type == XEN_ELFNOTE_PHYS32_ENTRY && !*found) {
             if (n.n_descsz == 4) {
                 uint32_t e;
                 memcpy(&e, p + desc, 4);
-                *entry = e;
+                k->entry = e;
             } else if (n.n_descsz == 8) {
-                memcpy(entry, p + desc, 8);
+                memcpy(&k->entry, p + desc, 8);
             } else {
                 return -1;
             }
-            return 1;
+            *found = true;
         }
+        if (xen && n.n_type == XEN_ELFNOTE_GUEST_OS && n.n_descsz >= 5 && memcmp(p + desc, "linux", 5) == 0)
+            k->is_linux = true;
         off = next;
     }
     return 0;
 }
 
 int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
-                 uint64_t *entry, uint64_t *end, char *err, size_t errlen) {
+                 struct pvh_kernel *k, char *err, size_t errlen) {
+    *k = (struct pvh_kernel){0};
     if (len < EI_NIDENT || memcmp(image, ELFMAG, SELFMAG) != 0) return FAIL("not an ELF file");
     if (image[EI_CLASS] != ELFCLASS64) return FAIL("not a 64-bit ELF file");
     if (len < sizeof(Elf64_Ehdr)) return FAIL("truncated ELF header");
@@ -55,11 +62,10 @@ int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, u
     for (unsigned i = 0; i < eh.e_phnum; i++) {
         Elf64_Phdr ph;
         memcpy(&ph, image + eh.e_phoff + i * sizeof ph, sizeof ph);
-        if (ph.p_type == PT_NOTE && !found) {
+        if (ph.p_type == PT_NOTE) {
             if (!in_file(len, ph.p_offset, ph.p_filesz)) return FAIL("ELF note segment outside the file");
-            int r = find_pvh_note(image + ph.p_offset, ph.p_filesz, entry);
-            if (r < 0) return FAIL("malformed ELF note");
-            found = r == 1;
+            if (read_xen_notes(image + ph.p_offset, ph.p_filesz, k, &found) < 0)
+                return FAIL("malformed ELF note");
         }
     }
     if (!found) return FAIL("no PVH entry point (ELF note XEN_ELFNOTE_PHYS32_ENTRY): not a PVH kernel");
@@ -78,9 +84,9 @@ int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, u
         if (ph.p_paddr + ph.p_memsz > top) top = ph.p_paddr + ph.p_memsz;
     }
     if (top == 0) return FAIL("ELF file has nothing to load");
-    if (*entry < min_paddr || *entry >= top) return FAIL("PVH entry point %#llx is outside the kernel",
-                                                         (unsigned long long)*entry);
-    *end = top;
+    if (k->entry < min_paddr || k->entry >= top)
+        return FAIL("PVH entry point %#llx is outside the kernel", (unsigned long long)k->entry);
+    k->end = top;
     return 0;
 }
 

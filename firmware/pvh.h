@@ -3,6 +3,7 @@
 #ifndef BELLHOP_FIRMWARE_PVH_H
 #define BELLHOP_FIRMWARE_PVH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,11 +15,17 @@ struct pvh_module {
     uint64_t paddr, size;
 };
 
+struct pvh_kernel {
+    uint64_t entry; /* XEN_ELFNOTE_PHYS32_ENTRY */
+    uint64_t end;   /* first byte above the loaded image */
+    bool is_linux;    /* XEN_ELFNOTE_GUEST_OS says "linux": it wants its initrd as module 0 */
+};
+
 /* Loads the kernel image `image` (len bytes, the file's contents) into guest memory at its
  * physical addresses, refusing anything below `min_paddr`. On failure returns -1 with a
  * one-line reason in err. */
 int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
-                 uint64_t *entry, uint64_t *end, char *err, size_t errlen);
+                 struct pvh_kernel *k, char *err, size_t errlen);
 
 /* Writes hvm_start_info at `at` with one RAM range [0, ram) minus the legacy hole, the
  * command line and the modules; the structures take at most PVH_INFO_SIZE bytes. */

@@ -16,7 +16,11 @@
 #include <zircon/status.h>
 #include <zircon/syscalls/hypervisor.h>
 
+#include "devices/boot_marker.h"
 #include "devices/debug_exit.h"
+#include "devices/i8042.h"
+#include "devices/rtc_mc146818.h"
+#include "devices/unassigned.h"
 #include "devices/uart16550.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
@@ -33,7 +37,7 @@
 #define LAYOUT_DTB 0x10000u
 #define LAYOUT_DTB_SIZE 0x10000u
 #define LAYOUT_KERNEL_MIN 0x100000u
-#define MAX_MAPPINGS 32
+#define MAX_MAPPINGS 48
 #define VIRTIO_MMIO_BASE 0xd0000000u
 #define VIRTIO_IRQ_BASE 5 /* IOAPIC pins 5.. (4 is COM1) */
 
@@ -41,7 +45,7 @@
 struct io_mapping {
     const struct io_ops *ops;
     void *dev;
-    uint64_t base;
+    uint64_t base, size;
     uint32_t kind;
 };
 
@@ -65,6 +69,9 @@ struct machine {
     unsigned nmaps;
     struct uart16550 *uart;
     struct debug_exit *exit_dev;
+    struct rtc_mc146818 *rtc;
+    struct i8042 *i8042;
+    struct boot_marker *marker;
     struct virtio_mmio *virtio[FDT_MAX_VIRTIO];
     unsigned nvirtio;
     struct virtio_console *vcon;
@@ -117,7 +124,7 @@ static int map_device(struct machine *m, uint32_t kind, uint64_t base, uint64_t 
     if (!dev) return fail("out of memory for device %s", ops->name);
     if (m->nmaps == MAX_MAPPINGS) return fail("too many devices");
     struct io_mapping *map = &m->maps[m->nmaps];
-    *map = (struct io_mapping){.ops = ops, .dev = dev, .base = base, .kind = kind};
+    *map = (struct io_mapping){.ops = ops, .dev = dev, .base = base, .size = size, .kind = kind};
     zx_status_t st = zx_guest_set_trap(m->guest, kind, base, size, ZX_HANDLE_INVALID, (uintptr_t)map);
     if (st != ZX_OK) return fail("cannot trap %s at %#" PRIx64 ": %s", ops->name, base, zx_status_get_string(st));
     m->nmaps++;
@@ -336,11 +343,12 @@ static int boot_setup(struct machine *m) {
     uint8_t *kernel = read_file("kernel", cfg->kernel, cfg->mem, &klen);
     if (!kernel) return -1;
     char err[160];
-    uint64_t entry, kend;
-    int r = pvh_load_elf(kernel, klen, &m->env.mem, LAYOUT_KERNEL_MIN, &entry, &kend, err, sizeof err);
+    struct pvh_kernel k;
+    int r = pvh_load_elf(kernel, klen, &m->env.mem, LAYOUT_KERNEL_MIN, &k, err, sizeof err);
     free(kernel);
     if (r != 0) return fail("kernel %s: %s", cfg->kernel, err);
-    m->cpus[0].entry = entry;
+    m->cpus[0].entry = k.entry;
+    uint64_t kend = k.end;
 
     struct pvh_module mods[2];
     unsigned nmods = 0;
@@ -352,7 +360,9 @@ static int boot_setup(struct machine *m) {
     fm->uart_irq = UART_COM1_IRQ;
     int dtb_size = fdt_build(fm, gm_ptr(&m->env.mem, LAYOUT_DTB, LAYOUT_DTB_SIZE), LAYOUT_DTB_SIZE);
     if (dtb_size < 0) return fail("device tree: %d", dtb_size);
-    mods[nmods++] = (struct pvh_module){LAYOUT_DTB, (uint64_t)dtb_size};
+    /* Linux takes module 0 as its initrd (and x86 Linux reads no device tree); other PVH
+     * kernels get the device tree first. */
+    if (!k.is_linux) mods[nmods++] = (struct pvh_module){LAYOUT_DTB, (uint64_t)dtb_size};
     if (cfg->initrd) {
         size_t ilen;
         uint8_t *initrd = read_file("initrd", cfg->initrd, cfg->mem, &ilen);
@@ -390,6 +400,33 @@ static struct virtio_dev *add_virtio(struct machine *m, const struct virtio_devi
     return virtio_mmio_dev(vm);
 }
 
+/* Every port no device claimed reads all ones (see devices/unassigned.h). */
+static int map_unassigned_ports(struct machine *m) {
+    struct { uint64_t lo, hi; } used[MAX_MAPPINGS + 1];
+    unsigned n = 0;
+    for (unsigned i = 0; i < m->nmaps; i++) {
+        if (m->maps[i].kind != ZX_GUEST_TRAP_IO) continue;
+        used[n].lo = m->maps[i].base;
+        used[n++].hi = m->maps[i].base + m->maps[i].size;
+    }
+    used[n].lo = BELLHOP_VCPU_CTL_PORT;
+    used[n++].hi = BELLHOP_VCPU_CTL_PORT + BELLHOP_VCPU_CTL_SIZE;
+    for (unsigned i = 1; i < n; i++) /* insertion sort: a handful of ranges */
+        for (unsigned j = i; j > 0 && used[j].lo < used[j - 1].lo; j--) {
+            __typeof__(used[0]) t = used[j];
+            used[j] = used[j - 1];
+            used[j - 1] = t;
+        }
+    uint64_t at = 0;
+    for (unsigned i = 0; i <= n; i++) {
+        uint64_t end = i < n ? used[i].lo : 0xffff; /* port 0xffff cannot be trapped */
+        if (end > at && map_device(m, ZX_GUEST_TRAP_IO, at, end - at, &unassigned_ops, m))
+            return -1;
+        if (i < n && used[i].hi > at) at = used[i].hi;
+    }
+    return 0;
+}
+
 static int devices_setup(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     bool serial = cfg->console == CONSOLE_SERIAL;
@@ -403,6 +440,12 @@ static int devices_setup(struct machine *m) {
         if (!vd) return -1;
         virtio_console_attach(m->vcon, vd);
     }
+    m->rtc = rtc_mc146818_create();
+    if (map_device(m, ZX_GUEST_TRAP_IO, RTC_PORT, 2, &rtc_mc146818_ops, m->rtc)) return -1;
+    m->i8042 = i8042_create(&m->env);
+    if (map_device(m, ZX_GUEST_TRAP_IO, I8042_DATA_PORT, 5, &i8042_ops, m->i8042)) return -1;
+    m->marker = boot_marker_create(cfg->start_ns, cfg->boot_markers);
+    if (map_device(m, ZX_GUEST_TRAP_IO, BOOT_MARKER_PORT, 4, &boot_marker_ops, m->marker)) return -1;
     if (cfg->rng && !add_virtio(m, &virtio_rng_ops, NULL)) return -1;
     for (unsigned i = 0; i < cfg->ndisks; i++) {
         char err[200];
@@ -410,7 +453,7 @@ static int devices_setup(struct machine *m) {
         if (!m->disks[i]) return fail("%s", err);
         if (!add_virtio(m, virtio_blk_ops_for(m->disks[i]), m->disks[i])) return -1;
     }
-    return 0;
+    return map_unassigned_ports(m);
 }
 
 int machine_run(const struct machine_config *cfg) {
@@ -464,6 +507,9 @@ out:
     virtio_console_destroy(m->vcon);
     for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++) virtio_blk_close(m->disks[i]);
     debug_exit_destroy(m->exit_dev);
+    rtc_mc146818_destroy(m->rtc);
+    i8042_destroy(m->i8042);
+    boot_marker_destroy(m->marker);
     if (m->guest) zx_handle_close(m->guest);
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);

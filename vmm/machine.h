@@ -36,6 +36,8 @@ struct machine_config {
     enum console_kind console;
     bool rng;
     bool trace_traps;
+    bool boot_markers;  /* print each boot marker (outl to port 0x80) */
+    uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started, for boot markers */
 };
 
 /* Runs the VM to its end. Returns the VMM's exit status: the guest's (exit device), 0 on

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/machine.h"
@@ -33,6 +34,7 @@ static void usage(FILE *f) {
             "  --console KIND       serial (default) or virtio\n"
             "  --rng                a virtio-rng device\n"
             "  --trace traps        print every trap packet with the guest instruction\n"
+            "  --boot-markers       print the time since start of each boot marker (outl to 0x80)\n"
             "  -h, --help           this text\n"
             "\n"
             "The guest's device tree is its first PVH module. Ctrl-A x quits.\n"
@@ -79,15 +81,23 @@ static const char *bundled_kernel(void) {
     return w < 0 || (size_t)w >= sizeof path ? NULL : path;
 }
 
+static uint64_t monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static int cmd_run(int argc, char **argv) {
-    struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE };
+    struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
+                                 .start_ns = monotonic_ns()};
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS };
     static const struct option opts[] = {
         {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
         {"cpus", required_argument, 0, O_CPUS},     {"disk", required_argument, 0, O_DISK},
         {"console", required_argument, 0, O_CONSOLE}, {"rng", no_argument, 0, O_RNG},
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
+        {"boot-markers", no_argument, 0, O_MARKERS},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -135,6 +145,7 @@ static int cmd_run(int argc, char **argv) {
             else return bad_usage("--console %s: serial or virtio", optarg);
             break;
         case O_RNG: cfg.rng = true; break;
+        case O_MARKERS: cfg.boot_markers = true; break;
         case O_TRACE:
             if (strcmp(optarg, "traps") != 0) return bad_usage("--trace %s: the only kind is traps", optarg);
             cfg.trace_traps = true;

@@ -1,0 +1,55 @@
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "devices/boot_marker.h"
+
+struct boot_marker {
+    uint64_t start_ns;
+    bool print;
+    pthread_mutex_t lock;
+    unsigned n;
+};
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t marker_read(void *dev, uint64_t off, uint8_t size) {
+    (void)dev, (void)off;
+    return size >= 8 ? ~0ull : (1ull << (8 * size)) - 1;
+}
+
+static void marker_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
+    struct boot_marker *b = dev;
+    if (off != 0 || size != 4) return;
+    uint64_t t = now_ns() - b->start_ns;
+    pthread_mutex_lock(&b->lock);
+    if (b->n < BOOT_MARKER_MAX) {
+        b->n++;
+        if (b->print)
+            fprintf(stderr, "bellhop: boot marker %#x at %llu.%03llu ms\n", (unsigned)value,
+                    (unsigned long long)(t / 1000000), (unsigned long long)(t / 1000 % 1000));
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+const struct io_ops boot_marker_ops = {.name = "boot-marker", .read = marker_read, .write = marker_write};
+
+struct boot_marker *boot_marker_create(uint64_t vmm_start_ns, bool print) {
+    struct boot_marker *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->start_ns = vmm_start_ns;
+    b->print = print;
+    pthread_mutex_init(&b->lock, NULL);
+    return b;
+}
+
+void boot_marker_destroy(struct boot_marker *b) {
+    if (!b) return;
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}

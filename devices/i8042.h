@@ -1,0 +1,17 @@
+#ifndef BELLHOP_DEVICES_I8042_H
+#define BELLHOP_DEVICES_I8042_H
+
+#include "devices/device.h"
+
+/* Just enough of the PS/2 controller (ports 0x60 and 0x64) for the PC's reset line:
+ * command 0xFE on port 0x64 resets the machine, which ends the VM with status 0 (how
+ * Linux's `reboot` gets out on x86). No keyboard is attached. */
+#define I8042_DATA_PORT 0x60
+#define I8042_CMD_PORT 0x64
+
+struct i8042;
+extern const struct io_ops i8042_ops;
+struct i8042 *i8042_create(struct vm_env *env);
+void i8042_destroy(struct i8042 *k);
+
+#endif
