@@ -47,7 +47,7 @@ KVM_SRCS  := $(wildcard tests/kvm/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
 
 LOOP_OBJS := $(LOOP_SRCS:%.c=$(B)/obj/%.o)
-VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o)
+VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/dsdt_aml.o
 CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%)
@@ -68,6 +68,19 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+# The DSDT is ASL compiled by iasl, then carried as a C array.
+build/gen/dsdt.aml: firmware/dsdt.asl
+	@mkdir -p $(dir $@)
+	$(Q)iasl -p build/gen/dsdt firmware/dsdt.asl >/dev/null
+
+build/gen/dsdt_aml.c: build/gen/dsdt.aml
+	$(Q){ echo "const unsigned char dsdt_aml[] = {"; od -An -tx1 -v $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	   echo "};"; echo "const unsigned int dsdt_aml_len = sizeof dsdt_aml;"; } > $@
+
+$(B)/obj/gen/dsdt_aml.o: build/gen/dsdt_aml.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(B)/libloop.a: $(LOOP_OBJS)
 	@mkdir -p $(dir $@)

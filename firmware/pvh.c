@@ -91,7 +91,7 @@ int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, u
 }
 
 int pvh_write_start_info(const struct guest_mem *gm, uint64_t at, const char *cmdline,
-                         const struct pvh_module *mods, unsigned nmods) {
+                         const struct pvh_module *mods, unsigned nmods, uint64_t rsdp) {
     if (nmods > PVH_MAX_MODULES) return -1;
     uint64_t memmap = at + 0x100, modlist = at + 0x200, cmd = at + 0x1000;
     size_t cmdlen = strlen(cmdline) + 1;
@@ -109,6 +109,7 @@ int pvh_write_start_info(const struct guest_mem *gm, uint64_t at, const char *cm
         .nr_modules = nmods,
         .modlist_paddr = nmods ? modlist : 0,
         .cmdline_paddr = cmd,
+        .rsdp_paddr = rsdp,
         .memmap_paddr = memmap,
         .memmap_entries = 2,
     };

@@ -31,6 +31,6 @@ int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, u
  * command line and the modules; the structures take at most PVH_INFO_SIZE bytes. */
 #define PVH_INFO_SIZE 0x2000
 int pvh_write_start_info(const struct guest_mem *gm, uint64_t at, const char *cmdline,
-                         const struct pvh_module *mods, unsigned nmods);
+                         const struct pvh_module *mods, unsigned nmods, uint64_t rsdp);
 
 #endif

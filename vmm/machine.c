@@ -16,6 +16,7 @@
 #include <zircon/status.h>
 #include <zircon/syscalls/hypervisor.h>
 
+#include "devices/acpi_pm.h"
 #include "devices/boot_marker.h"
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
@@ -26,6 +27,7 @@
 #include "devices/virtio_console.h"
 #include "devices/virtio_mmio.h"
 #include "devices/virtio_rng.h"
+#include "firmware/acpi.h"
 #include "firmware/fdt.h"
 #include "firmware/pvh.h"
 #include "vmm/disasm.h"
@@ -57,6 +59,7 @@ struct cpu {
     uint64_t entry;
     pthread_t thread;
     bool running;        /* thread started (m->lock) */
+    bool created;        /* its zx_vcpu_create has returned (m->lock) */
     zx_handle_t vcpu;    /* m->lock; invalid until created and after it ends */
 };
 
@@ -72,6 +75,8 @@ struct machine {
     struct rtc_mc146818 *rtc;
     struct i8042 *i8042;
     struct boot_marker *marker;
+    struct acpi_pm *pm;
+    bool linux_smp; /* CPUs 1.. wait for INIT/SIPI from the guest's own LAPIC */
     struct virtio_mmio *virtio[FDT_MAX_VIRTIO];
     unsigned nvirtio;
     struct virtio_console *vcon;
@@ -240,7 +245,12 @@ static void *cpu_main(void *arg) {
     struct cpu *c = arg;
     struct machine *m = c->m;
     zx_handle_t vcpu;
-    zx_status_t st = zx_vcpu_create(m->guest, 0, c->entry, &vcpu);
+    uint32_t options = c->id > 0 && m->linux_smp ? BELLHOP_VCPU_WAIT_FOR_SIPI : 0;
+    zx_status_t st = zx_vcpu_create(m->guest, options, c->entry, &vcpu);
+    pthread_mutex_lock(&m->lock);
+    c->created = true;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
     if (st != ZX_OK) {
         fprintf(stderr, "bellhop: cannot create cpu%u: %s\n", c->id, zx_status_get_string(st));
         request_exit(&m->env, 1);
@@ -294,6 +304,8 @@ static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
     c->entry = entry;
     int r = pthread_create(&c->thread, NULL, cpu_main, c);
     if (r == 0) c->running = true;
+    /* vCPU ids follow creation order: create one at a time, so that cpu N is vCPU N. */
+    while (r == 0 && !c->created) pthread_cond_wait(&m->cond, &m->lock);
     pthread_mutex_unlock(&m->lock);
     if (r == 0) {
         char name[16];
@@ -376,7 +388,10 @@ static int boot_setup(struct machine *m) {
         free(initrd);
         mods[nmods++] = (struct pvh_module){at, ilen};
     }
-    if (pvh_write_start_info(&m->env.mem, LAYOUT_START_INFO, cfg->cmdline, mods, nmods) != 0)
+    uint64_t rsdp = acpi_build(&m->env.mem, cfg->cpus, FDT_IOAPIC_BASE);
+    if (!rsdp) return fail("cannot build the ACPI tables");
+    m->linux_smp = k.is_linux;
+    if (pvh_write_start_info(&m->env.mem, LAYOUT_START_INFO, cfg->cmdline, mods, nmods, rsdp) != 0)
         return fail("command line too long (at most 4095 bytes)");
     return 0;
 }
@@ -444,6 +459,8 @@ static int devices_setup(struct machine *m) {
     if (map_device(m, ZX_GUEST_TRAP_IO, RTC_PORT, 2, &rtc_mc146818_ops, m->rtc)) return -1;
     m->i8042 = i8042_create(&m->env);
     if (map_device(m, ZX_GUEST_TRAP_IO, I8042_DATA_PORT, 5, &i8042_ops, m->i8042)) return -1;
+    m->pm = acpi_pm_create(&m->env);
+    if (map_device(m, ZX_GUEST_TRAP_IO, ACPI_PM_PORT, 3, &acpi_pm_ops, m->pm)) return -1;
     m->marker = boot_marker_create(cfg->start_ns, cfg->boot_markers);
     if (map_device(m, ZX_GUEST_TRAP_IO, BOOT_MARKER_PORT, 4, &boot_marker_ops, m->marker)) return -1;
     if (cfg->rng && !add_virtio(m, &virtio_rng_ops, NULL)) return -1;
@@ -492,6 +509,9 @@ int machine_run(const struct machine_config *cfg) {
     }
     terminal_raw(STDIN_FILENO);
     if (start_cpu(m, 0, m->cpus[0].entry) != 0) goto out;
+    /* Linux starts its other CPUs itself, with INIT and STARTUP IPIs: they must exist. */
+    for (unsigned i = 1; m->linux_smp && i < cfg->cpus; i++)
+        if (start_cpu(m, i, 0) != 0) goto out;
     pthread_mutex_lock(&m->lock);
     while (!m->exiting) pthread_cond_wait(&m->cond, &m->lock);
     status = m->status;
@@ -510,6 +530,7 @@ out:
     rtc_mc146818_destroy(m->rtc);
     i8042_destroy(m->i8042);
     boot_marker_destroy(m->marker);
+    acpi_pm_destroy(m->pm);
     if (m->guest) zx_handle_close(m->guest);
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);

@@ -151,7 +151,7 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
     struct guest *g;
     zx_status_t st = guest_get(guest, ZX_RIGHT_MANAGE_THREAD, &g);
     if (st != ZX_OK) return st;
-    if (options != 0 || !out) {
+    if ((options & ~BELLHOP_VCPU_WAIT_FOR_SIPI) || !out) {
         object_unref(&g->obj);
         return ZX_ERR_INVALID_ARGS;
     }
@@ -188,7 +188,7 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
         }
     }
     if (st == ZX_OK) st = set_cpuid(v);
-    if (st == ZX_OK) st = set_entry_state(v, entry);
+    if (st == ZX_OK && !(options & BELLHOP_VCPU_WAIT_FOR_SIPI)) st = set_entry_state(v, entry);
     if (st == ZX_OK) {
         /* KVM copies the registers into kvm_run on every exit: RIP for packets costs nothing. */
         v->run->kvm_valid_regs = KVM_SYNC_X86_REGS;

@@ -107,6 +107,11 @@ zx_status_t zx_guest_map_memory(zx_handle_t guest, zx_gpaddr_t addr, size_t size
 zx_status_t zx_guest_set_trap(zx_handle_t handle, uint32_t kind, zx_vaddr_t addr, size_t size,
                               zx_handle_t port_handle, uint64_t key);
 
+/* bellhop option for zx_vcpu_create: the vCPU starts as a PC's application processor does,
+ * waiting in the in-kernel local APIC for INIT and STARTUP IPIs from another CPU (how Linux
+ * brings up its CPUs); `entry` is ignored. */
+#define BELLHOP_VCPU_WAIT_FOR_SIPI ((uint32_t)1u << 31)
+
 zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entry, zx_handle_t *out);
 zx_status_t zx_vcpu_enter(zx_handle_t handle, zx_port_packet_t *packet);
 zx_status_t zx_vcpu_kick(zx_handle_t handle);

@@ -1,0 +1,54 @@
+/*
+ * bellhop's DSDT: COM1 and the CMOS clock, the PCI host bridge (configuration mechanism #1, bus 0, one 32-bit MMIO
+ * window for BARs) and the S5 sleep type that powers the machine off through the
+ * hardware-reduced sleep control register (see firmware/acpi.c, devices/acpi_pm.c).
+ * Compiled with iasl at build time.
+ */
+DefinitionBlock ("", "DSDT", 2, "BELLHP", "BELLHOP ", 1)
+{
+    Scope (\_SB)
+    {
+        /* The legacy devices, so that hardware-reduced ACPI routes their interrupts. */
+        Device (COM1)
+        {
+            Name (_HID, EisaId ("PNP0501"))
+            Name (_UID, One)
+            Name (_CRS, ResourceTemplate ()
+            {
+                IO (Decode16, 0x03F8, 0x03F8, 0x08, 0x08)
+                IRQNoFlags () {4}
+            })
+        }
+
+        Device (RTC)
+        {
+            Name (_HID, EisaId ("PNP0B00"))
+            Name (_CRS, ResourceTemplate ()
+            {
+                IO (Decode16, 0x0070, 0x0070, 0x01, 0x02)
+            })
+        }
+
+        Device (PCI0)
+        {
+            Name (_HID, EisaId ("PNP0A03"))
+            Name (_UID, Zero)
+            Name (_SEG, Zero)
+            Name (_BBN, Zero)
+            Name (_CRS, ResourceTemplate ()
+            {
+                WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,
+                    0x0000, 0x0000, 0x0000, 0x0000, 0x0001)
+                IO (Decode16, 0x0CF8, 0x0CF8, 0x01, 0x08)
+                WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,
+                    0x0000, 0x0000, 0x0CF7, 0x0000, 0x0CF8)
+                WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,
+                    0x0000, 0x0D00, 0xFFFF, 0x0000, 0xF300)
+                DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,
+                    0x00000000, 0xE0000000, 0xEFFFFFFF, 0x00000000, 0x10000000)
+            })
+        }
+    }
+
+    Name (_S5, Package (0x04) { 0x05, 0x05, Zero, Zero })
+}
