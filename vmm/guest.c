@@ -125,6 +125,7 @@ static void guest_destroy(struct zx_object *obj) {
     free_traps(&g->io_tree, &g->ctl_trap);
     for (int i = 0; i < GUEST_MAX_GSI; i++)
         if (g->irqfds[i] >= 0) close(g->irqfds[i]);
+    for (unsigned i = 0; i < g->nmsi; i++) close(g->msi[i].fd);
     if (g->vm >= 0) close(g->vm);
     if (g->kvm >= 0) close(g->kvm);
     for (unsigned i = 0; i < g->nregions; i++) munmap(g->regions[i].map, g->regions[i].map_size);
@@ -245,6 +246,81 @@ zx_status_t bellhop_guest_irqfd(zx_handle_t handle, uint32_t gsi, int *fd) {
         }
     }
     if (st == ZX_OK) *fd = g->irqfds[gsi];
+    pthread_rwlock_unlock(&g->lock);
+    object_unref(&g->obj);
+    return st;
+}
+
+/* KVM replaces the whole routing table at once: the IOAPIC pins (and the PIC's 0-15, which
+ * the default table has too) first, then one MSI route per vector. */
+static zx_status_t set_routes_locked(struct guest *g) {
+    unsigned n = GUEST_MAX_GSI + 16 + g->nmsi;
+    struct kvm_irq_routing *r = calloc(1, sizeof *r + n * sizeof r->entries[0]);
+    if (!r) return ZX_ERR_NO_MEMORY;
+    unsigned k = 0;
+    for (unsigned gsi = 0; gsi < GUEST_MAX_GSI; gsi++) {
+        r->entries[k++] = (struct kvm_irq_routing_entry){
+            .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi}};
+        if (gsi < 16)
+            r->entries[k++] = (struct kvm_irq_routing_entry){
+                .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+                              .pin = gsi % 8}};
+    }
+    for (unsigned i = 0; i < g->nmsi; i++)
+        r->entries[k++] = (struct kvm_irq_routing_entry){
+            .gsi = GUEST_MAX_GSI + i, .type = KVM_IRQ_ROUTING_MSI,
+            .u.msi = {.address_lo = (uint32_t)g->msi[i].address,
+                      .address_hi = (uint32_t)(g->msi[i].address >> 32), .data = g->msi[i].data}};
+    r->nr = k;
+    int rc = ioctl(g->vm, KVM_SET_GSI_ROUTING, r);
+    free(r);
+    return rc == 0 ? ZX_OK : ZX_ERR_INTERNAL;
+}
+
+zx_status_t bellhop_guest_msi_create(zx_handle_t handle, uint32_t *msi, int *fd) {
+    if (!msi || !fd) return ZX_ERR_INVALID_ARGS;
+    struct guest *g;
+    zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
+    if (st != ZX_OK) return st;
+    pthread_rwlock_wrlock(&g->lock);
+    if (g->nmsi == BELLHOP_MAX_MSI) {
+        st = ZX_ERR_NO_RESOURCES;
+    } else {
+        unsigned i = g->nmsi;
+        int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        g->msi[i] = (struct guest_msi){.fd = efd};
+        g->nmsi++;
+        struct kvm_irqfd irqfd = {.fd = (uint32_t)efd, .gsi = GUEST_MAX_GSI + i};
+        /* A route must exist before the irqfd binds to its GSI. */
+        if (efd < 0 || set_routes_locked(g) != ZX_OK || ioctl(g->vm, KVM_IRQFD, &irqfd) != 0) {
+            if (efd >= 0) close(efd);
+            g->nmsi--;
+            set_routes_locked(g);
+            st = ZX_ERR_NO_RESOURCES;
+        } else {
+            *msi = i;
+            *fd = efd;
+        }
+    }
+    pthread_rwlock_unlock(&g->lock);
+    object_unref(&g->obj);
+    return st;
+}
+
+zx_status_t bellhop_guest_msi_set(zx_handle_t handle, uint32_t msi, uint64_t address, uint32_t data) {
+    struct guest *g;
+    zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
+    if (st != ZX_OK) return st;
+    pthread_rwlock_wrlock(&g->lock);
+    if (msi >= g->nmsi) {
+        st = ZX_ERR_OUT_OF_RANGE;
+    } else if (g->msi[msi].address != address || g->msi[msi].data != data) {
+        g->msi[msi].address = address;
+        g->msi[msi].data = data;
+        st = set_routes_locked(g);
+    }
     pthread_rwlock_unlock(&g->lock);
     object_unref(&g->obj);
     return st;

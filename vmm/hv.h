@@ -89,6 +89,13 @@ struct guest {
     struct trap *doorbells[GUEST_MAX_DOORBELLS]; /* lock */
     unsigned ndoorbells;
     int irqfds[GUEST_MAX_GSI]; /* -1 until asked for (lock) */
+    /* MSI vectors: GSI GUEST_MAX_GSI + i, routed to (address, data) (lock) */
+    struct guest_msi {
+        int fd;
+        uint64_t address;
+        uint32_t data;
+    } msi[BELLHOP_MAX_MSI];
+    unsigned nmsi;
     pthread_mutex_t bell_lock;
     pthread_cond_t bell_cond; /* a pool packet came back, or a vCPU was kicked */
 };

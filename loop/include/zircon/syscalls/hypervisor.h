@@ -133,6 +133,14 @@ zx_status_t bellhop_guest_set_doorbell(zx_handle_t guest, zx_gpaddr_t addr, size
  * when it goes; asking again for the same gsi returns the same fd. */
 zx_status_t bellhop_guest_irqfd(zx_handle_t guest, uint32_t gsi, int *fd);
 
+/* bellhop: message-signalled interrupts (for MSI-X). An MSI vector is a KVM GSI routed to
+ * an (address, data) message, raised by writing 8 bytes to its irqfd. Allocate one, then set
+ * its message whenever the guest programs it; the guest owns both and frees them when it
+ * goes. At most BELLHOP_MAX_MSI vectors per guest. */
+#define BELLHOP_MAX_MSI 256u
+zx_status_t bellhop_guest_msi_create(zx_handle_t guest, uint32_t *msi, int *fd);
+zx_status_t bellhop_guest_msi_set(zx_handle_t guest, uint32_t msi, uint64_t address, uint32_t data);
+
 /* bellhop: what zx_vcpu_state_t leaves out, for crash reports and tracing. Owning thread. */
 typedef struct bellhop_vcpu_sregs {
     uint64_t rip, cr0, cr2, cr3, cr4, efer;
