@@ -61,7 +61,7 @@ void virtio_fail_locked(struct virtio_dev *vd, unsigned q, const char *why) {
     if (vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET) return;
     fprintf(stderr, "bellhop: %s queue %u: %s; the device needs a reset\n", vd->ops->name, q, why);
     vd->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
-    if (vd->status & VIRTIO_STATUS_DRIVER_OK) vd->interrupt(vd, VIRTIO_ISR_CONFIG);
+    if (vd->status & VIRTIO_STATUS_DRIVER_OK) vd->interrupt(vd, VIRTIO_ISR_CONFIG, VIRTIO_CONFIG_IRQ);
 }
 
 static bool usable_locked(const struct virtio_dev *vd, unsigned q) {
@@ -91,7 +91,7 @@ void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, u
     if (r->generation == vd->generation && usable_locked(vd, q) &&
         virtq_put(&vd->queues[q], &vd->env->mem, virtio_has_feature(vd, VIRTIO_F_EVENT_IDX), r->head,
                   written))
-        vd->interrupt(vd, VIRTIO_ISR_QUEUE);
+        vd->interrupt(vd, VIRTIO_ISR_QUEUE, (int)q);
     pthread_mutex_unlock(&vd->lock);
 }
 

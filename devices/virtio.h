@@ -29,6 +29,7 @@
 
 #define VIRTIO_ISR_QUEUE 1
 #define VIRTIO_ISR_CONFIG 2
+#define VIRTIO_CONFIG_IRQ (-1)
 
 #define VIRTIO_ID_NET 1
 #define VIRTIO_ID_BLOCK 2
@@ -96,8 +97,9 @@ struct virtio_dev {
     uint32_t isr;
     uint32_t generation;
     struct virtq queues[VIRTIO_MAX_QUEUES];
-    /* The transport's interrupt: set ISR bits and raise the line. Lock held. */
-    void (*interrupt)(struct virtio_dev *vd, uint32_t isr_bits);
+    /* The transport's interrupt for queue q (or VIRTIO_CONFIG_IRQ): set ISR bits and raise the
+     * line or the queue's vector. Lock held. */
+    void (*interrupt)(struct virtio_dev *vd, uint32_t isr_bits, int q);
 };
 
 void virtio_dev_init(struct virtio_dev *vd, const struct virtio_device_ops *ops, void *priv,

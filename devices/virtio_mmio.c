@@ -63,7 +63,8 @@ static void on_slow_notify(async_dispatcher_t *d, async_receiver_t *r, zx_status
     notify(m, data->u32[0]);
 }
 
-static void mmio_interrupt(struct virtio_dev *vd, uint32_t bits) {
+static void mmio_interrupt(struct virtio_dev *vd, uint32_t bits, int q) {
+    (void)q;
     struct virtio_mmio *m = (struct virtio_mmio *)vd;
     vd->isr |= bits;
     vd->env->raise_irq(vd->env, m->irq);

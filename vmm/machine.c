@@ -26,6 +26,7 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_mmio.h"
+#include "devices/virtio_pci.h"
 #include "devices/virtio_rng.h"
 #include "firmware/acpi.h"
 #include "firmware/fdt.h"
@@ -42,12 +43,15 @@
 #define MAX_MAPPINGS 48
 #define VIRTIO_MMIO_BASE 0xd0000000u
 #define VIRTIO_IRQ_BASE 5 /* IOAPIC pins 5.. (4 is COM1) */
+#define PCI_MMIO_BASE 0xe0000000u /* the host bridge's window (firmware/dsdt.asl) */
+#define MAX_PCI_DEVICES 16
 
 /* A device window mapped at `base`: the trap key of every MEM/IO trap is its address. */
 struct io_mapping {
     const struct io_ops *ops;
     void *dev;
     uint64_t base, size;
+    uint64_t origin; /* what offsets count from (a BAR may span several traps) */
     uint32_t kind;
 };
 
@@ -77,6 +81,11 @@ struct machine {
     struct boot_marker *marker;
     struct acpi_pm *pm;
     bool linux_smp; /* CPUs 1.. wait for INIT/SIPI from the guest's own LAPIC */
+    bool virtio_pci; /* virtio devices on PCI rather than virtio-mmio */
+    struct pvh_kernel kernel;
+    struct pci_bus pci;
+    struct virtio_pci *vpci[MAX_PCI_DEVICES];
+    unsigned nvpci;
     struct virtio_mmio *virtio[FDT_MAX_VIRTIO];
     unsigned nvirtio;
     struct virtio_console *vcon;
@@ -124,16 +133,21 @@ static void raise_irq(struct vm_env *env, uint32_t irq) {
     }
 }
 
-static int map_device(struct machine *m, uint32_t kind, uint64_t base, uint64_t size,
-                      const struct io_ops *ops, void *dev) {
+static int map_device_at(struct machine *m, uint32_t kind, uint64_t base, uint64_t size, uint64_t origin,
+                         const struct io_ops *ops, void *dev) {
     if (!dev) return fail("out of memory for device %s", ops->name);
     if (m->nmaps == MAX_MAPPINGS) return fail("too many devices");
     struct io_mapping *map = &m->maps[m->nmaps];
-    *map = (struct io_mapping){.ops = ops, .dev = dev, .base = base, .size = size, .kind = kind};
+    *map = (struct io_mapping){.ops = ops, .dev = dev, .base = base, .size = size, .origin = origin, .kind = kind};
     zx_status_t st = zx_guest_set_trap(m->guest, kind, base, size, ZX_HANDLE_INVALID, (uintptr_t)map);
     if (st != ZX_OK) return fail("cannot trap %s at %#" PRIx64 ": %s", ops->name, base, zx_status_get_string(st));
     m->nmaps++;
     return 0;
+}
+
+static int map_device(struct machine *m, uint32_t kind, uint64_t base, uint64_t size,
+                      const struct io_ops *ops, void *dev) {
+    return map_device_at(m, kind, base, size, base, ops, dev);
 }
 
 /* ---- tracing ---- */
@@ -205,7 +219,7 @@ static zx_status_t handle_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_
     if (m->cfg->trace_traps) trace_packet(c, vcpu, p);
     if (p->type == ZX_PKT_TYPE_GUEST_IO) {
         const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
-        uint64_t off = p->guest_io.port - map->base;
+        uint64_t off = p->guest_io.port - map->origin;
         if (!p->guest_io.input) {
             map->ops->write(map->dev, off, p->guest_io.access_size, p->guest_io.u32);
             return ZX_OK;
@@ -216,7 +230,7 @@ static zx_status_t handle_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_
     }
     if (p->type == ZX_PKT_TYPE_GUEST_MEM) {
         const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
-        uint64_t off = p->guest_mem.addr - map->base;
+        uint64_t off = p->guest_mem.addr - map->origin;
         if (!p->guest_mem.read) {
             map->ops->write(map->dev, off, p->guest_mem.access_size, p->guest_mem.data);
             return ZX_OK;
@@ -349,17 +363,25 @@ static uint8_t *read_file(const char *what, const char *path, size_t max, size_t
     return buf;
 }
 
-static int boot_setup(struct machine *m) {
+static int load_kernel(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     size_t klen;
     uint8_t *kernel = read_file("kernel", cfg->kernel, cfg->mem, &klen);
     if (!kernel) return -1;
     char err[160];
-    struct pvh_kernel k;
-    int r = pvh_load_elf(kernel, klen, &m->env.mem, LAYOUT_KERNEL_MIN, &k, err, sizeof err);
+    int r = pvh_load_elf(kernel, klen, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, err, sizeof err);
     free(kernel);
     if (r != 0) return fail("kernel %s: %s", cfg->kernel, err);
-    m->cpus[0].entry = k.entry;
+    m->cpus[0].entry = m->kernel.entry;
+    /* Linux finds virtio devices on PCI and starts its other CPUs itself. */
+    m->linux_smp = m->kernel.is_linux;
+    m->virtio_pci = m->kernel.is_linux;
+    return 0;
+}
+
+static int boot_setup(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    struct pvh_kernel k = m->kernel;
     uint64_t kend = k.end;
 
     struct pvh_module mods[2];
@@ -390,14 +412,39 @@ static int boot_setup(struct machine *m) {
     }
     uint64_t rsdp = acpi_build(&m->env.mem, cfg->cpus, FDT_IOAPIC_BASE);
     if (!rsdp) return fail("cannot build the ACPI tables");
-    m->linux_smp = k.is_linux;
     if (pvh_write_start_info(&m->env.mem, LAYOUT_START_INFO, cfg->cmdline, mods, nmods, rsdp) != 0)
         return fail("command line too long (at most 4095 bytes)");
     return 0;
 }
 
+/* A virtio-pci device in the next slot: its BAR's register pages; the notify page is its
+ * own bell trap. */
+static struct virtio_dev *add_virtio_pci(struct machine *m, const struct virtio_device_ops *ops, void *priv) {
+    if (m->nvpci == MAX_PCI_DEVICES) {
+        fail("too many PCI devices");
+        return NULL;
+    }
+    uint64_t bar0 = PCI_MMIO_BASE + (uint64_t)m->nvpci * VIRTIO_PCI_BAR_SIZE;
+    struct virtio_pci *vp = virtio_pci_create(&m->env, ops, priv, bar0);
+    if (!vp) {
+        fail("cannot set up %s on PCI", ops->name);
+        return NULL;
+    }
+    m->vpci[m->nvpci++] = vp;
+    if (pci_bus_add(&m->pci, virtio_pci_device(vp)) < 0) {
+        fail("no PCI slot left for %s", ops->name);
+        return NULL;
+    }
+    if (map_device_at(m, ZX_GUEST_TRAP_MEM, bar0, VIRTIO_PCI_NOTIFY_OFFSET, bar0, &virtio_pci_ops, vp) ||
+        map_device_at(m, ZX_GUEST_TRAP_MEM, bar0 + VIRTIO_PCI_NOTIFY_OFFSET + 0x1000,
+                      VIRTIO_PCI_BAR_SIZE - VIRTIO_PCI_NOTIFY_OFFSET - 0x1000, bar0, &virtio_pci_ops, vp))
+        return NULL;
+    return virtio_pci_dev(vp);
+}
+
 /* A virtio-mmio device in the next slot: its page, its doorbells and its DT node. */
 static struct virtio_dev *add_virtio(struct machine *m, const struct virtio_device_ops *ops, void *priv) {
+    if (m->virtio_pci) return add_virtio_pci(m, ops, priv);
     if (m->nvirtio == FDT_MAX_VIRTIO) {
         fail("too many virtio devices");
         return NULL;
@@ -455,6 +502,7 @@ static int devices_setup(struct machine *m) {
         if (!vd) return -1;
         virtio_console_attach(m->vcon, vd);
     }
+    if (m->virtio_pci && map_device(m, ZX_GUEST_TRAP_IO, PCI_CONF1_PORT, 8, &pci_conf1_ops, &m->pci)) return -1;
     m->rtc = rtc_mc146818_create();
     if (map_device(m, ZX_GUEST_TRAP_IO, RTC_PORT, 2, &rtc_mc146818_ops, m->rtc)) return -1;
     m->i8042 = i8042_create(&m->env);
@@ -502,7 +550,8 @@ int machine_run(const struct machine_config *cfg) {
         goto out;
     }
     m->env.loop = async_loop_get_dispatcher(m->loop);
-    if (devices_setup(m) != 0 || boot_setup(m) != 0) goto out;
+    pci_bus_init(&m->pci);
+    if (load_kernel(m) != 0 || devices_setup(m) != 0 || boot_setup(m) != 0) goto out;
     if (async_loop_start_thread(m->loop, "loop", NULL) != ZX_OK) {
         fail("cannot start the loop thread");
         goto out;
@@ -524,6 +573,8 @@ out:
     terminal_restore();
     uart16550_destroy(m->uart);
     for (unsigned i = 0; i < m->nvirtio; i++) virtio_mmio_destroy(m->virtio[i]);
+    for (unsigned i = 0; i < m->nvpci; i++) virtio_pci_destroy(m->vpci[i]);
+    pci_bus_destroy(&m->pci);
     virtio_console_destroy(m->vcon);
     for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++) virtio_blk_close(m->disks[i]);
     debug_exit_destroy(m->exit_dev);

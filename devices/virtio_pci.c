@@ -1,0 +1,294 @@
+#include <lib/async/trap.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zircon/syscalls/hypervisor.h>
+
+#include "devices/virtio_pci.h"
+
+#define OFF_COMMON 0x0000u
+#define OFF_ISR 0x1000u
+#define OFF_DEVICE 0x2000u
+#define OFF_MSIX_TABLE 0x4000u
+#define OFF_MSIX_PBA 0x5000u
+#define NOTIFY_MULTIPLIER 4
+#define NO_VECTOR 0xffff
+#define MAX_VECTORS (VIRTIO_MAX_QUEUES + 1)
+
+enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4 };
+#define MSIX_ENABLE 0x8000
+#define MSIX_MASKALL 0x4000
+#define MSIX_ENTRY_MASKED 1
+
+struct msix_entry {
+    uint32_t addr_lo, addr_hi, data, ctrl;
+};
+
+struct virtio_pci {
+    struct virtio_dev vd; /* first */
+    struct pci_device pci;
+    async_guest_bell_trap_t bell;
+    uint64_t bar0;
+    uint8_t msix_cap;
+    uint32_t device_feature_select, driver_feature_select;
+    uint16_t queue_select, config_vector, queue_vector[VIRTIO_MAX_QUEUES];
+    unsigned nvectors;
+    struct msix_entry msix[MAX_VECTORS];
+    uint64_t pba;
+    uint32_t msi[MAX_VECTORS];
+    int msi_fd[MAX_VECTORS];
+};
+
+static struct virtio_pci *of_vd(struct virtio_dev *vd) { return (struct virtio_pci *)vd; }
+
+static uint16_t msix_control(const struct virtio_pci *p) {
+    uint16_t c;
+    memcpy(&c, p->pci.config + p->msix_cap + 2, 2);
+    return c;
+}
+
+static void fire(struct virtio_pci *p, unsigned v) {
+    if (v >= p->nvectors) return;
+    if ((msix_control(p) & MSIX_MASKALL) || (p->msix[v].ctrl & MSIX_ENTRY_MASKED)) {
+        p->pba |= 1ull << v;
+        return;
+    }
+    uint64_t one = 1;
+    if (write(p->msi_fd[v], &one, sizeof one) < 0) { /* a saturated counter is a pending edge */
+    }
+}
+
+/* Pending vectors whose masks are gone fire now (lock held). */
+static void fire_pending(struct virtio_pci *p) {
+    for (unsigned v = 0; v < p->nvectors; v++)
+        if ((p->pba >> v & 1) && !(p->msix[v].ctrl & MSIX_ENTRY_MASKED) && !(msix_control(p) & MSIX_MASKALL)) {
+            p->pba &= ~(1ull << v);
+            fire(p, v);
+        }
+}
+
+static void pci_interrupt(struct virtio_dev *vd, uint32_t bits, int q) {
+    struct virtio_pci *p = of_vd(vd);
+    vd->isr |= bits;
+    if (!(msix_control(p) & MSIX_ENABLE)) return;
+    fire(p, q < 0 ? p->config_vector : p->queue_vector[q]);
+}
+
+static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_status_t st,
+                    const zx_packet_guest_bell_t *bell) {
+    (void)d;
+    struct virtio_pci *p = (struct virtio_pci *)((char *)trap - offsetof(struct virtio_pci, bell));
+    if (st != ZX_OK) return;
+    uint64_t q = (bell->addr - (p->bar0 + VIRTIO_PCI_NOTIFY_OFFSET)) / NOTIFY_MULTIPLIER;
+    if (p->vd.env->trace)
+        fprintf(stderr, "trace: loop BELL key %s queue %u addr %#llx\n", p->vd.ops->name, (unsigned)q,
+                (unsigned long long)bell->addr);
+    if (q < p->vd.ops->nqueues) p->vd.ops->queue_notify(&p->vd, (unsigned)q);
+}
+
+/* ---- common configuration (virtio_pci_common_cfg) ---- */
+
+/* The structure as the driver sees it, little-endian, for reads of any size and offset. */
+static void common_snapshot(struct virtio_pci *p, uint8_t out[0x38]) {
+    struct virtio_dev *vd = &p->vd;
+    struct virtq *q = p->queue_select < vd->ops->nqueues ? &vd->queues[p->queue_select] : NULL;
+    uint64_t features = virtio_device_features(vd);
+    uint32_t dfeat = p->device_feature_select < 2 ? (uint32_t)(features >> (32 * p->device_feature_select)) : 0;
+    uint32_t gfeat = p->driver_feature_select < 2 ? (uint32_t)(vd->driver_features >> (32 * p->driver_feature_select)) : 0;
+    uint16_t nq = (uint16_t)vd->ops->nqueues, qsize = q ? (q->num ? q->num : vd->ops->queue_max) : 0;
+    uint16_t qvec = q ? p->queue_vector[p->queue_select] : NO_VECTOR, qen = q && q->ready;
+    uint16_t qoff = q ? p->queue_select : 0;
+    uint64_t desc = q ? q->desc : 0, avail = q ? q->avail : 0, used = q ? q->used : 0;
+    memset(out, 0, 0x38);
+    memcpy(out + 0x00, &p->device_feature_select, 4);
+    memcpy(out + 0x04, &dfeat, 4);
+    memcpy(out + 0x08, &p->driver_feature_select, 4);
+    memcpy(out + 0x0c, &gfeat, 4);
+    memcpy(out + 0x10, &p->config_vector, 2);
+    memcpy(out + 0x12, &nq, 2);
+    out[0x14] = vd->status;
+    out[0x15] = 0; /* config generation */
+    memcpy(out + 0x16, &p->queue_select, 2);
+    memcpy(out + 0x18, &qsize, 2);
+    memcpy(out + 0x1a, &qvec, 2);
+    memcpy(out + 0x1c, &qen, 2);
+    memcpy(out + 0x1e, &qoff, 2);
+    memcpy(out + 0x20, &desc, 8);
+    memcpy(out + 0x28, &avail, 8);
+    memcpy(out + 0x30, &used, 8);
+}
+
+static void set_half(uint64_t *field, bool high, uint32_t v) {
+    *field = high ? (*field & 0xffffffffull) | (uint64_t)v << 32 : (*field & ~0xffffffffull) | v;
+}
+
+static void common_write(struct virtio_pci *p, uint64_t off, uint64_t value) {
+    struct virtio_dev *vd = &p->vd;
+    struct virtq *q = p->queue_select < vd->ops->nqueues ? &vd->queues[p->queue_select] : NULL;
+    bool setup = q && !q->ready;
+    uint32_t v = (uint32_t)value;
+    switch (off) {
+    case 0x00: p->device_feature_select = v; break;
+    case 0x08: p->driver_feature_select = v; break;
+    case 0x0c:
+        if (p->driver_feature_select < 2 && !(vd->status & VIRTIO_STATUS_FEATURES_OK))
+            set_half(&vd->driver_features, p->driver_feature_select == 1, v);
+        break;
+    case 0x10: p->config_vector = (uint16_t)(v < p->nvectors ? v : NO_VECTOR); break;
+    case 0x14:
+        virtio_set_status_locked(vd, (uint8_t)v);
+        if (v == 0) {
+            p->config_vector = NO_VECTOR;
+            for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) p->queue_vector[i] = NO_VECTOR;
+        }
+        break;
+    case 0x16: p->queue_select = (uint16_t)v; break;
+    case 0x18: if (setup) q->num = (uint16_t)(v <= vd->ops->queue_max ? v : 0); break;
+    case 0x1a: if (q) p->queue_vector[p->queue_select] = (uint16_t)(v < p->nvectors ? v : NO_VECTOR); break;
+    case 0x1c:
+        if (q && v == 1 && !q->ready) {
+            if (!q->num) q->num = vd->ops->queue_max;
+            if (virtio_queue_valid(vd, q)) q->ready = true;
+            else virtio_fail_locked(vd, p->queue_select, "queue rings invalid (size or addresses)");
+        }
+        break;
+    case 0x20: case 0x24: if (setup) set_half(&q->desc, off == 0x24, v); break;
+    case 0x28: case 0x2c: if (setup) set_half(&q->avail, off == 0x2c, v); break;
+    case 0x30: case 0x34: if (setup) set_half(&q->used, off == 0x34, v); break;
+    }
+}
+
+/* ---- the BAR ---- */
+
+static uint64_t bar_read(void *dev, uint64_t off, uint8_t size) {
+    struct virtio_pci *p = dev;
+    struct virtio_dev *vd = &p->vd;
+    uint64_t v = 0;
+    pthread_mutex_lock(&vd->lock);
+    if (off < OFF_ISR) {
+        uint8_t snap[0x38];
+        common_snapshot(p, snap);
+        if (off + size <= sizeof snap) memcpy(&v, snap + off, size);
+    } else if (off == OFF_ISR) {
+        v = vd->isr;
+        vd->isr = 0; /* reading the ISR clears it */
+    } else if (off >= OFF_DEVICE && off < OFF_DEVICE + 0x1000) {
+        uint8_t cfg[256] = {0};
+        uint64_t at = off - OFF_DEVICE;
+        if (vd->ops->config_size <= sizeof cfg && at + size <= vd->ops->config_size) {
+            vd->ops->config_read(vd, cfg);
+            memcpy(&v, cfg + at, size);
+        }
+    } else if (off >= OFF_MSIX_TABLE && off < OFF_MSIX_TABLE + 16 * p->nvectors && size == 4) {
+        unsigned e = (unsigned)(off - OFF_MSIX_TABLE) / 16, field = (unsigned)(off % 16) / 4;
+        const uint32_t *words = &p->msix[e].addr_lo;
+        v = words[field];
+    } else if (off == OFF_MSIX_PBA) {
+        v = size == 8 ? p->pba : (uint32_t)p->pba;
+    }
+    pthread_mutex_unlock(&vd->lock);
+    return v;
+}
+
+static void bar_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
+    struct virtio_pci *p = dev;
+    struct virtio_dev *vd = &p->vd;
+    pthread_mutex_lock(&vd->lock);
+    if (off < OFF_ISR) {
+        common_write(p, off, value & (size >= 8 ? ~0ull : (1ull << (8 * size)) - 1));
+    } else if (off >= OFF_DEVICE && off < OFF_DEVICE + 0x1000) {
+        if (vd->ops->config_write && off - OFF_DEVICE + size <= vd->ops->config_size)
+            vd->ops->config_write(vd, (uint32_t)(off - OFF_DEVICE), size, value);
+    } else if (off >= OFF_MSIX_TABLE && off < OFF_MSIX_TABLE + 16 * p->nvectors && size == 4) {
+        unsigned e = (unsigned)(off - OFF_MSIX_TABLE) / 16, field = (unsigned)(off % 16) / 4;
+        uint32_t *words = &p->msix[e].addr_lo;
+        words[field] = (uint32_t)value;
+        if (field < 3)
+            bellhop_guest_msi_set(vd->env->guest, p->msi[e],
+                                  (uint64_t)p->msix[e].addr_hi << 32 | p->msix[e].addr_lo, p->msix[e].data);
+        else
+            fire_pending(p);
+    }
+    pthread_mutex_unlock(&vd->lock);
+}
+
+const struct io_ops virtio_pci_ops = {.name = "virtio-pci", .read = bar_read, .write = bar_write};
+
+/* Configuration-space writes: an MSI-X enable or unmask may release pending vectors. */
+static void config_written(struct pci_device *pd, uint32_t off, uint32_t size) {
+    struct virtio_pci *p = pd->owner;
+    if (off + size <= p->msix_cap || off >= p->msix_cap + 4u) return;
+    pthread_mutex_lock(&p->vd.lock);
+    fire_pending(p);
+    pthread_mutex_unlock(&p->vd.lock);
+}
+
+static uint8_t add_virtio_cap(struct pci_device *pd, uint8_t type, uint32_t offset, uint32_t length,
+                              bool notify) {
+    uint8_t cap[20] = {PCI_CAP_VENDOR, 0, notify ? 20 : 16, type, 0 /* BAR 0 */};
+    memcpy(cap + 8, &offset, 4);
+    memcpy(cap + 12, &length, 4);
+    if (notify) {
+        uint32_t mult = NOTIFY_MULTIPLIER;
+        memcpy(cap + 16, &mult, 4);
+    }
+    return pci_add_capability(pd, cap, cap[2], NULL);
+}
+
+struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_device_ops *ops, void *priv,
+                                     uint64_t bar0) {
+    struct virtio_pci *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    virtio_dev_init(&p->vd, ops, priv, env);
+    p->vd.interrupt = pci_interrupt;
+    p->bar0 = bar0;
+    p->config_vector = NO_VECTOR;
+    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) p->queue_vector[i] = NO_VECTOR;
+    for (unsigned i = 0; i < MAX_VECTORS; i++) p->msi_fd[i] = -1;
+    static const uint32_t classes[] = {[VIRTIO_ID_NET] = 0x020000, [VIRTIO_ID_BLOCK] = 0x018000,
+                                       [VIRTIO_ID_CONSOLE] = 0x078000, [VIRTIO_ID_RNG] = 0x00ff00};
+    uint32_t class_code = ops->device_id < sizeof classes / sizeof classes[0] ? classes[ops->device_id] : 0xff0000;
+    pci_device_init(&p->pci, 0x1af4, (uint16_t)(0x1040 + ops->device_id), class_code, 1, 0x1af4,
+                    (uint16_t)(0x40 + ops->device_id));
+    p->pci.owner = p;
+    p->pci.config_written = config_written;
+    pci_set_bar64(&p->pci, 0, bar0, VIRTIO_PCI_BAR_SIZE);
+    add_virtio_cap(&p->pci, CAP_COMMON, OFF_COMMON, 0x38, false);
+    add_virtio_cap(&p->pci, CAP_NOTIFY, VIRTIO_PCI_NOTIFY_OFFSET, 0x1000, true);
+    add_virtio_cap(&p->pci, CAP_ISR, OFF_ISR, 1, false);
+    if (ops->config_size) add_virtio_cap(&p->pci, CAP_DEVICE, OFF_DEVICE, ops->config_size, false);
+    p->nvectors = ops->nqueues + 1;
+    uint16_t control = (uint16_t)(p->nvectors - 1);
+    uint32_t table = OFF_MSIX_TABLE, pba = OFF_MSIX_PBA;
+    uint8_t msix[12] = {PCI_CAP_MSIX, 0}, wmask[12] = {0};
+    memcpy(msix + 2, &control, 2);
+    memcpy(msix + 4, &table, 4);
+    memcpy(msix + 8, &pba, 4);
+    wmask[3] = (MSIX_ENABLE | MSIX_MASKALL) >> 8;
+    p->msix_cap = pci_add_capability(&p->pci, msix, sizeof msix, wmask);
+    for (unsigned v = 0; v < p->nvectors; v++) {
+        p->msix[v].ctrl = MSIX_ENTRY_MASKED;
+        if (bellhop_guest_msi_create(env->guest, &p->msi[v], &p->msi_fd[v]) != ZX_OK) {
+            virtio_pci_destroy(p);
+            return NULL;
+        }
+    }
+    p->bell.handler = on_bell;
+    if (async_set_guest_bell_trap(env->loop, &p->bell, env->guest, bar0 + VIRTIO_PCI_NOTIFY_OFFSET, 0x1000) != ZX_OK) {
+        virtio_pci_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
+struct pci_device *virtio_pci_device(struct virtio_pci *p) { return &p->pci; }
+struct virtio_dev *virtio_pci_dev(struct virtio_pci *p) { return &p->vd; }
+
+/* The guest (its MSI fds, the bell trap) and the loop must be gone first. */
+void virtio_pci_destroy(struct virtio_pci *p) {
+    if (!p) return;
+    virtio_dev_destroy(&p->vd);
+    free(p);
+}

@@ -1,0 +1,26 @@
+/* virtio-pci, modern (virtio 1.2 §4.1): vendor 0x1af4, device 0x1040 + id. One 64-bit memory
+ * BAR holds the common configuration (MEM traps), the ISR, the device configuration, the
+ * notify area (a bell trap: queue n rings at +4n, so notifications never stop the vCPU) and
+ * the MSI-X table and PBA. Interrupts are MSI-X vectors (KVM GSI routes and irqfds); without
+ * MSI-X the device sets its ISR but raises no line. */
+#ifndef BELLHOP_DEVICES_VIRTIO_PCI_H
+#define BELLHOP_DEVICES_VIRTIO_PCI_H
+
+#include "devices/pci.h"
+#include "devices/virtio.h"
+
+#define VIRTIO_PCI_BAR_SIZE 0x8000u
+#define VIRTIO_PCI_NOTIFY_OFFSET 0x3000u
+
+struct virtio_pci;
+/* The BAR's register pages: [0, 0x3000) and [0x4000, 0x8000) are MEM traps of these ops
+ * with offsets from the BAR's start; [0x3000, 0x4000) is the bell trap it sets itself. */
+extern const struct io_ops virtio_pci_ops;
+
+struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_device_ops *ops, void *priv,
+                                     uint64_t bar0);
+struct pci_device *virtio_pci_device(struct virtio_pci *p);
+struct virtio_dev *virtio_pci_dev(struct virtio_pci *p);
+void virtio_pci_destroy(struct virtio_pci *p);
+
+#endif
