@@ -38,6 +38,8 @@ cp /bin/busybox "$root/bin/busybox"
 for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
     cp "$mods/$m" "$root/lib/kvm/"
 done
+# tap devices for virtio-net tests (optional: without it those tests skip)
+if [ -f "$mods/drivers/net/tun.ko" ]; then cp "$mods/drivers/net/tun.ko" "$root/lib/"; fi
 
 copy_libs() { # the dynamic loader and libraries an ELF needs, at their host paths
     local lib
@@ -67,6 +69,7 @@ for m in irqbypass kvm kvm-amd; do
     insmod /lib/kvm/$m.ko || echo "BELLHOP-NESTED-BROKEN insmod $m"
 done
 [ -c /dev/kvm ] || echo "BELLHOP-NESTED-BROKEN no /dev/kvm"
+[ -f /lib/tun.ko ] && insmod /lib/tun.ko 2>/dev/null
 cd /bellhop
 export PATH=/bin:/sbin HOME=/tmp BELLHOP_NESTED=1
 stty -onlcr 2>/dev/null

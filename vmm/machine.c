@@ -26,6 +26,7 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_mmio.h"
+#include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
 #include "devices/virtio_rng.h"
 #include "firmware/acpi.h"
@@ -90,6 +91,7 @@ struct machine {
     unsigned nvirtio;
     struct virtio_console *vcon;
     struct virtio_blk *disks[MACHINE_MAX_DISKS];
+    struct virtio_net *net;
     struct fdt_machine fdt;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -518,6 +520,13 @@ static int devices_setup(struct machine *m) {
         if (!m->disks[i]) return fail("%s", err);
         if (!add_virtio(m, virtio_blk_ops_for(m->disks[i]), m->disks[i])) return -1;
     }
+    if (cfg->tap) {
+        char err[200];
+        if (!(m->net = virtio_net_open(&m->env, cfg->tap, err, sizeof err))) return fail("%s", err);
+        struct virtio_dev *vd = add_virtio(m, virtio_net_ops_for(m->net), m->net);
+        if (!vd) return -1;
+        virtio_net_attach(m->net, vd);
+    }
     return map_unassigned_ports(m);
 }
 
@@ -577,6 +586,7 @@ out:
     pci_bus_destroy(&m->pci);
     virtio_console_destroy(m->vcon);
     for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++) virtio_blk_close(m->disks[i]);
+    virtio_net_close(m->net);
     debug_exit_destroy(m->exit_dev);
     rtc_mc146818_destroy(m->rtc);
     i8042_destroy(m->i8042);

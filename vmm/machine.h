@@ -35,6 +35,7 @@ struct machine_config {
     unsigned ndisks;
     enum console_kind console;
     bool rng;
+    const char *tap; /* virtio-net on this tap interface; NULL: no network */
     bool trace_traps;
     bool boot_markers;  /* print each boot marker (outl to port 0x80) */
     uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started, for boot markers */

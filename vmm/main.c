@@ -33,6 +33,7 @@ static void usage(FILE *f) {
             "  --disk PATH[,ro]     a virtio-blk disk backed by a file (up to %d)\n"
             "  --console KIND       serial (default) or virtio\n"
             "  --rng                a virtio-rng device\n"
+            "  --net tap=NAME       a virtio-net device on tap interface NAME\n"
             "  --trace traps        print every trap packet with the guest instruction\n"
             "  --boot-markers       print the time since start of each boot marker (outl to 0x80)\n"
             "  -h, --help           this text\n"
@@ -90,14 +91,14 @@ static uint64_t monotonic_ns(void) {
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = monotonic_ns()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET };
     static const struct option opts[] = {
         {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
         {"cpus", required_argument, 0, O_CPUS},     {"disk", required_argument, 0, O_DISK},
         {"console", required_argument, 0, O_CONSOLE}, {"rng", no_argument, 0, O_RNG},
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
-        {"boot-markers", no_argument, 0, O_MARKERS},
+        {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -146,6 +147,11 @@ static int cmd_run(int argc, char **argv) {
             break;
         case O_RNG: cfg.rng = true; break;
         case O_MARKERS: cfg.boot_markers = true; break;
+        case O_NET:
+            if (strncmp(optarg, "tap=", 4) != 0 || !optarg[4]) return bad_usage("--net %s: expected tap=NAME", optarg);
+            if (cfg.tap) return bad_usage("--net: only one network device");
+            cfg.tap = optarg + 4;
+            break;
         case O_TRACE:
             if (strcmp(optarg, "traps") != 0) return bad_usage("--trace %s: the only kind is traps", optarg);
             cfg.trace_traps = true;
