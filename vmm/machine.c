@@ -30,6 +30,7 @@
 #include "devices/virtio_pci.h"
 #include "devices/virtio_rng.h"
 #include "firmware/acpi.h"
+#include "firmware/bzimage.h"
 #include "firmware/fdt.h"
 #include "firmware/pvh.h"
 #include "vmm/disasm.h"
@@ -84,6 +85,8 @@ struct machine {
     bool linux_smp; /* CPUs 1.. wait for INIT/SIPI from the guest's own LAPIC */
     bool virtio_pci; /* virtio devices on PCI rather than virtio-mmio */
     struct pvh_kernel kernel;
+    bool bzimage;                 /* booted through the Linux boot protocol, not PVH */
+    struct bzimage_kernel bz;
     struct pci_bus pci;
     struct virtio_pci *vpci[MAX_PCI_DEVICES];
     unsigned nvpci;
@@ -272,10 +275,15 @@ static void *cpu_main(void *arg) {
         request_exit(&m->env, 1);
         return NULL;
     }
-    if (c->id == 0) { /* PVH: EBX holds the start_info address */
+    if (c->id == 0) { /* PVH: EBX holds the start_info; the Linux 64-bit entry: RSI the zero page */
         zx_vcpu_state_t r;
         zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
-        r.rbx = LAYOUT_START_INFO;
+        if (m->bzimage) {
+            r.rsi = BOOT_ZERO_PAGE_ADDR;
+            bellhop_vcpu_set_long_mode(vcpu, BOOT_PML4_ADDR, BOOT_GDT_ADDR, 4 * 8 - 1);
+        } else {
+            r.rbx = LAYOUT_START_INFO;
+        }
         zx_vcpu_write_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
     }
     pthread_mutex_lock(&m->lock);
@@ -371,7 +379,14 @@ static int load_kernel(struct machine *m) {
     uint8_t *kernel = read_file("kernel", cfg->kernel, cfg->mem, &klen);
     if (!kernel) return -1;
     char err[160];
-    int r = pvh_load_elf(kernel, klen, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, err, sizeof err);
+    int r;
+    if (bzimage_detect(kernel, klen)) {
+        m->bzimage = true;
+        r = bzimage_load(kernel, klen, &m->env.mem, &m->bz, err, sizeof err);
+        m->kernel = (struct pvh_kernel){.entry = m->bz.entry, .end = m->bz.end, .is_linux = true};
+    } else {
+        r = pvh_load_elf(kernel, klen, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, err, sizeof err);
+    }
     free(kernel);
     if (r != 0) return fail("kernel %s: %s", cfg->kernel, err);
     m->cpus[0].entry = m->kernel.entry;
@@ -403,8 +418,10 @@ static int boot_setup(struct machine *m) {
         size_t ilen;
         uint8_t *initrd = read_file("initrd", cfg->initrd, cfg->mem, &ilen);
         if (!initrd) return -1;
-        uint64_t at = (cfg->mem - ilen) & ~0xfffull;
-        if (ilen > cfg->mem || at < kend) {
+        uint64_t top = cfg->mem;
+        if (m->bzimage && top > (uint64_t)m->bz.initrd_addr_max + 1) top = (uint64_t)m->bz.initrd_addr_max + 1;
+        uint64_t at = (top - ilen) & ~0xfffull;
+        if (ilen > top || at < kend) {
             free(initrd);
             return fail("initrd %s: does not fit in guest memory above the kernel", cfg->initrd);
         }
@@ -414,8 +431,13 @@ static int boot_setup(struct machine *m) {
     }
     uint64_t rsdp = acpi_build(&m->env.mem, cfg->cpus, FDT_IOAPIC_BASE);
     if (!rsdp) return fail("cannot build the ACPI tables");
-    if (pvh_write_start_info(&m->env.mem, LAYOUT_START_INFO, cfg->cmdline, mods, nmods, rsdp) != 0)
+    if (m->bzimage) {
+        uint64_t initrd = nmods ? mods[nmods - 1].paddr : 0, initrd_size = nmods ? mods[nmods - 1].size : 0;
+        if (bzimage_write_boot_params(&m->env.mem, &m->bz, cfg->cmdline, initrd, initrd_size, rsdp) != 0)
+            return fail("command line too long for this kernel");
+    } else if (pvh_write_start_info(&m->env.mem, LAYOUT_START_INFO, cfg->cmdline, mods, nmods, rsdp) != 0) {
         return fail("command line too long (at most 4095 bytes)");
+    }
     return 0;
 }
 

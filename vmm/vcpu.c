@@ -525,3 +525,29 @@ zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *ou
     object_unref(&v->obj);
     return st;
 }
+
+zx_status_t bellhop_vcpu_set_long_mode(zx_handle_t handle, uint64_t cr3, uint64_t gdt, uint16_t gdt_limit) {
+    struct vcpu *v;
+    zx_status_t st = owned_vcpu(handle, ZX_RIGHT_WRITE, &v);
+    if (st != ZX_OK) return st;
+    struct kvm_sregs s;
+    if (ioctl(v->fd, KVM_GET_SREGS, &s) != 0) {
+        st = ZX_ERR_INTERNAL;
+    } else {
+        struct kvm_segment code = {.base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 11,
+                                   .present = 1, .dpl = 0, .db = 0, .s = 1, .l = 1, .g = 1};
+        struct kvm_segment data = {.base = 0, .limit = 0xffffffff, .selector = 0x18, .type = 3,
+                                   .present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1};
+        s.cs = code;
+        s.ds = s.es = s.fs = s.gs = s.ss = data;
+        s.gdt.base = gdt;
+        s.gdt.limit = gdt_limit;
+        s.cr3 = cr3;
+        s.cr4 = 0x20;                    /* PAE */
+        s.cr0 = 0x80050033;              /* PG | AM | WP | NE | ET | MP | PE */
+        s.efer = 0x500;                  /* LME | LMA */
+        if (ioctl(v->fd, KVM_SET_SREGS, &s) != 0) st = ZX_ERR_INTERNAL;
+    }
+    object_unref(&v->obj);
+    return st;
+}

@@ -149,6 +149,10 @@ typedef struct bellhop_vcpu_sregs {
     uint8_t padding1[3];
 } bellhop_vcpu_sregs_t;
 zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *out);
+/* bellhop: puts a new vCPU in 64-bit long mode (for the Linux 64-bit boot protocol): paging
+ * on with page tables at cr3, PAE, EFER.LME/LMA, GDT at gdt (code selector 0x10, data 0x18,
+ * flat), interrupts off. RIP stays the entry it was created with. Owning thread. */
+zx_status_t bellhop_vcpu_set_long_mode(zx_handle_t handle, uint64_t cr3, uint64_t gdt, uint16_t gdt_limit);
 
 /* Copies the last zx_vcpu_enter failure in words ("" if none) into buf. Any thread. */
 zx_status_t bellhop_vcpu_last_error(zx_handle_t handle, char *buf, size_t size);

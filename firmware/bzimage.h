@@ -1,0 +1,39 @@
+/* The Linux x86 boot protocol (Documentation/arch/x86/boot.rst), 64-bit entry: the
+ * protected-mode kernel of a bzImage loaded at its preferred address, a zero page
+ * (boot_params) with the setup header, e820 map, command line, initrd and RSDP, and the
+ * long-mode state the kernel expects (identity page tables, a flat GDT). */
+#ifndef BELLHOP_FIRMWARE_BZIMAGE_H
+#define BELLHOP_FIRMWARE_BZIMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/guest_mem.h"
+
+/* Guest-physical places of the boot structures (below 1 MiB, outside the kernel). */
+#define BOOT_GDT_ADDR 0x500u
+#define BOOT_ZERO_PAGE_ADDR 0x7000u
+#define BOOT_PML4_ADDR 0x9000u /* and the PDPT and four PDs after it: 0x9000..0xefff */
+#define BOOT_CMDLINE_ADDR 0x20000u
+#define BOOT_CMDLINE_MAX 0x10000u
+
+struct bzimage_kernel {
+    uint64_t load_addr, entry, end;
+    uint32_t initrd_addr_max;
+    uint32_t cmdline_size;
+    uint8_t header[0x80]; /* the setup header, 0x1f1..0x270 of the file */
+    size_t header_len;
+};
+
+/* Is this a bzImage (the "HdrS" setup header)? */
+bool bzimage_detect(const uint8_t *image, size_t len);
+/* Loads the protected-mode kernel; on failure -1 and a one-line reason. */
+int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, struct bzimage_kernel *k,
+                 char *err, size_t errlen);
+/* Writes the GDT, the identity page tables for the first 4 GiB, the command line and the
+ * zero page. Returns -1 when the command line is too long for this kernel. */
+int bzimage_write_boot_params(const struct guest_mem *gm, const struct bzimage_kernel *k, const char *cmdline,
+                              uint64_t initrd, uint64_t initrd_size, uint64_t rsdp);
+
+#endif
