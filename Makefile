@@ -50,12 +50,13 @@ LOOP_OBJS := $(LOOP_SRCS:%.c=$(B)/obj/%.o)
 VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/dsdt_aml.o
 CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
-KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%)
+KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
+             $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))
 GUEST_BINS := build/guest/guest.elf
 VMM_LIBS  := -lfdt -lcapstone
 
 .SECONDARY:
-.PHONY: all deps run test test-unit unit-bins bench clean
+.PHONY: all deps run test test-unit unit-bins bench clean linux-files
 all: $(B)/libloop.a $(B)/bellhop $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
      $(B)/bench/loop_bench
 
@@ -104,6 +105,28 @@ $(B)/tests/kvm/%: $(B)/obj/tests/kvm/%.o $(CHECK_OBJ) $(B)/libbellhop.a $(B)/lib
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
+$(B)/tests/kvm/%: tests/kvm/%.sh
+	@mkdir -p $(dir $@)
+	cp $< $@ && chmod +x $@
+
+# What the Linux guest tests boot (needs scripts/deps.sh's kernel): the Debian cloud bzImage,
+# an initramfs with busybox and the virtio modules, an ext4 disk with one file on it.
+LINUX_FILES := build/linux/bzImage build/linux/initrd.cpio build/linux/disk.img
+linux-files: $(LINUX_FILES)
+
+build/linux/bzImage: build/cache/kernel/bzImage
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+build/linux/initrd.cpio: tests/linux/init-acceptance.sh tests/linux/mkinitramfs.sh build/cache/kernel/release
+	@mkdir -p $(dir $@)
+	tests/linux/mkinitramfs.sh $@ tests/linux/init-acceptance.sh
+
+build/linux/disk.img:
+	@mkdir -p build/linux/disk-root
+	echo "from the host" > build/linux/disk-root/from-host.txt
+	rm -f $@ && mke2fs -q -t ext4 -d build/linux/disk-root $@ 8M
+
 $(B)/bench/loop_bench: $(B)/obj/bench/loop_bench.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -luv
@@ -143,7 +166,7 @@ run: deps all
 
 test: deps
 ifeq ($(SAN),)
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all linux-files
 	@$(MAKE) --no-print-directory SAN=address unit-bins
 	@$(MAKE) --no-print-directory SAN=thread unit-bins
 	@$(MAKE) --no-print-directory CC=clang BUILDDIR=build/clang all

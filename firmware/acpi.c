@@ -155,3 +155,14 @@ uint64_t acpi_build(const struct guest_mem *gm, unsigned ncpus, uint64_t ioapic_
     r->extended_checksum = checksum(r, sizeof *r);
     return rsdp_at;
 }
+
+void reset_vector_stub(const struct guest_mem *gm) {
+    uint16_t port = ACPI_PM_PORT + 2;
+    const uint8_t stub[] = {
+        0xb0, 0x01,                                     /* mov al, 1 */
+        0xba, (uint8_t)port, (uint8_t)(port >> 8),      /* mov dx, reset register */
+        0xee,                                           /* out dx, al */
+        0xfa, 0xf4, 0xeb, 0xfc,                         /* cli; hlt; jmp $-2 */
+    };
+    gm_write(gm, RESET_VECTOR_ADDR, stub, sizeof stub);
+}

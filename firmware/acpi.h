@@ -11,6 +11,12 @@
 #define ACPI_TABLES_SIZE 0x10000u
 #define ACPI_PM_PORT 0x600        /* sleep control, sleep status, reset (devices/acpi_pm.c) */
 
+/* The PC's reset vector (F000:FFF0, physical 0xFFFF0), where a guest that resets through
+ * real mode (Linux's machine_real_restart) lands: a stub that writes the ACPI reset register,
+ * so that such a reset ends the VM like any other. */
+#define RESET_VECTOR_ADDR 0xffff0u
+void reset_vector_stub(const struct guest_mem *gm);
+
 /* Writes the tables; returns the RSDP's address, or 0 if they do not fit. */
 uint64_t acpi_build(const struct guest_mem *gm, unsigned ncpus, uint64_t ioapic_addr);
 

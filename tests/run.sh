@@ -53,7 +53,7 @@ if [ -n "$kvm" ]; then
         # QEMU itself goes in too: the peer test boots guest.elf under QEMU-KVM microvm.
         peer=()
         for f in /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin \
-                 /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin; do
+                 /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin /usr/sbin/debugfs build/linux; do
             [ -e "$f" ] && peer+=(--file "$f")
         done
         scripts/nested.sh --timeout 900 --file "$kvm/tests/kvm" --file "$kvm/bellhop" \

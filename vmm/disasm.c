@@ -20,9 +20,15 @@ static size_t decode(csh h, const uint8_t *code, size_t n, uint64_t addr, char *
     return size;
 }
 
+/* Real mode addresses code through CS's segment base. */
+static uint64_t linear(const bellhop_vcpu_sregs_t *s, uint64_t ip) {
+    return (s->cr0 & 1) ? ip : ((uint64_t)s->cs << 4) + (ip & 0xffff);
+}
+
 bool disasm_at(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s, uint64_t rip, char *buf,
                size_t len) {
     uint8_t code[16];
+    rip = linear(s, rip);
     size_t n = read_guest_virtual(gm, s, rip, code, sizeof code);
     csh h;
     if (n == 0 || !open_cs(s, &h)) return false;
@@ -35,6 +41,7 @@ bool disasm_ending_at(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s,
                       uint64_t *start, char *buf, size_t len) {
     uint8_t code[15];
     csh h;
+    end = linear(s, end);
     if (end < sizeof code || !open_cs(s, &h)) return false;
     size_t n = read_guest_virtual(gm, s, end - sizeof code, code, sizeof code);
     bool found = false;
@@ -52,6 +59,7 @@ bool disasm_ending_at(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s,
 
 void disasm_around(FILE *out, const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s, uint64_t rip) {
     uint8_t code[64 + 48];
+    rip = linear(s, rip);
     csh h;
     if (!open_cs(s, &h)) return;
     /* Find a start before rip whose decoding lands exactly on rip. */

@@ -430,6 +430,7 @@ static int boot_setup(struct machine *m) {
         mods[nmods++] = (struct pvh_module){at, ilen};
     }
     uint64_t rsdp = acpi_build(&m->env.mem, cfg->cpus, FDT_IOAPIC_BASE);
+    reset_vector_stub(&m->env.mem);
     if (!rsdp) return fail("cannot build the ACPI tables");
     if (m->bzimage) {
         uint64_t initrd = nmods ? mods[nmods - 1].paddr : 0, initrd_size = nmods ? mods[nmods - 1].size : 0;

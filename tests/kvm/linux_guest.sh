@@ -1,0 +1,67 @@
+#!/bin/sh
+# Debian's cloud kernel (bzImage, 64-bit boot protocol) boots on bellhop to user space with
+# virtio-pci devices and 2 CPUs: an ext4 disk read and written (checked in the image
+# afterwards), the hardware RNG, virtio-net to the host end of a tap, then poweroff; and a
+# second boot ends with reboot. Inputs come from `make test` (build/linux/). POSIX sh.
+suite=linux_guest
+pass() { echo "PASS $suite.$1"; }
+fail() { echo "FAIL $suite.$1: $2"; failed=1; }
+skip() { echo "SKIP $suite.$1: $2"; }
+failed=0
+L=build/linux
+if [ ! -f $L/bzImage ] || [ ! -f $L/initrd.cpio ] || [ ! -f $L/disk.img ]; then
+    skip boots_to_user_space "no $L files (make test builds them)"
+    exit 0
+fi
+debugfs=$(command -v debugfs || true)
+[ -z "$debugfs" ] && [ -x /bellhop/usr/sbin/debugfs ] && debugfs=/bellhop/usr/sbin/debugfs
+[ -z "$debugfs" ] && [ -x /usr/sbin/debugfs ] && debugfs=/usr/sbin/debugfs
+disk=/tmp/bellhop-linux-disk.img
+cp $L/disk.img $disk
+
+# The host end of the network: a tap with 10.0.2.1 and a listener.
+net=""
+tap=bhtap0
+if { tunctl -t $tap >/dev/null 2>&1 || ip tuntap add $tap mode tap 2>/dev/null; } &&
+   ip addr add 10.0.2.1/24 dev $tap 2>/dev/null && ip link set $tap up 2>/dev/null; then
+    net="--net tap=$tap"
+    (nc -l -p 5555 > /tmp/bellhop-net.out 2>/dev/null || nc -l 5555 > /tmp/bellhop-net.out 2>/dev/null) &
+    listener=$!
+fi
+
+out=/tmp/bellhop-linux.out
+build/bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --cpus 2 \
+    --disk $disk --rng $net --cmdline "console=ttyS0 quiet" > $out 2>&1 < /dev/null
+status=$?
+if grep -q "linux-guest: done" $out; then pass boots_to_user_space
+else fail boots_to_user_space "no 'linux-guest: done' (status $status): $(tail -5 $out | tr '\n' '|')"; fi
+[ $status -eq 0 ] && grep -q "reboot: Power down" $out && pass poweroff_ends_the_vm_with_0 ||
+    fail poweroff_ends_the_vm_with_0 "status $status"
+grep -q "linux-guest: cpus 2" $out && pass two_cpus || fail two_cpus "$(grep 'linux-guest: cpus' $out)"
+grep -q "linux-guest: disk read: from the host" $out && grep -q "linux-guest: disk written" $out &&
+    pass ext4_disk_read_and_written || fail ext4_disk_read_and_written "$(grep 'linux-guest: disk' $out | tr '\n' '|')"
+if [ -n "$debugfs" ]; then
+    got=$($debugfs -R "cat /from-guest.txt" $disk 2>/dev/null)
+    [ "$got" = "written by the guest at boot" ] && pass the_guests_file_is_in_the_image ||
+        fail the_guests_file_is_in_the_image "debugfs read '$got'"
+else
+    skip the_guests_file_is_in_the_image "no debugfs"
+fi
+grep -q -E "linux-guest: hwrng [0-9a-f]{32}" $out && pass hwrng_gives_bytes || fail hwrng_gives_bytes "$(grep hwrng $out)"
+if [ -n "$net" ]; then
+    sleep 1
+    kill $listener 2>/dev/null
+    grep -q "hello over virtio-net" /tmp/bellhop-net.out 2>/dev/null && grep -q "linux-guest: net sent" $out &&
+        pass virtio_net_reaches_the_tap || fail virtio_net_reaches_the_tap "host got '$(cat /tmp/bellhop-net.out 2>/dev/null)'"
+    ip link del $tap 2>/dev/null || tunctl -d $tap >/dev/null 2>&1
+else
+    skip virtio_net_reaches_the_tap "cannot create a tap here (needs root and /dev/net/tun)"
+fi
+
+build/bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --cmdline "console=ttyS0 quiet bellhop.reboot" \
+    > $out 2>&1 < /dev/null
+status=$?
+[ $status -eq 0 ] && grep -q "reboot: Restarting system" $out && pass reboot_ends_the_vm_with_0 ||
+    fail reboot_ends_the_vm_with_0 "status $status: $(tail -3 $out | tr '\n' '|')"
+rm -f $disk $out /tmp/bellhop-net.out
+exit $failed

@@ -1,0 +1,15 @@
+# The acceptance guest's program (after mkinitramfs.sh's module loading): every line the
+# test checks starts with "linux-guest:".
+say() { echo "linux-guest: $*"; }
+say "cpus $(grep -c ^processor /proc/cpuinfo)"
+if mount -t ext4 /dev/vda /mnt; then
+    say "disk read: $(cat /mnt/from-host.txt)"
+    echo "written by the guest at boot" > /mnt/from-guest.txt && sync && umount /mnt && say "disk written"
+fi
+say "hwrng $(dd if=/dev/hwrng bs=16 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')"
+if [ -e /sys/class/net/eth0 ]; then
+    ip addr add 10.0.2.2/24 dev eth0 && ip link set eth0 up
+    echo "hello over virtio-net" | nc -w 10 10.0.2.1 5555 && say "net sent"
+fi
+say done
+if grep -q bellhop.reboot /proc/cmdline; then reboot -f; else poweroff -f; fi
