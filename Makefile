@@ -118,9 +118,14 @@ build/linux/bzImage: build/cache/kernel/bzImage
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-build/linux/initrd.cpio: tests/linux/init-acceptance.sh tests/linux/mkinitramfs.sh build/cache/kernel/release
+build/linux/bootmark: tests/linux/bootmark.c
 	@mkdir -p $(dir $@)
-	tests/linux/mkinitramfs.sh $@ tests/linux/init-acceptance.sh
+	gcc -static -O2 -Wall -Wextra -Werror -o $@ $<
+
+build/linux/initrd.cpio: tests/linux/init-acceptance.sh tests/linux/mkinitramfs.sh build/cache/kernel/release \
+                         build/linux/bootmark
+	@mkdir -p $(dir $@)
+	tests/linux/mkinitramfs.sh $@ tests/linux/init-acceptance.sh build/linux/bootmark
 
 build/linux/disk.img:
 	@mkdir -p build/linux/disk-root

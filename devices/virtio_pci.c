@@ -1,4 +1,6 @@
 #include <lib/async/trap.h>
+#include <lib/async/wait.h>
+#include <zircon/syscalls.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,11 @@ struct virtio_pci {
     uint64_t pba;
     uint32_t msi[MAX_VECTORS];
     int msi_fd[MAX_VECTORS];
+    /* legacy INTx */
+    async_wait_t resample_wait;
+    int intx_fd, resample_fd;
+    zx_handle_t resample_handle;
+    bool line; /* asserted and not yet EOI'd */
 };
 
 static struct virtio_pci *of_vd(struct virtio_dev *vd) { return (struct virtio_pci *)vd; }
@@ -69,11 +76,32 @@ static void fire_pending(struct virtio_pci *p) {
         }
 }
 
+static void assert_intx(struct virtio_pci *p) {
+    uint64_t one = 1;
+    if (p->intx_fd >= 0 && !p->line && write(p->intx_fd, &one, sizeof one) == sizeof one) p->line = true;
+}
+
 static void pci_interrupt(struct virtio_dev *vd, uint32_t bits, int q) {
     struct virtio_pci *p = of_vd(vd);
     vd->isr |= bits;
-    if (!(msix_control(p) & MSIX_ENABLE)) return;
-    fire(p, q < 0 ? p->config_vector : p->queue_vector[q]);
+    if (msix_control(p) & MSIX_ENABLE) fire(p, q < 0 ? p->config_vector : p->queue_vector[q]);
+    else assert_intx(p);
+}
+
+/* The guest EOI'd the INTx line (loop thread): KVM lowered it; raise it again if the ISR
+ * still has something the driver has not read. */
+static void on_resample(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
+    (void)s;
+    struct virtio_pci *p = (struct virtio_pci *)((char *)w - offsetof(struct virtio_pci, resample_wait));
+    if (st != ZX_OK) return;
+    uint64_t n;
+    if (read(p->resample_fd, &n, sizeof n) < 0) { /* already consumed */
+    }
+    pthread_mutex_lock(&p->vd.lock);
+    p->line = false;
+    if (p->vd.isr && !(msix_control(p) & MSIX_ENABLE)) assert_intx(p);
+    pthread_mutex_unlock(&p->vd.lock);
+    async_begin_wait(d, w);
 }
 
 static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_status_t st,
@@ -238,7 +266,7 @@ static uint8_t add_virtio_cap(struct pci_device *pd, uint8_t type, uint32_t offs
 }
 
 struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_device_ops *ops, void *priv,
-                                     uint64_t bar0) {
+                                     uint64_t bar0, uint32_t intx_gsi) {
     struct virtio_pci *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     virtio_dev_init(&p->vd, ops, priv, env);
@@ -247,6 +275,8 @@ struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_dev
     p->config_vector = NO_VECTOR;
     for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) p->queue_vector[i] = NO_VECTOR;
     for (unsigned i = 0; i < MAX_VECTORS; i++) p->msi_fd[i] = -1;
+    p->intx_fd = p->resample_fd = -1;
+    p->resample_handle = ZX_HANDLE_INVALID;
     static const uint32_t classes[] = {[VIRTIO_ID_NET] = 0x020000, [VIRTIO_ID_BLOCK] = 0x018000,
                                        [VIRTIO_ID_CONSOLE] = 0x078000, [VIRTIO_ID_RNG] = 0x00ff00};
     uint32_t class_code = ops->device_id < sizeof classes / sizeof classes[0] ? classes[ops->device_id] : 0xff0000;
@@ -275,6 +305,21 @@ struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_dev
             return NULL;
         }
     }
+    if (intx_gsi) {
+        p->pci.config[0x3c] = (uint8_t)intx_gsi;
+        p->pci.config[0x3d] = 1; /* INTA */
+        if (bellhop_guest_irqfd_level(env->guest, intx_gsi, &p->intx_fd, &p->resample_fd) != ZX_OK ||
+            zx_fd_create(p->resample_fd, 0, &p->resample_handle) != ZX_OK) {
+            virtio_pci_destroy(p);
+            return NULL;
+        }
+        p->resample_wait = (async_wait_t){.handler = on_resample, .object = p->resample_handle,
+                                          .trigger = ZX_FD_READABLE};
+        if (async_begin_wait(env->loop, &p->resample_wait) != ZX_OK) {
+            virtio_pci_destroy(p);
+            return NULL;
+        }
+    }
     p->bell.handler = on_bell;
     if (async_set_guest_bell_trap(env->loop, &p->bell, env->guest, bar0 + VIRTIO_PCI_NOTIFY_OFFSET, 0x1000) != ZX_OK) {
         virtio_pci_destroy(p);
@@ -289,6 +334,7 @@ struct virtio_dev *virtio_pci_dev(struct virtio_pci *p) { return &p->vd; }
 /* The guest (its MSI fds, the bell trap) and the loop must be gone first. */
 void virtio_pci_destroy(struct virtio_pci *p) {
     if (!p) return;
+    if (p->resample_handle != ZX_HANDLE_INVALID) zx_handle_close(p->resample_handle);
     virtio_dev_destroy(&p->vd);
     free(p);
 }

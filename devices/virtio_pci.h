@@ -1,8 +1,9 @@
 /* virtio-pci, modern (virtio 1.2 §4.1): vendor 0x1af4, device 0x1040 + id. One 64-bit memory
  * BAR holds the common configuration (MEM traps), the ISR, the device configuration, the
  * notify area (a bell trap: queue n rings at +4n, so notifications never stop the vCPU) and
- * the MSI-X table and PBA. Interrupts are MSI-X vectors (KVM GSI routes and irqfds); without
- * MSI-X the device sets its ISR but raises no line. */
+ * the MSI-X table and PBA. Interrupts are MSI-X vectors (KVM GSI routes and irqfds); a driver
+ * that leaves MSI-X off gets legacy INTx: a level-triggered IOAPIC line (`intx_gsi`, routed by
+ * the DSDT's _PRT), asserted while the ISR is non-zero and re-checked at each EOI. */
 #ifndef BELLHOP_DEVICES_VIRTIO_PCI_H
 #define BELLHOP_DEVICES_VIRTIO_PCI_H
 
@@ -17,8 +18,9 @@ struct virtio_pci;
  * with offsets from the BAR's start; [0x3000, 0x4000) is the bell trap it sets itself. */
 extern const struct io_ops virtio_pci_ops;
 
+/* intx_gsi 0: no INTx line. */
 struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_device_ops *ops, void *priv,
-                                     uint64_t bar0);
+                                     uint64_t bar0, uint32_t intx_gsi);
 struct pci_device *virtio_pci_device(struct virtio_pci *p);
 struct virtio_dev *virtio_pci_dev(struct virtio_pci *p);
 void virtio_pci_destroy(struct virtio_pci *p);

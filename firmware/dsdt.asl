@@ -35,6 +35,18 @@ DefinitionBlock ("", "DSDT", 2, "BELLHP", "BELLHOP ", 1)
             Name (_UID, Zero)
             Name (_SEG, Zero)
             Name (_BBN, Zero)
+            /* INTA of slots 1..8 on IOAPIC pins 16..23 (vmm/machine.c puts devices there) */
+            Name (_PRT, Package ()
+            {
+                Package () { 0x0001FFFF, Zero, Zero, 16 },
+                Package () { 0x0002FFFF, Zero, Zero, 17 },
+                Package () { 0x0003FFFF, Zero, Zero, 18 },
+                Package () { 0x0004FFFF, Zero, Zero, 19 },
+                Package () { 0x0005FFFF, Zero, Zero, 20 },
+                Package () { 0x0006FFFF, Zero, Zero, 21 },
+                Package () { 0x0007FFFF, Zero, Zero, 22 },
+                Package () { 0x0008FFFF, Zero, Zero, 23 }
+            })
             Name (_CRS, ResourceTemplate ()
             {
                 WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,

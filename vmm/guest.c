@@ -91,7 +91,7 @@ zx_status_t zx_guest_create(uint32_t options, zx_handle_t *out) {
     struct guest *g = calloc(1, sizeof *g);
     if (!g) return ZX_ERR_NO_MEMORY;
     g->kvm = g->vm = -1;
-    for (int i = 0; i < GUEST_MAX_GSI; i++) g->irqfds[i] = -1;
+    for (int i = 0; i < GUEST_MAX_GSI; i++) g->irqfds[i] = g->level_fds[i][0] = g->level_fds[i][1] = -1;
     object_init(&g->obj, &guest_ops);
     pthread_rwlock_init(&g->lock, NULL);
     pthread_mutex_init(&g->bell_lock, NULL);
@@ -126,6 +126,9 @@ static void guest_destroy(struct zx_object *obj) {
     for (int i = 0; i < GUEST_MAX_GSI; i++)
         if (g->irqfds[i] >= 0) close(g->irqfds[i]);
     for (unsigned i = 0; i < g->nmsi; i++) close(g->msi[i].fd);
+    for (int i = 0; i < GUEST_MAX_GSI; i++)
+        for (int j = 0; j < 2; j++)
+            if (g->level_fds[i][j] >= 0) close(g->level_fds[i][j]);
     if (g->vm >= 0) close(g->vm);
     if (g->kvm >= 0) close(g->kvm);
     for (unsigned i = 0; i < g->nregions; i++) munmap(g->regions[i].map, g->regions[i].map_size);
@@ -320,6 +323,34 @@ zx_status_t bellhop_guest_msi_set(zx_handle_t handle, uint32_t msi, uint64_t add
         g->msi[msi].address = address;
         g->msi[msi].data = data;
         st = set_routes_locked(g);
+    }
+    pthread_rwlock_unlock(&g->lock);
+    object_unref(&g->obj);
+    return st;
+}
+
+zx_status_t bellhop_guest_irqfd_level(zx_handle_t handle, uint32_t gsi, int *fd, int *resample_fd) {
+    if (!fd || !resample_fd || gsi >= GUEST_MAX_GSI) return ZX_ERR_INVALID_ARGS;
+    struct guest *g;
+    zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
+    if (st != ZX_OK) return st;
+    pthread_rwlock_wrlock(&g->lock);
+    if (g->level_fds[gsi][0] < 0) {
+        int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), rfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        struct kvm_irqfd irqfd = {.fd = (uint32_t)efd, .gsi = gsi, .flags = KVM_IRQFD_FLAG_RESAMPLE,
+                                  .resamplefd = (uint32_t)rfd};
+        if (efd < 0 || rfd < 0 || ioctl(g->vm, KVM_IRQFD, &irqfd) != 0) {
+            if (efd >= 0) close(efd);
+            if (rfd >= 0) close(rfd);
+            st = ZX_ERR_NO_RESOURCES;
+        } else {
+            g->level_fds[gsi][0] = efd;
+            g->level_fds[gsi][1] = rfd;
+        }
+    }
+    if (st == ZX_OK) {
+        *fd = g->level_fds[gsi][0];
+        *resample_fd = g->level_fds[gsi][1];
     }
     pthread_rwlock_unlock(&g->lock);
     object_unref(&g->obj);

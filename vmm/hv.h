@@ -89,6 +89,7 @@ struct guest {
     struct trap *doorbells[GUEST_MAX_DOORBELLS]; /* lock */
     unsigned ndoorbells;
     int irqfds[GUEST_MAX_GSI]; /* -1 until asked for (lock) */
+    int level_fds[GUEST_MAX_GSI][2]; /* level lines: irqfd, resamplefd; -1 until asked for */
     /* MSI vectors: GSI GUEST_MAX_GSI + i, routed to (address, data) (lock) */
     struct guest_msi {
         int fd;

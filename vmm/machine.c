@@ -450,7 +450,9 @@ static struct virtio_dev *add_virtio_pci(struct machine *m, const struct virtio_
         return NULL;
     }
     uint64_t bar0 = PCI_MMIO_BASE + (uint64_t)m->nvpci * VIRTIO_PCI_BAR_SIZE;
-    struct virtio_pci *vp = virtio_pci_create(&m->env, ops, priv, bar0);
+    /* Slots 1..8 have INTA on IOAPIC pins 16..23 (the DSDT's _PRT); the rest only MSI-X. */
+    uint32_t gsi = m->nvpci < 8 ? 16 + m->nvpci : 0;
+    struct virtio_pci *vp = virtio_pci_create(&m->env, ops, priv, bar0, gsi);
     if (!vp) {
         fail("cannot set up %s on PCI", ops->name);
         return NULL;

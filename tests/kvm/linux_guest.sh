@@ -31,12 +31,14 @@ fi
 
 out=/tmp/bellhop-linux.out
 build/bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --cpus 2 \
-    --disk $disk --rng $net --cmdline "console=ttyS0 quiet" > $out 2>&1 < /dev/null
+    --disk $disk --rng $net --boot-markers --cmdline "console=ttyS0 quiet" > $out 2>&1 < /dev/null
 status=$?
 if grep -q "linux-guest: done" $out; then pass boots_to_user_space
 else fail boots_to_user_space "no 'linux-guest: done' (status $status): $(tail -5 $out | tr '\n' '|')"; fi
 [ $status -eq 0 ] && grep -q "reboot: Power down" $out && pass poweroff_ends_the_vm_with_0 ||
     fail poweroff_ends_the_vm_with_0 "status $status"
+grep -q -E "bellhop: boot marker 0x1 at [0-9]+\.[0-9]{3} ms" $out && pass boot_marker_timed ||
+    fail boot_marker_timed "$(grep -i marker $out | tr '\n' '|')"
 grep -q "linux-guest: cpus 2" $out && pass two_cpus || fail two_cpus "$(grep 'linux-guest: cpus' $out)"
 grep -q "linux-guest: disk read: from the host" $out && grep -q "linux-guest: disk written" $out &&
     pass ext4_disk_read_and_written || fail ext4_disk_read_and_written "$(grep 'linux-guest: disk' $out | tr '\n' '|')"
@@ -63,5 +65,12 @@ build/bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --cmdli
 status=$?
 [ $status -eq 0 ] && grep -q "reboot: Restarting system" $out && pass reboot_ends_the_vm_with_0 ||
     fail reboot_ends_the_vm_with_0 "status $status: $(tail -3 $out | tr '\n' '|')"
+# Without MSI (pci=nomsi) the virtio devices fall back to INTx through the IOAPIC.
+cp $L/disk.img $disk
+build/bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --disk $disk --rng \
+    --cmdline "console=ttyS0 quiet pci=nomsi" > $out 2>&1 < /dev/null
+status=$?
+[ $status -eq 0 ] && grep -q "linux-guest: disk written" $out && grep -q -E "linux-guest: hwrng [0-9a-f]{32}" $out &&
+    pass intx_fallback_without_msi || fail intx_fallback_without_msi "status $status: $(grep linux-guest $out | tr '\n' '|')"
 rm -f $disk $out /tmp/bellhop-net.out
 exit $failed

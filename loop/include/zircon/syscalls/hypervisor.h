@@ -133,6 +133,11 @@ zx_status_t bellhop_guest_set_doorbell(zx_handle_t guest, zx_gpaddr_t addr, size
  * when it goes; asking again for the same gsi returns the same fd. */
 zx_status_t bellhop_guest_irqfd(zx_handle_t guest, uint32_t gsi, int *fd);
 
+/* bellhop: a level-triggered line (PCI INTx) on IOAPIC pin `gsi`: writing 8 bytes to *fd
+ * asserts it; it stays asserted until the guest's EOI, when KVM lowers it and makes
+ * *resample_fd readable (the device then re-asserts if it still has something pending). */
+zx_status_t bellhop_guest_irqfd_level(zx_handle_t guest, uint32_t gsi, int *fd, int *resample_fd);
+
 /* bellhop: message-signalled interrupts (for MSI-X). An MSI vector is a KVM GSI routed to
  * an (address, data) message, raised by writing 8 bytes to its irqfd. Allocate one, then set
  * its message whenever the guest programs it; the guest owns both and frees them when it
