@@ -180,6 +180,22 @@ TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
     fputs("this is not a kernel\n", f);
     fclose(f);
     expect_one_line_error(RUN("--kernel", "/nonexistent/kernel"), "No such file");
+    /* bzImages: a boot protocol without the 64-bit entry, and one cut short */
+    static uint8_t bz[4096];
+    memcpy(bz + 0x202, "HdrS", 4);
+    bz[0x206] = 0x01, bz[0x207] = 0x02; /* 2.01 */
+    const char *old = "/tmp/bellhop-old-bzimage", *cut = "/tmp/bellhop-cut-bzimage";
+    FILE *bf = fopen(old, "w");
+    CHECK(bf && fwrite(bz, 1, sizeof bz, bf) == sizeof bz);
+    fclose(bf);
+    expect_one_line_error(RUN("--kernel", old), "boot protocol 2.01 is too old");
+    bz[0x206] = 0x0f, bz[0x1f1] = 39, bz[0x211] = 1, bz[0x236] = 1; /* 2.15, 64-bit, 39 setup sectors */
+    bf = fopen(cut, "w");
+    CHECK(bf && fwrite(bz, 1, sizeof bz, bf) == sizeof bz);
+    fclose(bf);
+    expect_one_line_error(RUN("--kernel", cut), "truncated bzImage");
+    unlink(old);
+    unlink(cut);
     expect_one_line_error(RUN("--kernel", notelf), "not an ELF file");
     expect_one_line_error(RUN("--kernel", exe), "no PVH entry point");
     expect_one_line_error(RUN("--kernel", "/tmp"), "not a regular file");
