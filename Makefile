@@ -111,10 +111,14 @@ $(B)/tests/kvm/%: tests/kvm/%.sh
 
 # What the Linux guest tests boot (needs scripts/deps.sh's kernel): the Debian cloud bzImage,
 # an initramfs with busybox and the virtio modules, an ext4 disk with one file on it.
-LINUX_FILES := build/linux/bzImage build/linux/initrd.cpio build/linux/disk.img
+LINUX_FILES := build/linux/bzImage build/linux/vmlinux build/linux/initrd.cpio build/linux/disk.img
 linux-files: $(LINUX_FILES)
 
 build/linux/bzImage: build/cache/kernel/bzImage
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+build/linux/vmlinux: build/cache/kernel/vmlinux
 	@mkdir -p $(dir $@)
 	cp $< $@
 

@@ -72,5 +72,15 @@ build/bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --disk 
 status=$?
 [ $status -eq 0 ] && grep -q "linux-guest: disk written" $out && grep -q -E "linux-guest: hwrng [0-9a-f]{32}" $out &&
     pass intx_fallback_without_msi || fail intx_fallback_without_msi "status $status: $(grep linux-guest $out | tr '\n' '|')"
+# The same kernel as an ELF vmlinux booted through its PVH entry note.
+if [ -f $L/vmlinux ]; then
+    build/bellhop run --kernel $L/vmlinux --initrd $L/initrd.cpio --mem 512M --cpus 2 --rng \
+        --cmdline "console=ttyS0 quiet" > $out 2>&1 < /dev/null
+    status=$?
+    [ $status -eq 0 ] && grep -q "linux-guest: done" $out && grep -q "linux-guest: cpus 2" $out &&
+        pass pvh_vmlinux_boots || fail pvh_vmlinux_boots "status $status: $(tail -3 $out | tr '\n' '|')"
+else
+    skip pvh_vmlinux_boots "no $L/vmlinux"
+fi
 rm -f $disk $out /tmp/bellhop-net.out
 exit $failed
