@@ -3,9 +3,12 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include <zircon/syscalls/hypervisor.h>
+
 #include "devices/boot_marker.h"
 
 struct boot_marker {
+    zx_handle_t guest;
     uint64_t start_ns;
     bool print;
     pthread_mutex_t lock;
@@ -30,18 +33,28 @@ static void marker_write(void *dev, uint64_t off, uint8_t size, uint64_t value) 
     pthread_mutex_lock(&b->lock);
     if (b->n < BOOT_MARKER_MAX) {
         b->n++;
+        uint64_t e[BELLHOP_EXIT_KINDS] = {0};
+        bellhop_guest_exit_counts(b->guest, e);
+        uint64_t total = 0;
+        for (int i = 0; i < BELLHOP_EXIT_KINDS; i++) total += e[i];
         if (b->print)
-            fprintf(stderr, "bellhop: boot marker %#x at %llu.%03llu ms\n", (unsigned)value,
-                    (unsigned long long)(t / 1000000), (unsigned long long)(t / 1000 % 1000));
+            fprintf(stderr,
+                    "bellhop: boot marker %#x at %llu.%03llu ms, %llu exits (io %llu, mmio %llu, bell %llu, "
+                    "intr %llu, other %llu)\n",
+                    (unsigned)value, (unsigned long long)(t / 1000000), (unsigned long long)(t / 1000 % 1000),
+                    (unsigned long long)total, (unsigned long long)e[BELLHOP_EXIT_IO],
+                    (unsigned long long)e[BELLHOP_EXIT_MMIO], (unsigned long long)e[BELLHOP_EXIT_BELL],
+                    (unsigned long long)e[BELLHOP_EXIT_INTR], (unsigned long long)e[BELLHOP_EXIT_OTHER]);
     }
     pthread_mutex_unlock(&b->lock);
 }
 
 const struct io_ops boot_marker_ops = {.name = "boot-marker", .read = marker_read, .write = marker_write};
 
-struct boot_marker *boot_marker_create(uint64_t vmm_start_ns, bool print) {
+struct boot_marker *boot_marker_create(zx_handle_t guest, uint64_t vmm_start_ns, bool print) {
     struct boot_marker *b = calloc(1, sizeof *b);
     if (!b) return NULL;
+    b->guest = guest;
     b->start_ns = vmm_start_ns;
     b->print = print;
     pthread_mutex_init(&b->lock, NULL);

@@ -1,17 +1,20 @@
 #ifndef BELLHOP_DEVICES_BOOT_MARKER_H
 #define BELLHOP_DEVICES_BOOT_MARKER_H
 
+#include <zircon/types.h>
+
 #include "devices/device.h"
 
-/* Boot-time markers: a 32-bit write to port 0x80 (outl) records its value and the time
- * since the VMM started; byte writes there are the PC's I/O delay and are ignored.
+/* Boot-time markers: a 32-bit write to port 0x80 (outl) records its value, the time since
+ * the VMM started and the guest's exits so far, by kind; byte writes there are the PC's I/O
+ * delay and are ignored.
  * With `print`, each marker is printed to stderr as it arrives. */
 #define BOOT_MARKER_PORT 0x80
 #define BOOT_MARKER_MAX 64
 
 struct boot_marker;
 extern const struct io_ops boot_marker_ops;
-struct boot_marker *boot_marker_create(uint64_t vmm_start_ns, bool print);
+struct boot_marker *boot_marker_create(zx_handle_t guest, uint64_t vmm_start_ns, bool print);
 void boot_marker_destroy(struct boot_marker *b);
 
 #endif

@@ -356,3 +356,13 @@ zx_status_t bellhop_guest_irqfd_level(zx_handle_t handle, uint32_t gsi, int *fd,
     object_unref(&g->obj);
     return st;
 }
+
+zx_status_t bellhop_guest_exit_counts(zx_handle_t handle, uint64_t counts[BELLHOP_EXIT_KINDS]) {
+    if (!counts) return ZX_ERR_INVALID_ARGS;
+    struct guest *g;
+    zx_status_t st = guest_get(handle, ZX_RIGHT_NONE, &g);
+    if (st != ZX_OK) return st;
+    for (int i = 0; i < BELLHOP_EXIT_KINDS; i++) counts[i] = atomic_load_explicit(&g->exits[i], memory_order_relaxed);
+    object_unref(&g->obj);
+    return ZX_OK;
+}

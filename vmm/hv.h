@@ -86,6 +86,7 @@ struct guest {
     struct trap_tree io_tree;
     struct trap ctl_trap;      /* the vCPU-control ports, in io_tree */
     atomic_uint nvcpus; /* ids handed out (never reused) */
+    atomic_ulong exits[BELLHOP_EXIT_KINDS];
     struct trap *doorbells[GUEST_MAX_DOORBELLS]; /* lock */
     unsigned ndoorbells;
     int irqfds[GUEST_MAX_GSI]; /* -1 until asked for (lock) */

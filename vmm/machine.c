@@ -536,7 +536,7 @@ static int devices_setup(struct machine *m) {
     if (map_device(m, ZX_GUEST_TRAP_IO, I8042_DATA_PORT, 5, &i8042_ops, m->i8042)) return -1;
     m->pm = acpi_pm_create(&m->env);
     if (map_device(m, ZX_GUEST_TRAP_IO, ACPI_PM_PORT, 3, &acpi_pm_ops, m->pm)) return -1;
-    m->marker = boot_marker_create(cfg->start_ns, cfg->boot_markers);
+    m->marker = boot_marker_create(m->guest, cfg->start_ns, cfg->boot_markers);
     if (map_device(m, ZX_GUEST_TRAP_IO, BOOT_MARKER_PORT, 4, &boot_marker_ops, m->marker)) return -1;
     if (cfg->rng && !add_virtio(m, &virtio_rng_ops, NULL)) return -1;
     for (unsigned i = 0; i < cfg->ndisks; i++) {

@@ -208,6 +208,10 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
 
 /* ---- exits ---- */
 
+static void count(struct vcpu *v, int kind) {
+    atomic_fetch_add_explicit(&v->guest->exits[kind], 1, memory_order_relaxed);
+}
+
 static uint8_t *io_data(struct vcpu *v) { return (uint8_t *)v->run + v->run->io.data_offset; }
 
 static void io_packet(struct vcpu *v, zx_port_packet_t *pkt) {
@@ -305,6 +309,9 @@ static zx_status_t handle_mmio(struct vcpu *v, zx_port_packet_t *pkt) {
         if (!write)
             return fail(v, ZX_ERR_NOT_SUPPORTED, "read of %u bytes from bell %#llx (rip %#llx)",
                         len, (unsigned long long)addr, r->s.regs.regs.rip);
+        /* Counted as a bell, not as MMIO: the ioeventfds should have taken it. */
+        atomic_fetch_sub_explicit(&v->guest->exits[BELLHOP_EXIT_MMIO], 1, memory_order_relaxed);
+        count(v, BELLHOP_EXIT_BELL);
         zx_status_t st = bell_ring(t->bell, addr, &v->kicked);
         if (st == ZX_ERR_CANCELED) {
             v->pending_bell = t->bell;
@@ -328,6 +335,9 @@ static zx_status_t handle_mmio(struct vcpu *v, zx_port_packet_t *pkt) {
 
 static zx_status_t handle_exit(struct vcpu *v, zx_port_packet_t *pkt) {
     struct kvm_run *r = v->run;
+    count(v, r->exit_reason == KVM_EXIT_IO ? BELLHOP_EXIT_IO
+             : r->exit_reason == KVM_EXIT_MMIO ? BELLHOP_EXIT_MMIO
+             : r->exit_reason == KVM_EXIT_INTR ? BELLHOP_EXIT_INTR : BELLHOP_EXIT_OTHER);
     switch (r->exit_reason) {
     case KVM_EXIT_IO:
         return handle_io(v, pkt);
@@ -377,6 +387,7 @@ static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_t *pkt) {
         if (atomic_exchange(&v->kicked, false)) return ZX_ERR_CANCELED;
         if (ioctl(v->fd, KVM_RUN, 0) != 0) {
             if (errno == EINTR || errno == EAGAIN) {
+                count(v, BELLHOP_EXIT_INTR);
                 v->run->immediate_exit = 0;
                 continue;
             }

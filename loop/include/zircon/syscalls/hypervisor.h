@@ -146,6 +146,18 @@ zx_status_t bellhop_guest_irqfd_level(zx_handle_t guest, uint32_t gsi, int *fd, 
 zx_status_t bellhop_guest_msi_create(zx_handle_t guest, uint32_t *msi, int *fd);
 zx_status_t bellhop_guest_msi_set(zx_handle_t guest, uint32_t msi, uint64_t address, uint32_t data);
 
+/* bellhop: how often the guest's vCPUs came out to user space, by kind, since it was
+ * created (exits KVM handles in the kernel are not counted). Any thread. */
+enum {
+    BELLHOP_EXIT_IO,    /* port IO (IN/OUT, string forms count once per exit) */
+    BELLHOP_EXIT_MMIO,  /* MMIO to MEM traps and untrapped addresses */
+    BELLHOP_EXIT_BELL,  /* bell writes that missed the ioeventfds (the slow path) */
+    BELLHOP_EXIT_INTR,  /* KVM_RUN interrupted by a signal (kicks) */
+    BELLHOP_EXIT_OTHER, /* shutdown, system events, failures */
+    BELLHOP_EXIT_KINDS
+};
+zx_status_t bellhop_guest_exit_counts(zx_handle_t guest, uint64_t counts[BELLHOP_EXIT_KINDS]);
+
 /* bellhop: what zx_vcpu_state_t leaves out, for crash reports and tracing. Owning thread. */
 typedef struct bellhop_vcpu_sregs {
     uint64_t rip, cr0, cr2, cr3, cr4, efer;
