@@ -126,3 +126,9 @@ size_t virtq_req_write(const struct virtq_req *r, uint64_t off, const void *src,
     }
     return done;
 }
+
+void virtio_bell(struct virtio_dev *vd, unsigned q, uint64_t addr) {
+    if (vd->env->trace)
+        fprintf(stderr, "trace: loop BELL key %s queue %u addr %#llx\n", vd->ops->name, q, (unsigned long long)addr);
+    if (q < vd->ops->nqueues) vd->ops->queue_notify(vd, q);
+}

@@ -116,6 +116,10 @@ bool virtio_queue_valid(const struct virtio_dev *vd, const struct virtq *q);
  * driver with a configuration interrupt, and stop using the device until it is reset. */
 void virtio_fail_locked(struct virtio_dev *vd, unsigned q, const char *why);
 
+/* A transport got a notification for queue q as a bell packet at addr (loop thread):
+ * traced when the VM traces, then passed to the device. */
+void virtio_bell(struct virtio_dev *vd, unsigned q, uint64_t addr);
+
 /* For devices (loop thread). virtio_pop: true with a validated request, false when the
  * queue is empty, not ready, or the chain was bad (then the device is failed). */
 bool virtio_pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r);

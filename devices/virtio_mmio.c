@@ -48,11 +48,7 @@ static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_sta
                     const zx_packet_guest_bell_t *bell) {
     (void)d;
     struct mmio_bell *b = (struct mmio_bell *)trap;
-    if (st != ZX_OK) return;
-    if (b->m->vd.env->trace)
-        fprintf(stderr, "trace: loop BELL key %s queue %u addr %#llx\n", b->m->vd.ops->name, b->queue,
-                (unsigned long long)bell->addr);
-    notify(b->m, b->queue);
+    if (st == ZX_OK) virtio_bell(&b->m->vd, b->queue, bell->addr);
 }
 
 static void on_slow_notify(async_dispatcher_t *d, async_receiver_t *r, zx_status_t st,

@@ -110,10 +110,7 @@ static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_sta
     struct virtio_pci *p = (struct virtio_pci *)((char *)trap - offsetof(struct virtio_pci, bell));
     if (st != ZX_OK) return;
     uint64_t q = (bell->addr - (p->bar0 + VIRTIO_PCI_NOTIFY_OFFSET)) / NOTIFY_MULTIPLIER;
-    if (p->vd.env->trace)
-        fprintf(stderr, "trace: loop BELL key %s queue %u addr %#llx\n", p->vd.ops->name, (unsigned)q,
-                (unsigned long long)bell->addr);
-    if (q < p->vd.ops->nqueues) p->vd.ops->queue_notify(&p->vd, (unsigned)q);
+    virtio_bell(&p->vd, q < VIRTIO_MAX_QUEUES ? (unsigned)q : VIRTIO_MAX_QUEUES, bell->addr);
 }
 
 /* ---- common configuration (virtio_pci_common_cfg) ---- */
