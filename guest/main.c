@@ -4,6 +4,7 @@
 #include <libfdt.h>
 
 #include "firmware/hvm_start_info.h"
+#include "guest/bench.h"
 #include "guest/devices.h"
 #include "guest/irq.h"
 #include "guest/virtio.h"
@@ -159,7 +160,8 @@ static void smp_selftest(const void *dtb) {
     result("smp-interrupt", ipis, detail);
 }
 
-static void virtio_selftests(const void *dtb) {
+static struct vdev *virtio_selftests(const void *dtb, bool bench) {
+    struct vdev *rng = NULL;
     static struct vdev devs[8];
     unsigned n = 0;
     for (int node = fdt_node_offset_by_compatible(dtb, -1, "virtio,mmio"); node >= 0 && n < 8;
@@ -184,6 +186,8 @@ static void virtio_selftests(const void *dtb) {
         result("virtio-probe", r == 0, detail);
         if (r != 0) continue;
         n++;
+        if (d->device_id == VIRTIO_ID_RNG) rng = d;
+        if (bench) continue;
         if (d->device_id == VIRTIO_ID_RNG) test_rng(d);
         else if (d->device_id == VIRTIO_ID_CONSOLE) test_console(d);
         else if (d->device_id == VIRTIO_ID_BLOCK) test_blk(d);
@@ -192,6 +196,7 @@ static void virtio_selftests(const void *dtb) {
         result("virtio-irq", irqs, detail);
         result("virtio-status", !(vdev_status(d) & 0x40), vdev_status(d) & 0x40 ? "device needs reset" : "healthy");
     }
+    return rng;
 }
 
 void kmain(const struct hvm_start_info *si) {
@@ -210,8 +215,14 @@ void kmain(const struct hvm_start_info *si) {
         int chosen = fdt_path_offset(dtb, "/chosen");
         const char *args = chosen >= 0 ? fdt_getprop(dtb, chosen, "bootargs", NULL) : NULL;
         result("dt-bootargs", args && strcmp(args, cmdline) == 0, args ? args : "missing");
-        virtio_selftests(dtb);
-        smp_selftest(dtb);
+        bool bench = strstr_word(cmdline, "bench") != NULL;
+        struct vdev *rng = virtio_selftests(dtb, bench);
+        if (bench) {
+            const char *bell = strstr_word(cmdline, "bell=");
+            bench_run(rng, bell ? strtoul(bell + 5, NULL, 0) : 0, strstr_word(cmdline, "vcpu-ctl") != NULL);
+        } else {
+            smp_selftest(dtb);
+        }
     }
     /* Command-line words for the VMM's tests: "crash" reads memory that is not there,
      * "triple-fault" does that, "exit=N" reports N. */

@@ -93,9 +93,10 @@ int vdev_init(struct vdev *d, uint64_t base, unsigned irq, uint64_t want, unsign
 
 static uint16_t used_idx(struct vq *q) { return __atomic_load_n((volatile uint16_t *)(q->used + 2), __ATOMIC_ACQUIRE); }
 
-long vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned n, bool indirect) {
+/* Makes one request available and notifies the device (as EVENT_IDX allows). */
+static bool submit(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned n, bool indirect) {
     struct vq *q = &d->vqs[qi];
-    if (n == 0 || n > VQ_MAX_BUFS || (!indirect && n > q->num)) return -1;
+    if (n == 0 || n > VQ_MAX_BUFS || (!indirect && n > q->num)) return false;
     struct vdesc *t = indirect ? q->indirect : q->desc;
     for (unsigned i = 0; i < n; i++)
         t[i] = (struct vdesc){(uint64_t)bufs[i].p, bufs[i].len,
@@ -116,14 +117,35 @@ long vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned
     }
     d->isr_seen = 0;
     if (kick) wr(d, QUEUE_NOTIFY, qi);
+    return true;
+}
+
+static long take_used(struct vq *q) {
+    volatile uint8_t *elem = q->used + 4 + 8 * (q->last_used % q->num);
+    uint32_t len = *(volatile uint32_t *)(elem + 4);
+    q->last_used++;
+    return len;
+}
+
+long vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned n, bool indirect) {
+    struct vq *q = &d->vqs[qi];
+    if (!submit(d, qi, bufs, n, indirect)) return -1;
     /* Interrupt-driven: the completion counts once its interrupt has arrived. */
     uint64_t deadline = irq_ticks + 20 * IRQ_TICKS_PER_SEC;
     while (used_idx(q) == q->last_used || !(d->isr_seen & 1)) {
         if (irq_ticks > deadline) return -1;
         irq_wait();
     }
-    volatile uint8_t *elem = q->used + 4 + 8 * (q->last_used % q->num);
-    uint32_t len = *(volatile uint32_t *)(elem + 4);
-    q->last_used++;
-    return len;
+    return take_used(q);
 }
+
+long vdev_request_polled(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned n) {
+    struct vq *q = &d->vqs[qi];
+    if (!submit(d, qi, bufs, n, false)) return -1;
+    /* Interrupts stay off: the guest sees the completion in memory (the used ring). */
+    for (uint64_t spins = 0; used_idx(q) == q->last_used; spins++)
+        if (spins > (1ull << 34)) return -1;
+    return take_used(q);
+}
+
+void vdev_notify(struct vdev *d, unsigned qi) { wr(d, QUEUE_NOTIFY, qi); }

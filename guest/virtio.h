@@ -39,6 +39,10 @@ int vdev_init(struct vdev *d, uint64_t base, unsigned irq, uint64_t want, unsign
  * device wrote, or -1 on timeout. indirect: put the buffers in an indirect table. */
 long vdev_request(struct vdev *d, unsigned q, const struct vbuf *bufs, unsigned n, bool indirect);
 uint32_t vdev_config32(struct vdev *d, unsigned off);
+/* The same, waiting with interrupts off for the used ring to move (the bench's "flag"). */
+long vdev_request_polled(struct vdev *d, unsigned q, const struct vbuf *bufs, unsigned n);
+/* Just the doorbell write. */
+void vdev_notify(struct vdev *d, unsigned q);
 uint8_t vdev_status(struct vdev *d);
 
 void *alloc_pages(size_t bytes);

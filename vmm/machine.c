@@ -47,6 +47,8 @@
 #define VIRTIO_IRQ_BASE 5 /* IOAPIC pins 5.. (4 is COM1) */
 #define PCI_MMIO_BASE 0xe0000000u /* the host bridge's window (firmware/dsdt.asl) */
 #define MAX_PCI_DEVICES 16
+#define UNASSIGNED_MMIO_BASE 0xc0000000u
+#define UNASSIGNED_MMIO_SIZE 0x10000000u
 
 /* A device window mapped at `base`: the trap key of every MEM/IO trap is its address. */
 struct io_mapping {
@@ -530,6 +532,8 @@ static int devices_setup(struct machine *m) {
         virtio_console_attach(m->vcon, vd);
     }
     if (m->virtio_pci && map_device(m, ZX_GUEST_TRAP_IO, PCI_CONF1_PORT, 8, &pci_conf1_ops, &m->pci)) return -1;
+    /* Between RAM's highest end and the device windows: unassigned MMIO, as on a PC. */
+    if (map_device(m, ZX_GUEST_TRAP_MEM, UNASSIGNED_MMIO_BASE, UNASSIGNED_MMIO_SIZE, &unassigned_ops, m)) return -1;
     m->rtc = rtc_mc146818_create();
     if (map_device(m, ZX_GUEST_TRAP_IO, RTC_PORT, 2, &rtc_mc146818_ops, m->rtc)) return -1;
     m->i8042 = i8042_create(&m->env);

@@ -1,0 +1,90 @@
+#include "guest/bench.h"
+#include "guest/irq.h"
+
+#define WARMUP 100
+#define SAMPLES 1000
+#define BUCKETS 24
+
+static uint64_t samples[SAMPLES];
+
+static inline uint64_t tsc(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi)::"memory");
+    return (uint64_t)hi << 32 | lo;
+}
+
+static void sort(uint64_t *v, unsigned n) { /* shell sort: n is small */
+    for (unsigned gap = n / 2; gap; gap /= 2)
+        for (unsigned i = gap; i < n; i++)
+            for (unsigned j = i; j >= gap && v[j - gap] > v[j]; j -= gap) {
+                uint64_t t = v[j];
+                v[j] = v[j - gap];
+                v[j - gap] = t;
+            }
+}
+
+static void report(const char *kind, unsigned n) {
+    unsigned hist[BUCKETS] = {0};
+    for (unsigned i = 0; i < n; i++) {
+        unsigned b = 0;
+        while (b + 1 < BUCKETS && samples[i] >> (b + 1)) b++;
+        hist[b]++;
+    }
+    sort(samples, n);
+    char h[BUCKETS * 6] = "", *p = h;
+    for (unsigned b = 0; b < BUCKETS; b++) p += snprintf(p, (size_t)(h + sizeof h - p), b ? ",%u" : "%u", hist[b]);
+    printf("bench-result %s n=%u min=%llu p50=%llu p99=%llu max=%llu hist=%s\n", kind, n,
+           (unsigned long long)samples[0], (unsigned long long)samples[n / 2],
+           (unsigned long long)samples[n * 99 / 100], (unsigned long long)samples[n - 1], h);
+}
+
+#define MEASURE(kind, ...)                                                                  \
+    do {                                                                                     \
+        for (unsigned i_ = 0; i_ < WARMUP + SAMPLES; i_++) {                                 \
+            uint64_t t0_ = tsc();                                                            \
+            __VA_ARGS__;                                                                     \
+            uint64_t t1_ = tsc();                                                            \
+            if (i_ >= WARMUP) samples[i_ - WARMUP] = t1_ - t0_;                              \
+        }                                                                                    \
+        report(kind, SAMPLES);                                                               \
+    } while (0)
+
+static void cpuid0(void) {
+    uint32_t a = 0, b, c = 0, d;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+}
+
+static volatile unsigned ipis;
+static void on_ipi(void) { ipis++; }
+
+static void self_interrupt(void) {
+    unsigned before = ipis;
+    outl(0x4f0, 1); /* mask: CPU 0 */
+    outl(0x4f4, 0);
+    outl(0x4f8, VEC_IPI);
+    outl(0x4fc, 0); /* INTERRUPT */
+    while (ipis == before) irq_wait();
+}
+
+void bench_run(struct vdev *rng, uint64_t bell, bool vcpu_ctl) {
+    printf("bench: %u samples per kind after %u warm-up rounds\n", SAMPLES, WARMUP);
+    MEASURE("io_out", outb(BENCH_IO_PORT, 0));
+    MEASURE("io_in", (void)inb(BENCH_IO_PORT));
+    MEASURE("mmio_write", mmio_write32(BENCH_MMIO_ADDR, 0));
+    MEASURE("mmio_read", (void)mmio_read32(BENCH_MMIO_ADDR));
+    MEASURE("cpuid", cpuid0());
+    if (rng) {
+        MEASURE("bell_write", vdev_notify(rng, 0));
+        static uint8_t byte;
+        MEASURE("bell_to_flag", vdev_request_polled(rng, 0, &(struct vbuf){&byte, 1, true}, 1));
+        MEASURE("bell_to_irq", vdev_request(rng, 0, &(struct vbuf){&byte, 1, true}, 1, false));
+    } else if (bell) {
+        MEASURE("bell_write", mmio_write32(bell, 0));
+    }
+    if (vcpu_ctl) {
+        /* An INTERRUPT packet to this CPU: the VMM turns it into zx_vcpu_interrupt. */
+        ipi_handler = on_ipi;
+        MEASURE("vcpu_interrupt", self_interrupt());
+    }
+    printf("bench: done\n");
+}

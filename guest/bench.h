@@ -1,0 +1,17 @@
+/* The tiny guest's bench mode (cmdline word "bench"): round trips timed with the TSC from
+ * inside the guest, one result line per kind on the console:
+ *   bench-result KIND n=N min=C p50=C p99=C max=C hist=H0,H1,...   (cycles; H: log2 buckets)
+ * so that any VMM's run of the same guest.elf can be compared (bellhop bench parses them). */
+#ifndef BELLHOP_GUEST_BENCH_H
+#define BELLHOP_GUEST_BENCH_H
+
+#include "guest/virtio.h"
+
+#define BENCH_MMIO_ADDR 0xc0000000ull /* unassigned MMIO in bellhop and in QEMU microvm */
+#define BENCH_IO_PORT 0x80
+
+/* rng: a virtio-rng device (NULL if none); bell: a doorbell address to write when there is
+ * no device (the floor run); vcpu_ctl: bellhop's vCPU-control device may be used. */
+void bench_run(struct vdev *rng, uint64_t bell, bool vcpu_ctl);
+
+#endif
