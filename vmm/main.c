@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/bench.h"
 #include "vmm/machine.h"
 
 #define EXIT_USAGE 2
@@ -23,6 +24,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: bellhop run [options]\n"
+            "       bellhop bench [--json]     trap round trips against the raw KVM floor and QEMU\n"
             "\n"
             "Boots a guest on KVM. Without --kernel, boots the bundled tiny guest.\n"
             "  --kernel FILE        PVH ELF kernel (the Xen PVH entry note)\n"
@@ -177,5 +179,10 @@ int main(int argc, char **argv) {
         return argc < 2 ? EXIT_USAGE : 0;
     }
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "bench") == 0) {
+        const char *k = bundled_kernel();
+        if (!k) return bad_usage("cannot find the bundled guest");
+        return bench_main(argc - 1, argv + 1, k);
+    }
     return bad_usage("unknown command %s", argv[1]);
 }

@@ -1,0 +1,236 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "firmware/fdt.h"
+#include "vmm/bench.h"
+#include "vmm/bench_floor.h"
+
+#define MAX_KINDS 16
+#define BUCKETS 24
+#define OUT_MAX (1 << 20)
+
+struct result {
+    char kind[32];
+    unsigned long long n, min, p50, p99, max;
+    unsigned hist[BUCKETS];
+};
+
+struct run {
+    const char *name;
+    struct result r[MAX_KINDS];
+    unsigned nr;
+    bool ok;
+};
+
+static uint64_t rdtsc(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return (uint64_t)hi << 32 | lo;
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The guest's TSC ticks at the host's rate (KVM does not scale it here). */
+static double tsc_ghz(void) {
+    uint64_t t0 = now_ns(), c0 = rdtsc();
+    while (now_ns() - t0 < 50000000u) {
+    }
+    return (double)(rdtsc() - c0) / (double)(now_ns() - t0);
+}
+
+static void parse(struct run *run, const char *out) {
+    for (const char *p = strstr(out, "bench-result "); p && run->nr < MAX_KINDS; p = strstr(p + 1, "bench-result ")) {
+        struct result *r = &run->r[run->nr];
+        char hist[256] = "";
+        if (sscanf(p, "bench-result %31s n=%llu min=%llu p50=%llu p99=%llu max=%llu hist=%255s", r->kind, &r->n,
+                   &r->min, &r->p50, &r->p99, &r->max, hist) != 7)
+            continue;
+        char *h = hist;
+        for (unsigned b = 0; b < BUCKETS && *h; b++) {
+            r->hist[b] = (unsigned)strtoul(h, &h, 10);
+            if (*h == ',') h++;
+        }
+        run->nr++;
+    }
+    run->ok = strstr(out, "bench: done") != NULL;
+}
+
+static const struct result *find(const struct run *run, const char *kind) {
+    for (unsigned i = 0; i < run->nr; i++)
+        if (strcmp(run->r[i].kind, kind) == 0) return &run->r[i];
+    return NULL;
+}
+
+/* Runs argv (a VMM) and keeps its output. */
+static int capture(char *const argv[], char *out, size_t outlen) {
+    int p[2];
+    if (pipe(p) != 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(p[0], out + len, outlen - 1 - len)) > 0) len += (size_t)n;
+    out[len] = 0;
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static const char *qemu_path(char *dir, size_t len) {
+    static const char *const roots[] = {"/bellhop", ""};
+    static char bin[PATH_MAX];
+    for (size_t i = 0; i < 2; i++) {
+        char bios[PATH_MAX + 32];
+        snprintf(dir, len, "%s/usr/share/qemu", roots[i]);
+        snprintf(bin, sizeof bin, "%s/usr/bin/qemu-system-x86_64", roots[i]);
+        snprintf(bios, sizeof bios, "%s/bios-microvm.bin", dir);
+        if (access(bin, X_OK) == 0 && access(bios, R_OK) == 0) return bin;
+    }
+    return NULL;
+}
+
+/* QEMU microvm (no ACPI, one IOAPIC): eight virtio-mmio transports of 512 bytes from
+ * 0xfeb00000 on pins 5 and up; the guest finds them in a device tree given as -initrd. */
+static int run_peer(const char *kernel, char *out, size_t outlen) {
+    char dir[PATH_MAX];
+    const char *qemu = qemu_path(dir, sizeof dir);
+    if (!qemu) return -1;
+    struct fdt_machine m = {.ram_size = 128u << 20, .ncpus = 1, .cmdline = "bench", .uart_port = 0x3f8,
+                            .uart_irq = 4, .nvirtio = 8};
+    for (unsigned i = 0; i < 8; i++) m.virtio[i] = (struct fdt_virtio_mmio){0xfeb00000u + 512u * i, 512, 5 + i};
+    static char dtb[1 << 16];
+    int size = fdt_build(&m, dtb, sizeof dtb);
+    char dtb_path[] = "/tmp/bellhop-bench-XXXXXX";
+    int fd = mkstemp(dtb_path);
+    if (size <= 0 || fd < 0 || write(fd, dtb, (size_t)size) != size) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    char *const argv[] = {(char *)qemu, "-L", dir, "-M", "microvm,acpi=off,pic=off,pit=off,rtc=off,ioapic2=off,auto-kernel-cmdline=off",
+                          "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-no-user-config",
+                          "-display", "none", "-serial", "stdio", "-kernel", (char *)kernel, "-initrd", dtb_path,
+                          "-append", "bench", "-global", "virtio-mmio.force-legacy=false", "-device", "virtio-rng-device",
+                          "-device", "isa-debug-exit,iobase=0xf4,iosize=1", NULL};
+    capture(argv, out, outlen);
+    unlink(dtb_path);
+    return 0;
+}
+
+static void bar(const unsigned *hist) {
+    static const char *const blocks[] = {" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+    unsigned top = 1;
+    for (unsigned b = 0; b < BUCKETS; b++) top = hist[b] > top ? hist[b] : top;
+    for (unsigned b = 12; b < BUCKETS; b++) fputs(blocks[(hist[b] * 8 + top - 1) / top], stdout);
+}
+
+static void table(const struct run *runs, unsigned nruns, double ghz) {
+    const struct run *bh = &runs[0], *floor = nruns > 1 ? &runs[1] : NULL, *peer = nruns > 2 ? &runs[2] : NULL;
+    printf("%-15s %9s %9s %9s %10s %9s %9s %7s %9s %7s  %s\n", "kind", "min", "p50", "p99", "max", "p50 us",
+           "floor us", "ratio", "QEMU us", "ratio", "histogram (log2 cycles, 2^12..2^23)");
+    for (unsigned i = 0; i < bh->nr; i++) {
+        const struct result *r = &bh->r[i], *f = floor ? find(floor, r->kind) : NULL, *q = peer ? find(peer, r->kind) : NULL;
+        printf("%-15s %9llu %9llu %9llu %10llu %9.2f", r->kind, r->min, r->p50, r->p99, r->max, r->p50 / ghz / 1000);
+        if (f) printf(" %9.2f %6.2fx", f->p50 / ghz / 1000, (double)r->p50 / (double)f->p50);
+        else printf(" %9s %7s", "-", "-");
+        if (q) printf(" %9.2f %6.2fx", q->p50 / ghz / 1000, (double)r->p50 / (double)q->p50);
+        else printf(" %9s %7s", "-", "-");
+        printf("  ");
+        bar(r->hist);
+        printf("\n");
+    }
+}
+
+static void json(const struct run *runs, unsigned nruns, double ghz) {
+    printf("{\"tsc_ghz\": %.4f, \"runs\": {", ghz);
+    for (unsigned k = 0; k < nruns; k++) {
+        printf("%s\"%s\": {", k ? ", " : "", runs[k].name);
+        for (unsigned i = 0; i < runs[k].nr; i++) {
+            const struct result *r = &runs[k].r[i];
+            printf("%s\"%s\": {\"n\": %llu, \"min\": %llu, \"p50\": %llu, \"p99\": %llu, \"max\": %llu, \"hist\": [",
+                   i ? ", " : "", r->kind, r->n, r->min, r->p50, r->p99, r->max);
+            for (unsigned b = 0; b < BUCKETS; b++) printf("%s%u", b ? ", " : "", r->hist[b]);
+            printf("]}");
+        }
+        printf("}");
+    }
+    printf("}}\n");
+}
+
+int bench_main(int argc, char **argv, const char *kernel) {
+    bool as_json = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) as_json = true;
+        else {
+            fprintf(stderr, "bellhop: bench: unknown argument %s (usage: bellhop bench [--json])\n", argv[i]);
+            return 2;
+        }
+    }
+    /* Everything on one CPU: the guest, its VMM's threads, the floor. */
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    bool pinned = sched_setaffinity(0, sizeof one, &one) == 0;
+    double ghz = tsc_ghz();
+    static struct run runs[3] = {{.name = "bellhop"}, {.name = "floor"}, {.name = "qemu"}};
+    char *out = malloc(OUT_MAX);
+    if (!out) return 1;
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0) return 1;
+    self[n] = 0;
+    char *const argv_bh[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--cmdline", "bench vcpu-ctl", NULL};
+    capture(argv_bh, out, OUT_MAX);
+    parse(&runs[0], out);
+    if (!runs[0].ok) {
+        fprintf(stderr, "bellhop: bench: the bellhop run did not finish:\n%s\n", out);
+        free(out);
+        return 1;
+    }
+    unsigned nruns = 1;
+    if (bench_floor_run(kernel, out, OUT_MAX) == 0) {
+        parse(&runs[1], out);
+        nruns = 2;
+    }
+    if (nruns == 2 && run_peer(kernel, out, OUT_MAX) == 0) {
+        parse(&runs[2], out);
+        if (runs[2].nr) nruns = 3;
+    }
+    if (as_json) {
+        json(runs, nruns, ghz);
+    } else {
+        printf("bellhop bench: 1000 samples per kind after 100 warm-up rounds, timed in the guest with the TSC "
+               "(%.3f GHz); %s; inline dispatch on the vCPU thread\n",
+               ghz, pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
+        printf("floor: the same guest under a raw KVM_RUN loop; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
+               "same guest.elf%s\n\n", nruns > 2 ? "" : " (not available here)");
+        table(runs, nruns, ghz);
+    }
+    free(out);
+    return 0;
+}
