@@ -11,5 +11,8 @@ if "$dir"/tests/kvm-probe 2>/dev/null; then
 fi
 echo "(no usable /dev/kvm here: running bellhop inside the nested KVM host)" >&2
 args=$(printf '%q ' "$@")
+# Extra files the command needs inside (BELLHOP_RUN_FILES, space-separated), if they exist.
+extra=()
+for f in ${BELLHOP_RUN_FILES:-}; do [ -e "$f" ] && extra+=(--file "$f"); done
 scripts/nested.sh --interactive --timeout "${BELLHOP_RUN_TIMEOUT:-600}" --file "$bin" \
-    --file "$dir/guest" -- "$bin $args; echo \"bellhop exited with status \$?\""
+    --file "$dir/guest" "${extra[@]}" -- "$bin $args; echo \"bellhop exited with status \$?\""
