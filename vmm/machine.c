@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <lib/async-loop/default.h>
 #include <lib/async-loop/loop.h>
+#include <lib/async/task.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -221,29 +222,65 @@ static void crash_report(struct cpu *c, zx_handle_t vcpu, zx_status_t st) {
 
 static int start_cpu(struct machine *m, unsigned id, uint64_t entry);
 
+/* One register access, wherever it runs: reads return the value, writes 0. */
+static uint64_t device_access(const zx_port_packet_t *p) {
+    const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
+    if (p->type == ZX_PKT_TYPE_GUEST_IO) {
+        uint64_t off = p->guest_io.port - map->origin;
+        if (p->guest_io.input) return map->ops->read(map->dev, off, p->guest_io.access_size);
+        map->ops->write(map->dev, off, p->guest_io.access_size, p->guest_io.u32);
+        return 0;
+    }
+    uint64_t off = p->guest_mem.addr - map->origin;
+    if (p->guest_mem.read) return map->ops->read(map->dev, off, p->guest_mem.access_size);
+    map->ops->write(map->dev, off, p->guest_mem.access_size, p->guest_mem.data);
+    return 0;
+}
+
+/* --dispatch loop: the access is handed to the loop thread as a task; the vCPU waits. */
+struct loop_call {
+    async_task_t task; /* first */
+    const zx_port_packet_t *packet;
+    uint64_t value;
+    bool done;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+
+static void run_loop_call(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
+    (void)d;
+    struct loop_call *call = (struct loop_call *)task;
+    if (st == ZX_OK) call->value = device_access(call->packet);
+    pthread_mutex_lock(&call->lock);
+    call->done = true;
+    pthread_cond_signal(&call->cond);
+    pthread_mutex_unlock(&call->lock);
+}
+
+static uint64_t dispatch(struct machine *m, const zx_port_packet_t *p) {
+    if (!m->cfg->dispatch_loop) return device_access(p);
+    struct loop_call call = {.task = {.handler = run_loop_call, .deadline = ZX_TIME_INFINITE_PAST},
+                             .packet = p, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    if (async_post_task(m->env.loop, &call.task) != ZX_OK) return device_access(p);
+    pthread_mutex_lock(&call.lock);
+    while (!call.done) pthread_cond_wait(&call.cond, &call.lock);
+    pthread_mutex_unlock(&call.lock);
+    return call.value;
+}
+
 static zx_status_t handle_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p) {
     struct machine *m = c->m;
     if (m->cfg->trace_traps) trace_packet(c, vcpu, p);
     if (p->type == ZX_PKT_TYPE_GUEST_IO) {
-        const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
-        uint64_t off = p->guest_io.port - map->origin;
-        if (!p->guest_io.input) {
-            map->ops->write(map->dev, off, p->guest_io.access_size, p->guest_io.u32);
-            return ZX_OK;
-        }
-        zx_vcpu_io_t io = {.access_size = p->guest_io.access_size,
-                           .u32 = (uint32_t)map->ops->read(map->dev, off, p->guest_io.access_size)};
+        uint64_t v = dispatch(m, p);
+        if (!p->guest_io.input) return ZX_OK;
+        zx_vcpu_io_t io = {.access_size = p->guest_io.access_size, .u32 = (uint32_t)v};
         return zx_vcpu_write_state(vcpu, ZX_VCPU_IO, &io, sizeof io);
     }
     if (p->type == ZX_PKT_TYPE_GUEST_MEM) {
-        const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
-        uint64_t off = p->guest_mem.addr - map->origin;
-        if (!p->guest_mem.read) {
-            map->ops->write(map->dev, off, p->guest_mem.access_size, p->guest_mem.data);
-            return ZX_OK;
-        }
-        zx_vcpu_mem_t mem = {.access_size = p->guest_mem.access_size,
-                             .data = map->ops->read(map->dev, off, p->guest_mem.access_size)};
+        uint64_t v = dispatch(m, p);
+        if (!p->guest_mem.read) return ZX_OK;
+        zx_vcpu_mem_t mem = {.access_size = p->guest_mem.access_size, .data = v};
         return zx_vcpu_write_state(vcpu, ZX_VCPU_MEM, &mem, sizeof mem);
     }
     if (p->type == ZX_PKT_TYPE_GUEST_VCPU) {

@@ -3,7 +3,8 @@
  *
  * Threading model:
  *   - one thread per vCPU runs zx_vcpu_enter and dispatches its synchronous packets (MEM, IO)
- *     inline to the device's ops, and its GUEST_VCPU packets (start a CPU, send interrupts);
+ *     inline to the device's ops (or, with --dispatch loop, as a task on the loop thread that it
+ *     waits for), and its GUEST_VCPU packets (start a CPU, send interrupts);
  *   - one async-loop thread runs everything asynchronous: bells (virtqueue notifications),
  *     fd waits (console input, disks), timers;
  *   - the main thread sets up, waits for the VM to end, then tears down in order: vCPUs
@@ -38,6 +39,7 @@ struct machine_config {
     const char *tap; /* virtio-net on this tap interface; NULL: no network */
     bool trace_traps;
     bool boot_markers;  /* print each boot marker (outl to port 0x80) */
+    bool dispatch_loop; /* register accesses run on the loop thread, not the vCPU's */
     uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started, for boot markers */
 };
 

@@ -38,6 +38,8 @@ static void usage(FILE *f) {
             "  --net tap=NAME       a virtio-net device on tap interface NAME\n"
             "  --trace traps        print every trap packet with the guest instruction\n"
             "  --boot-markers       print the time since start of each boot marker (outl to 0x80)\n"
+            "  --dispatch KIND      run register accesses inline on the vCPU thread (default) or\n"
+            "                       on the loop thread (loop)\n"
             "  -h, --help           this text\n"
             "\n"
             "The guest's device tree is its first PVH module. Ctrl-A x quits.\n"
@@ -93,7 +95,7 @@ static uint64_t monotonic_ns(void) {
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = monotonic_ns()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH };
     static const struct option opts[] = {
         {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
@@ -101,6 +103,7 @@ static int cmd_run(int argc, char **argv) {
         {"console", required_argument, 0, O_CONSOLE}, {"rng", no_argument, 0, O_RNG},
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
         {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
+        {"dispatch", required_argument, 0, O_DISPATCH},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -149,6 +152,11 @@ static int cmd_run(int argc, char **argv) {
             break;
         case O_RNG: cfg.rng = true; break;
         case O_MARKERS: cfg.boot_markers = true; break;
+        case O_DISPATCH:
+            if (strcmp(optarg, "inline") == 0) cfg.dispatch_loop = false;
+            else if (strcmp(optarg, "loop") == 0) cfg.dispatch_loop = true;
+            else return bad_usage("--dispatch %s: inline or loop", optarg);
+            break;
         case O_NET:
             if (strncmp(optarg, "tap=", 4) != 0 || !optarg[4]) return bad_usage("--net %s: expected tap=NAME", optarg);
             if (cfg.tap) return bad_usage("--net: only one network device");
