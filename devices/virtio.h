@@ -100,6 +100,8 @@ struct virtio_dev {
     /* The transport's interrupt for queue q (or VIRTIO_CONFIG_IRQ): set ISR bits and raise the
      * line or the queue's vector. Lock held. */
     void (*interrupt)(struct virtio_dev *vd, uint32_t isr_bits, int q);
+    /* --stats: bell packets and notify-handler time per queue (loop thread) */
+    struct handler_stats bells[VIRTIO_MAX_QUEUES];
 };
 
 void virtio_dev_init(struct virtio_dev *vd, const struct virtio_device_ops *ops, void *priv,

@@ -58,6 +58,8 @@ struct io_mapping {
     uint64_t base, size;
     uint64_t origin; /* what offsets count from (a BAR may span several traps) */
     uint32_t kind;
+    struct handler_stats stats; /* --stats (mapping lock) */
+    pthread_mutex_t stats_lock;
 };
 
 struct machine;
@@ -147,6 +149,7 @@ static int map_device_at(struct machine *m, uint32_t kind, uint64_t base, uint64
     if (m->nmaps == MAX_MAPPINGS) return fail("too many devices");
     struct io_mapping *map = &m->maps[m->nmaps];
     *map = (struct io_mapping){.ops = ops, .dev = dev, .base = base, .size = size, .origin = origin, .kind = kind};
+    pthread_mutex_init(&map->stats_lock, NULL);
     zx_status_t st = zx_guest_set_trap(m->guest, kind, base, size, ZX_HANDLE_INVALID, (uintptr_t)map);
     if (st != ZX_OK) return fail("cannot trap %s at %#" PRIx64 ": %s", ops->name, base, zx_status_get_string(st));
     m->nmaps++;
@@ -257,7 +260,7 @@ static void run_loop_call(async_dispatcher_t *d, async_task_t *task, zx_status_t
     pthread_mutex_unlock(&call->lock);
 }
 
-static uint64_t dispatch(struct machine *m, const zx_port_packet_t *p) {
+static uint64_t dispatch_now(struct machine *m, const zx_port_packet_t *p) {
     if (!m->cfg->dispatch_loop) return device_access(p);
     struct loop_call call = {.task = {.handler = run_loop_call, .deadline = ZX_TIME_INFINITE_PAST},
                              .packet = p, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -266,6 +269,47 @@ static uint64_t dispatch(struct machine *m, const zx_port_packet_t *p) {
     while (!call.done) pthread_cond_wait(&call.cond, &call.lock);
     pthread_mutex_unlock(&call.lock);
     return call.value;
+}
+
+static uint64_t dispatch(struct machine *m, const zx_port_packet_t *p) {
+    if (!m->cfg->stats) return dispatch_now(m, p);
+    struct io_mapping *map = (struct io_mapping *)(uintptr_t)p->key;
+    uint64_t t0 = stats_now_ns(), v = dispatch_now(m, p), ns = stats_now_ns() - t0;
+    pthread_mutex_lock(&map->stats_lock);
+    handler_stats_add(&map->stats, ns);
+    pthread_mutex_unlock(&map->stats_lock);
+    return v;
+}
+
+static void print_stats(struct machine *m) {
+    uint64_t e[BELLHOP_EXIT_KINDS] = {0}, total = 0;
+    bellhop_guest_exit_counts(m->guest, e);
+    for (int i = 0; i < BELLHOP_EXIT_KINDS; i++) total += e[i];
+    fprintf(stderr, "bellhop stats: %llu exits to user space (io %llu, mmio %llu, bell %llu, intr %llu, other %llu)\n",
+            (unsigned long long)total, (unsigned long long)e[BELLHOP_EXIT_IO], (unsigned long long)e[BELLHOP_EXIT_MMIO],
+            (unsigned long long)e[BELLHOP_EXIT_BELL], (unsigned long long)e[BELLHOP_EXIT_INTR],
+            (unsigned long long)e[BELLHOP_EXIT_OTHER]);
+    fprintf(stderr, "  %-14s %-6s %-12s %10s %10s %10s %10s\n", "trap", "kind", "at", "count", "p50 ns<=", "p99 ns<=", "max ns");
+    for (unsigned i = 0; i < m->nmaps; i++) {
+        const struct io_mapping *map = &m->maps[i];
+        if (!map->stats.count) continue;
+        fprintf(stderr, "  %-14s %-6s %#-12llx %10llu %10llu %10llu %10llu\n", map->ops->name,
+                map->kind == ZX_GUEST_TRAP_IO ? "io" : "mem", (unsigned long long)map->base,
+                (unsigned long long)map->stats.count, (unsigned long long)handler_stats_quantile(&map->stats, 0.5),
+                (unsigned long long)handler_stats_quantile(&map->stats, 0.99), (unsigned long long)map->stats.max_ns);
+    }
+    struct virtio_dev *vds[FDT_MAX_VIRTIO + MAX_PCI_DEVICES];
+    unsigned n = 0;
+    for (unsigned i = 0; i < m->nvirtio; i++) vds[n++] = virtio_mmio_dev(m->virtio[i]);
+    for (unsigned i = 0; i < m->nvpci; i++) vds[n++] = virtio_pci_dev(m->vpci[i]);
+    for (unsigned i = 0; i < n; i++)
+        for (unsigned q = 0; q < vds[i]->ops->nqueues; q++) {
+            const struct handler_stats *b = &vds[i]->bells[q];
+            if (!b->count) continue;
+            fprintf(stderr, "  %-14s queue %u: %llu bells, handler p50 <= %llu ns, p99 <= %llu ns, max %llu ns\n",
+                    vds[i]->ops->name, q, (unsigned long long)b->count, (unsigned long long)handler_stats_quantile(b, 0.5),
+                    (unsigned long long)handler_stats_quantile(b, 0.99), (unsigned long long)b->max_ns);
+        }
 }
 
 static zx_status_t handle_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p) {
@@ -603,6 +647,7 @@ int machine_run(const struct machine_config *cfg) {
     m->env.request_exit = request_exit;
     m->env.raise_irq = raise_irq;
     m->env.trace = cfg->trace_traps;
+    m->env.stats = cfg->stats;
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;
@@ -645,6 +690,7 @@ out:
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
         if (m->cpus[i].running) pthread_join(m->cpus[i].thread, NULL);
     if (m->loop) async_loop_destroy(m->loop);
+    if (cfg->stats && m->guest) print_stats(m);
     terminal_restore();
     uart16550_destroy(m->uart);
     for (unsigned i = 0; i < m->nvirtio; i++) virtio_mmio_destroy(m->virtio[i]);

@@ -40,6 +40,7 @@ struct machine_config {
     bool trace_traps;
     bool boot_markers;  /* print each boot marker (outl to port 0x80) */
     bool dispatch_loop; /* register accesses run on the loop thread, not the vCPU's */
+    bool stats;         /* print per-trap counts and handler times when the VM ends */
     uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started, for boot markers */
 };
 

@@ -38,6 +38,8 @@ static void usage(FILE *f) {
             "  --net tap=NAME       a virtio-net device on tap interface NAME\n"
             "  --trace traps        print every trap packet with the guest instruction\n"
             "  --boot-markers       print the time since start of each boot marker (outl to 0x80)\n"
+            "  --stats              when the VM ends, print exits by kind, and per trap and per\n"
+            "                       virtio queue: counts and handler times\n"
             "  --dispatch KIND      run register accesses inline on the vCPU thread (default) or\n"
             "                       on the loop thread (loop)\n"
             "  -h, --help           this text\n"
@@ -95,7 +97,7 @@ static uint64_t monotonic_ns(void) {
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = monotonic_ns()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS };
     static const struct option opts[] = {
         {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
@@ -103,7 +105,7 @@ static int cmd_run(int argc, char **argv) {
         {"console", required_argument, 0, O_CONSOLE}, {"rng", no_argument, 0, O_RNG},
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
         {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
-        {"dispatch", required_argument, 0, O_DISPATCH},
+        {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -152,6 +154,7 @@ static int cmd_run(int argc, char **argv) {
             break;
         case O_RNG: cfg.rng = true; break;
         case O_MARKERS: cfg.boot_markers = true; break;
+        case O_STATS: cfg.stats = true; break;
         case O_DISPATCH:
             if (strcmp(optarg, "inline") == 0) cfg.dispatch_loop = false;
             else if (strcmp(optarg, "loop") == 0) cfg.dispatch_loop = true;

@@ -15,14 +15,17 @@ static char bellhop[PATH_MAX];
 static const char *stdin_text; /* fed to bellhop's stdin when set, else /dev/null */
 
 /* Runs bellhop with args; returns its exit status, output (stdout+stderr) in out. */
+static void find_bellhop(void) {
+    if (bellhop[0]) return;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    CHECK(n > 0);
+    exe[n] = 0;
+    snprintf(bellhop, sizeof bellhop, "%s/../../bellhop", dirname(exe));
+}
+
 static int run(char *out, size_t outlen, const char *const *args) {
-    if (!bellhop[0]) {
-        char exe[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        CHECK(n > 0);
-        exe[n] = 0;
-        snprintf(bellhop, sizeof bellhop, "%s/../../bellhop", dirname(exe));
-    }
+    find_bellhop();
     int pipefd[2];
     CHECK_EQ(pipe(pipefd), 0);
     pid_t pid = fork();
@@ -84,6 +87,45 @@ TEST_TIMEOUT(cpus_start_and_take_interrupts_through_vcpu_packets, 120) {
     CHECK_MSG(strstr(out, "selftest smp-startup      PASS: 3 of 3 CPUs running"), "%s", out);
     CHECK_MSG(strstr(out, "selftest smp-interrupt    PASS: 2 of 2 CPUs took vector 0x50"), "%s", out);
     CHECK_MSG(strstr(out, "guest: 0 failed"), "%s", out);
+}
+
+TEST_TIMEOUT(stats_and_loop_dispatch, 120) {
+    CHECK_EQ(RUN("--rng", "--stats", "--dispatch", "loop"), 0);
+    CHECK_MSG(strstr(out, "guest: 0 failed"), "%s", out);
+    CHECK_MSG(strstr(out, "bellhop stats: ") && strstr(out, "exits to user space (io "), "%s", out);
+    CHECK_MSG(strstr(out, "  uart16550      io     0x3f8"), "%s", out);
+    CHECK_MSG(strstr(out, "  virtio-rng     queue 0: "), "%s", out);
+}
+
+TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
+    /* bellhop bench --json: our run, the loop-dispatch run and the raw KVM floor */
+    find_bellhop();
+    ssize_t n;
+    int p[2];
+    CHECK_EQ(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        execl(bellhop, bellhop, "bench", "--json", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t len = 0;
+    while ((n = read(p[0], out + len, sizeof out - 1 - len)) > 0) len += (size_t)n;
+    out[len] = 0;
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bench status %#x: %s", status, out);
+    CHECK_MSG(strstr(out, "\"tsc_ghz\": ") && strstr(out, "\"bellhop\": {") && strstr(out, "\"floor\": {") &&
+                  strstr(out, "\"bellhop_loop_dispatch\": {"), "%s", out);
+    static const char *const kinds[] = {"io_out", "io_in", "mmio_write", "mmio_read", "cpuid", "bell_write",
+                                        "bell_to_flag", "bell_to_irq", "vcpu_interrupt"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "\"%s\": {\"n\": 1000, \"min\": ", kinds[i]);
+        CHECK_MSG(strstr(out, key), "no %s in %s", kinds[i], out);
+    }
 }
 
 TEST(help_and_usage) {
