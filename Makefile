@@ -189,10 +189,10 @@ endif
 # under bellhop, the raw KVM floor and QEMU microvm (nested when /dev/kvm is missing).
 QEMU_FILES := /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin \
               /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin
-bench: deps all
+bench: deps all linux-files
 	@$(B)/bench/loop_bench
 	@echo
-	@BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench
+	@BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux" scripts/run.sh build/bellhop bench
 
 clean:
 	rm -rf build/obj build/asan build/tsan build/tests build/guest build/*.a build/bellhop

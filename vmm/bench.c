@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +100,69 @@ static int capture(char *const argv[], char *out, size_t outlen) {
     int status;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* Starts argv with stdout+stderr on a pipe; returns the pid and the read end. */
+static pid_t spawn(char *const argv[], int *rd) {
+    int p[2];
+    if (pipe(p) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        setpgid(0, 0);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    *rd = p[0];
+    return pid;
+}
+
+/* Milliseconds from the start of argv until `line` shows up in its output (or -1); keeps the
+ * output in out and stops the VMM when `line` has been seen. */
+static double time_to_line(char *const argv[], const char *line, char *out, size_t outlen) {
+    int rd;
+    uint64_t t0 = now_ns();
+    pid_t pid = spawn(argv, &rd);
+    if (pid < 0) return -1;
+    size_t len = 0;
+    double ms = -1;
+    ssize_t n;
+    while (len + 1 < outlen && (n = read(rd, out + len, outlen - 1 - len)) > 0) {
+        len += (size_t)n;
+        out[len] = 0;
+        if (ms < 0 && strstr(out, line)) {
+            ms = (double)(now_ns() - t0) / 1e6;
+            kill(-pid, SIGKILL);
+        }
+    }
+    close(rd);
+    kill(-pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return ms;
+}
+
+/* Resident memory of pid outside its largest mapping (the guest's RAM), in KiB. */
+static long rss_beyond_guest_kib(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[512];
+    long total = 0, largest_size = 0, largest_rss = 0, size = 0;
+    while (fgets(line, sizeof line, f)) {
+        long v;
+        if (sscanf(line, "Size: %ld kB", &v) == 1) size = v;
+        else if (sscanf(line, "Rss: %ld kB", &v) == 1) {
+            total += v;
+            if (size > largest_size) largest_size = size, largest_rss = v;
+        }
+    }
+    fclose(f);
+    return total - largest_rss;
 }
 
 static const char *qemu_path(char *dir, size_t len) {
@@ -225,6 +289,48 @@ int bench_main(int argc, char **argv, const char *kernel) {
         parse(&runs[2], out);
         if (runs[2].nr) nruns = 3;
     }
+    /* Linux boot to init, bellhop against QEMU microvm (with its RTC), same kernel and initrd. */
+    double boot_bh = -1, boot_q = -1;
+    char marker[256] = "";
+    if (access("build/linux/bzImage", R_OK) == 0 && access("build/linux/initrd.cpio", R_OK) == 0) {
+        char *const argv_linux[] = {self, "run", "--kernel", "build/linux/bzImage", "--initrd", "build/linux/initrd.cpio",
+                                    "--mem", "512M", "--boot-markers", "--cmdline", "console=ttyS0 quiet", NULL};
+        boot_bh = time_to_line(argv_linux, "linux-guest: boot marker sent", out, OUT_MAX);
+        const char *mk = strstr(out, "bellhop: boot marker 0x1");
+        if (mk) sscanf(mk, "bellhop: boot marker 0x1 at %255[^\n]", marker);
+        char dir[PATH_MAX];
+        const char *qemu = qemu_path(dir, sizeof dir);
+        if (qemu) {
+            char *const argv_q[] = {(char *)qemu, "-L", dir, "-M", "microvm,rtc=on", "-accel", "kvm", "-cpu", "host",
+                                    "-m", "512", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+                                    "-no-reboot", "-kernel", "build/linux/bzImage", "-initrd", "build/linux/initrd.cpio",
+                                    "-append", "console=ttyS0 quiet", NULL};
+            boot_q = time_to_line(argv_q, "linux-guest: boot marker sent", out, OUT_MAX);
+        }
+    }
+    /* bellhop's own memory while the tiny guest idles. */
+    long rss = -1;
+    {
+        char *const argv_idle[] = {self, "run", "--mem", "128M", "--cmdline", "wait", NULL};
+        int rd;
+        pid_t pid = spawn(argv_idle, &rd);
+        if (pid > 0) {
+            char buf[4096];
+            size_t got = 0;
+            ssize_t k;
+            while (got + 1 < sizeof buf && (k = read(rd, buf + got, sizeof buf - 1 - got)) > 0) {
+                got += (size_t)k;
+                buf[got] = 0;
+                if (strstr(buf, "guest: waiting")) break;
+            }
+            usleep(300000);
+            rss = rss_beyond_guest_kib(pid);
+            kill(-pid, SIGKILL);
+            close(rd);
+            waitpid(pid, NULL, 0);
+        }
+    }
+
     if (as_json) {
         /* every run that finished */
         struct run all[4];
@@ -232,6 +338,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
         for (unsigned i = 0; i < 4; i++)
             if (runs[i].nr && (i < nruns || i == 3)) all[k++] = runs[i];
         json(all, k, ghz);
+        printf("{\"linux_boot_to_init_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, \"rss_beyond_guest_kib\": %ld}\n",
+               boot_bh, boot_q, rss);
     } else {
         printf("bellhop bench: 1000 samples per kind after 100 warm-up rounds, timed in the guest with the TSC "
                "(%.3f GHz); %s; inline dispatch on the vCPU thread\n",
@@ -239,6 +347,12 @@ int bench_main(int argc, char **argv, const char *kernel) {
         printf("floor: the same guest under a raw KVM_RUN loop; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
                "same guest.elf%s\n\n", nruns > 2 ? "" : " (not available here)");
         table(runs, nruns, ghz);
+        if (boot_bh > 0) {
+            printf("\nLinux (Debian cloud bzImage, test initrd, 512M, 1 CPU) boot to init: bellhop %.0f ms", boot_bh);
+            if (boot_q > 0) printf(", QEMU microvm,rtc=on %.0f ms (%.2fx)", boot_q, boot_bh / boot_q);
+            printf("\n  bellhop's marker: %s\n", marker);
+        }
+        if (rss >= 0) printf("bellhop resident memory beyond guest memory, idle tiny guest: %ld KiB\n", rss);
         if (runs[3].nr) {
             printf("\nwith --dispatch loop (register accesses handed to the loop thread, the vCPU waiting):\n");
             for (unsigned i = 0; i < 4 && i < runs[3].nr; i++) {
