@@ -230,6 +230,45 @@ static void table(const struct run *runs, unsigned nruns, double ghz) {
     }
 }
 
+/* One row per kind: each run's histogram (log2 cycles) as bars, bellhop / floor / QEMU side
+ * by side, with the medians in microseconds. */
+static int plot(const char *path, const struct run *runs, unsigned nruns, double ghz) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    static const char *const colors[] = {"#1f77b4", "#7f7f7f", "#d62728"};
+    const unsigned first = 12, last = BUCKETS - 1, cols = last - first + 1, bw = 36, rowh = 90, left = 150;
+    unsigned width = left + cols * bw + 20, height = 60 + runs[0].nr * rowh + 40;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%u\" height=\"%u\" font-family=\"sans-serif\" "
+               "font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, height);
+    fprintf(f, "<text x=\"10\" y=\"20\" font-size=\"14\">bellhop bench: round-trip distributions "
+               "(log2 cycles; TSC %.3f GHz)</text>\n", ghz);
+    for (unsigned k = 0; k < nruns && k < 3; k++)
+        fprintf(f, "<rect x=\"%u\" y=\"30\" width=\"10\" height=\"10\" fill=\"%s\"/><text x=\"%u\" y=\"39\">%s</text>\n",
+                10 + 110 * k, colors[k], 24 + 110 * k, runs[k].name);
+    for (unsigned i = 0; i < runs[0].nr; i++) {
+        const char *kind = runs[0].r[i].kind;
+        unsigned y0 = 60 + i * rowh;
+        fprintf(f, "<text x=\"10\" y=\"%u\">%s</text>\n", y0 + 40, kind);
+        for (unsigned k = 0; k < nruns && k < 3; k++) {
+            const struct result *r = find(&runs[k], kind);
+            if (!r) continue;
+            unsigned top = 1;
+            for (unsigned b = 0; b < BUCKETS; b++) top = r->hist[b] > top ? r->hist[b] : top;
+            for (unsigned b = first; b <= last; b++) {
+                unsigned h = (unsigned)((uint64_t)r->hist[b] * (rowh - 20) / top);
+                fprintf(f, "<rect x=\"%u\" y=\"%u\" width=\"%u\" height=\"%u\" fill=\"%s\"/>\n",
+                        left + (b - first) * bw + k * (bw / 3), y0 + rowh - 10 - h, bw / 3 - 1, h, colors[k]);
+            }
+            fprintf(f, "<text x=\"10\" y=\"%u\" fill=\"%s\">p50 %.1f us</text>\n", y0 + 55 + 12 * k, colors[k],
+                    r->p50 / ghz / 1000);
+        }
+    }
+    for (unsigned b = first; b <= last; b++)
+        fprintf(f, "<text x=\"%u\" y=\"%u\">2^%u</text>\n", left + (b - first) * bw, height - 15, b);
+    fprintf(f, "</svg>\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 static void json(const struct run *runs, unsigned nruns, double ghz) {
     printf("{\"tsc_ghz\": %.4f, \"runs\": {", ghz);
     for (unsigned k = 0; k < nruns; k++) {
@@ -248,10 +287,15 @@ static void json(const struct run *runs, unsigned nruns, double ghz) {
 
 int bench_main(int argc, char **argv, const char *kernel) {
     bool as_json = false;
+    const char *plot_path = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) as_json = true;
-        else {
-            fprintf(stderr, "bellhop: bench: unknown argument %s (usage: bellhop bench [--json])\n", argv[i]);
+        if (strcmp(argv[i], "--json") == 0) {
+            as_json = true;
+        } else if (strcmp(argv[i], "--plot") == 0 && i + 1 < argc) {
+            plot_path = argv[++i];
+        } else {
+            fprintf(stderr, "bellhop: bench: unknown argument %s (usage: bellhop bench [--json] [--plot FILE.svg])\n",
+                    argv[i]);
             return 2;
         }
     }
@@ -331,6 +375,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
         }
     }
 
+    if (plot_path && plot(plot_path, runs, nruns, ghz) != 0)
+        fprintf(stderr, "bellhop: bench: cannot write %s: %s\n", plot_path, strerror(errno));
     if (as_json) {
         /* every run that finished */
         struct run all[4];

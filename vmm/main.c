@@ -24,7 +24,8 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: bellhop run [options]\n"
-            "       bellhop bench [--json]     trap round trips against the raw KVM floor and QEMU\n"
+            "       bellhop bench [--json] [--plot FILE.svg]\n"
+            "                                  trap round trips against the raw KVM floor and QEMU\n"
             "\n"
             "Boots a guest on KVM. Without --kernel, boots the bundled tiny guest.\n"
             "  --kernel FILE        PVH ELF kernel (the Xen PVH entry note)\n"

@@ -106,7 +106,7 @@ TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
     pid_t pid = fork();
     if (pid == 0) {
         dup2(p[1], 1);
-        execl(bellhop, bellhop, "bench", "--json", (char *)NULL);
+        execl(bellhop, bellhop, "bench", "--json", "--plot", "/tmp/bellhop-bench.svg", (char *)NULL);
         _exit(127);
     }
     close(p[1]);
@@ -126,6 +126,14 @@ TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
         snprintf(key, sizeof key, "\"%s\": {\"n\": 1000, \"min\": ", kinds[i]);
         CHECK_MSG(strstr(out, key), "no %s in %s", kinds[i], out);
     }
+    static char svg[1 << 16];
+    FILE *f = fopen("/tmp/bellhop-bench.svg", "r");
+    CHECK(f != NULL);
+    size_t got = fread(svg, 1, sizeof svg - 1, f);
+    fclose(f);
+    svg[got] = 0;
+    CHECK_MSG(strncmp(svg, "<svg ", 5) == 0 && strstr(svg, ">io_out<") && strstr(svg, "</svg>"), "%.200s", svg);
+    unlink("/tmp/bellhop-bench.svg");
 }
 
 TEST(help_and_usage) {
