@@ -1,5 +1,12 @@
-/* virtio-rng: every device-writable buffer is filled from getrandom(). */
+/* virtio-rng: every device-writable buffer is filled from getrandom(). It never blocks the
+ * loop: until the host's CRNG is ready, bytes come from GRND_INSECURE (what /dev/urandom
+ * gives), so a guest booted right after its host still gets its entropy at once. */
+#include <errno.h>
 #include <sys/random.h>
+
+#ifndef GRND_INSECURE
+#define GRND_INSECURE 0x0004
+#endif
 
 #include "devices/virtio_rng.h"
 
@@ -8,7 +15,8 @@ static void rng_notify(struct virtio_dev *vd, unsigned q) {
     while (virtio_pop(vd, q, r)) {
         uint64_t written = 0;
         for (unsigned i = 0; i < r->nin; i++) {
-            ssize_t n = getrandom(r->in[i].p, r->in[i].len, 0);
+            ssize_t n = getrandom(r->in[i].p, r->in[i].len, GRND_NONBLOCK);
+            if (n < 0 && errno == EAGAIN) n = getrandom(r->in[i].p, r->in[i].len, GRND_INSECURE);
             if (n <= 0) break;
             written += (uint64_t)n;
             if ((uint32_t)n < r->in[i].len) break;

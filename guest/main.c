@@ -84,6 +84,18 @@ static int blk_io(struct vdev *d, uint32_t type, uint64_t sector, void *data, ui
     return status;
 }
 
+/* cmdline "durable": after its tests the blk test writes and flushes sectors 8-15 ("durable
+ * N"), says so, and waits to be killed (the VMM's durability test). */
+static bool durable;
+
+static void durability(struct vdev *d) {
+    static uint8_t block[8 * 512];
+    for (unsigned i = 0; i < 8; i++) snprintf((char *)block + 512 * i, 512, "durable %u", 8 + i);
+    int w = blk_io(d, 1, 8, block, sizeof block, false), f = blk_io(d, 4, 0, NULL, 0, false);
+    printf("guest: %s (write %d, flush %d)\n", w == 0 && f == 0 ? "flushed" : "flush failed", w, f);
+    for (;;) irq_wait();
+}
+
 static void test_blk(struct vdev *d) {
     static char id[21];
     static uint8_t wbuf[512], rbuf[512];
@@ -108,6 +120,7 @@ static void test_blk(struct vdev *d) {
     /* Past the end of the disk: IOERR. */
     int e = blk_io(d, 0, capacity, rbuf, sizeof rbuf, false);
     result("virtio-blk-bounds", e == 1, e == 1 ? "read past the end refused" : "read past the end allowed");
+    if (durable) durability(d);
 }
 
 /* ---- SMP through bellhop's vCPU-control device (STARTUP and INTERRUPT packets) ---- */
@@ -202,6 +215,7 @@ static struct vdev *virtio_selftests(const void *dtb, bool bench) {
 void kmain(const struct hvm_start_info *si) {
     uart_init(0x3f8);
     irq_init();
+    durable = si->cmdline_paddr && strstr_word((const char *)(uintptr_t)si->cmdline_paddr, "durable");
     if (si->magic != HVM_START_MAGIC_VALUE) {
         printf("guest: bad hvm_start_info magic %x\n", si->magic);
         guest_exit(98);

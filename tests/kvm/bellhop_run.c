@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -198,6 +199,41 @@ TEST_TIMEOUT(virtio_devices_pass_the_guests_self_tests_and_the_disk_keeps_its_da
     unlink(disk);
 }
 
+TEST_TIMEOUT(flushed_blocks_survive_sigkill, 120) {
+    const char *disk = make_disk("/tmp/bellhop-test-durable.img", 1 << 20);
+    find_bellhop();
+    int p[2];
+    CHECK_EQ(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        execl(bellhop, bellhop, "run", "--disk", disk, "--cmdline", "durable", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (!strstr(out, "guest: flushed") && !strstr(out, "flush failed") &&
+           (n = read(p[0], out + len, sizeof out - 1 - len)) > 0) {
+        len += (size_t)n;
+        out[len] = 0;
+    }
+    kill(pid, SIGKILL); /* no chance to write anything back */
+    waitpid(pid, NULL, 0);
+    close(p[0]);
+    CHECK_MSG(strstr(out, "guest: flushed"), "%s", out);
+    for (unsigned s = 8; s < 16; s++) {
+        char sector[512], want[32];
+        read_sector(disk, s, sector);
+        snprintf(want, sizeof want, "durable %u", s);
+        CHECK_MSG(strcmp(sector, want) == 0, "sector %u: '%.20s'", s, sector);
+    }
+    unlink(disk);
+}
+
 TEST_TIMEOUT(a_read_only_disk_refuses_writes_and_its_file_is_untouched, 120) {
     const char *disk = make_disk("/tmp/bellhop-test-ro.img", 1 << 20);
     char arg[64];
@@ -259,5 +295,28 @@ TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
     expect_one_line_error(RUN("--disk", "/tmp"), "disk /tmp: Is a directory");
     expect_one_line_error(RUN("--disk", "/tmp/x,rw"), "the only option is ,ro");
     expect_one_line_error(RUN("--trace", "everything"), "--trace everything");
+    expect_one_line_error(RUN("--cpus", "100000"), "--cpus 100000");
+    expect_one_line_error(RUN("--cpus", "two"), "--cpus two");
+    expect_one_line_error(RUN("--mem", "0"), "--mem 0");
+    expect_one_line_error(RUN("--mem", "99999999999999999999G"), "not a size");
+    expect_one_line_error(RUN("--mem", "16777217"), "not a multiple of 4K");
+    expect_one_line_error(RUN("--net", "eth0"), "expected tap=NAME");
+    expect_one_line_error(RUN("--net", "tap=a", "--net", "tap=b"), "only one network device");
+    expect_one_line_error(RUN("--dispatch", "sideways"), "--dispatch sideways");
+    expect_one_line_error(RUN("--disk", ""), "empty path");
+    expect_one_line_error(RUN("--disk", "/tmp/x", "--disk", "/tmp/x", "--disk", "/tmp/x", "--disk", "/tmp/x",
+                              "--disk", "/tmp/x"), "at most 4 disks");
+    expect_one_line_error(RUN("extra-argument"), "unexpected argument");
+    /* an ELF cut short: its segment runs past the end of the file */
+    static uint8_t elf[4096];
+    FILE *gf = fopen(exe, "r");
+    CHECK(gf && fread(elf, 1, sizeof elf, gf) == sizeof elf);
+    fclose(gf);
+    const char *cut_elf = "/tmp/bellhop-cut-elf";
+    FILE *ef = fopen(cut_elf, "w");
+    CHECK(ef && fwrite(elf, 1, 200, ef) == 200);
+    fclose(ef);
+    expect_one_line_error(RUN("--kernel", cut_elf), "bellhop: kernel");
+    unlink(cut_elf);
     unlink(notelf);
 }
