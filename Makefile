@@ -53,7 +53,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
              $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))
 GUEST_BINS := build/guest/guest.elf
-VMM_LIBS  := -lfdt -lcapstone
+VMM_LIBS  := -lfdt -ldl
 
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files

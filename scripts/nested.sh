@@ -49,6 +49,10 @@ copy_libs() { # the dynamic loader and libraries an ELF needs, at their host pat
     done
     return 0
 }
+# Libraries bellhop opens itself (dlopen), at their host paths.
+for lib in /usr/lib/x86_64-linux-gnu/libcapstone.so.4; do
+    [ -e "$lib" ] && { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+done
 for f in "${files[@]}"; do
     mkdir -p "$root/bellhop/$(dirname "$f")"
     cp -a "$f" "$root/bellhop/$(dirname "$f")/"

@@ -1,22 +1,47 @@
-/* capstone over guest memory read through the guest's page tables. */
+/* capstone over guest memory read through the guest's page tables. libcapstone is loaded
+ * the first time it is needed: mapping it costs ~3 MiB of resident memory (its relocated
+ * tables), which a VMM that never traces or crashes should not pay. */
 #include <capstone/capstone.h>
+#include <dlfcn.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "vmm/disasm.h"
 
+static struct {
+    cs_err (*open)(cs_arch, cs_mode, csh *);
+    size_t (*disasm)(csh, const uint8_t *, size_t, uint64_t, size_t, cs_insn **);
+    void (*free)(cs_insn *, size_t);
+    cs_err (*close)(csh *);
+} cs;
+static pthread_once_t cs_once = PTHREAD_ONCE_INIT;
+
+static void load_capstone(void) {
+    void *lib = dlopen("libcapstone.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) lib = dlopen("libcapstone.so", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return;
+    cs.open = (cs_err(*)(cs_arch, cs_mode, csh *))dlsym(lib, "cs_open");
+    cs.disasm = (size_t(*)(csh, const uint8_t *, size_t, uint64_t, size_t, cs_insn **))dlsym(lib, "cs_disasm");
+    cs.free = (void (*)(cs_insn *, size_t))dlsym(lib, "cs_free");
+    cs.close = (cs_err(*)(csh *))dlsym(lib, "cs_close");
+    if (!cs.open || !cs.disasm || !cs.free || !cs.close) cs.open = NULL;
+}
+
 static bool open_cs(const bellhop_vcpu_sregs_t *s, csh *h) {
+    pthread_once(&cs_once, load_capstone);
+    if (!cs.open) return false;
     cs_mode mode = s->cs_l ? CS_MODE_64 : s->cs_db ? CS_MODE_32 : CS_MODE_16;
-    return cs_open(CS_ARCH_X86, mode, h) == CS_ERR_OK;
+    return cs.open(CS_ARCH_X86, mode, h) == CS_ERR_OK;
 }
 
 /* Decodes one instruction at code[0..n) for address addr; returns its size or 0. */
 static size_t decode(csh h, const uint8_t *code, size_t n, uint64_t addr, char *buf, size_t len) {
     cs_insn *insn;
-    size_t count = cs_disasm(h, code, n, addr, 1, &insn);
+    size_t count = cs.disasm(h, code, n, addr, 1, &insn);
     if (count == 0) return 0;
     size_t size = insn[0].size;
     if (buf) snprintf(buf, len, "%s%s%s", insn[0].mnemonic, insn[0].op_str[0] ? " " : "", insn[0].op_str);
-    cs_free(insn, count);
+    cs.free(insn, count);
     return size;
 }
 
@@ -33,7 +58,7 @@ bool disasm_at(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s, uint64
     csh h;
     if (n == 0 || !open_cs(s, &h)) return false;
     size_t size = decode(h, code, n, rip, buf, len);
-    cs_close(&h);
+    cs.close(&h);
     return size > 0;
 }
 
@@ -53,7 +78,7 @@ bool disasm_ending_at(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s,
             found = true;
         }
     }
-    cs_close(&h);
+    cs.close(&h);
     return found;
 }
 
@@ -90,5 +115,5 @@ void disasm_around(FILE *out, const struct guest_mem *gm, const bellhop_vcpu_sre
         if (from + off > rip + 24) break;
     }
     if (n == 0) fprintf(out, "  (RIP %#llx is not readable guest memory)\n", (unsigned long long)rip);
-    cs_close(&h);
+    cs.close(&h);
 }
