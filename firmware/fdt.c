@@ -97,3 +97,9 @@ int fdt_build(const struct fdt_machine *m, void *buf, size_t size) {
     TRY(fdt_finish(fdt));
     return (int)fdt_totalsize(fdt);
 }
+
+void fdt_microvm_layout(struct fdt_machine *m, uint64_t ram_size, const char *cmdline) {
+    *m = (struct fdt_machine){.ram_size = ram_size, .ncpus = 1, .cmdline = cmdline, .uart_port = 0x3f8,
+                              .uart_irq = 4, .nvirtio = 8};
+    for (unsigned i = 0; i < 8; i++) m->virtio[i] = (struct fdt_virtio_mmio){0xfeb00000u + 512u * i, 512, 5 + i};
+}

@@ -24,6 +24,10 @@ struct fdt_machine {
     unsigned nvirtio;
 };
 
+/* QEMU's microvm (acpi=off, ioapic2=off): eight virtio-mmio transports of 512 bytes from
+ * 0xfeb00000 on IOAPIC pins 5 and up, COM1 on pin 4. Fills m for the bundled guest there. */
+void fdt_microvm_layout(struct fdt_machine *m, uint64_t ram_size, const char *cmdline);
+
 /* Builds the DTB into buf; returns its size, or a negative libfdt error. */
 int fdt_build(const struct fdt_machine *m, void *buf, size_t size);
 

@@ -178,15 +178,14 @@ static const char *qemu_path(char *dir, size_t len) {
     return NULL;
 }
 
-/* QEMU microvm (no ACPI, one IOAPIC): eight virtio-mmio transports of 512 bytes from
- * 0xfeb00000 on pins 5 and up; the guest finds them in a device tree given as -initrd. */
+/* QEMU microvm (no ACPI, one IOAPIC); the guest finds its devices in a device tree given as
+ * -initrd. */
 static int run_peer(const char *kernel, char *out, size_t outlen) {
     char dir[PATH_MAX];
     const char *qemu = qemu_path(dir, sizeof dir);
     if (!qemu) return -1;
-    struct fdt_machine m = {.ram_size = 128u << 20, .ncpus = 1, .cmdline = "bench", .uart_port = 0x3f8,
-                            .uart_irq = 4, .nvirtio = 8};
-    for (unsigned i = 0; i < 8; i++) m.virtio[i] = (struct fdt_virtio_mmio){0xfeb00000u + 512u * i, 512, 5 + i};
+    struct fdt_machine m;
+    fdt_microvm_layout(&m, 128u << 20, "bench");
     static char dtb[1 << 16];
     int size = fdt_build(&m, dtb, sizeof dtb);
     char dtb_path[] = "/tmp/bellhop-bench-XXXXXX";

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "tests/lib/check.h"
+#include "tests/lib/spawn.h"
 
 static char bellhop[PATH_MAX];
 static const char *stdin_text; /* fed to bellhop's stdin when set, else /dev/null */
@@ -27,38 +28,11 @@ static void find_bellhop(void) {
 
 static int run(char *out, size_t outlen, const char *const *args) {
     find_bellhop();
-    int pipefd[2];
-    CHECK_EQ(pipe(pipefd), 0);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(pipefd[1], 1);
-        dup2(pipefd[1], 2);
-        if (stdin_text) {
-            int in[2];
-            if (pipe(in) != 0) _exit(126);
-            if (write(in[1], stdin_text, strlen(stdin_text)) < 0) _exit(126);
-            close(in[1]);
-            dup2(in[0], 0);
-        } else {
-            int devnull = open("/dev/null", O_RDONLY);
-            dup2(devnull, 0);
-        }
-        const char *argv[32] = {bellhop, "run"};
-        int i = 2;
-        for (; args[i - 2] && i < 31; i++) argv[i] = args[i - 2];
-        argv[i] = NULL;
-        execv(bellhop, (char **)argv);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    size_t len = 0;
-    ssize_t n;
-    while ((n = read(pipefd[0], out + len, outlen - 1 - len)) > 0) len += (size_t)n;
-    out[len] = 0;
-    close(pipefd[0]);
-    int status;
-    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    const char *argv[32] = {bellhop, "run"};
+    int i = 2;
+    for (; args[i - 2] && i < 31; i++) argv[i] = args[i - 2];
+    argv[i] = NULL;
+    int status = spawn_capture((char *const *)argv, stdin_text, out, outlen);
     CHECK_MSG(WIFEXITED(status), "bellhop died with signal %d:\n%s", WTERMSIG(status), out);
     return WEXITSTATUS(status);
 }
@@ -101,22 +75,8 @@ TEST_TIMEOUT(stats_and_loop_dispatch, 120) {
 TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
     /* bellhop bench --json: our run, the loop-dispatch run and the raw KVM floor */
     find_bellhop();
-    ssize_t n;
-    int p[2];
-    CHECK_EQ(pipe(p), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        execl(bellhop, bellhop, "bench", "--json", "--plot", "/tmp/bellhop-bench.svg", (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t len = 0;
-    while ((n = read(p[0], out + len, sizeof out - 1 - len)) > 0) len += (size_t)n;
-    out[len] = 0;
-    close(p[0]);
-    int status;
-    waitpid(pid, &status, 0);
+    char *const argv[] = {bellhop, "bench", "--json", "--plot", "/tmp/bellhop-bench.svg", NULL};
+    int status = spawn_capture(argv, NULL, out, sizeof out);
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bench status %#x: %s", status, out);
     CHECK_MSG(strstr(out, "\"tsc_ghz\": ") && strstr(out, "\"bellhop\": {") && strstr(out, "\"floor\": {") &&
                   strstr(out, "\"bellhop_loop_dispatch\": {"), "%s", out);
@@ -202,28 +162,20 @@ TEST_TIMEOUT(virtio_devices_pass_the_guests_self_tests_and_the_disk_keeps_its_da
 TEST_TIMEOUT(flushed_blocks_survive_sigkill, 120) {
     const char *disk = make_disk("/tmp/bellhop-test-durable.img", 1 << 20);
     find_bellhop();
-    int p[2];
-    CHECK_EQ(pipe(p), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
-        execl(bellhop, bellhop, "run", "--disk", disk, "--cmdline", "durable", (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
+    char *const argv[] = {bellhop, "run", "--disk", (char *)disk, "--cmdline", "durable", NULL};
+    int rd;
+    pid_t pid = spawn_piped(argv, NULL, &rd);
+    CHECK(pid > 0);
     size_t len = 0;
     ssize_t n;
     while (!strstr(out, "guest: flushed") && !strstr(out, "flush failed") &&
-           (n = read(p[0], out + len, sizeof out - 1 - len)) > 0) {
+           (n = read(rd, out + len, sizeof out - 1 - len)) > 0) {
         len += (size_t)n;
         out[len] = 0;
     }
     kill(pid, SIGKILL); /* no chance to write anything back */
     waitpid(pid, NULL, 0);
-    close(p[0]);
+    close(rd);
     CHECK_MSG(strstr(out, "guest: flushed"), "%s", out);
     for (unsigned s = 8; s < 16; s++) {
         char sector[512], want[32];

@@ -11,12 +11,8 @@
 
 #include "firmware/fdt.h"
 #include "tests/lib/check.h"
+#include "tests/lib/spawn.h"
 
-/* microvm without ACPI and the second IOAPIC: eight virtio-mmio transports of 512 bytes from
- * 0xfeb00000 on IOAPIC pins 5 and up; COM1 at 0x3f8 on pin 4. */
-#define MICROVM_VIRTIO_BASE 0xfeb00000u
-#define MICROVM_VIRTIO_IRQ 5
-#define MICROVM_TRANSPORTS 8
 
 static const char *find_qemu(char *dir, size_t len) {
     static const char *const roots[] = {"/bellhop", ""};
@@ -37,10 +33,8 @@ TEST_TIMEOUT(qemu_microvm_boots_the_tiny_guest, 180) {
     if (!qemu) test_skip("no qemu-system-x86_64 with bios-microvm.bin here");
     if (access("/dev/kvm", R_OK | W_OK) != 0) test_skip("no usable /dev/kvm");
 
-    struct fdt_machine m = {.ram_size = 128u << 20, .ncpus = 1, .cmdline = "peer",
-                            .uart_port = 0x3f8, .uart_irq = 4, .nvirtio = MICROVM_TRANSPORTS};
-    for (unsigned i = 0; i < MICROVM_TRANSPORTS; i++)
-        m.virtio[i] = (struct fdt_virtio_mmio){MICROVM_VIRTIO_BASE + 512u * i, 512, MICROVM_VIRTIO_IRQ + i};
+    struct fdt_machine m;
+    fdt_microvm_layout(&m, 128u << 20, "peer");
     static char dtb[1 << 16];
     int size = fdt_build(&m, dtb, sizeof dtb);
     CHECK(size > 0);
@@ -64,24 +58,8 @@ TEST_TIMEOUT(qemu_microvm_boots_the_tiny_guest, 180) {
                           "-append", "peer", "-global", "virtio-mmio.force-legacy=false",
                           "-device", "virtio-rng-device", "-drive", drive, "-device", "virtio-blk-device,drive=d0,serial=qemu-peer",
                           "-device", "isa-debug-exit,iobase=0xf4,iosize=1", NULL};
-    int p[2];
-    CHECK_EQ(pipe(p), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
-        execv(qemu, (char **)argv);
-        _exit(127);
-    }
-    close(p[1]);
     static char out[1 << 16];
-    size_t len = 0;
-    while ((n = read(p[0], out + len, sizeof out - 1 - len)) > 0) len += (size_t)n;
-    out[len] = 0;
-    int status;
-    waitpid(pid, &status, 0);
+    int status = spawn_capture((char *const *)argv, NULL, out, sizeof out);
     /* isa-debug-exit: QEMU exits with (value << 1) | 1. */
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 1, "qemu status %#x:\n%s", status, out);
     CHECK_MSG(strstr(out, "bellhop tiny guest:") && strstr(out, "guest: 0 failed"), "%s", out);
