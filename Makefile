@@ -56,7 +56,7 @@ GUEST_BINS := build/guest/guest.elf
 VMM_LIBS  := -lfdt -ldl
 
 .SECONDARY:
-.PHONY: all deps run test test-unit unit-bins bench clean linux-files
+.PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins
 all: $(B)/libloop.a $(B)/bellhop $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
      $(B)/bench/loop_bench
 
@@ -179,11 +179,46 @@ ifeq ($(SAN),)
 	@$(MAKE) --no-print-directory SAN=address unit-bins
 	@$(MAKE) --no-print-directory SAN=thread unit-bins
 	@$(MAKE) --no-print-directory CC=clang BUILDDIR=build/clang all
-	@tests/run.sh --unit build --unit build/asan --unit build/tsan --kvm build
+	@$(MAKE) --no-print-directory fuzz-bins
+	@tests/run.sh --unit build --unit build/asan --unit build/tsan --fuzz $(FUZZ_SMOKE_SECONDS) --kvm build
 else
 	@$(MAKE) --no-print-directory unit-bins
 	@tests/run.sh --unit $(B)
 endif
+
+# libFuzzer targets (clang, ASan+UBSan), one per file in tests/fuzz/, each with a corpus in
+# tests/fuzz/corpus/NAME (seeds checked in). `make fuzz` runs each for FUZZ_SECONDS;
+# `make test` runs each for FUZZ_SMOKE_SECONDS (tests/run.sh --fuzz).
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_LIB_SRCS := $(LOOP_SRCS) $(VMM_SRCS) tests/lib/virtq_driver.c
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -pthread -D_GNU_SOURCE -Iloop/include -I. \
+               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 3
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)clang $(FUZZ_CFLAGS) -c $< -o $@
+
+build/fuzz/obj/gen/dsdt_aml.o: build/gen/dsdt_aml.c
+	@mkdir -p $(dir $@)
+	$(Q)clang $(FUZZ_CFLAGS) -c $< -o $@
+
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen/dsdt_aml.o
+
+build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ -lfdt -ldl
+
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz: deps fuzz-bins
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus/$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus/$$n tests/fuzz/corpus/$$n 2>&1 \
+	    | grep -E "^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==ERROR|SUMMARY)" ; done
 
 # The loop against libuv and the eventfd floor; then trap round trips from inside the guest
 # under bellhop, the raw KVM floor and QEMU microvm (nested when /dev/kvm is missing).

@@ -93,6 +93,7 @@ static struct pci_device *selected(struct pci_bus *bus, uint32_t *reg) {
 static uint64_t conf1_read(void *dev, uint64_t off, uint8_t size) {
     struct pci_bus *bus = dev;
     uint64_t v = size >= 8 ? ~0ull : (1ull << (8 * size)) - 1;
+    if (size > 4 || off + size > 8) return v;
     pthread_mutex_lock(&bus->lock);
     if (off == 0 && size == 4) {
         v = bus->address;
@@ -111,6 +112,7 @@ static uint64_t conf1_read(void *dev, uint64_t off, uint8_t size) {
 
 static void conf1_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     struct pci_bus *bus = dev;
+    if (size > 4 || off + size > 8) return; /* port IO is at most 4 bytes, inside the window */
     pthread_mutex_lock(&bus->lock);
     if (off == 0 && size == 4) {
         bus->address = (uint32_t)value;

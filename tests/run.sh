@@ -3,14 +3,15 @@
 # when /dev/kvm works here, otherwise inside the nested KVM host (scripts/nested.sh).
 # Prints one line per test, then "N passed, N failed, N skipped"; exits non-zero on any
 # failure or when no test ran.
-#   tests/run.sh [--unit BUILDDIR]... [--kvm BUILDDIR]
+#   tests/run.sh [--unit BUILDDIR]... [--fuzz SECONDS] [--kvm BUILDDIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=$(mktemp); trap 'rm -f "$results"' EXIT
-units=(); kvm=
+units=(); kvm=; fuzz=
 while [ $# -gt 0 ]; do
     case $1 in
         --unit) units+=("$2"); shift 2 ;;
+        --fuzz) fuzz=$2; shift 2 ;;
         --kvm) kvm=$2; shift 2 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -41,6 +42,19 @@ for dir in "${units[@]}"; do
         fi
     done
 done
+
+# A short run of every libFuzzer target (build/fuzz): PASS when it ran without a crash.
+if [ -n "$fuzz" ]; then
+    for f in build/fuzz/fuzz_*; do
+        [ -x "$f" ] || continue
+        n=$(basename "$f"); mkdir -p "build/fuzz/smoke/$n"
+        if "$f" -max_total_time="$fuzz" "build/fuzz/smoke/$n" "tests/fuzz/corpus/$n" > "build/fuzz/$n.log" 2>&1; then
+            echo "PASS fuzz.$n: $(grep -o 'DONE.*' "build/fuzz/$n.log" | head -1)" | tee -a "$results"
+        else
+            echo "FAIL fuzz.$n: $(grep -m1 -E 'ERROR|SUMMARY|runtime error' "build/fuzz/$n.log")" | tee -a "$results"
+        fi
+    done
+fi
 
 if [ -n "$kvm" ]; then
     before=$(wc -l < "$results")
