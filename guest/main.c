@@ -6,6 +6,7 @@
 #include "firmware/hvm_start_info.h"
 #include "guest/bench.h"
 #include "guest/devices.h"
+#include "guest/hostile.h"
 #include "guest/irq.h"
 #include "guest/virtio.h"
 
@@ -229,9 +230,14 @@ void kmain(const struct hvm_start_info *si) {
         int chosen = fdt_path_offset(dtb, "/chosen");
         const char *args = chosen >= 0 ? fdt_getprop(dtb, chosen, "bootargs", NULL) : NULL;
         result("dt-bootargs", args && strcmp(args, cmdline) == 0, args ? args : "missing");
-        bool bench = strstr_word(cmdline, "bench") != NULL;
+        bool bench = strstr_word(cmdline, "bench") != NULL || strstr_word(cmdline, "hostile") != NULL;
         struct vdev *rng = virtio_selftests(dtb, bench);
-        if (bench) {
+        const char *hostile = strstr_word(cmdline, "hostile");
+        if (hostile && rng) {
+            const char *storm = strstr_word(cmdline, "storm=");
+            hostile_run(rng, storm ? strtoul(storm + 6, NULL, 0) : 1000000, result);
+            printf("hostile: survived with %d failed\n", failures);
+        } else if (bench) {
             const char *bell = strstr_word(cmdline, "bell=");
             bench_run(rng, bell ? strtoul(bell + 5, NULL, 0) : 0, strstr_word(cmdline, "vcpu-ctl") != NULL);
         } else {

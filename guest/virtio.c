@@ -71,6 +71,7 @@ int vdev_init(struct vdev *d, uint64_t base, unsigned irq, uint64_t want, unsign
     d->nvqs = nvqs;
     for (unsigned i = 0; i < nvqs; i++) {
         struct vq *q = &d->vqs[i];
+        *q = (struct vq){0}; /* a restart starts the rings over */
         wr(d, QUEUE_SEL, i);
         uint32_t max = rd(d, QUEUE_NUM_MAX);
         if (max == 0) return -3;
