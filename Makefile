@@ -176,11 +176,12 @@ run: deps all
 test: deps
 ifeq ($(SAN),)
 	@$(MAKE) --no-print-directory all linux-files
-	@$(MAKE) --no-print-directory SAN=address unit-bins
-	@$(MAKE) --no-print-directory SAN=thread unit-bins
+	@$(MAKE) --no-print-directory SAN=address all
+	@$(MAKE) --no-print-directory SAN=thread all
 	@$(MAKE) --no-print-directory CC=clang BUILDDIR=build/clang all
 	@$(MAKE) --no-print-directory fuzz-bins
-	@tests/run.sh --unit build --unit build/asan --unit build/tsan --fuzz $(FUZZ_SMOKE_SECONDS) --kvm build
+	@tests/run.sh --unit build --unit build/asan --unit build/tsan --fuzz $(FUZZ_SMOKE_SECONDS) \
+	    --kvm build --kvm build/asan --kvm build/tsan
 else
 	@$(MAKE) --no-print-directory unit-bins
 	@tests/run.sh --unit $(B)

@@ -3,16 +3,17 @@
 # when /dev/kvm works here, otherwise inside the nested KVM host (scripts/nested.sh).
 # Prints one line per test, then "N passed, N failed, N skipped"; exits non-zero on any
 # failure or when no test ran.
-#   tests/run.sh [--unit BUILDDIR]... [--fuzz SECONDS] [--kvm BUILDDIR]
+#   tests/run.sh [--unit BUILDDIR]... [--fuzz SECONDS] [--kvm BUILDDIR]...
+# (the first --kvm directory holds kvm-probe and the guest; later ones are sanitizer builds)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=$(mktemp); trap 'rm -f "$results"' EXIT
-units=(); kvm=; fuzz=
+units=(); kvms=(); fuzz=
 while [ $# -gt 0 ]; do
     case $1 in
         --unit) units+=("$2"); shift 2 ;;
         --fuzz) fuzz=$2; shift 2 ;;
-        --kvm) kvm=$2; shift 2 ;;
+        --kvm) kvms+=("$2"); shift 2 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -56,11 +57,12 @@ if [ -n "$fuzz" ]; then
     done
 fi
 
-if [ -n "$kvm" ]; then
+if [ ${#kvms[@]} -gt 0 ]; then
+    kvm=${kvms[0]}
     before=$(wc -l < "$results")
     if "$kvm"/tests/kvm-probe; then
         echo "integration tests: on this machine's /dev/kvm"
-        sh tests/run-kvm.sh "$kvm" 2>&1 | emit ""
+        sh tests/run-kvm.sh "${kvms[@]}" 2>&1 | emit ""
     else
         echo "integration tests: no usable /dev/kvm here; running them in the nested KVM host"
         out=$(mktemp)
@@ -70,8 +72,10 @@ if [ -n "$kvm" ]; then
                  /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin /usr/sbin/debugfs build/linux; do
             [ -e "$f" ] && peer+=(--file "$f")
         done
-        scripts/nested.sh --timeout 900 --file "$kvm/tests/kvm" --file "$kvm/bellhop" \
-            --file "$kvm/guest" --file tests/run-kvm.sh "${peer[@]}" -- sh tests/run-kvm.sh "$kvm" > "$out" 2>&1
+        builds=()
+        for d in "${kvms[@]}"; do builds+=(--file "$d/tests/kvm" --file "$d/bellhop"); done
+        scripts/nested.sh --timeout 1800 "${builds[@]}" \
+            --file "$kvm/guest" --file tests/run-kvm.sh "${peer[@]}" -- sh tests/run-kvm.sh "${kvms[@]}" > "$out" 2>&1
         rc=$?
         grep -v '^BELLHOP-NESTED-EXIT\|reboot: Power down' "$out" | emit ""
         if [ $rc -ne 0 ] && ! grep -q '^FAIL ' "$out"; then

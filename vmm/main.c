@@ -85,7 +85,11 @@ static const char *bundled_kernel(void) {
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n < 0) return NULL;
     exe[n] = 0;
-    int w = snprintf(path, sizeof path, "%s/guest/guest.elf", dirname(exe));
+    char *dir = dirname(exe);
+    /* beside the binary (build/), or one up for the sanitizer builds (build/asan/) */
+    int w = snprintf(path, sizeof path, "%s/guest/guest.elf", dir);
+    if (w > 0 && (size_t)w < sizeof path && access(path, R_OK) == 0) return path;
+    w = snprintf(path, sizeof path, "%s/../guest/guest.elf", dir);
     return w < 0 || (size_t)w >= sizeof path ? NULL : path;
 }
 

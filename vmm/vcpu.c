@@ -388,7 +388,7 @@ static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_t *pkt) {
         if (ioctl(v->fd, KVM_RUN, 0) != 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 count(v, BELLHOP_EXIT_INTR);
-                v->run->immediate_exit = 0;
+                __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELAXED);
                 continue;
             }
             return fail(v, ZX_ERR_BAD_STATE, "KVM_RUN failed: %s", strerror(errno));
@@ -425,7 +425,7 @@ zx_status_t zx_vcpu_kick(zx_handle_t handle) {
     if (st != ZX_OK) return st;
     atomic_store(&v->kicked, true);
     /* Either KVM_RUN is under way (the signal ends it) or about to start (immediate_exit). */
-    ((volatile struct kvm_run *)v->run)->immediate_exit = 1;
+    __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE); /* the kernel reads it too */
     bell_wake_waiters(v->guest);
     syscall(SYS_tgkill, getpid(), v->tid, kick_signal);
     object_unref(&v->obj);

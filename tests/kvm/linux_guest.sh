@@ -9,6 +9,7 @@ fail() { echo "FAIL $suite.$1: $2"; failed=1; }
 skip() { echo "SKIP $suite.$1: $2"; }
 failed=0
 L=build/linux
+bellhop=$(dirname "$0")/../../bellhop
 if [ ! -f $L/bzImage ] || [ ! -f $L/initrd.cpio ] || [ ! -f $L/disk.img ]; then
     skip boots_to_user_space "no $L files (make test builds them)"
     exit 0
@@ -30,7 +31,7 @@ if { tunctl -t $tap >/dev/null 2>&1 || ip tuntap add $tap mode tap 2>/dev/null; 
 fi
 
 out=/tmp/bellhop-linux.out
-build/bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --cpus 2 \
+$bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --cpus 2 \
     --disk $disk --rng $net --boot-markers --cmdline "console=ttyS0 quiet" > $out 2>&1 < /dev/null
 status=$?
 if grep -q "linux-guest: done" $out; then pass boots_to_user_space
@@ -68,21 +69,21 @@ else
     skip virtio_net_reaches_the_tap "cannot create a tap here (needs root and /dev/net/tun)"
 fi
 
-build/bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --cmdline "console=ttyS0 quiet bellhop.reboot" \
+$bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --cmdline "console=ttyS0 quiet bellhop.reboot" \
     > $out 2>&1 < /dev/null
 status=$?
 [ $status -eq 0 ] && grep -q "reboot: Restarting system" $out && pass reboot_ends_the_vm_with_0 ||
     fail reboot_ends_the_vm_with_0 "status $status: $(tail -3 $out | tr '\n' '|')"
 # Without MSI (pci=nomsi) the virtio devices fall back to INTx through the IOAPIC.
 cp $L/disk.img $disk
-build/bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --disk $disk --rng \
+$bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --disk $disk --rng \
     --cmdline "console=ttyS0 quiet pci=nomsi" > $out 2>&1 < /dev/null
 status=$?
 [ $status -eq 0 ] && grep -q "linux-guest: disk written" $out && grep -q -E "linux-guest: hwrng [0-9a-f]{32}" $out &&
     pass intx_fallback_without_msi || fail intx_fallback_without_msi "status $status: $(grep linux-guest $out | tr '\n' '|')"
 # The same kernel as an ELF vmlinux booted through its PVH entry note.
 if [ -f $L/vmlinux ]; then
-    build/bellhop run --kernel $L/vmlinux --initrd $L/initrd.cpio --mem 512M --cpus 2 --rng \
+    $bellhop run --kernel $L/vmlinux --initrd $L/initrd.cpio --mem 512M --cpus 2 --rng \
         --cmdline "console=ttyS0 quiet" > $out 2>&1 < /dev/null
     status=$?
     [ $status -eq 0 ] && grep -q "linux-guest: done" $out && grep -q "linux-guest: cpus 2" $out &&

@@ -50,7 +50,10 @@ TEST_TIMEOUT(qemu_microvm_boots_the_tiny_guest, 180) {
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     CHECK(n > 0);
     exe[n] = 0;
-    snprintf(guest, sizeof guest, "%s/../../guest/guest.elf", dirname(exe));
+    /* build/tests/kvm/.. or, for the sanitizer builds, build/asan/tests/kvm/../.. */
+    char *exe_dir = dirname(exe);
+    snprintf(guest, sizeof guest, "%s/../../guest/guest.elf", exe_dir);
+    if (access(guest, R_OK) != 0) snprintf(guest, sizeof guest, "%s/../../../guest/guest.elf", exe_dir);
     snprintf(drive, sizeof drive, "id=d0,file=%s,format=raw,if=none", disk);
     const char *argv[] = {qemu, "-L", dir, "-M", "microvm,acpi=off,pic=off,pit=off,rtc=off,ioapic2=off,auto-kernel-cmdline=off",
                           "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-no-user-config",
