@@ -13,6 +13,15 @@
 #define EFER_LME 0x100
 
 /* Paging on the tables at pml4, SSE on, long mode, then a far jump to 64-bit code. */
+.macro LOAD_DATA_SEGMENTS
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movw %ax, %fs
+    movw %ax, %gs
+.endm
+
 .macro ENTER_LONG_MODE target
     movl $pml4, %eax
     movl %eax, %cr3
@@ -76,12 +85,7 @@ pvh_start32:
 
     .code64
 start64:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    movw %ax, %fs
-    movw %ax, %gs
+    LOAD_DATA_SEGMENTS
     movabsq $stack_top, %rsp
     /* libfdt is built with the stack protector: its canary lives at %fs:0x28 */
     movl $MSR_FS_BASE, %ecx
@@ -108,12 +112,7 @@ ap_start32:
 
     .code64
 ap_start64:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    movw %ax, %fs
-    movw %ax, %gs
+    LOAD_DATA_SEGMENTS
     movw $0x4f0, %dx            /* vCPU-control: this CPU's id */
     inl %dx, %eax
     movl %eax, %edi
