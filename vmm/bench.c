@@ -389,7 +389,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
         printf("bellhop bench: 1000 samples per kind after 100 warm-up rounds, timed in the guest with the TSC "
                "(%.3f GHz); %s; inline dispatch on the vCPU thread\n",
                ghz, pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
-        printf("floor: the same guest under a raw KVM_RUN loop; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
+        printf("floor: the same guest under a raw KVM_RUN loop, its bell an ioeventfd that a thread blocked in read() "
+               "answers with a flag in guest memory; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
                "same guest.elf%s\n\n", nruns > 2 ? "" : " (not available here)");
         table(runs, nruns, ghz);
         if (boot_bh > 0) {

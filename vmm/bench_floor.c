@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -75,8 +77,27 @@ static int setup_vcpu(int kvm, int vcpu, uint64_t entry) {
     return 0;
 }
 
+struct waker {
+    int fd;
+    volatile uint32_t *flag;
+    atomic_bool stop;
+};
+
+/* The eventfd-wake floor: a thread blocked in read() that makes each ring visible in guest
+ * memory, as a device's handler would. Told to stop with one last ring. */
+static void *waker_main(void *arg) {
+    struct waker *w = arg;
+    uint64_t n;
+    while (read(w->fd, &n, sizeof n) == sizeof n && !atomic_load(&w->stop))
+        __atomic_fetch_add(w->flag, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
 int bench_floor_run(const char *kernel, char *out, size_t outlen) {
     int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm = -1, vcpu = -1, efd = -1, rc = -1;
+    struct waker waker;
+    pthread_t waker_thread;
+    bool waking = false;
     uint8_t *mem = MAP_FAILED;
     struct kvm_run *run = MAP_FAILED;
     long run_size = 0;
@@ -98,12 +119,16 @@ int bench_floor_run(const char *kernel, char *out, size_t outlen) {
     struct guest_mem gm = {mem, RAM};
     uint64_t entry;
     if (load(kernel, &gm, &entry) != 0) goto out;
-    efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    efd = eventfd(0, EFD_CLOEXEC); /* blocking: the waker sleeps in read() */
     struct kvm_ioeventfd io = {.addr = BENCH_FLOOR_BELL, .len = 0, .fd = efd};
     if (efd < 0 || ioctl(vm, KVM_IOEVENTFD, &io) != 0) {
         die("ioeventfd");
         goto out;
     }
+    waker.fd = efd;
+    waker.flag = (volatile uint32_t *)(mem + BENCH_FLOOR_FLAG);
+    atomic_init(&waker.stop, false);
+    waking = pthread_create(&waker_thread, NULL, waker_main, &waker) == 0;
     if ((vcpu = ioctl(vm, KVM_CREATE_VCPU, 0)) < 0 || (run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0)) <= 0 ||
         (run = mmap(NULL, (size_t)run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0)) == MAP_FAILED ||
         setup_vcpu(kvm, vcpu, entry) != 0) {
@@ -131,6 +156,13 @@ int bench_floor_run(const char *kernel, char *out, size_t outlen) {
     }
     rc = 0;
 out:
+    if (waking) {
+        atomic_store(&waker.stop, true);
+        uint64_t one = 1;
+        if (write(efd, &one, sizeof one) < 0) { /* it is blocked in read(): this cannot fail */
+        }
+        pthread_join(waker_thread, NULL);
+    }
     out[len < outlen ? len : outlen - 1] = 0;
     if (run != MAP_FAILED) munmap(run, (size_t)run_size);
     if (mem != MAP_FAILED) munmap(mem, RAM);

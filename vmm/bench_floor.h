@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #define BENCH_FLOOR_BELL 0xc0001000u /* an ioeventfd, for the guest-side bell cost */
+#define BENCH_FLOOR_FLAG 0x5000u     /* a thread blocked in read() on it bumps this word */
 
 /* Runs the guest; its console output (the bench-result lines) goes to out. Returns 0, or -1
  * with a reason on stderr. */
