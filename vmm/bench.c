@@ -77,33 +77,9 @@ static const struct result *find(const struct run *run, const char *kind) {
     return NULL;
 }
 
-/* Runs argv (a VMM) and keeps its output. */
-static int capture(char *const argv[], char *out, size_t outlen) {
-    int p[2];
-    if (pipe(p) != 0) return -1;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t len = 0;
-    ssize_t n;
-    while ((n = read(p[0], out + len, outlen - 1 - len)) > 0) len += (size_t)n;
-    out[len] = 0;
-    close(p[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-/* Starts argv with stdout+stderr on a pipe; returns the pid and the read end. */
-static pid_t spawn(char *const argv[], int *rd) {
+/* Starts argv with stdout+stderr on a pipe; returns the pid and the read end. own_group:
+ * in a process group of its own, so that kill(-pid) stops it and its children. */
+static pid_t spawn(char *const argv[], bool own_group, int *rd) {
     int p[2];
     if (pipe(p) != 0) return -1;
     pid_t pid = fork();
@@ -112,13 +88,31 @@ static pid_t spawn(char *const argv[], int *rd) {
         dup2(p[1], 2);
         int null = open("/dev/null", O_RDONLY);
         dup2(null, 0);
-        setpgid(0, 0);
+        if (own_group) setpgid(0, 0);
         execv(argv[0], argv);
         _exit(127);
     }
     close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return -1;
+    }
     *rd = p[0];
     return pid;
+}
+
+/* Runs argv (a VMM) to its end and keeps its output. */
+static void capture(char *const argv[], char *out, size_t outlen) {
+    int rd;
+    pid_t pid = spawn(argv, false, &rd);
+    out[0] = 0;
+    if (pid < 0) return;
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < outlen && (n = read(rd, out + len, outlen - 1 - len)) > 0) len += (size_t)n;
+    out[len] = 0;
+    close(rd);
+    waitpid(pid, NULL, 0);
 }
 
 /* Milliseconds from the start of argv until `line` shows up in its output (or -1); keeps the
@@ -126,7 +120,7 @@ static pid_t spawn(char *const argv[], int *rd) {
 static double time_to_line(char *const argv[], const char *line, char *out, size_t outlen) {
     int rd;
     uint64_t t0 = now_ns();
-    pid_t pid = spawn(argv, &rd);
+    pid_t pid = spawn(argv, true, &rd);
     if (pid < 0) return -1;
     size_t len = 0;
     double ms = -1;
@@ -145,8 +139,7 @@ static double time_to_line(char *const argv[], const char *line, char *out, size
     return ms;
 }
 
-/* Resident memory of pid outside its largest mapping (the guest's RAM), in KiB. */
-static long rss_beyond_guest_kib(pid_t pid) {
+long bench_rss_beyond_guest_kib(pid_t pid) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
     FILE *f = fopen(path, "r");
@@ -356,7 +349,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
     {
         char *const argv_idle[] = {self, "run", "--mem", "128M", "--cmdline", "wait", NULL};
         int rd;
-        pid_t pid = spawn(argv_idle, &rd);
+        pid_t pid = spawn(argv_idle, true, &rd);
         if (pid > 0) {
             char buf[4096];
             size_t got = 0;
@@ -367,7 +360,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
                 if (strstr(buf, "guest: waiting")) break;
             }
             usleep(300000);
-            rss = rss_beyond_guest_kib(pid);
+            rss = bench_rss_beyond_guest_kib(pid);
             kill(-pid, SIGKILL);
             close(rd);
             waitpid(pid, NULL, 0);

@@ -48,12 +48,10 @@ static int load(const char *kernel, const struct guest_mem *gm, uint64_t *entry)
     }
     char cmdline[64];
     snprintf(cmdline, sizeof cmdline, "bench bell=%#x", BENCH_FLOOR_BELL);
-    static char cmd_store[64];
-    memcpy(cmd_store, cmdline, sizeof cmd_store);
-    struct fdt_machine fm = {.ram_size = RAM, .ncpus = 1, .cmdline = cmd_store, .uart_port = 0x3f8, .uart_irq = 4};
+    struct fdt_machine fm = {.ram_size = RAM, .ncpus = 1, .cmdline = cmdline, .uart_port = 0x3f8, .uart_irq = 4};
     int size = fdt_build(&fm, gm_ptr(gm, DTB, 0x10000), 0x10000);
     struct pvh_module mod = {DTB, (uint64_t)(size > 0 ? size : 0)};
-    if (size <= 0 || pvh_write_start_info(gm, START_INFO, cmd_store, &mod, 1, 0) != 0) return -1;
+    if (size <= 0 || pvh_write_start_info(gm, START_INFO, cmdline, &mod, 1, 0) != 0) return -1;
     *entry = k.entry;
     return 0;
 }

@@ -12,6 +12,7 @@
 
 #include "tests/lib/check.h"
 #include "tests/lib/spawn.h"
+#include "vmm/bench.h"
 
 static char bellhop[PATH_MAX];
 static const char *stdin_text; /* fed to bellhop's stdin when set, else /dev/null */
@@ -186,24 +187,6 @@ TEST_TIMEOUT(flushed_blocks_survive_sigkill, 120) {
     unlink(disk);
 }
 
-/* Resident memory of pid outside its largest mapping (the guest's RAM), in KiB. */
-static long rss_beyond_guest_kib(pid_t pid) {
-    char path[64], line[512];
-    snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long total = 0, largest = 0, largest_rss = 0, size = 0, v;
-    while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "Size: %ld kB", &v) == 1) size = v;
-        else if (sscanf(line, "Rss: %ld kB", &v) == 1) {
-            total += v;
-            if (size > largest) largest = size, largest_rss = v;
-        }
-    }
-    fclose(f);
-    return total - largest_rss;
-}
-
 #define HOSTILE_RSS_BOUND_KIB (16 * 1024)
 
 TEST_TIMEOUT(a_hostile_guest_leaves_the_vmm_healthy_and_bounded, 240) {
@@ -221,7 +204,7 @@ TEST_TIMEOUT(a_hostile_guest_leaves_the_vmm_healthy_and_bounded, 240) {
         len += (size_t)n;
         out[len] = 0;
     }
-    long rss = rss_beyond_guest_kib(pid);
+    long rss = bench_rss_beyond_guest_kib(pid);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     close(rd);
