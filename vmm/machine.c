@@ -48,6 +48,7 @@
 #define VIRTIO_IRQ_BASE 5 /* IOAPIC pins 5.. (4 is COM1) */
 #define PCI_MMIO_BASE 0xe0000000u /* the host bridge's window (firmware/dsdt.asl) */
 #define MAX_PCI_DEVICES 16
+#define IOAPIC_PINS 24
 #define UNASSIGNED_MMIO_BASE 0xc0000000u
 #define UNASSIGNED_MMIO_SIZE 0x10000000u
 
@@ -106,6 +107,7 @@ struct machine {
     bool exiting;
     int status;
     struct cpu cpus[MACHINE_MAX_CPUS];
+    int irqfds[IOAPIC_PINS]; /* -1 until raise_irq first needs it; the guest owns them */
 };
 
 static struct machine *machine_of(struct vm_env *env) { return (struct machine *)env; }
@@ -135,9 +137,16 @@ static void request_exit(struct vm_env *env, int status) {
     pthread_mutex_unlock(&m->lock);
 }
 
+/* Interrupts are frequent: each pin's irqfd is looked up once (under the guest's lock) and
+ * then kept; several threads may race to look it up, and all get the same fd. */
 static void raise_irq(struct vm_env *env, uint32_t irq) {
-    int fd;
-    if (bellhop_guest_irqfd(env->guest, irq, &fd) != ZX_OK) return;
+    struct machine *m = machine_of(env);
+    if (irq >= IOAPIC_PINS) return;
+    int fd = __atomic_load_n(&m->irqfds[irq], __ATOMIC_ACQUIRE);
+    if (fd < 0) {
+        if (bellhop_guest_irqfd(env->guest, irq, &fd) != ZX_OK) return;
+        __atomic_store_n(&m->irqfds[irq], fd, __ATOMIC_RELEASE);
+    }
     uint64_t one = 1;
     if (write(fd, &one, sizeof one) < 0) { /* the counter is saturated: an edge is pending anyway */
     }
@@ -651,6 +660,7 @@ int machine_run(const struct machine_config *cfg) {
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;
+    for (unsigned i = 0; i < IOAPIC_PINS; i++) m->irqfds[i] = -1;
     int status = 1;
     zx_status_t st = zx_guest_create(0, &m->guest);
     if (st != ZX_OK) {
