@@ -301,6 +301,8 @@ static zx_status_t handle_mmio(struct vcpu *v, zx_port_packet_t *pkt) {
     pthread_rwlock_rdlock(&g->lock);
     struct trap *t = trap_find(&g->mem_tree, addr, len);
     pthread_rwlock_unlock(&g->lock);
+    /* a bell here missed the ioeventfds (the slow path) */
+    count(v, t && t->kind == ZX_GUEST_TRAP_BELL && write ? BELLHOP_EXIT_BELL : BELLHOP_EXIT_MMIO);
     if (!t)
         return fail(v, ZX_ERR_OUT_OF_RANGE,
                     "MMIO %s of %u bytes at %#llx: neither memory nor trapped (rip %#llx)",
@@ -309,9 +311,6 @@ static zx_status_t handle_mmio(struct vcpu *v, zx_port_packet_t *pkt) {
         if (!write)
             return fail(v, ZX_ERR_NOT_SUPPORTED, "read of %u bytes from bell %#llx (rip %#llx)",
                         len, (unsigned long long)addr, r->s.regs.regs.rip);
-        /* Counted as a bell, not as MMIO: the ioeventfds should have taken it. */
-        atomic_fetch_sub_explicit(&v->guest->exits[BELLHOP_EXIT_MMIO], 1, memory_order_relaxed);
-        count(v, BELLHOP_EXIT_BELL);
         zx_status_t st = bell_ring(t->bell, addr, &v->kicked);
         if (st == ZX_ERR_CANCELED) {
             v->pending_bell = t->bell;
@@ -335,9 +334,11 @@ static zx_status_t handle_mmio(struct vcpu *v, zx_port_packet_t *pkt) {
 
 static zx_status_t handle_exit(struct vcpu *v, zx_port_packet_t *pkt) {
     struct kvm_run *r = v->run;
-    count(v, r->exit_reason == KVM_EXIT_IO ? BELLHOP_EXIT_IO
-             : r->exit_reason == KVM_EXIT_MMIO ? BELLHOP_EXIT_MMIO
-             : r->exit_reason == KVM_EXIT_INTR ? BELLHOP_EXIT_INTR : BELLHOP_EXIT_OTHER);
+    /* MMIO exits are counted by handle_mmio, which knows whether a bell took them. */
+    if (r->exit_reason != KVM_EXIT_MMIO)
+        count(v, r->exit_reason == KVM_EXIT_IO     ? BELLHOP_EXIT_IO
+                 : r->exit_reason == KVM_EXIT_INTR ? BELLHOP_EXIT_INTR
+                                                   : BELLHOP_EXIT_OTHER);
     switch (r->exit_reason) {
     case KVM_EXIT_IO:
         return handle_io(v, pkt);
