@@ -47,13 +47,13 @@ KVM_SRCS  := $(wildcard tests/kvm/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
 
 LOOP_OBJS := $(LOOP_SRCS:%.c=$(B)/obj/%.o)
-VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/dsdt_aml.o
+VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/dsdt_aml.o $(B)/obj/gen/syscall_names.o
 CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o $(B)/obj/tests/lib/spawn.o
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
              $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))
 GUEST_BINS := build/guest/guest.elf
-VMM_LIBS  := -lfdt -ldl
+VMM_LIBS  := -lfdt -ldl -lseccomp
 
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins
@@ -80,6 +80,18 @@ build/gen/dsdt_aml.c: build/gen/dsdt.aml
 	   echo "};"; echo "const unsigned int dsdt_aml_len = sizeof dsdt_aml;"; } > $@
 
 $(B)/obj/gen/dsdt_aml.o: build/gen/dsdt_aml.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+# The names of system calls, for the sandbox's report of a forbidden one (vmm/sandbox.c).
+build/gen/syscall_names.c:
+	@mkdir -p $(dir $@)
+	$(Q){ echo "const char *const syscall_names[] = {"; \
+	   echo '#include <sys/syscall.h>' | $(CC) -E -dM - | \
+	   sed -n 's/^#define __NR_\([a-z0-9_]*\) \([0-9]*\)$$/    [\2] = "\1",/p'; \
+	   echo "};"; echo "const unsigned syscall_names_len = sizeof syscall_names / sizeof syscall_names[0];"; } > $@
+
+$(B)/obj/gen/syscall_names.o: build/gen/syscall_names.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
@@ -201,17 +213,21 @@ FUZZ_SMOKE_SECONDS ?= 3
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)clang $(FUZZ_CFLAGS) -c $< -o $@
+	$(Q)clang $(FUZZ_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 build/fuzz/obj/gen/dsdt_aml.o: build/gen/dsdt_aml.c
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_CFLAGS) -c $< -o $@
 
-FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen/dsdt_aml.o
+build/fuzz/obj/gen/syscall_names.o: build/gen/syscall_names.c
+	@mkdir -p $(dir $@)
+	$(Q)clang $(FUZZ_CFLAGS) -c $< -o $@
+
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen/dsdt_aml.o build/fuzz/obj/gen/syscall_names.o
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ -lfdt -ldl
+	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ -lfdt -ldl -lseccomp
 
 fuzz-bins: $(FUZZ_BINS)
 
@@ -233,4 +249,4 @@ bench: deps all linux-files
 clean:
 	rm -rf build/obj build/asan build/tsan build/tests build/guest build/*.a build/bellhop
 
--include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d build/guest/obj/*.d)
+-include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d build/guest/obj/*.d build/fuzz/obj/*/*.d build/fuzz/obj/*/*/*.d)

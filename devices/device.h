@@ -32,6 +32,13 @@ struct vm_env {
     void (*request_exit)(struct vm_env *env, int status);
     /* Raises an edge on IOAPIC pin `irq` (any thread). */
     void (*raise_irq)(struct vm_env *env, uint32_t irq);
+    /* An MSI vector: writing 8 bytes to *fd raises it; msi_set gives it the message the guest
+     * programmed (any thread). The machine owns the fds. */
+    zx_status_t (*msi_create)(struct vm_env *env, uint32_t *msi, int *fd);
+    zx_status_t (*msi_set)(struct vm_env *env, uint32_t msi, uint64_t address, uint32_t data);
+    /* A level-triggered line on `gsi`: writing *fd asserts it until the guest's EOI, which
+     * makes *resample_fd readable. The machine owns the fds. */
+    zx_status_t (*irq_level)(struct vm_env *env, uint32_t gsi, int *fd, int *resample_fd);
     /* --trace traps: devices report the bell packets they receive on the loop. */
     bool trace;
     /* --stats: devices count their notifications and time their handlers. */

@@ -75,6 +75,9 @@ struct rtc_mc146818 *rtc_mc146818_create(void) {
     struct rtc_mc146818 *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     pthread_mutex_init(&r->lock, NULL);
+    /* glibc loads the time zone (opening /etc/localtime) on its first conversion, even for
+     * gmtime_r: now, at setup, rather than on a vCPU thread under its sandbox. */
+    tzset();
     r->ram[REG_A] = 0x26; /* 32.768 kHz time base, 1024 Hz rate */
     r->ram[REG_B] = B_24H;
     r->ram[REG_D] = D_VRT;

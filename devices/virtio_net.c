@@ -88,6 +88,37 @@ static void net_notify(struct virtio_dev *vd, unsigned q) {
     else arm(n); /* new receive buffers: wait for frames again */
 }
 
+struct virtio_net *virtio_net_create(struct vm_env *env, int fd, const char *name, char *err, size_t errlen) {
+    struct virtio_net *n = calloc(1, sizeof *n);
+    if (!n || !(n->rx = malloc(sizeof *n->rx))) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        free(n);
+        close(fd);
+        return NULL;
+    }
+    n->env = env;
+    n->fd = fd;
+    n->handle = ZX_HANDLE_INVALID;
+    /* A locally administered address, the same for the same interface name. */
+    uint32_t h = 2166136261u;
+    for (const char *c = name; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
+    uint8_t mac[6] = {0x52, 0x54, (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h};
+    memcpy(n->mac, mac, 6);
+    if (zx_fd_create(fd, 0, &n->handle) == ZX_OK)
+        n->wait = (async_wait_t){.handler = on_readable, .object = n->handle, .trigger = ZX_FD_READABLE};
+    n->ops = (struct virtio_device_ops){
+        .name = "virtio-net",
+        .device_id = VIRTIO_ID_NET,
+        .features = 1ull << F_MAC,
+        .nqueues = 2,
+        .queue_max = VIRTQ_MAX_SIZE,
+        .config_size = 6,
+        .config_read = net_config,
+        .queue_notify = net_notify,
+    };
+    return n;
+}
+
 struct virtio_net *virtio_net_open(struct vm_env *env, const char *ifname, char *err, size_t errlen) {
     if (strlen(ifname) >= IFNAMSIZ) {
         snprintf(err, errlen, "tap %s: name too long", ifname);
@@ -107,39 +138,7 @@ struct virtio_net *virtio_net_open(struct vm_env *env, const char *ifname, char 
         close(fd);
         return NULL;
     }
-    struct virtio_net *n = calloc(1, sizeof *n);
-    if (!n) {
-        snprintf(err, errlen, "tap %s: out of memory", ifname);
-        close(fd);
-        return NULL;
-    }
-    n->env = env;
-    n->fd = fd;
-    if (!(n->rx = malloc(sizeof *n->rx))) {
-        snprintf(err, errlen, "tap %s: out of memory", ifname);
-        close(fd);
-        free(n);
-        return NULL;
-    }
-    n->handle = ZX_HANDLE_INVALID;
-    /* A locally administered address, the same for the same interface name. */
-    uint32_t h = 2166136261u;
-    for (const char *c = ifname; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
-    uint8_t mac[6] = {0x52, 0x54, (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h};
-    memcpy(n->mac, mac, 6);
-    if (zx_fd_create(fd, 0, &n->handle) == ZX_OK)
-        n->wait = (async_wait_t){.handler = on_readable, .object = n->handle, .trigger = ZX_FD_READABLE};
-    n->ops = (struct virtio_device_ops){
-        .name = "virtio-net",
-        .device_id = VIRTIO_ID_NET,
-        .features = 1ull << F_MAC,
-        .nqueues = 2,
-        .queue_max = VIRTQ_MAX_SIZE,
-        .config_size = 6,
-        .config_read = net_config,
-        .queue_notify = net_notify,
-    };
-    return n;
+    return virtio_net_create(env, fd, ifname, err, errlen);
 }
 
 const struct virtio_device_ops *virtio_net_ops_for(const struct virtio_net *n) { return &n->ops; }

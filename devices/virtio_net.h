@@ -10,6 +10,9 @@
 struct virtio_net;
 /* Opens (creating it, if allowed) the tap `ifname`; on failure NULL and a one-line reason. */
 struct virtio_net *virtio_net_open(struct vm_env *env, const char *ifname, char *err, size_t errlen);
+/* The device over any non-blocking fd that reads and writes one frame (vnet header first) per
+ * call, as a tap does (a SOCK_SEQPACKET socket does too); takes the fd. `name` seeds the MAC. */
+struct virtio_net *virtio_net_create(struct vm_env *env, int fd, const char *name, char *err, size_t errlen);
 const struct virtio_device_ops *virtio_net_ops_for(const struct virtio_net *n);
 void virtio_net_attach(struct virtio_net *n, struct virtio_dev *vd);
 void virtio_net_close(struct virtio_net *n);

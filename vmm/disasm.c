@@ -27,8 +27,13 @@ static void load_capstone(void) {
     if (!cs.open || !cs.disasm || !cs.free || !cs.close) cs.open = NULL;
 }
 
-static bool open_cs(const bellhop_vcpu_sregs_t *s, csh *h) {
+bool disasm_load(void) {
     pthread_once(&cs_once, load_capstone);
+    return cs.open != NULL;
+}
+
+static bool open_cs(const bellhop_vcpu_sregs_t *s, csh *h) {
+    disasm_load();
     if (!cs.open) return false;
     cs_mode mode = s->cs_l ? CS_MODE_64 : s->cs_db ? CS_MODE_32 : CS_MODE_16;
     return cs.open(CS_ARCH_X86, mode, h) == CS_ERR_OK;

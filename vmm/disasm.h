@@ -7,6 +7,9 @@
 
 #include "vmm/paging.h"
 
+/* Loads libcapstone now (it is otherwise loaded on first use), for a thread that will not be
+ * allowed to later (vmm/sandbox.h). False if it is not installed. */
+bool disasm_load(void);
 /* The instruction at rip, as "mnemonic operands"; false if unreadable or undecodable. */
 bool disasm_at(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s, uint64_t rip, char *buf,
                size_t len);

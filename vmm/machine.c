@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <lib/async-loop/default.h>
 #include <lib/async-loop/loop.h>
 #include <lib/async/task.h>
@@ -36,6 +37,7 @@
 #include "firmware/pvh.h"
 #include "vmm/disasm.h"
 #include "vmm/machine.h"
+#include "vmm/sandbox.h"
 #include "vmm/terminal.h"
 
 /* Guest-physical layout below the kernel (which PVH kernels load at 1 MiB or above). */
@@ -65,6 +67,17 @@ struct io_mapping {
 
 struct machine;
 
+/* What a vCPU that crashed left for the main thread to report (vCPU threads may not load
+ * libcapstone under their sandbox). */
+struct crash {
+    bool crashed;
+    zx_status_t status;
+    char err[200];
+    bool have_regs;
+    zx_vcpu_state_t r;
+    bellhop_vcpu_sregs_t s;
+};
+
 struct cpu {
     struct machine *m;
     unsigned id;
@@ -72,7 +85,9 @@ struct cpu {
     pthread_t thread;
     bool running;        /* thread started (m->lock) */
     bool created;        /* its zx_vcpu_create has returned (m->lock) */
+    bool sandboxed;      /* its creator was sandboxed, so it is too */
     zx_handle_t vcpu;    /* m->lock; invalid until created and after it ends */
+    struct crash crash;  /* written by the thread before it ends; read after the join */
 };
 
 struct machine {
@@ -108,6 +123,9 @@ struct machine {
     int status;
     struct cpu cpus[MACHINE_MAX_CPUS];
     int irqfds[IOAPIC_PINS]; /* -1 until raise_irq first needs it; the guest owns them */
+    async_task_t loop_sandbox_task, loop_probe_task;
+    int loop_sandbox;        /* m->lock: 0 until the loop thread tried, then 1 or -1 */
+    char loop_sandbox_err[160];
 };
 
 static struct machine *machine_of(struct vm_env *env) { return (struct machine *)env; }
@@ -150,6 +168,16 @@ static void raise_irq(struct vm_env *env, uint32_t irq) {
     uint64_t one = 1;
     if (write(fd, &one, sizeof one) < 0) { /* the counter is saturated: an edge is pending anyway */
     }
+}
+
+static zx_status_t msi_create(struct vm_env *env, uint32_t *msi, int *fd) {
+    return bellhop_guest_msi_create(env->guest, msi, fd);
+}
+static zx_status_t msi_set(struct vm_env *env, uint32_t msi, uint64_t address, uint32_t data) {
+    return bellhop_guest_msi_set(env->guest, msi, address, data);
+}
+static zx_status_t irq_level(struct vm_env *env, uint32_t gsi, int *fd, int *resample_fd) {
+    return bellhop_guest_irqfd_level(env->guest, gsi, fd, resample_fd);
 }
 
 static int map_device_at(struct machine *m, uint32_t kind, uint64_t base, uint64_t size, uint64_t origin,
@@ -205,16 +233,22 @@ static void trace_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t
 
 /* ---- crash reports ---- */
 
-static void crash_report(struct cpu *c, zx_handle_t vcpu, zx_status_t st) {
-    char err[200] = "";
-    bellhop_vcpu_last_error(vcpu, err, sizeof err);
-    fprintf(stderr, "bellhop: guest crashed on cpu%u: %s (%s)\n", c->id, err, zx_status_get_string(st));
-    zx_vcpu_state_t r;
-    bellhop_vcpu_sregs_t s;
-    if (zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &r, sizeof r) != ZX_OK ||
-        bellhop_vcpu_read_sregs(vcpu, &s) != ZX_OK)
-        return;
-    if (s.rip == 0xfff0 && s.cs == 0xf000) { /* the reset vector */
+static void crash_capture(struct cpu *c, zx_handle_t vcpu, zx_status_t st) {
+    struct crash *k = &c->crash;
+    k->crashed = true;
+    k->status = st;
+    bellhop_vcpu_last_error(vcpu, k->err, sizeof k->err);
+    k->have_regs = zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &k->r, sizeof k->r) == ZX_OK &&
+                   bellhop_vcpu_read_sregs(vcpu, &k->s) == ZX_OK;
+}
+
+static void crash_report(struct cpu *c) {
+    const struct crash *k = &c->crash;
+    fprintf(stderr, "bellhop: guest crashed on cpu%u: %s (%s)\n", c->id, k->err, zx_status_get_string(k->status));
+    if (!k->have_regs) return;
+    const zx_vcpu_state_t *r = &k->r;
+    const bellhop_vcpu_sregs_t *s = &k->s;
+    if (s->rip == 0xfff0 && s->cs == 0xf000) { /* the reset vector */
         fprintf(stderr, "  (KVM reset this vCPU when it shut down: its registers are gone)\n");
         return;
     }
@@ -225,9 +259,9 @@ static void crash_report(struct cpu *c, zx_handle_t vcpu, zx_status_t st) {
             "  r8  %016" PRIx64 " r9  %016" PRIx64 " r10 %016" PRIx64 " r11 %016" PRIx64 "\n"
             "  r12 %016" PRIx64 " r13 %016" PRIx64 " r14 %016" PRIx64 " r15 %016" PRIx64 "\n"
             "  cr0 %016" PRIx64 " cr2 %016" PRIx64 " cr3 %016" PRIx64 " cr4 %016" PRIx64 " efer %" PRIx64 "\n",
-            s.rip, r.rflags, s.cs, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9,
-            r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, s.cr0, s.cr2, s.cr3, s.cr4, s.efer);
-    disasm_around(stderr, &c->m->env.mem, &s, s.rip);
+            s->rip, r->rflags, s->cs, r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp, r->rsp, r->r8, r->r9,
+            r->r10, r->r11, r->r12, r->r13, r->r14, r->r15, s->cr0, s->cr2, s->cr3, s->cr4, s->efer);
+    disasm_around(stderr, &c->m->env.mem, s, s->rip);
 }
 
 /* ---- vCPUs ---- */
@@ -355,6 +389,9 @@ static zx_status_t handle_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_
 static void *cpu_main(void *arg) {
     struct cpu *c = arg;
     struct machine *m = c->m;
+    char name[16];
+    snprintf(name, sizeof name, "vcpu-%u", c->id);
+    pthread_setname_np(pthread_self(), name); /* itself: naming another thread opens /proc */
     zx_handle_t vcpu;
     uint32_t options = c->id > 0 && m->linux_smp ? BELLHOP_VCPU_WAIT_FOR_SIPI : 0;
     zx_status_t st = zx_vcpu_create(m->guest, options, c->entry, &vcpu);
@@ -378,6 +415,16 @@ static void *cpu_main(void *arg) {
         }
         zx_vcpu_write_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
     }
+    if (m->cfg->sandbox) {
+        char err[160];
+        if (c->sandboxed) {
+            sandbox_adopt(SANDBOX_VCPU);
+        } else if (sandbox_enter(SANDBOX_VCPU, err, sizeof err) != 0) {
+            fprintf(stderr, "bellhop: cpu%u: %s\n", c->id, err);
+            request_exit(&m->env, 1);
+        }
+    }
+    sandbox_probe(SANDBOX_VCPU);
     pthread_mutex_lock(&m->lock);
     c->vcpu = vcpu;
     bool stop = m->exiting;
@@ -396,7 +443,7 @@ static void *cpu_main(void *arg) {
         if (st == ZX_ERR_UNAVAILABLE || st == ZX_ERR_CONNECTION_RESET) {
             request_exit(&m->env, 0); /* power-off and reset both end the VM */
         } else {
-            crash_report(c, vcpu, st);
+            crash_capture(c, vcpu, st);
             request_exit(&m->env, EXIT_GUEST_CRASH);
         }
         break;
@@ -418,16 +465,12 @@ static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
     c->m = m;
     c->id = id;
     c->entry = entry;
+    c->sandboxed = sandbox_active();
     int r = pthread_create(&c->thread, NULL, cpu_main, c);
     if (r == 0) c->running = true;
     /* vCPU ids follow creation order: create one at a time, so that cpu N is vCPU N. */
     while (r == 0 && !c->created) pthread_cond_wait(&m->cond, &m->lock);
     pthread_mutex_unlock(&m->lock);
-    if (r == 0) {
-        char name[16];
-        snprintf(name, sizeof name, "vcpu-%u", id);
-        pthread_setname_np(c->thread, name);
-    }
     return r == 0 ? 0 : fail("cannot start cpu%u: %s", id, strerror(r));
 }
 
@@ -649,12 +692,50 @@ static int devices_setup(struct machine *m) {
     return map_unassigned_ports(m);
 }
 
+/* The loop thread's first task confines it; nothing of the guest's runs before that. */
+static void sandbox_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
+    (void)d;
+    struct machine *m = (struct machine *)((char *)task - offsetof(struct machine, loop_sandbox_task));
+    int r = -1;
+    if (st == ZX_OK) r = sandbox_enter(SANDBOX_LOOP, m->loop_sandbox_err, sizeof m->loop_sandbox_err) == 0 ? 1 : -1;
+    else snprintf(m->loop_sandbox_err, sizeof m->loop_sandbox_err, "the loop ended before its sandbox");
+    pthread_mutex_lock(&m->lock);
+    m->loop_sandbox = r;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void probe_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
+    (void)d;
+    (void)task;
+    if (st == ZX_OK) sandbox_probe(SANDBOX_LOOP);
+}
+
+static int start_loop_thread(struct machine *m) {
+    if (m->cfg->sandbox) {
+        m->loop_sandbox_task = (async_task_t){.handler = sandbox_loop_thread, .deadline = ZX_TIME_INFINITE_PAST};
+        if (async_post_task(m->env.loop, &m->loop_sandbox_task) != ZX_OK) return fail("cannot start the loop thread");
+    }
+    m->loop_probe_task = (async_task_t){.handler = probe_loop_thread, .deadline = ZX_TIME_INFINITE_PAST};
+    if (async_post_task(m->env.loop, &m->loop_probe_task) != ZX_OK) return fail("cannot start the loop thread");
+    if (async_loop_start_thread(m->loop, "loop", NULL) != ZX_OK) return fail("cannot start the loop thread");
+    if (!m->cfg->sandbox) return 0;
+    pthread_mutex_lock(&m->lock);
+    while (m->loop_sandbox == 0) pthread_cond_wait(&m->cond, &m->lock);
+    int r = m->loop_sandbox;
+    pthread_mutex_unlock(&m->lock);
+    return r == 1 ? 0 : fail("%s", m->loop_sandbox_err);
+}
+
 int machine_run(const struct machine_config *cfg) {
     struct machine *m = calloc(1, sizeof *m);
     if (!m) return fail("out of memory"), 1;
     m->cfg = cfg;
     m->env.request_exit = request_exit;
     m->env.raise_irq = raise_irq;
+    m->env.msi_create = msi_create;
+    m->env.msi_set = msi_set;
+    m->env.irq_level = irq_level;
     m->env.trace = cfg->trace_traps;
     m->env.stats = cfg->stats;
     pthread_mutex_init(&m->lock, NULL);
@@ -682,15 +763,21 @@ int machine_run(const struct machine_config *cfg) {
     m->env.loop = async_loop_get_dispatcher(m->loop);
     pci_bus_init(&m->pci);
     if (load_kernel(m) != 0 || devices_setup(m) != 0 || boot_setup(m) != 0) goto out;
-    if (async_loop_start_thread(m->loop, "loop", NULL) != ZX_OK) {
-        fail("cannot start the loop thread");
-        goto out;
-    }
+    if (cfg->trace_traps) disasm_load(); /* vCPU threads trace, and cannot load it later */
+    if (start_loop_thread(m) != 0) goto out;
     terminal_raw(STDIN_FILENO);
     if (start_cpu(m, 0, m->cpus[0].entry) != 0) goto out;
     /* Linux starts its other CPUs itself, with INIT and STARTUP IPIs: they must exist. */
     for (unsigned i = 1; m->linux_smp && i < cfg->cpus; i++)
         if (start_cpu(m, i, 0) != 0) goto out;
+    if (cfg->sandbox) {
+        char err[160];
+        if (sandbox_enter(SANDBOX_MAIN, err, sizeof err) != 0) {
+            fail("%s", err);
+            goto out;
+        }
+    }
+    sandbox_probe(SANDBOX_MAIN);
     pthread_mutex_lock(&m->lock);
     while (!m->exiting) pthread_cond_wait(&m->cond, &m->lock);
     status = m->status;
@@ -700,6 +787,8 @@ out:
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
         if (m->cpus[i].running) pthread_join(m->cpus[i].thread, NULL);
     if (m->loop) async_loop_destroy(m->loop);
+    for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
+        if (m->cpus[i].crash.crashed) crash_report(&m->cpus[i]);
     if (cfg->stats && m->guest) print_stats(m);
     terminal_restore();
     uart16550_destroy(m->uart);

@@ -8,7 +8,9 @@
  *   - one async-loop thread runs everything asynchronous: bells (virtqueue notifications),
  *     fd waits (console input, disks), timers;
  *   - the main thread sets up, waits for the VM to end, then tears down in order: vCPUs
- *     (kicked and joined), the loop (shut down), devices, the guest.
+ *     (kicked and joined), the loop (shut down), devices, the guest; it prints the crash
+ *     report a vCPU left.
+ * Once set up, each thread confines itself to its role's seccomp allowlist (vmm/sandbox.h).
  */
 #ifndef BELLHOP_VMM_MACHINE_H
 #define BELLHOP_VMM_MACHINE_H
@@ -41,6 +43,7 @@ struct machine_config {
     bool boot_markers;  /* print each boot marker (outl to port 0x80) */
     bool dispatch_loop; /* register accesses run on the loop thread, not the vCPU's */
     bool stats;         /* print per-trap counts and handler times when the VM ends */
+    bool sandbox;       /* each thread under its seccomp allowlist once set up (vmm/sandbox.h) */
     uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started, for boot markers */
 };
 

@@ -15,6 +15,7 @@
 
 #include "vmm/bench.h"
 #include "vmm/machine.h"
+#include "vmm/sandbox.h"
 
 #define EXIT_USAGE 2
 #define MIN_MEM (4ull << 20)
@@ -43,11 +44,13 @@ static void usage(FILE *f) {
             "                       virtio queue: counts and handler times\n"
             "  --dispatch KIND      run register accesses inline on the vCPU thread (default) or\n"
             "                       on the loop thread (loop)\n"
+            "  --no-seccomp         no seccomp sandbox (for debugging; sanitizer builds have none)\n"
             "  -h, --help           this text\n"
             "\n"
             "The guest's device tree is its first PVH module. Ctrl-A x quits.\n"
             "Exit status: the guest's (written to port 0xf4); 0 when the guest powers off or\n"
-            "resets; 1 on errors or a guest crash; 2 on bad usage.\n",
+            "resets; 1 on errors or a guest crash; 2 on bad usage; 159 when a thread made a system\n"
+            "call outside its seccomp allowlist.\n",
             MIN_MEM >> 20, MAX_MEM >> 20, MACHINE_MAX_CPUS, MACHINE_MAX_DISKS);
 }
 
@@ -101,8 +104,8 @@ static uint64_t monotonic_ns(void) {
 
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
-                                 .start_ns = monotonic_ns()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS };
+                                 .start_ns = monotonic_ns(), .sandbox = sandbox_supported()};
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP };
     static const struct option opts[] = {
         {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
@@ -111,6 +114,7 @@ static int cmd_run(int argc, char **argv) {
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
         {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
+        {"no-seccomp", no_argument, 0, O_NO_SECCOMP},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -160,6 +164,7 @@ static int cmd_run(int argc, char **argv) {
         case O_RNG: cfg.rng = true; break;
         case O_MARKERS: cfg.boot_markers = true; break;
         case O_STATS: cfg.stats = true; break;
+        case O_NO_SECCOMP: cfg.sandbox = false; break;
         case O_DISPATCH:
             if (strcmp(optarg, "inline") == 0) cfg.dispatch_loop = false;
             else if (strcmp(optarg, "loop") == 0) cfg.dispatch_loop = true;

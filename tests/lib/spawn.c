@@ -42,3 +42,16 @@ int spawn_capture(char *const argv[], const char *input, char *out, size_t outle
     waitpid(pid, &status, 0);
     return status;
 }
+
+size_t spawn_read_until(int rd, char *out, size_t outlen, const char *const *needles) {
+    size_t len = 0;
+    out[0] = 0;
+    for (;;) {
+        for (const char *const *n = needles; *n; n++)
+            if (strstr(out, *n)) return len;
+        ssize_t got = len + 1 < outlen ? read(rd, out + len, outlen - 1 - len) : 0;
+        if (got <= 0) return len;
+        len += (size_t)got;
+        out[len] = 0;
+    }
+}

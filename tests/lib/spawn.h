@@ -12,4 +12,8 @@ pid_t spawn_piped(char *const argv[], const char *input, int *rd);
 /* Runs argv to its end, keeping its output (NUL-terminated) in out; returns the wait status. */
 int spawn_capture(char *const argv[], const char *input, char *out, size_t outlen);
 
+/* Reads rd into out (NUL-terminated) until out holds one of the needles (a NULL-terminated
+ * list) or rd ends. Returns the length read. */
+size_t spawn_read_until(int rd, char *out, size_t outlen, const char *const *needles);
+
 #endif

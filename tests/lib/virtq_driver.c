@@ -1,4 +1,6 @@
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "tests/lib/virtq_driver.h"
@@ -10,17 +12,54 @@ static void count_irq(struct vm_env *env, uint32_t irq) {
 
 static void note_exit(struct vm_env *env, int status) { ((struct fake_vm *)env)->exit_status = status; }
 
+static int fake_fd(struct fake_vm *vm) {
+    if (vm->nfds == FAKE_VM_MAX_FDS) return -1;
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd >= 0) vm->fds[vm->nfds++] = fd;
+    return fd;
+}
+
+static zx_status_t fake_msi_create(struct vm_env *env, uint32_t *msi, int *fd) {
+    struct fake_vm *vm = (struct fake_vm *)env;
+    *msi = vm->nfds;
+    return (*fd = fake_fd(vm)) >= 0 ? ZX_OK : ZX_ERR_NO_RESOURCES;
+}
+
+static zx_status_t fake_msi_set(struct vm_env *env, uint32_t msi, uint64_t address, uint32_t data) {
+    struct fake_vm *vm = (struct fake_vm *)env;
+    (void)data;
+    if (msi >= FAKE_VM_MAX_FDS) return ZX_ERR_INVALID_ARGS;
+    vm->msi[msi] = address;
+    return ZX_OK;
+}
+
+static zx_status_t fake_irq_level(struct vm_env *env, uint32_t gsi, int *fd, int *resample_fd) {
+    struct fake_vm *vm = (struct fake_vm *)env;
+    (void)gsi;
+    *fd = fake_fd(vm);
+    *resample_fd = vm->resample_fd = fake_fd(vm);
+    return *fd >= 0 && *resample_fd >= 0 ? ZX_OK : ZX_ERR_NO_RESOURCES;
+}
+
 void fake_vm_init(struct fake_vm *vm, size_t ram) {
     memset(vm, 0, sizeof *vm);
+    vm->env.guest = ZX_HANDLE_INVALID;
+    vm->resample_fd = -1;
     vm->env.mem.host = calloc(1, ram);
     vm->env.mem.size = ram;
     vm->env.raise_irq = count_irq;
+    vm->env.msi_create = fake_msi_create;
+    vm->env.msi_set = fake_msi_set;
+    vm->env.irq_level = fake_irq_level;
     vm->env.request_exit = note_exit;
     vm->exit_status = -1;
     vm->next_free = 0x1000;
 }
 
-void fake_vm_destroy(struct fake_vm *vm) { free(vm->env.mem.host); }
+void fake_vm_destroy(struct fake_vm *vm) {
+    for (unsigned i = 0; i < vm->nfds; i++) close(vm->fds[i]);
+    free(vm->env.mem.host);
+}
 
 uint64_t fake_alloc(struct fake_vm *vm, size_t len, size_t align) {
     uint64_t at = (vm->next_free + align - 1) & ~(uint64_t)(align - 1);

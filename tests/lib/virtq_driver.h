@@ -6,11 +6,19 @@
 
 #include "devices/virtio_mmio.h"
 
+#define FAKE_VM_MAX_FDS 64
+
+/* Its MSI vectors and level lines are plain eventfds (nothing reads them); its guest handle
+ * is invalid, so devices set no bell traps and are notified by direct calls. */
 struct fake_vm {
     struct vm_env env;
     int irqs;
     int exit_status; /* -1 until an exit is requested */
     uint64_t next_free; /* bump allocator in RAM */
+    int fds[FAKE_VM_MAX_FDS];
+    unsigned nfds;
+    uint64_t msi[FAKE_VM_MAX_FDS]; /* the address each vector was last given */
+    int resample_fd;               /* the last level line's: writing it is the guest's EOI */
 };
 
 void fake_vm_init(struct fake_vm *vm, size_t ram);
