@@ -83,16 +83,17 @@ void bench_run(struct vdev *rng, uint64_t bell, bool vcpu_ctl) {
     MEASURE("mmio_write", mmio_write32(BENCH_MMIO_ADDR, 0));
     MEASURE("mmio_read", (void)mmio_read32(BENCH_MMIO_ADDR));
     MEASURE("cpuid", cpuid0());
+    /* Guest-side cost of a notification: a virtio doorbell, or the floor's bare ioeventfd. */
+    if (rng) MEASURE("bell_write", vdev_notify(rng, 0));
+    else if (bell) MEASURE("bell_write", mmio_write32(bell, 0));
+    /* A bell whose handler only bumps a word in guest memory: under the floor, a host thread
+     * blocked in read() on the ioeventfd; under bellhop, a bell trap on its loop. */
+    if (bell) MEASURE("bell_to_flag", bell_flag(bell));
     if (rng) {
-        MEASURE("bell_write", vdev_notify(rng, 0));
+        /* A whole virtio request (one random byte), completion polled, then by interrupt. */
         static uint8_t byte;
-        MEASURE("bell_to_flag", vdev_request_polled(rng, 0, &(struct vbuf){&byte, 1, true}, 1));
+        MEASURE("virtio_polled", vdev_request_polled(rng, 0, &(struct vbuf){&byte, 1, true}, 1));
         MEASURE("bell_to_irq", vdev_request(rng, 0, &(struct vbuf){&byte, 1, true}, 1, false));
-    } else if (bell) {
-        /* The floor: an ioeventfd that a host thread blocked in read() answers by bumping a
-         * counter in guest memory (the word after the one the guest writes its rings to). */
-        MEASURE("bell_write", mmio_write32(bell, 0));
-        MEASURE("bell_to_flag", bell_flag(bell));
     }
     if (vcpu_ctl) {
         /* An INTERRUPT packet to this CPU: the VMM turns it into zx_vcpu_interrupt. */

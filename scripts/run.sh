@@ -15,4 +15,4 @@ args=$(printf '%q ' "$@")
 extra=()
 for f in ${BELLHOP_RUN_FILES:-}; do [ -e "$f" ] && extra+=(--file "$f"); done
 scripts/nested.sh --interactive --timeout "${BELLHOP_RUN_TIMEOUT:-600}" --file "$bin" \
-    --file "$dir/guest" "${extra[@]}" -- "$bin $args; echo \"bellhop exited with status \$?\""
+    --file "$dir/guest" "${extra[@]}" -- "$bin $args; s=\$?; echo \"bellhop exited with status \$s\"; exit \$s"

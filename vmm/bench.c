@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "firmware/fdt.h"
+#include "devices/bench_bell.h"
 #include "vmm/bench.h"
 #include "vmm/bench_floor.h"
 
@@ -304,7 +305,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n < 0) return 1;
     self[n] = 0;
-    char *const argv_bh[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--cmdline", "bench vcpu-ctl", NULL};
+    char *const argv_bh[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--cmdline",
+                             "bench vcpu-ctl bell=" BENCH_BELL_ADDR_STR, NULL};
     capture(argv_bh, out, OUT_MAX);
     parse(&runs[0], out);
     if (!runs[0].ok) {
@@ -312,8 +314,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
         free(out);
         return 1;
     }
-    char *const argv_loop[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--dispatch", "loop",
-                               "--cmdline", "bench", NULL};
+    char *const argv_loop[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--dispatch", "loop",
+                               "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
     capture(argv_loop, out, OUT_MAX);
     parse(&runs[3], out);
     unsigned nruns = 1;
@@ -384,7 +386,9 @@ int bench_main(int argc, char **argv, const char *kernel) {
                ghz, pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
         printf("floor: the same guest under a raw KVM_RUN loop, its bell an ioeventfd that a thread blocked in read() "
                "answers with a flag in guest memory; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
-               "same guest.elf%s\n\n", nruns > 2 ? "" : " (not available here)");
+               "same guest.elf%s\n", nruns > 2 ? "" : " (not available here)");
+        printf("bellhop's bell_to_flag: a bell trap (--bench-bell) whose handler on the loop bumps that flag; "
+               "virtio_polled and bell_to_irq: a whole virtio-rng request, completion polled or by interrupt\n\n");
         table(runs, nruns, ghz);
         if (boot_bh > 0) {
             printf("\nLinux (Debian cloud bzImage, test initrd, 512M, 1 CPU) boot to init: bellhop %.0f ms", boot_bh);

@@ -19,6 +19,7 @@
 #include <zircon/syscalls/hypervisor.h>
 
 #include "devices/acpi_pm.h"
+#include "devices/bench_bell.h"
 #include "devices/boot_marker.h"
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
@@ -103,6 +104,7 @@ struct machine {
     struct i8042 *i8042;
     struct boot_marker *marker;
     struct acpi_pm *pm;
+    struct bench_bell *bench_bell;
     bool linux_smp; /* CPUs 1.. wait for INIT/SIPI from the guest's own LAPIC */
     bool virtio_pci; /* virtio devices on PCI rather than virtio-mmio */
     struct pvh_kernel kernel;
@@ -676,6 +678,10 @@ static int devices_setup(struct machine *m) {
     m->marker = boot_marker_create(m->guest, cfg->start_ns, cfg->boot_markers);
     if (map_device(m, ZX_GUEST_TRAP_IO, BOOT_MARKER_PORT, 4, &boot_marker_ops, m->marker)) return -1;
     if (cfg->rng && !add_virtio(m, &virtio_rng_ops, NULL)) return -1;
+    if (cfg->bench_bell) {
+        char err[160];
+        if (!(m->bench_bell = bench_bell_create(&m->env, err, sizeof err))) return fail("%s", err);
+    }
     for (unsigned i = 0; i < cfg->ndisks; i++) {
         char err[200];
         m->disks[i] = virtio_blk_open(cfg->disks[i].path, cfg->disks[i].read_only, err, sizeof err);
@@ -803,6 +809,7 @@ out:
     i8042_destroy(m->i8042);
     boot_marker_destroy(m->marker);
     acpi_pm_destroy(m->pm);
+    bench_bell_destroy(m->bench_bell);
     if (m->guest) zx_handle_close(m->guest);
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);

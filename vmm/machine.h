@@ -41,6 +41,7 @@ struct machine_config {
     const char *tap; /* virtio-net on this tap interface; NULL: no network */
     bool trace_traps;
     bool boot_markers;  /* print each boot marker (outl to port 0x80) */
+    bool bench_bell;    /* the bench's flag-bumping bell (devices/bench_bell.h) */
     bool dispatch_loop; /* register accesses run on the loop thread, not the vCPU's */
     bool stats;         /* print per-trap counts and handler times when the VM ends */
     bool sandbox;       /* each thread under its seccomp allowlist once set up (vmm/sandbox.h) */

@@ -44,6 +44,8 @@ static void usage(FILE *f) {
             "                       virtio queue: counts and handler times\n"
             "  --dispatch KIND      run register accesses inline on the vCPU thread (default) or\n"
             "                       on the loop thread (loop)\n"
+            "  --bench-bell         a bell at 0xd8000000 whose handler only bumps the word at\n"
+            "                       0x5000 (bellhop bench's bell-to-flag)\n"
             "  --no-seccomp         no seccomp sandbox (for debugging; sanitizer builds have none)\n"
             "  -h, --help           this text\n"
             "\n"
@@ -105,7 +107,7 @@ static uint64_t monotonic_ns(void) {
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = monotonic_ns(), .sandbox = sandbox_supported()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL };
     static const struct option opts[] = {
         {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
@@ -114,7 +116,7 @@ static int cmd_run(int argc, char **argv) {
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
         {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
-        {"no-seccomp", no_argument, 0, O_NO_SECCOMP},
+        {"no-seccomp", no_argument, 0, O_NO_SECCOMP}, {"bench-bell", no_argument, 0, O_BENCH_BELL},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -165,6 +167,7 @@ static int cmd_run(int argc, char **argv) {
         case O_MARKERS: cfg.boot_markers = true; break;
         case O_STATS: cfg.stats = true; break;
         case O_NO_SECCOMP: cfg.sandbox = false; break;
+        case O_BENCH_BELL: cfg.bench_bell = true; break;
         case O_DISPATCH:
             if (strcmp(optarg, "inline") == 0) cfg.dispatch_loop = false;
             else if (strcmp(optarg, "loop") == 0) cfg.dispatch_loop = true;
