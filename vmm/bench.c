@@ -140,26 +140,50 @@ static double time_to_line(char *const argv[], const char *line, char *out, size
     return ms;
 }
 
-long bench_rss_beyond_guest_kib(pid_t pid) {
+/* One mapping of smaps as it is read. */
+struct smaps_mapping {
+    long size, rss, anon;
+};
+
+int bench_memory_beyond_guest(pid_t pid, struct bench_memory *out) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     char line[512];
-    long total = 0, largest_size = 0, largest_rss = 0, size = 0;
-    while (fgets(line, sizeof line, f)) {
-        long v;
-        if (sscanf(line, "Size: %ld kB", &v) == 1) size = v;
-        else if (sscanf(line, "Rss: %ld kB", &v) == 1) {
-            total += v;
-            if (size > largest_size) largest_size = size, largest_rss = v;
+    struct smaps_mapping cur = {0}, largest = {0}, total = {0};
+    bool have = false;
+    for (bool more = true; more;) {
+        more = fgets(line, sizeof line, f) != NULL;
+        unsigned long lo, hi;
+        if (!more || sscanf(line, "%lx-%lx ", &lo, &hi) == 2) { /* a mapping ends */
+            if (have) {
+                total.rss += cur.rss;
+                total.anon += cur.anon;
+                if (cur.size > largest.size) largest = cur;
+            }
+            cur = (struct smaps_mapping){0};
+            have = true;
+            continue;
         }
+        long v;
+        if (sscanf(line, "Size: %ld kB", &v) == 1) cur.size = v;
+        else if (sscanf(line, "Rss: %ld kB", &v) == 1) cur.rss = v;
+        else if (sscanf(line, "Anonymous: %ld kB", &v) == 1) cur.anon = v;
     }
     fclose(f);
-    return total - largest_rss;
+    /* The guest's RAM is the largest mapping: the rest is the VMM's. */
+    out->rss_kib = total.rss - largest.rss;
+    out->anon_kib = total.anon - largest.anon;
+    return 0;
 }
 
-static const char *qemu_path(char *dir, size_t len) {
+long bench_rss_beyond_guest_kib(pid_t pid) {
+    struct bench_memory m;
+    return bench_memory_beyond_guest(pid, &m) == 0 ? m.rss_kib : -1;
+}
+
+const char *bench_qemu_path(char *dir, size_t len) {
     static const char *const roots[] = {"/bellhop", ""};
     static char bin[PATH_MAX];
     for (size_t i = 0; i < 2; i++) {
@@ -172,31 +196,65 @@ static const char *qemu_path(char *dir, size_t len) {
     return NULL;
 }
 
-/* QEMU microvm (no ACPI, one IOAPIC); the guest finds its devices in a device tree given as
- * -initrd. */
-static int run_peer(const char *kernel, char *out, size_t outlen) {
-    char dir[PATH_MAX];
-    const char *qemu = qemu_path(dir, sizeof dir);
-    if (!qemu) return -1;
+/* QEMU microvm (no ACPI, one IOAPIC) running guest.elf with `cmdline`; the guest finds its
+ * devices in a device tree given as -initrd, written to a temporary file (path: 64 bytes). */
+static int peer_dtb(const char *cmdline, char *path) {
     struct fdt_machine m;
-    fdt_microvm_layout(&m, 128u << 20, "bench");
+    fdt_microvm_layout(&m, 128u << 20, cmdline);
     static char dtb[1 << 16];
     int size = fdt_build(&m, dtb, sizeof dtb);
-    char dtb_path[] = "/tmp/bellhop-bench-XXXXXX";
-    int fd = mkstemp(dtb_path);
+    snprintf(path, 64, "/tmp/bellhop-bench-XXXXXX");
+    int fd = mkstemp(path);
     if (size <= 0 || fd < 0 || write(fd, dtb, (size_t)size) != size) {
-        if (fd >= 0) close(fd);
+        if (fd >= 0) {
+            close(fd);
+            unlink(path);
+        }
         return -1;
     }
     close(fd);
-    char *const argv[] = {(char *)qemu, "-L", dir, "-M", "microvm,acpi=off,pic=off,pit=off,rtc=off,ioapic2=off,auto-kernel-cmdline=off",
-                          "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-no-user-config",
-                          "-display", "none", "-serial", "stdio", "-kernel", (char *)kernel, "-initrd", dtb_path,
-                          "-append", "bench", "-global", "virtio-mmio.force-legacy=false", "-device", "virtio-rng-device",
-                          "-device", "isa-debug-exit,iobase=0xf4,iosize=1", NULL};
+    return 0;
+}
+
+static void peer_argv(char **argv, const char *qemu, const char *dir, const char *kernel, const char *dtb_path,
+                      const char *cmdline) {
+    const char *const args[] = {qemu, "-L", dir, "-M", "microvm,acpi=off,pic=off,pit=off,rtc=off,ioapic2=off,auto-kernel-cmdline=off",
+                                "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-no-user-config",
+                                "-display", "none", "-serial", "stdio", "-kernel", kernel, "-initrd", dtb_path,
+                                "-append", cmdline, "-global", "virtio-mmio.force-legacy=false", "-device", "virtio-rng-device",
+                                "-device", "isa-debug-exit,iobase=0xf4,iosize=1", NULL};
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) argv[i] = (char *)args[i];
+}
+
+static int run_peer(const char *kernel, char *out, size_t outlen) {
+    char dir[PATH_MAX], dtb_path[64];
+    const char *qemu = bench_qemu_path(dir, sizeof dir);
+    if (!qemu || peer_dtb("bench", dtb_path) != 0) return -1;
+    char *argv[40];
+    peer_argv(argv, qemu, dir, kernel, dtb_path, "bench");
     capture(argv, out, outlen);
     unlink(dtb_path);
     return 0;
+}
+
+/* A VMM running the tiny guest in "wait" mode: its memory once the guest waits. */
+static void idle_memory(char *const argv[], struct bench_memory *mem) {
+    int rd;
+    pid_t pid = spawn(argv, true, &rd);
+    if (pid <= 0) return;
+    char buf[4096];
+    size_t got = 0;
+    ssize_t k;
+    while (got + 1 < sizeof buf && (k = read(rd, buf + got, sizeof buf - 1 - got)) > 0) {
+        got += (size_t)k;
+        buf[got] = 0;
+        if (strstr(buf, "guest: waiting")) break;
+    }
+    usleep(300000);
+    if (strstr(buf, "guest: waiting") && bench_memory_beyond_guest(pid, mem) != 0) *mem = (struct bench_memory){-1, -1};
+    kill(-pid, SIGKILL);
+    close(rd);
+    waitpid(pid, NULL, 0);
 }
 
 static void bar(const unsigned *hist) {
@@ -337,7 +395,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
         const char *mk = strstr(out, "bellhop: boot marker 0x1");
         if (mk) sscanf(mk, "bellhop: boot marker 0x1 at %255[^\n]", marker);
         char dir[PATH_MAX];
-        const char *qemu = qemu_path(dir, sizeof dir);
+        const char *qemu = bench_qemu_path(dir, sizeof dir);
         if (qemu) {
             char *const argv_q[] = {(char *)qemu, "-L", dir, "-M", "microvm,rtc=on", "-accel", "kvm", "-cpu", "host",
                                     "-m", "512", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
@@ -346,27 +404,17 @@ int bench_main(int argc, char **argv, const char *kernel) {
             boot_q = time_to_line(argv_q, "linux-guest: boot marker sent", out, OUT_MAX);
         }
     }
-    /* bellhop's own memory while the tiny guest idles. */
-    long rss = -1;
-    {
-        char *const argv_idle[] = {self, "run", "--mem", "128M", "--cmdline", "wait", NULL};
-        int rd;
-        pid_t pid = spawn(argv_idle, true, &rd);
-        if (pid > 0) {
-            char buf[4096];
-            size_t got = 0;
-            ssize_t k;
-            while (got + 1 < sizeof buf && (k = read(rd, buf + got, sizeof buf - 1 - got)) > 0) {
-                got += (size_t)k;
-                buf[got] = 0;
-                if (strstr(buf, "guest: waiting")) break;
-            }
-            usleep(300000);
-            rss = bench_rss_beyond_guest_kib(pid);
-            kill(-pid, SIGKILL);
-            close(rd);
-            waitpid(pid, NULL, 0);
-        }
+    /* Memory while the tiny guest idles: bellhop's, and QEMU microvm's with the same guest. */
+    struct bench_memory mem_bh = {-1, -1}, mem_q = {-1, -1};
+    char *const argv_idle[] = {self, "run", "--mem", "128M", "--cmdline", "wait", NULL};
+    idle_memory(argv_idle, &mem_bh);
+    char qdir[PATH_MAX], dtb_path[64];
+    const char *qemu = bench_qemu_path(qdir, sizeof qdir);
+    if (qemu && peer_dtb("wait", dtb_path) == 0) {
+        char *argv_qidle[40];
+        peer_argv(argv_qidle, qemu, qdir, kernel, dtb_path, "wait");
+        idle_memory(argv_qidle, &mem_q);
+        unlink(dtb_path);
     }
 
     if (plot_path && plot(plot_path, runs, nruns, ghz) != 0)
@@ -378,8 +426,9 @@ int bench_main(int argc, char **argv, const char *kernel) {
         for (unsigned i = 0; i < 4; i++)
             if (runs[i].nr && (i < nruns || i == 3)) all[k++] = runs[i];
         json(all, k, ghz);
-        printf("{\"linux_boot_to_init_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, \"rss_beyond_guest_kib\": %ld}\n",
-               boot_bh, boot_q, rss);
+        printf("{\"linux_boot_to_init_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, \"rss_beyond_guest_kib\": %ld, "
+               "\"anon_beyond_guest_kib\": %ld, \"qemu_rss_beyond_guest_kib\": %ld, \"qemu_anon_beyond_guest_kib\": %ld}\n",
+               boot_bh, boot_q, mem_bh.rss_kib, mem_bh.anon_kib, mem_q.rss_kib, mem_q.anon_kib);
     } else {
         printf("bellhop bench: 1000 samples per kind after 100 warm-up rounds, timed in the guest with the TSC "
                "(%.3f GHz); %s; inline dispatch on the vCPU thread\n",
@@ -395,7 +444,13 @@ int bench_main(int argc, char **argv, const char *kernel) {
             if (boot_q > 0) printf(", QEMU microvm,rtc=on %.0f ms (%.2fx)", boot_q, boot_bh / boot_q);
             printf("\n  bellhop's marker: %s\n", marker);
         }
-        if (rss >= 0) printf("bellhop resident memory beyond guest memory, idle tiny guest: %ld KiB\n", rss);
+        if (mem_bh.rss_kib >= 0) {
+            printf("memory beyond guest RAM, idle tiny guest: bellhop %ld KiB resident, %ld KiB anonymous",
+                   mem_bh.rss_kib, mem_bh.anon_kib);
+            if (mem_q.rss_kib >= 0)
+                printf("; QEMU microvm %ld KiB resident, %ld KiB anonymous", mem_q.rss_kib, mem_q.anon_kib);
+            printf("\n  (resident counts the shared library pages each touched; anonymous is heap, stacks and written data)\n");
+        }
         if (runs[3].nr) {
             printf("\nwith --dispatch loop (register accesses handed to the loop thread, the vCPU waiting):\n");
             for (unsigned i = 0; i < 4 && i < runs[3].nr; i++) {

@@ -4,11 +4,22 @@
 #ifndef BELLHOP_VMM_BENCH_H
 #define BELLHOP_VMM_BENCH_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 int bench_main(int argc, char **argv, const char *kernel);
 /* Resident memory of a VMM process outside its largest mapping (the guest's RAM), in KiB;
  * -1 if it cannot be read. */
+/* A VMM's memory beyond its guest's RAM (the largest mapping): resident (the pages of shared
+ * libraries it touched included), and anonymous (its heap, stacks and written data: what it
+ * alone costs, however many processes share its libraries). */
+struct bench_memory {
+    long rss_kib, anon_kib;
+};
+int bench_memory_beyond_guest(pid_t pid, struct bench_memory *out);
 long bench_rss_beyond_guest_kib(pid_t pid);
+/* qemu-system-x86_64 with its microvm firmware, inside the nested KVM host (/bellhop/...) or
+ * on this machine; dir gets its firmware directory (for -L). NULL if there is none. */
+const char *bench_qemu_path(char *dir, size_t len);
 
 #endif

@@ -12,24 +12,12 @@
 #include "firmware/fdt.h"
 #include "tests/lib/check.h"
 #include "tests/lib/spawn.h"
+#include "vmm/bench.h"
 
-
-static const char *find_qemu(char *dir, size_t len) {
-    static const char *const roots[] = {"/bellhop", ""};
-    for (size_t i = 0; i < 2; i++) {
-        snprintf(dir, len, "%s/usr/share/qemu", roots[i]);
-        static char bin[PATH_MAX];
-        snprintf(bin, sizeof bin, "%s/usr/bin/qemu-system-x86_64", roots[i]);
-        char bios[PATH_MAX + 32];
-        snprintf(bios, sizeof bios, "%s/bios-microvm.bin", dir);
-        if (access(bin, X_OK) == 0 && access(bios, R_OK) == 0) return bin;
-    }
-    return NULL;
-}
 
 TEST_TIMEOUT(qemu_microvm_boots_the_tiny_guest, 180) {
     char dir[PATH_MAX];
-    const char *qemu = find_qemu(dir, sizeof dir);
+    const char *qemu = bench_qemu_path(dir, sizeof dir);
     if (!qemu) test_skip("no qemu-system-x86_64 with bios-microvm.bin here");
     if (access("/dev/kvm", R_OK | W_OK) != 0) test_skip("no usable /dev/kvm");
 
