@@ -116,6 +116,18 @@ static void capture(char *const argv[], char *out, size_t outlen) {
     waitpid(pid, NULL, 0);
 }
 
+/* Reads rd into out until `line` shows up (true) or the output ends or fills out (false). */
+static bool read_until(int rd, char *out, size_t outlen, const char *line) {
+    size_t len = 0;
+    ssize_t n;
+    out[0] = 0;
+    while (!strstr(out, line) && len + 1 < outlen && (n = read(rd, out + len, outlen - 1 - len)) > 0) {
+        len += (size_t)n;
+        out[len] = 0;
+    }
+    return strstr(out, line) != NULL;
+}
+
 /* Milliseconds from the start of argv until `line` shows up in its output (or -1); keeps the
  * output in out and stops the VMM when `line` has been seen. */
 static double time_to_line(char *const argv[], const char *line, char *out, size_t outlen) {
@@ -178,11 +190,6 @@ int bench_memory_beyond_guest(pid_t pid, struct bench_memory *out) {
     return 0;
 }
 
-long bench_rss_beyond_guest_kib(pid_t pid) {
-    struct bench_memory m;
-    return bench_memory_beyond_guest(pid, &m) == 0 ? m.rss_kib : -1;
-}
-
 const char *bench_qemu_path(char *dir, size_t len) {
     static const char *const roots[] = {"/bellhop", ""};
     static char bin[PATH_MAX];
@@ -237,21 +244,17 @@ static int run_peer(const char *kernel, char *out, size_t outlen) {
     return 0;
 }
 
-/* A VMM running the tiny guest in "wait" mode: its memory once the guest waits. */
+/* A VMM running the tiny guest in "wait" mode: its memory once the guest waits (mem is left
+ * as it was if it never does). */
 static void idle_memory(char *const argv[], struct bench_memory *mem) {
     int rd;
     pid_t pid = spawn(argv, true, &rd);
     if (pid <= 0) return;
     char buf[4096];
-    size_t got = 0;
-    ssize_t k;
-    while (got + 1 < sizeof buf && (k = read(rd, buf + got, sizeof buf - 1 - got)) > 0) {
-        got += (size_t)k;
-        buf[got] = 0;
-        if (strstr(buf, "guest: waiting")) break;
+    if (read_until(rd, buf, sizeof buf, "guest: waiting")) {
+        usleep(300000);
+        bench_memory_beyond_guest(pid, mem);
     }
-    usleep(300000);
-    if (strstr(buf, "guest: waiting") && bench_memory_beyond_guest(pid, mem) != 0) *mem = (struct bench_memory){-1, -1};
     kill(-pid, SIGKILL);
     close(rd);
     waitpid(pid, NULL, 0);

@@ -16,8 +16,8 @@ int bench_main(int argc, char **argv, const char *kernel);
 struct bench_memory {
     long rss_kib, anon_kib;
 };
+/* 0, or -1 (out untouched) if pid's smaps cannot be read. */
 int bench_memory_beyond_guest(pid_t pid, struct bench_memory *out);
-long bench_rss_beyond_guest_kib(pid_t pid);
 /* qemu-system-x86_64 with its microvm firmware, inside the nested KVM host (/bellhop/...) or
  * on this machine; dir gets its firmware directory (for -L). NULL if there is none. */
 const char *bench_qemu_path(char *dir, size_t len);

@@ -125,7 +125,7 @@ struct machine {
     int status;
     struct cpu cpus[MACHINE_MAX_CPUS];
     int irqfds[IOAPIC_PINS]; /* -1 until raise_irq first needs it; the guest owns them */
-    async_task_t loop_sandbox_task, loop_probe_task;
+    async_task_t loop_sandbox_task; /* the loop thread's first: confines it (--no-seccomp: not) */
     int loop_sandbox;        /* m->lock: 0 until the loop thread tried, then 1 or -1 */
     char loop_sandbox_err[160];
 };
@@ -699,33 +699,28 @@ static int devices_setup(struct machine *m) {
 }
 
 /* The loop thread's first task confines it; nothing of the guest's runs before that. */
-static void sandbox_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
+static void confine_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
     (void)d;
     struct machine *m = (struct machine *)((char *)task - offsetof(struct machine, loop_sandbox_task));
-    int r = -1;
-    if (st == ZX_OK) r = sandbox_enter(SANDBOX_LOOP, m->loop_sandbox_err, sizeof m->loop_sandbox_err) == 0 ? 1 : -1;
-    else snprintf(m->loop_sandbox_err, sizeof m->loop_sandbox_err, "the loop ended before its sandbox");
+    int r = 1;
+    if (st != ZX_OK) {
+        r = -1;
+        snprintf(m->loop_sandbox_err, sizeof m->loop_sandbox_err, "the loop ended before its sandbox");
+    } else if (m->cfg->sandbox && sandbox_enter(SANDBOX_LOOP, m->loop_sandbox_err, sizeof m->loop_sandbox_err) != 0) {
+        r = -1;
+    }
     pthread_mutex_lock(&m->lock);
     m->loop_sandbox = r;
     pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->lock);
-}
-
-static void probe_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
-    (void)d;
-    (void)task;
-    if (st == ZX_OK) sandbox_probe(SANDBOX_LOOP);
+    if (r == 1) sandbox_probe(SANDBOX_LOOP);
 }
 
 static int start_loop_thread(struct machine *m) {
-    if (m->cfg->sandbox) {
-        m->loop_sandbox_task = (async_task_t){.handler = sandbox_loop_thread, .deadline = ZX_TIME_INFINITE_PAST};
-        if (async_post_task(m->env.loop, &m->loop_sandbox_task) != ZX_OK) return fail("cannot start the loop thread");
-    }
-    m->loop_probe_task = (async_task_t){.handler = probe_loop_thread, .deadline = ZX_TIME_INFINITE_PAST};
-    if (async_post_task(m->env.loop, &m->loop_probe_task) != ZX_OK) return fail("cannot start the loop thread");
-    if (async_loop_start_thread(m->loop, "loop", NULL) != ZX_OK) return fail("cannot start the loop thread");
-    if (!m->cfg->sandbox) return 0;
+    m->loop_sandbox_task = (async_task_t){.handler = confine_loop_thread, .deadline = ZX_TIME_INFINITE_PAST};
+    if (async_post_task(m->env.loop, &m->loop_sandbox_task) != ZX_OK ||
+        async_loop_start_thread(m->loop, "loop", NULL) != ZX_OK)
+        return fail("cannot start the loop thread");
     pthread_mutex_lock(&m->lock);
     while (m->loop_sandbox == 0) pthread_cond_wait(&m->cond, &m->lock);
     int r = m->loop_sandbox;

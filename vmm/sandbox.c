@@ -109,6 +109,12 @@ static struct scmp_arg_cmp arg_masked(unsigned arg, uint64_t mask, uint64_t valu
 #define ALLOW(name) seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(name), 0)
 #define ALLOW_IF(name, ...) seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(name), __VA_ARGS__)
 
+static int allow_calls(scmp_filter_ctx ctx, const int *calls, size_t n) {
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i], 0);
+    return rc;
+}
+
 static int allow_ioctls(scmp_filter_ctx ctx, const unsigned long *reqs, size_t n) {
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) rc = ALLOW_IF(ioctl, 1, arg_eq(1, reqs[i]));
@@ -125,9 +131,7 @@ static int allow_common(scmp_filter_ctx ctx) {
         SCMP_SYS(rt_sigaction), SCMP_SYS(restart_syscall), SCMP_SYS(brk), SCMP_SYS(munmap),
         SCMP_SYS(madvise), SCMP_SYS(mremap), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(eventfd2),
     };
-    int rc = 0;
-    for (size_t i = 0; i < sizeof calls / sizeof calls[0] && rc == 0; i++)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i], 0);
+    int rc = allow_calls(ctx, calls, sizeof calls / sizeof calls[0]);
     /* Memory, never executable: only main (loading libcapstone) maps code. */
     if (!rc) rc = ALLOW_IF(mmap, 1, arg_masked(2, PROT_EXEC, 0));
     if (!rc) rc = ALLOW_IF(mprotect, 1, arg_masked(2, PROT_EXEC, 0));
@@ -159,10 +163,7 @@ static int allow_device_io(scmp_filter_ctx ctx) {
         SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_pwait2), SCMP_SYS(epoll_ctl), SCMP_SYS(timerfd_settime),
         SCMP_SYS(timerfd_gettime),
     };
-    int rc = 0;
-    for (size_t i = 0; i < sizeof calls / sizeof calls[0] && rc == 0; i++)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i], 0);
-    return rc;
+    return allow_calls(ctx, calls, sizeof calls / sizeof calls[0]);
 }
 
 static int allow_role(scmp_filter_ctx ctx, enum sandbox_role role) {
@@ -225,7 +226,7 @@ int sandbox_enter(enum sandbox_role role, char *err, size_t errlen) {
         return -1;
     }
     int rc = allow_role(ctx, role);
-    /* KVM_RUN is the call of the hot path: test it first. */
+    /* ioctl (KVM_RUN) is the call of the hot path: the filter tests for it first. */
     if (!rc) rc = seccomp_syscall_priority(ctx, SCMP_SYS(ioctl), 255);
     if (!rc) rc = seccomp_load(ctx);
     seccomp_release(ctx);
@@ -236,11 +237,9 @@ int sandbox_enter(enum sandbox_role role, char *err, size_t errlen) {
         snprintf(err, errlen, "seccomp: cannot load the %s thread's filter: %s", role_names[role], strerror(-rc));
         return -1;
     }
-    thread_role = role;
-    thread_sandboxed = true;
+    sandbox_adopt(role);
     return 0;
 }
-
 
 void sandbox_adopt(enum sandbox_role role) {
     thread_role = role;

@@ -13,21 +13,6 @@
 
 #define RAM 0x10000u
 
-static struct virtio_blk *disk(void) {
-    static struct virtio_blk *b;
-    if (!b) {
-        char path[] = "/tmp/bellhop-fuzz-blk-XXXXXX";
-        int fd = mkstemp(path);
-        if (fd < 0 || ftruncate(fd, 64 * 512) != 0) abort();
-        close(fd);
-        char err[128];
-        b = virtio_blk_open(path, false, err, sizeof err);
-        unlink(path);
-        if (!b) abort();
-    }
-    return b;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     unsigned which = data[0] % 3;
@@ -38,8 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct virtio_console *con = NULL;
     int null = -1;
     if (which == 1) {
-        ops = virtio_blk_ops_for(disk());
-        priv = disk();
+        ops = virtio_blk_ops_for(fuzz_disk());
+        priv = fuzz_disk();
     } else if (which == 2) {
         null = open("/dev/null", O_WRONLY);
         con = virtio_console_create(&vm.env, -1, null);

@@ -18,21 +18,6 @@
 #define RAM 0x10000u
 #define BAR0 0xe0000000u
 
-static struct virtio_blk *disk(void) {
-    static struct virtio_blk *b;
-    if (!b) {
-        char path[] = "/tmp/bellhop-fuzz-pci-XXXXXX";
-        int fd = mkstemp(path);
-        if (fd < 0 || ftruncate(fd, 64 * 512) != 0) abort();
-        close(fd);
-        char err[128];
-        b = virtio_blk_open(path, false, err, sizeof err);
-        unlink(path);
-        if (!b) abort();
-    }
-    return b;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct cursor c = {data, size};
     bool blk = take(&c, 1) & 1;
@@ -41,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     async_loop_t *loop;
     if (async_loop_create(&kAsyncLoopConfigNeverAttachToThread, &loop) != ZX_OK) abort();
     vm.env.loop = async_loop_get_dispatcher(loop);
-    const struct virtio_device_ops *ops = blk ? virtio_blk_ops_for(disk()) : &virtio_rng_ops;
-    struct virtio_pci *p = virtio_pci_create(&vm.env, ops, blk ? disk() : NULL, BAR0, 16);
+    const struct virtio_device_ops *ops = blk ? virtio_blk_ops_for(fuzz_disk()) : &virtio_rng_ops;
+    struct virtio_pci *p = virtio_pci_create(&vm.env, ops, blk ? fuzz_disk() : NULL, BAR0, 16);
     if (!p) abort();
     struct pci_bus bus;
     pci_bus_init(&bus);

@@ -17,7 +17,6 @@ struct fake_vm {
     uint64_t next_free; /* bump allocator in RAM */
     int fds[FAKE_VM_MAX_FDS];
     unsigned nfds;
-    uint64_t msi[FAKE_VM_MAX_FDS]; /* the address each vector was last given */
     int resample_fd;               /* the last level line's: writing it is the guest's EOI */
 };
 
