@@ -32,7 +32,7 @@ endif
 OPT ?= -O2
 CFLAGS := -std=gnu11 -Wall -Wextra -Werror $(OPT) -g -pthread -D_GNU_SOURCE \
           -Iloop/include -I. $(SANFLAGS) $(EXTRA_CFLAGS)
-LDFLAGS := -pthread $(SANFLAGS)
+LDFLAGS := -pthread -Wl,-z,relro,-z,now $(SANFLAGS)
 DEPFLAGS = -MMD -MP
 ifeq ($(V),1)
 Q :=
@@ -48,7 +48,7 @@ BENCH_SRCS := $(wildcard bench/*.c)
 
 LOOP_OBJS := $(LOOP_SRCS:%.c=$(B)/obj/%.o)
 VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/dsdt_aml.o $(B)/obj/gen/syscall_names.o
-CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o $(B)/obj/tests/lib/spawn.o
+CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
              $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))

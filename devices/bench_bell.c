@@ -10,7 +10,7 @@ struct bench_bell {
     struct vm_env *env;
 };
 
-static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_status_t st,
+__attribute__((hot)) static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_status_t st,
                     const zx_packet_guest_bell_t *bell) {
     (void)d, (void)bell;
     struct bench_bell *b = (struct bench_bell *)trap;

@@ -362,7 +362,7 @@ zx_status_t async_loop_reset_quit(async_loop_t *loop) {
     return expected == ASYNC_LOOP_RUNNABLE ? ZX_OK : ZX_ERR_BAD_STATE;
 }
 
-static zx_status_t run_once(async_loop_t *loop, zx_time_t deadline) {
+__attribute__((hot)) static zx_status_t run_once(async_loop_t *loop, zx_time_t deadline) {
     async_loop_state_t s = state_of(loop);
     if (s == ASYNC_LOOP_SHUTDOWN) return ZX_ERR_BAD_STATE;
     if (s == ASYNC_LOOP_QUIT) return ZX_ERR_CANCELED;
@@ -409,7 +409,7 @@ static zx_status_t run_once(async_loop_t *loop, zx_time_t deadline) {
     return ZX_OK;
 }
 
-zx_status_t async_loop_run(async_loop_t *loop, zx_time_t deadline, bool once) {
+__attribute__((hot)) zx_status_t async_loop_run(async_loop_t *loop, zx_time_t deadline, bool once) {
     atomic_fetch_add(&loop->active_threads, 1);
     zx_status_t st;
     do {

@@ -94,6 +94,20 @@ zx_status_t handle_get(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
                        struct zx_object **out);
 zx_status_t handle_rights(zx_handle_t h, zx_rights_t *out);
 
+/* One thread's memo of one handle, for a call made on every guest exit: while no handle
+ * anywhere has been closed or replaced since it was filled, the handle still names the same
+ * object with the same rights, so the table's lock is not needed. Holds a reference. */
+struct handle_cache {
+    zx_handle_t handle;
+    zx_rights_t rights;
+    uint64_t epoch;
+    struct zx_object *obj;
+};
+/* handle_get through the cache; *out is borrowed from it (valid until it is cleared). */
+zx_status_t handle_get_cached(struct handle_cache *c, zx_handle_t h, zx_obj_type_t type,
+                              zx_rights_t rights, struct zx_object **out);
+void handle_cache_clear(struct handle_cache *c);
+
 void observer_free(struct observer *o);
 /* Fires the observers of obj (for one port, or all when port is NULL) that `signals` match,
  * as if the object's signals were `signals`; returns how many fired. g_signal_lock held. */

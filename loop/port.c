@@ -126,7 +126,7 @@ void port_unlink_observer_locked(struct observer *o) {
  * unlocking (wake_finish), so the woken thread does not block again on the port lock. */
 enum wake { WAKE_NONE, WAKE_COND, WAKE_POLLER };
 
-static enum wake wake_one_locked(struct zx_port *p) {
+__attribute__((hot)) static enum wake wake_one_locked(struct zx_port *p) {
     if (p->cond_waiters > 0) {
         p->wake_syscalls++;
         return WAKE_COND;
@@ -139,7 +139,7 @@ static enum wake wake_one_locked(struct zx_port *p) {
     return WAKE_NONE;
 }
 
-static void wake_finish(struct zx_port *p, enum wake w) {
+__attribute__((hot)) static void wake_finish(struct zx_port *p, enum wake w) {
     if (w == WAKE_COND) {
         pthread_cond_signal(&p->cond);
     } else if (w == WAKE_POLLER) {
@@ -149,13 +149,13 @@ static void wake_finish(struct zx_port *p, enum wake w) {
     }
 }
 
-static enum wake enqueue_locked(struct zx_port *p, struct port_packet *pp) {
+__attribute__((hot)) static enum wake enqueue_locked(struct zx_port *p, struct port_packet *pp) {
     pp->queued = true;
     list_add_tail(pp->kind == PORT_PACKET_INTERRUPT ? &p->irq_queue : &p->queue, &pp->node);
     return wake_one_locked(p);
 }
 
-zx_status_t port_queue_packet(struct zx_port *p, struct port_packet *pp) {
+__attribute__((hot)) zx_status_t port_queue_packet(struct zx_port *p, struct port_packet *pp) {
     /* Once queued, the packet's owner (and its port reference) may be gone before the wake. */
     object_ref(&p->obj);
     pthread_mutex_lock(&p->lock);
@@ -222,7 +222,7 @@ bool port_remove_packet(struct zx_port *p, struct port_packet *pp) {
 }
 
 /* Takes a packet off the queue; returns an observer to free (after unlocking) or NULL. */
-static void *take_locked(struct zx_port *p, struct port_packet *pp, zx_port_packet_t *out) {
+__attribute__((hot)) static void *take_locked(struct zx_port *p, struct port_packet *pp, zx_port_packet_t *out) {
     list_delete(&pp->node);
     pp->queued = false;
     *out = pp->packet;
@@ -247,7 +247,7 @@ static struct timespec abs_ts(zx_time_t t) {
     return (struct timespec){.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
 }
 
-static void poll_once(struct zx_port *p, zx_time_t deadline) {
+__attribute__((hot)) static void poll_once(struct zx_port *p, zx_time_t deadline) {
     struct epoll_event ev[POLL_BATCH];
     struct timespec rel, *timeout = NULL;
     if (deadline != ZX_TIME_INFINITE) {
@@ -272,7 +272,7 @@ static void poll_once(struct zx_port *p, zx_time_t deadline) {
     }
 }
 
-zx_status_t port_wait(struct zx_port *p, zx_time_t deadline, zx_port_packet_t *out) {
+__attribute__((hot)) zx_status_t port_wait(struct zx_port *p, zx_time_t deadline, zx_port_packet_t *out) {
     void *dead_observer = NULL;
     zx_status_t st = ZX_OK;
     bool polled = false;

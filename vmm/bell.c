@@ -35,7 +35,7 @@ static int ioeventfd(struct bell_slot *s, bool assign) {
 /* On the port's poller thread, no lock held. The eventfd is edge-triggered: every signal
  * from KVM is an edge, so its counter is never read (a read per bell would be a third of the
  * loop's system calls), and at one ring per nanosecond it would take centuries to saturate. */
-static void slot_ready(struct port_fd_source *src, uint32_t events) {
+__attribute__((hot)) static void slot_ready(struct port_fd_source *src, uint32_t events) {
     (void)events;
     struct bell_slot *s = (struct bell_slot *)src;
     if (atomic_exchange(&s->in_flight, true)) return; /* coalesced into the queued packet */
@@ -43,7 +43,7 @@ static void slot_ready(struct port_fd_source *src, uint32_t events) {
 }
 
 /* Port lock held. */
-static void slot_release(struct port_packet *pp, bool delivered) {
+__attribute__((hot)) static void slot_release(struct port_packet *pp, bool delivered) {
     (void)delivered;
     atomic_store(&((struct bell_slot *)pp->owner)->in_flight, false);
 }

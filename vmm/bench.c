@@ -16,6 +16,7 @@
 #include "firmware/fdt.h"
 #include "devices/bench_bell.h"
 #include "vmm/bench.h"
+#include "vmm/spawn.h"
 #include "vmm/bench_floor.h"
 
 #define MAX_KINDS 16
@@ -78,62 +79,12 @@ static const struct result *find(const struct run *run, const char *kind) {
     return NULL;
 }
 
-/* Starts argv with stdout+stderr on a pipe; returns the pid and the read end. own_group:
- * in a process group of its own, so that kill(-pid) stops it and its children. */
-static pid_t spawn(char *const argv[], bool own_group, int *rd) {
-    int p[2];
-    if (pipe(p) != 0) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
-        if (own_group) setpgid(0, 0);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    if (pid < 0) {
-        close(p[0]);
-        return -1;
-    }
-    *rd = p[0];
-    return pid;
-}
-
-/* Runs argv (a VMM) to its end and keeps its output. */
-static void capture(char *const argv[], char *out, size_t outlen) {
-    int rd;
-    pid_t pid = spawn(argv, false, &rd);
-    out[0] = 0;
-    if (pid < 0) return;
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < outlen && (n = read(rd, out + len, outlen - 1 - len)) > 0) len += (size_t)n;
-    out[len] = 0;
-    close(rd);
-    waitpid(pid, NULL, 0);
-}
-
-/* Reads rd into out until `line` shows up (true) or the output ends or fills out (false). */
-static bool read_until(int rd, char *out, size_t outlen, const char *line) {
-    size_t len = 0;
-    ssize_t n;
-    out[0] = 0;
-    while (!strstr(out, line) && len + 1 < outlen && (n = read(rd, out + len, outlen - 1 - len)) > 0) {
-        len += (size_t)n;
-        out[len] = 0;
-    }
-    return strstr(out, line) != NULL;
-}
-
 /* Milliseconds from the start of argv until `line` shows up in its output (or -1); keeps the
  * output in out and stops the VMM when `line` has been seen. */
 static double time_to_line(char *const argv[], const char *line, char *out, size_t outlen) {
     int rd;
     uint64_t t0 = now_ns();
-    pid_t pid = spawn(argv, true, &rd);
+    pid_t pid = spawn_piped(argv, NULL, true, &rd);
     if (pid < 0) return -1;
     size_t len = 0;
     double ms = -1;
@@ -239,7 +190,7 @@ static int run_peer(const char *kernel, char *out, size_t outlen) {
     if (!qemu || peer_dtb("bench", dtb_path) != 0) return -1;
     char *argv[40];
     peer_argv(argv, qemu, dir, kernel, dtb_path, "bench");
-    capture(argv, out, outlen);
+    spawn_capture(argv, NULL, out, outlen);
     unlink(dtb_path);
     return 0;
 }
@@ -248,10 +199,11 @@ static int run_peer(const char *kernel, char *out, size_t outlen) {
  * as it was if it never does). */
 static void idle_memory(char *const argv[], struct bench_memory *mem) {
     int rd;
-    pid_t pid = spawn(argv, true, &rd);
+    pid_t pid = spawn_piped(argv, NULL, true, &rd);
     if (pid <= 0) return;
     char buf[4096];
-    if (read_until(rd, buf, sizeof buf, "guest: waiting")) {
+    spawn_read_until(rd, buf, sizeof buf, (const char *const[]){"guest: waiting", NULL});
+    if (strstr(buf, "guest: waiting")) {
         usleep(300000);
         bench_memory_beyond_guest(pid, mem);
     }
@@ -339,17 +291,64 @@ static void json(const struct run *runs, unsigned nruns, double ghz) {
     printf("}}\n");
 }
 
+struct boot_times {
+    const char *image, *path;
+    double bellhop_ms, qemu_ms; /* -1: did not run */
+    char marker[256];           /* bellhop's boot marker: time and exits */
+};
+
+/* Both VMMs boot the kernel at b->path with the test initrd to its boot marker. */
+static void boot_to_init(char *self, struct boot_times *b, char *out, size_t outlen) {
+    b->bellhop_ms = b->qemu_ms = -1;
+    if (access(b->path, R_OK) != 0 || access("build/linux/initrd.cpio", R_OK) != 0) return;
+    char *const argv_bh[] = {self, "run", "--kernel", (char *)b->path, "--initrd", "build/linux/initrd.cpio",
+                             "--mem", "512M", "--boot-markers", "--cmdline", "console=ttyS0 quiet", NULL};
+    b->bellhop_ms = time_to_line(argv_bh, "linux-guest: boot marker sent", out, outlen);
+    const char *mk = strstr(out, "bellhop: boot marker 0x1");
+    if (mk) sscanf(mk, "bellhop: boot marker 0x1 at %255[^\n]", b->marker);
+    char dir[PATH_MAX];
+    const char *qemu = bench_qemu_path(dir, sizeof dir);
+    if (!qemu) return;
+    char *const argv_q[] = {(char *)qemu, "-L", dir, "-M", "microvm,rtc=on", "-accel", "kvm", "-cpu", "host",
+                            "-m", "512", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+                            "-no-reboot", "-kernel", (char *)b->path, "-initrd", "build/linux/initrd.cpio",
+                            "-append", "console=ttyS0 quiet", NULL};
+    b->qemu_ms = time_to_line(argv_q, "linux-guest: boot marker sent", out, outlen);
+}
+
+/* What a run measures: --only traps,boot,memory picks some (all by default). */
+enum { PART_TRAPS = 1, PART_BOOT = 2, PART_MEMORY = 4 };
+
+static bool parse_parts(const char *arg, unsigned *parts) {
+    char buf[64];
+    if (strlen(arg) >= sizeof buf) return false;
+    strcpy(buf, arg);
+    *parts = 0;
+    for (char *save, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        if (strcmp(w, "traps") == 0) *parts |= PART_TRAPS;
+        else if (strcmp(w, "boot") == 0) *parts |= PART_BOOT;
+        else if (strcmp(w, "memory") == 0) *parts |= PART_MEMORY;
+        else return false;
+    }
+    return *parts != 0;
+}
+
 int bench_main(int argc, char **argv, const char *kernel) {
     bool as_json = false;
+    unsigned parts = PART_TRAPS | PART_BOOT | PART_MEMORY;
     const char *plot_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             as_json = true;
         } else if (strcmp(argv[i], "--plot") == 0 && i + 1 < argc) {
             plot_path = argv[++i];
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            if (!parse_parts(argv[++i], &parts)) {
+                fprintf(stderr, "bellhop: bench: --only %s: a list of traps, boot, memory\n", argv[i]);
+                return 2;
+            }
         } else {
-            fprintf(stderr, "bellhop: bench: unknown argument %s (usage: bellhop bench [--json] [--plot FILE.svg])\n",
-                    argv[i]);
+            fprintf(stderr, "bellhop: bench: unknown argument %s (usage: %s)\n", argv[i], BENCH_USAGE);
             return 2;
         }
     }
@@ -366,54 +365,44 @@ int bench_main(int argc, char **argv, const char *kernel) {
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n < 0) return 1;
     self[n] = 0;
-    char *const argv_bh[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--cmdline",
-                             "bench vcpu-ctl bell=" BENCH_BELL_ADDR_STR, NULL};
-    capture(argv_bh, out, OUT_MAX);
-    parse(&runs[0], out);
-    if (!runs[0].ok) {
-        fprintf(stderr, "bellhop: bench: the bellhop run did not finish:\n%s\n", out);
-        free(out);
-        return 1;
-    }
-    char *const argv_loop[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--dispatch", "loop",
-                               "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
-    capture(argv_loop, out, OUT_MAX);
-    parse(&runs[3], out);
-    unsigned nruns = 1;
-    if (bench_floor_run(kernel, out, OUT_MAX) == 0) {
-        parse(&runs[1], out);
-        nruns = 2;
-    }
-    if (nruns == 2 && run_peer(kernel, out, OUT_MAX) == 0) {
-        parse(&runs[2], out);
-        if (runs[2].nr) nruns = 3;
-    }
-    /* Linux boot to init, bellhop against QEMU microvm (with its RTC), same kernel and initrd. */
-    double boot_bh = -1, boot_q = -1;
-    char marker[256] = "";
-    if (access("build/linux/bzImage", R_OK) == 0 && access("build/linux/initrd.cpio", R_OK) == 0) {
-        char *const argv_linux[] = {self, "run", "--kernel", "build/linux/bzImage", "--initrd", "build/linux/initrd.cpio",
-                                    "--mem", "512M", "--boot-markers", "--cmdline", "console=ttyS0 quiet", NULL};
-        boot_bh = time_to_line(argv_linux, "linux-guest: boot marker sent", out, OUT_MAX);
-        const char *mk = strstr(out, "bellhop: boot marker 0x1");
-        if (mk) sscanf(mk, "bellhop: boot marker 0x1 at %255[^\n]", marker);
-        char dir[PATH_MAX];
-        const char *qemu = bench_qemu_path(dir, sizeof dir);
-        if (qemu) {
-            char *const argv_q[] = {(char *)qemu, "-L", dir, "-M", "microvm,rtc=on", "-accel", "kvm", "-cpu", "host",
-                                    "-m", "512", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
-                                    "-no-reboot", "-kernel", "build/linux/bzImage", "-initrd", "build/linux/initrd.cpio",
-                                    "-append", "console=ttyS0 quiet", NULL};
-            boot_q = time_to_line(argv_q, "linux-guest: boot marker sent", out, OUT_MAX);
+    unsigned nruns = 0;
+    if (parts & PART_TRAPS) {
+        char *const argv_bh[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--cmdline",
+                                 "bench vcpu-ctl bell=" BENCH_BELL_ADDR_STR, NULL};
+        spawn_capture(argv_bh, NULL, out, OUT_MAX);
+        parse(&runs[0], out);
+        if (!runs[0].ok) {
+            fprintf(stderr, "bellhop: bench: the bellhop run did not finish:\n%s\n", out);
+            free(out);
+            return 1;
+        }
+        char *const argv_loop[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--dispatch",
+                                   "loop", "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
+        spawn_capture(argv_loop, NULL, out, OUT_MAX);
+        parse(&runs[3], out);
+        nruns = 1;
+        if (bench_floor_run(kernel, out, OUT_MAX) == 0) {
+            parse(&runs[1], out);
+            nruns = 2;
+        }
+        if (nruns == 2 && run_peer(kernel, out, OUT_MAX) == 0) {
+            parse(&runs[2], out);
+            if (runs[2].nr) nruns = 3;
         }
     }
+    /* Linux boot to init, bellhop against QEMU microvm (with its RTC), same kernel and initrd:
+     * the compressed bzImage, and the same kernel's ELF vmlinux through PVH, which both boot. */
+    struct boot_times boots[2] = {{.image = "bzImage", .path = "build/linux/bzImage"},
+                                  {.image = "vmlinux (PVH)", .path = "build/linux/vmlinux"}};
+    if (parts & PART_BOOT)
+        for (unsigned i = 0; i < 2; i++) boot_to_init(self, &boots[i], out, OUT_MAX);
     /* Memory while the tiny guest idles: bellhop's, and QEMU microvm's with the same guest. */
     struct bench_memory mem_bh = {-1, -1}, mem_q = {-1, -1};
     char *const argv_idle[] = {self, "run", "--mem", "128M", "--cmdline", "wait", NULL};
-    idle_memory(argv_idle, &mem_bh);
+    if (parts & PART_MEMORY) idle_memory(argv_idle, &mem_bh);
     char qdir[PATH_MAX], dtb_path[64];
     const char *qemu = bench_qemu_path(qdir, sizeof qdir);
-    if (qemu && peer_dtb("wait", dtb_path) == 0) {
+    if ((parts & PART_MEMORY) && qemu && peer_dtb("wait", dtb_path) == 0) {
         char *argv_qidle[40];
         peer_argv(argv_qidle, qemu, qdir, kernel, dtb_path, "wait");
         idle_memory(argv_qidle, &mem_q);
@@ -429,9 +418,11 @@ int bench_main(int argc, char **argv, const char *kernel) {
         for (unsigned i = 0; i < 4; i++)
             if (runs[i].nr && (i < nruns || i == 3)) all[k++] = runs[i];
         json(all, k, ghz);
-        printf("{\"linux_boot_to_init_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, \"rss_beyond_guest_kib\": %ld, "
+        printf("{\"linux_boot_to_init_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, "
+               "\"linux_pvh_boot_to_init_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, \"rss_beyond_guest_kib\": %ld, "
                "\"anon_beyond_guest_kib\": %ld, \"qemu_rss_beyond_guest_kib\": %ld, \"qemu_anon_beyond_guest_kib\": %ld}\n",
-               boot_bh, boot_q, mem_bh.rss_kib, mem_bh.anon_kib, mem_q.rss_kib, mem_q.anon_kib);
+               boots[0].bellhop_ms, boots[0].qemu_ms, boots[1].bellhop_ms, boots[1].qemu_ms, mem_bh.rss_kib,
+               mem_bh.anon_kib, mem_q.rss_kib, mem_q.anon_kib);
     } else {
         printf("bellhop bench: 1000 samples per kind after 100 warm-up rounds, timed in the guest with the TSC "
                "(%.3f GHz); %s; inline dispatch on the vCPU thread\n",
@@ -441,11 +432,14 @@ int bench_main(int argc, char **argv, const char *kernel) {
                "same guest.elf%s\n", nruns > 2 ? "" : " (not available here)");
         printf("bellhop's bell_to_flag: a bell trap (--bench-bell) whose handler on the loop bumps that flag; "
                "virtio_polled and bell_to_irq: a whole virtio-rng request, completion polled or by interrupt\n\n");
-        table(runs, nruns, ghz);
-        if (boot_bh > 0) {
-            printf("\nLinux (Debian cloud bzImage, test initrd, 512M, 1 CPU) boot to init: bellhop %.0f ms", boot_bh);
-            if (boot_q > 0) printf(", QEMU microvm,rtc=on %.0f ms (%.2fx)", boot_q, boot_bh / boot_q);
-            printf("\n  bellhop's marker: %s\n", marker);
+        if (nruns) table(runs, nruns, ghz);
+        for (unsigned i = 0; i < 2; i++) {
+            const struct boot_times *b = &boots[i];
+            if (b->bellhop_ms <= 0) continue;
+            printf("%sLinux (Debian cloud kernel as %s, test initrd, 512M, 1 CPU) boot to init: bellhop %.0f ms",
+                   i == 0 ? "\n" : "", b->image, b->bellhop_ms);
+            if (b->qemu_ms > 0) printf(", QEMU microvm,rtc=on %.0f ms (%.2fx)", b->qemu_ms, b->bellhop_ms / b->qemu_ms);
+            printf("\n  bellhop's marker: %s\n", b->marker);
         }
         if (mem_bh.rss_kib >= 0) {
             printf("memory beyond guest RAM, idle tiny guest: bellhop %ld KiB resident, %ld KiB anonymous",

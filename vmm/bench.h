@@ -7,9 +7,9 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#define BENCH_USAGE "bellhop bench [--json] [--plot FILE.svg] [--only traps,boot,memory]"
+
 int bench_main(int argc, char **argv, const char *kernel);
-/* Resident memory of a VMM process outside its largest mapping (the guest's RAM), in KiB;
- * -1 if it cannot be read. */
 /* A VMM's memory beyond its guest's RAM (the largest mapping): resident (the pages of shared
  * libraries it touched included), and anonymous (its heap, stacks and written data: what it
  * alone costs, however many processes share its libraries). */

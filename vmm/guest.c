@@ -362,7 +362,13 @@ zx_status_t bellhop_guest_exit_counts(zx_handle_t handle, uint64_t counts[BELLHO
     struct guest *g;
     zx_status_t st = guest_get(handle, ZX_RIGHT_NONE, &g);
     if (st != ZX_OK) return st;
-    for (int i = 0; i < BELLHOP_EXIT_KINDS; i++) counts[i] = atomic_load_explicit(&g->exits[i], memory_order_relaxed);
+    pthread_rwlock_rdlock(&g->lock);
+    for (int i = 0; i < BELLHOP_EXIT_KINDS; i++) {
+        counts[i] = atomic_load_explicit(&g->exits[i], memory_order_relaxed);
+        for (unsigned v = 0; v < BELLHOP_MAX_VCPUS; v++)
+            if (g->vcpu_exits[v]) counts[i] += atomic_load_explicit(&g->vcpu_exits[v]->n[i], memory_order_relaxed);
+    }
+    pthread_rwlock_unlock(&g->lock);
     object_unref(&g->obj);
     return ZX_OK;
 }

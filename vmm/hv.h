@@ -23,6 +23,11 @@
 
 struct guest;
 
+/* One vCPU's exits by kind: written by its thread only, read by anyone. */
+struct vcpu_exits {
+    atomic_ulong n[BELLHOP_EXIT_KINDS];
+};
+
 struct bell_slot {
     struct port_fd_source src; /* the ioeventfd */
     struct port_packet pp;
@@ -48,6 +53,7 @@ struct bell {
     unsigned pool_in_flight;
 };
 
+/* A trap lives, unmoved, as long as its guest: vCPUs keep pointers to it without a lock. */
 struct trap {
     uint32_t kind;
     uint64_t addr, size, key;
@@ -86,7 +92,10 @@ struct guest {
     struct trap_tree io_tree;
     struct trap ctl_trap;      /* the vCPU-control ports, in io_tree */
     atomic_uint nvcpus; /* ids handed out (never reused) */
+    /* Exits by kind: each vCPU counts its own (no shared line on the exit path); a vCPU
+     * that goes adds its counts here (lock). */
     atomic_ulong exits[BELLHOP_EXIT_KINDS];
+    struct vcpu_exits *vcpu_exits[BELLHOP_MAX_VCPUS]; /* lock */
     struct trap *doorbells[GUEST_MAX_DOORBELLS]; /* lock */
     unsigned ndoorbells;
     int irqfds[GUEST_MAX_GSI]; /* -1 until asked for (lock) */

@@ -37,6 +37,7 @@
 #include "firmware/fdt.h"
 #include "firmware/pvh.h"
 #include "vmm/disasm.h"
+#include "vmm/footprint.h"
 #include "vmm/machine.h"
 #include "vmm/sandbox.h"
 #include "vmm/terminal.h"
@@ -94,6 +95,7 @@ struct cpu {
 struct machine {
     struct vm_env env; /* first: devices get &env */
     const struct machine_config *cfg;
+    bool dispatch_loop; /* cfg's, beside env's trace and stats: what every exit reads */
     zx_handle_t guest;
     async_loop_t *loop;
     struct io_mapping maps[MAX_MAPPINGS];
@@ -271,7 +273,7 @@ static void crash_report(struct cpu *c) {
 static int start_cpu(struct machine *m, unsigned id, uint64_t entry);
 
 /* One register access, wherever it runs: reads return the value, writes 0. */
-static uint64_t device_access(const zx_port_packet_t *p) {
+__attribute__((hot)) static uint64_t device_access(const zx_port_packet_t *p) {
     const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
     if (p->type == ZX_PKT_TYPE_GUEST_IO) {
         uint64_t off = p->guest_io.port - map->origin;
@@ -305,8 +307,8 @@ static void run_loop_call(async_dispatcher_t *d, async_task_t *task, zx_status_t
     pthread_mutex_unlock(&call->lock);
 }
 
-static uint64_t dispatch_now(struct machine *m, const zx_port_packet_t *p) {
-    if (!m->cfg->dispatch_loop) return device_access(p);
+__attribute__((hot)) static uint64_t dispatch_now(struct machine *m, const zx_port_packet_t *p) {
+    if (!m->dispatch_loop) return device_access(p);
     struct loop_call call = {.task = {.handler = run_loop_call, .deadline = ZX_TIME_INFINITE_PAST},
                              .packet = p, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
     if (async_post_task(m->env.loop, &call.task) != ZX_OK) return device_access(p);
@@ -316,8 +318,8 @@ static uint64_t dispatch_now(struct machine *m, const zx_port_packet_t *p) {
     return call.value;
 }
 
-static uint64_t dispatch(struct machine *m, const zx_port_packet_t *p) {
-    if (!m->cfg->stats) return dispatch_now(m, p);
+__attribute__((hot)) static uint64_t dispatch(struct machine *m, const zx_port_packet_t *p) {
+    if (!m->env.stats) return dispatch_now(m, p);
     struct io_mapping *map = (struct io_mapping *)(uintptr_t)p->key;
     uint64_t t0 = stats_now_ns(), v = dispatch_now(m, p), ns = stats_now_ns() - t0;
     pthread_mutex_lock(&map->stats_lock);
@@ -357,9 +359,9 @@ static void print_stats(struct machine *m) {
         }
 }
 
-static zx_status_t handle_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p) {
+__attribute__((hot)) static zx_status_t handle_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p) {
     struct machine *m = c->m;
-    if (m->cfg->trace_traps) trace_packet(c, vcpu, p);
+    if (m->env.trace) trace_packet(c, vcpu, p);
     if (p->type == ZX_PKT_TYPE_GUEST_IO) {
         uint64_t v = dispatch(m, p);
         if (!p->guest_io.input) return ZX_OK;
@@ -388,7 +390,7 @@ static zx_status_t handle_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_
     return ZX_ERR_NOT_SUPPORTED;
 }
 
-static void *cpu_main(void *arg) {
+__attribute__((hot)) static void *cpu_main(void *arg) {
     struct cpu *c = arg;
     struct machine *m = c->m;
     char name[16];
@@ -430,6 +432,7 @@ static void *cpu_main(void *arg) {
     pthread_mutex_lock(&m->lock);
     c->vcpu = vcpu;
     bool stop = m->exiting;
+    pthread_cond_broadcast(&m->cond); /* setup_done() waits for this */
     pthread_mutex_unlock(&m->lock);
     zx_port_packet_t p;
     while (!stop) {
@@ -728,6 +731,16 @@ static int start_loop_thread(struct machine *m) {
     return r == 1 ? 0 : fail("%s", m->loop_sandbox_err);
 }
 
+/* Setup is over once the first vCPU runs under its filter (the loop thread confined itself
+ * before it started): what setup alone mapped can go (vmm/footprint.h). */
+static void setup_done(struct machine *m) {
+    pthread_mutex_lock(&m->lock);
+    while (!m->exiting && m->cpus[0].vcpu == ZX_HANDLE_INVALID) pthread_cond_wait(&m->cond, &m->lock);
+    bool exiting = m->exiting;
+    pthread_mutex_unlock(&m->lock);
+    if (!exiting) footprint_trim();
+}
+
 int machine_run(const struct machine_config *cfg) {
     struct machine *m = calloc(1, sizeof *m);
     if (!m) return fail("out of memory"), 1;
@@ -739,6 +752,7 @@ int machine_run(const struct machine_config *cfg) {
     m->env.irq_level = irq_level;
     m->env.trace = cfg->trace_traps;
     m->env.stats = cfg->stats;
+    m->dispatch_loop = cfg->dispatch_loop;
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;
@@ -779,6 +793,7 @@ int machine_run(const struct machine_config *cfg) {
         }
     }
     sandbox_probe(SANDBOX_MAIN);
+    setup_done(m);
     pthread_mutex_lock(&m->lock);
     while (!m->exiting) pthread_cond_wait(&m->cond, &m->lock);
     status = m->status;

@@ -1,5 +1,9 @@
 /* vCPUs: KVM vCPUs bound to the thread that created them, running the guest until a
- * synchronous exit becomes a GUEST_MEM / GUEST_IO / GUEST_VCPU packet. */
+ * synchronous exit becomes a GUEST_MEM / GUEST_IO / GUEST_VCPU packet.
+ *
+ * The exit path's functions, here and in the machine, handle table, port and loop, are
+ * marked hot: the linker puts them side by side in .text.hot. Nested, every world switch
+ * empties the emulated TLB, so each distinct page an exit touches costs (see bench/ab.sh). */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -45,6 +49,14 @@ struct vcpu {
         uint64_t key;
     } io;
     bool mem_read; /* a GUEST_MEM read awaits its answer */
+    /* the traps hit last (see find_trap) */
+    struct trap_hit {
+        struct trap *trap;
+        uint64_t addr, end, key;
+        uint32_t kind;
+    } last_io, last_mem;
+    struct vcpu_exits exits;
+    uint64_t run_size;
     /* a slow-path bell interrupted by a kick, retried on the next enter */
     struct bell *pending_bell;
     uint64_t pending_bell_addr;
@@ -55,7 +67,9 @@ struct vcpu {
 };
 
 static __thread struct binding *tls_binding;
-static pthread_key_t binding_key;
+/* The handle this thread enters its vCPU by: every exit costs a lookup otherwise. */
+static __thread struct handle_cache tls_vcpu;
+static pthread_key_t binding_key, vcpu_cache_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int kick_signal;
 
@@ -63,10 +77,12 @@ static void binding_unref(struct binding *b) {
     if (b && atomic_fetch_sub(&b->refs, 1) == 1) free(b);
 }
 static void thread_exit(void *b) { binding_unref(b); }
+static void cache_exit(void *c) { handle_cache_clear(c); }
 static void on_kick(int sig) { (void)sig; }
 
 static void init_once(void) {
     pthread_key_create(&binding_key, thread_exit);
+    pthread_key_create(&vcpu_cache_key, cache_exit);
     /* A kick interrupts KVM_RUN with this signal; SA_RESTART keeps other syscalls going. */
     kick_signal = SIGRTMIN + 5;
     struct sigaction sa = {.sa_handler = on_kick, .sa_flags = SA_RESTART};
@@ -76,6 +92,15 @@ static void init_once(void) {
 
 static void vcpu_destroy(struct zx_object *obj) {
     struct vcpu *v = (struct vcpu *)obj;
+    struct guest *g = v->guest;
+    pthread_rwlock_wrlock(&g->lock);
+    if (g->vcpu_exits[v->id] == &v->exits) {
+        g->vcpu_exits[v->id] = NULL;
+        for (int i = 0; i < BELLHOP_EXIT_KINDS; i++)
+            atomic_fetch_add_explicit(&g->exits[i], atomic_load_explicit(&v->exits.n[i], memory_order_relaxed),
+                                      memory_order_relaxed);
+    }
+    pthread_rwlock_unlock(&g->lock);
     if (v->run) munmap(v->run, (size_t)v->guest->run_size);
     if (v->fd >= 0) close(v->fd);
     if (v->binding) {
@@ -87,7 +112,15 @@ static void vcpu_destroy(struct zx_object *obj) {
     free(v);
 }
 
-static const struct object_ops vcpu_ops = {.type = ZX_OBJ_TYPE_VCPU, .destroy = vcpu_destroy};
+/* Closing the last handle from the vCPU's own thread ends the vCPU now, as in Zircon: the
+ * thread's cache lets go of it. (Closed from elsewhere, it ends when its thread next enters
+ * or exits: like a Zircon vCPU inside zx_vcpu_enter, it is in use until then.) */
+static void vcpu_zero_handles(struct zx_object *obj) {
+    if (tls_vcpu.obj == obj) handle_cache_clear(&tls_vcpu);
+}
+
+static const struct object_ops vcpu_ops = {.type = ZX_OBJ_TYPE_VCPU, .destroy = vcpu_destroy,
+                                           .on_zero_handles = vcpu_zero_handles};
 
 static zx_status_t vcpu_get(zx_handle_t h, zx_rights_t rights, struct vcpu **out) {
     struct zx_object *obj;
@@ -155,6 +188,7 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
         object_unref(&g->obj);
         return ZX_ERR_INVALID_ARGS;
     }
+    handle_cache_clear(&tls_vcpu); /* a closed vCPU it still holds goes now */
     if (tls_binding && atomic_load(&tls_binding->alive)) {
         object_unref(&g->obj);
         return ZX_ERR_BAD_STATE;
@@ -192,6 +226,10 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
     if (st == ZX_OK) {
         /* KVM copies the registers into kvm_run on every exit: RIP for packets costs nothing. */
         v->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+        v->run_size = (uint64_t)g->run_size;
+        pthread_rwlock_wrlock(&g->lock);
+        g->vcpu_exits[id] = &v->exits;
+        pthread_rwlock_unlock(&g->lock);
         atomic_init(&b->refs, 2);
         atomic_init(&b->alive, true);
         v->binding = b;
@@ -208,18 +246,42 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
 
 /* ---- exits ---- */
 
-static void count(struct vcpu *v, int kind) {
-    atomic_fetch_add_explicit(&v->guest->exits[kind], 1, memory_order_relaxed);
+__attribute__((hot)) static void count(struct vcpu *v, int kind) { /* only this vCPU's thread writes */
+    atomic_ulong *n = &v->exits.n[kind];
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+/* Register-sized copies inline: a call into libc is a page more to touch on every exit. */
+static inline void copy_reg(void *dst, const void *src, unsigned n) {
+    switch (n) {
+    case 1: memcpy(dst, src, 1); break;
+    case 2: memcpy(dst, src, 2); break;
+    case 4: memcpy(dst, src, 4); break;
+    default: memcpy(dst, src, n); break;
+    }
 }
 
 static uint8_t *io_data(struct vcpu *v) { return (uint8_t *)v->run + v->run->io.data_offset; }
 
-static void io_packet(struct vcpu *v, zx_port_packet_t *pkt) {
+__attribute__((hot)) static void io_packet(struct vcpu *v, zx_port_packet_t *pkt) {
     *pkt = (zx_port_packet_t){.key = v->io.key, .type = ZX_PKT_TYPE_GUEST_IO, .status = ZX_OK};
     pkt->guest_io.port = v->io.port;
     pkt->guest_io.access_size = v->io.size;
     pkt->guest_io.input = v->io.in;
-    if (!v->io.in) memcpy(pkt->guest_io.data, io_data(v) + v->io.index * v->io.size, v->io.size);
+    if (!v->io.in) copy_reg(pkt->guest_io.data, io_data(v) + v->io.index * v->io.size, v->io.size);
+}
+
+/* Traps are never removed or moved while their guest lives, so the one hit last answers a
+ * repeated access without the guest's lock; its copy here spares the exit a cache line. */
+__attribute__((hot)) static const struct trap_hit *find_trap(struct vcpu *v, struct trap_tree *tree, struct trap_hit *last,
+                                        uint64_t addr, unsigned len) {
+    if (last->trap && addr >= last->addr && addr + len <= last->end) return last;
+    pthread_rwlock_rdlock(&v->guest->lock);
+    struct trap *t = trap_find(tree, addr, len);
+    pthread_rwlock_unlock(&v->guest->lock);
+    if (!t) return NULL;
+    *last = (struct trap_hit){.trap = t, .addr = t->addr, .end = t->addr + t->size, .key = t->key, .kind = t->kind};
+    return last;
 }
 
 /* bellhop's vCPU-control device (see <zircon/syscalls/hypervisor.h>). */
@@ -267,20 +329,19 @@ static zx_status_t vcpu_ctl(struct vcpu *v, zx_port_packet_t *pkt) {
     }
 }
 
-static zx_status_t handle_io(struct vcpu *v, zx_port_packet_t *pkt) {
+__attribute__((hot)) static zx_status_t handle_io(struct vcpu *v, zx_port_packet_t *pkt) {
     struct kvm_run *r = v->run;
     struct guest *g = v->guest;
     bool in = r->io.direction == KVM_EXIT_IO_IN;
-    if (r->io.data_offset + (uint64_t)r->io.size * r->io.count > (uint64_t)g->run_size)
+    if (r->io.data_offset + (uint64_t)r->io.size * r->io.count > v->run_size)
         return fail(v, ZX_ERR_INTERNAL, "KVM gave IO data outside kvm_run");
-    pthread_rwlock_rdlock(&g->lock);
-    struct trap *t = trap_find(&g->io_tree, r->io.port, r->io.size);
-    pthread_rwlock_unlock(&g->lock);
+    const struct trap_hit *t = find_trap(v, &g->io_tree, &v->last_io, r->io.port, r->io.size);
     if (!t)
         return fail(v, ZX_ERR_NOT_FOUND, "IO %s of %u bytes at port %#x: no trap (rip %#llx)",
                     in ? "read" : "write", r->io.size, r->io.port, r->s.regs.regs.rip);
-    if (t == &g->ctl_trap) return vcpu_ctl(v, pkt);
-    if (in) memset(io_data(v), 0, (size_t)r->io.size * r->io.count); /* unanswered: 0 */
+    if (t->trap == &g->ctl_trap) return vcpu_ctl(v, pkt);
+    if (in && r->io.count == 1) copy_reg(io_data(v), &(uint64_t){0}, r->io.size); /* unanswered: 0 */
+    else if (in) memset(io_data(v), 0, (size_t)r->io.size * r->io.count);
     v->io.active = true;
     v->io.in = in;
     v->io.size = r->io.size;
@@ -292,15 +353,13 @@ static zx_status_t handle_io(struct vcpu *v, zx_port_packet_t *pkt) {
     return ZX_OK;
 }
 
-static zx_status_t handle_mmio(struct vcpu *v, zx_port_packet_t *pkt) {
+__attribute__((hot)) static zx_status_t handle_mmio(struct vcpu *v, zx_port_packet_t *pkt) {
     struct kvm_run *r = v->run;
     struct guest *g = v->guest;
     uint64_t addr = r->mmio.phys_addr;
     unsigned len = r->mmio.len;
     bool write = r->mmio.is_write;
-    pthread_rwlock_rdlock(&g->lock);
-    struct trap *t = trap_find(&g->mem_tree, addr, len);
-    pthread_rwlock_unlock(&g->lock);
+    const struct trap_hit *t = find_trap(v, &g->mem_tree, &v->last_mem, addr, len);
     /* a bell here missed the ioeventfds (the slow path) */
     count(v, t && t->kind == ZX_GUEST_TRAP_BELL && write ? BELLHOP_EXIT_BELL : BELLHOP_EXIT_MMIO);
     if (!t)
@@ -311,9 +370,9 @@ static zx_status_t handle_mmio(struct vcpu *v, zx_port_packet_t *pkt) {
         if (!write)
             return fail(v, ZX_ERR_NOT_SUPPORTED, "read of %u bytes from bell %#llx (rip %#llx)",
                         len, (unsigned long long)addr, r->s.regs.regs.rip);
-        zx_status_t st = bell_ring(t->bell, addr, &v->kicked);
+        zx_status_t st = bell_ring(t->trap->bell, addr, &v->kicked);
         if (st == ZX_ERR_CANCELED) {
-            v->pending_bell = t->bell;
+            v->pending_bell = t->trap->bell;
             v->pending_bell_addr = addr;
             return st;
         }
@@ -326,13 +385,13 @@ static zx_status_t handle_mmio(struct vcpu *v, zx_port_packet_t *pkt) {
     pkt->guest_mem.access_size = (uint8_t)len;
     pkt->guest_mem.read = !write;
     pkt->guest_mem.reserved = r->s.regs.regs.rip;
-    if (write) memcpy(&pkt->guest_mem.data, r->mmio.data, len > 8 ? 8 : len);
+    if (write) copy_reg(&pkt->guest_mem.data, r->mmio.data, len > 8 ? 8 : len);
     else memset(r->mmio.data, 0, sizeof r->mmio.data); /* unanswered: 0 */
     v->mem_read = !write;
     return ZX_OK;
 }
 
-static zx_status_t handle_exit(struct vcpu *v, zx_port_packet_t *pkt) {
+__attribute__((hot)) static zx_status_t handle_exit(struct vcpu *v, zx_port_packet_t *pkt) {
     struct kvm_run *r = v->run;
     /* MMIO exits are counted by handle_mmio, which knows whether a bell took them. */
     if (r->exit_reason != KVM_EXIT_MMIO)
@@ -366,7 +425,7 @@ static zx_status_t handle_exit(struct vcpu *v, zx_port_packet_t *pkt) {
     }
 }
 
-static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_t *pkt) {
+__attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_t *pkt) {
     for (;;) {
         if (v->io.active) {
             if (++v->io.index < v->io.count) {
@@ -385,7 +444,8 @@ static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_t *pkt) {
             v->pending_bell = NULL;
             if (st != ZX_OK) return fail(v, st, "bell: its port is gone");
         }
-        if (atomic_exchange(&v->kicked, false)) return ZX_ERR_CANCELED;
+        if (atomic_load_explicit(&v->kicked, memory_order_relaxed) && atomic_exchange(&v->kicked, false))
+            return ZX_ERR_CANCELED;
         if (ioctl(v->fd, KVM_RUN, 0) != 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 count(v, BELLHOP_EXIT_INTR);
@@ -411,13 +471,30 @@ static zx_status_t owned_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **o
     return st;
 }
 
-zx_status_t zx_vcpu_enter(zx_handle_t handle, zx_port_packet_t *packet) {
-    struct vcpu *v;
-    zx_status_t st = owned_vcpu(handle, ZX_RIGHT_EXECUTE, &v);
+/* owned_vcpu for the calls of every exit (enter, write_state); v is borrowed from the
+ * thread's cache. Only the owning thread fills it, so a hit is owned. */
+__attribute__((hot)) static zx_status_t cached_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **out) {
+    struct zx_object *obj;
+    bool hit = tls_vcpu.obj && tls_vcpu.handle == h;
+    zx_status_t st = handle_get_cached(&tls_vcpu, h, ZX_OBJ_TYPE_VCPU, rights, &obj);
     if (st != ZX_OK) return st;
-    st = packet ? vcpu_run(v, packet) : ZX_ERR_INVALID_ARGS;
-    object_unref(&v->obj);
-    return st;
+    struct vcpu *v = (struct vcpu *)obj;
+    if (!hit) {
+        if (!pthread_equal(v->thread, pthread_self())) {
+            handle_cache_clear(&tls_vcpu);
+            return ZX_ERR_BAD_STATE;
+        }
+        pthread_setspecific(vcpu_cache_key, &tls_vcpu);
+    }
+    *out = v;
+    return ZX_OK;
+}
+
+__attribute__((hot)) zx_status_t zx_vcpu_enter(zx_handle_t handle, zx_port_packet_t *packet) {
+    struct vcpu *v;
+    zx_status_t st = cached_vcpu(handle, ZX_RIGHT_EXECUTE, &v);
+    if (st != ZX_OK) return st;
+    return packet ? vcpu_run(v, packet) : ZX_ERR_INVALID_ARGS;
 }
 
 zx_status_t zx_vcpu_kick(zx_handle_t handle) {
@@ -475,9 +552,9 @@ static zx_status_t write_regs(struct vcpu *v, const zx_vcpu_state_t *s) {
     return ioctl(v->fd, KVM_SET_REGS, &r) == 0 ? ZX_OK : ZX_ERR_INTERNAL;
 }
 
-zx_status_t zx_vcpu_write_state(zx_handle_t handle, uint32_t kind, const void *buffer, size_t size) {
+__attribute__((hot)) zx_status_t zx_vcpu_write_state(zx_handle_t handle, uint32_t kind, const void *buffer, size_t size) {
     struct vcpu *v;
-    zx_status_t st = owned_vcpu(handle, ZX_RIGHT_WRITE, &v);
+    zx_status_t st = cached_vcpu(handle, ZX_RIGHT_WRITE, &v);
     if (st != ZX_OK) return st;
     if (!buffer) {
         st = ZX_ERR_INVALID_ARGS;
@@ -490,17 +567,16 @@ zx_status_t zx_vcpu_write_state(zx_handle_t handle, uint32_t kind, const void *b
         memcpy(&io, buffer, sizeof io);
         if (!v->io.active || !v->io.in) st = ZX_ERR_BAD_STATE;
         else if (io.access_size != v->io.size) st = ZX_ERR_INVALID_ARGS;
-        else memcpy(io_data(v) + v->io.index * v->io.size, io.data, v->io.size);
+        else copy_reg(io_data(v) + v->io.index * v->io.size, io.data, v->io.size);
     } else if (kind == ZX_VCPU_MEM && size == sizeof(zx_vcpu_mem_t)) {
         zx_vcpu_mem_t m;
         memcpy(&m, buffer, sizeof m);
         if (!v->mem_read) st = ZX_ERR_BAD_STATE;
         else if (m.access_size != v->run->mmio.len) st = ZX_ERR_INVALID_ARGS;
-        else memcpy(v->run->mmio.data, &m.data, m.access_size);
+        else copy_reg(v->run->mmio.data, &m.data, m.access_size);
     } else {
         st = ZX_ERR_INVALID_ARGS;
     }
-    object_unref(&v->obj);
     return st;
 }
 

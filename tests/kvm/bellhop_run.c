@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "tests/lib/check.h"
-#include "tests/lib/spawn.h"
+#include "vmm/spawn.h"
 #include "vmm/bench.h"
 
 static char bellhop[PATH_MAX];
@@ -170,7 +170,7 @@ TEST_TIMEOUT(flushed_blocks_survive_sigkill, 120) {
     find_bellhop();
     char *const argv[] = {bellhop, "run", "--disk", (char *)disk, "--cmdline", "durable", NULL};
     int rd;
-    pid_t pid = spawn_piped(argv, NULL, &rd);
+    pid_t pid = spawn_piped(argv, NULL, false, &rd);
     CHECK(pid > 0);
     spawn_read_until(rd, out, sizeof out, (const char *const[]){"guest: flushed", "flush failed", NULL});
     kill(pid, SIGKILL); /* no chance to write anything back */
@@ -195,7 +195,7 @@ TEST_TIMEOUT(a_hostile_guest_leaves_the_vmm_healthy_and_bounded, 240) {
     find_bellhop();
     char *const argv[] = {bellhop, "run", "--rng", "--cmdline", "hostile storm=100000 wait", NULL};
     int rd;
-    pid_t pid = spawn_piped(argv, NULL, &rd);
+    pid_t pid = spawn_piped(argv, NULL, false, &rd);
     CHECK(pid > 0);
     spawn_read_until(rd, out, sizeof out, (const char *const[]){"guest: waiting", NULL});
     struct bench_memory mem = {-1, -1};
@@ -211,6 +211,52 @@ TEST_TIMEOUT(a_hostile_guest_leaves_the_vmm_healthy_and_bounded, 240) {
      * blocks, which grows with every request the storm makes): only the plain build is held to
      * the bound. */
     if (!sanitized()) CHECK_MSG(rss > 0 && rss <= HOSTILE_RSS_BOUND_KIB, "%ld KiB", rss);
+}
+
+/* Resident KiB of the mappings of pid whose smaps line names `file` (ending there). */
+static long resident_kib_of(pid_t pid, const char *file) {
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long total = 0, kib;
+    unsigned long start, end;
+    bool in = false;
+    size_t m = strlen(file);
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(line);
+        if (sscanf(line, "%lx-%lx ", &start, &end) == 2) /* a mapping's first line */
+            in = n > m + 1 && strncmp(line + n - 1 - m, file, m) == 0;
+        else if (in && sscanf(line, "Rss: %ld kB", &kib) == 1)
+            total += kib;
+    }
+    fclose(f);
+    return total;
+}
+
+TEST_TIMEOUT(an_idle_vmm_gives_back_what_only_setup_used, 120) {
+    find_bellhop();
+    char *const argv[] = {bellhop, "run", "--mem", "128M", "--cmdline", "wait", NULL};
+    int rd;
+    pid_t pid = spawn_piped(argv, NULL, false, &rd);
+    CHECK(pid > 0);
+    spawn_read_until(rd, out, sizeof out, (const char *const[]){"guest: waiting", NULL});
+    usleep(300000);
+    long seccomp = resident_kib_of(pid, "libseccomp.so.2"), ld = resident_kib_of(pid, "ld-linux-x86-64.so.2");
+    struct bench_memory mem = {-1, -1};
+    bench_memory_beyond_guest(pid, &mem);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(rd);
+    CHECK_MSG(strstr(out, "guest: waiting"), "%s", out);
+    printf("    idle: %ld KiB resident beyond guest RAM (%ld anonymous); libseccomp %ld KiB, ld.so %ld KiB\n",
+           mem.rss_kib, mem.anon_kib, seccomp, ld);
+    /* Sanitizer runtimes call into the dynamic loader (TLS, symbolization) all along. */
+    if (sanitized()) return;
+    /* Only setup compiles filters and loads: their code is no longer mapped, save ld.so's and
+     * libseccomp's own written data (a few pages each). */
+    CHECK_MSG(seccomp >= 0 && seccomp <= 16, "libseccomp: %ld KiB resident", seccomp);
+    CHECK_MSG(ld >= 0 && ld <= 32, "ld.so: %ld KiB resident", ld);
 }
 
 TEST_TIMEOUT(a_read_only_disk_refuses_writes_and_its_file_is_untouched, 120) {
@@ -260,7 +306,7 @@ static void expect_threads_filtered(bool sandbox) {
     char *const with[] = {bellhop, "run", "--rng", "--cpus", "2", "--cmdline", "wait", NULL};
     char *const without[] = {bellhop, "run", "--rng", "--cpus", "2", "--cmdline", "wait", "--no-seccomp", NULL};
     int rd;
-    pid_t pid = spawn_piped(sandbox ? with : without, NULL, &rd);
+    pid_t pid = spawn_piped(sandbox ? with : without, NULL, false, &rd);
     CHECK(pid > 0);
     spawn_read_until(rd, out, sizeof out, (const char *const[]){"guest: waiting", NULL});
     unsigned filtered, threads;

@@ -44,8 +44,16 @@ TEST(a_vcpu_belongs_to_its_thread) {
     CHECK_EQ(zx_vcpu_read_state(vcpu, ZX_VCPU_IO, &s, sizeof s), ZX_ERR_INVALID_ARGS);
     CHECK_EQ(zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &s, sizeof s - 1), ZX_ERR_INVALID_ARGS);
     zx_port_packet_t p;
+    /* Every exit enters through the thread's cached handle: rights and closing still count. */
+    zx_handle_t weak;
+    CHECK_EQ(zx_handle_duplicate(vcpu, ZX_RIGHT_READ, &weak), ZX_OK);
+    CHECK_EQ(zx_vcpu_enter(weak, &p), ZX_ERR_ACCESS_DENIED);
+    CHECK_EQ(zx_vcpu_write_state(weak, ZX_VCPU_STATE, &s, sizeof s), ZX_ERR_ACCESS_DENIED);
+    CHECK_EQ(zx_handle_close(weak), ZX_OK);
+    CHECK_EQ(zx_vcpu_enter(weak, &p), ZX_ERR_BAD_HANDLE);
     CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_UNAVAILABLE);
     zx_handle_close(vcpu);
+    CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_BAD_HANDLE);
     /* Once the first is gone, the thread may have another. */
     CHECK_EQ(zx_vcpu_create(h.guest, 0, GUEST_CODE, &second), ZX_OK);
     CHECK_EQ(zx_vcpu_enter(second, &p), ZX_ERR_UNAVAILABLE);

@@ -11,7 +11,7 @@
 
 #include "firmware/fdt.h"
 #include "tests/lib/check.h"
-#include "tests/lib/spawn.h"
+#include "vmm/spawn.h"
 #include "vmm/bench.h"
 
 

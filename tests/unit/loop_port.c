@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
+#include "loop/object.h"
 #include "tests/lib/check.h"
 
 static zx_port_packet_t user_packet(uint64_t key, uint64_t v) {
@@ -227,6 +228,29 @@ TEST(bad_handles_wrong_types_and_missing_rights) {
     CHECK_EQ(zx_object_signal(ev, 0, ZX_OBJECT_READABLE), ZX_ERR_INVALID_ARGS);
     zx_handle_t list[] = {ev, ev_nowait, port};
     CHECK_EQ(zx_handle_close_many(list, 3), ZX_OK);
+}
+
+TEST(a_cached_handle_sees_closes_replaces_and_rights) {
+    zx_handle_t port, dup;
+    CHECK_EQ(zx_port_create(0, &port), ZX_OK);
+    struct handle_cache c = {0};
+    struct zx_object *obj, *again;
+    CHECK_EQ(handle_get_cached(&c, port, ZX_OBJ_TYPE_PORT, ZX_RIGHT_READ, &obj), ZX_OK);
+    CHECK_EQ(handle_get_cached(&c, port, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &again), ZX_OK);
+    CHECK(obj == again);
+    CHECK_EQ(handle_get_cached(&c, port, ZX_OBJ_TYPE_EVENT, ZX_RIGHT_NONE, &again), ZX_ERR_WRONG_TYPE);
+    CHECK_EQ(zx_handle_duplicate(port, ZX_RIGHT_READ, &dup), ZX_OK);
+    CHECK_EQ(handle_get_cached(&c, dup, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &again), ZX_ERR_ACCESS_DENIED);
+    CHECK_EQ(handle_get_cached(&c, port, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &again), ZX_OK);
+    /* The cache keeps the object alive, not the handle. */
+    CHECK_EQ(zx_handle_replace(port, ZX_RIGHT_SAME_RIGHTS, &port), ZX_OK);
+    CHECK_EQ(handle_get_cached(&c, dup, ZX_OBJ_TYPE_PORT, ZX_RIGHT_READ, &again), ZX_OK);
+    zx_handle_t old = dup;
+    CHECK_EQ(zx_handle_close(dup), ZX_OK);
+    CHECK_EQ(handle_get_cached(&c, old, ZX_OBJ_TYPE_PORT, ZX_RIGHT_READ, &again), ZX_ERR_BAD_HANDLE);
+    CHECK(c.obj == NULL);
+    handle_cache_clear(&c);
+    CHECK_EQ(zx_handle_close(port), ZX_OK);
 }
 
 TEST(closing_the_last_port_handle_drops_waits_and_packets) {

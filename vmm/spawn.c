@@ -3,9 +3,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/lib/spawn.h"
+#include "vmm/spawn.h"
 
-pid_t spawn_piped(char *const argv[], const char *input, int *rd) {
+pid_t spawn_piped(char *const argv[], const char *input, bool own_group, int *rd) {
     int p[2], in[2] = {-1, -1};
     if (pipe(p) != 0) return -1;
     if (input) { /* small texts fit in the pipe's buffer */
@@ -17,6 +17,7 @@ pid_t spawn_piped(char *const argv[], const char *input, int *rd) {
         dup2(p[1], 1);
         dup2(p[1], 2);
         dup2(input ? in[0] : open("/dev/null", O_RDONLY), 0);
+        if (own_group) setpgid(0, 0);
         execv(argv[0], argv);
         _exit(127);
     }
@@ -32,7 +33,7 @@ pid_t spawn_piped(char *const argv[], const char *input, int *rd) {
 
 int spawn_capture(char *const argv[], const char *input, char *out, size_t outlen) {
     int rd, status = -1;
-    pid_t pid = spawn_piped(argv, input, &rd);
+    pid_t pid = spawn_piped(argv, input, false, &rd);
     if (pid < 0) return -1;
     size_t len = 0;
     ssize_t n;
