@@ -38,6 +38,7 @@ struct zx_port {
     bool dead;            /* no handles left */
     uint64_t wake_syscalls; /* condvar signals + eventfd writes made to wake a sleeper */
     uint64_t batch_gen;   /* incremented when a poll batch ends */
+    unsigned batch_waiters; /* threads waiting on batch_done */
     pthread_t poller;
     unsigned nsources;
     struct list_node sources; /* port_fd_source.node */
@@ -156,8 +157,6 @@ __attribute__((hot)) static enum wake enqueue_locked(struct zx_port *p, struct p
 }
 
 __attribute__((hot)) zx_status_t port_queue_packet(struct zx_port *p, struct port_packet *pp) {
-    /* Once queued, the packet's owner (and its port reference) may be gone before the wake. */
-    object_ref(&p->obj);
     pthread_mutex_lock(&p->lock);
     zx_status_t st = ZX_OK;
     enum wake w = WAKE_NONE;
@@ -166,9 +165,14 @@ __attribute__((hot)) zx_status_t port_queue_packet(struct zx_port *p, struct por
     } else {
         w = enqueue_locked(p, pp);
     }
+    /* Once queued, the packet's owner (and its port reference) may be gone before the wake:
+     * the wake holds a reference of its own. */
+    if (w != WAKE_NONE) object_ref(&p->obj);
     pthread_mutex_unlock(&p->lock);
-    wake_finish(p, w);
-    object_unref(&p->obj);
+    if (w != WAKE_NONE) {
+        wake_finish(p, w);
+        object_unref(&p->obj);
+    }
     return st;
 }
 
@@ -303,7 +307,7 @@ __attribute__((hot)) zx_status_t port_wait(struct zx_port *p, zx_time_t deadline
             pthread_mutex_lock(&p->lock);
             p->poller_active = false;
             p->batch_gen++;
-            pthread_cond_broadcast(&p->batch_done);
+            if (p->batch_waiters) pthread_cond_broadcast(&p->batch_done);
             /* Someone else must take over polling if this thread leaves with a packet. */
             if (p->cond_waiters > 0) pthread_cond_signal(&p->cond);
             continue;
@@ -509,7 +513,9 @@ void port_remove_fd_source(struct port_fd_source *src) {
             if (write(p->wakefd, &one, sizeof one) < 0) {
             }
         }
+        p->batch_waiters++;
         while (p->batch_gen == gen) pthread_cond_wait(&p->batch_done, &p->lock);
+        p->batch_waiters--;
     }
     pthread_mutex_unlock(&p->lock);
     src->port = NULL;

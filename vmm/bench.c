@@ -22,11 +22,16 @@
 #define MAX_KINDS 16
 #define BUCKETS 24
 #define OUT_MAX (1 << 20)
+/* Each configuration runs this many times, interleaved with the others: a nested host drifts
+ * over seconds, and a ratio of two runs made far apart would carry that drift. */
+#define ROUNDS 3
 
 struct result {
     char kind[32];
-    unsigned long long n, min, p50, p99, max;
+    unsigned long long n, min, p50, p99, max; /* p50, p99: the median over the rounds */
     unsigned hist[BUCKETS];
+    unsigned rounds;
+    unsigned long long p50s[ROUNDS], p99s[ROUNDS];
 };
 
 struct run {
@@ -56,19 +61,51 @@ static double tsc_ghz(void) {
     return (double)(rdtsc() - c0) / (double)(now_ns() - t0);
 }
 
+static unsigned long long median(unsigned long long *v, unsigned n) {
+    for (unsigned i = 1; i < n; i++)
+        for (unsigned j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            unsigned long long t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n ? v[n / 2] : 0;
+}
+
+/* Adds one round's output to run: counts and histograms add up, min and max are kept, p50
+ * and p99 are each the median of the rounds'. */
 static void parse(struct run *run, const char *out) {
-    for (const char *p = strstr(out, "bench-result "); p && run->nr < MAX_KINDS; p = strstr(p + 1, "bench-result ")) {
-        struct result *r = &run->r[run->nr];
+    for (const char *p = strstr(out, "bench-result "); p; p = strstr(p + 1, "bench-result ")) {
+        struct result got = {0};
         char hist[256] = "";
-        if (sscanf(p, "bench-result %31s n=%llu min=%llu p50=%llu p99=%llu max=%llu hist=%255s", r->kind, &r->n,
-                   &r->min, &r->p50, &r->p99, &r->max, hist) != 7)
+        if (sscanf(p, "bench-result %31s n=%llu min=%llu p50=%llu p99=%llu max=%llu hist=%255s", got.kind, &got.n,
+                   &got.min, &got.p50, &got.p99, &got.max, hist) != 7)
             continue;
+        struct result *r = NULL;
+        for (unsigned i = 0; i < run->nr && !r; i++)
+            if (strcmp(run->r[i].kind, got.kind) == 0) r = &run->r[i];
+        if (!r) {
+            if (run->nr == MAX_KINDS) continue;
+            r = &run->r[run->nr++];
+            *r = (struct result){.min = ~0ull};
+            memcpy(r->kind, got.kind, sizeof r->kind);
+        }
+        if (r->rounds == ROUNDS) continue;
         char *h = hist;
         for (unsigned b = 0; b < BUCKETS && *h; b++) {
-            r->hist[b] = (unsigned)strtoul(h, &h, 10);
+            r->hist[b] += (unsigned)strtoul(h, &h, 10);
             if (*h == ',') h++;
         }
-        run->nr++;
+        r->n += got.n;
+        r->min = got.min < r->min ? got.min : r->min;
+        r->max = got.max > r->max ? got.max : r->max;
+        r->p50s[r->rounds] = got.p50;
+        r->p99s[r->rounds] = got.p99;
+        r->rounds++;
+        unsigned long long tmp[ROUNDS];
+        memcpy(tmp, r->p50s, sizeof tmp);
+        r->p50 = median(tmp, r->rounds);
+        memcpy(tmp, r->p99s, sizeof tmp);
+        r->p99 = median(tmp, r->rounds);
     }
     run->ok = strstr(out, "bench: done") != NULL;
 }
@@ -369,26 +406,23 @@ int bench_main(int argc, char **argv, const char *kernel) {
     if (parts & PART_TRAPS) {
         char *const argv_bh[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--cmdline",
                                  "bench vcpu-ctl bell=" BENCH_BELL_ADDR_STR, NULL};
-        spawn_capture(argv_bh, NULL, out, OUT_MAX);
-        parse(&runs[0], out);
-        if (!runs[0].ok) {
-            fprintf(stderr, "bellhop: bench: the bellhop run did not finish:\n%s\n", out);
-            free(out);
-            return 1;
-        }
         char *const argv_loop[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--dispatch",
                                    "loop", "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
-        spawn_capture(argv_loop, NULL, out, OUT_MAX);
-        parse(&runs[3], out);
-        nruns = 1;
-        if (bench_floor_run(kernel, out, OUT_MAX) == 0) {
-            parse(&runs[1], out);
-            nruns = 2;
+        bool floor_ok = true, peer_ok = true;
+        for (unsigned round = 0; round < ROUNDS; round++) {
+            spawn_capture(argv_bh, NULL, out, OUT_MAX);
+            parse(&runs[0], out);
+            if (!runs[0].ok) {
+                fprintf(stderr, "bellhop: bench: the bellhop run did not finish:\n%s\n", out);
+                free(out);
+                return 1;
+            }
+            if (floor_ok && (floor_ok = bench_floor_run(kernel, out, OUT_MAX) == 0)) parse(&runs[1], out);
+            if (floor_ok && peer_ok && (peer_ok = run_peer(kernel, out, OUT_MAX) == 0)) parse(&runs[2], out);
+            spawn_capture(argv_loop, NULL, out, OUT_MAX);
+            parse(&runs[3], out);
         }
-        if (nruns == 2 && run_peer(kernel, out, OUT_MAX) == 0) {
-            parse(&runs[2], out);
-            if (runs[2].nr) nruns = 3;
-        }
+        nruns = !floor_ok ? 1 : peer_ok && runs[2].nr ? 3 : 2;
     }
     /* Linux boot to init, bellhop against QEMU microvm (with its RTC), same kernel and initrd:
      * the compressed bzImage, and the same kernel's ELF vmlinux through PVH, which both boot. */
@@ -424,9 +458,10 @@ int bench_main(int argc, char **argv, const char *kernel) {
                boots[0].bellhop_ms, boots[0].qemu_ms, boots[1].bellhop_ms, boots[1].qemu_ms, mem_bh.rss_kib,
                mem_bh.anon_kib, mem_q.rss_kib, mem_q.anon_kib);
     } else {
-        printf("bellhop bench: 1000 samples per kind after 100 warm-up rounds, timed in the guest with the TSC "
-               "(%.3f GHz); %s; inline dispatch on the vCPU thread\n",
-               ghz, pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
+        printf("bellhop bench: %d rounds, each configuration in turn; per round 1000 samples per kind after 100 "
+               "warm-up rounds, timed in the guest with the TSC (%.3f GHz); p50 and p99 are the medians of the rounds'; "
+               "%s; inline dispatch on the vCPU thread\n",
+               ROUNDS, ghz, pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
         printf("floor: the same guest under a raw KVM_RUN loop, its bell an ioeventfd that a thread blocked in read() "
                "answers with a flag in guest memory; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
                "same guest.elf%s\n", nruns > 2 ? "" : " (not available here)");
