@@ -392,6 +392,13 @@ TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
     expect_one_line_error(RUN("--kernel", notelf), "not an ELF file");
     expect_one_line_error(RUN("--kernel", exe), "no PVH entry point");
     expect_one_line_error(RUN("--kernel", "/tmp"), "not a regular file");
+    const char *empty = "/tmp/bellhop-test-empty";
+    FILE *emptyf = fopen(empty, "w");
+    CHECK(emptyf != NULL);
+    fclose(emptyf);
+    expect_one_line_error(RUN("--kernel", empty), "empty file");
+    expect_one_line_error(RUN("--initrd", empty), "empty file");
+    unlink(empty);
     expect_one_line_error(RUN("--mem", "1M"), "--mem 1M");
     expect_one_line_error(RUN("--mem", "lots"), "not a size");
     expect_one_line_error(RUN("--cpus", "0"), "--cpus 0");
