@@ -22,8 +22,6 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot *chunks[MAX_CHUNKS];
 static uint32_t nslots;        /* slots allocated so far */
 static uint32_t free_head = 0; /* 1-based index of the first free slot, 0 = none */
-/* Bumped (under table_lock) whenever a handle stops naming its object: see handle_cache. */
-static atomic_uint_fast64_t handle_epoch;
 
 static struct slot *slot_at(uint32_t idx) { return &chunks[idx >> CHUNK_SHIFT][idx & (CHUNK_SIZE - 1)]; }
 
@@ -91,7 +89,8 @@ zx_status_t handle_get(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
 
 __attribute__((hot)) zx_status_t handle_get_cached(struct handle_cache *c, zx_handle_t h, zx_obj_type_t type,
                               zx_rights_t rights, struct zx_object **out) {
-    if (c->obj && c->handle == h && c->epoch == atomic_load_explicit(&handle_epoch, memory_order_acquire)) {
+    if (c->obj && c->handle == h &&
+        c->closes == atomic_load_explicit(&c->obj->handle_closes, memory_order_acquire)) {
         if (type != ZX_OBJ_TYPE_NONE && c->obj->ops->type != type) return ZX_ERR_WRONG_TYPE;
         if ((c->rights & rights) != rights) return ZX_ERR_ACCESS_DENIED;
         *out = c->obj;
@@ -110,7 +109,7 @@ __attribute__((hot)) zx_status_t handle_get_cached(struct handle_cache *c, zx_ha
     } else {
         object_ref(s->obj);
         *c = (struct handle_cache){.handle = h, .rights = s->rights, .obj = s->obj,
-                                   .epoch = atomic_load_explicit(&handle_epoch, memory_order_relaxed)};
+                                   .closes = atomic_load_explicit(&s->obj->handle_closes, memory_order_relaxed)};
         *out = s->obj;
     }
     pthread_mutex_unlock(&table_lock);
@@ -144,7 +143,8 @@ static void drop_handle(struct zx_object *obj) {
 
 static struct zx_object *release_slot_locked(struct slot *s, uint32_t idx) {
     struct zx_object *obj = s->obj;
-    atomic_fetch_add_explicit(&handle_epoch, 1, memory_order_release);
+    /* under table_lock: a cache filled under it sees the count before or after, never between */
+    atomic_fetch_add_explicit(&obj->handle_closes, 1, memory_order_release);
     s->obj = NULL;
     s->rights = 0;
     s->gen++;

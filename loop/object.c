@@ -20,6 +20,7 @@ void object_init(struct zx_object *obj, const struct object_ops *ops) {
     obj->ops = ops;
     atomic_init(&obj->refs, 1);
     atomic_init(&obj->handles, 0);
+    atomic_init(&obj->handle_closes, 0);
     obj->signals = 0;
     list_init(&obj->observers);
 }

@@ -44,6 +44,7 @@ struct zx_object {
     const struct object_ops *ops;
     atomic_uint refs;         /* handles + internal references */
     atomic_uint handles;      /* handles only */
+    atomic_uint handle_closes; /* handles closed or replaced so far (see handle_cache) */
     zx_signals_t signals;     /* g_signal_lock */
     struct list_node observers; /* g_signal_lock: struct observer.obj_node */
 };
@@ -94,13 +95,13 @@ zx_status_t handle_get(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
                        struct zx_object **out);
 zx_status_t handle_rights(zx_handle_t h, zx_rights_t *out);
 
-/* One thread's memo of one handle, for a call made on every guest exit: while no handle
- * anywhere has been closed or replaced since it was filled, the handle still names the same
+/* One thread's memo of one handle, for a call made on every guest exit: while no handle to
+ * its object has been closed or replaced since it was filled, the handle still names that
  * object with the same rights, so the table's lock is not needed. Holds a reference. */
 struct handle_cache {
     zx_handle_t handle;
     zx_rights_t rights;
-    uint64_t epoch;
+    unsigned closes; /* obj->handle_closes when filled */
     struct zx_object *obj;
 };
 /* handle_get through the cache; *out is borrowed from it (valid until it is cleared). */
@@ -146,6 +147,10 @@ struct port_fd_source {
     int fd;
     uint32_t events;
     void (*ready)(struct port_fd_source *src, uint32_t events);
+    /* Instead of ready, for a source whose readiness only queues a packet (a bell): called
+     * with the port lock held, in the poller's critical section, and may only call
+     * port_enqueue_polled_locked. Saves a lock round trip per wake. */
+    void (*ready_locked)(struct port_fd_source *src, uint32_t events);
     /* Optional: the port lost its last handle. Called with the port lock held (must not take
      * it again or block); the source stays registered until port_remove_fd_source. */
     void (*closed)(struct port_fd_source *src);
@@ -155,6 +160,8 @@ struct port_fd_source {
     bool oneshot;
 };
 zx_status_t port_add_fd_source(struct zx_port *port, struct port_fd_source *src);
+/* Queues pp from a ready_locked hook (the polling thread will look at the queue: no wake). */
+zx_status_t port_enqueue_polled_locked(struct zx_port *port, struct port_packet *pp);
 /* Returns once no thread can be running src->ready() any more. */
 void port_remove_fd_source(struct port_fd_source *src);
 /* Changes the epoll events of a source (EPOLLONESHOT included when wanted). */

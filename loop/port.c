@@ -251,9 +251,13 @@ static struct timespec abs_ts(zx_time_t t) {
     return (struct timespec){.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
 }
 
-__attribute__((hot)) static void poll_once(struct zx_port *p, zx_time_t deadline) {
+/* Called and returns with the port lock held; waits in epoll without it. Sources with a
+ * ready_locked hook run in the same critical section that ends the wait; the others after
+ * it, unlocked. */
+__attribute__((hot)) static void poll_locked(struct zx_port *p, zx_time_t deadline) {
     struct epoll_event ev[POLL_BATCH];
     struct timespec rel, *timeout = NULL;
+    pthread_mutex_unlock(&p->lock);
     if (deadline != ZX_TIME_INFINITE) {
         zx_time_t d = deadline - zx_clock_get_monotonic();
         if (d < 0) d = 0;
@@ -263,17 +267,31 @@ __attribute__((hot)) static void poll_once(struct zx_port *p, zx_time_t deadline
     int n = epoll_pwait2(p->epfd, ev, POLL_BATCH, timeout, NULL);
     pthread_mutex_lock(&p->lock);
     p->poller_sleeping = false;
-    pthread_mutex_unlock(&p->lock);
+    int unlocked = 0;
     for (int i = 0; i < n; i++) {
-        if (ev[i].data.ptr == NULL) { /* the wake eventfd: edge-triggered, never read */
-            pthread_mutex_lock(&p->lock);
+        struct port_fd_source *src = ev[i].data.ptr;
+        if (!src) { /* the wake eventfd: edge-triggered, never read */
             p->wake_pending = false;
-            pthread_mutex_unlock(&p->lock);
-            continue;
+        } else if (src->ready_locked) {
+            src->ready_locked(src, ev[i].events);
+        } else {
+            ev[unlocked++] = ev[i];
         }
+    }
+    if (!unlocked) return;
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < unlocked; i++) {
         struct port_fd_source *src = ev[i].data.ptr;
         src->ready(src, ev[i].events);
     }
+    pthread_mutex_lock(&p->lock);
+}
+
+zx_status_t port_enqueue_polled_locked(struct zx_port *p, struct port_packet *pp) {
+    if (p->dead) return ZX_ERR_BAD_STATE;
+    pp->queued = true;
+    list_add_tail(pp->kind == PORT_PACKET_INTERRUPT ? &p->irq_queue : &p->queue, &pp->node);
+    return ZX_OK;
 }
 
 __attribute__((hot)) zx_status_t port_wait(struct zx_port *p, zx_time_t deadline, zx_port_packet_t *out) {
@@ -302,9 +320,7 @@ __attribute__((hot)) zx_status_t port_wait(struct zx_port *p, zx_time_t deadline
             p->poller_active = true;
             p->poller_sleeping = true;
             p->poller = pthread_self();
-            pthread_mutex_unlock(&p->lock);
-            poll_once(p, deadline);
-            pthread_mutex_lock(&p->lock);
+            poll_locked(p, deadline);
             p->poller_active = false;
             p->batch_gen++;
             if (p->batch_waiters) pthread_cond_broadcast(&p->batch_done);

@@ -35,11 +35,12 @@ static int ioeventfd(struct bell_slot *s, bool assign) {
 /* On the port's poller thread, no lock held. The eventfd is edge-triggered: every signal
  * from KVM is an edge, so its counter is never read (a read per bell would be a third of the
  * loop's system calls), and at one ring per nanosecond it would take centuries to saturate. */
+/* Port lock held (a ready_locked hook). */
 __attribute__((hot)) static void slot_ready(struct port_fd_source *src, uint32_t events) {
     (void)events;
     struct bell_slot *s = (struct bell_slot *)src;
     if (atomic_exchange(&s->in_flight, true)) return; /* coalesced into the queued packet */
-    if (port_queue_packet(s->bell->port, &s->pp) != ZX_OK) atomic_store(&s->in_flight, false);
+    if (port_enqueue_polled_locked(src->port, &s->pp) != ZX_OK) atomic_store(&s->in_flight, false);
 }
 
 /* Port lock held. */
@@ -98,7 +99,7 @@ static zx_status_t bell_setup(struct guest *g, struct trap *trap, struct zx_port
     for (unsigned i = 0; i < b->nslots && st == ZX_OK; i++) {
         struct bell_slot *s = &b->slots[i];
         s->src = (struct port_fd_source){.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
-                                         .events = EPOLLIN | EPOLLET, .ready = slot_ready,
+                                         .events = EPOLLIN | EPOLLET, .ready_locked = slot_ready,
                                          .closed = slot_port_closed};
         if (s->src.fd < 0) {
             st = ZX_ERR_NO_RESOURCES;
