@@ -68,18 +68,25 @@ zx_status_t handle_create(struct zx_object *obj, zx_rights_t rights, zx_handle_t
     return st;
 }
 
+static zx_status_t check(const struct zx_object *obj, zx_rights_t has, zx_obj_type_t type, zx_rights_t rights) {
+    if (type != ZX_OBJ_TYPE_NONE && obj->ops->type != type) return ZX_ERR_WRONG_TYPE;
+    return (has & rights) == rights ? ZX_OK : ZX_ERR_ACCESS_DENIED;
+}
+
+/* The slot of a live handle that may be used as asked, or why not. */
+static zx_status_t lookup_locked(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights, struct slot **out) {
+    struct slot *s = decode_locked(h);
+    zx_status_t st = s ? check(s->obj, s->rights, type, rights) : ZX_ERR_BAD_HANDLE;
+    if (st == ZX_OK) *out = s;
+    return st;
+}
+
 zx_status_t handle_get(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
                        struct zx_object **out) {
+    struct slot *s;
     pthread_mutex_lock(&table_lock);
-    struct slot *s = decode_locked(h);
-    zx_status_t st = ZX_OK;
-    if (!s) {
-        st = ZX_ERR_BAD_HANDLE;
-    } else if (type != ZX_OBJ_TYPE_NONE && s->obj->ops->type != type) {
-        st = ZX_ERR_WRONG_TYPE;
-    } else if ((s->rights & rights) != rights) {
-        st = ZX_ERR_ACCESS_DENIED;
-    } else {
+    zx_status_t st = lookup_locked(h, type, rights, &s);
+    if (st == ZX_OK) {
         object_ref(s->obj);
         *out = s->obj;
     }
@@ -88,25 +95,18 @@ zx_status_t handle_get(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
 }
 
 __attribute__((hot)) zx_status_t handle_get_cached(struct handle_cache *c, zx_handle_t h, zx_obj_type_t type,
-                              zx_rights_t rights, struct zx_object **out) {
+                                                   zx_rights_t rights, struct zx_object **out) {
     if (c->obj && c->handle == h &&
         c->closes == atomic_load_explicit(&c->obj->handle_closes, memory_order_acquire)) {
-        if (type != ZX_OBJ_TYPE_NONE && c->obj->ops->type != type) return ZX_ERR_WRONG_TYPE;
-        if ((c->rights & rights) != rights) return ZX_ERR_ACCESS_DENIED;
-        *out = c->obj;
-        return ZX_OK;
+        zx_status_t st = check(c->obj, c->rights, type, rights);
+        if (st == ZX_OK) *out = c->obj;
+        return st;
     }
     handle_cache_clear(c);
+    struct slot *s;
     pthread_mutex_lock(&table_lock);
-    struct slot *s = decode_locked(h);
-    zx_status_t st = ZX_OK;
-    if (!s) {
-        st = ZX_ERR_BAD_HANDLE;
-    } else if (type != ZX_OBJ_TYPE_NONE && s->obj->ops->type != type) {
-        st = ZX_ERR_WRONG_TYPE;
-    } else if ((s->rights & rights) != rights) {
-        st = ZX_ERR_ACCESS_DENIED;
-    } else {
+    zx_status_t st = lookup_locked(h, type, rights, &s);
+    if (st == ZX_OK) {
         object_ref(s->obj);
         *c = (struct handle_cache){.handle = h, .rights = s->rights, .obj = s->obj,
                                    .closes = atomic_load_explicit(&s->obj->handle_closes, memory_order_relaxed)};
