@@ -236,6 +236,7 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
         binding_unref(tls_binding);
         tls_binding = b;
         pthread_setspecific(binding_key, b);
+        pthread_setspecific(vcpu_cache_key, &tls_vcpu); /* let go of it when the thread ends */
         b = NULL;
         st = handle_create(&v->obj, VCPU_RIGHTS, out);
     }
@@ -472,25 +473,21 @@ static zx_status_t owned_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **o
 }
 
 /* owned_vcpu for the calls of every exit (enter, write_state); v is borrowed from the
- * thread's cache. Only the owning thread fills it, so a hit is owned. */
+ * thread's cache. A vCPU is this thread's when it carries the thread's binding. */
 __attribute__((hot)) static zx_status_t cached_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **out) {
     struct zx_object *obj;
-    bool hit = tls_vcpu.obj && tls_vcpu.handle == h;
     zx_status_t st = handle_get_cached(&tls_vcpu, h, ZX_OBJ_TYPE_VCPU, rights, &obj);
     if (st != ZX_OK) return st;
     struct vcpu *v = (struct vcpu *)obj;
-    if (!hit) {
-        if (!pthread_equal(v->thread, pthread_self())) {
-            handle_cache_clear(&tls_vcpu);
-            return ZX_ERR_BAD_STATE;
-        }
-        pthread_setspecific(vcpu_cache_key, &tls_vcpu);
+    if (v->binding != tls_binding) {
+        handle_cache_clear(&tls_vcpu);
+        return ZX_ERR_BAD_STATE;
     }
     *out = v;
     return ZX_OK;
 }
 
-__attribute__((hot)) zx_status_t zx_vcpu_enter(zx_handle_t handle, zx_port_packet_t *packet) {
+zx_status_t zx_vcpu_enter(zx_handle_t handle, zx_port_packet_t *packet) {
     struct vcpu *v;
     zx_status_t st = cached_vcpu(handle, ZX_RIGHT_EXECUTE, &v);
     if (st != ZX_OK) return st;
