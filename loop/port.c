@@ -150,9 +150,13 @@ __attribute__((hot)) static void wake_finish(struct zx_port *p, enum wake w) {
     }
 }
 
-__attribute__((hot)) static enum wake enqueue_locked(struct zx_port *p, struct port_packet *pp) {
+__attribute__((hot)) static void link_locked(struct zx_port *p, struct port_packet *pp) {
     pp->queued = true;
     list_add_tail(pp->kind == PORT_PACKET_INTERRUPT ? &p->irq_queue : &p->queue, &pp->node);
+}
+
+__attribute__((hot)) static enum wake enqueue_locked(struct zx_port *p, struct port_packet *pp) {
+    link_locked(p, pp);
     return wake_one_locked(p);
 }
 
@@ -289,8 +293,7 @@ __attribute__((hot)) static void poll_locked(struct zx_port *p, zx_time_t deadli
 
 zx_status_t port_enqueue_polled_locked(struct zx_port *p, struct port_packet *pp) {
     if (p->dead) return ZX_ERR_BAD_STATE;
-    pp->queued = true;
-    list_add_tail(pp->kind == PORT_PACKET_INTERRUPT ? &p->irq_queue : &p->queue, &pp->node);
+    link_locked(p, pp);
     return ZX_OK;
 }
 

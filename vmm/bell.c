@@ -32,10 +32,10 @@ static int ioeventfd(struct bell_slot *s, bool assign) {
     return ioctl(s->bell->guest->vm, KVM_IOEVENTFD, &io);
 }
 
-/* On the port's poller thread, no lock held. The eventfd is edge-triggered: every signal
- * from KVM is an edge, so its counter is never read (a read per bell would be a third of the
- * loop's system calls), and at one ring per nanosecond it would take centuries to saturate. */
-/* Port lock held (a ready_locked hook). */
+/* On the port's poller thread, port lock held (a ready_locked hook). The eventfd is
+ * edge-triggered: every signal from KVM is an edge, so its counter is never read (a read per
+ * bell would be a third of the loop's system calls), and at one ring per nanosecond it would
+ * take centuries to saturate. */
 __attribute__((hot)) static void slot_ready(struct port_fd_source *src, uint32_t events) {
     (void)events;
     struct bell_slot *s = (struct bell_slot *)src;

@@ -38,7 +38,6 @@ struct vcpu {
     struct kvm_run *run;
     unsigned id;
     pid_t tid;
-    pthread_t thread;
     atomic_bool kicked;
     /* a port-IO exit being returned element by element (REP/string forms) */
     struct {
@@ -212,7 +211,6 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
     v->id = id;
     v->fd = ioctl(g->vm, KVM_CREATE_VCPU, (unsigned long)id);
     v->tid = (pid_t)syscall(SYS_gettid);
-    v->thread = pthread_self();
     st = v->fd >= 0 ? ZX_OK : ZX_ERR_NO_RESOURCES;
     if (st == ZX_OK) {
         v->run = mmap(NULL, (size_t)g->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
@@ -463,9 +461,12 @@ __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_
 
 /* ---- the calls ---- */
 
+/* A vCPU is the calling thread's when it carries the thread's binding. */
+static bool owned_by_caller(const struct vcpu *v) { return v->binding == tls_binding; }
+
 static zx_status_t owned_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **out) {
     zx_status_t st = vcpu_get(h, rights, out);
-    if (st == ZX_OK && !pthread_equal((*out)->thread, pthread_self())) {
+    if (st == ZX_OK && !owned_by_caller(*out)) {
         object_unref(&(*out)->obj);
         st = ZX_ERR_BAD_STATE;
     }
@@ -473,13 +474,13 @@ static zx_status_t owned_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **o
 }
 
 /* owned_vcpu for the calls of every exit (enter, write_state); v is borrowed from the
- * thread's cache. A vCPU is this thread's when it carries the thread's binding. */
+ * thread's cache. */
 __attribute__((hot)) static zx_status_t cached_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **out) {
     struct zx_object *obj;
     zx_status_t st = handle_get_cached(&tls_vcpu, h, ZX_OBJ_TYPE_VCPU, rights, &obj);
     if (st != ZX_OK) return st;
     struct vcpu *v = (struct vcpu *)obj;
-    if (v->binding != tls_binding) {
+    if (!owned_by_caller(v)) {
         handle_cache_clear(&tls_vcpu);
         return ZX_ERR_BAD_STATE;
     }
