@@ -399,6 +399,24 @@ TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
     expect_one_line_error(RUN("--kernel", empty), "empty file");
     expect_one_line_error(RUN("--initrd", empty), "empty file");
     unlink(empty);
+    /* A file that shrinks while it loads (another process truncating it): the hook truncates
+     * it right after bellhop has mapped it. */
+    const char *shrinking = "/tmp/bellhop-test-shrinking";
+    const char *whats[] = {"kernel", "initrd"};
+    for (size_t i = 0; i < 2; i++) {
+        FILE *sf = fopen(shrinking, "w");
+        CHECK(sf != NULL);
+        for (int k = 0; k < 64 * 1024; k++) fputc('x', sf);
+        fclose(sf);
+        char want[128];
+        snprintf(want, sizeof want, "%s %s: the file shrank while it was being loaded", whats[i], shrinking);
+        setenv("BELLHOP_LOAD_PROBE", whats[i], 1);
+        int status = i == 0 ? RUN("--kernel", shrinking) : RUN("--initrd", shrinking);
+        unsetenv("BELLHOP_LOAD_PROBE");
+        expect_one_line_error(status, want);
+        CHECK_MSG(status == 1, "exit status %d: %s", status, out); /* RUN: and no signal */
+    }
+    unlink(shrinking);
     expect_one_line_error(RUN("--mem", "1M"), "--mem 1M");
     expect_one_line_error(RUN("--mem", "lots"), "not a size");
     expect_one_line_error(RUN("--cpus", "0"), "--cpus 0");
