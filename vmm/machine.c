@@ -549,33 +549,56 @@ static void copy_guard_end(void) {
     copy_guard = NULL;
 }
 
+/* load(m, f, arg) under the guard. When the file (`what` at `path`) shrank under it, says so
+ * and returns COPY_SHRANK. */
+#define COPY_SHRANK (-2)
+static int copy_guarded(struct machine *m, const char *what, const char *path, const struct file_map *f,
+                        int (*load)(struct machine *m, const struct file_map *f, void *arg), void *arg) {
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 1) != 0) {
+        copy_guard_end();
+        fail("%s %s: the file shrank while it was being loaded", what, path);
+        return COPY_SHRANK;
+    }
+    copy_guard_begin(&jb);
+    int r = load(m, f, arg);
+    copy_guard_end();
+    return r;
+}
+
+struct load_error {
+    char text[160];
+};
+
+static int load_kernel_image(struct machine *m, const struct file_map *kernel, void *arg) {
+    struct load_error *e = arg;
+    if (!bzimage_detect(kernel->data, kernel->len))
+        return pvh_load_elf(kernel->data, kernel->len, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, e->text,
+                            sizeof e->text);
+    m->bzimage = true;
+    int r = bzimage_load(kernel->data, kernel->len, &m->env.mem, &m->bz, e->text, sizeof e->text);
+    m->kernel = (struct pvh_kernel){.entry = m->bz.entry, .end = m->bz.end, .is_linux = true};
+    return r;
+}
+
 static int load_kernel(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     struct file_map kernel;
     if (map_file("kernel", cfg->kernel, cfg->mem, &kernel) != 0) return -1;
-    char err[160];
-    int r;
-    sigjmp_buf jb;
-    if (sigsetjmp(jb, 1) != 0) {
-        copy_guard_end();
-        unmap_file(&kernel);
-        return fail("kernel %s: the file shrank while it was being loaded", cfg->kernel);
-    }
-    copy_guard_begin(&jb);
-    if (bzimage_detect(kernel.data, kernel.len)) {
-        m->bzimage = true;
-        r = bzimage_load(kernel.data, kernel.len, &m->env.mem, &m->bz, err, sizeof err);
-        m->kernel = (struct pvh_kernel){.entry = m->bz.entry, .end = m->bz.end, .is_linux = true};
-    } else {
-        r = pvh_load_elf(kernel.data, kernel.len, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, err, sizeof err);
-    }
-    copy_guard_end();
+    struct load_error e;
+    int r = copy_guarded(m, "kernel", cfg->kernel, &kernel, load_kernel_image, &e);
     unmap_file(&kernel);
-    if (r != 0) return fail("kernel %s: %s", cfg->kernel, err);
+    if (r == COPY_SHRANK) return -1;
+    if (r != 0) return fail("kernel %s: %s", cfg->kernel, e.text);
     m->cpus[0].entry = m->kernel.entry;
     /* Linux finds virtio devices on PCI and starts its other CPUs itself. */
     m->linux_smp = m->kernel.is_linux;
     m->virtio_pci = m->kernel.is_linux;
+    return 0;
+}
+
+static int copy_initrd(struct machine *m, const struct file_map *initrd, void *at) {
+    gm_write(&m->env.mem, *(const uint64_t *)at, initrd->data, initrd->len);
     return 0;
 }
 
@@ -608,16 +631,9 @@ static int boot_setup(struct machine *m) {
             unmap_file(&initrd);
             return fail("initrd %s: does not fit in guest memory above the kernel", cfg->initrd);
         }
-        sigjmp_buf jb;
-        if (sigsetjmp(jb, 1) != 0) {
-            copy_guard_end();
-            unmap_file(&initrd);
-            return fail("initrd %s: the file shrank while it was being loaded", cfg->initrd);
-        }
-        copy_guard_begin(&jb);
-        gm_write(&m->env.mem, at, initrd.data, ilen);
-        copy_guard_end();
+        int r = copy_guarded(m, "initrd", cfg->initrd, &initrd, copy_initrd, &at);
         unmap_file(&initrd);
+        if (r != 0) return -1;
         mods[nmods++] = (struct pvh_module){at, ilen};
     }
     uint64_t rsdp = acpi_build(&m->env.mem, cfg->cpus, FDT_IOAPIC_BASE);
