@@ -86,9 +86,14 @@ chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet) > "$work/initrd.cpio"
 
 qemu=(qemu-system-x86_64 -machine q35 -accel tcg -cpu qemu64,+svm,+npt -m 2048 -smp 1
-      -nodefaults -display none -monitor none -no-reboot
+      -nodefaults -display none -no-reboot
       -kernel "$KDIR/vmlinux" -initrd "$work/initrd.cpio"
       -append "console=ttyS0 quiet panic=-1 loglevel=3")
+# BELLHOP_NESTED_MONITOR=PATH: QEMU's human monitor on a unix socket at PATH, to look at
+# the nested host's CPU and timers when it stops making progress.
+if [ -n "${BELLHOP_NESTED_MONITOR:-}" ]; then
+    qemu+=(-monitor "unix:$BELLHOP_NESTED_MONITOR,server,nowait")
+fi
 log=$work/console.log
 if [ $interactive = 1 ] && [ -t 0 ]; then
     qemu+=(-chardev stdio,id=s0,signal=on -serial chardev:s0)
@@ -99,7 +104,7 @@ if [ $interactive = 1 ] && [ -t 0 ]; then
 else
     qemu+=(-serial stdio)
     set +e
-    timeout "$timeout_s" "${qemu[@]}" < /dev/null 2>&1 | tr -d '\r' | tee "$log"
+    timeout "$timeout_s" "${qemu[@]}" < /dev/null 2>&1 | sed -u 's/\r//g' | tee "$log"
     rc=${PIPESTATUS[0]}
     set -e
 fi

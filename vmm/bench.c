@@ -16,6 +16,7 @@
 #include "firmware/fdt.h"
 #include "devices/bench_bell.h"
 #include "vmm/bench.h"
+#include "vmm/smaps.h"
 #include "vmm/spawn.h"
 #include "vmm/bench_floor.h"
 
@@ -140,41 +141,24 @@ static double time_to_line(char *const argv[], const char *line, char *out, size
     return ms;
 }
 
-/* One mapping of smaps as it is read. */
-struct smaps_mapping {
-    long size, rss, anon;
+struct memory_sums {
+    struct smaps_mapping largest;
+    long rss, anon;
 };
 
+static void sum_mapping(const struct smaps_mapping *m, void *arg) {
+    struct memory_sums *sums = arg;
+    sums->rss += m->rss_kib;
+    sums->anon += m->anon_kib;
+    if (m->size_kib > sums->largest.size_kib) sums->largest = *m;
+}
+
 int bench_memory_beyond_guest(pid_t pid, struct bench_memory *out) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    char line[512];
-    struct smaps_mapping cur = {0}, largest = {0}, total = {0};
-    bool have = false;
-    for (bool more = true; more;) {
-        more = fgets(line, sizeof line, f) != NULL;
-        unsigned long lo, hi;
-        if (!more || sscanf(line, "%lx-%lx ", &lo, &hi) == 2) { /* a mapping ends */
-            if (have) {
-                total.rss += cur.rss;
-                total.anon += cur.anon;
-                if (cur.size > largest.size) largest = cur;
-            }
-            cur = (struct smaps_mapping){0};
-            have = true;
-            continue;
-        }
-        long v;
-        if (sscanf(line, "Size: %ld kB", &v) == 1) cur.size = v;
-        else if (sscanf(line, "Rss: %ld kB", &v) == 1) cur.rss = v;
-        else if (sscanf(line, "Anonymous: %ld kB", &v) == 1) cur.anon = v;
-    }
-    fclose(f);
+    struct memory_sums sums = {0};
+    if (smaps_each(pid, sum_mapping, &sums) != 0) return -1;
     /* The guest's RAM is the largest mapping: the rest is the VMM's. */
-    out->rss_kib = total.rss - largest.rss;
-    out->anon_kib = total.anon - largest.anon;
+    out->rss_kib = sums.rss - sums.largest.rss_kib;
+    out->anon_kib = sums.anon - sums.largest.anon_kib;
     return 0;
 }
 

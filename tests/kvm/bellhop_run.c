@@ -15,6 +15,7 @@
 #include "tests/lib/check.h"
 #include "vmm/spawn.h"
 #include "vmm/bench.h"
+#include "vmm/smaps.h"
 
 static char bellhop[PATH_MAX];
 static const char *stdin_text; /* fed to bellhop's stdin when set, else /dev/null */
@@ -106,7 +107,7 @@ TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
 
 TEST(help_and_usage) {
     CHECK_EQ(RUN("--help"), 0);
-    CHECK_MSG(strstr(out, "usage: bellhop run") && strstr(out, "--disk PATH[,ro]"), "%s", out);
+    CHECK_MSG(strstr(out, "usage: bellhop run") && strstr(out, "--disk PATH[,ro]") && strstr(out, "a Linux bzImage"), "%s", out);
 }
 
 TEST_TIMEOUT(the_exit_status_is_the_guests, 120) {
@@ -214,25 +215,21 @@ TEST_TIMEOUT(a_hostile_guest_leaves_the_vmm_healthy_and_bounded, 240) {
     if (!sanitized()) CHECK_MSG(rss > 0 && rss <= HOSTILE_RSS_BOUND_KIB, "%ld KiB", rss);
 }
 
-/* Resident KiB of the mappings of pid whose smaps line names `file` (ending there). */
+struct resident_of {
+    const char *file;
+    long kib;
+};
+
+static void add_if_named(const struct smaps_mapping *m, void *arg) {
+    struct resident_of *r = arg;
+    size_t n = strlen(m->name), k = strlen(r->file);
+    if (n >= k && strcmp(m->name + n - k, r->file) == 0) r->kib += m->rss_kib;
+}
+
+/* Resident KiB of the mappings of pid whose path ends in `file`. */
 static long resident_kib_of(pid_t pid, const char *file) {
-    char path[64], line[512];
-    snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long total = 0, kib;
-    unsigned long start, end;
-    bool in = false;
-    size_t m = strlen(file);
-    while (fgets(line, sizeof line, f)) {
-        size_t n = strlen(line);
-        if (sscanf(line, "%lx-%lx ", &start, &end) == 2) /* a mapping's first line */
-            in = n > m + 1 && strncmp(line + n - 1 - m, file, m) == 0;
-        else if (in && sscanf(line, "Rss: %ld kB", &kib) == 1)
-            total += kib;
-    }
-    fclose(f);
-    return total;
+    struct resident_of r = {file, 0};
+    return smaps_each(pid, add_if_named, &r) == 0 ? r.kib : -1;
 }
 
 TEST_TIMEOUT(an_idle_vmm_gives_back_what_only_setup_used, 120) {

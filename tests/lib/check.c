@@ -1,13 +1,17 @@
 #include "check.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_TESTS 256
@@ -56,9 +60,36 @@ void test_skip(const char *fmt, ...) {
     report('S', "", fmt, ap);
 }
 
+/* Reads the child's result message until EOF or the deadline (monotonic seconds). */
+static size_t read_result(int fd, char *msg, size_t cap, double deadline) {
+    size_t len = 0;
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double left = deadline - ((double)now.tv_sec + now.tv_nsec / 1e9);
+        if (left <= 0) break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, left > 1e6 ? 1000000000 : (int)(left * 1000) + 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        ssize_t r = read(fd, msg + len, cap - 1 - len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        len += (size_t)r;
+        if (len == cap - 1) break;
+    }
+    msg[len] = 0;
+    return len;
+}
+
+/* Every test runs in a process group of its own. Whatever it started and left behind (a
+ * bellhop that hangs when its test timed out) is killed with the group when the test ends,
+ * and reaped here (this process is their subreaper): nothing outlives its test, nothing keeps
+ * the runner's output pipe open, so one hung guest cannot stall the whole run. */
 static int run_one(const char *suite, const struct test_case *t) {
     int fds[2];
-    if (pipe(fds) != 0) {
+    /* close-on-exec: the programs a test runs never hold the result pipe open */
+    if (pipe2(fds, O_CLOEXEC) != 0) {
         printf("FAIL %s.%s: pipe: %s\n", suite, t->name, strerror(errno));
         return 1;
     }
@@ -72,6 +103,7 @@ static int run_one(const char *suite, const struct test_case *t) {
         return 1;
     }
     if (pid == 0) {
+        setpgid(0, 0);
         close(fds[0]);
         result_fd = fds[1];
         alarm(t->timeout_s);
@@ -79,17 +111,19 @@ static int run_one(const char *suite, const struct test_case *t) {
         fflush(stdout);
         _exit(0);
     }
+    setpgid(pid, pid); /* also here: the group exists before either side goes on */
     close(fds[1]);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    /* the child's alarm ends it at timeout_s; the margin covers a child that blocks SIGALRM */
     char msg[1100];
-    size_t len = 0;
-    ssize_t r;
-    while (len < sizeof msg - 1 && ((r = read(fds[0], msg + len, sizeof msg - 1 - len)) > 0 ||
-                                     (r < 0 && errno == EINTR)))
-        if (r > 0) len += (size_t)r;
-    msg[len] = 0;
+    size_t len = read_result(fds[0], msg, sizeof msg, (double)start.tv_sec + start.tv_nsec / 1e9 + t->timeout_s + 10);
     close(fds[0]);
+    kill(-pid, SIGKILL);
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    while (waitpid(-pid, NULL, 0) > 0 || errno == EINTR) { /* the group's stragglers */
     }
     if (len > 0 && msg[0] == 'S') {
         printf("SKIP %s.%s: %s\n", suite, t->name, msg + 1);
@@ -102,7 +136,7 @@ static int run_one(const char *suite, const struct test_case *t) {
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
         printf("FAIL %s.%s: %s (signal %d)%s\n", suite, t->name, strsignal(sig), sig,
-               sig == SIGALRM ? " — timed out" : "");
+               sig == SIGALRM || sig == SIGKILL ? " — timed out" : "");
         return 1;
     }
     if (WEXITSTATUS(status) != 0) {
@@ -118,6 +152,7 @@ int test_main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *suite = basename(argv[0]);
     const char *pattern = argc > 1 ? argv[1] : "*";
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     int failed = 0, ran = 0;
     for (int i = 0; i < ntests; i++) {
         if (fnmatch(pattern, tests[i].name, 0) != 0) continue;
