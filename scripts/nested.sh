@@ -6,7 +6,12 @@
 # usage: scripts/nested.sh [--timeout SECONDS] [--interactive] [--file PATH]... -- COMMAND...
 #   COMMAND is a shell command line (words joined by spaces). PATH (repo-relative files or directories) are copied to the same relative path under the
 #   command's working directory, with the shared libraries their ELF binaries need.
-# Exit status: the command's, 124 on timeout (console tail printed), 125 if L1 broke down.
+# Exit status: the command's, 124 on timeout (console tail printed), 125 if L1 broke down,
+# 126 if L1 froze: its heartbeat (a line every 5 s on its second serial port) stopped for
+# FREEZE seconds (BELLHOP_NESTED_FREEZE, default 60). Under heavy nested traffic, QEMU's
+# software SVM can leave L1 halted for good with a timer interrupt pending that it never
+# takes (seen: `sti; hlt` in L1's idle loop, vector 0xec in the APIC's IRR, IF set); only a
+# fresh L1 gets past that, so callers can tell it from a test that hangs.
 set -euo pipefail
 trap 'echo "nested: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -14,6 +19,7 @@ ROOT_DIR=$PWD
 CACHE=${BELLHOP_CACHE:-build/cache}
 KDIR=$CACHE/kernel
 timeout_s=600
+freeze_s=${BELLHOP_NESTED_FREEZE:-60}
 interactive=0
 files=()
 while [ $# -gt 0 ]; do
@@ -77,6 +83,7 @@ done
 cd /bellhop
 export PATH=/bin:/sbin HOME=/tmp BELLHOP_NESTED=1
 stty -onlcr 2>/dev/null
+(while :; do echo; sleep 5; done > /dev/ttyS1 2>/dev/null) &
 sh -c "$(cat .command)"
 echo "BELLHOP-NESTED-EXIT $?"
 sync
@@ -89,26 +96,74 @@ qemu=(qemu-system-x86_64 -machine q35 -accel tcg -cpu qemu64,+svm,+npt -m 2048 -
       -nodefaults -display none -no-reboot
       -kernel "$KDIR/vmlinux" -initrd "$work/initrd.cpio"
       -append "console=ttyS0 quiet panic=-1 loglevel=3")
-# BELLHOP_NESTED_MONITOR=PATH: QEMU's human monitor on a unix socket at PATH, to look at
-# the nested host's CPU and timers when it stops making progress.
-if [ -n "${BELLHOP_NESTED_MONITOR:-}" ]; then
-    qemu+=(-monitor "unix:$BELLHOP_NESTED_MONITOR,server,nowait")
-fi
+# QEMU's human monitor, on a unix socket (at BELLHOP_NESTED_MONITOR when set, to look at L1
+# by hand): when L1 freezes, its CPU and APIC state go into the report.
+monitor=${BELLHOP_NESTED_MONITOR:-$work/monitor}
+qemu+=(-monitor "unix:$monitor,server,nowait")
+monitor_ask() { # prints QEMU's answer to one monitor command (needs python3)
+    command -v python3 > /dev/null || return 0
+    python3 - "$monitor" "$1" <<'PY' 2>/dev/null || true
+import re, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(1)
+def drain():
+    out = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    except socket.timeout:
+        pass
+    return out.decode(errors="replace")
+drain()
+s.sendall((sys.argv[2] + "\n").encode())
+time.sleep(0.5)
+print(re.sub(r"\x1b\[[0-9]*[A-Za-z]", "", drain()).split("\n", 1)[-1])
+PY
+}
 log=$work/console.log
+heartbeat=$work/heartbeat
+: > "$heartbeat"
+watch_heartbeat() { # ends QEMU (and says so in $work/froze) once L1 has beaten and then stops
+    local last=0 size stale=0
+    while sleep 5; do
+        size=$(stat -c %s "$heartbeat")
+        if [ "$size" -gt 0 ] && [ "$size" = "$last" ]; then stale=$((stale + 5)); else stale=0; fi
+        last=$size
+        if [ "$stale" -ge "$freeze_s" ]; then
+            { monitor_ask "info registers" | grep -E '^(RIP|RAX|CR0)' || true
+              monitor_ask "info lapic" | grep -E '^(IRR|ISR|Timer|APR)' || true; } > "$work/froze"
+            pkill -f -- "$work/initrd.cpio" || true
+            return
+        fi
+    done
+}
 if [ $interactive = 1 ] && [ -t 0 ]; then
-    qemu+=(-chardev stdio,id=s0,signal=on -serial chardev:s0)
+    qemu+=(-chardev stdio,id=s0,signal=on -serial chardev:s0 -serial "file:$heartbeat")
+    watch_heartbeat & watcher=$!
     set +e
     timeout --foreground "$timeout_s" "${qemu[@]}" | tee "$log"
     rc=${PIPESTATUS[0]}
     set -e
 else
-    qemu+=(-serial stdio)
+    qemu+=(-serial stdio -serial "file:$heartbeat")
+    watch_heartbeat & watcher=$!
     set +e
     timeout "$timeout_s" "${qemu[@]}" < /dev/null 2>&1 | sed -u 's/\r//g' | tee "$log"
     rc=${PIPESTATUS[0]}
     set -e
 fi
+kill "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true
 tr -d '\r' < "$log" > "$log.clean"
+if [ -f "$work/froze" ]; then
+    echo "nested: the nested KVM host froze (no heartbeat for ${freeze_s}s); its CPU and APIC, then its last console lines:" >&2
+    sed 's/^/    | /' "$work/froze" >&2
+    tail -n 30 "$log.clean" | sed 's/^/    | /' >&2
+    exit 126
+fi
 if grep -q '^BELLHOP-NESTED-BROKEN' "$log.clean"; then
     echo "nested: the nested KVM host is broken: $(grep '^BELLHOP-NESTED-BROKEN' "$log.clean" | head -1)" >&2
     exit 125
