@@ -11,7 +11,9 @@
 # FREEZE seconds (BELLHOP_NESTED_FREEZE, default 60). Under heavy nested traffic, QEMU's
 # software SVM can leave L1 halted for good with a timer interrupt pending that it never
 # takes (seen: `sti; hlt` in L1's idle loop, vector 0xec in the APIC's IRR, IF set); only a
-# fresh L1 gets past that, so callers can tell it from a test that hangs.
+# fresh L1 gets past that, so callers can tell it from a test that hangs. L1 idles with
+# idle=poll, never halting, which has kept that from happening (0 freezes in 13 runs of
+# bellhop_run, against about 1 in 3 with hlt); the heartbeat stays as the safety net.
 set -euo pipefail
 trap 'echo "nested: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -95,7 +97,7 @@ chmod +x "$root/init"
 qemu=(qemu-system-x86_64 -machine q35 -accel tcg -cpu qemu64,+svm,+npt -m 2048 -smp 1
       -nodefaults -display none -no-reboot
       -kernel "$KDIR/vmlinux" -initrd "$work/initrd.cpio"
-      -append "console=ttyS0 quiet panic=-1 loglevel=3")
+      -append "console=ttyS0 quiet panic=-1 loglevel=3 idle=poll")
 # QEMU's human monitor, on a unix socket (at BELLHOP_NESTED_MONITOR when set, to look at L1
 # by hand): when L1 freezes, its CPU and APIC state go into the report.
 monitor=${BELLHOP_NESTED_MONITOR:-$work/monitor}
