@@ -18,6 +18,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+console() { # the nested host's console, without its own end-of-run lines, through emit
+    grep -v '^BELLHOP-NESTED-EXIT\|reboot: Power down' | emit ""
+}
+
 emit() { # filter a test binary's output: keep result lines (prefixed by variant), pass the rest
     local prefix=$1
     while IFS= read -r line; do
@@ -90,7 +94,7 @@ if [ ${#kvms[@]} -gt 0 ]; then
             awk '/^nested: |^    \| / {print; next}
                  /^running / {sec = ""; open = 1}
                  open {sec = sec $0 "\n"; if ($0 ~ /^run-kvm: done /) {printf "%s", sec; open = 0}; next}
-                 {print}' "$out" | grep -v '^BELLHOP-NESTED-EXIT\|reboot: Power down' | emit ""
+                 {print}' "$out" | console
             done_list=$(grep '^run-kvm: done ' "$out" | awk '{print $3}')
             left=()
             for t in "${pending[@]}"; do printf '%s\n' "$done_list" | grep -qxF "$t" || left+=("$t"); done
@@ -103,7 +107,7 @@ if [ ${#kvms[@]} -gt 0 ]; then
         if [ $rc = 126 ]; then
             echo "FAIL nested-vm: L1 froze $attempt times; ${#pending[@]} test binaries did not finish: ${pending[*]}" | tee -a "$results"
         elif [ $unread = 1 ]; then
-            grep -v '^BELLHOP-NESTED-EXIT\|reboot: Power down' "$out" | emit ""
+            console < "$out"
         fi
         if [ $rc -ne 0 ] && [ $rc != 126 ] && ! grep -q '^FAIL ' "$out"; then
             echo "FAIL nested-vm: the nested KVM host did not finish the tests (status $rc)" | tee -a "$results"

@@ -142,23 +142,27 @@ static double time_to_line(char *const argv[], const char *line, char *out, size
 }
 
 struct memory_sums {
-    struct smaps_mapping largest;
     long rss, anon;
+    long largest_size, largest_rss, largest_anon;
 };
 
 static void sum_mapping(const struct smaps_mapping *m, void *arg) {
     struct memory_sums *sums = arg;
     sums->rss += m->rss_kib;
     sums->anon += m->anon_kib;
-    if (m->size_kib > sums->largest.size_kib) sums->largest = *m;
+    if (m->size_kib > sums->largest_size) {
+        sums->largest_size = m->size_kib;
+        sums->largest_rss = m->rss_kib;
+        sums->largest_anon = m->anon_kib;
+    }
 }
 
 int bench_memory_beyond_guest(pid_t pid, struct bench_memory *out) {
     struct memory_sums sums = {0};
     if (smaps_each(pid, sum_mapping, &sums) != 0) return -1;
     /* The guest's RAM is the largest mapping: the rest is the VMM's. */
-    out->rss_kib = sums.rss - sums.largest.rss_kib;
-    out->anon_kib = sums.anon - sums.largest.anon_kib;
+    out->rss_kib = sums.rss - sums.largest_rss;
+    out->anon_kib = sums.anon - sums.largest_anon;
     return 0;
 }
 
