@@ -170,8 +170,7 @@ static uint8_t handle(struct virtio_blk *b, const struct virtq_req *r, uint32_t 
 
 static void blk_notify(struct virtio_dev *vd, unsigned q) {
     struct virtio_blk *b = blk_of(vd);
-    struct virtq_req *r = malloc(sizeof *r);
-    if (!r) return;
+    struct virtq_req req, *r = &req;
     while (virtio_pop(vd, q, r)) {
         uint32_t written = 0;
         uint8_t status;
@@ -186,7 +185,6 @@ static void blk_notify(struct virtio_dev *vd, unsigned q) {
         virtq_req_write(r, r->in_len - 1, &status, 1);
         virtio_push(vd, q, r, written + 1);
     }
-    free(r);
 }
 
 struct virtio_blk *virtio_blk_open(const char *path, bool read_only, char *err, size_t errlen) {

@@ -34,15 +34,13 @@ static void arm(struct virtio_console *c) {
 
 /* Moves pending input into receive buffers (loop thread). */
 static void deliver(struct virtio_console *c) {
-    struct virtq_req *r = malloc(sizeof *r);
-    if (!r) return;
+    struct virtq_req req, *r = &req;
     while (c->npending && virtio_pop(c->vd, RXQ, r)) {
         size_t n = virtq_req_write(r, 0, c->pending, c->npending);
         memmove(c->pending, c->pending + n, c->npending - n);
         c->npending -= n;
         virtio_push(c->vd, RXQ, r, (uint32_t)n);
     }
-    free(r);
     arm(c);
 }
 
@@ -69,14 +67,12 @@ static void on_input(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, con
 }
 
 static void transmit(struct virtio_console *c) {
-    struct virtq_req *r = malloc(sizeof *r);
-    if (!r) return;
+    struct virtq_req req, *r = &req;
     while (virtio_pop(c->vd, TXQ, r)) {
         for (unsigned i = 0; i < r->nout; i++)
             if (c->out_fd >= 0 && write(c->out_fd, r->out[i].p, r->out[i].len) < 0) break;
         virtio_push(c->vd, TXQ, r, 0);
     }
-    free(r);
 }
 
 static void console_notify(struct virtio_dev *vd, unsigned q) {

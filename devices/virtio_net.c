@@ -69,8 +69,7 @@ static void on_readable(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, 
 }
 
 static void transmit(struct virtio_net *n) {
-    struct virtq_req *r = malloc(sizeof *r);
-    if (!r) return;
+    struct virtq_req req, *r = &req;
     while (virtio_pop(n->vd, TXQ, r)) {
         struct iovec iov[VIRTQ_MAX_SEGMENTS];
         for (unsigned i = 0; i < r->nout; i++) iov[i] = (struct iovec){r->out[i].p, r->out[i].len};
@@ -79,7 +78,6 @@ static void transmit(struct virtio_net *n) {
         }
         virtio_push(n->vd, TXQ, r, 0);
     }
-    free(r);
 }
 
 static void net_notify(struct virtio_dev *vd, unsigned q) {

@@ -11,7 +11,7 @@
 #include "devices/virtio_rng.h"
 
 static void rng_notify(struct virtio_dev *vd, unsigned q) {
-    struct virtq_req *r = &(struct virtq_req){0};
+    struct virtq_req req, *r = &req; /* virtio_pop fills what it hands out */
     while (virtio_pop(vd, q, r)) {
         uint64_t written = 0;
         for (unsigned i = 0; i < r->nin; i++) {
