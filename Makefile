@@ -41,19 +41,20 @@ Q := @
 endif
 
 LOOP_SRCS := $(wildcard loop/*.c)
-VMM_SRCS  := $(filter-out vmm/main.c,$(wildcard vmm/*.c)) $(wildcard devices/*.c) $(wildcard firmware/*.c)
+VMM_SRCS  := $(filter-out vmm/main.c vmm/sandbox_rules.c,$(wildcard vmm/*.c)) $(wildcard devices/*.c) $(wildcard firmware/*.c)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 KVM_SRCS  := $(wildcard tests/kvm/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
 
 LOOP_OBJS := $(LOOP_SRCS:%.c=$(B)/obj/%.o)
-VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/dsdt_aml.o $(B)/obj/gen/syscall_names.o
+VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/dsdt_aml.o $(B)/obj/gen/syscall_names.o \
+             $(B)/obj/gen/sandbox_filters.o
 CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
              $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))
 GUEST_BINS := build/guest/guest.elf
-VMM_LIBS  := -lfdt -ldl -lseccomp
+VMM_LIBS  := -lfdt -ldl
 
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins
@@ -92,6 +93,19 @@ build/gen/syscall_names.c:
 	   echo "};"; echo "const unsigned syscall_names_len = sizeof syscall_names / sizeof syscall_names[0];"; } > $@
 
 $(B)/obj/gen/syscall_names.o: build/gen/syscall_names.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+# The sandbox's seccomp programs, built with libseccomp here rather than at every start
+# (vmm/sandbox_rules.c). A build tool: no sanitizers, whatever the variant.
+build/gen/sandbox_rules: vmm/sandbox_rules.c vmm/sandbox.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -std=gnu11 -Wall -Wextra -Werror -O1 -D_GNU_SOURCE -I. -o $@ $< -lseccomp
+
+build/gen/sandbox_filters.c: build/gen/sandbox_rules
+	$(Q)build/gen/sandbox_rules > $@.tmp && mv $@.tmp $@
+
+$(B)/obj/gen/sandbox_filters.o: build/gen/sandbox_filters.c vmm/sandbox_filters.h vmm/sandbox.h
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
@@ -223,11 +237,16 @@ build/fuzz/obj/gen/syscall_names.o: build/gen/syscall_names.c
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_CFLAGS) -c $< -o $@
 
-FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen/dsdt_aml.o build/fuzz/obj/gen/syscall_names.o
+build/fuzz/obj/gen/sandbox_filters.o: build/gen/sandbox_filters.c vmm/sandbox_filters.h vmm/sandbox.h
+	@mkdir -p $(dir $@)
+	$(Q)clang $(FUZZ_CFLAGS) -c $< -o $@
+
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen/dsdt_aml.o build/fuzz/obj/gen/syscall_names.o \
+                 build/fuzz/obj/gen/sandbox_filters.o
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ -lfdt -ldl -lseccomp
+	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ -lfdt -ldl
 
 fuzz-bins: $(FUZZ_BINS)
 

@@ -1,7 +1,7 @@
 /* An idle VMM's resident memory. Most of what bellhop has mapped once its guest runs is code
  * and read-only data that only setup used: option parsing, the loaders, the device-tree and
- * ACPI builders, libseccomp's filter compiler, the dynamic loader's relocation. Like a kernel
- * freeing its __init sections, bellhop gives those page mappings back when setup is over. */
+ * ACPI builders, the dynamic loader's relocation. Like a kernel freeing its __init sections,
+ * bellhop gives those page mappings back when setup is over. */
 #ifndef BELLHOP_VMM_FOOTPRINT_H
 #define BELLHOP_VMM_FOOTPRINT_H
 

@@ -1,5 +1,6 @@
 /* seccomp sandbox: once set up, each of bellhop's threads confines itself to the system calls
- * its role needs (libseccomp filters, one per thread, loaded by the thread itself).
+ * its role needs (one BPF program per role, built from vmm/sandbox_rules.c's allowlists at
+ * build time and loaded by the thread itself).
  *
  *   main  waits for the VM to end and tears it down; prints crash reports (so it may load
  *         libcapstone: read-only opens and executable mappings);
@@ -16,7 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum sandbox_role { SANDBOX_MAIN, SANDBOX_LOOP, SANDBOX_VCPU };
+enum sandbox_role { SANDBOX_MAIN, SANDBOX_LOOP, SANDBOX_VCPU, SANDBOX_ROLES };
 
 #define SANDBOX_EXIT_STATUS 159 /* 128 + SIGSYS, as a shell reports a death by SIGSYS */
 
