@@ -19,6 +19,7 @@
 #include "vmm/smaps.h"
 #include "vmm/spawn.h"
 #include "vmm/bench_floor.h"
+#include "vmm/sandbox.h"
 
 #define MAX_KINDS 16
 #define BUCKETS 24
@@ -26,6 +27,8 @@
 /* Each configuration runs this many times, interleaved with the others: a nested host drifts
  * over seconds, and a ratio of two runs made far apart would carry that drift. */
 #define ROUNDS 3
+/* Linux boots vary more (each touches a hundred MiB the host may have to find): more of them. */
+#define BOOT_ROUNDS 5
 
 struct result {
     char kind[32];
@@ -316,6 +319,20 @@ static void json(const struct run *runs, unsigned nruns, double ghz) {
     printf("}}\n");
 }
 
+/* The register-access kinds of run `r`, against the floor and, given `with`, against that
+ * run (the difference per exit in cycles). */
+static void register_kinds(const struct run *r, const struct run *floor, const struct run *with, double ghz) {
+    for (unsigned i = 0; i < 4 && i < r->nr; i++) {
+        const struct result *k = &r->r[i], *f = floor ? find(floor, k->kind) : NULL;
+        const struct result *w = with ? find(with, k->kind) : NULL;
+        printf("%-15s p50 %9.2f us", k->kind, k->p50 / ghz / 1000);
+        if (f) printf("  %6.2fx floor", (double)k->p50 / (double)f->p50);
+        if (w) printf("  (sandboxed: %.2fx floor, %+lld cycles)", f ? (double)w->p50 / (double)f->p50 : 0.0,
+                      (long long)w->p50 - (long long)k->p50);
+        printf("\n");
+    }
+}
+
 struct boot_times {
     const char *image, *path;
     double bellhop_ms, qemu_ms; /* -1: did not run */
@@ -323,7 +340,7 @@ struct boot_times {
 };
 
 static double median_ms(double *v, unsigned n) {
-    unsigned long long us[ROUNDS];
+    unsigned long long us[BOOT_ROUNDS];
     unsigned k = 0;
     for (unsigned i = 0; i < n; i++)
         if (v[i] > 0) us[k++] = (unsigned long long)(v[i] * 1000);
@@ -343,15 +360,15 @@ static void boot_to_init(char *self, struct boot_times *b, char *out, size_t out
                             "-m", "512", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
                             "-no-reboot", "-kernel", (char *)b->path, "-initrd", "build/linux/initrd.cpio",
                             "-append", "console=ttyS0 quiet", NULL};
-    double bh[ROUNDS], q[ROUNDS];
-    for (unsigned round = 0; round < ROUNDS; round++) {
+    double bh[BOOT_ROUNDS], q[BOOT_ROUNDS];
+    for (unsigned round = 0; round < BOOT_ROUNDS; round++) {
         bh[round] = time_to_line(argv_bh, "linux-guest: boot marker sent", out, outlen);
         const char *mk = strstr(out, "bellhop: boot marker 0x1");
         if (mk && round == 0) sscanf(mk, "bellhop: boot marker 0x1 at %255[^\n]", b->marker);
         q[round] = qemu ? time_to_line(argv_q, "linux-guest: boot marker sent", out, outlen) : -1;
     }
-    b->bellhop_ms = median_ms(bh, ROUNDS);
-    b->qemu_ms = median_ms(q, ROUNDS);
+    b->bellhop_ms = median_ms(bh, BOOT_ROUNDS);
+    b->qemu_ms = median_ms(q, BOOT_ROUNDS);
 }
 
 /* What a run measures: --only traps,boot,memory picks some (all by default). */
@@ -396,7 +413,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
     CPU_SET(0, &one);
     bool pinned = sched_setaffinity(0, sizeof one, &one) == 0;
     double ghz = tsc_ghz();
-    static struct run runs[4] = {{.name = "bellhop"}, {.name = "floor"}, {.name = "qemu"}, {.name = "bellhop_loop_dispatch"}};
+    static struct run runs[5] = {{.name = "bellhop"}, {.name = "floor"}, {.name = "qemu"}, {.name = "bellhop_loop_dispatch"},
+                                 {.name = "bellhop_no_seccomp"}};
     char *out = malloc(OUT_MAX);
     if (!out) return 1;
     char self[PATH_MAX];
@@ -409,6 +427,9 @@ int bench_main(int argc, char **argv, const char *kernel) {
                                  "bench vcpu-ctl bell=" BENCH_BELL_ADDR_STR, NULL};
         char *const argv_loop[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--dispatch",
                                    "loop", "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
+        /* What the sandbox costs per exit: KVM_RUN through the kernel's seccomp path or not. */
+        char *const argv_open[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--no-seccomp",
+                                   "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
         bool floor_ok = true, peer_ok = true;
         for (unsigned round = 0; round < ROUNDS; round++) {
             spawn_capture(argv_bh, NULL, out, OUT_MAX);
@@ -422,6 +443,10 @@ int bench_main(int argc, char **argv, const char *kernel) {
             if (floor_ok && peer_ok && (peer_ok = run_peer(kernel, out, OUT_MAX) == 0)) parse(&runs[2], out);
             spawn_capture(argv_loop, NULL, out, OUT_MAX);
             parse(&runs[3], out);
+            if (sandbox_supported()) {
+                spawn_capture(argv_open, NULL, out, OUT_MAX);
+                parse(&runs[4], out);
+            }
         }
         nruns = !floor_ok ? 1 : peer_ok && runs[2].nr ? 3 : 2;
     }
@@ -448,10 +473,10 @@ int bench_main(int argc, char **argv, const char *kernel) {
         fprintf(stderr, "bellhop: bench: cannot write %s: %s\n", plot_path, strerror(errno));
     if (as_json) {
         /* every run that finished */
-        struct run all[4];
+        struct run all[5];
         unsigned k = 0;
-        for (unsigned i = 0; i < 4; i++)
-            if (runs[i].nr && (i < nruns || i == 3)) all[k++] = runs[i];
+        for (unsigned i = 0; i < 5; i++)
+            if (runs[i].nr && (i < nruns || i >= 3)) all[k++] = runs[i];
         json(all, k, ghz);
         printf("{\"linux_boot_to_init_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, "
                "\"linux_pvh_boot_to_init_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, \"rss_beyond_guest_kib\": %ld, "
@@ -474,7 +499,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
             if (b->bellhop_ms <= 0) continue;
             printf("%sLinux (Debian cloud kernel as %s, test initrd, 512M, 1 CPU) boot to init, median of %d boots "
                    "each, in turn: bellhop %.0f ms",
-                   i == 0 ? "\n" : "", b->image, ROUNDS, b->bellhop_ms);
+                   i == 0 ? "\n" : "", b->image, BOOT_ROUNDS, b->bellhop_ms);
             if (b->qemu_ms > 0) printf(", QEMU microvm,rtc=on %.0f ms (%.2fx)", b->qemu_ms, b->bellhop_ms / b->qemu_ms);
             printf("\n  bellhop's marker (first boot): %s\n", b->marker);
         }
@@ -487,12 +512,11 @@ int bench_main(int argc, char **argv, const char *kernel) {
         }
         if (runs[3].nr) {
             printf("\nwith --dispatch loop (register accesses handed to the loop thread, the vCPU waiting):\n");
-            for (unsigned i = 0; i < 4 && i < runs[3].nr; i++) {
-                const struct result *r = &runs[3].r[i], *f = nruns > 1 ? find(&runs[1], r->kind) : NULL;
-                printf("%-15s p50 %9.2f us", r->kind, r->p50 / ghz / 1000);
-                if (f) printf("  %6.2fx floor", (double)r->p50 / (double)f->p50);
-                printf("\n");
-            }
+            register_kinds(&runs[3], nruns > 1 ? &runs[1] : NULL, NULL, ghz);
+        }
+        if (runs[4].nr) {
+            printf("\nwith --no-seccomp (inline dispatch; what the sandbox adds to each exit's KVM_RUN):\n");
+            register_kinds(&runs[4], nruns > 1 ? &runs[1] : NULL, &runs[0], ghz);
         }
     }
     free(out);

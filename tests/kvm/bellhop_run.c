@@ -80,14 +80,16 @@ TEST_TIMEOUT(stats_and_loop_dispatch, 120) {
 }
 
 TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
-    /* bellhop bench --json: our run, the loop-dispatch run and the raw KVM floor, each three
-     * times (Linux boots and idle memory have tests of their own) */
+    /* bellhop bench --json: our run, the loop-dispatch run, the run without the sandbox (none
+     * in sanitizer builds, which have no sandbox) and the raw KVM floor, each three times
+     * (Linux boots and idle memory have tests of their own) */
     find_bellhop();
     char *const argv[] = {bellhop, "bench", "--json", "--plot", "/tmp/bellhop-bench.svg", "--only", "traps", NULL};
     int status = spawn_capture(argv, NULL, out, sizeof out);
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bench status %#x: %s", status, out);
     CHECK_MSG(strstr(out, "\"tsc_ghz\": ") && strstr(out, "\"bellhop\": {") && strstr(out, "\"floor\": {") &&
                   strstr(out, "\"bellhop_loop_dispatch\": {"), "%s", out);
+    CHECK_MSG(!strstr(out, "\"bellhop_no_seccomp\": {") == sanitized(), "%s", out);
     static const char *const kinds[] = {"io_out", "io_in", "mmio_write", "mmio_read", "cpuid", "bell_write",
                                         "bell_to_flag", "virtio_polled", "bell_to_irq", "vcpu_interrupt"};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
