@@ -319,16 +319,19 @@ static void json(const struct run *runs, unsigned nruns, double ghz) {
     printf("}}\n");
 }
 
-/* The register-access kinds of run `r`, against the floor and, given `with`, against that
- * run (the difference per exit in cycles). */
-static void register_kinds(const struct run *r, const struct run *floor, const struct run *with, double ghz) {
+/* The register-access kinds of run `r` against the floor and, given the sandboxed run (for
+ * the run without the sandbox), what the sandbox adds per exit in cycles. */
+static void register_kinds(const struct run *r, const struct run *floor, const struct run *sandboxed, double ghz) {
     for (unsigned i = 0; i < 4 && i < r->nr; i++) {
         const struct result *k = &r->r[i], *f = floor ? find(floor, k->kind) : NULL;
-        const struct result *w = with ? find(with, k->kind) : NULL;
+        const struct result *s = sandboxed ? find(sandboxed, k->kind) : NULL;
         printf("%-15s p50 %9.2f us", k->kind, k->p50 / ghz / 1000);
         if (f) printf("  %6.2fx floor", (double)k->p50 / (double)f->p50);
-        if (w) printf("  (sandboxed: %.2fx floor, %+lld cycles)", f ? (double)w->p50 / (double)f->p50 : 0.0,
-                      (long long)w->p50 - (long long)k->p50);
+        if (s) {
+            printf("  (sandboxed: ");
+            if (f) printf("%.2fx floor, ", (double)s->p50 / (double)f->p50);
+            printf("%+lld cycles)", (long long)s->p50 - (long long)k->p50);
+        }
         printf("\n");
     }
 }

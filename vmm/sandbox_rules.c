@@ -145,7 +145,8 @@ static int allow_role(scmp_filter_ctx ctx, enum sandbox_role role) {
 
 /* The vCPU thread's hot call, KVM_RUN, is allowed by these first instructions, ahead of the
  * program libseccomp builds (which tests ioctl's requests in descending order, KVM_RUN 12th);
- * anything else falls through to that program. */
+ * anything else falls through to that program: every not-taken jump lands on the first
+ * instruction after the prologue. */
 #define KVM_RUN_PROLOGUE_LEN 9
 static void kvm_run_prologue(struct sock_filter *p) {
     struct sock_filter insns[KVM_RUN_PROLOGUE_LEN] = {
@@ -162,30 +163,46 @@ static void kvm_run_prologue(struct sock_filter *p) {
     memcpy(p, insns, sizeof insns);
 }
 
-static int emit(enum sandbox_role role, const char *name) {
+/* libseccomp's program for `role`, exported through a memfd, into a fresh array `pre`
+ * instructions in (room for a prologue). 0, or a negative errno. */
+static int export_role(enum sandbox_role role, size_t pre, struct sock_filter **out, size_t *len) {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
     if (!ctx) return -ENOMEM;
     int rc = allow_role(ctx, role);
     /* ioctl (KVM_RUN) is the call of the hot path: the program tests for it first. */
     if (!rc) rc = seccomp_syscall_priority(ctx, SCMP_SYS(ioctl), 255);
-    int fd = rc ? -1 : memfd_create("bpf", MFD_CLOEXEC);
-    if (!rc && fd < 0) rc = -errno;
+    int fd = -1;
+    if (!rc && (fd = memfd_create("bpf", MFD_CLOEXEC)) < 0) rc = -errno;
     if (!rc) rc = seccomp_export_bpf(ctx, fd);
     seccomp_release(ctx);
-    off_t len = rc ? 0 : lseek(fd, 0, SEEK_END);
-    size_t n = (size_t)len / sizeof(struct sock_filter), pre = role == SANDBOX_VCPU ? KVM_RUN_PROLOGUE_LEN : 0;
-    struct sock_filter *p = rc ? NULL : calloc(pre + n, sizeof *p);
-    if (!rc && (len <= 0 || !p || pread(fd, p + pre, (size_t)len, 0) != len)) rc = -EIO;
-    if (fd >= 0) close(fd);
-    if (!rc && pre + n > BPF_MAXINSNS) rc = -E2BIG;
-    if (rc) {
-        free(p);
-        return rc;
+    if (rc) goto out;
+    off_t bytes = lseek(fd, 0, SEEK_END);
+    size_t n = bytes > 0 ? (size_t)bytes / sizeof **out : 0;
+    if (n == 0 || pre + n > BPF_MAXINSNS) {
+        rc = n ? -E2BIG : -EIO;
+        goto out;
     }
+    *out = calloc(pre + n, sizeof **out);
+    if (!*out || pread(fd, *out + pre, (size_t)bytes, 0) != bytes) {
+        free(*out);
+        *out = NULL;
+        rc = -EIO;
+        goto out;
+    }
+    *len = pre + n;
+out:
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+static int emit(enum sandbox_role role, const char *name) {
+    size_t pre = role == SANDBOX_VCPU ? KVM_RUN_PROLOGUE_LEN : 0, n = 0;
+    struct sock_filter *p = NULL;
+    int rc = export_role(role, pre, &p, &n);
+    if (rc) return rc;
     if (pre) kvm_run_prologue(p);
     printf("static const struct sock_filter %s[] = {\n", name);
-    for (size_t i = 0; i < pre + n; i++)
-        printf("    {0x%04x, %u, %u, 0x%08x},\n", p[i].code, p[i].jt, p[i].jf, p[i].k);
+    for (size_t i = 0; i < n; i++) printf("    {0x%04x, %u, %u, 0x%08x},\n", p[i].code, p[i].jt, p[i].jf, p[i].k);
     printf("};\n\n");
     free(p);
     return 0;
