@@ -1,7 +1,7 @@
 # The acceptance guest's program (after mkinitramfs.sh's module loading): every line the
 # test checks starts with "linux-guest:".
 say() { echo "linux-guest: $*"; }
-bootmark 0x1 && say "boot marker sent"
+bootmark 0x2 && say "modules loaded"
 say "cpus $(grep -c ^processor /proc/cpuinfo)"
 if mount -t ext4 /dev/vda /mnt; then
     say "disk read: $(cat /mnt/from-host.txt)"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds an uncompressed initramfs for a Linux guest: busybox, the Debian kernel's virtio
-# modules (insmod'ed in dependency order by /init before anything else), extra files, and
-# an init script.
+# modules (insmod'ed in dependency order by /init once it has said it started), extra files,
+# and an init script.
 #   tests/linux/mkinitramfs.sh OUT.cpio INIT-SCRIPT [FILE...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +26,9 @@ done
 for f in "$@"; do cp "$f" "$root/bin/"; done
 {
     echo '#!/bin/busybox sh'
+    # Boot to init ends here: init's first act (marker 0x1 for bellhop --boot-markers, the
+    # line for any VMM's console), before the module loading below.
+    echo '[ -x /bin/bootmark ] && /bin/bootmark 0x1; echo "linux-guest: init started"'
     echo '/bin/busybox --install -s /bin'
     echo 'mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev'
     echo 'for m in $(cat /lib/modules/order); do insmod /lib/modules/$m || echo "insmod $m failed"; done'
