@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "devices/virtio.h"
 #include "devices/virtqueue.h"
 
@@ -61,7 +63,19 @@ void virtio_fail_locked(struct virtio_dev *vd, unsigned q, const char *why) {
     if (vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET) return;
     fprintf(stderr, "bellhop: %s queue %u: %s; the device needs a reset\n", vd->ops->name, q, why);
     vd->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
-    if (vd->status & VIRTIO_STATUS_DRIVER_OK) vd->interrupt(vd, VIRTIO_ISR_CONFIG, VIRTIO_CONFIG_IRQ);
+    /* Rare, and the caller holds the lock: raised at once. */
+    if (vd->status & VIRTIO_STATUS_DRIVER_OK)
+        virtio_raise(vd, vd->interrupt_locked(vd, VIRTIO_ISR_CONFIG, VIRTIO_CONFIG_IRQ));
+}
+
+void virtio_raise(struct virtio_dev *vd, struct virtio_irq irq) {
+    uint64_t one = 1;
+    if (irq.fd >= 0) {
+        if (write(irq.fd, &one, sizeof one) < 0) { /* a saturated counter is a pending interrupt */
+        }
+    } else if (irq.pin >= 0) {
+        vd->env->raise_irq(vd->env, (uint32_t)irq.pin);
+    }
 }
 
 static bool usable_locked(const struct virtio_dev *vd, unsigned q) {
@@ -87,12 +101,14 @@ bool virtio_pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r) {
 }
 
 void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, uint32_t written) {
+    struct virtio_irq irq = VIRTIO_NO_IRQ;
     pthread_mutex_lock(&vd->lock);
     if (r->generation == vd->generation && usable_locked(vd, q) &&
         virtq_put(&vd->queues[q], &vd->env->mem, virtio_has_feature(vd, VIRTIO_F_EVENT_IDX), r->head,
                   written))
-        vd->interrupt(vd, VIRTIO_ISR_QUEUE, (int)q);
+        irq = vd->interrupt_locked(vd, VIRTIO_ISR_QUEUE, (int)q);
     pthread_mutex_unlock(&vd->lock);
+    virtio_raise(vd, irq);
 }
 
 size_t virtq_req_read(const struct virtq_req *r, uint64_t off, void *dst, size_t len) {

@@ -87,6 +87,15 @@ struct virtio_device_ops {
     void (*reset)(struct virtio_dev *vd);
 };
 
+/* An interrupt decided under the device lock and raised once it is dropped, so that the
+ * vCPU it wakes (often on this very CPU, preempting us) never finds the lock still held:
+ * an eventfd to write, or an IOAPIC pin for the machine's raise_irq; both -1 for none. */
+struct virtio_irq {
+    int fd, pin;
+};
+#define VIRTIO_NO_IRQ ((struct virtio_irq){-1, -1})
+void virtio_raise(struct virtio_dev *vd, struct virtio_irq irq);
+
 struct virtio_dev {
     const struct virtio_device_ops *ops;
     void *priv; /* the device's own state */
@@ -97,9 +106,9 @@ struct virtio_dev {
     uint32_t isr;
     uint32_t generation;
     struct virtq queues[VIRTIO_MAX_QUEUES];
-    /* The transport's interrupt for queue q (or VIRTIO_CONFIG_IRQ): set ISR bits and raise the
-     * line or the queue's vector. Lock held. */
-    void (*interrupt)(struct virtio_dev *vd, uint32_t isr_bits, int q);
+    /* The transport's interrupt for queue q (or VIRTIO_CONFIG_IRQ), lock held: sets the ISR
+     * bits and says what raises the line or the queue's vector, for virtio_raise. */
+    struct virtio_irq (*interrupt_locked)(struct virtio_dev *vd, uint32_t isr_bits, int q);
     /* --stats: bell packets and notify-handler time per queue (loop thread) */
     struct handler_stats bells[VIRTIO_MAX_QUEUES];
 };

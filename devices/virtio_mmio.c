@@ -59,11 +59,11 @@ static void on_slow_notify(async_dispatcher_t *d, async_receiver_t *r, zx_status
     notify(m, data->u32[0]);
 }
 
-static void mmio_interrupt(struct virtio_dev *vd, uint32_t bits, int q) {
+static struct virtio_irq mmio_interrupt_locked(struct virtio_dev *vd, uint32_t bits, int q) {
     (void)q;
     struct virtio_mmio *m = (struct virtio_mmio *)vd;
     vd->isr |= bits;
-    vd->env->raise_irq(vd->env, m->irq);
+    return (struct virtio_irq){.fd = -1, .pin = (int)m->irq};
 }
 
 static uint64_t mmio_read(void *dev, uint64_t off, uint8_t size) {
@@ -168,7 +168,7 @@ struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_d
     struct virtio_mmio *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     virtio_dev_init(&m->vd, ops, priv, env);
-    m->vd.interrupt = mmio_interrupt;
+    m->vd.interrupt_locked = mmio_interrupt_locked;
     m->base = base;
     m->irq = irq;
     m->slow_notify.handler = on_slow_notify;

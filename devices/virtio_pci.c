@@ -55,15 +55,19 @@ static uint16_t msix_control(const struct virtio_pci *p) {
     return c;
 }
 
-static void fire(struct virtio_pci *p, unsigned v) {
-    if (v >= p->nvectors) return;
+/* The eventfd that raises vector v now, or -1 when it is out of range or masked (then it
+ * is left pending). Lock held. */
+static int vector_fd_locked(struct virtio_pci *p, unsigned v) {
+    if (v >= p->nvectors) return -1;
     if ((msix_control(p) & MSIX_MASKALL) || (p->msix[v].ctrl & MSIX_ENTRY_MASKED)) {
         p->pba |= 1ull << v;
-        return;
+        return -1;
     }
-    uint64_t one = 1;
-    if (write(p->msi_fd[v], &one, sizeof one) < 0) { /* a saturated counter is a pending edge */
-    }
+    return p->msi_fd[v];
+}
+
+static void fire(struct virtio_pci *p, unsigned v) {
+    virtio_raise(&p->vd, (struct virtio_irq){.fd = vector_fd_locked(p, v), .pin = -1});
 }
 
 /* Pending vectors whose masks are gone fire now (lock held). */
@@ -75,16 +79,19 @@ static void fire_pending(struct virtio_pci *p) {
         }
 }
 
-static void assert_intx(struct virtio_pci *p) {
-    uint64_t one = 1;
-    if (p->intx_fd >= 0 && !p->line && write(p->intx_fd, &one, sizeof one) == sizeof one) p->line = true;
+/* The eventfd that asserts the INTx line, or -1 when it is up already (or absent). Lock held. */
+static int intx_fd_locked(struct virtio_pci *p) {
+    if (p->intx_fd < 0 || p->line) return -1;
+    p->line = true;
+    return p->intx_fd;
 }
 
-static void pci_interrupt(struct virtio_dev *vd, uint32_t bits, int q) {
+static struct virtio_irq pci_interrupt_locked(struct virtio_dev *vd, uint32_t bits, int q) {
     struct virtio_pci *p = of_vd(vd);
     vd->isr |= bits;
-    if (msix_control(p) & MSIX_ENABLE) fire(p, q < 0 ? p->config_vector : p->queue_vector[q]);
-    else assert_intx(p);
+    int fd = (msix_control(p) & MSIX_ENABLE) ? vector_fd_locked(p, q < 0 ? p->config_vector : p->queue_vector[q])
+                                             : intx_fd_locked(p);
+    return (struct virtio_irq){.fd = fd, .pin = -1};
 }
 
 /* The guest EOI'd the INTx line (loop thread): KVM lowered it; raise it again if the ISR
@@ -96,10 +103,12 @@ static void on_resample(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, 
     uint64_t n;
     if (read(p->resample_fd, &n, sizeof n) < 0) { /* already consumed */
     }
+    struct virtio_irq irq = VIRTIO_NO_IRQ;
     pthread_mutex_lock(&p->vd.lock);
     p->line = false;
-    if (p->vd.isr && !(msix_control(p) & MSIX_ENABLE)) assert_intx(p);
+    if (p->vd.isr && !(msix_control(p) & MSIX_ENABLE)) irq.fd = intx_fd_locked(p);
     pthread_mutex_unlock(&p->vd.lock);
+    virtio_raise(&p->vd, irq);
     async_begin_wait(d, w);
 }
 
@@ -266,7 +275,7 @@ struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_dev
     struct virtio_pci *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     virtio_dev_init(&p->vd, ops, priv, env);
-    p->vd.interrupt = pci_interrupt;
+    p->vd.interrupt_locked = pci_interrupt_locked;
     p->bar0 = bar0;
     p->config_vector = NO_VECTOR;
     for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) p->queue_vector[i] = NO_VECTOR;

@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -7,7 +8,10 @@
 
 static void count_irq(struct vm_env *env, uint32_t irq) {
     (void)irq;
-    ((struct fake_vm *)env)->irqs++;
+    struct fake_vm *vm = (struct fake_vm *)env;
+    vm->irqs++;
+    if (vm->vd && pthread_mutex_trylock(&vm->vd->lock) != 0) vm->irqs_under_lock++;
+    else if (vm->vd) pthread_mutex_unlock(&vm->vd->lock);
 }
 
 static void note_exit(struct vm_env *env, int status) { ((struct fake_vm *)env)->exit_status = status; }
@@ -74,6 +78,7 @@ uint32_t tdev_init(struct test_dev *d, struct fake_vm *vm, const struct virtio_d
     memset(d, 0, sizeof *d);
     d->vm = vm;
     d->mmio = virtio_mmio_create(&vm->env, ops, priv, 0xd0000000, 5, ZX_HANDLE_INVALID);
+    vm->vd = virtio_mmio_dev(d->mmio);
     tdev_write(d, 0x070, 0);
     tdev_write(d, 0x070, 1);
     tdev_write(d, 0x070, 3);
@@ -108,7 +113,10 @@ uint32_t tdev_init(struct test_dev *d, struct fake_vm *vm, const struct virtio_d
     return tdev_read(d, 0x070);
 }
 
-void tdev_destroy(struct test_dev *d) { virtio_mmio_destroy(d->mmio); }
+void tdev_destroy(struct test_dev *d) {
+    d->vm->vd = NULL;
+    virtio_mmio_destroy(d->mmio);
+}
 
 void tvq_desc(struct test_dev *d, unsigned qi, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next) {
     uint8_t *p = fake_ptr(d->vm, d->q[qi].desc + 16u * i);

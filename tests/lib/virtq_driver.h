@@ -13,6 +13,8 @@
 struct fake_vm {
     struct vm_env env;
     int irqs;
+    int irqs_under_lock;    /* raised while the device's lock was held (a vCPU would block) */
+    struct virtio_dev *vd;  /* the device under test, once tdev_init made it */
     int exit_status; /* -1 until an exit is requested */
     uint64_t next_free; /* bump allocator in RAM */
     int fds[FAKE_VM_MAX_FDS];

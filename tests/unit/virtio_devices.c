@@ -67,6 +67,8 @@ TEST(rng_fills_writable_buffers) {
     CHECK(!tvq_used(&d, 0, &id, &len));
     CHECK(memcmp(fake_ptr(&vm, a), fake_ptr(&vm, b), 64) != 0);
     CHECK(vm.irqs >= 1);
+    /* Raised once the device lock is dropped: the vCPU it wakes reads InterruptStatus at once. */
+    CHECK_EQ(vm.irqs_under_lock, 0);
     CHECK_EQ(tdev_read(&d, 0x060) & 1, 1);
     tdev_write(&d, 0x064, 1);
     CHECK_EQ(tdev_read(&d, 0x060), 0);
