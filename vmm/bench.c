@@ -514,8 +514,9 @@ int bench_main(int argc, char **argv, const char *kernel) {
         printf("floor: the same guest under a raw KVM_RUN loop, its bell an ioeventfd that a thread blocked in read() "
                "answers with a flag in guest memory; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
                "same guest.elf%s\n", nruns > 2 ? "" : " (not available here)");
-        printf("bellhop's bell_to_flag: a bell trap (--bench-bell) whose handler on the loop bumps that flag; "
-               "virtio_polled and bell_to_irq: a whole virtio-rng request, completion polled or by interrupt\n\n");
+        printf("bellhop's bell_write and bell_to_flag: a bell trap (--bench-bell) whose handler on the loop bumps that "
+               "flag; virtio_notify: virtio-rng's doorbell; virtio_polled and bell_to_irq: a whole virtio-rng request, "
+               "completion polled or by interrupt\n\n");
         if (nruns) table(runs, nruns, ghz);
         for (unsigned i = 0; i < 2; i++) {
             const struct boot_times *b = &boots[i];
@@ -547,7 +548,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
             printf("\nwith --no-seccomp (inline dispatch; what the sandbox adds to each exit's KVM_RUN and each "
                    "bell's loop turn):\n");
             static const char *const filtered[] = {"io_out", "io_in", "mmio_write", "mmio_read", "bell_write",
-                                                   "bell_to_flag", NULL};
+                                                   "virtio_notify", "bell_to_flag", NULL};
             some_kinds(&runs[4], filtered, nruns > 1 ? &runs[1] : NULL, &runs[0], ghz);
         }
     }

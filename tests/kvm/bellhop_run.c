@@ -91,7 +91,7 @@ TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
                   strstr(out, "\"bellhop_loop_dispatch\": {"), "%s", out);
     CHECK_MSG(!strstr(out, "\"bellhop_no_seccomp\": {") == sanitized(), "%s", out);
     static const char *const kinds[] = {"io_out", "io_in", "mmio_write", "mmio_read", "cpuid", "bell_write",
-                                        "bell_to_flag", "virtio_polled", "bell_to_irq", "vcpu_interrupt"};
+                                        "virtio_notify", "bell_to_flag", "virtio_polled", "bell_to_irq", "vcpu_interrupt"};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         char key[64];
         snprintf(key, sizeof key, "\"%s\": {\"n\": 3000, \"min\": ", kinds[i]);
