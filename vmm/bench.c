@@ -497,8 +497,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
             if (runs[i].nr && (i < nruns || i >= 3)) all[k++] = runs[i];
         json(all, k, ghz);
         printf("{");
-        static const char *const image_key[2] = {"linux", "linux_pvh"}, *const moment_key[BOOT_MOMENTS] = {
-                                                                             "boot_to_init", "boot_to_modules"};
+        static const char *const image_key[2] = {"linux", "linux_pvh"};
+        static const char *const moment_key[BOOT_MOMENTS] = {"boot_to_init", "boot_to_modules"};
         for (unsigned i = 0; i < 2; i++)
             for (unsigned j = 0; j < BOOT_MOMENTS; j++)
                 printf("\"%s_%s_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, ", image_key[i], moment_key[j],
