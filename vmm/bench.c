@@ -24,18 +24,18 @@
 #define MAX_KINDS 16
 #define BUCKETS 24
 #define OUT_MAX (1 << 20)
-/* Each configuration runs this many times, interleaved with the others: a nested host drifts
- * over seconds, and a ratio of two runs made far apart would carry that drift. */
-#define ROUNDS 3
-/* Linux boots vary more (each touches a hundred MiB the host may have to find): more of them. */
-#define BOOT_ROUNDS 5
+/* Each configuration runs --rounds times (and each VMM boots Linux as often), interleaved
+ * with the others: a nested host drifts over seconds, and a ratio of two runs made far apart
+ * would carry that drift. */
+#define DEFAULT_ROUNDS 5
+#define MAX_ROUNDS 15
 
 struct result {
     char kind[32];
     unsigned long long n, min, p50, p99, max; /* p50, p99: the median over the rounds */
     unsigned hist[BUCKETS];
     unsigned rounds;
-    unsigned long long p50s[ROUNDS], p99s[ROUNDS];
+    unsigned long long p50s[MAX_ROUNDS], p99s[MAX_ROUNDS];
 };
 
 struct run {
@@ -93,7 +93,7 @@ static void parse(struct run *run, const char *out) {
             *r = (struct result){.min = ~0ull};
             memcpy(r->kind, got.kind, sizeof r->kind);
         }
-        if (r->rounds == ROUNDS) continue;
+        if (r->rounds == MAX_ROUNDS) continue;
         char *h = hist;
         for (unsigned b = 0; b < BUCKETS && *h; b++) {
             r->hist[b] += (unsigned)strtoul(h, &h, 10);
@@ -105,7 +105,7 @@ static void parse(struct run *run, const char *out) {
         r->p50s[r->rounds] = got.p50;
         r->p99s[r->rounds] = got.p99;
         r->rounds++;
-        unsigned long long tmp[ROUNDS];
+        unsigned long long tmp[MAX_ROUNDS];
         memcpy(tmp, r->p50s, sizeof tmp);
         r->p50 = median(tmp, r->rounds);
         memcpy(tmp, r->p99s, sizeof tmp);
@@ -301,8 +301,8 @@ static int plot(const char *path, const struct run *runs, unsigned nruns, double
     return fclose(f) == 0 ? 0 : -1;
 }
 
-static void json(const struct run *runs, unsigned nruns, double ghz) {
-    printf("{\"tsc_ghz\": %.4f, \"runs\": {", ghz);
+static void json(const struct run *runs, unsigned nruns, unsigned rounds, double ghz) {
+    printf("{\"tsc_ghz\": %.4f, \"rounds\": %u, \"runs\": {", ghz, rounds);
     for (unsigned k = 0; k < nruns; k++) {
         printf("%s\"%s\": {", k ? ", " : "", runs[k].name);
         for (unsigned i = 0; i < runs[k].nr; i++) {
@@ -348,7 +348,7 @@ struct boot_times {
 };
 
 static double median_ms(double *v, unsigned n) {
-    unsigned long long us[BOOT_ROUNDS];
+    unsigned long long us[MAX_ROUNDS];
     unsigned k = 0;
     for (unsigned i = 0; i < n; i++)
         if (v[i] > 0) us[k++] = (unsigned long long)(v[i] * 1000);
@@ -356,8 +356,8 @@ static double median_ms(double *v, unsigned n) {
 }
 
 /* Both VMMs boot the kernel at b->path with the test initrd until its modules are loaded, in
- * turn, ROUNDS times each; the medians of each moment count. */
-static void boot_to_init(char *self, struct boot_times *b, char *out, size_t outlen) {
+ * turn, `rounds` times each; the medians of each moment count. */
+static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char *out, size_t outlen) {
     for (unsigned i = 0; i < BOOT_MOMENTS; i++) b->bellhop_ms[i] = b->qemu_ms[i] = -1;
     if (access(b->path, R_OK) != 0 || access("build/linux/initrd.cpio", R_OK) != 0) return;
     char *const argv_bh[] = {self, "run", "--kernel", (char *)b->path, "--initrd", "build/linux/initrd.cpio",
@@ -368,8 +368,8 @@ static void boot_to_init(char *self, struct boot_times *b, char *out, size_t out
                             "-m", "512", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
                             "-no-reboot", "-kernel", (char *)b->path, "-initrd", "build/linux/initrd.cpio",
                             "-append", "console=ttyS0 quiet", NULL};
-    double bh[BOOT_MOMENTS][BOOT_ROUNDS], q[BOOT_MOMENTS][BOOT_ROUNDS];
-    for (unsigned round = 0; round < BOOT_ROUNDS; round++) {
+    double bh[BOOT_MOMENTS][MAX_ROUNDS], q[BOOT_MOMENTS][MAX_ROUNDS];
+    for (unsigned round = 0; round < rounds; round++) {
         double ms[BOOT_MOMENTS];
         time_to_lines(argv_bh, boot_lines, ms, BOOT_MOMENTS, out, outlen);
         for (unsigned i = 0; i < BOOT_MOMENTS; i++) {
@@ -384,8 +384,8 @@ static void boot_to_init(char *self, struct boot_times *b, char *out, size_t out
         for (unsigned i = 0; i < BOOT_MOMENTS; i++) q[i][round] = ms[i];
     }
     for (unsigned i = 0; i < BOOT_MOMENTS; i++) {
-        b->bellhop_ms[i] = median_ms(bh[i], BOOT_ROUNDS);
-        b->qemu_ms[i] = median_ms(q[i], BOOT_ROUNDS);
+        b->bellhop_ms[i] = median_ms(bh[i], rounds);
+        b->qemu_ms[i] = median_ms(q[i], rounds);
     }
 }
 
@@ -410,11 +410,20 @@ int bench_main(int argc, char **argv, const char *kernel) {
     bool as_json = false;
     unsigned parts = PART_TRAPS | PART_BOOT | PART_MEMORY;
     const char *plot_path = NULL;
+    unsigned rounds = DEFAULT_ROUNDS;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             as_json = true;
         } else if (strcmp(argv[i], "--plot") == 0 && i + 1 < argc) {
             plot_path = argv[++i];
+        } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+            char *end;
+            unsigned long n = strtoul(argv[++i], &end, 10);
+            if (*end || end == argv[i] || n < 1 || n > MAX_ROUNDS) {
+                fprintf(stderr, "bellhop: bench: --rounds %s: a number from 1 to %d\n", argv[i], MAX_ROUNDS);
+                return 2;
+            }
+            rounds = (unsigned)n;
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             if (!parse_parts(argv[++i], &parts)) {
                 fprintf(stderr, "bellhop: bench: --only %s: a list of traps, boot, memory\n", argv[i]);
@@ -449,7 +458,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
         char *const argv_open[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--no-seccomp",
                                    "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
         bool floor_ok = true, peer_ok = true;
-        for (unsigned round = 0; round < ROUNDS; round++) {
+        for (unsigned round = 0; round < rounds; round++) {
             spawn_capture(argv_bh, NULL, out, OUT_MAX);
             parse(&runs[0], out);
             if (!runs[0].ok) {
@@ -473,7 +482,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
     struct boot_times boots[2] = {{.image = "bzImage", .path = "build/linux/bzImage"},
                                   {.image = "vmlinux (PVH)", .path = "build/linux/vmlinux"}};
     if (parts & PART_BOOT)
-        for (unsigned i = 0; i < 2; i++) boot_to_init(self, &boots[i], out, OUT_MAX);
+        for (unsigned i = 0; i < 2; i++) boot_to_init(self, &boots[i], rounds, out, OUT_MAX);
     /* Memory while the tiny guest idles: bellhop's, and QEMU microvm's with the same guest. */
     struct bench_memory mem_bh = {-1, -1}, mem_q = {-1, -1};
     char *const argv_idle[] = {self, "run", "--mem", "128M", "--cmdline", "wait", NULL};
@@ -495,7 +504,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
         unsigned k = 0;
         for (unsigned i = 0; i < 5; i++)
             if (runs[i].nr && (i < nruns || i >= 3)) all[k++] = runs[i];
-        json(all, k, ghz);
+        json(all, k, rounds, ghz);
         printf("{");
         static const char *const image_key[2] = {"linux", "linux_pvh"};
         static const char *const moment_key[BOOT_MOMENTS] = {"boot_to_init", "boot_to_modules"};
@@ -507,10 +516,10 @@ int bench_main(int argc, char **argv, const char *kernel) {
                "\"qemu_anon_beyond_guest_kib\": %ld}\n",
                mem_bh.rss_kib, mem_bh.anon_kib, mem_q.rss_kib, mem_q.anon_kib);
     } else {
-        printf("bellhop bench: %d rounds, each configuration in turn; per round 1000 samples per kind after 100 "
+        printf("bellhop bench: %u rounds, each configuration in turn; per round 1000 samples per kind after 100 "
                "warm-up rounds, timed in the guest with the TSC (%.3f GHz); p50 and p99 are the medians of the rounds'; "
                "%s; inline dispatch on the vCPU thread\n",
-               ROUNDS, ghz, pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
+               rounds, ghz, pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
         printf("floor: the same guest under a raw KVM_RUN loop, its bell an ioeventfd that a thread blocked in read() "
                "answers with a flag in guest memory; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
                "same guest.elf%s\n", nruns > 2 ? "" : " (not available here)");
@@ -521,8 +530,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
         for (unsigned i = 0; i < 2; i++) {
             const struct boot_times *b = &boots[i];
             if (b->bellhop_ms[BOOT_INIT] <= 0) continue;
-            printf("%sLinux (Debian cloud kernel as %s, test initrd, 512M, 1 CPU), median of %d boots each, in turn:\n",
-                   i == 0 ? "\n" : "", b->image, BOOT_ROUNDS);
+            printf("%sLinux (Debian cloud kernel as %s, test initrd, 512M, 1 CPU), median of %u boots each, in turn:\n",
+                   i == 0 ? "\n" : "", b->image, rounds);
             static const char *const moment[BOOT_MOMENTS] = {"boot to init", "to its 11 modules loaded"};
             for (unsigned j = 0; j < BOOT_MOMENTS; j++) {
                 printf("  %-25s bellhop %5.0f ms", moment[j], b->bellhop_ms[j]);

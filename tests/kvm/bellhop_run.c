@@ -81,20 +81,22 @@ TEST_TIMEOUT(stats_and_loop_dispatch, 120) {
 
 TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
     /* bellhop bench --json: our run, the loop-dispatch run, the run without the sandbox (none
-     * in sanitizer builds, which have no sandbox) and the raw KVM floor, each three times
+     * in sanitizer builds, which have no sandbox) and the raw KVM floor, each twice
      * (Linux boots and idle memory have tests of their own) */
     find_bellhop();
-    char *const argv[] = {bellhop, "bench", "--json", "--plot", "/tmp/bellhop-bench.svg", "--only", "traps", NULL};
+    char *const argv[] = {bellhop, "bench", "--json", "--plot", "/tmp/bellhop-bench.svg", "--only", "traps",
+                          "--rounds", "2", NULL};
     int status = spawn_capture(argv, NULL, out, sizeof out);
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bench status %#x: %s", status, out);
-    CHECK_MSG(strstr(out, "\"tsc_ghz\": ") && strstr(out, "\"bellhop\": {") && strstr(out, "\"floor\": {") &&
-                  strstr(out, "\"bellhop_loop_dispatch\": {"), "%s", out);
+    CHECK_MSG(strstr(out, "\"tsc_ghz\": ") && strstr(out, "\"rounds\": 2,") && strstr(out, "\"bellhop\": {") &&
+                  strstr(out, "\"floor\": {") && strstr(out, "\"bellhop_loop_dispatch\": {"),
+              "%s", out);
     CHECK_MSG(!strstr(out, "\"bellhop_no_seccomp\": {") == sanitized(), "%s", out);
     static const char *const kinds[] = {"io_out", "io_in", "mmio_write", "mmio_read", "cpuid", "bell_write",
                                         "virtio_notify", "bell_to_flag", "virtio_polled", "bell_to_irq", "vcpu_interrupt"};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         char key[64];
-        snprintf(key, sizeof key, "\"%s\": {\"n\": 3000, \"min\": ", kinds[i]);
+        snprintf(key, sizeof key, "\"%s\": {\"n\": 2000, \"min\": ", kinds[i]);
         CHECK_MSG(strstr(out, key), "no %s in %s", kinds[i], out);
     }
     static char svg[1 << 16];
@@ -105,6 +107,18 @@ TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
     svg[got] = 0;
     CHECK_MSG(strncmp(svg, "<svg ", 5) == 0 && strstr(svg, ">io_out<") && strstr(svg, "</svg>"), "%.200s", svg);
     unlink("/tmp/bellhop-bench.svg");
+}
+
+TEST(bench_refuses_bad_arguments) {
+    find_bellhop();
+    static const char *const bad[][2] = {{"--rounds", "0"}, {"--rounds", "16"}, {"--rounds", "3x"}, {"--rounds", ""},
+                                         {"--only", "traps,nothing"}, {"--bogus", NULL}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *const argv[] = {bellhop, "bench", (char *)bad[i][0], (char *)bad[i][1], NULL};
+        int status = spawn_capture(argv, NULL, out, sizeof out);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 2 && strstr(out, "bellhop: bench: "), "%s %s: %#x %s",
+                  bad[i][0], bad[i][1] ? bad[i][1] : "", status, out);
+    }
 }
 
 TEST(help_and_usage) {
