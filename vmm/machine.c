@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <lib/async-loop/default.h>
 #include <lib/async-loop/loop.h>
+#include <lib/async/receiver.h>
 #include <lib/async/task.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -14,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <zircon/syscalls.h>
 #include <zircon/status.h>
@@ -99,6 +102,7 @@ struct machine {
     struct vm_env env; /* first: devices get &env */
     const struct machine_config *cfg;
     bool dispatch_loop; /* cfg's, beside env's trace and stats: what every exit reads */
+    async_receiver_t loop_call; /* --dispatch loop: register accesses handed to the loop */
     zx_handle_t guest;
     async_loop_t *loop;
     struct io_mapping maps[MAX_MAPPINGS];
@@ -290,34 +294,33 @@ __attribute__((hot)) static uint64_t device_access(const zx_port_packet_t *p) {
     return 0;
 }
 
-/* --dispatch loop: the access is handed to the loop thread as a task; the vCPU waits. */
+/* --dispatch loop: the access goes to the loop thread as a packet to the machine's receiver
+ * (one write to wake the port, where a task would arm and disarm the loop's timerfd), and
+ * the vCPU sleeps on a futex word that the loop sets once the value is in. */
 struct loop_call {
-    async_task_t task; /* first */
     const zx_port_packet_t *packet;
     uint64_t value;
-    bool done;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
+    _Atomic uint32_t done;
 };
 
-static void run_loop_call(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
-    (void)d;
-    struct loop_call *call = (struct loop_call *)task;
+static void run_loop_call(async_dispatcher_t *d, async_receiver_t *r, zx_status_t st, const zx_packet_user_t *data) {
+    (void)d, (void)r;
+    struct loop_call *call = (struct loop_call *)(uintptr_t)data->u64[0];
     if (st == ZX_OK) call->value = device_access(call->packet);
-    pthread_mutex_lock(&call->lock);
-    call->done = true;
-    pthread_cond_signal(&call->cond);
-    pthread_mutex_unlock(&call->lock);
+    atomic_store_explicit(&call->done, 1, memory_order_release);
+    /* The vCPU may have seen done and moved on: a wake of a stale word is harmless, as
+     * every futex waiter re-checks its condition. */
+    syscall(SYS_futex, &call->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 __attribute__((hot)) static uint64_t dispatch_now(struct machine *m, const zx_port_packet_t *p) {
     if (!m->dispatch_loop) return device_access(p);
-    struct loop_call call = {.task = {.handler = run_loop_call, .deadline = ZX_TIME_INFINITE_PAST},
-                             .packet = p, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-    if (async_post_task(m->env.loop, &call.task) != ZX_OK) return device_access(p);
-    pthread_mutex_lock(&call.lock);
-    while (!call.done) pthread_cond_wait(&call.cond, &call.lock);
-    pthread_mutex_unlock(&call.lock);
+    struct loop_call call = {.packet = p};
+    zx_packet_user_t data = {.u64 = {(uintptr_t)&call}};
+    /* Only when the loop is shutting down or its port is full does the vCPU do it itself. */
+    if (async_queue_packet(m->env.loop, &m->loop_call, &data) != ZX_OK) return device_access(p);
+    while (!atomic_load_explicit(&call.done, memory_order_acquire))
+        syscall(SYS_futex, &call.done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
     return call.value;
 }
 
@@ -820,6 +823,7 @@ int machine_run(const struct machine_config *cfg) {
     m->env.trace = cfg->trace_traps;
     m->env.stats = cfg->stats;
     m->dispatch_loop = cfg->dispatch_loop;
+    m->loop_call.handler = run_loop_call;
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;
