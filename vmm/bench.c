@@ -374,10 +374,11 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
         time_to_lines(argv_bh, boot_lines, ms, BOOT_MOMENTS, out, outlen);
         for (unsigned i = 0; i < BOOT_MOMENTS; i++) {
             bh[i][round] = ms[i];
+            if (round > 0) continue; /* the first boot's markers are the ones shown */
             char tag[32];
             snprintf(tag, sizeof tag, "bellhop: boot marker %#x at ", i + 1);
             const char *mk = strstr(out, tag);
-            if (mk && round == 0) sscanf(mk + strlen(tag), "%255[^\n]", b->marker[i]);
+            if (mk) sscanf(mk + strlen(tag), "%255[^\n]", b->marker[i]);
         }
         for (unsigned i = 0; i < BOOT_MOMENTS; i++) ms[i] = -1;
         if (qemu) time_to_lines(argv_q, boot_lines, ms, BOOT_MOMENTS, out, outlen);

@@ -10,8 +10,9 @@ static void count_irq(struct vm_env *env, uint32_t irq) {
     (void)irq;
     struct fake_vm *vm = (struct fake_vm *)env;
     vm->irqs++;
-    if (vm->vd && pthread_mutex_trylock(&vm->vd->lock) != 0) vm->irqs_under_lock++;
-    else if (vm->vd) pthread_mutex_unlock(&vm->vd->lock);
+    if (!vm->vd) return;
+    if (pthread_mutex_trylock(&vm->vd->lock) == 0) pthread_mutex_unlock(&vm->vd->lock);
+    else vm->irqs_under_lock++;
 }
 
 static void note_exit(struct vm_env *env, int status) { ((struct fake_vm *)env)->exit_status = status; }
