@@ -39,8 +39,10 @@ struct vm_env {
     /* A level-triggered line on `gsi`: writing *fd asserts it until the guest's EOI, which
      * makes *resample_fd readable. The machine owns the fds. */
     zx_status_t (*irq_level)(struct vm_env *env, uint32_t gsi, int *fd, int *resample_fd);
-    /* --trace traps: devices report the bell packets they receive on the loop. */
+    /* --trace traps: devices report the bell packets they receive on the loop, stamped with
+     * the time since trace_start_ns (the VMM's start). */
     bool trace;
+    uint64_t trace_start_ns;
     /* --stats: devices count their notifications and time their handlers. */
     bool stats;
 };
@@ -55,5 +57,7 @@ void handler_stats_add(struct handler_stats *h, uint64_t ns);
 /* The value below which fraction q of the samples lie, to within a power of two. */
 uint64_t handler_stats_quantile(const struct handler_stats *h, double q);
 uint64_t stats_now_ns(void);
+/* Milliseconds since env->trace_start_ns, the stamp on every trace line. */
+double trace_ms(const struct vm_env *env);
 
 #endif

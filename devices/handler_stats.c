@@ -9,6 +9,10 @@ uint64_t stats_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+double trace_ms(const struct vm_env *env) {
+    return (double)(stats_now_ns() - env->trace_start_ns) / 1e6;
+}
+
 void handler_stats_add(struct handler_stats *h, uint64_t ns) {
     unsigned b = 0;
     while (b + 1 < 40 && ns >> (b + 1)) b++;

@@ -145,7 +145,8 @@ size_t virtq_req_write(const struct virtq_req *r, uint64_t off, const void *src,
 
 void virtio_bell(struct virtio_dev *vd, unsigned q, uint64_t addr) {
     if (vd->env->trace)
-        fprintf(stderr, "trace: loop BELL key %s queue %u addr %#llx\n", vd->ops->name, q, (unsigned long long)addr);
+        fprintf(stderr, "trace: %10.3f ms loop BELL key %s queue %u addr %#llx\n", trace_ms(vd->env), vd->ops->name, q,
+                (unsigned long long)addr);
     if (q >= vd->ops->nqueues) return;
     uint64_t t0 = vd->env->stats ? stats_now_ns() : 0;
     vd->ops->queue_notify(vd, q);

@@ -220,8 +220,8 @@ static void trace_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t
     if (p->type == ZX_PKT_TYPE_GUEST_IO) {
         /* KVM stops port IO at the instruction. */
         if (have && disasm_at(&c->m->env.mem, &s, s.rip, insn, sizeof insn)) at = s.rip;
-        fprintf(stderr, "trace: cpu%u IO  %-3s key %s port %#x size %u data %#x   %#" PRIx64 ": %s\n",
-                c->id, p->guest_io.input ? "in" : "out", map->ops->name, p->guest_io.port,
+        fprintf(stderr, "trace: %10.3f ms cpu%u IO  %-3s key %s port %#x size %u data %#x   %#" PRIx64 ": %s\n",
+                trace_ms(&c->m->env), c->id, p->guest_io.input ? "in" : "out", map->ops->name, p->guest_io.port,
                 p->guest_io.access_size, p->guest_io.input ? 0 : p->guest_io.u32, at, insn);
     } else if (p->type == ZX_PKT_TYPE_GUEST_MEM) {
         uint64_t rip = p->guest_mem.reserved;
@@ -232,12 +232,12 @@ static void trace_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t
                 disasm_ending_at(&c->m->env.mem, &s, rip, &at, insn, sizeof insn);
             }
         }
-        fprintf(stderr, "trace: cpu%u MEM %-3s key %s addr %#" PRIx64 " size %u data %#" PRIx64
+        fprintf(stderr, "trace: %10.3f ms cpu%u MEM %-3s key %s addr %#" PRIx64 " size %u data %#" PRIx64
                         "   %#" PRIx64 ": %s\n",
-                c->id, p->guest_mem.read ? "rd" : "wr", map->ops->name, (uint64_t)p->guest_mem.addr,
+                trace_ms(&c->m->env), c->id, p->guest_mem.read ? "rd" : "wr", map->ops->name, (uint64_t)p->guest_mem.addr,
                 p->guest_mem.access_size, p->guest_mem.read ? 0 : p->guest_mem.data, at, insn);
     } else if (p->type == ZX_PKT_TYPE_GUEST_VCPU) {
-        fprintf(stderr, "trace: cpu%u VCPU %s\n", c->id,
+        fprintf(stderr, "trace: %10.3f ms cpu%u VCPU %s\n", trace_ms(&c->m->env), c->id,
                 p->guest_vcpu.type == ZX_PKT_GUEST_VCPU_STARTUP ? "startup" : "interrupt");
     }
 }
@@ -821,6 +821,7 @@ int machine_run(const struct machine_config *cfg) {
     m->env.msi_set = msi_set;
     m->env.irq_level = irq_level;
     m->env.trace = cfg->trace_traps;
+    m->env.trace_start_ns = cfg->start_ns;
     m->env.stats = cfg->stats;
     m->dispatch_loop = cfg->dispatch_loop;
     m->loop_call.handler = run_loop_call;
