@@ -49,6 +49,13 @@ __attribute__((hot)) static void marker_write(void *dev, uint64_t off, uint8_t s
     pthread_mutex_unlock(&b->lock);
 }
 
+void boot_marker_guest_entered(struct boot_marker *b) {
+    uint64_t t = now_ns() - b->start_ns;
+    if (b->print)
+        fprintf(stderr, "bellhop: guest entered at %llu.%03llu ms\n", (unsigned long long)(t / 1000000),
+                (unsigned long long)(t / 1000 % 1000));
+}
+
 const struct io_ops boot_marker_ops = {.name = "boot-marker", .read = marker_read, .write = marker_write};
 
 struct boot_marker *boot_marker_create(zx_handle_t guest, uint64_t vmm_start_ns, bool print) {

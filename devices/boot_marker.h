@@ -8,7 +8,8 @@
 /* Boot-time markers: a 32-bit write to port 0x80 (outl) records its value, the time since
  * the VMM started and the guest's exits so far, by kind; byte writes there are the PC's I/O
  * delay and are ignored.
- * With `print`, each marker is printed to stderr as it arrives. */
+ * With `print`, each marker is printed to stderr as it arrives, after a first line saying when
+ * the boot CPU first entered the guest: what the VMM's own setup cost. */
 #define BOOT_MARKER_PORT 0x80
 #define BOOT_MARKER_MAX 64
 
@@ -16,5 +17,7 @@ struct boot_marker;
 extern const struct io_ops boot_marker_ops;
 struct boot_marker *boot_marker_create(zx_handle_t guest, uint64_t vmm_start_ns, bool print);
 void boot_marker_destroy(struct boot_marker *b);
+/* The boot CPU is about to run the guest's first instruction (once per VM). */
+void boot_marker_guest_entered(struct boot_marker *b);
 
 #endif

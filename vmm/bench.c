@@ -345,6 +345,7 @@ struct boot_times {
     const char *image, *path;
     double bellhop_ms[BOOT_MOMENTS], qemu_ms[BOOT_MOMENTS]; /* -1: did not run */
     char marker[BOOT_MOMENTS][256];                         /* bellhop's boot markers: time and exits */
+    double setup_ms;                                        /* bellhop's start to the guest's first instruction */
 };
 
 static double median_ms(double *v, unsigned n) {
@@ -359,6 +360,7 @@ static double median_ms(double *v, unsigned n) {
  * turn, `rounds` times each; the medians of each moment count. */
 static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char *out, size_t outlen) {
     for (unsigned i = 0; i < BOOT_MOMENTS; i++) b->bellhop_ms[i] = b->qemu_ms[i] = -1;
+    b->setup_ms = -1;
     if (access(b->path, R_OK) != 0 || access("build/linux/initrd.cpio", R_OK) != 0) return;
     char *const argv_bh[] = {self, "run", "--kernel", (char *)b->path, "--initrd", "build/linux/initrd.cpio",
                              "--mem", "512M", "--boot-markers", "--cmdline", "console=ttyS0 quiet", NULL};
@@ -368,10 +370,12 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
                             "-m", "512", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
                             "-no-reboot", "-kernel", (char *)b->path, "-initrd", "build/linux/initrd.cpio",
                             "-append", "console=ttyS0 quiet", NULL};
-    double bh[BOOT_MOMENTS][MAX_ROUNDS], q[BOOT_MOMENTS][MAX_ROUNDS];
+    double bh[BOOT_MOMENTS][MAX_ROUNDS], q[BOOT_MOMENTS][MAX_ROUNDS], setup[MAX_ROUNDS];
     for (unsigned round = 0; round < rounds; round++) {
         double ms[BOOT_MOMENTS];
         time_to_lines(argv_bh, boot_lines, ms, BOOT_MOMENTS, out, outlen);
+        const char *entered = strstr(out, "bellhop: guest entered at ");
+        if (!entered || sscanf(entered, "bellhop: guest entered at %lf", &setup[round]) != 1) setup[round] = -1;
         for (unsigned i = 0; i < BOOT_MOMENTS; i++) {
             bh[i][round] = ms[i];
             if (round > 0) continue; /* the first boot's markers are the ones shown */
@@ -388,6 +392,7 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
         b->bellhop_ms[i] = median_ms(bh[i], rounds);
         b->qemu_ms[i] = median_ms(q[i], rounds);
     }
+    b->setup_ms = median_ms(setup, rounds);
 }
 
 /* What a run measures: --only traps,boot,memory picks some (all by default). */
@@ -513,6 +518,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
             for (unsigned j = 0; j < BOOT_MOMENTS; j++)
                 printf("\"%s_%s_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, ", image_key[i], moment_key[j],
                        boots[i].bellhop_ms[j], boots[i].qemu_ms[j]);
+        for (unsigned i = 0; i < 2; i++) printf("\"%s_bellhop_setup_ms\": %.1f, ", image_key[i], boots[i].setup_ms);
         printf("\"rss_beyond_guest_kib\": %ld, \"anon_beyond_guest_kib\": %ld, \"qemu_rss_beyond_guest_kib\": %ld, "
                "\"qemu_anon_beyond_guest_kib\": %ld}\n",
                mem_bh.rss_kib, mem_bh.anon_kib, mem_q.rss_kib, mem_q.anon_kib);
@@ -540,6 +546,9 @@ int bench_main(int argc, char **argv, const char *kernel) {
                     printf(", QEMU microvm,rtc=on %5.0f ms (%.2fx)", b->qemu_ms[j], b->bellhop_ms[j] / b->qemu_ms[j]);
                 printf("; bellhop's marker %#x (first boot): %s\n", j + 1, b->marker[j]);
             }
+            if (b->setup_ms > 0)
+                printf("  bellhop's setup, from its start to the guest's first instruction: %.0f ms; the rest is the "
+                       "guest's\n", b->setup_ms);
         }
         if (mem_bh.rss_kib >= 0) {
             printf("memory beyond guest RAM, idle tiny guest: bellhop %ld KiB resident, %ld KiB anonymous",

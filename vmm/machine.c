@@ -440,6 +440,7 @@ __attribute__((hot)) static void *cpu_main(void *arg) {
     bool stop = m->exiting;
     pthread_cond_broadcast(&m->cond); /* setup_done() waits for this */
     pthread_mutex_unlock(&m->lock);
+    if (c->id == 0 && !stop) boot_marker_guest_entered(m->marker);
     zx_port_packet_t p;
     while (!stop) {
         st = zx_vcpu_enter(vcpu, &p);

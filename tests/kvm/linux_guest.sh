@@ -42,6 +42,13 @@ else fail boots_to_user_space "no 'linux-guest: done' (status $status): $(tail -
 grep -q -E "bellhop: boot marker 0x1 at [0-9]+\.[0-9]{3} ms" $out && grep -q "linux-guest: init started" $out &&
     grep -q -E "bellhop: boot marker 0x2 at [0-9]+\.[0-9]{3} ms" $out && pass boot_markers_timed ||
     fail boot_markers_timed "$(grep -i -e marker -e 'init started' $out | tr '\n' '|')"
+# The VMM's own setup: when the boot CPU first entered the guest, before any marker.
+entered=$(sed -n 's/^bellhop: guest entered at \([0-9.]*\) ms$/\1/p' $out)
+first=$(sed -n 's/.*bellhop: boot marker 0x1 at \([0-9.]*\) ms.*/\1/p' $out)
+echo "    guest entered at $entered ms, marker 0x1 at $first ms"
+[ -n "$entered" ] && [ -n "$first" ] && awk -v e="$entered" -v f="$first" 'BEGIN { exit !(e > 0 && e < f) }' &&
+    pass guest_entry_timed_before_the_markers ||
+    fail guest_entry_timed_before_the_markers "$(grep -e 'guest entered' -e 'marker 0x1' $out | tr '\n' '|')"
 # Exits to user space are deterministic enough to bound (QEMU microvm with an RTC takes ~3.0K
 # for this kernel to its modules, kvmtool ~35K; bellhop ~1.13K to init and ~1.9K to the
 # modules with these five devices, most of them PCI configuration reads through 0xCF8/0xCFC).
