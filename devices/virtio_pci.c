@@ -66,17 +66,20 @@ static int vector_fd_locked(struct virtio_pci *p, unsigned v) {
     return p->msi_fd[v];
 }
 
-static void fire(struct virtio_pci *p, unsigned v) {
-    virtio_raise(&p->vd, (struct virtio_irq){.fd = vector_fd_locked(p, v), .pin = -1});
-}
-
-/* Pending vectors whose masks are gone fire now (lock held). */
-static void fire_pending(struct virtio_pci *p) {
+/* Pending vectors whose masks are gone leave the PBA; their eventfds go in fds, for the caller
+ * to signal once the lock is dropped, as every interrupt here is. Lock held; returns how many. */
+static unsigned take_unmasked_locked(struct virtio_pci *p, int fds[MAX_VECTORS]) {
+    unsigned n = 0;
     for (unsigned v = 0; v < p->nvectors; v++)
         if ((p->pba >> v & 1) && !(p->msix[v].ctrl & MSIX_ENTRY_MASKED) && !(msix_control(p) & MSIX_MASKALL)) {
             p->pba &= ~(1ull << v);
-            fire(p, v);
+            fds[n++] = p->msi_fd[v];
         }
+    return n;
+}
+
+static void raise_vectors(struct virtio_pci *p, const int *fds, unsigned n) {
+    for (unsigned i = 0; i < n; i++) virtio_raise(&p->vd, (struct virtio_irq){.fd = fds[i], .pin = -1});
 }
 
 /* The eventfd that asserts the INTx line, or -1 when it is up already (or absent). Lock held. */
@@ -228,6 +231,8 @@ static uint64_t bar_read(void *dev, uint64_t off, uint8_t size) {
 static void bar_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     struct virtio_pci *p = dev;
     struct virtio_dev *vd = &p->vd;
+    int fds[MAX_VECTORS];
+    unsigned nfds = 0;
     pthread_mutex_lock(&vd->lock);
     if (off < OFF_ISR) {
         common_write(p, off, value & (size >= 8 ? ~0ull : (1ull << (8 * size)) - 1));
@@ -242,9 +247,10 @@ static void bar_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
             vd->env->msi_set(vd->env, p->msi[e],
                                   (uint64_t)p->msix[e].addr_hi << 32 | p->msix[e].addr_lo, p->msix[e].data);
         else
-            fire_pending(p);
+            nfds = take_unmasked_locked(p, fds);
     }
     pthread_mutex_unlock(&vd->lock);
+    raise_vectors(p, fds, nfds);
 }
 
 const struct io_ops virtio_pci_ops = {.name = "virtio-pci", .read = bar_read, .write = bar_write};
@@ -253,9 +259,11 @@ const struct io_ops virtio_pci_ops = {.name = "virtio-pci", .read = bar_read, .w
 static void config_written(struct pci_device *pd, uint32_t off, uint32_t size) {
     struct virtio_pci *p = pd->owner;
     if (off + size <= p->msix_cap || off >= p->msix_cap + 4u) return;
+    int fds[MAX_VECTORS];
     pthread_mutex_lock(&p->vd.lock);
-    fire_pending(p);
+    unsigned n = take_unmasked_locked(p, fds);
     pthread_mutex_unlock(&p->vd.lock);
+    raise_vectors(p, fds, n);
 }
 
 static uint8_t add_virtio_cap(struct pci_device *pd, uint8_t type, uint32_t offset, uint32_t length,
