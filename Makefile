@@ -53,7 +53,7 @@ CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
              $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))
-GUEST_BINS := build/guest/guest.elf
+GUEST_BINS := build/guest/guest.elf build/guest/guest.map
 VMM_LIBS  := -lfdt -ldl
 
 .SECONDARY:
@@ -193,6 +193,11 @@ build/guest/guest.elf: $(GUEST_OBJS) guest/guest.ld
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(GUEST_CC) -nostdlib -static -no-pie -Wl,--build-id=none -Wl,--no-warn-rwx-segments -Wl,-T,guest/guest.ld -o $@ \
 	    $(GUEST_OBJS) -lfdt $$($(GUEST_CC) -print-libgcc-file-name)
+
+# Its symbols as a System.map-style listing (what --profile-symbols reads; the test compares
+# the names with those from the ELF's own table).
+build/guest/guest.map: build/guest/guest.elf
+	$(Q)nm -n $< > $@.tmp && mv $@.tmp $@
 
 # The bundled guest with every device it can test; its scratch disk lives beside it.
 run: deps all

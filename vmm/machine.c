@@ -45,6 +45,7 @@
 #include "vmm/disasm.h"
 #include "vmm/footprint.h"
 #include "vmm/machine.h"
+#include "vmm/profile.h"
 #include "vmm/sandbox.h"
 #include "vmm/terminal.h"
 
@@ -112,6 +113,7 @@ struct machine {
     struct rtc_mc146818 *rtc;
     struct i8042 *i8042;
     struct boot_marker *marker;
+    struct profile *profile; /* --profile: the main thread kicks the vCPUs, which sample */
     struct acpi_pm *pm;
     struct bench_bell *bench_bell;
     bool linux_smp; /* CPUs 1.. wait for INIT/SIPI from the guest's own LAPIC */
@@ -447,6 +449,8 @@ __attribute__((hot)) static void *cpu_main(void *arg) {
         if (st == ZX_OK) st = handle_packet(c, vcpu, &p);
         if (st == ZX_OK) continue;
         if (st == ZX_ERR_CANCELED) {
+            bellhop_vcpu_sregs_t sr;
+            if (m->profile && bellhop_vcpu_read_sregs(vcpu, &sr) == ZX_OK) profile_sample(m->profile, c->id, sr.rip);
             pthread_mutex_lock(&m->lock);
             stop = m->exiting;
             pthread_mutex_unlock(&m->lock);
@@ -827,7 +831,11 @@ int machine_run(const struct machine_config *cfg) {
     m->dispatch_loop = cfg->dispatch_loop;
     m->loop_call.handler = run_loop_call;
     pthread_mutex_init(&m->lock, NULL);
-    pthread_cond_init(&m->cond, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); /* the profile's timed waits */
+    pthread_cond_init(&m->cond, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;
     for (unsigned i = 0; i < IOAPIC_PINS; i++) m->irqfds[i] = -1;
     int status = 1;
@@ -852,6 +860,15 @@ int machine_run(const struct machine_config *cfg) {
     pci_bus_init(&m->pci);
     if (load_kernel(m) != 0 || devices_setup(m) != 0 || boot_setup(m) != 0) goto out;
     if (cfg->trace_traps) disasm_load(); /* vCPU threads trace, and cannot load it later */
+    if (cfg->profile) {
+        char err[300];
+        m->profile = profile_open(cfg->profile, cfg->kernel, cfg->profile_symbols, cfg->cpus, cfg->start_ns, err,
+                                  sizeof err);
+        if (!m->profile) {
+            fail("--profile: %s", err);
+            goto out;
+        }
+    }
     if (start_loop_thread(m) != 0) goto out;
     terminal_raw(STDIN_FILENO);
     if (start_cpu(m, 0, m->cpus[0].entry) != 0) goto out;
@@ -868,7 +885,19 @@ int machine_run(const struct machine_config *cfg) {
     sandbox_probe(SANDBOX_MAIN);
     setup_done(m);
     pthread_mutex_lock(&m->lock);
-    while (!m->exiting) pthread_cond_wait(&m->cond, &m->lock);
+    while (!m->exiting) {
+        if (!m->profile) {
+            pthread_cond_wait(&m->cond, &m->lock);
+            continue;
+        }
+        struct timespec next;
+        clock_gettime(CLOCK_MONOTONIC, &next);
+        next.tv_nsec += PROFILE_PERIOD_NS;
+        if (next.tv_nsec >= 1000000000) next.tv_sec++, next.tv_nsec -= 1000000000;
+        if (pthread_cond_timedwait(&m->cond, &m->lock, &next) != ETIMEDOUT) continue;
+        for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
+            if (m->cpus[i].vcpu != ZX_HANDLE_INVALID) zx_vcpu_kick(m->cpus[i].vcpu);
+    }
     status = m->status;
     pthread_mutex_unlock(&m->lock);
 out:
@@ -879,6 +908,7 @@ out:
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
         if (m->cpus[i].crash.crashed) crash_report(&m->cpus[i]);
     if (cfg->stats && m->guest) print_stats(m);
+    profile_close(m->profile, stderr);
     terminal_restore();
     uart16550_destroy(m->uart);
     for (unsigned i = 0; i < m->nvirtio; i++) virtio_mmio_destroy(m->virtio[i]);

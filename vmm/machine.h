@@ -44,6 +44,8 @@ struct machine_config {
     bool bench_bell;    /* the bench's flag-bumping bell (devices/bench_bell.h) */
     bool dispatch_loop; /* register accesses run on the loop thread, not the vCPU's */
     bool stats;         /* print per-trap counts and handler times when the VM ends */
+    const char *profile;         /* sample each vCPU's RIP into this file (vmm/profile.h); NULL: no */
+    const char *profile_symbols; /* a System.map / kallsyms listing naming them; NULL: the kernel's */
     bool sandbox;       /* each thread under its seccomp allowlist once set up (vmm/sandbox.h) */
     uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started, for boot markers */
 };

@@ -50,6 +50,10 @@ static void usage(FILE *f) {
             "                       on the loop thread (loop)\n"
             "  --bench-bell         a bell at 0xd8000000 whose handler only bumps the word at\n"
             "                       0x5000 (bellhop bench's bell-to-flag)\n"
+            "  --profile FILE       sample each vCPU's RIP every millisecond into FILE (time, cpu,\n"
+            "                       address, function), and print the functions seen most\n"
+            "  --profile-symbols MAP  name them from a System.map or /proc/kallsyms listing\n"
+            "                       (default: the kernel ELF's own symbol table)\n"
             "  --no-seccomp         no seccomp sandbox (for debugging; sanitizer builds have none)\n"
             "  -h, --help           this text\n"
             "\n"
@@ -111,7 +115,7 @@ static uint64_t monotonic_ns(void) {
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = monotonic_ns(), .sandbox = sandbox_supported()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS };
     static const struct option opts[] = {
         {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
@@ -121,6 +125,7 @@ static int cmd_run(int argc, char **argv) {
         {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
         {"no-seccomp", no_argument, 0, O_NO_SECCOMP}, {"bench-bell", no_argument, 0, O_BENCH_BELL},
+        {"profile", required_argument, 0, O_PROFILE}, {"profile-symbols", required_argument, 0, O_PROFILE_SYMBOLS},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -172,6 +177,14 @@ static int cmd_run(int argc, char **argv) {
         case O_STATS: cfg.stats = true; break;
         case O_NO_SECCOMP: cfg.sandbox = false; break;
         case O_BENCH_BELL: cfg.bench_bell = true; break;
+        case O_PROFILE:
+            if (!*optarg) return bad_usage("--profile: empty path");
+            cfg.profile = optarg;
+            break;
+        case O_PROFILE_SYMBOLS:
+            if (!*optarg) return bad_usage("--profile-symbols: empty path");
+            cfg.profile_symbols = optarg;
+            break;
         case O_DISPATCH:
             if (strcmp(optarg, "inline") == 0) cfg.dispatch_loop = false;
             else if (strcmp(optarg, "loop") == 0) cfg.dispatch_loop = true;
@@ -193,6 +206,7 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     if (optind < argc) return bad_usage("unexpected argument %s", argv[optind]);
+    if (cfg.profile_symbols && !cfg.profile) return bad_usage("--profile-symbols needs --profile FILE");
     if (!cfg.kernel && !(cfg.kernel = bundled_kernel())) {
         fprintf(stderr, "bellhop: cannot find the bundled guest\n");
         return 1;

@@ -14,6 +14,7 @@
 
 #include "tests/lib/check.h"
 #include "vmm/spawn.h"
+#include "devices/bench_bell.h"
 #include "vmm/bench.h"
 #include "vmm/smaps.h"
 
@@ -154,6 +155,73 @@ TEST_TIMEOUT(trace_traps_shows_each_packet_and_its_instruction, 120) {
     CHECK_EQ(RUN("--trace", "traps", "--rng"), 0);
     CHECK_MSG(strstr(out, " ms loop BELL key virtio-rng queue 0 addr 0xd0000050"), "%s", out);
     CHECK_MSG(strstr(out, " ms cpu0 MEM rd  key virtio-mmio addr 0xd0000000 size 4"), "%s", out);
+}
+
+/* guest.map (nm of guest.elf): the address of `name`, or 0. */
+static unsigned long long map_address(const char *map, const char *name) {
+    char line[256], want[256];
+    snprintf(want, sizeof want, " %s\n", name);
+    FILE *f = fopen(map, "r");
+    unsigned long long a = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strlen(line) > 19 && strcmp(line + 18, want) == 0) a = strtoull(line, NULL, 16);
+    if (f) fclose(f);
+    return a;
+}
+
+/* Each sample line: "MS cpuN RIP [NAME+OFF]"; every name must be right (its address in guest.map
+ * plus the offset is the RIP), and one vCPU's times never go back. Returns the lines. */
+static unsigned check_profile_file(const char *path, const char *map, const char *must_name) {
+    FILE *f = fopen(path, "r");
+    CHECK_MSG(f != NULL, "no %s", path);
+    char line[512];
+    unsigned lines = 0, named = 0, must = 0;
+    double last = -1;
+    while (fgets(line, sizeof line, f)) {
+        double ms;
+        unsigned cpu;
+        unsigned long long rip, off;
+        char name[200];
+        int k = sscanf(line, "%lf cpu%u %llx %199[^+]+%llx", &ms, &cpu, &rip, name, &off);
+        CHECK_MSG(k == 3 || k == 5, "%s: bad line %s", path, line);
+        CHECK_MSG(ms > 0 && cpu == 0, "%s", line);
+        CHECK_MSG(ms >= last, "%s after %.3f ms", line, last);
+        last = ms;
+        lines++;
+        if (k == 5) {
+            named++;
+            unsigned long long a = map_address(map, name);
+            CHECK_MSG(a && a + off == rip, "%s: %s is at %#llx in %s", line, name, a, map);
+            must += strcmp(name, must_name) == 0;
+        }
+    }
+    fclose(f);
+    CHECK_MSG(named * 10 >= lines * 9, "%u of %u samples named", named, lines);
+    CHECK_MSG(must > 0, "no sample in %s", must_name);
+    return lines;
+}
+
+TEST_TIMEOUT(profile_samples_where_the_guest_runs, 240) {
+    const char *path = "/tmp/bellhop-profile.txt", *map = "build/guest/guest.map";
+    /* Names from the kernel ELF's own symbol table; the bench keeps the guest in bench_run. */
+    CHECK_EQ(RUN("--profile", path, "--rng", "--bench-bell", "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR), 0);
+    unsigned samples = 0;
+    const char *sum = strstr(out, "bellhop profile: ");
+    size_t len = strlen(out);
+    CHECK_MSG(sum && sscanf(sum, "bellhop profile: %u samples", &samples) == 1 && samples >= 20, "...%s",
+              out + (len > 600 ? len - 600 : 0));
+    CHECK_MSG(strstr(sum, "%  ") && strstr(sum, "  bench_run\n"), "%s", sum);
+    CHECK_EQ(check_profile_file(path, map, "bench_run"), samples);
+    /* Names from a System.map-style listing, here of the same kernel: the same names. */
+    CHECK_EQ(RUN("--profile", path, "--profile-symbols", map, "--rng", "--bench-bell", "--cmdline",
+                 "bench bell=" BENCH_BELL_ADDR_STR),
+             0);
+    sum = strstr(out, "bellhop profile: ");
+    len = strlen(out);
+    CHECK_MSG(sum && sscanf(sum, "bellhop profile: %u samples", &samples) == 1 && samples >= 20, "...%s",
+              out + (len > 600 ? len - 600 : 0));
+    CHECK_EQ(check_profile_file(path, map, "bench_run"), samples);
+    unlink(path);
 }
 
 TEST_TIMEOUT(a_guest_crash_prints_registers_and_code, 120) {
@@ -466,6 +534,12 @@ TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
     expect_one_line_error(RUN("--disk", "/tmp/x", "--disk", "/tmp/x", "--disk", "/tmp/x", "--disk", "/tmp/x",
                               "--disk", "/tmp/x"), "at most 4 disks");
     expect_one_line_error(RUN("extra-argument"), "unexpected argument");
+    expect_one_line_error(RUN("--profile-symbols", notelf), "--profile-symbols needs --profile FILE");
+    expect_one_line_error(RUN("--profile", "/nonexistent/profile.txt"), "--profile: /nonexistent/profile.txt: No such file");
+    expect_one_line_error(RUN("--profile", "/tmp/bellhop-profile-x", "--profile-symbols", notelf),
+                          "no text symbols");
+    expect_one_line_error(RUN("--profile", "/tmp/bellhop-profile-x", "--profile-symbols", "/tmp"), "not a regular file");
+    unlink("/tmp/bellhop-profile-x");
     /* an ELF cut short: its segment runs past the end of the file */
     static uint8_t elf[4096];
     FILE *gf = fopen(exe, "r");
