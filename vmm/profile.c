@@ -7,9 +7,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "devices/device.h"
 #include "vmm/profile.h"
 #include "vmm/symbols.h"
 
@@ -35,12 +35,6 @@ struct profile {
     unsigned ncpus;
     struct profile_cpu cpu[];
 };
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Maps a whole file read-only (setup only; the caller unmaps). */
 static const uint8_t *map_whole(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
@@ -138,7 +132,7 @@ static void flush(struct profile *p, unsigned cpu) {
 void profile_sample(struct profile *p, unsigned cpu, uint64_t rip) {
     if (cpu >= p->ncpus) return;
     struct profile_cpu *c = &p->cpu[cpu];
-    c->ns[c->n] = now_ns();
+    c->ns[c->n] = stats_now_ns();
     c->rip[c->n++] = rip;
     atomic_fetch_add_explicit(&p->samples, 1, memory_order_relaxed);
     if (c->n == PROFILE_BLOCK) flush(p, cpu);
