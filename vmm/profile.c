@@ -15,8 +15,9 @@
 
 /* Samples a vCPU keeps before writing them out: a block every half second or so. */
 #define PROFILE_BLOCK 512
-/* A listing larger than this is not a symbol table. */
-#define SYMBOLS_FILE_MAX (256u << 20)
+/* A listing larger than this is not a symbol table (a distribution kernel's kallsyms, modules
+ * and all, is about 12 MiB). */
+#define SYMBOLS_FILE_MAX (64u << 20)
 #define TOP_FUNCTIONS 10
 
 struct profile_cpu {
