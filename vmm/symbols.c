@@ -13,6 +13,15 @@
 
 static bool in_file(size_t len, uint64_t off, uint64_t size) { return off <= len && size <= len - off; }
 
+/* Names reach the terminal (the profile's summary): no control bytes from a hostile file. */
+static void copy_name(char *dst, const char *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    dst[n] = 0;
+}
+
 static int by_addr(const void *a, const void *b) {
     const struct symbol *x = a, *y = b;
     return x->addr < y->addr ? -1 : x->addr > y->addr;
@@ -71,10 +80,10 @@ int symbols_from_elf(struct symbols *s, const uint8_t *image, size_t len, char *
         if (ELF64_ST_TYPE(e.st_info) != STT_FUNC || e.st_shndx == SHN_UNDEF || e.st_name >= str.sh_size) continue;
         const char *end = memchr(strtab + e.st_name, 0, str.sh_size - e.st_name);
         if (!end) continue;
-        size_t n = (size_t)(end - strtab - e.st_name) + 1;
-        memcpy(at, strtab + e.st_name, n);
+        size_t n = (size_t)(end - strtab - e.st_name);
+        copy_name(at, strtab + e.st_name, n);
         s->v[s->n++] = (struct symbol){.addr = e.st_value, .size = e.st_size, .name = at};
-        at += n;
+        at += n + 1;
     }
     return finish(s);
 }
@@ -113,8 +122,7 @@ int symbols_from_map(struct symbols *s, const char *text, size_t len, char *err,
             size_t name = p + 3, end = name;
             while (end < eol && text[end] != ' ' && text[end] != '\t' && text[end] != '\r' && text[end] != 0) end++;
             if (end > name) {
-                memcpy(at, text + name, end - name);
-                at[end - name] = 0;
+                copy_name(at, text + name, end - name);
                 s->v[s->n++] = (struct symbol){.addr = addr, .name = at};
                 at += end - name + 1;
             }

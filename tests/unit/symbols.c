@@ -18,16 +18,18 @@ TEST(a_kallsyms_listing_names_text_only) {
                                "not a line at all\n"
                                "ffffffffc0002000 t virtqueue_add\t[virtio_ring]\n"
                                "ffffffff81002000 W weak_one\r\n"
+                               "ffffffff81003000 t esc\x1b[2Jape\n"
                                "ffffffffffffffff1 T too_long\n";
     struct symbols s;
     char err[160];
     CHECK_EQ(symbols_from_map(&s, text, sizeof text - 1, err, sizeof err), 0);
-    CHECK_EQ(s.n, 4u);
+    CHECK_EQ(s.n, 5u);
     uint64_t off = 0;
     CHECK(strcmp(name_at(&s, 0xffffffff81000010, &off), "_text") == 0 && off == 0x10);
     CHECK(strcmp(name_at(&s, 0xffffffff81001fff, &off), "early_func") == 0 && off == 0xfff);
     CHECK(strcmp(name_at(&s, 0xffffffff81002000, &off), "weak_one") == 0 && off == 0);
     CHECK(strcmp(name_at(&s, 0xffffffffc0002040, &off), "virtqueue_add") == 0 && off == 0x40);
+    CHECK(strcmp(name_at(&s, 0xffffffff81003000, &off), "esc?[2Jape") == 0); /* no escapes to the terminal */
     /* below the first symbol, and far past the last (which has no size) */
     CHECK(name_at(&s, 0x400000, &off) == NULL);
     CHECK(name_at(&s, 0xffffffffc0002000 + (2u << 20), &off) == NULL);
