@@ -113,7 +113,7 @@ struct machine {
     struct rtc_mc146818 *rtc;
     struct i8042 *i8042;
     struct boot_marker *marker;
-    struct profile *profile; /* --profile: the main thread kicks the vCPUs, which sample */
+    struct profile *profile; /* --profile: each vCPU thread samples on its own tick */
     struct acpi_pm *pm;
     struct bench_bell *bench_bell;
     bool linux_smp; /* CPUs 1.. wait for INIT/SIPI from the guest's own LAPIC */
@@ -443,14 +443,19 @@ __attribute__((hot)) static void *cpu_main(void *arg) {
     pthread_cond_broadcast(&m->cond); /* setup_done() waits for this */
     pthread_mutex_unlock(&m->lock);
     if (c->id == 0 && !stop) boot_marker_guest_entered(m->marker);
+    if (m->profile && bellhop_vcpu_set_tick(vcpu, PROFILE_PERIOD_NS) != ZX_OK)
+        fprintf(stderr, "bellhop: cpu%u: cannot start its profile tick\n", c->id);
     zx_port_packet_t p;
     while (!stop) {
         st = zx_vcpu_enter(vcpu, &p);
         if (st == ZX_OK) st = handle_packet(c, vcpu, &p);
         if (st == ZX_OK) continue;
-        if (st == ZX_ERR_CANCELED) {
+        if (st == ZX_ERR_TIMED_OUT) { /* the profile's tick */
             bellhop_vcpu_sregs_t sr;
-            if (m->profile && bellhop_vcpu_read_sregs(vcpu, &sr) == ZX_OK) profile_sample(m->profile, c->id, sr.rip);
+            if (bellhop_vcpu_read_sregs(vcpu, &sr) == ZX_OK) profile_sample(m->profile, c->id, sr.rip);
+            continue;
+        }
+        if (st == ZX_ERR_CANCELED) {
             pthread_mutex_lock(&m->lock);
             stop = m->exiting;
             pthread_mutex_unlock(&m->lock);
@@ -464,6 +469,7 @@ __attribute__((hot)) static void *cpu_main(void *arg) {
         }
         break;
     }
+    if (m->profile) bellhop_vcpu_set_tick(vcpu, 0);
     pthread_mutex_lock(&m->lock);
     c->vcpu = ZX_HANDLE_INVALID;
     pthread_mutex_unlock(&m->lock);
@@ -831,11 +837,7 @@ int machine_run(const struct machine_config *cfg) {
     m->dispatch_loop = cfg->dispatch_loop;
     m->loop_call.handler = run_loop_call;
     pthread_mutex_init(&m->lock, NULL);
-    pthread_condattr_t monotonic;
-    pthread_condattr_init(&monotonic);
-    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); /* the profile's timed waits */
-    pthread_cond_init(&m->cond, &monotonic);
-    pthread_condattr_destroy(&monotonic);
+    pthread_cond_init(&m->cond, NULL);
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;
     for (unsigned i = 0; i < IOAPIC_PINS; i++) m->irqfds[i] = -1;
     int status = 1;
@@ -885,19 +887,7 @@ int machine_run(const struct machine_config *cfg) {
     sandbox_probe(SANDBOX_MAIN);
     setup_done(m);
     pthread_mutex_lock(&m->lock);
-    while (!m->exiting) {
-        if (!m->profile) {
-            pthread_cond_wait(&m->cond, &m->lock);
-            continue;
-        }
-        struct timespec next;
-        clock_gettime(CLOCK_MONOTONIC, &next);
-        next.tv_nsec += PROFILE_PERIOD_NS;
-        if (next.tv_nsec >= 1000000000) next.tv_sec++, next.tv_nsec -= 1000000000;
-        if (pthread_cond_timedwait(&m->cond, &m->lock, &next) != ETIMEDOUT) continue;
-        for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
-            if (m->cpus[i].vcpu != ZX_HANDLE_INVALID) zx_vcpu_kick(m->cpus[i].vcpu);
-    }
+    while (!m->exiting) pthread_cond_wait(&m->cond, &m->lock);
     status = m->status;
     pthread_mutex_unlock(&m->lock);
 out:

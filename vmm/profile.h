@@ -1,10 +1,10 @@
-/* bellhop run --profile FILE: a sampling profile of the guest. Every PROFILE_PERIOD_NS the
- * main thread kicks each running vCPU out of the guest; its thread records where the guest
- * was (RIP) and goes back in. Each sample costs one exit (counted as intr). Samples go to
- * FILE as lines "MS cpuN RIP [SYMBOL+OFFSET]" (MS: milliseconds since the VMM started), in
- * blocks as each vCPU's buffer fills; when the VM ends, the functions seen most are printed.
- * Names come from the kernel ELF's symbol table, or from a System.map / kallsyms listing
- * (--profile-symbols, e.g. for a Linux kernel booted with nokaslr). */
+/* bellhop run --profile FILE: a sampling profile of the guest. Every PROFILE_PERIOD_NS a
+ * timer signal to each vCPU thread ends its KVM_RUN (bellhop_vcpu_set_tick); the thread
+ * records where the guest was (RIP) and goes back in. Each sample costs one exit (counted as
+ * intr). Samples go to FILE as lines "MS cpuN RIP [SYMBOL+OFFSET]" (MS: milliseconds since
+ * the VMM started), in blocks as each vCPU's buffer fills; when the VM ends, the functions
+ * seen most are printed. Names come from the kernel ELF's symbol table, or from a System.map
+ * / kallsyms listing (--profile-symbols, e.g. for a Linux kernel booted with nokaslr). */
 #ifndef BELLHOP_VMM_PROFILE_H
 #define BELLHOP_VMM_PROFILE_H
 

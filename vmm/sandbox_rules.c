@@ -133,6 +133,10 @@ static int allow_role(scmp_filter_ctx ctx, enum sandbox_role role) {
         if (!rc) rc = ALLOW(set_robust_list);
         if (!rc) rc = ALLOW(rseq);
         if (!rc) rc = ALLOW_IF(prctl, 1, arg_eq(0, PR_SET_NAME));
+        /* --profile: each vCPU thread's sampling tick (bellhop_vcpu_set_tick) */
+        if (!rc) rc = ALLOW(timer_create);
+        if (!rc) rc = ALLOW(timer_settime);
+        if (!rc) rc = ALLOW(timer_delete);
         return rc;
     }
     case SANDBOX_ROLES:

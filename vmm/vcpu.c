@@ -6,6 +6,7 @@
  * empties the emulated TLB, so each distinct page an exit touches costs (see bench/ab.sh). */
 #include <errno.h>
 #include <signal.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,8 @@ struct vcpu {
     unsigned id;
     pid_t tid;
     atomic_bool kicked;
+    timer_t tick; /* bellhop_vcpu_set_tick's, while `ticking` */
+    bool ticking;
     /* a port-IO exit being returned element by element (REP/string forms) */
     struct {
         bool active, in;
@@ -70,7 +73,11 @@ static __thread struct binding *tls_binding;
 static __thread struct handle_cache tls_vcpu;
 static pthread_key_t binding_key, vcpu_cache_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int kick_signal;
+static int kick_signal, tick_signal;
+/* The calling thread's tick came (set by its signal handler), and the kvm_run it enters, whose
+ * immediate_exit the handler sets so that the tick ends KVM_RUN however it lands. */
+static __thread volatile sig_atomic_t tls_ticked;
+static __thread struct kvm_run *volatile tls_tick_run;
 
 static void binding_unref(struct binding *b) {
     if (b && atomic_fetch_sub(&b->refs, 1) == 1) free(b);
@@ -78,6 +85,12 @@ static void binding_unref(struct binding *b) {
 static void thread_exit(void *b) { binding_unref(b); }
 static void cache_exit(void *c) { handle_cache_clear(c); }
 static void on_kick(int sig) { (void)sig; }
+static void on_tick(int sig) {
+    (void)sig;
+    tls_ticked = 1;
+    struct kvm_run *r = tls_tick_run;
+    if (r) __atomic_store_n(&r->immediate_exit, 1, __ATOMIC_RELAXED);
+}
 
 static void init_once(void) {
     pthread_key_create(&binding_key, thread_exit);
@@ -87,6 +100,9 @@ static void init_once(void) {
     struct sigaction sa = {.sa_handler = on_kick, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(kick_signal, &sa, NULL);
+    tick_signal = SIGRTMIN + 6;
+    sa.sa_handler = on_tick;
+    sigaction(tick_signal, &sa, NULL);
 }
 
 static void vcpu_destroy(struct zx_object *obj) {
@@ -100,6 +116,7 @@ static void vcpu_destroy(struct zx_object *obj) {
                                       memory_order_relaxed);
     }
     pthread_rwlock_unlock(&g->lock);
+    if (v->ticking) timer_delete(v->tick); /* its thread should have stopped it */
     if (v->run) munmap(v->run, (size_t)v->guest->run_size);
     if (v->fd >= 0) close(v->fd);
     if (v->binding) {
@@ -445,6 +462,10 @@ __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_
         }
         if (atomic_load_explicit(&v->kicked, memory_order_relaxed) && atomic_exchange(&v->kicked, false))
             return ZX_ERR_CANCELED;
+        if (tls_ticked) {
+            tls_ticked = 0;
+            return ZX_ERR_TIMED_OUT;
+        }
         if (ioctl(v->fd, KVM_RUN, 0) != 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 count(v, BELLHOP_EXIT_INTR);
@@ -607,6 +628,28 @@ zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *ou
         *out = (bellhop_vcpu_sregs_t){.rip = r.rip, .cr0 = s.cr0, .cr2 = s.cr2, .cr3 = s.cr3,
                                       .cr4 = s.cr4, .efer = s.efer, .cs = s.cs.selector,
                                       .cs_l = s.cs.l, .cs_db = s.cs.db};
+    }
+    object_unref(&v->obj);
+    return st;
+}
+
+zx_status_t bellhop_vcpu_set_tick(zx_handle_t handle, uint64_t period_ns) {
+    struct vcpu *v;
+    zx_status_t st = owned_vcpu(handle, ZX_RIGHT_WRITE, &v);
+    if (st != ZX_OK) return st;
+    if (period_ns == 0) {
+        if (v->ticking) timer_delete(v->tick);
+        v->ticking = false;
+        tls_tick_run = NULL;
+        tls_ticked = 0;
+    } else {
+        struct sigevent ev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = tick_signal};
+        ev._sigev_un._tid = v->tid; /* glibc 2.36 spells sigev_notify_thread_id so */
+        struct itimerspec every = {.it_interval = {(time_t)(period_ns / 1000000000u), (long)(period_ns % 1000000000u)}};
+        every.it_value = every.it_interval;
+        tls_tick_run = v->run;
+        if (!v->ticking && timer_create(CLOCK_MONOTONIC, &ev, &v->tick) != 0) st = ZX_ERR_NO_RESOURCES;
+        else if (v->ticking = true, timer_settime(v->tick, 0, &every, NULL) != 0) st = ZX_ERR_INVALID_ARGS;
     }
     object_unref(&v->obj);
     return st;

@@ -176,7 +176,7 @@ static unsigned check_profile_file(const char *path, const char *map, const char
     CHECK_MSG(f != NULL, "no %s", path);
     char line[512];
     unsigned lines = 0, named = 0, must = 0;
-    double last = -1;
+    double first = -1, last = -1, gap = 0, gap_at = 0;
     while (fgets(line, sizeof line, f)) {
         double ms;
         unsigned cpu;
@@ -186,6 +186,8 @@ static unsigned check_profile_file(const char *path, const char *map, const char
         CHECK_MSG(k == 3 || k == 5, "%s: bad line %s", path, line);
         CHECK_MSG(ms > 0 && cpu == 0, "%s", line);
         CHECK_MSG(ms >= last, "%s after %.3f ms", line, last);
+        if (first < 0) first = ms;
+        else if (ms - last > gap) gap = ms - last, gap_at = last;
         last = ms;
         lines++;
         if (k == 5) {
@@ -196,8 +198,12 @@ static unsigned check_profile_file(const char *path, const char *map, const char
         }
     }
     fclose(f);
-    CHECK_MSG(named * 10 >= lines * 9, "%u of %u samples named", named, lines);
-    CHECK_MSG(must > 0, "no sample in %s", must_name);
+    /* what a failure below needs to be told apart: too few samples, or a stall */
+    char shape[160];
+    snprintf(shape, sizeof shape, "%u samples from %.1f to %.1f ms, longest gap %.1f ms after %.1f ms", lines, first,
+             last, gap, gap_at);
+    CHECK_MSG(named * 10 >= lines * 9, "%u named; %s; bellhop said: %s", named, shape, strstr(out, "bellhop profile"));
+    CHECK_MSG(must > 0, "no sample in %s; %s; bellhop said: %s", must_name, shape, strstr(out, "bellhop profile"));
     return lines;
 }
 

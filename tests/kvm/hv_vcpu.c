@@ -108,6 +108,41 @@ TEST(kick_wakes_a_halted_vcpu) {
     zx_handle_close(h.guest);
 }
 
+/* The profile's tick: the vCPU's own timer stops a spinning guest, and a halted one, where it
+ * was, again and again, until it is stopped; the guest runs on between ticks. */
+TEST(a_tick_stops_the_guest_where_it_runs_until_stopped) {
+    struct hv h;
+    hv_init(&h, spin_guest, spin_guest_end);
+    zx_handle_t vcpu;
+    CHECK_EQ(zx_vcpu_create(h.guest, 0, GUEST_CODE, &vcpu), ZX_OK);
+    CHECK_EQ(bellhop_vcpu_set_tick(vcpu, 2000000), ZX_OK);
+    zx_port_packet_t p;
+    uint32_t before = 0;
+    for (int i = 0; i < 5; i++) {
+        CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_TIMED_OUT);
+        bellhop_vcpu_sregs_t s;
+        CHECK_EQ(bellhop_vcpu_read_sregs(vcpu, &s), ZX_OK);
+        CHECK_MSG(s.rip >= GUEST_CODE && s.rip < GUEST_CODE + (uint64_t)(spin_guest_end - spin_guest), "rip %#llx",
+                  (unsigned long long)s.rip);
+        CHECK(*hv_word(&h, 0x5000) > before || i == 0);
+        before = *hv_word(&h, 0x5000);
+    }
+    /* stopped: only a kick ends the enter now */
+    CHECK_EQ(bellhop_vcpu_set_tick(vcpu, 0), ZX_OK);
+    CHECK_EQ(zx_vcpu_kick(vcpu), ZX_OK);
+    CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_CANCELED);
+    zx_handle_close(vcpu);
+    zx_handle_close(h.guest);
+
+    hv_init(&h, halt_guest, halt_guest_end);
+    CHECK_EQ(zx_vcpu_create(h.guest, 0, GUEST_CODE, &vcpu), ZX_OK);
+    CHECK_EQ(bellhop_vcpu_set_tick(vcpu, 2000000), ZX_OK);
+    for (int i = 0; i < 3; i++) CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_TIMED_OUT);
+    CHECK_EQ(bellhop_vcpu_set_tick(vcpu, 0), ZX_OK);
+    zx_handle_close(vcpu);
+    zx_handle_close(h.guest);
+}
+
 /* Vector 0x40's handler reports through port 0x64; the main path says "ready" on 0x60
  * once the IDT is loaded and the LAPIC enabled, then halts with interrupts on. */
 GUEST_SNIPPET(irq_guest,

@@ -171,6 +171,12 @@ zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *ou
  * flat), interrupts off. RIP stays the entry it was created with. Owning thread. */
 zx_status_t bellhop_vcpu_set_long_mode(zx_handle_t handle, uint64_t cr3, uint64_t gdt, uint16_t gdt_limit);
 
+/* bellhop: every period_ns (0: no more), a signal to the owning thread ends its KVM_RUN and
+ * zx_vcpu_enter returns ZX_ERR_TIMED_OUT, the vCPU stopped where it was (a sampling
+ * profiler's tick, with no other thread involved). Owning thread; call it with 0 before the
+ * thread ends. */
+zx_status_t bellhop_vcpu_set_tick(zx_handle_t handle, uint64_t period_ns);
+
 /* Copies the last zx_vcpu_enter failure in words ("" if none) into buf. Any thread. */
 zx_status_t bellhop_vcpu_last_error(zx_handle_t handle, char *buf, size_t size);
 
