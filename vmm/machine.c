@@ -9,7 +9,6 @@
 #include <lib/async/receiver.h>
 #include <lib/async/task.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,6 +42,7 @@
 #include "firmware/fdt.h"
 #include "firmware/pvh.h"
 #include "vmm/disasm.h"
+#include "vmm/file_map.h"
 #include "vmm/footprint.h"
 #include "vmm/machine.h"
 #include "vmm/profile.h"
@@ -498,85 +498,38 @@ static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
 
 /* ---- setup ---- */
 
-/* A kernel or initrd, mapped read-only: the loaders copy from the page cache straight into
- * guest memory (reading it into a buffer first would copy and zero-fill it once more). */
-struct file_map {
-    const uint8_t *data;
-    size_t len;
+/* A kernel or initrd, mapped read-only (vmm/file_map.h): the loaders copy from the page cache
+ * straight into guest memory (reading it into a buffer first would copy and zero-fill it once
+ * more). */
+static int map_file(const char *what, const char *path, size_t max, struct file_map *f) {
+    char err[160];
+    if (file_map_open(path, max, "guest memory", f, err, sizeof err) != 0) return fail("%s %s: %s", what, path, err);
+    /* Test hook (bellhop_run's bad input): the file shrinks under its mapping, as when another
+     * process truncates it. */
+    const char *probe = getenv("BELLHOP_LOAD_PROBE");
+    if (probe && strcmp(probe, what) == 0 && truncate(path, 0) != 0) { /* the test sees no error */
+    }
+    return 0;
+}
+
+/* load(m, f, arg) under file_map_guarded. When the file (`what` at `path`) shrank under it,
+ * says so and returns FILE_MAP_SHRANK. */
+struct guarded_load {
+    struct machine *m;
+    int (*load)(struct machine *m, const struct file_map *f, void *arg);
+    void *arg;
 };
 
-static int map_file(const char *what, const char *path, size_t max, struct file_map *f) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail("%s %s: %s", what, path, strerror(errno));
-    struct stat st;
-    int r = -1;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fail("%s %s: not a regular file", what, path);
-    } else if (st.st_size == 0) {
-        fail("%s %s: empty file", what, path);
-    } else if ((uint64_t)st.st_size > max) {
-        fail("%s %s: too large for guest memory (%lld bytes)", what, path, (long long)st.st_size);
-    } else {
-        /* MAP_POPULATE: one call maps it all, rather than a fault per 64 KiB */
-        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-        if (p == MAP_FAILED) {
-            fail("%s %s: cannot map it: %s", what, path, strerror(errno));
-        } else {
-            *f = (struct file_map){p, (size_t)st.st_size};
-            r = 0;
-            /* Test hook (bellhop_run's bad input): the file shrinks under its mapping, as when
-             * another process truncates it. */
-            const char *probe = getenv("BELLHOP_LOAD_PROBE");
-            if (probe && strcmp(probe, what) == 0 && truncate(path, 0) != 0) { /* the test sees no error */
-            }
-        }
-    }
-    close(fd);
-    return r;
+static int run_guarded_load(const struct file_map *f, void *arg) {
+    struct guarded_load *g = arg;
+    return g->load(g->m, f, g->arg);
 }
 
-static void unmap_file(struct file_map *f) {
-    if (f->data) munmap((void *)f->data, f->len);
-    *f = (struct file_map){0};
-}
-
-/* A mapped file that shrinks (another process truncates it) raises SIGBUS at the first access
- * past its new end. Copies out of mapped files run under this guard, which makes that an
- * error: the caller's sigsetjmp returns nonzero. Only the main thread exists while they run. */
-static sigjmp_buf *copy_guard;
-static struct sigaction copy_guard_saved;
-
-static void copy_guard_bus(int sig) {
-    (void)sig;
-    siglongjmp(*copy_guard, 1);
-}
-
-static void copy_guard_begin(sigjmp_buf *jb) {
-    struct sigaction sa = {.sa_handler = copy_guard_bus};
-    sigemptyset(&sa.sa_mask);
-    copy_guard = jb;
-    sigaction(SIGBUS, &sa, &copy_guard_saved);
-}
-
-static void copy_guard_end(void) {
-    sigaction(SIGBUS, &copy_guard_saved, NULL);
-    copy_guard = NULL;
-}
-
-/* load(m, f, arg) under the guard. When the file (`what` at `path`) shrank under it, says so
- * and returns COPY_SHRANK. */
-#define COPY_SHRANK (-2)
 static int copy_guarded(struct machine *m, const char *what, const char *path, const struct file_map *f,
                         int (*load)(struct machine *m, const struct file_map *f, void *arg), void *arg) {
-    sigjmp_buf jb;
-    if (sigsetjmp(jb, 1) != 0) {
-        copy_guard_end();
-        fail("%s %s: the file shrank while it was being loaded", what, path);
-        return COPY_SHRANK;
-    }
-    copy_guard_begin(&jb);
-    int r = load(m, f, arg);
-    copy_guard_end();
+    struct guarded_load g = {m, load, arg};
+    int r = file_map_guarded(f, run_guarded_load, &g);
+    if (r == FILE_MAP_SHRANK) fail("%s %s: the file shrank while it was being loaded", what, path);
     return r;
 }
 
@@ -601,8 +554,8 @@ static int load_kernel(struct machine *m) {
     if (map_file("kernel", cfg->kernel, cfg->mem, &kernel) != 0) return -1;
     struct load_error e;
     int r = copy_guarded(m, "kernel", cfg->kernel, &kernel, load_kernel_image, &e);
-    unmap_file(&kernel);
-    if (r == COPY_SHRANK) return -1;
+    file_map_close(&kernel);
+    if (r == FILE_MAP_SHRANK) return -1;
     if (r != 0) return fail("kernel %s: %s", cfg->kernel, e.text);
     m->cpus[0].entry = m->kernel.entry;
     /* Linux finds virtio devices on PCI and starts its other CPUs itself. */
@@ -642,11 +595,11 @@ static int boot_setup(struct machine *m) {
         if (m->bzimage && top > (uint64_t)m->bz.initrd_addr_max + 1) top = (uint64_t)m->bz.initrd_addr_max + 1;
         uint64_t at = (top - ilen) & ~0xfffull;
         if (ilen > top || at < kend) {
-            unmap_file(&initrd);
+            file_map_close(&initrd);
             return fail("initrd %s: does not fit in guest memory above the kernel", cfg->initrd);
         }
         int r = copy_guarded(m, "initrd", cfg->initrd, &initrd, copy_initrd, &at);
-        unmap_file(&initrd);
+        file_map_close(&initrd);
         if (r != 0) return -1;
         mods[nmods++] = (struct pvh_module){at, ilen};
     }

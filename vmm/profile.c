@@ -5,11 +5,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "devices/device.h"
+#include "vmm/file_map.h"
 #include "vmm/profile.h"
 #include "vmm/symbols.h"
 
@@ -37,35 +36,34 @@ struct profile {
     struct profile_cpu cpu[];
 };
 
-/* Maps a whole file read-only (setup only; the caller unmaps). */
-static const uint8_t *map_whole(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return snprintf(err, errlen, "%s: %s", path, strerror(errno)), NULL;
-    struct stat st;
-    void *p = MAP_FAILED;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) snprintf(err, errlen, "%s: not a regular file", path);
-    else if (st.st_size == 0) snprintf(err, errlen, "%s: empty file", path);
-    else if ((uint64_t)st.st_size > max) snprintf(err, errlen, "%s: too large (%lld bytes)", path, (long long)st.st_size);
-    else if ((p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
-        snprintf(err, errlen, "%s: cannot map it: %s", path, strerror(errno));
-    close(fd);
-    if (p == MAP_FAILED) return NULL;
-    *len = (size_t)st.st_size;
-    return p;
+struct symbols_read {
+    struct symbols *s;
+    bool listing;
+    char why[160];
+};
+
+static int read_symbols(const struct file_map *f, void *arg) {
+    struct symbols_read *r = arg;
+    return r->listing ? symbols_from_map(r->s, (const char *)f->data, f->len, r->why, sizeof r->why)
+                      : symbols_from_elf(r->s, f->data, f->len, r->why, sizeof r->why);
 }
 
 static int load_symbols(struct symbols *s, const char *kernel_path, const char *symbols_path, char *err,
                         size_t errlen) {
     const char *path = symbols_path ? symbols_path : kernel_path;
-    size_t len;
-    const uint8_t *data = map_whole(path, symbols_path ? SYMBOLS_FILE_MAX : SIZE_MAX, &len, err, errlen);
-    if (!data) return -1;
-    char why[160];
-    int r = symbols_path ? symbols_from_map(s, (const char *)data, len, why, sizeof why)
-                         : symbols_from_elf(s, data, len, why, sizeof why);
-    if (r != 0) snprintf(err, errlen, "%s: %s", path, why);
-    munmap((void *)data, len);
-    return r;
+    struct file_map f;
+    struct symbols_read r = {.s = s, .listing = symbols_path != NULL};
+    if (file_map_open(path, symbols_path ? SYMBOLS_FILE_MAX : SIZE_MAX, "a symbol listing", &f, r.why, sizeof r.why) != 0)
+        return snprintf(err, errlen, "%s: %s", path, r.why), -1;
+    int rc = file_map_guarded(&f, read_symbols, &r);
+    file_map_close(&f);
+    if (rc == FILE_MAP_SHRANK) {
+        symbols_free(s); /* whatever the reader had allocated when the file went short */
+        snprintf(err, errlen, "%s: the file shrank while it was being read", path);
+    } else if (rc != 0) {
+        snprintf(err, errlen, "%s: %s", path, r.why);
+    }
+    return rc == 0 ? 0 : -1;
 }
 
 struct profile *profile_open(const char *path, const char *kernel_path, const char *symbols_path, unsigned cpus,
