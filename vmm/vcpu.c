@@ -463,7 +463,10 @@ __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_
         if (atomic_load_explicit(&v->kicked, memory_order_relaxed) && atomic_exchange(&v->kicked, false))
             return ZX_ERR_CANCELED;
         if (tls_ticked) {
+            /* A tick between exits set immediate_exit too: taken here, it would only cost the
+             * next enter a KVM_RUN that returns at once. (A kick meanwhile is still in kicked.) */
             tls_ticked = 0;
+            __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELAXED);
             return ZX_ERR_TIMED_OUT;
         }
         if (ioctl(v->fd, KVM_RUN, 0) != 0) {
@@ -647,9 +650,13 @@ zx_status_t bellhop_vcpu_set_tick(zx_handle_t handle, uint64_t period_ns) {
         ev._sigev_un._tid = v->tid; /* glibc 2.36 spells sigev_notify_thread_id so */
         struct itimerspec every = {.it_interval = {(time_t)(period_ns / 1000000000u), (long)(period_ns % 1000000000u)}};
         every.it_value = every.it_interval;
-        tls_tick_run = v->run;
-        if (!v->ticking && timer_create(CLOCK_MONOTONIC, &ev, &v->tick) != 0) st = ZX_ERR_NO_RESOURCES;
-        else if (v->ticking = true, timer_settime(v->tick, 0, &every, NULL) != 0) st = ZX_ERR_INVALID_ARGS;
+        if (!v->ticking && timer_create(CLOCK_MONOTONIC, &ev, &v->tick) != 0) {
+            st = ZX_ERR_NO_RESOURCES;
+        } else {
+            v->ticking = true;
+            tls_tick_run = v->run;
+            if (timer_settime(v->tick, 0, &every, NULL) != 0) st = ZX_ERR_INVALID_ARGS;
+        }
     }
     object_unref(&v->obj);
     return st;
