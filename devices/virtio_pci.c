@@ -55,11 +55,15 @@ static uint16_t msix_control(const struct virtio_pci *p) {
     return c;
 }
 
+static bool vector_masked(const struct virtio_pci *p, unsigned v) {
+    return (msix_control(p) & MSIX_MASKALL) || (p->msix[v].ctrl & MSIX_ENTRY_MASKED);
+}
+
 /* The eventfd that raises vector v now, or -1 when it is out of range or masked (then it
  * is left pending). Lock held. */
 static int vector_fd_locked(struct virtio_pci *p, unsigned v) {
     if (v >= p->nvectors) return -1;
-    if ((msix_control(p) & MSIX_MASKALL) || (p->msix[v].ctrl & MSIX_ENTRY_MASKED)) {
+    if (vector_masked(p, v)) {
         p->pba |= 1ull << v;
         return -1;
     }
@@ -71,7 +75,7 @@ static int vector_fd_locked(struct virtio_pci *p, unsigned v) {
 static unsigned take_unmasked_locked(struct virtio_pci *p, int fds[MAX_VECTORS]) {
     unsigned n = 0;
     for (unsigned v = 0; v < p->nvectors; v++)
-        if ((p->pba >> v & 1) && !(p->msix[v].ctrl & MSIX_ENTRY_MASKED) && !(msix_control(p) & MSIX_MASKALL)) {
+        if ((p->pba >> v & 1) && !vector_masked(p, v)) {
             p->pba &= ~(1ull << v);
             fds[n++] = p->msi_fd[v];
         }
