@@ -157,21 +157,35 @@ TEST_TIMEOUT(trace_traps_shows_each_packet_and_its_instruction, 120) {
     CHECK_MSG(strstr(out, " ms cpu0 MEM rd  key virtio-mmio addr 0xd0000000 size 4"), "%s", out);
 }
 
-/* guest.map (nm of guest.elf): the address of `name`, or 0. */
-static unsigned long long map_address(const char *map, const char *name) {
-    char line[256], want[256];
-    snprintf(want, sizeof want, " %s\n", name);
+/* guest.map (nm of guest.elf), read once per profile file checked. */
+static struct nm_map {
+    unsigned n;
+    unsigned long long addr[4096];
+    char name[4096][128];
+} nm;
+
+static void nm_load(const char *map) {
     FILE *f = fopen(map, "r");
+    CHECK_MSG(f != NULL, "no %s", map);
+    char line[256];
+    nm.n = 0;
+    while (nm.n < 4096 && fgets(line, sizeof line, f))
+        if (sscanf(line, "%llx %*c %127s", &nm.addr[nm.n], nm.name[nm.n]) == 2) nm.n++;
+    fclose(f);
+}
+
+/* The address of `name` in the map (the last one listed), or 0. */
+static unsigned long long nm_address(const char *name) {
     unsigned long long a = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (strlen(line) > 19 && strcmp(line + 18, want) == 0) a = strtoull(line, NULL, 16);
-    if (f) fclose(f);
+    for (unsigned i = 0; i < nm.n; i++)
+        if (strcmp(nm.name[i], name) == 0) a = nm.addr[i];
     return a;
 }
 
 /* Each sample line: "MS cpuN RIP [NAME+OFF]"; every name must be right (its address in guest.map
  * plus the offset is the RIP), and one vCPU's times never go back. Returns the lines. */
 static unsigned check_profile_file(const char *path, const char *map, const char *must_name) {
+    nm_load(map);
     FILE *f = fopen(path, "r");
     CHECK_MSG(f != NULL, "no %s", path);
     char line[512];
@@ -192,7 +206,7 @@ static unsigned check_profile_file(const char *path, const char *map, const char
         lines++;
         if (k == 5) {
             named++;
-            unsigned long long a = map_address(map, name);
+            unsigned long long a = nm_address(name);
             CHECK_MSG(a && a + off == rip, "%s: %s is at %#llx in %s", line, name, a, map);
             must += strcmp(name, must_name) == 0;
         }
