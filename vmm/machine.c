@@ -226,12 +226,11 @@ static void trace_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t
                 trace_ms(&c->m->env), c->id, p->guest_io.input ? "in" : "out", map->ops->name, p->guest_io.port,
                 p->guest_io.access_size, p->guest_io.input ? 0 : p->guest_io.u32, at, insn);
     } else if (p->type == ZX_PKT_TYPE_GUEST_MEM) {
-        uint64_t rip = p->guest_mem.reserved;
         if (have) {
             if (p->guest_mem.read) {
-                if (disasm_at(&c->m->env.mem, &s, rip, insn, sizeof insn)) at = rip;
+                if (disasm_at(&c->m->env.mem, &s, s.rip, insn, sizeof insn)) at = s.rip;
             } else {
-                disasm_ending_at(&c->m->env.mem, &s, rip, &at, insn, sizeof insn);
+                disasm_ending_at(&c->m->env.mem, &s, s.rip, &at, insn, sizeof insn);
             }
         }
         fprintf(stderr, "trace: %10.3f ms cpu%u MEM %-3s key %s addr %#" PRIx64 " size %u data %#" PRIx64

@@ -156,6 +156,12 @@ __attribute__((format(printf, 3, 4))) static zx_status_t fail(struct vcpu *v, zx
     return st;
 }
 
+/* RIP at the current exit, for failure messages (cold: one KVM_GET_REGS). */
+static unsigned long long exit_rip(struct vcpu *v) {
+    struct kvm_regs r;
+    return ioctl(v->fd, KVM_GET_REGS, &r) == 0 ? r.rip : ~0ull;
+}
+
 /* ---- creation: the PVH entry state ---- */
 
 static zx_status_t set_cpuid(struct vcpu *v) {
@@ -239,8 +245,9 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
     if (st == ZX_OK) st = set_cpuid(v);
     if (st == ZX_OK && !(options & BELLHOP_VCPU_WAIT_FOR_SIPI)) st = set_entry_state(v, entry);
     if (st == ZX_OK) {
-        /* KVM copies the registers into kvm_run on every exit: RIP for packets costs nothing. */
-        v->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+        /* No KVM_SYNC_X86_REGS: copying the registers into kvm_run on every exit cost each
+         * exit about 1% (nested); only failures and tracing want RIP, and they ask for it. */
+        v->run->kvm_valid_regs = 0;
         v->run_size = (uint64_t)g->run_size;
         pthread_rwlock_wrlock(&g->lock);
         g->vcpu_exits[id] = &v->exits;
@@ -354,7 +361,7 @@ __attribute__((hot)) static zx_status_t handle_io(struct vcpu *v, zx_port_packet
     const struct trap_hit *t = find_trap(v, &g->io_tree, &v->last_io, r->io.port, r->io.size);
     if (!t)
         return fail(v, ZX_ERR_NOT_FOUND, "IO %s of %u bytes at port %#x: no trap (rip %#llx)",
-                    in ? "read" : "write", r->io.size, r->io.port, r->s.regs.regs.rip);
+                    in ? "read" : "write", r->io.size, r->io.port, exit_rip(v));
     if (t->trap == &g->ctl_trap) return vcpu_ctl(v, pkt);
     if (in && r->io.count == 1) copy_reg(io_data(v), &(uint64_t){0}, r->io.size); /* unanswered: 0 */
     else if (in) memset(io_data(v), 0, (size_t)r->io.size * r->io.count);
@@ -381,11 +388,11 @@ __attribute__((hot)) static zx_status_t handle_mmio(struct vcpu *v, zx_port_pack
     if (!t)
         return fail(v, ZX_ERR_OUT_OF_RANGE,
                     "MMIO %s of %u bytes at %#llx: neither memory nor trapped (rip %#llx)",
-                    write ? "write" : "read", len, (unsigned long long)addr, r->s.regs.regs.rip);
+                    write ? "write" : "read", len, (unsigned long long)addr, exit_rip(v));
     if (t->kind == ZX_GUEST_TRAP_BELL) {
         if (!write)
             return fail(v, ZX_ERR_NOT_SUPPORTED, "read of %u bytes from bell %#llx (rip %#llx)",
-                        len, (unsigned long long)addr, r->s.regs.regs.rip);
+                        len, (unsigned long long)addr, exit_rip(v));
         zx_status_t st = bell_ring(t->trap->bell, addr, &v->kicked);
         if (st == ZX_ERR_CANCELED) {
             v->pending_bell = t->trap->bell;
@@ -400,7 +407,6 @@ __attribute__((hot)) static zx_status_t handle_mmio(struct vcpu *v, zx_port_pack
     pkt->guest_mem.addr = addr;
     pkt->guest_mem.access_size = (uint8_t)len;
     pkt->guest_mem.read = !write;
-    pkt->guest_mem.reserved = r->s.regs.regs.rip;
     if (write) copy_reg(&pkt->guest_mem.data, r->mmio.data, len > 8 ? 8 : len);
     else memset(r->mmio.data, 0, sizeof r->mmio.data); /* unanswered: 0 */
     v->mem_read = !write;
@@ -422,7 +428,7 @@ __attribute__((hot)) static zx_status_t handle_exit(struct vcpu *v, zx_port_pack
     case KVM_EXIT_INTR:
         return HANDLED;
     case KVM_EXIT_SHUTDOWN:
-        return fail(v, ZX_ERR_BAD_STATE, "triple fault (rip %#llx)", r->s.regs.regs.rip);
+        return fail(v, ZX_ERR_BAD_STATE, "triple fault (rip %#llx)", exit_rip(v));
     case KVM_EXIT_SYSTEM_EVENT:
         if (r->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN)
             return fail(v, ZX_ERR_UNAVAILABLE, "guest powered off");
@@ -434,10 +440,10 @@ __attribute__((hot)) static zx_status_t handle_exit(struct vcpu *v, zx_port_pack
                     (unsigned long long)r->fail_entry.hardware_entry_failure_reason);
     case KVM_EXIT_INTERNAL_ERROR:
         return fail(v, ZX_ERR_INTERNAL, "KVM internal error %u (rip %#llx)",
-                    r->internal.suberror, r->s.regs.regs.rip);
+                    r->internal.suberror, exit_rip(v));
     default:
         return fail(v, ZX_ERR_NOT_SUPPORTED, "unhandled KVM exit %u (rip %#llx)", r->exit_reason,
-                    r->s.regs.regs.rip);
+                    exit_rip(v));
     }
 }
 

@@ -40,6 +40,13 @@ static void next(zx_handle_t vcpu, zx_port_packet_t *p, uint32_t type, uint64_t 
     CHECK_EQ(p->status, ZX_OK);
 }
 
+/* RIP at the exit the last packet came from. */
+static uint64_t rip_now(zx_handle_t vcpu) {
+    bellhop_vcpu_sregs_t s;
+    CHECK_EQ(bellhop_vcpu_read_sregs(vcpu, &s), ZX_OK);
+    return s.rip;
+}
+
 static void expect_out(zx_handle_t vcpu, uint16_t port, uint8_t size, uint32_t value) {
     zx_port_packet_t p;
     next(vcpu, &p, ZX_PKT_TYPE_GUEST_IO, KEY_IO);
@@ -77,19 +84,21 @@ TEST(mem_and_io_packets_and_their_completions) {
     CHECK_EQ(p.guest_mem.access_size, 4);
     CHECK_EQ(p.guest_mem.read, false);
     CHECK_EQ(p.guest_mem.data, 0x12345678);
-    CHECK_EQ(p.guest_mem.reserved, GUEST_CODE + 1 + 10); /* a write: past the instruction */
+    CHECK_EQ(rip_now(vcpu), GUEST_CODE + 1 + 10); /* a write: past the instruction */
+    CHECK_EQ(p.guest_mem.reserved, 0);
 
     next(vcpu, &p, ZX_PKT_TYPE_GUEST_MEM, KEY_MEM);
     CHECK_EQ(p.guest_mem.addr, TRAP_MEM + 0x20);
     CHECK_EQ(p.guest_mem.access_size, 2);
     CHECK_EQ(p.guest_mem.read, true);
-    CHECK_EQ(p.guest_mem.reserved, GUEST_CODE + 1 + 10); /* a read: at the instruction */
+    CHECK_EQ(rip_now(vcpu), GUEST_CODE + 1 + 10); /* a read: at the instruction */
     zx_vcpu_mem_t wrong = {.access_size = 4, .data = 1};
     CHECK_EQ(zx_vcpu_write_state(vcpu, ZX_VCPU_MEM, &wrong, sizeof wrong), ZX_ERR_INVALID_ARGS);
     zx_vcpu_mem_t m = {.access_size = 2, .data = 0xbeef};
     CHECK_EQ(zx_vcpu_write_state(vcpu, ZX_VCPU_MEM, &m, sizeof m), ZX_OK);
 
     expect_out(vcpu, 0x60, 2, 0xbeef);
+    CHECK_EQ(rip_now(vcpu), GUEST_CODE + 1 + 10 + 6); /* IO: at the instruction */
     zx_vcpu_io_t io_early = {.access_size = 4};
     CHECK_EQ(zx_vcpu_write_state(vcpu, ZX_VCPU_IO, &io_early, sizeof io_early), ZX_ERR_BAD_STATE);
     answer_in(vcpu, 0x64, 4, 0xcafebabe);

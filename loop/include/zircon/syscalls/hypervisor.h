@@ -67,10 +67,11 @@ static_assert(sizeof(zx_vcpu_mem_t) == 16, "zx_vcpu_mem_t");
  *    new one). Writes elsewhere in the range exit to zx_vcpu_enter, which queues one packet
  *    per write from the trap's pool of 256; when the pool is used up the vCPU waits (kickable)
  *    until the port drains. Packets from a destroyed guest are removed from the port.
- *  - GUEST_MEM packets use the decoded layout (addr, access_size, read, data); `reserved`
- *    carries the guest RIP at the exit (a read: the accessing instruction; a write: just past
- *    it, as KVM completes writes before it exits). A read is answered with zx_vcpu_write_state(
- *    ZX_VCPU_MEM); an unanswered read reads 0. RIP is already past the instruction for IO.
+ *  - GUEST_MEM packets use the decoded layout (addr, access_size, read, data). A read is
+ *    answered with zx_vcpu_write_state(ZX_VCPU_MEM); an unanswered read reads 0. RIP at the
+ *    exit (bellhop_vcpu_read_sregs, before the next enter) is the accessing instruction for a
+ *    read and just past it for a write, as KVM completes writes before it exits; for IO, the
+ *    accessing instruction (KVM steps past it on the next enter).
  *  - IO: string and REP forms are handled: each element is its own packet, in order
  *    (IN elements each answered with ZX_VCPU_IO).
  *  - GUEST_VCPU packets come from bellhop's vCPU-control device (KVM's in-kernel LAPIC handles

@@ -70,8 +70,7 @@ typedef struct zx_packet_guest_bell {
 } zx_packet_guest_bell_t;
 
 /* bellhop difference: KVM decodes the access (KVM_EXIT_MMIO), so the x86 packet uses the
- * decoded layout Zircon uses on arm64 (addr, access_size, sign_extend, xt, read, data);
- * the last word, reserved in Zircon, carries the guest RIP for tracing. */
+ * decoded layout Zircon uses on arm64 (addr, access_size, sign_extend, xt, read, data). */
 typedef struct zx_packet_guest_mem {
     zx_gpaddr_t addr;
     uint8_t access_size;
@@ -80,7 +79,7 @@ typedef struct zx_packet_guest_mem {
     bool read;
     uint8_t padding1[4];
     uint64_t data;
-    uint64_t reserved; /* bellhop: guest RIP of the faulting instruction */
+    uint64_t reserved;
 } zx_packet_guest_mem_t;
 
 typedef struct zx_packet_guest_io {
