@@ -94,21 +94,16 @@ zx_status_t handle_get(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
     return st;
 }
 
-__attribute__((hot)) zx_status_t handle_get_cached(struct handle_cache *c, zx_handle_t h, zx_obj_type_t type,
-                                                   zx_rights_t rights, struct zx_object **out) {
-    if (c->obj && c->handle == h &&
-        c->closes == atomic_load_explicit(&c->obj->handle_closes, memory_order_acquire)) {
-        zx_status_t st = check(c->obj, c->rights, type, rights);
-        if (st == ZX_OK) *out = c->obj;
-        return st;
-    }
+/* A miss of handle_get_cached (object.h): refills the cache. */
+zx_status_t handle_get_cached_slow(struct handle_cache *c, zx_handle_t h, zx_obj_type_t type,
+                                   zx_rights_t rights, struct zx_object **out) {
     handle_cache_clear(c);
     struct slot *s;
     pthread_mutex_lock(&table_lock);
     zx_status_t st = lookup_locked(h, type, rights, &s);
     if (st == ZX_OK) {
         object_ref(s->obj);
-        *c = (struct handle_cache){.handle = h, .rights = s->rights, .obj = s->obj,
+        *c = (struct handle_cache){.handle = h, .rights = s->rights, .type = s->obj->ops->type, .obj = s->obj,
                                    .closes = atomic_load_explicit(&s->obj->handle_closes, memory_order_relaxed)};
         *out = s->obj;
     }

@@ -63,15 +63,24 @@
 #define UNASSIGNED_MMIO_BASE 0xc0000000u
 #define UNASSIGNED_MMIO_SIZE 0x10000000u
 
-/* A device window mapped at `base`: the trap key of every MEM/IO trap is its address. */
+/* --stats of one device window (vCPUs share devices, hence the lock). */
+struct mapping_stats {
+    struct handler_stats h;
+    pthread_mutex_t lock;
+};
+
+/* A device window mapped at `base`: the trap key of every MEM/IO trap is its address. An
+ * access reads only the first four words (the ops' handlers copied in, so the ops table is
+ * not one more page for each exit to touch), and maps[] lies in the machine's first page. */
 struct io_mapping {
-    const struct io_ops *ops;
+    uint64_t (*read)(void *dev, uint64_t off, uint8_t size);
+    void (*write)(void *dev, uint64_t off, uint8_t size, uint64_t value);
     void *dev;
-    uint64_t base, size;
     uint64_t origin; /* what offsets count from (a BAR may span several traps) */
+    const struct io_ops *ops;
+    uint64_t base, size;
     uint32_t kind;
-    struct handler_stats stats; /* --stats (mapping lock) */
-    pthread_mutex_t stats_lock;
+    struct mapping_stats *stats; /* --stats */
 };
 
 struct machine;
@@ -99,6 +108,8 @@ struct cpu {
     struct crash crash;  /* written by the thread before it ends; read after the join */
 };
 
+/* Page-aligned (machine_run): its first page holds all that an exit reads (env's trace and
+ * stats, dispatch_loop, maps[]), so that an exit touches one page of it. */
 struct machine {
     struct vm_env env; /* first: devices get &env */
     const struct machine_config *cfg;
@@ -108,6 +119,7 @@ struct machine {
     async_loop_t *loop;
     struct io_mapping maps[MAX_MAPPINGS];
     unsigned nmaps;
+    struct mapping_stats map_stats[MAX_MAPPINGS];
     struct uart16550 *uart;
     struct debug_exit *exit_dev;
     struct rtc_mc146818 *rtc;
@@ -140,6 +152,9 @@ struct machine {
     int loop_sandbox;        /* m->lock: 0 until the loop thread tried, then 1 or -1 */
     char loop_sandbox_err[160];
 };
+
+_Static_assert(offsetof(struct machine, maps) + sizeof(((struct machine *)0)->maps) <= 4096,
+               "what an exit reads of the machine fits its first page");
 
 static struct machine *machine_of(struct vm_env *env) { return (struct machine *)env; }
 
@@ -198,8 +213,9 @@ static int map_device_at(struct machine *m, uint32_t kind, uint64_t base, uint64
     if (!dev) return fail("out of memory for device %s", ops->name);
     if (m->nmaps == MAX_MAPPINGS) return fail("too many devices");
     struct io_mapping *map = &m->maps[m->nmaps];
-    *map = (struct io_mapping){.ops = ops, .dev = dev, .base = base, .size = size, .origin = origin, .kind = kind};
-    pthread_mutex_init(&map->stats_lock, NULL);
+    *map = (struct io_mapping){.read = ops->read, .write = ops->write, .dev = dev, .origin = origin, .ops = ops,
+                               .base = base, .size = size, .kind = kind, .stats = &m->map_stats[m->nmaps]};
+    pthread_mutex_init(&map->stats->lock, NULL);
     zx_status_t st = zx_guest_set_trap(m->guest, kind, base, size, ZX_HANDLE_INVALID, (uintptr_t)map);
     if (st != ZX_OK) return fail("cannot trap %s at %#" PRIx64 ": %s", ops->name, base, zx_status_get_string(st));
     m->nmaps++;
@@ -213,7 +229,7 @@ static int map_device(struct machine *m, uint32_t kind, uint64_t base, uint64_t 
 
 /* ---- tracing ---- */
 
-static void trace_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p) {
+__attribute__((cold)) static void trace_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p) {
     const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
     bellhop_vcpu_sregs_t s;
     char insn[96] = "?";
@@ -245,7 +261,7 @@ static void trace_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t
 
 /* ---- crash reports ---- */
 
-static void crash_capture(struct cpu *c, zx_handle_t vcpu, zx_status_t st) {
+__attribute__((cold)) static void crash_capture(struct cpu *c, zx_handle_t vcpu, zx_status_t st) {
     struct crash *k = &c->crash;
     k->crashed = true;
     k->status = st;
@@ -285,13 +301,13 @@ __attribute__((hot)) static uint64_t device_access(const zx_port_packet_t *p) {
     const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
     if (p->type == ZX_PKT_TYPE_GUEST_IO) {
         uint64_t off = p->guest_io.port - map->origin;
-        if (p->guest_io.input) return map->ops->read(map->dev, off, p->guest_io.access_size);
-        map->ops->write(map->dev, off, p->guest_io.access_size, p->guest_io.u32);
+        if (p->guest_io.input) return map->read(map->dev, off, p->guest_io.access_size);
+        map->write(map->dev, off, p->guest_io.access_size, p->guest_io.u32);
         return 0;
     }
     uint64_t off = p->guest_mem.addr - map->origin;
-    if (p->guest_mem.read) return map->ops->read(map->dev, off, p->guest_mem.access_size);
-    map->ops->write(map->dev, off, p->guest_mem.access_size, p->guest_mem.data);
+    if (p->guest_mem.read) return map->read(map->dev, off, p->guest_mem.access_size);
+    map->write(map->dev, off, p->guest_mem.access_size, p->guest_mem.data);
     return 0;
 }
 
@@ -329,9 +345,9 @@ __attribute__((hot)) static uint64_t dispatch(struct machine *m, const zx_port_p
     if (!m->env.stats) return dispatch_now(m, p);
     struct io_mapping *map = (struct io_mapping *)(uintptr_t)p->key;
     uint64_t t0 = stats_now_ns(), v = dispatch_now(m, p), ns = stats_now_ns() - t0;
-    pthread_mutex_lock(&map->stats_lock);
-    handler_stats_add(&map->stats, ns);
-    pthread_mutex_unlock(&map->stats_lock);
+    pthread_mutex_lock(&map->stats->lock);
+    handler_stats_add(&map->stats->h, ns);
+    pthread_mutex_unlock(&map->stats->lock);
     return v;
 }
 
@@ -346,11 +362,12 @@ static void print_stats(struct machine *m) {
     fprintf(stderr, "  %-14s %-6s %-12s %10s %10s %10s %10s\n", "trap", "kind", "at", "count", "p50 ns<=", "p99 ns<=", "max ns");
     for (unsigned i = 0; i < m->nmaps; i++) {
         const struct io_mapping *map = &m->maps[i];
-        if (!map->stats.count) continue;
+        const struct handler_stats *h = &map->stats->h;
+        if (!h->count) continue;
         fprintf(stderr, "  %-14s %-6s %#-12llx %10llu %10llu %10llu %10llu\n", map->ops->name,
                 map->kind == ZX_GUEST_TRAP_IO ? "io" : "mem", (unsigned long long)map->base,
-                (unsigned long long)map->stats.count, (unsigned long long)handler_stats_quantile(&map->stats, 0.5),
-                (unsigned long long)handler_stats_quantile(&map->stats, 0.99), (unsigned long long)map->stats.max_ns);
+                (unsigned long long)h->count, (unsigned long long)handler_stats_quantile(h, 0.5),
+                (unsigned long long)handler_stats_quantile(h, 0.99), (unsigned long long)h->max_ns);
     }
     struct virtio_dev *vds[FDT_MAX_VIRTIO + MAX_PCI_DEVICES];
     unsigned n = 0;
@@ -366,8 +383,9 @@ static void print_stats(struct machine *m) {
         }
 }
 
-__attribute__((hot)) static zx_status_t handle_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p) {
-    struct machine *m = c->m;
+/* m is c->m, passed so that an exit need not read c (another page). */
+__attribute__((hot)) static zx_status_t handle_packet(struct machine *m, struct cpu *c, zx_handle_t vcpu,
+                                                      const zx_port_packet_t *p) {
     if (m->env.trace) trace_packet(c, vcpu, p);
     if (p->type == ZX_PKT_TYPE_GUEST_IO) {
         uint64_t v = dispatch(m, p);
@@ -397,7 +415,37 @@ __attribute__((hot)) static zx_status_t handle_packet(struct cpu *c, zx_handle_t
     return ZX_ERR_NOT_SUPPORTED;
 }
 
-__attribute__((hot)) static void *cpu_main(void *arg) {
+/* The exits of one vCPU until it stops: apart from cpu_main's setup, so that the code each
+ * exit runs is a few contiguous pages. */
+__attribute__((hot, noinline)) static void cpu_loop(struct machine *m, struct cpu *c, zx_handle_t vcpu) {
+    zx_port_packet_t p;
+    for (;;) {
+        zx_status_t st = zx_vcpu_enter(vcpu, &p);
+        if (st == ZX_OK) st = handle_packet(m, c, vcpu, &p);
+        if (st == ZX_OK) continue;
+        if (st == ZX_ERR_TIMED_OUT) { /* the profile's tick */
+            bellhop_vcpu_sregs_t sr;
+            if (bellhop_vcpu_read_sregs(vcpu, &sr) == ZX_OK) profile_sample(m->profile, c->id, sr.rip);
+            continue;
+        }
+        if (st == ZX_ERR_CANCELED) {
+            pthread_mutex_lock(&m->lock);
+            bool stop = m->exiting;
+            pthread_mutex_unlock(&m->lock);
+            if (stop) return;
+            continue;
+        }
+        if (st == ZX_ERR_UNAVAILABLE || st == ZX_ERR_CONNECTION_RESET) {
+            request_exit(&m->env, 0); /* power-off and reset both end the VM */
+        } else {
+            crash_capture(c, vcpu, st);
+            request_exit(&m->env, EXIT_GUEST_CRASH);
+        }
+        return;
+    }
+}
+
+static void *cpu_main(void *arg) {
     struct cpu *c = arg;
     struct machine *m = c->m;
     char name[16];
@@ -444,30 +492,7 @@ __attribute__((hot)) static void *cpu_main(void *arg) {
     if (c->id == 0 && !stop) boot_marker_guest_entered(m->marker);
     if (m->profile && bellhop_vcpu_set_tick(vcpu, PROFILE_PERIOD_NS) != ZX_OK)
         fprintf(stderr, "bellhop: cpu%u: cannot start its profile tick\n", c->id);
-    zx_port_packet_t p;
-    while (!stop) {
-        st = zx_vcpu_enter(vcpu, &p);
-        if (st == ZX_OK) st = handle_packet(c, vcpu, &p);
-        if (st == ZX_OK) continue;
-        if (st == ZX_ERR_TIMED_OUT) { /* the profile's tick */
-            bellhop_vcpu_sregs_t sr;
-            if (bellhop_vcpu_read_sregs(vcpu, &sr) == ZX_OK) profile_sample(m->profile, c->id, sr.rip);
-            continue;
-        }
-        if (st == ZX_ERR_CANCELED) {
-            pthread_mutex_lock(&m->lock);
-            stop = m->exiting;
-            pthread_mutex_unlock(&m->lock);
-            continue;
-        }
-        if (st == ZX_ERR_UNAVAILABLE || st == ZX_ERR_CONNECTION_RESET) {
-            request_exit(&m->env, 0); /* power-off and reset both end the VM */
-        } else {
-            crash_capture(c, vcpu, st);
-            request_exit(&m->env, EXIT_GUEST_CRASH);
-        }
-        break;
-    }
+    if (!stop) cpu_loop(m, c, vcpu);
     if (m->profile) bellhop_vcpu_set_tick(vcpu, 0);
     pthread_mutex_lock(&m->lock);
     c->vcpu = ZX_HANDLE_INVALID;
@@ -775,8 +800,9 @@ static void setup_done(struct machine *m) {
 }
 
 int machine_run(const struct machine_config *cfg) {
-    struct machine *m = calloc(1, sizeof *m);
+    struct machine *m = aligned_alloc(4096, (sizeof *m + 4095) & ~(size_t)4095);
     if (!m) return fail("out of memory"), 1;
+    memset(m, 0, sizeof *m);
     m->cfg = cfg;
     m->env.request_exit = request_exit;
     m->env.raise_irq = raise_irq;

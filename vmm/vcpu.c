@@ -308,8 +308,9 @@ __attribute__((hot)) static const struct trap_hit *find_trap(struct vcpu *v, str
     return last;
 }
 
-/* bellhop's vCPU-control device (see <zircon/syscalls/hypervisor.h>). */
-static zx_status_t vcpu_ctl(struct vcpu *v, zx_port_packet_t *pkt) {
+/* bellhop's vCPU-control device (see <zircon/syscalls/hypervisor.h>). Rare: kept out of the
+ * exit path's pages. */
+__attribute__((noinline)) static zx_status_t vcpu_ctl(struct vcpu *v, zx_port_packet_t *pkt) {
     struct kvm_run *r = v->run;
     unsigned off = r->io.port - BELLHOP_VCPU_CTL_PORT;
     uint8_t *data = io_data(v);
