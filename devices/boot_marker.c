@@ -1,7 +1,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include <zircon/syscalls/hypervisor.h>
 
@@ -15,12 +14,6 @@ struct boot_marker {
     unsigned n;
 };
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 __attribute__((hot)) static uint64_t marker_read(void *dev, uint64_t off, uint8_t size) {
     (void)dev, (void)off;
     return size >= 8 ? ~0ull : (1ull << (8 * size)) - 1;
@@ -29,7 +22,7 @@ __attribute__((hot)) static uint64_t marker_read(void *dev, uint64_t off, uint8_
 __attribute__((hot)) static void marker_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     struct boot_marker *b = dev;
     if (off != 0 || size != 4) return;
-    uint64_t t = now_ns() - b->start_ns;
+    uint64_t t = stats_now_ns() - b->start_ns;
     pthread_mutex_lock(&b->lock);
     if (b->n < BOOT_MARKER_MAX) {
         b->n++;
@@ -50,7 +43,7 @@ __attribute__((hot)) static void marker_write(void *dev, uint64_t off, uint8_t s
 }
 
 void boot_marker_guest_entered(struct boot_marker *b) {
-    uint64_t t = now_ns() - b->start_ns;
+    uint64_t t = stats_now_ns() - b->start_ns;
     if (b->print)
         fprintf(stderr, "bellhop: guest entered at %llu.%03llu ms\n", (unsigned long long)(t / 1000000),
                 (unsigned long long)(t / 1000 % 1000));
