@@ -68,15 +68,10 @@ zx_status_t handle_create(struct zx_object *obj, zx_rights_t rights, zx_handle_t
     return st;
 }
 
-static zx_status_t check(const struct zx_object *obj, zx_rights_t has, zx_obj_type_t type, zx_rights_t rights) {
-    if (type != ZX_OBJ_TYPE_NONE && obj->ops->type != type) return ZX_ERR_WRONG_TYPE;
-    return (has & rights) == rights ? ZX_OK : ZX_ERR_ACCESS_DENIED;
-}
-
 /* The slot of a live handle that may be used as asked, or why not. */
 static zx_status_t lookup_locked(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights, struct slot **out) {
     struct slot *s = decode_locked(h);
-    zx_status_t st = s ? check(s->obj, s->rights, type, rights) : ZX_ERR_BAD_HANDLE;
+    zx_status_t st = s ? handle_check(s->obj->ops->type, s->rights, type, rights) : ZX_ERR_BAD_HANDLE;
     if (st == ZX_OK) *out = s;
     return st;
 }

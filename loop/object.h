@@ -105,6 +105,13 @@ struct handle_cache {
     zx_obj_type_t type; /* obj's, so that a hit reads no ops table (one page less per exit) */
     struct zx_object *obj;
 };
+/* Whether an object of type `has_type` held with rights `has` may be used as a `type` (NONE:
+ * any) with `rights`: the one test behind handle_get and its cache. */
+static inline zx_status_t handle_check(zx_obj_type_t has_type, zx_rights_t has, zx_obj_type_t type,
+                                       zx_rights_t rights) {
+    if (type != ZX_OBJ_TYPE_NONE && has_type != type) return ZX_ERR_WRONG_TYPE;
+    return (has & rights) == rights ? ZX_OK : ZX_ERR_ACCESS_DENIED;
+}
 zx_status_t handle_get_cached_slow(struct handle_cache *c, zx_handle_t h, zx_obj_type_t type,
                                    zx_rights_t rights, struct zx_object **out);
 /* handle_get through the cache; *out is borrowed from it (valid until it is cleared). Inline:
@@ -114,10 +121,9 @@ static inline zx_status_t handle_get_cached(struct handle_cache *c, zx_handle_t 
     if (!c->obj || c->handle != h ||
         c->closes != atomic_load_explicit(&c->obj->handle_closes, memory_order_acquire))
         return handle_get_cached_slow(c, h, type, rights, out);
-    if (type != ZX_OBJ_TYPE_NONE && c->type != type) return ZX_ERR_WRONG_TYPE;
-    if ((c->rights & rights) != rights) return ZX_ERR_ACCESS_DENIED;
-    *out = c->obj;
-    return ZX_OK;
+    zx_status_t st = handle_check(c->type, c->rights, type, rights);
+    if (st == ZX_OK) *out = c->obj;
+    return st;
 }
 void handle_cache_clear(struct handle_cache *c);
 
