@@ -121,7 +121,8 @@ static int allow_role(scmp_filter_ctx ctx, enum sandbox_role role) {
         return allow_device_io(ctx);
     case SANDBOX_VCPU: {
         static const unsigned long kvm[] = {KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS,
-                                            KVM_SET_MP_STATE, KVM_CREATE_VCPU, KVM_SET_CPUID2};
+                                            KVM_SET_MP_STATE, KVM_CREATE_VCPU, KVM_SET_CPUID2,
+                                            KVM_SET_SIGNAL_MASK};
         rc = allow_ioctls(ctx, kvm, sizeof kvm / sizeof kvm[0]);
         /* The guest's register writes may run any device inline (e.g. a reset's flush). */
         if (!rc) rc = allow_device_io(ctx);
@@ -137,6 +138,7 @@ static int allow_role(scmp_filter_ctx ctx, enum sandbox_role role) {
         if (!rc) rc = ALLOW(timer_create);
         if (!rc) rc = ALLOW(timer_settime);
         if (!rc) rc = ALLOW(timer_delete);
+        if (!rc) rc = ALLOW(rt_sigtimedwait);
         return rc;
     }
     case SANDBOX_ROLES:

@@ -74,10 +74,6 @@ static __thread struct handle_cache tls_vcpu;
 static pthread_key_t binding_key, vcpu_cache_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int kick_signal, tick_signal;
-/* The calling thread's tick came (set by its signal handler), and the kvm_run it enters, whose
- * immediate_exit the handler sets so that the tick ends KVM_RUN however it lands. */
-static __thread volatile sig_atomic_t tls_ticked;
-static __thread struct kvm_run *volatile tls_tick_run;
 
 static void binding_unref(struct binding *b) {
     if (b && atomic_fetch_sub(&b->refs, 1) == 1) free(b);
@@ -85,12 +81,6 @@ static void binding_unref(struct binding *b) {
 static void thread_exit(void *b) { binding_unref(b); }
 static void cache_exit(void *c) { handle_cache_clear(c); }
 static void on_kick(int sig) { (void)sig; }
-static void on_tick(int sig) {
-    (void)sig;
-    tls_ticked = 1;
-    struct kvm_run *r = tls_tick_run;
-    if (r) __atomic_store_n(&r->immediate_exit, 1, __ATOMIC_RELAXED);
-}
 
 static void init_once(void) {
     pthread_key_create(&binding_key, thread_exit);
@@ -100,8 +90,9 @@ static void init_once(void) {
     struct sigaction sa = {.sa_handler = on_kick, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(kick_signal, &sa, NULL);
+    /* The tick is never delivered: it stays blocked in its thread and is taken by
+     * sigtimedwait (take_tick). The handler is there only so that a stray one cannot kill. */
     tick_signal = SIGRTMIN + 6;
-    sa.sa_handler = on_tick;
     sigaction(tick_signal, &sa, NULL);
 }
 
@@ -462,6 +453,15 @@ static inline long kvm_run(int fd) {
     return rc;
 }
 
+/* A tick is pending in the calling thread: take it. A tick that came between exits is pending
+ * too, and ends the next KVM_RUN at once (its signal mask lets the tick through). */
+__attribute__((cold)) static bool take_tick(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, tick_signal);
+    return sigtimedwait(&set, NULL, &(struct timespec){0}) == tick_signal;
+}
+
 __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_t *pkt) {
     for (;;) {
         if (v->io.active) {
@@ -483,18 +483,12 @@ __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_
         }
         if (atomic_load_explicit(&v->kicked, memory_order_relaxed) && atomic_exchange(&v->kicked, false))
             return ZX_ERR_CANCELED;
-        if (tls_ticked) {
-            /* A tick between exits set immediate_exit too: taken here, it would only cost the
-             * next enter a KVM_RUN that returns at once. (A kick meanwhile is still in kicked.) */
-            tls_ticked = 0;
-            __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELAXED);
-            return ZX_ERR_TIMED_OUT;
-        }
         long rc = kvm_run(v->fd);
         if (rc != 0) {
             if (rc == -EINTR || rc == -EAGAIN) {
                 count(v, BELLHOP_EXIT_INTR);
                 __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELAXED);
+                if (v->ticking && take_tick()) return ZX_ERR_TIMED_OUT;
                 continue;
             }
             return fail(v, ZX_ERR_BAD_STATE, "KVM_RUN failed: %s", strerror((int)-rc));
@@ -658,27 +652,52 @@ zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *ou
     return st;
 }
 
+/* The tick is a POSIX timer whose signal goes to the vCPU's thread, which keeps it blocked; only
+ * KVM_RUN's signal mask (KVM_SET_SIGNAL_MASK) lets it in, so it ends KVM_RUN with EINTR and
+ * stays pending until vcpu_run takes it. No handler runs: a tick is seen exactly where KVM_RUN
+ * returns, also where signal handlers are deferred (TSan runs them at its next interceptor). */
+static zx_status_t tick_mask(struct vcpu *v, bool on) {
+    sigset_t tick, thread;
+    sigemptyset(&tick);
+    sigaddset(&tick, tick_signal);
+    if (pthread_sigmask(on ? SIG_BLOCK : SIG_UNBLOCK, &tick, &thread) != 0) return ZX_ERR_INTERNAL;
+    if (!on) return ioctl(v->fd, KVM_SET_SIGNAL_MASK, NULL) == 0 ? ZX_OK : ZX_ERR_INTERNAL;
+    sigdelset(&thread, tick_signal);
+    /* KVM takes the kernel's sigset: the first 8 bytes of glibc's */
+    _Alignas(struct kvm_signal_mask) uint8_t buf[sizeof(struct kvm_signal_mask) + 8];
+    struct kvm_signal_mask *km = (struct kvm_signal_mask *)buf;
+    km->len = 8;
+    memcpy(km->sigset, &thread, 8);
+    return ioctl(v->fd, KVM_SET_SIGNAL_MASK, km) == 0 ? ZX_OK : ZX_ERR_INTERNAL;
+}
+
 zx_status_t bellhop_vcpu_set_tick(zx_handle_t handle, uint64_t period_ns) {
     struct vcpu *v;
     zx_status_t st = owned_vcpu(handle, ZX_RIGHT_WRITE, &v);
     if (st != ZX_OK) return st;
     if (period_ns == 0) {
-        if (v->ticking) timer_delete(v->tick);
-        v->ticking = false;
-        tls_tick_run = NULL;
-        tls_ticked = 0;
+        if (v->ticking) {
+            timer_delete(v->tick);
+            v->ticking = false;
+            take_tick();
+            st = tick_mask(v, false);
+        }
     } else {
         struct sigevent ev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = tick_signal};
         ev._sigev_un._tid = v->tid; /* glibc 2.36 spells sigev_notify_thread_id so */
         struct itimerspec every = {.it_interval = {(time_t)(period_ns / 1000000000u), (long)(period_ns % 1000000000u)}};
         every.it_value = every.it_interval;
-        if (!v->ticking && timer_create(CLOCK_MONOTONIC, &ev, &v->tick) != 0) {
-            st = ZX_ERR_NO_RESOURCES;
-        } else {
-            v->ticking = true;
-            tls_tick_run = v->run;
-            if (timer_settime(v->tick, 0, &every, NULL) != 0) st = ZX_ERR_INVALID_ARGS;
+        if (!v->ticking) {
+            if (tick_mask(v, true) != ZX_OK) {
+                st = ZX_ERR_INTERNAL;
+            } else if (timer_create(CLOCK_MONOTONIC, &ev, &v->tick) != 0) {
+                tick_mask(v, false);
+                st = ZX_ERR_NO_RESOURCES;
+            } else {
+                v->ticking = true;
+            }
         }
+        if (st == ZX_OK && timer_settime(v->tick, 0, &every, NULL) != 0) st = ZX_ERR_INVALID_ARGS;
     }
     object_unref(&v->obj);
     return st;
