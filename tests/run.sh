@@ -7,7 +7,7 @@
 # (the first --kvm directory holds kvm-probe and the guest; later ones are sanitizer builds)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-results=$(mktemp); trap 'rm -f "$results"' EXIT
+results=$(mktemp)
 units=(); kvms=(); fuzz=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -33,6 +33,19 @@ emit() { # filter a test binary's output: keep result lines (prefixed by variant
         esac
     done
 }
+
+# Every test a binary lists (--list) must report a result: a line lost on the way (a binary
+# that stopped early, the nested host's console) is a failure, not one test fewer.
+expected=$(mktemp); trap 'rm -f "$results" "$expected"' EXIT
+expect() { # DIR KIND
+    local variant=${1#build} t
+    variant=${variant#/}
+    for t in "$1"/tests/"$2"/*; do
+        [ -x "$t" ] && "$t" --list | sed "s/^/${variant:+$variant:}/" >> "$expected"
+    done
+}
+for dir in "${units[@]}"; do expect "$dir" unit; done
+for dir in "${kvms[@]}"; do expect "$dir" kvm; done
 
 for dir in "${units[@]}"; do
     variant=${dir#build}; variant=${variant#/}; prefix=${variant:+$variant:}
@@ -118,6 +131,14 @@ if [ ${#kvms[@]} -gt 0 ]; then
         echo "FAIL integration: no integration test reported a result" | tee -a "$results"
     fi
 fi
+
+missing=$(awk 'FILENAME == ARGV[1] {n = $2; sub(/:$/, "", n); seen[n] = 1; next}
+               !($0 in seen) {print "FAIL " $0 ": no result reported"}' "$results" "$expected")
+unlisted=$(awk 'FILENAME == ARGV[1] {listed[$0] = 1; s = $0; sub(/\..*/, "", s); suite[s] = 1; next}
+                {n = $2; sub(/:$/, "", n); s = n; sub(/\..*/, "", s)}
+                index(n, ".") && (s in suite) && !(n in listed) {print "FAIL " n ": reported, but not in its binary'"'"'s --list"}' \
+           "$expected" "$results")
+for f in "$missing" "$unlisted"; do [ -n "$f" ] && printf '%s\n' "$f" | tee -a "$results"; done
 
 passed=$(grep -c '^PASS ' "$results")
 failed=$(grep -c '^FAIL ' "$results")

@@ -4,6 +4,16 @@
 # afterwards), the hardware RNG, virtio-net to the host end of a tap, then poweroff; and a
 # second boot ends with reboot. Inputs come from `make test` (build/linux/). POSIX sh.
 suite=linux_guest
+# --list: what tests/run.sh expects a result from (a result not listed here is a failure too)
+tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
+       guest_entry_timed_before_the_markers exits_to_marker_1_at_most_2500
+       exits_to_marker_2_at_most_2500 two_cpus ext4_disk_read_and_written
+       the_guests_file_is_in_the_image hwrng_gives_bytes virtio_net_reaches_the_tap
+       reboot_ends_the_vm_with_0 intx_fallback_without_msi pvh_vmlinux_boots"
+if [ "${1:-}" = --list ]; then
+    for t in $tests; do echo "$suite.$t"; done
+    exit 0
+fi
 pass() { echo "PASS $suite.$1"; }
 fail() { echo "FAIL $suite.$1: $2"; failed=1; }
 skip() { echo "SKIP $suite.$1: $2"; }
@@ -11,7 +21,7 @@ failed=0
 L=build/linux
 bellhop=$(dirname "$0")/../../bellhop
 if [ ! -f $L/bzImage ] || [ ! -f $L/initrd.cpio ] || [ ! -f $L/disk.img ]; then
-    skip boots_to_user_space "no $L files (make test builds them)"
+    for t in $tests; do skip $t "no $L files (make test builds them)"; done
     exit 0
 fi
 debugfs=$(command -v debugfs || true)

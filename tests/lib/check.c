@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -147,10 +148,16 @@ static int run_one(const char *suite, const struct test_case *t) {
     return 0;
 }
 
-/* Usage: <binary> [glob]   runs the tests whose names match glob (default all). */
+/* Usage: <binary> [glob]   runs the tests whose names match glob (default all).
+ *        <binary> --list    prints suite.name of every test, one per line: the runner checks
+ *                           that each reported a result, so a lost line is a failure. */
 int test_main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *suite = basename(argv[0]);
+    if (argc > 1 && strcmp(argv[1], "--list") == 0) {
+        for (int i = 0; i < ntests; i++) printf("%s.%s\n", suite, tests[i].name);
+        return 0;
+    }
     const char *pattern = argc > 1 ? argv[1] : "*";
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     int failed = 0, ran = 0;
