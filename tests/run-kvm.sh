@@ -1,22 +1,24 @@
 #!/bin/sh
 # Runs integration test binaries on a usable /dev/kvm: every binary in DIR/tests/kvm for each
-# DIR given, or the binaries named. POSIX sh: it also runs under busybox inside the nested KVM
-# host. Results from a sanitizer build (build/asan, build/tsan) are prefixed like the unit
-# tests' (asan:). A binary that dies without reporting a failure of its own is reported as one.
-# Output is streamed, and each binary's ends with "run-kvm: done BINARY in N s": a caller whose
-# nested host froze knows which binaries finished, and the console tail shows what was running.
+# DIR given, or the binaries named (BINARY@TEST: that binary from TEST on). POSIX sh: it also
+# runs under busybox inside the nested KVM host. Results from a sanitizer build (build/asan,
+# build/tsan) are prefixed like the unit tests' (asan:). A binary that dies without reporting a
+# failure of its own is reported as one. Output is streamed, and each binary's ends with
+# "run-kvm: done BINARY in N s": a caller whose nested host froze knows which binaries
+# finished, and the console tail shows what was running.
 [ $# -eq 0 ] && set -- build
 status=0
 log=${TMPDIR:-/tmp}/run-kvm.$$.log
 rcf=${TMPDIR:-/tmp}/run-kvm.$$.rc
 
-run_binary() {
-    t=$1
+run_binary() { # BINARY, or BINARY@TEST: that binary from TEST on (--from)
+    t=${1%@*} from=
+    [ "$t" = "$1" ] || from=${1#*@}
     dir=${t%/tests/kvm/*}; variant=${dir#build}; variant=${variant#/}; prefix=${variant:+$variant:}
     start=$(date +%s)
     echo "running $t"
     # a read loop, not sed: sed would hold the lines back in its buffer until the binary ends
-    { ASAN_OPTIONS=detect_leaks=0 TSAN_OPTIONS=halt_on_error=1 timeout 600 "$t" 2>&1; echo $? > "$rcf"; } |
+    { ASAN_OPTIONS=detect_leaks=0 TSAN_OPTIONS=halt_on_error=1 timeout 600 "$t" ${from:+--from "$from"} 2>&1; echo $? > "$rcf"; } |
         while IFS= read -r line; do
             case $line in
                 PASS\ *|FAIL\ *|SKIP\ *) line="${line%% *} $prefix${line#* }" ;;

@@ -94,28 +94,52 @@ if [ ${#kvms[@]} -gt 0 ]; then
             builds+=(--file "$d/tests/kvm" --file "$d/bellhop")
             for t in "$d"/tests/kvm/*; do [ -x "$t" ] && pending+=("$t"); done
         done
-        # When L1 froze (nested.sh status 126: QEMU's software SVM, not a test), the binaries
-        # that had not finished run again in a fresh L1, up to 6 L1s in all; only finished
-        # binaries' results count, so a retried binary is never counted twice.
-        budget=2400 start=$SECONDS attempt=1
+        # When L1 froze (nested.sh status 126: QEMU's software SVM, not a test), what had not
+        # finished runs again in a fresh L1, up to 6 L1s in all: the binaries not started, and
+        # the one L1 froze in from its first test without a result (BINARY@TEST). The results
+        # it gave before count, so no test is counted twice and no finished test runs again.
+        budget=2400 start=$SECONDS attempt=1 partial=$(mktemp)
         while :; do
             scripts/nested.sh --timeout $((budget - (SECONDS - start))) "${builds[@]}" \
                 --file "$kvm/guest" --file tests/run-kvm.sh "${peer[@]}" -- sh tests/run-kvm.sh "${pending[@]}" > "$out" 2>&1
             rc=$? unread=1
             [ $rc = 126 ] || break
             unread=0
-            awk '/^nested: |^    \| / {print; next}
+            : > "$partial"
+            awk -v partial="$partial" '
+                 /^nested: |^    \| / {print; next}
                  /^running / {sec = ""; open = 1}
                  open {sec = sec $0 "\n"; if ($0 ~ /^run-kvm: done /) {printf "%s", sec; open = 0}; next}
-                 {print}' "$out" | console
+                 {print}
+                 END {if (open) printf "%s", sec > partial}' "$out" | console
             done_list=$(grep '^run-kvm: done ' "$out" | awk '{print $3}')
+            frozen=$(sed -n 's/^running //p' "$partial") next_test=
+            if [ -n "$frozen" ]; then
+                # its results so far, of listed tests only (the last line may be cut short)
+                variant=${frozen%/tests/kvm/*}; variant=${variant#build}; variant=${variant#/}
+                listed=$("$frozen" --list | sed "s/^/${variant:+$variant:}/")
+                awk 'FILENAME == ARGV[1] {listed[$0] = 1; next}
+                     /^(PASS|FAIL|SKIP) / {n = $2; sub(/:$/, "", n); if (n in listed) print}' \
+                    <(printf '%s\n' "$listed") "$partial" | emit ""
+                reported=$(grep -E '^(PASS|FAIL|SKIP) ' "$partial" | awk '{n = $2; sub(/:$/, "", n); print n}')
+                next_test=$(printf '%s\n' "$listed" | grep -vxF "${reported:-(none)}" | head -1)
+                next_test=${next_test##*.}
+            fi
             left=()
-            for t in "${pending[@]}"; do printf '%s\n' "$done_list" | grep -qxF "$t" || left+=("$t"); done
+            for p in "${pending[@]}"; do
+                t=${p%@*}
+                printf '%s\n' "$done_list" | grep -qxF "$t" && continue
+                if [ "$t" = "$frozen" ]; then
+                    [ -n "$next_test" ] && left+=("$t@$next_test")
+                else
+                    left+=("$p")
+                fi
+            done
             pending=("${left[@]}")
             if [ ${#pending[@]} = 0 ]; then rc=0; break; fi
             [ $attempt -lt 6 ] && [ $((budget - (SECONDS - start))) -gt 300 ] || break
             attempt=$((attempt + 1))
-            echo "nested: L1 froze; the ${#pending[@]} test binaries left run in a fresh L1 (attempt $attempt of 6)"
+            echo "nested: L1 froze; what was left runs in a fresh L1 (attempt $attempt of 6): ${pending[*]}"
         done
         if [ $rc = 126 ]; then
             echo "FAIL nested-vm: L1 froze $attempt times; ${#pending[@]} test binaries did not finish: ${pending[*]}" | tee -a "$results"
@@ -125,7 +149,7 @@ if [ ${#kvms[@]} -gt 0 ]; then
         if [ $rc -ne 0 ] && [ $rc != 126 ] && ! grep -q '^FAIL ' "$out"; then
             echo "FAIL nested-vm: the nested KVM host did not finish the tests (status $rc)" | tee -a "$results"
         fi
-        rm -f "$out"
+        rm -f "$out" "$partial"
     fi
     if [ "$(wc -l < "$results")" = "$before" ]; then
         echo "FAIL integration: no integration test reported a result" | tee -a "$results"

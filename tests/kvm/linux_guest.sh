@@ -14,9 +14,15 @@ if [ "${1:-}" = --list ]; then
     for t in $tests; do echo "$suite.$t"; done
     exit 0
 fi
-pass() { echo "PASS $suite.$1"; }
-fail() { echo "FAIL $suite.$1: $2"; failed=1; }
-skip() { echo "SKIP $suite.$1: $2"; }
+# --from NAME: report NAME and the tests after it only (the boots all run: each gives several)
+before=
+if [ "${1:-}" = --from ] && [ -n "${2:-}" ]; then
+    for t in $tests; do [ "$t" = "$2" ] && break; before="$before $t"; done
+fi
+reported() { case " $before " in *" $1 "*) return 1 ;; esac; }
+pass() { reported "$1" && echo "PASS $suite.$1"; return 0; }
+fail() { reported "$1" && echo "FAIL $suite.$1: $2" && failed=1; return 0; }
+skip() { reported "$1" && echo "SKIP $suite.$1: $2"; return 0; }
 failed=0
 L=build/linux
 bellhop=$(dirname "$0")/../../bellhop

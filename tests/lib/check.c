@@ -148,9 +148,11 @@ static int run_one(const char *suite, const struct test_case *t) {
     return 0;
 }
 
-/* Usage: <binary> [glob]   runs the tests whose names match glob (default all).
- *        <binary> --list    prints suite.name of every test, one per line: the runner checks
- *                           that each reported a result, so a lost line is a failure. */
+/* Usage: <binary> [glob]      runs the tests whose names match glob (default all).
+ *        <binary> --list       prints suite.name of every test, in the order they run, one
+ *                              per line: the runner checks that each reported a result.
+ *        <binary> --from NAME  runs NAME and every test after it: the runner goes on there
+ *                              when the nested host froze in the middle of a binary. */
 int test_main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *suite = basename(argv[0]);
@@ -158,16 +160,22 @@ int test_main(int argc, char **argv) {
         for (int i = 0; i < ntests; i++) printf("%s.%s\n", suite, tests[i].name);
         return 0;
     }
-    const char *pattern = argc > 1 ? argv[1] : "*";
+    const char *pattern = "*";
+    int first = 0;
+    if (argc > 2 && strcmp(argv[1], "--from") == 0) {
+        while (first < ntests && strcmp(tests[first].name, argv[2]) != 0) first++;
+    } else if (argc > 1) {
+        pattern = argv[1];
+    }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     int failed = 0, ran = 0;
-    for (int i = 0; i < ntests; i++) {
+    for (int i = first; i < ntests; i++) {
         if (fnmatch(pattern, tests[i].name, 0) != 0) continue;
         ran++;
         failed += run_one(suite, &tests[i]);
     }
     if (ran == 0) {
-        printf("FAIL %s: no test matched '%s'\n", suite, pattern);
+        printf("FAIL %s: no test matched '%s'\n", suite, argc > 2 ? argv[2] : pattern);
         return 1;
     }
     return failed ? 1 : 0;
