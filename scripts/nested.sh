@@ -7,13 +7,15 @@
 #   COMMAND is a shell command line (words joined by spaces). PATH (repo-relative files or directories) are copied to the same relative path under the
 #   command's working directory, with the shared libraries their ELF binaries need.
 # Exit status: the command's, 124 on timeout (console tail printed), 125 if L1 broke down,
-# 126 if L1 froze: its heartbeat (a line every 5 s on its second serial port) stopped for
-# FREEZE seconds (BELLHOP_NESTED_FREEZE, default 60). Under heavy nested traffic, QEMU's
-# software SVM can leave L1 halted for good with a timer interrupt pending that it never
-# takes (seen: `sti; hlt` in L1's idle loop, vector 0xec in the APIC's IRR, IF set); only a
-# fresh L1 gets past that, so callers can tell it from a test that hangs. L1 idles with
-# idle=poll, never halting, which has kept that from happening (0 freezes in 13 runs of
-# bellhop_run, against about 1 in 3 with hlt); the heartbeat stays as the safety net.
+# 126 if L1 froze: its heartbeat (a line every second on its second serial port) stopped for
+# FREEZE seconds (BELLHOP_NESTED_FREEZE, default 60), nudges notwithstanding. Under heavy nested
+# traffic, QEMU's software SVM leaves a timer interrupt in L1's APIC IRR without raising it to
+# the CPU (seen: vector 0xec in the IRR, IF set, L1 polling in its idle loop or the CPU in L2),
+# and L1 stops until some other interrupt comes. So a heartbeat silent for 2 s is answered
+# with a byte on that serial port, whose interrupt makes QEMU look at the IRR again: in 5 runs
+# of TSan's bellhop_run that ended 22 stalls, each after one nudge, where before some stalls
+# outlasted 60 s. A silence past the nudges is a freeze, and only a fresh L1 gets past that,
+# so callers can tell it from a test that hangs. L1 idles with idle=poll, never halting.
 set -euo pipefail
 trap 'echo "nested: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -85,7 +87,7 @@ done
 cd /bellhop
 export PATH=/bin:/sbin HOME=/tmp BELLHOP_NESTED=1
 stty -onlcr 2>/dev/null
-(while :; do echo; sleep 5; done > /dev/ttyS1 2>/dev/null) &
+(while :; do echo; sleep 1; done > /dev/ttyS1 2>/dev/null) &
 sh -c "$(cat .command)"
 echo "BELLHOP-NESTED-EXIT $?"
 sync
@@ -129,12 +131,28 @@ PY
 log=$work/console.log
 heartbeat=$work/heartbeat
 : > "$heartbeat"
+# L1's second serial port is a pair of FIFOs: its output is the heartbeat, and a byte written
+# to its input raises an interrupt in L1. A freeze is a timer interrupt left in the IRR that
+# QEMU never raises to the CPU; any later interrupt makes QEMU look at the IRR again, so a
+# stalled heartbeat is first answered with a byte ("nudge"), and only a silence that outlasts
+# the nudges is a freeze.
+mkfifo "$work/hb.in" "$work/hb.out"
+cat "$work/hb.out" > "$heartbeat" &
+hb_reader=$!
 watch_heartbeat() { # ends QEMU (and says so in $work/froze) once L1 has beaten and then stops
-    local last=0 size stale=0
-    while sleep 5; do
+    local last=0 size stale=0 nudged=0
+    while sleep 1; do
         size=$(stat -c %s "$heartbeat")
-        if [ "$size" -gt 0 ] && [ "$size" = "$last" ]; then stale=$((stale + 5)); else stale=0; fi
+        if [ "$size" -gt 0 ] && [ "$size" = "$last" ]; then
+            stale=$((stale + 1))
+        else
+            [ $nudged -gt 0 ] && echo "$stale" >> "$work/nudged"
+            stale=0 nudged=0
+        fi
         last=$size
+        if [ "$stale" -ge 2 ] && [ "$stale" -lt "$freeze_s" ]; then
+            printf . > "$work/hb.in" && nudged=$((nudged + 1))
+        fi
         if [ "$stale" -ge "$freeze_s" ]; then
             { monitor_ask "info registers" | grep -E '^(RIP|RAX|CR0)' || true
               monitor_ask "info lapic" | grep -E '^(IRR|ISR|Timer|APR)' || true; } > "$work/froze"
@@ -144,21 +162,23 @@ watch_heartbeat() { # ends QEMU (and says so in $work/froze) once L1 has beaten 
     done
 }
 if [ $interactive = 1 ] && [ -t 0 ]; then
-    qemu+=(-chardev stdio,id=s0,signal=on -serial chardev:s0 -serial "file:$heartbeat")
+    qemu+=(-chardev stdio,id=s0,signal=on -serial chardev:s0 -chardev "pipe,id=hb,path=$work/hb" -serial chardev:hb)
     watch_heartbeat & watcher=$!
     set +e
     timeout --foreground "$timeout_s" "${qemu[@]}" | tee "$log"
     rc=${PIPESTATUS[0]}
     set -e
 else
-    qemu+=(-serial stdio -serial "file:$heartbeat")
+    qemu+=(-serial stdio -chardev "pipe,id=hb,path=$work/hb" -serial chardev:hb)
     watch_heartbeat & watcher=$!
     set +e
     timeout "$timeout_s" "${qemu[@]}" < /dev/null 2>&1 | sed -u 's/\r//g' | tee "$log"
     rc=${PIPESTATUS[0]}
     set -e
 fi
-kill "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true
+kill "$watcher" "$hb_reader" 2>/dev/null || true; wait "$watcher" "$hb_reader" 2>/dev/null || true
+[ -f "$work/nudged" ] && awk '{n++; if ($1 > m) m = $1} END {
+    printf "nested: L1 stalled %d times (the longest %d s); a nudge ended each\n", n, m}' "$work/nudged" >&2
 tr -d '\r' < "$log" > "$log.clean"
 if [ -f "$work/froze" ]; then
     echo "nested: the nested KVM host froze (no heartbeat for ${freeze_s}s); its CPU and APIC, then its last console lines:" >&2
