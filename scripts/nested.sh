@@ -132,10 +132,7 @@ log=$work/console.log
 heartbeat=$work/heartbeat
 : > "$heartbeat"
 # L1's second serial port is a pair of FIFOs: its output is the heartbeat, and a byte written
-# to its input raises an interrupt in L1. A freeze is a timer interrupt left in the IRR that
-# QEMU never raises to the CPU; any later interrupt makes QEMU look at the IRR again, so a
-# stalled heartbeat is first answered with a byte ("nudge"), and only a silence that outlasts
-# the nudges is a freeze.
+# to its input (a nudge: see the top) raises an interrupt in L1.
 mkfifo "$work/hb.in" "$work/hb.out"
 cat "$work/hb.out" > "$heartbeat" &
 hb_reader=$!

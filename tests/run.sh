@@ -37,18 +37,23 @@ emit() { # filter a test binary's output: keep result lines (prefixed by variant
 # Every test a binary lists (--list) must report a result: a line lost on the way (a binary
 # that stopped early, the nested host's console) is a failure, not one test fewer.
 expected=$(mktemp); trap 'rm -f "$results" "$expected"' EXIT
-expect() { # DIR KIND
-    local variant=${1#build} t
+prefix_of() { # BUILDDIR: what its results are prefixed with (build/asan: "asan:", build: "")
+    local variant=${1#build}
     variant=${variant#/}
+    echo "${variant:+$variant:}"
+}
+expect() { # DIR KIND
+    local prefix t
+    prefix=$(prefix_of "$1")
     for t in "$1"/tests/"$2"/*; do
-        [ -x "$t" ] && "$t" --list | sed "s/^/${variant:+$variant:}/" >> "$expected"
+        [ -x "$t" ] && "$t" --list | sed "s/^/$prefix/" >> "$expected"
     done
 }
 for dir in "${units[@]}"; do expect "$dir" unit; done
 for dir in "${kvms[@]}"; do expect "$dir" kvm; done
 
 for dir in "${units[@]}"; do
-    variant=${dir#build}; variant=${variant#/}; prefix=${variant:+$variant:}
+    prefix=$(prefix_of "$dir")
     for t in "$dir"/tests/unit/*; do
         [ -x "$t" ] || continue
         name=$(basename "$t")
@@ -116,8 +121,8 @@ if [ ${#kvms[@]} -gt 0 ]; then
             frozen=$(sed -n 's/^running //p' "$partial") next_test=
             if [ -n "$frozen" ]; then
                 # its results so far, of listed tests only (the last line may be cut short)
-                variant=${frozen%/tests/kvm/*}; variant=${variant#build}; variant=${variant#/}
-                listed=$("$frozen" --list | sed "s/^/${variant:+$variant:}/")
+                suite="$(prefix_of "${frozen%/tests/kvm/*}")$(basename "$frozen")."
+                listed=$(awk -v s="$suite" 'index($0, s) == 1' "$expected")
                 awk 'FILENAME == ARGV[1] {listed[$0] = 1; next}
                      /^(PASS|FAIL|SKIP) / {n = $2; sub(/:$/, "", n); if (n in listed) print}' \
                     <(printf '%s\n' "$listed") "$partial" | emit ""

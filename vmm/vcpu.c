@@ -74,6 +74,7 @@ static __thread struct handle_cache tls_vcpu;
 static pthread_key_t binding_key, vcpu_cache_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int kick_signal, tick_signal;
+static sigset_t tick_only; /* {tick_signal} */
 
 static void binding_unref(struct binding *b) {
     if (b && atomic_fetch_sub(&b->refs, 1) == 1) free(b);
@@ -94,6 +95,8 @@ static void init_once(void) {
      * sigtimedwait (take_tick). The handler is there only so that a stray one cannot kill. */
     tick_signal = SIGRTMIN + 6;
     sigaction(tick_signal, &sa, NULL);
+    sigemptyset(&tick_only);
+    sigaddset(&tick_only, tick_signal);
 }
 
 static void vcpu_destroy(struct zx_object *obj) {
@@ -456,10 +459,7 @@ static inline long kvm_run(int fd) {
 /* A tick is pending in the calling thread: take it. A tick that came between exits is pending
  * too, and ends the next KVM_RUN at once (its signal mask lets the tick through). */
 __attribute__((cold)) static bool take_tick(void) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, tick_signal);
-    return sigtimedwait(&set, NULL, &(struct timespec){0}) == tick_signal;
+    return sigtimedwait(&tick_only, NULL, &(struct timespec){0}) == tick_signal;
 }
 
 __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_t *pkt) {
@@ -657,10 +657,8 @@ zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *ou
  * stays pending until vcpu_run takes it. No handler runs: a tick is seen exactly where KVM_RUN
  * returns, also where signal handlers are deferred (TSan runs them at its next interceptor). */
 static zx_status_t tick_mask(struct vcpu *v, bool on) {
-    sigset_t tick, thread;
-    sigemptyset(&tick);
-    sigaddset(&tick, tick_signal);
-    if (pthread_sigmask(on ? SIG_BLOCK : SIG_UNBLOCK, &tick, &thread) != 0) return ZX_ERR_INTERNAL;
+    sigset_t thread;
+    if (pthread_sigmask(on ? SIG_BLOCK : SIG_UNBLOCK, &tick_only, &thread) != 0) return ZX_ERR_INTERNAL;
     if (!on) return ioctl(v->fd, KVM_SET_SIGNAL_MASK, NULL) == 0 ? ZX_OK : ZX_ERR_INTERNAL;
     sigdelset(&thread, tick_signal);
     /* KVM takes the kernel's sigset: the first 8 bytes of glibc's */

@@ -160,12 +160,13 @@ int test_main(int argc, char **argv) {
         for (int i = 0; i < ntests; i++) printf("%s.%s\n", suite, tests[i].name);
         return 0;
     }
-    const char *pattern = "*";
+    const char *pattern = "*", *wanted = pattern;
     int first = 0;
     if (argc > 2 && strcmp(argv[1], "--from") == 0) {
-        while (first < ntests && strcmp(tests[first].name, argv[2]) != 0) first++;
+        wanted = argv[2];
+        while (first < ntests && strcmp(tests[first].name, wanted) != 0) first++;
     } else if (argc > 1) {
-        pattern = argv[1];
+        pattern = wanted = argv[1];
     }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     int failed = 0, ran = 0;
@@ -175,7 +176,7 @@ int test_main(int argc, char **argv) {
         failed += run_one(suite, &tests[i]);
     }
     if (ran == 0) {
-        printf("FAIL %s: no test matched '%s'\n", suite, argc > 2 ? argv[2] : pattern);
+        printf("FAIL %s: no test matched '%s'\n", suite, wanted);
         return 1;
     }
     return failed ? 1 : 0;
