@@ -54,7 +54,10 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
              $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))
 GUEST_BINS := build/guest/guest.elf build/guest/guest.map
-VMM_LIBS  := -lfdt -ldl
+# The decompressors of bzImage payloads (firmware/bzimage_unpack.c), linked in: four more
+# shared libraries would cost every start their loading and relocation.
+UNPACK_LIBS := -Wl,-Bstatic -llz4 -lzstd -llzma -lz -Wl,-Bdynamic
+VMM_LIBS  := -lfdt -ldl $(UNPACK_LIBS)
 
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins
@@ -251,7 +254,7 @@ FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen/dsdt
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ -lfdt -ldl
+	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ -lfdt -ldl $(UNPACK_LIBS)
 
 fuzz-bins: $(FUZZ_BINS)
 

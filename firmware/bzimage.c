@@ -1,9 +1,12 @@
 /* bzImage loader. The file is hostile input: the header's fields are checked against the
  * file and guest memory before anything is copied. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "firmware/bzimage.h"
+#include "firmware/bzimage_unpack.h"
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
@@ -31,9 +34,11 @@
 #define ZP_E820_ENTRIES 0x1e8
 #define ZP_E820_TABLE 0x2d0
 #define LOADED_HIGH 0x01
+#define KASLR_FLAG 0x02
 #define XLF_KERNEL_64 0x01
 #define E820_RAM 1
 #define E820_RESERVED 2
+#define KERNEL_MIN_ADDR 0x100000u /* the boot structures and the legacy area lie below */
 
 static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
@@ -43,8 +48,8 @@ bool bzimage_detect(const uint8_t *image, size_t len) {
     return len > OFF_MAGIC + 4 && memcmp(image + OFF_MAGIC, "HdrS", 4) == 0;
 }
 
-int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, struct bzimage_kernel *k,
-                 char *err, size_t errlen) {
+int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, bool unpack, uint64_t random,
+                 struct bzimage_kernel *k, char *err, size_t errlen) {
     memset(k, 0, sizeof *k);
     if (len < 0x270 || !bzimage_detect(image, len)) return FAIL("not a bzImage (no HdrS setup header)");
     uint16_t version = rd16(image + OFF_VERSION);
@@ -60,19 +65,47 @@ int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, s
     uint64_t load = rd64(image + OFF_PREF_ADDRESS);
     if (align == 0 || (align & (align - 1)) || load % align) return FAIL("bad kernel alignment in the setup header");
     if (init_size < pm_len) init_size = pm_len;
-    if (!gm_valid(gm, load, init_size))
-        return FAIL("kernel needs %llu MiB from %#llx: more guest memory", (unsigned long long)(init_size >> 20),
-                    (unsigned long long)load);
-    gm_write(gm, load, image + pm_off, pm_len);
-    k->load_addr = load;
-    k->entry = load + 0x200; /* startup_64 */
-    k->end = load + init_size;
+    struct bzimage_unpacked u;
+    int r = unpack ? bzimage_unpack(image, len, gm, KERNEL_MIN_ADDR, align, random, &u, err, errlen)
+                   : BZIMAGE_UNPACK_GUEST;
+    if (r == BZIMAGE_UNPACK_BAD) return -1;
+    if (r == BZIMAGE_UNPACK_OK) {
+        k->load_addr = u.start;
+        k->entry = u.entry;
+        k->end = u.end;
+        k->unpacked = u.format;
+        k->unpacked_size = u.size;
+        k->kaslr = u.kaslr;
+        k->virt_offset = u.virt_offset;
+    } else {
+        if (!gm_valid(gm, load, init_size))
+            return FAIL("kernel needs %llu MiB from %#llx: more guest memory", (unsigned long long)(init_size >> 20),
+                        (unsigned long long)load);
+        gm_write(gm, load, image + pm_off, pm_len);
+        k->load_addr = load;
+        k->entry = load + 0x200; /* startup_64 of the decompressor */
+        k->end = load + init_size;
+    }
     k->initrd_addr_max = rd32(image + OFF_INITRD_ADDR_MAX);
     k->cmdline_size = rd32(image + OFF_CMDLINE_SIZE);
     k->header_len = (size_t)(OFF_MAGIC + image[OFF_HDR_LEN_BYTE]) - HDR_START;
     if (k->header_len > sizeof k->header) k->header_len = sizeof k->header;
     memcpy(k->header, image + HDR_START, k->header_len);
     return 0;
+}
+
+uint64_t bzimage_kaslr_random(const char *cmdline) {
+    /* the kernel's cmdline_find_option_bool: a whole word, outside quotes */
+    bool quoted = false;
+    for (const char *p = cmdline; *p; p++) {
+        if (*p == '"') quoted = !quoted;
+        if (quoted || (p > cmdline && !isspace((unsigned char)p[-1]))) continue;
+        if (strncmp(p, "nokaslr", 7) == 0 && (!p[7] || isspace((unsigned char)p[7]))) return 0;
+    }
+    uint64_t r = 0;
+    while (r == 0)
+        if (getrandom(&r, sizeof r, 0) != sizeof r) r = 0x5bd1e995u; /* no entropy: fixed, still moved */
+    return r;
 }
 
 static void put_e820(uint8_t *zp, unsigned i, uint64_t addr, uint64_t size, uint32_t type) {
@@ -113,6 +146,7 @@ int bzimage_write_boot_params(const struct guest_mem *gm, const struct bzimage_k
     memset(zp, 0, 4096);
     memcpy(zp + HDR_START, k->header, k->header_len);
     zp[OFF_TYPE_OF_LOADER] = 0xff; /* an undefined boot loader */
+    if (k->kaslr) zp[OFF_LOADFLAGS] |= KASLR_FLAG; /* as its decompressor would tell it */
     uint32_t cmd_ptr = BOOT_CMDLINE_ADDR;
     memcpy(zp + OFF_CMD_LINE_PTR, &cmd_ptr, 4);
     uint32_t lo = (uint32_t)initrd, size_lo = (uint32_t)initrd_size;

@@ -24,13 +24,23 @@ struct bzimage_kernel {
     uint32_t cmdline_size;
     uint8_t header[0x80]; /* the setup header, 0x1f1..0x270 of the file */
     size_t header_len;
+    const char *unpacked; /* the compressed kernel's format when bellhop unpacked it, else NULL */
+    uint64_t unpacked_size;
+    bool kaslr;           /* bellhop randomized its virtual place (the zero page says so) */
+    uint64_t virt_offset;
 };
 
 /* Is this a bzImage (the "HdrS" setup header)? */
 bool bzimage_detect(const uint8_t *image, size_t len);
-/* Loads the protected-mode kernel; on failure -1 and a one-line reason. */
-int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, struct bzimage_kernel *k,
-                 char *err, size_t errlen);
+/* Loads the kernel: with `unpack`, the kernel proper unpacked in place and entered at its
+ * startup_64 (firmware/bzimage_unpack.h) when bellhop can, randomized by `random` (0: not);
+ * otherwise the protected-mode kernel, whose decompressor then runs in the guest. On failure
+ * -1 and a one-line reason. */
+int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, bool unpack, uint64_t random,
+                 struct bzimage_kernel *k, char *err, size_t errlen);
+/* What randomizes the kernel's place for this command line: 0 when it says nokaslr (as the
+ * kernel's decompressor reads it), else random bits. */
+uint64_t bzimage_kaslr_random(const char *cmdline);
 /* Writes the GDT, the identity page tables for the first 4 GiB, the command line and the
  * zero page. Returns -1 when the command line is too long for this kernel. */
 int bzimage_write_boot_params(const struct guest_mem *gm, const struct bzimage_kernel *k, const char *cmdline,

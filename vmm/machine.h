@@ -29,7 +29,8 @@ struct disk_config {
 };
 
 struct machine_config {
-    const char *kernel; /* a PVH ELF */
+    const char *kernel; /* a PVH ELF or a bzImage */
+    bool guest_decompress; /* a bzImage's kernel unpacked by its own decompressor, not by bellhop */
     const char *initrd; /* NULL: none */
     const char *cmdline;
     uint64_t mem;

@@ -32,7 +32,10 @@ static void usage(FILE *f) {
             "\n"
             "Boots a guest on KVM. Without --kernel, boots the bundled tiny guest.\n"
             "  --kernel FILE        a Linux bzImage (64-bit boot protocol), or a PVH ELF kernel\n"
-            "                       (the Xen PVH entry note)\n"
+            "                       (the Xen PVH entry note); bellhop unpacks a bzImage's gzip,\n"
+            "                       xz, LZ4 or zstd kernel itself, which then runs unrandomized\n"
+            "  --guest-decompress   leave a bzImage's kernel to its own decompressor, in the guest\n"
+            "                       (slower; the kernel then picks a random place, KASLR)\n"
             "  --initrd FILE        the initrd (a bzImage's ramdisk, or a PVH kernel's module\n"
             "                       after the device tree)\n"
             "  --cmdline STRING     kernel command line (also /chosen/bootargs)\n"
@@ -109,7 +112,7 @@ static const char *bundled_kernel(void) {
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = stats_now_ns(), .sandbox = sandbox_supported()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS };
     static const struct option opts[] = {
         {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
@@ -120,7 +123,7 @@ static int cmd_run(int argc, char **argv) {
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
         {"no-seccomp", no_argument, 0, O_NO_SECCOMP}, {"bench-bell", no_argument, 0, O_BENCH_BELL},
         {"profile", required_argument, 0, O_PROFILE}, {"profile-symbols", required_argument, 0, O_PROFILE_SYMBOLS},
-        {0, 0, 0, 0},
+        {"guest-decompress", no_argument, 0, O_GUEST_DECOMPRESS}, {0, 0, 0, 0},
     };
     opterr = 0;
     optind = 1;
@@ -168,6 +171,7 @@ static int cmd_run(int argc, char **argv) {
             break;
         case O_RNG: cfg.rng = true; break;
         case O_MARKERS: cfg.boot_markers = true; break;
+        case O_GUEST_DECOMPRESS: cfg.guest_decompress = true; break;
         case O_STATS: cfg.stats = true; break;
         case O_NO_SECCOMP: cfg.sandbox = false; break;
         case O_BENCH_BELL: cfg.bench_bell = true; break;

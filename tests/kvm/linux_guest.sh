@@ -2,14 +2,18 @@
 # Debian's cloud kernel (bzImage, 64-bit boot protocol) boots on bellhop to user space with
 # virtio-pci devices and 2 CPUs: an ext4 disk read and written (checked in the image
 # afterwards), the hardware RNG, virtio-net to the host end of a tap, then poweroff; and a
-# second boot ends with reboot. Inputs come from `make test` (build/linux/). POSIX sh.
+# second boot ends with reboot. bellhop unpacks the kernel itself, randomized (KASLR), but
+# for the reboot, which the kernel's own decompressor unpacks, and the INTx boot (nokaslr).
+# Inputs come from `make test` (build/linux/). POSIX sh.
 suite=linux_guest
 # --list: what tests/run.sh expects a result from (a result not listed here is a failure too)
 tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
        guest_entry_timed_before_the_markers exits_to_marker_1_at_most_2500
        exits_to_marker_2_at_most_2500 two_cpus ext4_disk_read_and_written
        the_guests_file_is_in_the_image hwrng_gives_bytes virtio_net_reaches_the_tap
-       reboot_ends_the_vm_with_0 intx_fallback_without_msi pvh_vmlinux_boots"
+       kernel_unpacked_by_bellhop_with_kaslr reboot_ends_the_vm_with_0
+       the_kernels_own_decompressor_boots_it intx_fallback_without_msi nokaslr_leaves_it_in_place
+       pvh_vmlinux_boots"
 if [ "${1:-}" = --list ]; then
     for t in $tests; do echo "$suite.$t"; done
     exit 0
@@ -75,6 +79,10 @@ for n in 1 2; do
     [ -n "$exits" ] && [ "$exits" -le 2500 ] && pass exits_to_marker_${n}_at_most_2500 ||
         fail exits_to_marker_${n}_at_most_2500 "'$marker'"
 done
+unpacked=$(grep "bellhop: kernel unpacked" $out)
+echo "    $unpacked"
+echo "$unpacked" | grep -q -E "unpacked \((gzip|xz|lz4|zstd), [0-9]+ KiB, KASLR\)" && pass kernel_unpacked_by_bellhop_with_kaslr ||
+    fail kernel_unpacked_by_bellhop_with_kaslr "'$unpacked'"
 grep -q "linux-guest: cpus 2" $out && pass two_cpus || fail two_cpus "$(grep 'linux-guest: cpus' $out)"
 grep -q "linux-guest: disk read: from the host" $out && grep -q "linux-guest: disk written" $out &&
     pass ext4_disk_read_and_written || fail ext4_disk_read_and_written "$(grep 'linux-guest: disk' $out | tr '\n' '|')"
@@ -97,17 +105,22 @@ else
 fi
 
 $bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --cmdline "console=ttyS0 quiet bellhop.reboot" \
-    > $out 2>&1 < /dev/null
+    --guest-decompress --boot-markers > $out 2>&1 < /dev/null
 status=$?
 [ $status -eq 0 ] && grep -q "reboot: Restarting system" $out && pass reboot_ends_the_vm_with_0 ||
     fail reboot_ends_the_vm_with_0 "status $status: $(tail -3 $out | tr '\n' '|')"
+[ $status -eq 0 ] && grep -q "linux-guest: init started" $out && ! grep -q "kernel unpacked" $out &&
+    pass the_kernels_own_decompressor_boots_it ||
+    fail the_kernels_own_decompressor_boots_it "status $status: $(grep -e unpacked -e 'init started' $out | tr '\n' '|')"
 # Without MSI (pci=nomsi) the virtio devices fall back to INTx through the IOAPIC.
 cp $L/disk.img $disk
-$bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --disk $disk --rng \
-    --cmdline "console=ttyS0 quiet pci=nomsi" > $out 2>&1 < /dev/null
+$bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --disk $disk --rng --boot-markers \
+    --cmdline "console=ttyS0 quiet pci=nomsi nokaslr" > $out 2>&1 < /dev/null
 status=$?
 [ $status -eq 0 ] && grep -q "linux-guest: disk written" $out && grep -q -E "linux-guest: hwrng [0-9a-f]{32}" $out &&
     pass intx_fallback_without_msi || fail intx_fallback_without_msi "status $status: $(grep linux-guest $out | tr '\n' '|')"
+grep -q -E "bellhop: kernel unpacked \(.*, not randomized\)" $out && pass nokaslr_leaves_it_in_place ||
+    fail nokaslr_leaves_it_in_place "$(grep unpacked $out)"
 # The same kernel as an ELF vmlinux booted through its PVH entry note.
 if [ -f $L/vmlinux ]; then
     $bellhop run --kernel $L/vmlinux --initrd $L/initrd.cpio --mem 512M --cpus 2 --rng \
