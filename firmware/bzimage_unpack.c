@@ -88,7 +88,9 @@ static size_t xz_run(const uint8_t *in, size_t inlen, uint8_t *out, size_t n, bo
     return r == LZMA_OK || r == LZMA_STREAM_END || r == LZMA_BUF_ERROR ? got : 0;
 }
 
-static size_t xz_head(const uint8_t *in, size_t inlen, uint8_t *out, size_t n) { return xz_run(in, inlen, out, n, false); }
+static size_t xz_head(const uint8_t *in, size_t inlen, uint8_t *out, size_t n) {
+    return xz_run(in, inlen, out, n, false);
+}
 
 static bool xz_all(const uint8_t *in, size_t inlen, uint8_t *out, size_t size) {
     return xz_run(in, inlen, out, size, true) == size;
@@ -124,7 +126,9 @@ static size_t gzip_run(const uint8_t *in, size_t inlen, uint8_t *out, size_t n, 
     return r == Z_OK || r == Z_STREAM_END || r == Z_BUF_ERROR ? got : 0;
 }
 
-static size_t gzip_head(const uint8_t *in, size_t inlen, uint8_t *out, size_t n) { return gzip_run(in, inlen, out, n, false); }
+static size_t gzip_head(const uint8_t *in, size_t inlen, uint8_t *out, size_t n) {
+    return gzip_run(in, inlen, out, n, false);
+}
 
 static bool gzip_all(const uint8_t *in, size_t inlen, uint8_t *out, size_t size) {
     return gzip_run(in, inlen, out, size, true) == size;
@@ -265,8 +269,8 @@ int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm,
     /* Randomized when asked, and when the kernel can be: relocation tables after its ELF
      * (CONFIG_RANDOMIZE_BASE), and its image at the usual place in the kernel mapping. */
     uint64_t span = last->paddr + last->memsz - seg[0].paddr, delta = 0;
-    bool kaslr = random && size >= elf_end + 12 && seg[0].vaddr - seg[0].paddr == START_KERNEL_MAP &&
-                 seg[0].paddr + span <= KERNEL_IMAGE_SIZE;
+    bool kaslr = random && elf_end <= size && size - elf_end >= 12 &&
+                 seg[0].vaddr - seg[0].paddr == START_KERNEL_MAP && seg[0].paddr + span <= KERNEL_IMAGE_SIZE;
     if (kaslr) {
         delta = random % ((KERNEL_IMAGE_SIZE - seg[0].paddr - span) / KASLR_ALIGN + 1) * KASLR_ALIGN;
         if (delta && relocate(gm, base, seg, nseg, elf_end, size, delta) != 0)

@@ -33,6 +33,8 @@ static const struct {
 #define V32 0x81200000u
 #define VINV 0x00400000u
 #define V64 0xffffffff81234567ull
+/* how a relocation table names the place at guest-physical pa: its kernel virtual address */
+#define TABLE_ENTRY(pa) ((int32_t)(uint32_t)(KMAP + (pa)))
 
 static uint8_t fill(unsigned seg, uint32_t i) { return (uint8_t)(0x11 * (seg + 1) + i * 7); }
 
@@ -56,7 +58,7 @@ static size_t make_elf(uint8_t *img, int32_t r32_entry) {
     memcpy(img + segs[0].off + (R32 - segs[0].paddr), &v32, 4);
     memcpy(img + segs[1].off + (RINV - segs[1].paddr), &vinv, 4);
     memcpy(img + segs[2].off + (R64 - segs[2].paddr), &v64, 8);
-    int32_t tables[] = {0, (int32_t)(uint32_t)(KMAP + R64), 0, (int32_t)(uint32_t)(KMAP + RINV), 0, r32_entry};
+    int32_t tables[] = {0, TABLE_ENTRY(R64), 0, TABLE_ENTRY(RINV), 0, r32_entry};
     memcpy(img + ELF_SIZE, tables, sizeof tables);
     return ELF_SIZE + sizeof tables;
 }
@@ -126,11 +128,29 @@ static size_t build(const char *format, int32_t r32_entry) {
     return make_bzimage(image, packed, plen);
 }
 
-static uint8_t *fresh_ram(void) {
-    uint8_t *ram = malloc(RAM);
-    CHECK(ram != NULL);
-    memset(ram, 0xee, RAM); /* RAM is not zero where the guest will find it */
-    return ram;
+/* A load into fresh guest RAM (not zero, as a guest's RAM need not be). */
+struct load {
+    uint8_t *ram;
+    struct guest_mem gm;
+    struct bzimage_kernel k;
+    char err[160];
+};
+
+static struct load *fresh_load(void) {
+    struct load *l = calloc(1, sizeof *l);
+    CHECK(l != NULL && (l->ram = malloc(RAM)) != NULL);
+    memset(l->ram, 0xee, RAM);
+    l->gm = (struct guest_mem){l->ram, RAM};
+    return l;
+}
+
+static int load(struct load *l, size_t len, bool unpack, uint64_t random) {
+    return bzimage_load(image, len, &l->gm, unpack, random, &l->k, l->err, sizeof l->err);
+}
+
+static void free_load(struct load *l) {
+    free(l->ram);
+    free(l);
 }
 
 static void check_placed(const uint8_t *ram) {
@@ -156,48 +176,42 @@ static uint64_t rd(const uint8_t *ram, uint32_t pa, unsigned width) {
 TEST(each_format_unpacks_into_place_at_its_link_address) {
     static const char *const formats[] = {"gzip", "xz", "lz4", "zstd"};
     for (unsigned f = 0; f < 4; f++) {
-        size_t len = build(formats[f], (int32_t)(uint32_t)(KMAP + R32));
-        uint8_t *ram = fresh_ram();
-        struct guest_mem gm = {ram, RAM};
-        struct bzimage_kernel k;
-        char err[160] = "";
-        CHECK_EQ(bzimage_load(image, len, &gm, true, 0, &k, err, sizeof err), 0);
-        CHECK_MSG(k.unpacked && strcmp(k.unpacked, formats[f]) == 0, "%s: unpacked as %s (%s)", formats[f],
-                  k.unpacked ? k.unpacked : "nothing", err);
-        CHECK_EQ(k.entry, (uint64_t)LOAD);
-        CHECK_EQ(k.end, (uint64_t)(segs[2].paddr + segs[2].memsz));
-        CHECK(!k.kaslr);
-        check_placed(ram);
+        size_t len = build(formats[f], TABLE_ENTRY(R32));
+        struct load *l = fresh_load();
+        CHECK_EQ(load(l, len, true, 0), 0);
+        CHECK_MSG(l->k.unpacked && strcmp(l->k.unpacked, formats[f]) == 0, "%s: unpacked as %s (%s)", formats[f],
+                  l->k.unpacked ? l->k.unpacked : "nothing", l->err);
+        CHECK_EQ(l->k.entry, (uint64_t)LOAD);
+        CHECK_EQ(l->k.end, (uint64_t)(segs[2].paddr + segs[2].memsz));
+        CHECK(!l->k.kaslr);
+        check_placed(l->ram);
         /* random 0: nothing relocated */
-        CHECK_EQ(rd(ram, R32, 4), (uint64_t)V32);
-        CHECK_EQ(rd(ram, RINV, 4), (uint64_t)VINV);
-        CHECK_EQ(rd(ram, R64, 8), V64);
-        free(ram);
+        CHECK_EQ(rd(l->ram, R32, 4), (uint64_t)V32);
+        CHECK_EQ(rd(l->ram, RINV, 4), (uint64_t)VINV);
+        CHECK_EQ(rd(l->ram, R64, 8), V64);
+        free_load(l);
     }
 }
 
 TEST(kaslr_moves_the_kernel_by_2_mib_slots_and_applies_its_relocations) {
-    size_t len = build("lz4", (int32_t)(uint32_t)(KMAP + R32));
-    uint8_t *ram = fresh_ram();
-    struct guest_mem gm = {ram, RAM};
-    struct bzimage_kernel k;
-    char err[160] = "";
+    size_t len = build("lz4", TABLE_ENTRY(R32));
+    struct load *l = fresh_load();
     uint64_t random = 12345;
-    CHECK_EQ(bzimage_load(image, len, &gm, true, random, &k, err, sizeof err), 0);
-    CHECK(k.kaslr);
+    CHECK_EQ(load(l, len, true, random), 0);
+    CHECK(l->k.kaslr);
     /* slots: (1 GiB - where it lies - what it spans) / 2 MiB + 1 */
     uint64_t span = segs[2].paddr + segs[2].memsz - LOAD, slots = ((1ull << 30) - LOAD - span) / (2u << 20) + 1;
     uint64_t delta = random % slots * (2u << 20);
-    CHECK_EQ(k.virt_offset, delta);
+    CHECK_EQ(l->k.virt_offset, delta);
     CHECK(delta != 0);
-    check_placed(ram);
-    CHECK_EQ(rd(ram, R32, 4), (uint64_t)(uint32_t)(V32 + delta));
-    CHECK_EQ(rd(ram, RINV, 4), (uint64_t)(uint32_t)(VINV - delta));
-    CHECK_EQ(rd(ram, R64, 8), V64 + delta);
+    check_placed(l->ram);
+    CHECK_EQ(rd(l->ram, R32, 4), (uint64_t)(uint32_t)(V32 + delta));
+    CHECK_EQ(rd(l->ram, RINV, 4), (uint64_t)(uint32_t)(VINV - delta));
+    CHECK_EQ(rd(l->ram, R64, 8), V64 + delta);
     /* the zero page tells the kernel, as its decompressor would */
-    CHECK_EQ(bzimage_write_boot_params(&gm, &k, "console=ttyS0", 0, 0, 0), 0);
-    CHECK(ram[BOOT_ZERO_PAGE_ADDR + 0x211] & 0x02);
-    free(ram);
+    CHECK_EQ(bzimage_write_boot_params(&l->gm, &l->k, "console=ttyS0", 0, 0, 0), 0);
+    CHECK(l->ram[BOOT_ZERO_PAGE_ADDR + 0x211] & 0x02);
+    free_load(l);
 }
 
 TEST(nokaslr_on_the_command_line_is_a_whole_word) {
@@ -210,74 +224,63 @@ TEST(nokaslr_on_the_command_line_is_a_whole_word) {
 }
 
 TEST(a_relocation_outside_the_kernel_is_refused) {
-    size_t len = build("zstd", (int32_t)(uint32_t)(KMAP + 0x7000000)); /* past every segment */
-    uint8_t *ram = fresh_ram();
-    struct guest_mem gm = {ram, RAM};
-    struct bzimage_kernel k;
-    char err[160] = "";
-    CHECK_EQ(bzimage_load(image, len, &gm, true, 99, &k, err, sizeof err), -1);
-    CHECK_MSG(strstr(err, "relocation") != NULL, "%s", err);
+    size_t len = build("zstd", TABLE_ENTRY(0x7000000)); /* past every segment */
+    struct load *l = fresh_load();
+    CHECK_EQ(load(l, len, true, 99), -1);
+    CHECK_MSG(strstr(l->err, "relocation") != NULL, "%s", l->err);
     /* without KASLR the tables are not read */
-    CHECK_EQ(bzimage_load(image, len, &gm, true, 0, &k, err, sizeof err), 0);
-    free(ram);
+    CHECK_EQ(load(l, len, true, 0), 0);
+    free_load(l);
 }
 
 TEST(a_corrupt_or_short_payload_is_refused_with_its_format) {
     static const char *const formats[] = {"gzip", "xz", "lz4", "zstd"};
     for (unsigned f = 0; f < 4; f++) {
-        size_t len = build(formats[f], (int32_t)(uint32_t)(KMAP + R32));
+        size_t len = build(formats[f], TABLE_ENTRY(R32));
         uint32_t plen;
         memcpy(&plen, image + 0x24c, 4);
         uint8_t *payload = image + PM_OFF + 0x200;
-        uint8_t *ram = fresh_ram();
-        struct guest_mem gm = {ram, RAM};
-        struct bzimage_kernel k;
-        char err[160] = "";
+        struct load *l = fresh_load();
         /* the stream damaged past its headers (LZ4's legacy frame has no checksum to catch
          * that, so its block's size lies instead) */
         if (f == 2) put32(payload + 4, plen);
         else
             for (uint32_t i = plen / 2; i < plen / 2 + 16; i++) payload[i] ^= 0x5a;
-        int r = bzimage_load(image, len, &gm, true, 0, &k, err, sizeof err);
-        CHECK_MSG(r == -1 && strstr(err, formats[f]) && strstr(err, "corrupt"), "%s: %d '%s'", formats[f], r, err);
+        int r = load(l, len, true, 0);
+        CHECK_MSG(r == -1 && strstr(l->err, formats[f]) && strstr(l->err, "corrupt"), "%s: %d '%s'", formats[f], r, l->err);
         /* intact, but claiming more than it holds */
-        build(formats[f], (int32_t)(uint32_t)(KMAP + R32));
+        build(formats[f], TABLE_ENTRY(R32));
         uint32_t more = (uint32_t)make_elf(elf, 0) + 4096;
         memcpy(payload + plen - 4, &more, 4);
-        r = bzimage_load(image, len, &gm, true, 0, &k, err, sizeof err);
-        CHECK_MSG(r == -1 && strstr(err, "corrupt"), "%s: %d '%s'", formats[f], r, err);
-        free(ram);
+        r = load(l, len, true, 0);
+        CHECK_MSG(r == -1 && strstr(l->err, "corrupt"), "%s: %d '%s'", formats[f], r, l->err);
+        free_load(l);
     }
 }
 
 TEST(other_formats_and_guest_decompress_leave_it_to_the_guest) {
-    size_t len = build("gzip", (int32_t)(uint32_t)(KMAP + R32));
-    uint8_t *ram = fresh_ram();
-    struct guest_mem gm = {ram, RAM};
-    struct bzimage_kernel k;
-    char err[160] = "";
-    CHECK_EQ(bzimage_load(image, len, &gm, false, 1, &k, err, sizeof err), 0);
-    CHECK(k.unpacked == NULL && !k.kaslr);
-    CHECK_EQ(k.entry, (uint64_t)LOAD + 0x200); /* the decompressor's startup_64 */
-    CHECK_EQ(memcmp(ram + LOAD, image + PM_OFF, len - PM_OFF), 0);
+    size_t len = build("gzip", TABLE_ENTRY(R32));
+    struct load *l = fresh_load();
+    CHECK_EQ(load(l, len, false, 1), 0);
+    CHECK(l->k.unpacked == NULL && !l->k.kaslr);
+    CHECK_EQ(l->k.entry, (uint64_t)LOAD + 0x200); /* the decompressor's startup_64 */
+    CHECK_EQ(memcmp(l->ram + LOAD, image + PM_OFF, len - PM_OFF), 0);
     memcpy(image + PM_OFF + 0x200, "BZh91AY&SY", 10); /* bzip2: the guest's to unpack */
-    CHECK_EQ(bzimage_load(image, len, &gm, true, 1, &k, err, sizeof err), 0);
-    CHECK(k.unpacked == NULL);
-    CHECK_EQ(k.entry, (uint64_t)LOAD + 0x200);
-    free(ram);
+    CHECK_EQ(load(l, len, true, 1), 0);
+    CHECK(l->k.unpacked == NULL);
+    CHECK_EQ(l->k.entry, (uint64_t)LOAD + 0x200);
+    free_load(l);
 }
 
 TEST(a_kernel_that_does_not_fit_unpacked_is_the_guests) {
-    size_t len = build("xz", (int32_t)(uint32_t)(KMAP + R32));
-    uint8_t *ram = fresh_ram();
-    struct guest_mem small = {ram, LOAD + 0x4000}; /* holds the protected-mode kernel, not the image */
-    struct bzimage_kernel k;
-    char err[160] = "";
+    size_t len = build("xz", TABLE_ENTRY(R32));
+    struct load *l = fresh_load();
+    l->gm.size = LOAD + 0x4000; /* holds the protected-mode kernel, not the image */
     uint32_t init_size = 0x1000;
     memcpy(image + 0x260, &init_size, 4);
-    CHECK_EQ(bzimage_load(image, len, &small, true, 0, &k, err, sizeof err), 0);
-    CHECK(k.unpacked == NULL);
-    free(ram);
+    CHECK_EQ(load(l, len, true, 0), 0);
+    CHECK(l->k.unpacked == NULL);
+    free_load(l);
 }
 
 TEST(an_unpacked_file_that_is_not_an_x86_64_elf_is_refused) {
@@ -285,11 +288,8 @@ TEST(an_unpacked_file_that_is_not_an_x86_64_elf_is_refused) {
     elf[EI_CLASS] = ELFCLASS32;
     size_t plen = pack("lz4", elf, n, packed, sizeof packed);
     size_t len = make_bzimage(image, packed, plen);
-    uint8_t *ram = fresh_ram();
-    struct guest_mem gm = {ram, RAM};
-    struct bzimage_kernel k;
-    char err[160] = "";
-    CHECK_EQ(bzimage_load(image, len, &gm, true, 0, &k, err, sizeof err), -1);
-    CHECK_MSG(strstr(err, "ELF") != NULL, "%s", err);
-    free(ram);
+    struct load *l = fresh_load();
+    CHECK_EQ(load(l, len, true, 0), -1);
+    CHECK_MSG(strstr(l->err, "ELF") != NULL, "%s", l->err);
+    free_load(l);
 }
