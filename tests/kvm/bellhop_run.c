@@ -223,10 +223,16 @@ static unsigned check_profile_file(const char *path, const char *map, const char
 
 TEST_TIMEOUT(profile_samples_where_the_guest_runs, 240) {
     const char *path = "/tmp/bellhop-profile.txt", *map = "build/guest/guest.map";
-    /* Names from the kernel ELF's own symbol table; the bench keeps the guest in bench_run. */
-    CHECK_EQ(RUN("--profile", path, "--rng", "--bench-bell", "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR), 0);
+    /* Names from the kernel ELF's own symbol table; the bench keeps the guest in bench_run.
+     * Nested, QEMU can leave L1's timer interrupt pending for seconds (scripts/nested.sh),
+     * and L1's ticks with it, while the guest runs its whole bench: a second run tells that
+     * from a profiler that misses bench_run. */
+    const char *sum = NULL;
+    for (int attempt = 0; attempt < 2 && !(sum && strstr(sum, "  bench_run\n")); attempt++) {
+        CHECK_EQ(RUN("--profile", path, "--rng", "--bench-bell", "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR), 0);
+        sum = strstr(out, "bellhop profile: ");
+    }
     unsigned samples = 0;
-    const char *sum = strstr(out, "bellhop profile: ");
     size_t len = strlen(out);
     CHECK_MSG(sum && sscanf(sum, "bellhop profile: %u samples", &samples) == 1 && samples >= 20, "...%s",
               out + (len > 600 ? len - 600 : 0));
