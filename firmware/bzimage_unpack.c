@@ -45,36 +45,40 @@ struct format {
     bool (*all)(const uint8_t *in, size_t inlen, uint8_t *out, size_t size);
 };
 
-/* `lz4 -l`'s legacy frame: a magic, then blocks of [le32 size][LZ4 block], each unpacking
- * on its own to at most 8 MiB, the magic possibly repeated between them. */
+/* The next block of `lz4 -l`'s legacy frame (a magic, then blocks of [le32 size][LZ4 block],
+ * each unpacking on its own to at most 8 MiB, the magic possibly repeated between them) at
+ * *pos: 1 with its compressed size in *bn and *pos at its data, 0 at the stream's end, -1 when
+ * the frame is malformed. */
+static int lz4_block(const uint8_t *in, size_t inlen, size_t *pos, uint32_t *bn) {
+    do {
+        if (*pos == inlen) return 0;
+        if (inlen - *pos < 4) return -1;
+        *bn = rd32(in + *pos);
+        *pos += 4;
+    } while (*bn == LZ4_LEGACY_MAGIC);
+    return *bn != 0 && *bn <= inlen - *pos && *bn <= (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK) ? 1 : -1;
+}
+
 static size_t lz4_head(const uint8_t *in, size_t inlen, uint8_t *out, size_t n) {
     size_t pos = 4;
-    for (;;) {
-        if (inlen - pos < 4) return 0;
-        uint32_t bn = rd32(in + pos);
-        pos += 4;
-        if (bn == LZ4_LEGACY_MAGIC) continue;
-        if (bn == 0 || bn > inlen - pos || bn > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK)) return 0;
-        int got = LZ4_decompress_safe_partial((const char *)in + pos, (char *)out, (int)bn, (int)n, (int)n);
-        return got > 0 ? (size_t)got : 0;
-    }
+    uint32_t bn;
+    if (lz4_block(in, inlen, &pos, &bn) != 1) return 0;
+    int got = LZ4_decompress_safe_partial((const char *)in + pos, (char *)out, (int)bn, (int)n, (int)n);
+    return got > 0 ? (size_t)got : 0;
 }
 
 static bool lz4_all(const uint8_t *in, size_t inlen, uint8_t *out, size_t size) {
     size_t pos = 4, done = 0;
-    while (pos < inlen) {
-        if (inlen - pos < 4) return false;
-        uint32_t bn = rd32(in + pos);
-        pos += 4;
-        if (bn == LZ4_LEGACY_MAGIC) continue;
-        if (bn == 0 || bn > inlen - pos || bn > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK)) return false;
+    uint32_t bn;
+    int r;
+    while ((r = lz4_block(in, inlen, &pos, &bn)) == 1) {
         size_t room = size - done < LZ4_LEGACY_BLOCK ? size - done : LZ4_LEGACY_BLOCK;
         int got = room ? LZ4_decompress_safe((const char *)in + pos, (char *)out + done, (int)bn, (int)room) : -1;
         if (got <= 0) return false;
         done += (size_t)got;
         pos += bn;
     }
-    return done == size;
+    return r == 0 && done == size;
 }
 
 static size_t xz_run(const uint8_t *in, size_t inlen, uint8_t *out, size_t n, bool whole) {
