@@ -6,7 +6,6 @@
 #include <sys/random.h>
 
 #include "firmware/bzimage.h"
-#include "firmware/bzimage_unpack.h"
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
@@ -65,18 +64,14 @@ int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, b
     uint64_t load = rd64(image + OFF_PREF_ADDRESS);
     if (align == 0 || (align & (align - 1)) || load % align) return FAIL("bad kernel alignment in the setup header");
     if (init_size < pm_len) init_size = pm_len;
-    struct bzimage_unpacked u;
-    int r = unpack ? bzimage_unpack(image, len, gm, KERNEL_MIN_ADDR, align, random, &u, err, errlen)
+    struct bzimage_unpacked *u = &k->unpacked;
+    int r = unpack ? bzimage_unpack(image, len, gm, KERNEL_MIN_ADDR, align, random, u, err, errlen)
                    : BZIMAGE_UNPACK_GUEST;
     if (r == BZIMAGE_UNPACK_BAD) return -1;
     if (r == BZIMAGE_UNPACK_OK) {
-        k->load_addr = u.start;
-        k->entry = u.entry;
-        k->end = u.end;
-        k->unpacked = u.format;
-        k->unpacked_size = u.size;
-        k->kaslr = u.kaslr;
-        k->virt_offset = u.virt_offset;
+        k->load_addr = u->start;
+        k->entry = u->entry;
+        k->end = u->end;
     } else {
         if (!gm_valid(gm, load, init_size))
             return FAIL("kernel needs %llu MiB from %#llx: more guest memory", (unsigned long long)(init_size >> 20),
@@ -146,7 +141,7 @@ int bzimage_write_boot_params(const struct guest_mem *gm, const struct bzimage_k
     memset(zp, 0, 4096);
     memcpy(zp + HDR_START, k->header, k->header_len);
     zp[OFF_TYPE_OF_LOADER] = 0xff; /* an undefined boot loader */
-    if (k->kaslr) zp[OFF_LOADFLAGS] |= KASLR_FLAG; /* as its decompressor would tell it */
+    if (k->unpacked.kaslr) zp[OFF_LOADFLAGS] |= KASLR_FLAG; /* as its decompressor would tell it */
     uint32_t cmd_ptr = BOOT_CMDLINE_ADDR;
     memcpy(zp + OFF_CMD_LINE_PTR, &cmd_ptr, 4);
     uint32_t lo = (uint32_t)initrd, size_lo = (uint32_t)initrd_size;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "firmware/bzimage_unpack.h"
 #include "vmm/guest_mem.h"
 
 /* Guest-physical places of the boot structures (below 1 MiB, outside the kernel). */
@@ -24,10 +25,7 @@ struct bzimage_kernel {
     uint32_t cmdline_size;
     uint8_t header[0x80]; /* the setup header, 0x1f1..0x270 of the file */
     size_t header_len;
-    const char *unpacked; /* the compressed kernel's format when bellhop unpacked it, else NULL */
-    uint64_t unpacked_size;
-    bool kaslr;           /* bellhop randomized its virtual place (the zero page says so) */
-    uint64_t virt_offset;
+    struct bzimage_unpacked unpacked; /* how bellhop unpacked it (format NULL: the guest does) */
 };
 
 /* Is this a bzImage (the "HdrS" setup header)? */

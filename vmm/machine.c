@@ -571,10 +571,11 @@ static int load_kernel_image(struct machine *m, const struct file_map *kernel, v
     int r = bzimage_load(kernel->data, kernel->len, &m->env.mem, !m->cfg->guest_decompress,
                          bzimage_kaslr_random(m->cfg->cmdline), &m->bz, e->text, sizeof e->text);
     m->kernel = (struct pvh_kernel){.entry = m->bz.entry, .end = m->bz.end, .is_linux = true};
-    if (r == 0 && m->bz.unpacked && m->cfg->boot_markers) {
+    const struct bzimage_unpacked *u = &m->bz.unpacked;
+    if (r == 0 && u->format && m->cfg->boot_markers) {
         uint64_t t1 = stats_now_ns();
         fprintf(stderr, "bellhop: kernel unpacked (%s, %" PRIu64 " KiB, %s) in %" PRIu64 ".%03" PRIu64 " ms\n",
-                m->bz.unpacked, m->bz.unpacked_size >> 10, m->bz.kaslr ? "KASLR" : "not randomized",
+                u->format, u->size >> 10, u->kaslr ? "KASLR" : "not randomized",
                 (t1 - t0) / 1000000, (t1 - t0) / 1000 % 1000);
     }
     return r;

@@ -179,11 +179,12 @@ TEST(each_format_unpacks_into_place_at_its_link_address) {
         size_t len = build(formats[f], TABLE_ENTRY(R32));
         struct load *l = fresh_load();
         CHECK_EQ(load(l, len, true, 0), 0);
-        CHECK_MSG(l->k.unpacked && strcmp(l->k.unpacked, formats[f]) == 0, "%s: unpacked as %s (%s)", formats[f],
-                  l->k.unpacked ? l->k.unpacked : "nothing", l->err);
+        const char *got = l->k.unpacked.format;
+        CHECK_MSG(got && strcmp(got, formats[f]) == 0, "%s: unpacked as %s (%s)", formats[f], got ? got : "nothing",
+                  l->err);
         CHECK_EQ(l->k.entry, (uint64_t)LOAD);
         CHECK_EQ(l->k.end, (uint64_t)(segs[2].paddr + segs[2].memsz));
-        CHECK(!l->k.kaslr);
+        CHECK(!l->k.unpacked.kaslr);
         check_placed(l->ram);
         /* random 0: nothing relocated */
         CHECK_EQ(rd(l->ram, R32, 4), (uint64_t)V32);
@@ -198,11 +199,11 @@ TEST(kaslr_moves_the_kernel_by_2_mib_slots_and_applies_its_relocations) {
     struct load *l = fresh_load();
     uint64_t random = 12345;
     CHECK_EQ(load(l, len, true, random), 0);
-    CHECK(l->k.kaslr);
+    CHECK(l->k.unpacked.kaslr);
     /* slots: (1 GiB - where it lies - what it spans) / 2 MiB + 1 */
     uint64_t span = segs[2].paddr + segs[2].memsz - LOAD, slots = ((1ull << 30) - LOAD - span) / (2u << 20) + 1;
     uint64_t delta = random % slots * (2u << 20);
-    CHECK_EQ(l->k.virt_offset, delta);
+    CHECK_EQ(l->k.unpacked.virt_offset, delta);
     CHECK(delta != 0);
     check_placed(l->ram);
     CHECK_EQ(rd(l->ram, R32, 4), (uint64_t)(uint32_t)(V32 + delta));
@@ -247,7 +248,8 @@ TEST(a_corrupt_or_short_payload_is_refused_with_its_format) {
         else
             for (uint32_t i = plen / 2; i < plen / 2 + 16; i++) payload[i] ^= 0x5a;
         int r = load(l, len, true, 0);
-        CHECK_MSG(r == -1 && strstr(l->err, formats[f]) && strstr(l->err, "corrupt"), "%s: %d '%s'", formats[f], r, l->err);
+        CHECK_MSG(r == -1 && strstr(l->err, formats[f]) && strstr(l->err, "corrupt"), "%s: %d '%s'", formats[f], r,
+                  l->err);
         /* intact, but claiming more than it holds */
         build(formats[f], TABLE_ENTRY(R32));
         uint32_t more = (uint32_t)make_elf(elf, 0) + 4096;
@@ -262,12 +264,12 @@ TEST(other_formats_and_guest_decompress_leave_it_to_the_guest) {
     size_t len = build("gzip", TABLE_ENTRY(R32));
     struct load *l = fresh_load();
     CHECK_EQ(load(l, len, false, 1), 0);
-    CHECK(l->k.unpacked == NULL && !l->k.kaslr);
+    CHECK(l->k.unpacked.format == NULL && !l->k.unpacked.kaslr);
     CHECK_EQ(l->k.entry, (uint64_t)LOAD + 0x200); /* the decompressor's startup_64 */
     CHECK_EQ(memcmp(l->ram + LOAD, image + PM_OFF, len - PM_OFF), 0);
     memcpy(image + PM_OFF + 0x200, "BZh91AY&SY", 10); /* bzip2: the guest's to unpack */
     CHECK_EQ(load(l, len, true, 1), 0);
-    CHECK(l->k.unpacked == NULL);
+    CHECK(l->k.unpacked.format == NULL);
     CHECK_EQ(l->k.entry, (uint64_t)LOAD + 0x200);
     free_load(l);
 }
@@ -279,7 +281,7 @@ TEST(a_kernel_that_does_not_fit_unpacked_is_the_guests) {
     uint32_t init_size = 0x1000;
     memcpy(image + 0x260, &init_size, 4);
     CHECK_EQ(load(l, len, true, 0), 0);
-    CHECK(l->k.unpacked == NULL);
+    CHECK(l->k.unpacked.format == NULL);
     free_load(l);
 }
 
