@@ -37,7 +37,6 @@
 #define XLF_KERNEL_64 0x01
 #define E820_RAM 1
 #define E820_RESERVED 2
-#define KERNEL_MIN_ADDR 0x100000u /* the boot structures and the legacy area lie below */
 
 static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
@@ -47,8 +46,8 @@ bool bzimage_detect(const uint8_t *image, size_t len) {
     return len > OFF_MAGIC + 4 && memcmp(image + OFF_MAGIC, "HdrS", 4) == 0;
 }
 
-int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, bool unpack, uint64_t random,
-                 struct bzimage_kernel *k, char *err, size_t errlen) {
+int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, bool unpack,
+                 uint64_t random, struct bzimage_kernel *k, char *err, size_t errlen) {
     memset(k, 0, sizeof *k);
     if (len < 0x270 || !bzimage_detect(image, len)) return FAIL("not a bzImage (no HdrS setup header)");
     uint16_t version = rd16(image + OFF_VERSION);
@@ -65,7 +64,7 @@ int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, b
     if (align == 0 || (align & (align - 1)) || load % align) return FAIL("bad kernel alignment in the setup header");
     if (init_size < pm_len) init_size = pm_len;
     struct bzimage_unpacked *u = &k->unpacked;
-    int r = unpack ? bzimage_unpack(image, len, gm, KERNEL_MIN_ADDR, align, random, u, err, errlen)
+    int r = unpack ? bzimage_unpack(image, len, gm, min_paddr, align, random, u, err, errlen)
                    : BZIMAGE_UNPACK_GUEST;
     if (r == BZIMAGE_UNPACK_BAD) return -1;
     if (r == BZIMAGE_UNPACK_OK) {

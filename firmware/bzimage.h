@@ -30,12 +30,12 @@ struct bzimage_kernel {
 
 /* Is this a bzImage (the "HdrS" setup header)? */
 bool bzimage_detect(const uint8_t *image, size_t len);
-/* Loads the kernel: with `unpack`, the kernel proper unpacked in place and entered at its
- * startup_64 (firmware/bzimage_unpack.h) when bellhop can, randomized by `random` (0: not);
- * otherwise the protected-mode kernel, whose decompressor then runs in the guest. On failure
- * -1 and a one-line reason. */
-int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, bool unpack, uint64_t random,
-                 struct bzimage_kernel *k, char *err, size_t errlen);
+/* Loads the kernel: with `unpack`, the kernel proper unpacked in place at or above min_paddr
+ * and entered at its startup_64 (firmware/bzimage_unpack.h) when bellhop can, randomized by
+ * `random` (0: not); otherwise the protected-mode kernel, whose decompressor then runs in the
+ * guest. On failure -1 and a one-line reason. */
+int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, bool unpack,
+                 uint64_t random, struct bzimage_kernel *k, char *err, size_t errlen);
 /* What randomizes the kernel's place for this command line: 0 when it says nokaslr (as the
  * kernel's decompressor reads it), else random bits. */
 uint64_t bzimage_kaslr_random(const char *cmdline);

@@ -568,7 +568,7 @@ static int load_kernel_image(struct machine *m, const struct file_map *kernel, v
                             sizeof e->text);
     m->bzimage = true;
     uint64_t t0 = stats_now_ns();
-    int r = bzimage_load(kernel->data, kernel->len, &m->env.mem, !m->cfg->guest_decompress,
+    int r = bzimage_load(kernel->data, kernel->len, &m->env.mem, LAYOUT_KERNEL_MIN, !m->cfg->guest_decompress,
                          bzimage_kaslr_random(m->cfg->cmdline), &m->bz, e->text, sizeof e->text);
     m->kernel = (struct pvh_kernel){.entry = m->bz.entry, .end = m->bz.end, .is_linux = true};
     const struct bzimage_unpacked *u = &m->bz.unpacked;

@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[160];
     if (bzimage_detect(data, size)) {
         struct bzimage_kernel k;
-        if (bzimage_load(data, size, &gm, true, 0x123456789, &k, err, sizeof err) == 0) {
+        if (bzimage_load(data, size, &gm, 0x100000, true, 0x123456789, &k, err, sizeof err) == 0) {
             if (k.end > RAM || k.entry < k.load_addr) abort();
             bzimage_write_boot_params(&gm, &k, "console=ttyS0", 0, 0, 0);
         }

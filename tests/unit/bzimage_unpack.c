@@ -145,7 +145,7 @@ static struct load *fresh_load(void) {
 }
 
 static int load(struct load *l, size_t len, bool unpack, uint64_t random) {
-    return bzimage_load(image, len, &l->gm, unpack, random, &l->k, l->err, sizeof l->err);
+    return bzimage_load(image, len, &l->gm, 0x100000, unpack, random, &l->k, l->err, sizeof l->err);
 }
 
 static void free_load(struct load *l) {
