@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "loop/lock.h"
 #include "loop/object.h"
 
 #define PORT_MAX_EPHEMERAL 4096u  /* Zircon's kMaxAllocatedPacketCountPerPort */
@@ -24,9 +26,9 @@
 struct zx_port {
     struct zx_object obj;
     uint32_t options;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;       /* CLOCK_MONOTONIC */
-    pthread_cond_t batch_done; /* poll batches end (fd source removal waits for it) */
+    struct lock lock;
+    struct cond cond;
+    struct cond batch_done; /* poll batches end (fd source removal waits for it) */
     struct list_node queue;
     struct list_node irq_queue;
     struct list_node free_ephemeral;
@@ -34,12 +36,13 @@ struct zx_port {
     unsigned cond_waiters;
     bool poller_active;   /* a thread polls the fds (in epoll or running ready callbacks) */
     bool poller_sleeping; /* ... and is inside epoll_wait */
+    bool poller_in_ready; /* ... and runs unlocked ready() hooks, on thread `poller` */
     bool wake_pending;    /* wake eventfd written, not yet read */
     bool dead;            /* no handles left */
     uint64_t wake_syscalls; /* condvar signals + eventfd writes made to wake a sleeper */
     uint64_t batch_gen;   /* incremented when a poll batch ends */
     unsigned batch_waiters; /* threads waiting on batch_done */
-    pthread_t poller;
+    pthread_t poller; /* while poller_in_ready */
     unsigned nsources;
     struct list_node sources; /* port_fd_source.node */
     int epfd, wakefd;
@@ -70,13 +73,6 @@ zx_status_t zx_port_create(uint32_t options, zx_handle_t *out) {
     object_init(&p->obj, &port_ops);
     p->options = options;
     p->epfd = p->wakefd = -1;
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cond, &a);
-    pthread_cond_init(&p->batch_done, &a);
-    pthread_condattr_destroy(&a);
     list_init(&p->queue);
     list_init(&p->irq_queue);
     list_init(&p->free_ephemeral);
@@ -93,16 +89,13 @@ static void port_destroy(struct zx_object *obj) {
     while ((n = list_remove_head(&p->free_ephemeral))) free(list_entry(n, struct port_packet, node));
     if (p->epfd >= 0) close(p->epfd);
     if (p->wakefd >= 0) close(p->wakefd);
-    pthread_cond_destroy(&p->cond);
-    pthread_cond_destroy(&p->batch_done);
-    pthread_mutex_destroy(&p->lock);
     free(p);
 }
 
 uint64_t port_wake_syscalls(struct zx_port *p) {
-    pthread_mutex_lock(&p->lock);
+    lock_acquire(&p->lock);
     uint64_t n = p->wake_syscalls;
-    pthread_mutex_unlock(&p->lock);
+    lock_release(&p->lock);
     return n;
 }
 
@@ -142,7 +135,7 @@ __attribute__((hot)) static enum wake wake_one_locked(struct zx_port *p) {
 
 __attribute__((hot)) static void wake_finish(struct zx_port *p, enum wake w) {
     if (w == WAKE_COND) {
-        pthread_cond_signal(&p->cond);
+        cond_signal(&p->cond);
     } else if (w == WAKE_POLLER) {
         uint64_t one = 1;
         if (write(p->wakefd, &one, sizeof one) < 0) { /* a full counter is a pending wake too */
@@ -161,7 +154,7 @@ __attribute__((hot)) static enum wake enqueue_locked(struct zx_port *p, struct p
 }
 
 __attribute__((hot)) zx_status_t port_queue_packet(struct zx_port *p, struct port_packet *pp) {
-    pthread_mutex_lock(&p->lock);
+    lock_acquire(&p->lock);
     zx_status_t st = ZX_OK;
     enum wake w = WAKE_NONE;
     if (p->dead) {
@@ -172,7 +165,7 @@ __attribute__((hot)) zx_status_t port_queue_packet(struct zx_port *p, struct por
     /* Once queued, the packet's owner (and its port reference) may be gone before the wake:
      * the wake holds a reference of its own. */
     if (w != WAKE_NONE) object_ref(&p->obj);
-    pthread_mutex_unlock(&p->lock);
+    lock_release(&p->lock);
     if (w != WAKE_NONE) {
         wake_finish(p, w);
         object_unref(&p->obj);
@@ -181,7 +174,7 @@ __attribute__((hot)) zx_status_t port_queue_packet(struct zx_port *p, struct por
 }
 
 zx_status_t port_queue_user(struct zx_port *p, const zx_port_packet_t *packet) {
-    pthread_mutex_lock(&p->lock);
+    lock_acquire(&p->lock);
     zx_status_t st = ZX_OK;
     enum wake w = WAKE_NONE;
     if (p->dead) {
@@ -203,7 +196,7 @@ zx_status_t port_queue_user(struct zx_port *p, const zx_port_packet_t *packet) {
             w = enqueue_locked(p, pp);
         }
     }
-    pthread_mutex_unlock(&p->lock);
+    lock_release(&p->lock);
     wake_finish(p, w);
     return st;
 }
@@ -219,13 +212,13 @@ zx_status_t zx_port_queue(zx_handle_t handle, const zx_port_packet_t *packet) {
 }
 
 bool port_remove_packet(struct zx_port *p, struct port_packet *pp) {
-    pthread_mutex_lock(&p->lock);
+    lock_acquire(&p->lock);
     bool was = pp->queued;
     if (was) {
         list_delete(&pp->node);
         pp->queued = false;
     }
-    pthread_mutex_unlock(&p->lock);
+    lock_release(&p->lock);
     return was;
 }
 
@@ -255,21 +248,47 @@ static struct timespec abs_ts(zx_time_t t) {
     return (struct timespec){.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
 }
 
+/* epoll_pwait2 as a bare system call. glibc's wrapper is a cancellation point: two calls more
+ * and one more page of libc on every wake, for threads nobody cancels. Kernels before 5.11
+ * lack it; there epoll_wait, with the timeout rounded up to whole milliseconds. */
+static atomic_bool no_epoll_pwait2;
+
+__attribute__((hot)) static int wait_events(int epfd, struct epoll_event *ev, int n, const struct timespec *timeout) {
+    if (!atomic_load_explicit(&no_epoll_pwait2, memory_order_relaxed)) {
+        register long r10 __asm__("r10") = (long)timeout;
+        register long r8 __asm__("r8") = 0; /* no signal mask */
+        register long r9 __asm__("r9") = 0;
+        long ret;
+        __asm__ volatile("syscall"
+                         : "=a"(ret)
+                         : "0"((long)SYS_epoll_pwait2), "D"((long)epfd), "S"(ev), "d"((long)n), "r"(r10), "r"(r8), "r"(r9)
+                         : "rcx", "r11", "memory");
+        if (ret != -ENOSYS) return ret < 0 ? (errno = (int)-ret, -1) : (int)ret;
+        atomic_store_explicit(&no_epoll_pwait2, true, memory_order_relaxed);
+    }
+    int ms = -1;
+    if (timeout) {
+        int64_t t = (int64_t)timeout->tv_sec * 1000 + (timeout->tv_nsec + 999999) / 1000000;
+        ms = t > INT32_MAX ? INT32_MAX : (int)t;
+    }
+    return epoll_wait(epfd, ev, n, ms);
+}
+
 /* Called and returns with the port lock held; waits in epoll without it. Sources with a
  * ready_locked hook run in the same critical section that ends the wait; the others after
  * it, unlocked. */
 __attribute__((hot)) static void poll_locked(struct zx_port *p, zx_time_t deadline) {
     struct epoll_event ev[POLL_BATCH];
     struct timespec rel, *timeout = NULL;
-    pthread_mutex_unlock(&p->lock);
+    lock_release(&p->lock);
     if (deadline != ZX_TIME_INFINITE) {
         zx_time_t d = deadline - zx_clock_get_monotonic();
         if (d < 0) d = 0;
         rel = abs_ts(d);
         timeout = &rel;
     }
-    int n = epoll_pwait2(p->epfd, ev, POLL_BATCH, timeout, NULL);
-    pthread_mutex_lock(&p->lock);
+    int n = wait_events(p->epfd, ev, POLL_BATCH, timeout);
+    lock_acquire(&p->lock);
     p->poller_sleeping = false;
     int unlocked = 0;
     for (int i = 0; i < n; i++) {
@@ -283,12 +302,16 @@ __attribute__((hot)) static void poll_locked(struct zx_port *p, zx_time_t deadli
         }
     }
     if (!unlocked) return;
-    pthread_mutex_unlock(&p->lock);
+    /* A hook may remove a source (its own included), which must not wait for this batch. */
+    p->poller = pthread_self();
+    p->poller_in_ready = true;
+    lock_release(&p->lock);
     for (int i = 0; i < unlocked; i++) {
         struct port_fd_source *src = ev[i].data.ptr;
         src->ready(src, ev[i].events);
     }
-    pthread_mutex_lock(&p->lock);
+    lock_acquire(&p->lock);
+    p->poller_in_ready = false;
 }
 
 zx_status_t port_enqueue_polled_locked(struct zx_port *p, struct port_packet *pp) {
@@ -302,7 +325,7 @@ __attribute__((hot)) zx_status_t port_wait(struct zx_port *p, zx_time_t deadline
     zx_status_t st = ZX_OK;
     bool polled = false;
     enum wake baton = WAKE_NONE;
-    pthread_mutex_lock(&p->lock);
+    lock_acquire(&p->lock);
     for (;;) {
         struct list_node *n = list_peek_head(&p->irq_queue);
         if (!n) n = list_peek_head(&p->queue);
@@ -322,25 +345,24 @@ __attribute__((hot)) zx_status_t port_wait(struct zx_port *p, zx_time_t deadline
             polled = true;
             p->poller_active = true;
             p->poller_sleeping = true;
-            p->poller = pthread_self();
             poll_locked(p, deadline);
             p->poller_active = false;
             p->batch_gen++;
-            if (p->batch_waiters) pthread_cond_broadcast(&p->batch_done);
+            if (p->batch_waiters) cond_broadcast(&p->batch_done);
             /* Someone else must take over polling if this thread leaves with a packet. */
-            if (p->cond_waiters > 0) pthread_cond_signal(&p->cond);
+            if (p->cond_waiters > 0) cond_signal(&p->cond);
             continue;
         }
         p->cond_waiters++;
         if (deadline == ZX_TIME_INFINITE) {
-            pthread_cond_wait(&p->cond, &p->lock);
+            cond_wait(&p->cond, &p->lock, NULL);
         } else {
             struct timespec ts = abs_ts(deadline);
-            pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+            cond_wait(&p->cond, &p->lock, &ts);
         }
         p->cond_waiters--;
     }
-    pthread_mutex_unlock(&p->lock);
+    lock_release(&p->lock);
     wake_finish(p, baton);
     if (dead_observer) observer_free(dead_observer);
     return st;
@@ -371,7 +393,7 @@ static bool cancel_locked(struct zx_port *p, struct zx_object *obj, uint64_t key
         list_add_tail(dead, &o->obj_node);
         found = true;
     }
-    pthread_mutex_lock(&p->lock);
+    lock_acquire(&p->lock);
     list_for_each_safe(&p->queue, n, tmp) {
         struct port_packet *pp = list_entry(n, struct port_packet, node);
         if (pp->kind != PORT_PACKET_OBSERVER || pp->packet.key != key) continue;
@@ -382,7 +404,7 @@ static bool cancel_locked(struct zx_port *p, struct zx_object *obj, uint64_t key
         list_add_tail(dead, &o->obj_node);
         found = true;
     }
-    pthread_mutex_unlock(&p->lock);
+    lock_release(&p->lock);
     return found;
 }
 
@@ -439,7 +461,7 @@ static void port_on_zero_handles(struct zx_object *obj) {
         port_unlink_observer_locked(o);
         list_add_tail(&dead, &o->obj_node);
     }
-    pthread_mutex_lock(&p->lock);
+    lock_acquire(&p->lock);
     p->dead = true;
     list_for_each_safe(&p->sources, n, tmp) {
         struct port_fd_source *src = list_entry(n, struct port_fd_source, node);
@@ -466,7 +488,7 @@ static void port_on_zero_handles(struct zx_object *obj) {
             }
         }
     }
-    pthread_mutex_unlock(&p->lock);
+    lock_release(&p->lock);
     pthread_mutex_unlock(&g_signal_lock);
     free_dead(&dead);
 }
@@ -492,7 +514,7 @@ static zx_status_t ensure_epoll_locked(struct zx_port *p) {
 }
 
 zx_status_t port_add_fd_source(struct zx_port *p, struct port_fd_source *src) {
-    pthread_mutex_lock(&p->lock);
+    lock_acquire(&p->lock);
     zx_status_t st = p->dead ? ZX_ERR_BAD_STATE : ensure_epoll_locked(p);
     if (st == ZX_OK) {
         src->port = p;
@@ -505,10 +527,10 @@ zx_status_t port_add_fd_source(struct zx_port *p, struct port_fd_source *src) {
             p->nsources++;
             list_add_tail(&p->sources, &src->node);
             /* A thread asleep on the condition variable must become the poller. */
-            if (!p->poller_active && p->cond_waiters > 0) pthread_cond_signal(&p->cond);
+            if (!p->poller_active && p->cond_waiters > 0) cond_signal(&p->cond);
         }
     }
-    pthread_mutex_unlock(&p->lock);
+    lock_release(&p->lock);
     return st;
 }
 
@@ -519,12 +541,12 @@ zx_status_t port_rearm_fd_source(struct port_fd_source *src, uint32_t events) {
 
 void port_remove_fd_source(struct port_fd_source *src) {
     struct zx_port *p = src->port;
-    pthread_mutex_lock(&p->lock);
+    lock_acquire(&p->lock);
     epoll_ctl(p->epfd, EPOLL_CTL_DEL, src->fd, NULL);
     p->nsources--;
     list_delete(&src->node);
     /* A poll batch in flight may still hold src: wait until it is over. */
-    if (p->poller_active && !pthread_equal(p->poller, pthread_self())) {
+    if (p->poller_active && !(p->poller_in_ready && pthread_equal(p->poller, pthread_self()))) {
         uint64_t gen = p->batch_gen;
         if (p->poller_sleeping && !p->wake_pending) {
             p->wake_pending = true;
@@ -533,10 +555,10 @@ void port_remove_fd_source(struct port_fd_source *src) {
             }
         }
         p->batch_waiters++;
-        while (p->batch_gen == gen) pthread_cond_wait(&p->batch_done, &p->lock);
+        while (p->batch_gen == gen) cond_wait(&p->batch_done, &p->lock, NULL);
         p->batch_waiters--;
     }
-    pthread_mutex_unlock(&p->lock);
+    lock_release(&p->lock);
     src->port = NULL;
     object_unref(&p->obj);
 }
