@@ -39,6 +39,7 @@ struct zx_port {
     bool poller_in_ready; /* ... and runs unlocked ready() hooks, on thread `poller` */
     bool wake_pending;    /* wake eventfd written, not yet read */
     bool dead;            /* no handles left */
+    bool no_epoll_pwait2; /* the kernel lacks it (the poller's) */
     uint64_t wake_syscalls; /* condvar signals + eventfd writes made to wake a sleeper */
     uint64_t batch_gen;   /* incremented when a poll batch ends */
     unsigned batch_waiters; /* threads waiting on batch_done */
@@ -250,28 +251,33 @@ static struct timespec abs_ts(zx_time_t t) {
 
 /* epoll_pwait2 as a bare system call. glibc's wrapper is a cancellation point: two calls more
  * and one more page of libc on every wake, for threads nobody cancels. Kernels before 5.11
- * lack it; there epoll_wait, with the timeout rounded up to whole milliseconds. */
-static atomic_bool no_epoll_pwait2;
-
-__attribute__((hot)) static int wait_events(int epfd, struct epoll_event *ev, int n, const struct timespec *timeout) {
-    if (!atomic_load_explicit(&no_epoll_pwait2, memory_order_relaxed)) {
+ * lack it; there epoll_wait, with the timeout rounded up to whole milliseconds. Only the
+ * port's poller calls this (one thread at a time), and the flag lives in the port, whose page
+ * the wake touches anyway. */
+__attribute__((hot)) static int wait_events(struct zx_port *p, struct epoll_event *ev, int n,
+                                            const struct timespec *timeout) {
+    if (!p->no_epoll_pwait2) {
+        /* Every operand is read before the register variables are set: a call in between
+         * (a sanitizer's, for the read of p->epfd) would clobber them. */
+        long epfd = p->epfd;
         register long r10 __asm__("r10") = (long)timeout;
         register long r8 __asm__("r8") = 0; /* no signal mask */
         register long r9 __asm__("r9") = 0;
         long ret;
         __asm__ volatile("syscall"
                          : "=a"(ret)
-                         : "0"((long)SYS_epoll_pwait2), "D"((long)epfd), "S"(ev), "d"((long)n), "r"(r10), "r"(r8), "r"(r9)
+                         : "0"((long)SYS_epoll_pwait2), "D"(epfd), "S"(ev), "d"((long)n), "r"(r10), "r"(r8),
+                           "r"(r9)
                          : "rcx", "r11", "memory");
         if (ret != -ENOSYS) return ret < 0 ? (errno = (int)-ret, -1) : (int)ret;
-        atomic_store_explicit(&no_epoll_pwait2, true, memory_order_relaxed);
+        p->no_epoll_pwait2 = true;
     }
     int ms = -1;
     if (timeout) {
         int64_t t = (int64_t)timeout->tv_sec * 1000 + (timeout->tv_nsec + 999999) / 1000000;
         ms = t > INT32_MAX ? INT32_MAX : (int)t;
     }
-    return epoll_wait(epfd, ev, n, ms);
+    return epoll_wait(p->epfd, ev, n, ms);
 }
 
 /* Called and returns with the port lock held; waits in epoll without it. Sources with a
@@ -287,7 +293,7 @@ __attribute__((hot)) static void poll_locked(struct zx_port *p, zx_time_t deadli
         rel = abs_ts(d);
         timeout = &rel;
     }
-    int n = wait_events(p->epfd, ev, POLL_BATCH, timeout);
+    int n = wait_events(p, ev, POLL_BATCH, timeout);
     lock_acquire(&p->lock);
     p->poller_sleeping = false;
     int unlocked = 0;

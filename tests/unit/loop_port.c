@@ -1,5 +1,12 @@
 /* Ports, handles and waits (zircon-reference §4, §5). */
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <zircon/syscalls.h>
@@ -354,6 +361,49 @@ TEST(fd_wake_reaches_a_sleeping_waiter) {
     zx_handle_close(fdh);
     close(efd);
     zx_handle_close(port);
+}
+
+/* The child's steps, as its exit status: 0 when all went as they should. */
+static int wait_without_epoll_pwait2(void) {
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_epoll_pwait2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+        return 1;
+    if (syscall(__NR_epoll_pwait2, -1, NULL, 0, NULL, NULL, 0) != -1 || errno != ENOSYS) return 2;
+    zx_handle_t port, fdh;
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (zx_port_create(0, &port) != ZX_OK || zx_fd_create(efd, 0, &fdh) != ZX_OK) return 3;
+    if (zx_object_wait_async(fdh, port, 9, ZX_FD_READABLE, 0) != ZX_OK) return 4;
+    /* A deadline is kept to the millisecond, rounded up: never early. */
+    zx_time_t t0 = zx_clock_get_monotonic();
+    zx_port_packet_t out;
+    if (zx_port_wait(port, zx_deadline_after(ZX_USEC(20500)), &out) != ZX_ERR_TIMED_OUT) return 5;
+    if (zx_clock_get_monotonic() - t0 < ZX_USEC(20500)) return 6;
+    pthread_t t;
+    struct writer_arg w = {efd, 30};
+    pthread_create(&t, NULL, late_writer, &w);
+    if (zx_port_wait(port, zx_deadline_after(ZX_SEC(5)), &out) != ZX_OK || out.key != 9) return 7;
+    pthread_join(t, NULL);
+    zx_handle_close(fdh);
+    close(efd);
+    zx_handle_close(port);
+    return 0;
+}
+
+/* Kernels before 5.11 have no epoll_pwait2: the port's poller falls back to epoll_wait. */
+TEST(a_kernel_without_epoll_pwait2_still_wakes_and_times_out) {
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) _exit(wait_without_epoll_pwait2());
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(timers_signal_at_the_deadline) {
