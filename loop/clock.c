@@ -18,6 +18,14 @@ zx_time_t zx_deadline_after(zx_duration_t ns) {
     return now + ns;
 }
 
+int timeout_ms_until(zx_time_t deadline) {
+    if (deadline == ZX_TIME_INFINITE) return -1;
+    zx_time_t now = zx_clock_get_monotonic();
+    if (deadline <= now) return 0;
+    zx_duration_t d = deadline - now, ms = d / 1000000 + (d % 1000000 != 0);
+    return ms > 1 << 30 ? 1 << 30 : (int)ms;
+}
+
 zx_status_t zx_nanosleep(zx_time_t deadline) {
     if (deadline == ZX_TIME_INFINITE) deadline = INT64_MAX / 2;
     struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};

@@ -79,12 +79,7 @@ static zx_status_t fd_wait_one(struct zx_object *obj, zx_signals_t signals, zx_t
     struct fd_object *f = (struct fd_object *)obj;
     for (;;) {
         struct pollfd pfd = {.fd = f->fd, .events = (short)(to_epoll(signals) & ~EPOLLRDHUP) | POLLRDHUP};
-        int timeout = -1;
-        if (deadline != ZX_TIME_INFINITE) {
-            zx_time_t d = deadline - zx_clock_get_monotonic();
-            timeout = d <= 0 ? 0 : (int)((d + 999999) / 1000000 > 1 << 30 ? 1 << 30 : (d + 999999) / 1000000);
-        }
-        int n = poll(&pfd, 1, timeout);
+        int n = poll(&pfd, 1, timeout_ms_until(deadline));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return ZX_ERR_BAD_STATE;
         zx_signals_t s = from_poll((uint32_t)pfd.revents);

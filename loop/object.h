@@ -20,6 +20,11 @@
 struct zx_object;
 struct zx_port;
 
+/* A millisecond timeout for poll() or epoll_wait() that ends no earlier than `deadline`
+ * (rounded up, at most 2^30 ms, after which the caller waits again): -1 for
+ * ZX_TIME_INFINITE, 0 once it has passed. */
+int timeout_ms_until(zx_time_t deadline);
+
 struct object_ops {
     zx_obj_type_t type;
     bool waitable;             /* zx_object_wait_one / _wait_async allowed */

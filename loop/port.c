@@ -254,9 +254,14 @@ static struct timespec abs_ts(zx_time_t t) {
  * lack it; there epoll_wait, with the timeout rounded up to whole milliseconds. Only the
  * port's poller calls this (one thread at a time), and the flag lives in the port, whose page
  * the wake touches anyway. */
-__attribute__((hot)) static int wait_events(struct zx_port *p, struct epoll_event *ev, int n,
-                                            const struct timespec *timeout) {
+__attribute__((hot)) static int wait_events(struct zx_port *p, struct epoll_event *ev, int n, zx_time_t deadline) {
     if (!p->no_epoll_pwait2) {
+        struct timespec rel, *timeout = NULL;
+        if (deadline != ZX_TIME_INFINITE) {
+            zx_time_t now = zx_clock_get_monotonic();
+            rel = abs_ts(deadline > now ? deadline - now : 0); /* no overflow for INFINITE_PAST */
+            timeout = &rel;
+        }
         /* Every operand is read before the register variables are set: a call in between
          * (a sanitizer's, for the read of p->epfd) would clobber them. */
         long epfd = p->epfd;
@@ -272,12 +277,7 @@ __attribute__((hot)) static int wait_events(struct zx_port *p, struct epoll_even
         if (ret != -ENOSYS) return ret < 0 ? (errno = (int)-ret, -1) : (int)ret;
         p->no_epoll_pwait2 = true;
     }
-    int ms = -1;
-    if (timeout) {
-        int64_t t = (int64_t)timeout->tv_sec * 1000 + (timeout->tv_nsec + 999999) / 1000000;
-        ms = t > INT32_MAX ? INT32_MAX : (int)t;
-    }
-    return epoll_wait(p->epfd, ev, n, ms);
+    return epoll_wait(p->epfd, ev, n, timeout_ms_until(deadline));
 }
 
 /* Called and returns with the port lock held; waits in epoll without it. Sources with a
@@ -285,15 +285,8 @@ __attribute__((hot)) static int wait_events(struct zx_port *p, struct epoll_even
  * it, unlocked. */
 __attribute__((hot)) static void poll_locked(struct zx_port *p, zx_time_t deadline) {
     struct epoll_event ev[POLL_BATCH];
-    struct timespec rel, *timeout = NULL;
     lock_release(&p->lock);
-    if (deadline != ZX_TIME_INFINITE) {
-        zx_time_t d = deadline - zx_clock_get_monotonic();
-        if (d < 0) d = 0;
-        rel = abs_ts(d);
-        timeout = &rel;
-    }
-    int n = wait_events(p, ev, POLL_BATCH, timeout);
+    int n = wait_events(p, ev, POLL_BATCH, deadline);
     lock_acquire(&p->lock);
     p->poller_sleeping = false;
     int unlocked = 0;
