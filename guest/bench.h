@@ -1,7 +1,8 @@
 /* The tiny guest's bench mode (cmdline word "bench"): round trips timed with the TSC from
  * inside the guest, one result line per kind on the console:
- *   bench-result KIND n=N min=C p50=C p99=C max=C hist=H0,H1,...   (cycles; H: log2 buckets)
- * so that any VMM's run of the same guest.elf can be compared (bellhop bench parses them). */
+ *   bench-result KIND n=N min=C p50=C p99=C max=C hist=H0,H1,... ref=C
+ * (cycles; H: log2 buckets; ref: the median of cpuid exits timed between the kind's samples,
+ * a reference no VMM code runs for) so that any VMM's run of the same guest.elf can be compared (bellhop bench parses them). */
 #ifndef BELLHOP_GUEST_BENCH_H
 #define BELLHOP_GUEST_BENCH_H
 
