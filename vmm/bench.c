@@ -296,6 +296,8 @@ struct boot_times {
     double bellhop_ms[BOOT_MOMENTS], qemu_ms[BOOT_MOMENTS]; /* -1: did not run */
     char marker[BOOT_MOMENTS][256];                         /* bellhop's boot markers: time and exits */
     double setup_ms;                                        /* bellhop's start to the guest's first instruction */
+    unsigned rounds;
+    double bellhop_rounds[BOOT_MOMENTS][BENCH_MAX_ROUNDS], qemu_rounds[BOOT_MOMENTS][BENCH_MAX_ROUNDS];
 };
 
 static double median_ms(double *v, unsigned n) {
@@ -320,7 +322,8 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
                             "-m", "512", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
                             "-no-reboot", "-kernel", (char *)b->path, "-initrd", "build/linux/initrd.cpio",
                             "-append", "console=ttyS0 quiet", NULL};
-    double bh[BOOT_MOMENTS][BENCH_MAX_ROUNDS], q[BOOT_MOMENTS][BENCH_MAX_ROUNDS], setup[BENCH_MAX_ROUNDS];
+    double(*bh)[BENCH_MAX_ROUNDS] = b->bellhop_rounds, (*q)[BENCH_MAX_ROUNDS] = b->qemu_rounds, setup[BENCH_MAX_ROUNDS];
+    b->rounds = rounds;
     for (unsigned round = 0; round < rounds; round++) {
         double ms[BOOT_MOMENTS];
         time_to_lines(argv_bh, boot_lines, ms, BOOT_MOMENTS, out, outlen);
@@ -469,9 +472,16 @@ int bench_main(int argc, char **argv, const char *kernel) {
         static const char *const image_key[2] = {"linux", "linux_pvh"};
         static const char *const moment_key[BOOT_MOMENTS] = {"boot_to_init", "boot_to_modules"};
         for (unsigned i = 0; i < 2; i++)
-            for (unsigned j = 0; j < BOOT_MOMENTS; j++)
-                printf("\"%s_%s_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f}, ", image_key[i], moment_key[j],
-                       boots[i].bellhop_ms[j], boots[i].qemu_ms[j]);
+            for (unsigned j = 0; j < BOOT_MOMENTS; j++) {
+                printf("\"%s_%s_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f, \"bellhop_rounds\": [", image_key[i],
+                       moment_key[j], boots[i].bellhop_ms[j], boots[i].qemu_ms[j]);
+                for (unsigned r = 0; r < boots[i].rounds; r++)
+                    printf("%s%.1f", r ? ", " : "", boots[i].bellhop_rounds[j][r]);
+                printf("], \"qemu_microvm_rounds\": [");
+                for (unsigned r = 0; r < boots[i].rounds; r++)
+                    printf("%s%.1f", r ? ", " : "", boots[i].qemu_rounds[j][r]);
+                printf("]}, ");
+            }
         for (unsigned i = 0; i < 2; i++) printf("\"%s_bellhop_setup_ms\": %.1f, ", image_key[i], boots[i].setup_ms);
         printf("\"rss_beyond_guest_kib\": %ld, \"anon_beyond_guest_kib\": %ld, \"qemu_rss_beyond_guest_kib\": %ld, "
                "\"qemu_anon_beyond_guest_kib\": %ld}\n",
