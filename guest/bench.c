@@ -95,6 +95,11 @@ static void self_interrupt(void) {
     while (ipis == before) irq_wait();
 }
 
+void bench_reference(void) {
+    MEASURE_REF("cpuid", false, cpuid0());
+    printf("bench: done\n");
+}
+
 /* TSC cycles the guest spins before it measures: about a second at 2 GHz. On one CPU, a VMM
  * thread that did start-up work after the vCPU thread was made (QEMU's main loop) is behind
  * it in the scheduler's accounting, and until the vCPU thread has run as long, a wake of that

@@ -296,11 +296,13 @@ struct boot_times {
     double bellhop_ms[BOOT_MOMENTS], qemu_ms[BOOT_MOMENTS]; /* -1: did not run */
     char marker[BOOT_MOMENTS][256];                         /* bellhop's boot markers: time and exits */
     double setup_ms;                                        /* bellhop's start to the guest's first instruction */
-    unsigned rounds;
+    unsigned rounds, bellhop_kept, qemu_kept;
     double bellhop_rounds[BOOT_MOMENTS][BENCH_MAX_ROUNDS], qemu_rounds[BOOT_MOMENTS][BENCH_MAX_ROUNDS];
+    /* the host's reference around each boot: the slower of the one before and the one after */
+    unsigned long long bellhop_refs[BENCH_MAX_ROUNDS], qemu_refs[BENCH_MAX_ROUNDS];
 };
 
-static double median_ms(double *v, unsigned n) {
+static double median_ms(const double *v, unsigned n) {
     unsigned long long us[BENCH_MAX_ROUNDS];
     unsigned k = 0;
     for (unsigned i = 0; i < n; i++)
@@ -308,8 +310,37 @@ static double median_ms(double *v, unsigned n) {
     return k ? (double)bench_median(us, k) / 1000 : -1;
 }
 
+/* How fast the host is just now: the median cpuid exit of the tiny guest in "reference" mode
+ * (see guest/bench.h), 0 if it did not run. */
+static unsigned long long host_reference(char *self, char *out, size_t outlen) {
+    char *const argv[] = {self, "run", "--cmdline", "reference", NULL};
+    spawn_capture(argv, NULL, out, outlen);
+    const char *p = strstr(out, "bench-result cpuid ");
+    unsigned long long p50 = 0;
+    if (!p || sscanf(p, "bench-result cpuid n=%*u min=%*u p50=%llu", &p50) != 1) return 0;
+    return p50;
+}
+
+static unsigned long long slower(unsigned long long a, unsigned long long b) { return a > b ? a : b; }
+
+/* The median of the boots in v[0..n) whose reference is within BENCH_REF_SLACK_PCT of best
+ * (of all n when none is); *kept: how many were. */
+static double kept_median_ms(const double *v, const unsigned long long *refs, unsigned n, unsigned long long best,
+                             unsigned *kept) {
+    double k[BENCH_MAX_ROUNDS];
+    *kept = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (!refs[i] || !best || refs[i] * 100 <= best * (100 + BENCH_REF_SLACK_PCT)) k[(*kept)++] = v[i];
+    return *kept ? median_ms(k, *kept) : median_ms(v, n);
+}
+
+
 /* Both VMMs boot the kernel at b->path with the test initrd until its modules are loaded, in
- * turn, `rounds` times each; the medians of each moment count. */
+ * turn, once to warm up and then `rounds` times each, with the host's reference taken before, between and after; the
+ * medians of each moment over the boots kept count. A boot is set aside, as a trap round is
+ * (see vmm/bench_results.h), when a reference beside it ran more than BENCH_REF_SLACK_PCT above
+ * the best of this image's, and while either VMM keeps fewer than 3 another round runs, up to
+ * twice the rounds asked for. */
 static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char *out, size_t outlen) {
     for (unsigned i = 0; i < BOOT_MOMENTS; i++) b->bellhop_ms[i] = b->qemu_ms[i] = -1;
     b->setup_ms = -1;
@@ -323,9 +354,19 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
                             "-no-reboot", "-kernel", (char *)b->path, "-initrd", "build/linux/initrd.cpio",
                             "-append", "console=ttyS0 quiet", NULL};
     double(*bh)[BENCH_MAX_ROUNDS] = b->bellhop_rounds, (*q)[BENCH_MAX_ROUNDS] = b->qemu_rounds, setup[BENCH_MAX_ROUNDS];
-    b->rounds = rounds;
-    for (unsigned round = 0; round < rounds; round++) {
+    unsigned need = rounds < MIN_KEPT ? rounds : MIN_KEPT;
+    unsigned most = 2 * rounds < BENCH_MAX_ROUNDS ? 2 * rounds : BENCH_MAX_ROUNDS;
+    unsigned long long best = 0;
+    b->rounds = 0;
+    /* One boot of each first, not timed: in a freshly started host the first is up to a second
+     * slower (the host touches the memory, and loads the files, for the first time). */
+    double warm[BOOT_MOMENTS];
+    time_to_lines(argv_bh, boot_lines, warm, BOOT_MOMENTS, out, outlen);
+    if (qemu) time_to_lines(argv_q, boot_lines, warm, BOOT_MOMENTS, out, outlen);
+    for (unsigned round = 0; round < rounds || (round < most && (b->bellhop_kept < need || (qemu && b->qemu_kept < need)));
+         round++) {
         double ms[BOOT_MOMENTS];
+        unsigned long long before = host_reference(self, out, outlen);
         time_to_lines(argv_bh, boot_lines, ms, BOOT_MOMENTS, out, outlen);
         const char *entered = strstr(out, "bellhop: guest entered at ");
         if (!entered || sscanf(entered, "bellhop: guest entered at %lf", &setup[round]) != 1) setup[round] = -1;
@@ -337,15 +378,24 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
             const char *mk = strstr(out, tag);
             if (mk) sscanf(mk + strlen(tag), "%255[^\n]", b->marker[i]);
         }
+        unsigned long long between = host_reference(self, out, outlen);
         for (unsigned i = 0; i < BOOT_MOMENTS; i++) ms[i] = -1;
         if (qemu) time_to_lines(argv_q, boot_lines, ms, BOOT_MOMENTS, out, outlen);
         for (unsigned i = 0; i < BOOT_MOMENTS; i++) q[i][round] = ms[i];
+        unsigned long long after = qemu ? host_reference(self, out, outlen) : 0;
+        b->bellhop_refs[round] = before && between ? slower(before, between) : 0;
+        b->qemu_refs[round] = qemu && between && after ? slower(between, after) : 0;
+        const unsigned long long refs[] = {before, between, after};
+        for (unsigned i = 0; i < 3; i++)
+            if (refs[i] && (!best || refs[i] < best)) best = refs[i];
+        b->rounds = round + 1;
+        for (unsigned i = 0; i < BOOT_MOMENTS; i++) {
+            b->bellhop_ms[i] = kept_median_ms(bh[i], b->bellhop_refs, b->rounds, best, &b->bellhop_kept);
+            b->qemu_ms[i] = kept_median_ms(q[i], b->qemu_refs, b->rounds, best, &b->qemu_kept);
+        }
     }
-    for (unsigned i = 0; i < BOOT_MOMENTS; i++) {
-        b->bellhop_ms[i] = median_ms(bh[i], rounds);
-        b->qemu_ms[i] = median_ms(q[i], rounds);
-    }
-    b->setup_ms = median_ms(setup, rounds);
+    unsigned kept;
+    b->setup_ms = kept_median_ms(setup, b->bellhop_refs, b->rounds, best, &kept);
 }
 
 /* What a run measures: --only traps,boot,memory picks some (all by default). */
@@ -482,33 +532,42 @@ int bench_main(int argc, char **argv, const char *kernel) {
                     printf("%s%.1f", r ? ", " : "", boots[i].qemu_rounds[j][r]);
                 printf("]}, ");
             }
-        for (unsigned i = 0; i < 2; i++) printf("\"%s_bellhop_setup_ms\": %.1f, ", image_key[i], boots[i].setup_ms);
+        for (unsigned i = 0; i < 2; i++) {
+            printf("\"%s_bellhop_setup_ms\": %.1f, \"%s_refs\": {\"bellhop\": [", image_key[i], boots[i].setup_ms,
+                   image_key[i]);
+            for (unsigned r = 0; r < boots[i].rounds; r++) printf("%s%llu", r ? ", " : "", boots[i].bellhop_refs[r]);
+            printf("], \"qemu_microvm\": [");
+            for (unsigned r = 0; r < boots[i].rounds; r++) printf("%s%llu", r ? ", " : "", boots[i].qemu_refs[r]);
+            printf("], \"bellhop_kept\": %u, \"qemu_microvm_kept\": %u}, ", boots[i].bellhop_kept, boots[i].qemu_kept);
+        }
         printf("\"rss_beyond_guest_kib\": %ld, \"anon_beyond_guest_kib\": %ld, \"qemu_rss_beyond_guest_kib\": %ld, "
                "\"qemu_anon_beyond_guest_kib\": %ld}\n",
                mem_bh.rss_kib, mem_bh.anon_kib, mem_q.rss_kib, mem_q.anon_kib);
     } else {
-        printf("bellhop bench: %u rounds (%u asked), each configuration in turn; per round 1000 samples per kind after "
-               "100 warm-up rounds, timed in the guest with the TSC (%.3f GHz); p50 and p99 are the medians of the "
-               "rounds kept: a kind's round is set aside when the cpuid exits timed among its samples (answered in "
-               "the host kernel, no VMM code) ran more than %d%% above their best for that kind in this run, for "
-               "then the host itself was slow; %s; inline dispatch on the vCPU thread\n",
-               trap_rounds, rounds, ghz, BENCH_REF_SLACK_PCT,
-               pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
-        printf("floor: the same guest under a raw KVM_RUN loop, its bell an ioeventfd that a thread blocked in read() "
-               "answers with a flag in guest memory; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
-               "same guest.elf%s\n", nruns > 2 ? "" : " (not available here)");
-        printf("bellhop's bell_write and bell_to_flag: a bell trap (--bench-bell) whose handler on the loop bumps that "
-               "flag; virtio_notify: virtio-rng's doorbell; virtio_polled and bell_to_irq: a whole virtio-rng request, "
-               "completion polled or by interrupt\n\n");
         if (nruns) {
+            printf("bellhop bench: %u rounds (%u asked), each configuration in turn; per round 1000 samples per kind after "
+                   "100 warm-up rounds, timed in the guest with the TSC (%.3f GHz); p50 and p99 are the medians of the "
+                   "rounds kept: a kind's round is set aside when the cpuid exits timed among its samples (answered in "
+                   "the host kernel, no VMM code) ran more than %d%% above their best for that kind in this run, for "
+                   "then the host itself was slow; %s; inline dispatch on the vCPU thread\n",
+                   trap_rounds, rounds, ghz, BENCH_REF_SLACK_PCT,
+                   pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
+            printf("floor: the same guest under a raw KVM_RUN loop, its bell an ioeventfd that a thread blocked in read() "
+                   "answers with a flag in guest memory; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
+                   "same guest.elf%s\n", nruns > 2 ? "" : " (not available here)");
+            printf("bellhop's bell_write and bell_to_flag: a bell trap (--bench-bell) whose handler on the loop bumps that "
+                   "flag; virtio_notify: virtio-rng's doorbell; virtio_polled and bell_to_irq: a whole virtio-rng request, "
+                   "completion polled or by interrupt\n\n");
             table(runs, nruns, ghz);
             set_aside(runs, 5);
         }
         for (unsigned i = 0; i < 2; i++) {
             const struct boot_times *b = &boots[i];
             if (b->bellhop_ms[BOOT_INIT] <= 0) continue;
-            printf("%sLinux (Debian cloud kernel as %s, test initrd, 512M, 1 CPU), median of %u boots each, in turn:\n",
-                   i == 0 ? "\n" : "", b->image, rounds);
+            printf("%sLinux (Debian cloud kernel as %s, test initrd, 512M, 1 CPU), in turn, medians of the boots kept "
+                   "(the host's reference beside them within %d%% of its best): bellhop %u of %u, QEMU %u of %u\n",
+                   i == 0 ? "\n" : "", b->image, BENCH_REF_SLACK_PCT, b->bellhop_kept, b->rounds, b->qemu_kept,
+                   b->rounds);
             static const char *const moment[BOOT_MOMENTS] = {"boot to init", "to its 11 modules loaded"};
             for (unsigned j = 0; j < BOOT_MOMENTS; j++) {
                 printf("  %-25s bellhop %5.0f ms", moment[j], b->bellhop_ms[j]);
