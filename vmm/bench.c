@@ -330,7 +330,7 @@ static double kept_median_ms(const double *v, const unsigned long long *refs, un
     double k[BENCH_MAX_ROUNDS];
     *kept = 0;
     for (unsigned i = 0; i < n; i++)
-        if (!refs[i] || !best || refs[i] * 100 <= best * (100 + BENCH_REF_SLACK_PCT)) k[(*kept)++] = v[i];
+        if (bench_ref_ok(refs[i], best)) k[(*kept)++] = v[i];
     return *kept ? median_ms(k, *kept) : median_ms(v, n);
 }
 

@@ -56,7 +56,7 @@ void bench_add_round(struct bench_run *run, const char *out) {
     run->ok = strstr(out, "bench: done") != NULL;
 }
 
-static bool ref_ok(unsigned long long ref, unsigned long long best) {
+bool bench_ref_ok(unsigned long long ref, unsigned long long best) {
     return !ref || !best || ref * 100 <= best * (100 + BENCH_REF_SLACK_PCT);
 }
 
@@ -74,7 +74,7 @@ bool bench_settle(struct bench_run *runs, unsigned nruns, unsigned need) {
             unsigned long long p50s[BENCH_MAX_ROUNDS], p99s[BENCH_MAX_ROUNDS];
             r->kept = 0;
             for (unsigned j = 0; j < r->rounds; j++)
-                if (ref_ok(r->refs[j], best)) {
+                if (bench_ref_ok(r->refs[j], best)) {
                     p50s[r->kept] = r->p50s[j];
                     p99s[r->kept++] = r->p99s[j];
                 }

@@ -39,6 +39,9 @@ void bench_add_round(struct bench_run *run, const char *out);
  * BENCH_REF_SLACK_PCT of the best of that kind across all nruns runs (every round, when none
  * was). True if every kind of every run kept at least `need` rounds. */
 bool bench_settle(struct bench_run *runs, unsigned nruns, unsigned need);
+/* Whether a reference `ref` is within BENCH_REF_SLACK_PCT of the best (true when either is 0:
+ * unknown). */
+bool bench_ref_ok(unsigned long long ref, unsigned long long best);
 const struct bench_result *bench_find(const struct bench_run *run, const char *kind);
 /* Sorts v. */
 unsigned long long bench_median(unsigned long long *v, unsigned n);

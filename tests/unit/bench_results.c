@@ -105,3 +105,11 @@ TEST(lines_that_do_not_parse_are_skipped_and_kinds_and_rounds_are_bounded) {
     CHECK_EQ(bench_find(&h, "a")->hist[BENCH_BUCKETS - 1], 1u);
     CHECK_EQ(bench_find(&h, "b")->hist[0], 5u);
 }
+
+TEST(a_reference_is_kept_up_to_the_slack_and_unknown_ones_always) {
+    CHECK(bench_ref_ok(60000, 60000));
+    CHECK(bench_ref_ok(60000 + 60000 * BENCH_REF_SLACK_PCT / 100, 60000));
+    CHECK(!bench_ref_ok(60001 + 60000 * BENCH_REF_SLACK_PCT / 100, 60000));
+    CHECK(bench_ref_ok(0, 60000));
+    CHECK(bench_ref_ok(90000, 0));
+}
