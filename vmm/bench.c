@@ -256,13 +256,17 @@ static void json(const struct bench_run *runs, unsigned nruns, unsigned rounds, 
 /* Which rounds bench_settle set aside, per run and kind. */
 static void set_aside(const struct bench_run *runs, unsigned nruns) {
     unsigned shown = 0;
-    for (unsigned k = 0; k < nruns; k++)
+    for (unsigned k = 0; k < nruns; k++) {
+        unsigned in_run = 0;
         for (unsigned i = 0; i < runs[k].nr; i++) {
             const struct bench_result *r = &runs[k].r[i];
             if (r->kept == r->rounds) continue;
-            printf("%s %s %s %u of %u", shown++ ? "," : "\nrounds set aside (the host was slow then):", runs[k].name,
-                   r->kind, r->rounds - r->kept, r->rounds);
+            if (!in_run++)
+                printf("%s%s, of %u rounds:", shown++ ? "; " : "\nrounds set aside (the host was slow then): ",
+                       runs[k].name, r->rounds);
+            printf("%s%s %u", in_run > 1 ? ", " : " ", r->kind, r->rounds - r->kept);
         }
+    }
     printf(shown ? "\n" : "\nno round set aside: the host's cpuid exits stayed within %d%% of their best\n",
            BENCH_REF_SLACK_PCT);
 }
