@@ -27,9 +27,16 @@
  * with the others: a nested host drifts over seconds, and a ratio of two runs made far apart
  * would carry that drift. */
 #define DEFAULT_ROUNDS 5
-/* Rounds every kind must keep (bench_settle): while one keeps fewer, another round of every
- * configuration runs, up to twice the rounds asked for. */
+/* Rounds every kind must keep (bench_settle), or every Linux boot: while one keeps fewer,
+ * another round runs, up to twice the rounds asked for. */
 #define MIN_KEPT 3
+
+static unsigned kept_needed(unsigned asked) { return asked < MIN_KEPT ? asked : MIN_KEPT; }
+
+/* Whether round `done` (from 0) of `asked` runs, given whether something keeps too few. */
+static bool another_round(unsigned done, unsigned asked, bool keeps_too_few) {
+    return done < asked || (done < 2 * asked && done < BENCH_MAX_ROUNDS && keeps_too_few);
+}
 
 static uint64_t rdtsc(void) {
     uint32_t lo, hi;
@@ -319,10 +326,11 @@ static double median_ms(const double *v, unsigned n) {
 static unsigned long long host_reference(char *self, char *out, size_t outlen) {
     char *const argv[] = {self, "run", "--cmdline", "reference", NULL};
     spawn_capture(argv, NULL, out, outlen);
-    const char *p = strstr(out, "bench-result cpuid ");
-    unsigned long long p50 = 0;
-    if (!p || sscanf(p, "bench-result cpuid n=%*u min=%*u p50=%llu", &p50) != 1) return 0;
-    return p50;
+    static struct bench_run run;
+    run = (struct bench_run){.name = "reference"};
+    bench_add_round(&run, out);
+    const struct bench_result *r = bench_find(&run, "cpuid");
+    return r ? r->p50s[0] : 0;
 }
 
 static unsigned long long slower(unsigned long long a, unsigned long long b) { return a > b ? a : b; }
@@ -340,11 +348,10 @@ static double kept_median_ms(const double *v, const unsigned long long *refs, un
 
 
 /* Both VMMs boot the kernel at b->path with the test initrd until its modules are loaded, in
- * turn, once to warm up and then `rounds` times each, with the host's reference taken before, between and after; the
- * medians of each moment over the boots kept count. A boot is set aside, as a trap round is
- * (see vmm/bench_results.h), when a reference beside it ran more than BENCH_REF_SLACK_PCT above
- * the best of this image's, and while either VMM keeps fewer than 3 another round runs, up to
- * twice the rounds asked for. */
+ * turn, once to warm up and then `rounds` times each (more: see MIN_KEPT), with the host's
+ * reference taken before, between and after; the medians of each moment over the boots kept
+ * count. A boot is set aside, as a trap round is (see vmm/bench_results.h), when a reference
+ * beside it ran more than BENCH_REF_SLACK_PCT above the best of this image's. */
 static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char *out, size_t outlen) {
     for (unsigned i = 0; i < BOOT_MOMENTS; i++) b->bellhop_ms[i] = b->qemu_ms[i] = -1;
     b->setup_ms = -1;
@@ -358,8 +365,7 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
                             "-no-reboot", "-kernel", (char *)b->path, "-initrd", "build/linux/initrd.cpio",
                             "-append", "console=ttyS0 quiet", NULL};
     double(*bh)[BENCH_MAX_ROUNDS] = b->bellhop_rounds, (*q)[BENCH_MAX_ROUNDS] = b->qemu_rounds, setup[BENCH_MAX_ROUNDS];
-    unsigned need = rounds < MIN_KEPT ? rounds : MIN_KEPT;
-    unsigned most = 2 * rounds < BENCH_MAX_ROUNDS ? 2 * rounds : BENCH_MAX_ROUNDS;
+    unsigned need = kept_needed(rounds);
     unsigned long long best = 0;
     b->rounds = 0;
     /* One boot of each first, not timed: in a freshly started host the first is up to a second
@@ -367,7 +373,7 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
     double warm[BOOT_MOMENTS];
     time_to_lines(argv_bh, boot_lines, warm, BOOT_MOMENTS, out, outlen);
     if (qemu) time_to_lines(argv_q, boot_lines, warm, BOOT_MOMENTS, out, outlen);
-    for (unsigned round = 0; round < rounds || (round < most && (b->bellhop_kept < need || (qemu && b->qemu_kept < need)));
+    for (unsigned round = 0; another_round(round, rounds, b->bellhop_kept < need || (qemu && b->qemu_kept < need));
          round++) {
         double ms[BOOT_MOMENTS];
         unsigned long long before = host_reference(self, out, outlen);
@@ -471,9 +477,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
         char *const argv_open[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--no-seccomp",
                                    "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
         bool floor_ok = true, peer_ok = true;
-        unsigned need = rounds < MIN_KEPT ? rounds : MIN_KEPT;
-        unsigned most = 2 * rounds < BENCH_MAX_ROUNDS ? 2 * rounds : BENCH_MAX_ROUNDS;
-        for (unsigned round = 0; round < rounds || (round < most && !bench_settle(runs, 5, need)); round++) {
+        unsigned need = kept_needed(rounds);
+        for (unsigned round = 0; another_round(round, rounds, round >= rounds && !bench_settle(runs, 5, need)); round++) {
             trap_rounds = round + 1;
             spawn_capture(argv_bh, NULL, out, OUT_MAX);
             bench_add_round(&runs[0], out);
