@@ -42,11 +42,11 @@ __attribute__((hot)) static void marker_write(void *dev, uint64_t off, uint8_t s
     pthread_mutex_unlock(&b->lock);
 }
 
-void boot_marker_guest_entered(struct boot_marker *b) {
+void boot_marker_guest_entered(struct boot_marker *b, const char *setup) {
     uint64_t t = stats_now_ns() - b->start_ns;
     if (b->print)
-        fprintf(stderr, "bellhop: guest entered at %llu.%03llu ms\n", (unsigned long long)(t / 1000000),
-                (unsigned long long)(t / 1000 % 1000));
+        fprintf(stderr, "bellhop: guest entered at %llu.%03llu ms (setup, ms: %s)\n", (unsigned long long)(t / 1000000),
+                (unsigned long long)(t / 1000 % 1000), setup);
 }
 
 const struct io_ops boot_marker_ops = {.name = "boot-marker", .read = marker_read, .write = marker_write};

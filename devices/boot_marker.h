@@ -17,7 +17,8 @@ struct boot_marker;
 extern const struct io_ops boot_marker_ops;
 struct boot_marker *boot_marker_create(zx_handle_t guest, uint64_t vmm_start_ns, bool print);
 void boot_marker_destroy(struct boot_marker *b);
-/* The boot CPU is about to run the guest's first instruction (once per VM). */
-void boot_marker_guest_entered(struct boot_marker *b);
+/* The boot CPU is about to run the guest's first instruction (once per VM); `setup` says
+ * where the VMM's setup went, phase by phase. */
+void boot_marker_guest_entered(struct boot_marker *b, const char *setup);
 
 #endif

@@ -307,6 +307,7 @@ struct boot_times {
     double bellhop_ms[BOOT_MOMENTS], qemu_ms[BOOT_MOMENTS]; /* -1: did not run */
     char marker[BOOT_MOMENTS][256];                         /* bellhop's boot markers: time and exits */
     double setup_ms;                                        /* bellhop's start to the guest's first instruction */
+    char setup_phases[256];                                 /* where that went in the first boot, phase by phase */
     unsigned rounds, bellhop_kept, qemu_kept;
     double bellhop_rounds[BOOT_MOMENTS][BENCH_MAX_ROUNDS], qemu_rounds[BOOT_MOMENTS][BENCH_MAX_ROUNDS];
     /* the host's reference around each boot: the slower of the one before and the one after */
@@ -355,6 +356,7 @@ static double kept_median_ms(const double *v, const unsigned long long *refs, un
 static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char *out, size_t outlen) {
     for (unsigned i = 0; i < BOOT_MOMENTS; i++) b->bellhop_ms[i] = b->qemu_ms[i] = -1;
     b->setup_ms = -1;
+    b->setup_phases[0] = 0;
     if (access(b->path, R_OK) != 0 || access("build/linux/initrd.cpio", R_OK) != 0) return;
     char *const argv_bh[] = {self, "run", "--kernel", (char *)b->path, "--initrd", "build/linux/initrd.cpio",
                              "--mem", "512M", "--boot-markers", "--cmdline", "console=ttyS0 quiet", NULL};
@@ -380,6 +382,8 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
         time_to_lines(argv_bh, boot_lines, ms, BOOT_MOMENTS, out, outlen);
         const char *entered = strstr(out, "bellhop: guest entered at ");
         if (!entered || sscanf(entered, "bellhop: guest entered at %lf", &setup[round]) != 1) setup[round] = -1;
+        const char *phases = entered ? strstr(entered, "(setup, ms: ") : NULL;
+        if (round == 0 && phases) sscanf(phases + strlen("(setup, ms: "), "%255[^)\n]", b->setup_phases);
         for (unsigned i = 0; i < BOOT_MOMENTS; i++) {
             bh[i][round] = ms[i];
             if (round > 0) continue; /* the first boot's markers are the ones shown */
@@ -542,8 +546,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
                 printf("]}, ");
             }
         for (unsigned i = 0; i < 2; i++) {
-            printf("\"%s_bellhop_setup_ms\": %.1f, \"%s_refs\": {\"bellhop\": [", image_key[i], boots[i].setup_ms,
-                   image_key[i]);
+            printf("\"%s_bellhop_setup_ms\": %.1f, \"%s_bellhop_setup_phases_ms\": \"%s\", \"%s_refs\": {\"bellhop\": [",
+                   image_key[i], boots[i].setup_ms, image_key[i], boots[i].setup_phases, image_key[i]);
             for (unsigned r = 0; r < boots[i].rounds; r++) printf("%s%llu", r ? ", " : "", boots[i].bellhop_refs[r]);
             printf("], \"qemu_microvm\": [");
             for (unsigned r = 0; r < boots[i].rounds; r++) printf("%s%llu", r ? ", " : "", boots[i].qemu_refs[r]);
@@ -592,6 +596,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
                     printf("; without it, boot to init would be %.2fx QEMU's",
                            (b->bellhop_ms[BOOT_INIT] - b->setup_ms) / b->qemu_ms[BOOT_INIT]);
                 printf("\n");
+                if (b->setup_phases[0]) printf("    first boot's setup, ms: %s\n", b->setup_phases);
             }
         }
         if (mem_bh.rss_kib >= 0) {

@@ -63,12 +63,20 @@ grep -q -E "bellhop: boot marker 0x1 at [0-9]+\.[0-9]{3} ms" $out && grep -q "li
     grep -q -E "bellhop: boot marker 0x2 at [0-9]+\.[0-9]{3} ms" $out && pass boot_markers_timed ||
     fail boot_markers_timed "$(grep -i -e marker -e 'init started' $out | tr '\n' '|')"
 # The VMM's own setup: when the boot CPU first entered the guest, before any marker.
-entered=$(sed -n 's/^bellhop: guest entered at \([0-9.]*\) ms$/\1/p' $out)
+entered=$(sed -n 's/^bellhop: guest entered at \([0-9.]*\) ms (setup, ms: .*)$/\1/p' $out)
 first=$(sed -n 's/.*bellhop: boot marker 0x1 at \([0-9.]*\) ms.*/\1/p' $out)
 echo "    guest entered at $entered ms, marker 0x1 at $first ms"
 [ -n "$entered" ] && [ -n "$first" ] && awk -v e="$entered" -v f="$first" 'BEGIN { exit !(e > 0 && e < f) }' &&
     pass guest_entry_timed_before_the_markers ||
     fail guest_entry_timed_before_the_markers "$(grep -e 'guest entered' -e 'marker 0x1' $out | tr '\n' '|')"
+# ... and where that setup went: every phase, in order, adding up to the time of entry.
+phases=$(sed -n 's/^bellhop: guest entered at [0-9.]* ms (setup, ms: \(.*\))$/\1/p' $out)
+echo "    setup: $phases"
+names=$(echo "$phases" | sed 's/ [0-9][0-9.]*//g')
+sum=$(echo "$phases" | tr ',' '\n' | awk '{ s += $NF } END { print s }')
+[ "$names" = "options, vm, memory, kernel, devices, boot data, loop, vcpu" ] &&
+    awk -v e="$entered" -v s="$sum" 'BEGIN { exit !(s > 0 && e - s >= -0.5 && e - s < 2) }' &&
+    pass setup_phases_add_up_to_the_entry || fail setup_phases_add_up_to_the_entry "entered $entered, phases '$phases'"
 # Exits to user space are deterministic enough to bound (QEMU microvm with an RTC takes ~3.0K
 # for this kernel to its modules, kvmtool ~35K; bellhop ~1.13K to init and ~1.9K to the
 # modules with these five devices, most of them PCI configuration reads through 0xCF8/0xCFC).
@@ -81,7 +89,7 @@ for n in 1 2; do
 done
 unpacked=$(grep "bellhop: kernel unpacked" $out)
 echo "    $unpacked"
-echo "$unpacked" | grep -q -E "unpacked \((gzip|xz|lz4|zstd), [0-9]+ KiB, KASLR\)" && pass kernel_unpacked_by_bellhop_with_kaslr ||
+echo "$unpacked" | grep -q -E "unpacked \((gzip|xz|lz4|zstd), [0-9]+ KiB, KASLR \+[0-9]+ MiB\)" && pass kernel_unpacked_by_bellhop_with_kaslr ||
     fail kernel_unpacked_by_bellhop_with_kaslr "'$unpacked'"
 grep -q "linux-guest: cpus 2" $out && pass two_cpus || fail two_cpus "$(grep 'linux-guest: cpus' $out)"
 grep -q "linux-guest: disk read: from the host" $out && grep -q "linux-guest: disk written" $out &&
