@@ -8,7 +8,7 @@
 suite=linux_guest
 # --list: what tests/run.sh expects a result from (a result not listed here is a failure too)
 tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
-       guest_entry_timed_before_the_markers exits_to_marker_1_at_most_2500
+       guest_entry_timed_before_the_markers setup_phases_add_up_to_the_entry exits_to_marker_1_at_most_2500
        exits_to_marker_2_at_most_2500 two_cpus ext4_disk_read_and_written
        the_guests_file_is_in_the_image hwrng_gives_bytes virtio_net_reaches_the_tap
        kernel_unpacked_by_bellhop_with_kaslr reboot_ends_the_vm_with_0
