@@ -448,6 +448,17 @@ __attribute__((hot, noinline)) static void cpu_loop(struct machine *m, struct cp
     }
 }
 
+/* Setup's phase `name` ends now (--boot-markers only): its time joins m->setup_phases, which
+ * the guest-entered line shows, so that a slow setup says where it went. */
+static void setup_phase(struct machine *m, const char *name) {
+    if (!m->cfg->boot_markers) return;
+    uint64_t now = stats_now_ns();
+    size_t len = strlen(m->setup_phases);
+    snprintf(m->setup_phases + len, sizeof m->setup_phases - len, "%s%s %.1f", len ? ", " : "", name,
+             (double)(now - m->setup_last_ns) / 1e6);
+    m->setup_last_ns = now;
+}
+
 static void *cpu_main(void *arg) {
     struct cpu *c = arg;
     struct machine *m = c->m;
@@ -493,11 +504,10 @@ static void *cpu_main(void *arg) {
     pthread_cond_broadcast(&m->cond); /* setup_done() waits for this */
     pthread_mutex_unlock(&m->lock);
     if (c->id == 0 && !stop) {
-        /* the vCPU's own phase: its thread, state and sandbox (setup_phases is done with) */
-        char phases[sizeof m->setup_phases + 32];
-        snprintf(phases, sizeof phases, "%s, vcpu %.1f", m->setup_phases,
-                 (double)(stats_now_ns() - m->setup_last_ns) / 1e6);
-        boot_marker_guest_entered(m->marker, phases);
+        /* setup's last phase, the boot vCPU's thread, state and sandbox: the main thread's
+         * phases ended before this thread was created, and it adds none after */
+        setup_phase(m, "vcpu");
+        boot_marker_guest_entered(m->marker, m->setup_phases);
     }
     if (m->profile && bellhop_vcpu_set_tick(vcpu, PROFILE_PERIOD_NS) != ZX_OK)
         fprintf(stderr, "bellhop: cpu%u: cannot start its profile tick\n", c->id);
@@ -530,17 +540,6 @@ static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
 }
 
 /* ---- setup ---- */
-
-/* Setup's phase `name` ends now (--boot-markers only): its time joins m->setup_phases, which
- * the guest-entered line shows, so that a slow setup says where it went. */
-static void setup_phase(struct machine *m, const char *name) {
-    if (!m->cfg->boot_markers) return;
-    uint64_t now = stats_now_ns();
-    size_t len = strlen(m->setup_phases);
-    snprintf(m->setup_phases + len, sizeof m->setup_phases - len, "%s%s %.1f", len ? ", " : "", name,
-             (double)(now - m->setup_last_ns) / 1e6);
-    m->setup_last_ns = now;
-}
 
 /* A kernel or initrd, mapped read-only (vmm/file_map.h): the loaders copy from the page cache
  * straight into guest memory (reading it into a buffer first would copy and zero-fill it once
