@@ -3,6 +3,8 @@
 #   make run             build and boot the bundled guest (nested when /dev/kvm is missing)
 #   make test            unit (plain, ASan+UBSan, TSan) + integration tests on real KVM
 #   make test SAN=1      only the unit tests, under ASan+UBSan
+#   make test KVM=nested integration tests all in the nested KVM host (KVM=direct: all on this
+#                        host's /dev/kvm; default auto: each where it can run, tests/run.sh)
 #   make bench           benchmarks
 #   make CC=clang        any of the above with clang
 
@@ -12,6 +14,7 @@ CC := gcc
 endif
 
 SAN ?=
+KVM ?= auto
 ifeq ($(SAN),1)
 override SAN := address
 endif
@@ -169,7 +172,7 @@ $(B)/bench/loop_bench: $(B)/obj/bench/loop_bench.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -luv
 
-$(B)/tests/kvm-probe: $(B)/obj/tests/lib/kvm_probe.o
+$(B)/tests/kvm-probe: $(B)/obj/tests/lib/kvm_probe.o $(B)/obj/vmm/kvm_host.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
@@ -215,7 +218,7 @@ ifeq ($(SAN),)
 	@$(MAKE) --no-print-directory CC=clang BUILDDIR=build/clang all
 	@$(MAKE) --no-print-directory fuzz-bins
 	@tests/run.sh --unit build --unit build/asan --unit build/tsan --fuzz $(FUZZ_SMOKE_SECONDS) \
-	    --kvm build --kvm build/asan --kvm build/tsan
+	    --kvm build --kvm build/asan --kvm build/tsan --mode $(KVM)
 else
 	@$(MAKE) --no-print-directory unit-bins
 	@tests/run.sh --unit $(B)
@@ -265,13 +268,17 @@ fuzz: deps fuzz-bins
 	    | grep -E "^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==ERROR|SUMMARY)" ; done
 
 # The loop against libuv and the eventfd floor; then trap round trips from inside the guest
-# under bellhop, the raw KVM floor and QEMU microvm (nested when /dev/kvm is missing).
+# under bellhop, the raw KVM floor and QEMU microvm (nested when /dev/kvm is missing), and
+# Linux boots (nested on a PVM host, where a stock kernel cannot run).
 QEMU_FILES := /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin \
               /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin
 bench: deps all linux-files
 	@$(B)/bench/loop_bench
 	@echo
-	@BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux" scripts/run.sh build/bellhop bench
+	@if [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ]; then \
+	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory && echo && \
+	    BELLHOP_RUN_WHERE=nested BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux" scripts/run.sh build/bellhop bench --only boot; \
+	else BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux" scripts/run.sh build/bellhop bench; fi
 
 clean:
 	rm -rf build/obj build/asan build/tsan build/tests build/guest build/*.a build/bellhop

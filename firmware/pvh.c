@@ -59,6 +59,8 @@ int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, u
         return FAIL("bad ELF program headers");
     bool found = false;
     uint64_t top = 0;
+    k->vaddr_lo = UINT64_MAX;
+    k->vaddr_hi = 0;
     for (unsigned i = 0; i < eh.e_phnum; i++) {
         Elf64_Phdr ph;
         memcpy(&ph, image + eh.e_phoff + i * sizeof ph, sizeof ph);
@@ -82,6 +84,9 @@ int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, u
         memset(gm_ptr(gm, ph.p_paddr + ph.p_filesz, ph.p_memsz - ph.p_filesz), 0,
                ph.p_memsz - ph.p_filesz);
         if (ph.p_paddr + ph.p_memsz > top) top = ph.p_paddr + ph.p_memsz;
+        if (ph.p_vaddr < k->vaddr_lo) k->vaddr_lo = ph.p_vaddr;
+        uint64_t last = ph.p_vaddr > UINT64_MAX - (ph.p_memsz - 1) ? UINT64_MAX : ph.p_vaddr + (ph.p_memsz - 1);
+        if (last > k->vaddr_hi) k->vaddr_hi = last;
     }
     if (top == 0) return FAIL("ELF file has nothing to load");
     if (k->entry < min_paddr || k->entry >= top)

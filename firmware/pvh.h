@@ -19,6 +19,7 @@ struct pvh_kernel {
     uint64_t entry; /* XEN_ELFNOTE_PHYS32_ENTRY */
     uint64_t end;   /* first byte above the loaded image */
     bool is_linux;    /* XEN_ELFNOTE_GUEST_OS says "linux": it wants its initrd as module 0 */
+    uint64_t vaddr_lo, vaddr_hi; /* the virtual addresses it is linked at (its loaded segments') */
 };
 
 /* Loads the kernel image `image` (len bytes, the file's contents) into guest memory at its

@@ -1,15 +1,23 @@
 #!/bin/bash
 # Runs a bellhop command: directly when this machine's /dev/kvm works, otherwise inside the
-# nested KVM host, with the build's binaries and guest images copied in.
-#   scripts/run.sh build/bellhop run [ARGS...]
+# nested KVM host, with the build's binaries and guest images copied in. A stock Linux kernel
+# needs hardware virtualization: on a PVM host, BELLHOP_RUN_WHERE=nested runs it nested.
+#   [BELLHOP_RUN_WHERE=auto|direct|nested] scripts/run.sh build/bellhop run [ARGS...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=$1; shift
 dir=$(dirname "$bin")
-if "$dir"/tests/kvm-probe 2>/dev/null; then
-    exec "$bin" "$@"
+where=${BELLHOP_RUN_WHERE:-auto}
+host=$("$dir"/tests/kvm-probe 2>/dev/null) && [ "$where" != nested ] && exec "$bin" "$@"
+if [ "$where" = direct ]; then
+    echo "(BELLHOP_RUN_WHERE=direct, but this host's KVM is $host)" >&2
+    exit 1
 fi
-echo "(no usable /dev/kvm here: running bellhop inside the nested KVM host)" >&2
+if [ "$where" = nested ]; then
+    echo "(running bellhop inside the nested KVM host, as BELLHOP_RUN_WHERE says)" >&2
+else
+    echo "(no usable /dev/kvm here, $host: running bellhop inside the nested KVM host)" >&2
+fi
 args=$(printf '%q ' "$@")
 # Extra files the command needs inside (BELLHOP_RUN_FILES, space-separated), if they exist.
 extra=()

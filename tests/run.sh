@@ -1,22 +1,29 @@
 #!/bin/bash
 # bellhop's test runner: unit tests on the host, integration tests on real KVM — directly
-# when /dev/kvm works here, otherwise inside the nested KVM host (scripts/nested.sh).
+# on this host's /dev/kvm where it can run them, otherwise inside the nested KVM host
+# (scripts/nested.sh); --mode (make test KVM=...) forces one place for all.
 # Prints one line per test, then "N passed, N failed, N skipped"; exits non-zero on any
 # failure or when no test ran.
-#   tests/run.sh [--unit BUILDDIR]... [--fuzz SECONDS] [--kvm BUILDDIR]...
+#   tests/run.sh [--unit BUILDDIR]... [--fuzz SECONDS] [--kvm BUILDDIR]... [--mode auto|direct|nested]
 # (the first --kvm directory holds kvm-probe and the guest; later ones are sanitizer builds)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=$(mktemp)
-units=(); kvms=(); fuzz=
+units=(); kvms=(); fuzz=; mode=${KVM:-auto}; summary=()
 while [ $# -gt 0 ]; do
     case $1 in
         --unit) units+=("$2"); shift 2 ;;
         --fuzz) fuzz=$2; shift 2 ;;
         --kvm) kvms+=("$2"); shift 2 ;;
+        --mode) mode=$2; shift 2 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
+case $mode in auto|direct|nested) ;; *) echo "run.sh: --mode $mode: auto, direct or nested" >&2; exit 2 ;; esac
+
+tally() { # result lines in, their counts out
+    awk '{n[$1]++} END {printf "%d passed, %d failed, %d skipped", n["PASS"], n["FAIL"], n["SKIP"]}'
+}
 
 console() { # the nested host's console, without its own end-of-run lines, through emit
     grep -v '^BELLHOP-NESTED-EXIT\|reboot: Power down' | emit ""
@@ -82,23 +89,44 @@ fi
 if [ ${#kvms[@]} -gt 0 ]; then
     kvm=${kvms[0]}
     before=$(wc -l < "$results")
-    if "$kvm"/tests/kvm-probe; then
-        echo "integration tests: on this machine's /dev/kvm"
-        sh tests/run-kvm.sh "${kvms[@]}" 2>&1 | emit ""
-    else
-        echo "integration tests: no usable /dev/kvm here; running them in the nested KVM host"
+    # Where each binary runs (vmm/kvm_host.h has the kinds): on hardware KVM, all directly; on
+    # PVM, the ones that boot Linux (tests/kvm/linux_*) in the nested host, which has the full
+    # x86 virtualization they need, and the rest directly, so both KVMs are covered; with no
+    # usable /dev/kvm, all nested. KVM=direct or KVM=nested forces one place for all.
+    host=$("$kvm"/tests/kvm-probe)
+    kind=${host%%:*}
+    direct=(); nested=(); summary=()
+    for d in "${kvms[@]}"; do
+        for t in "$d"/tests/kvm/*; do
+            [ -x "$t" ] || continue
+            case $mode:$kind:$(basename "$t") in
+                nested:*|auto:none:*|auto:pvm:linux_*) nested+=("$t") ;;
+                *) direct+=("$t") ;;
+            esac
+        done
+    done
+    echo "integration tests: this host's KVM is $host"
+    if [ "$mode" = direct ] && [ "$kind" = none ]; then
+        echo "FAIL integration: KVM=direct, but this host has no usable /dev/kvm" | tee -a "$results"
+        direct=()
+    fi
+    [ ${#direct[@]} -gt 0 ] && echo "integration tests: ${#direct[@]} binaries directly on this host's /dev/kvm ($kind, KVM=$mode)"
+    [ ${#nested[@]} -gt 0 ] && echo "integration tests: ${#nested[@]} binaries in the nested KVM host (KVM=$mode)"
+    if [ ${#direct[@]} -gt 0 ]; then
+        sh tests/run-kvm.sh "${direct[@]}" 2>&1 | emit ""
+        summary+=("directly on $kind KVM: $(tail -n +$((before + 1)) "$results" | tally)")
+    fi
+    before_nested=$(wc -l < "$results")
+    if [ ${#nested[@]} -gt 0 ]; then
         out=$(mktemp)
         # QEMU itself goes in too: the peer test boots guest.elf under QEMU-KVM microvm.
         peer=()
         for f in /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin \
-                 /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin /usr/sbin/debugfs build/linux; do
+                 /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin /usr/sbin/debugfs /usr/bin/ip build/linux; do
             [ -e "$f" ] && peer+=(--file "$f")
         done
-        builds=(); pending=()
-        for d in "${kvms[@]}"; do
-            builds+=(--file "$d/tests/kvm" --file "$d/bellhop")
-            for t in "$d"/tests/kvm/*; do [ -x "$t" ] && pending+=("$t"); done
-        done
+        builds=() pending=("${nested[@]}")
+        for d in "${kvms[@]}"; do builds+=(--file "$d/tests/kvm" --file "$d/bellhop"); done
         # When L1 froze (nested.sh status 126: QEMU's software SVM, not a test), what had not
         # finished runs again in a fresh L1, up to 6 L1s in all: the binaries not started, and
         # the one L1 froze in from its first test without a result (BINARY@TEST). The results
@@ -155,6 +183,7 @@ if [ ${#kvms[@]} -gt 0 ]; then
             echo "FAIL nested-vm: the nested KVM host did not finish the tests (status $rc)" | tee -a "$results"
         fi
         rm -f "$out" "$partial"
+        summary+=("in the nested KVM host: $(tail -n +$((before_nested + 1)) "$results" | tally)")
     fi
     if [ "$(wc -l < "$results")" = "$before" ]; then
         echo "FAIL integration: no integration test reported a result" | tee -a "$results"
@@ -176,5 +205,6 @@ echo
 if [ "$failed" -gt 0 ]; then
     echo "failures:"; grep '^FAIL ' "$results" | sed 's/^/  /'
 fi
+for line in "${summary[@]}"; do echo "integration tests $line"; done
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -21,5 +21,8 @@ int bench_memory_beyond_guest(pid_t pid, struct bench_memory *out);
 /* qemu-system-x86_64 with its microvm firmware, inside the nested KVM host (/bellhop/...) or
  * on this machine; dir gets its firmware directory (for -L). NULL if there is none. */
 const char *bench_qemu_path(char *dir, size_t len);
+/* QEMU's -cpu for this host's KVM: "host", or on PVM "host,-arch-capabilities" (QEMU fails to
+ * set MSR 0x10a there and stops on an assertion). */
+const char *bench_qemu_cpu(void);
 
 #endif

@@ -67,6 +67,14 @@ bool disasm_at(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s, uint64
     return size > 0;
 }
 
+bool disasm_bytes(const bellhop_vcpu_sregs_t *s, const uint8_t *code, size_t n, uint64_t rip, char *buf, size_t len) {
+    csh h;
+    if (n == 0 || !open_cs(s, &h)) return false;
+    size_t size = decode(h, code, n, linear(s, rip), buf, len);
+    cs.close(&h);
+    return size > 0;
+}
+
 bool disasm_ending_at(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s, uint64_t end,
                       uint64_t *start, char *buf, size_t len) {
     uint8_t code[15];

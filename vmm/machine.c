@@ -44,6 +44,7 @@
 #include "vmm/disasm.h"
 #include "vmm/file_map.h"
 #include "vmm/footprint.h"
+#include "vmm/kvm_host.h"
 #include "vmm/machine.h"
 #include "vmm/profile.h"
 #include "vmm/sandbox.h"
@@ -94,6 +95,8 @@ struct crash {
     bool have_regs;
     zx_vcpu_state_t r;
     bellhop_vcpu_sregs_t s;
+    uint8_t insn[15]; /* the instruction KVM could not emulate, when it gave its bytes */
+    size_t insn_len;
 };
 
 struct cpu {
@@ -112,6 +115,7 @@ struct cpu {
  * stats, dispatch_loop, maps[]), so that an exit touches one page of it. */
 struct machine {
     struct vm_env env; /* first: devices get &env */
+    enum kvm_host_kind host;
     const struct machine_config *cfg;
     bool dispatch_loop; /* cfg's, beside env's trace and stats: what every exit reads */
     async_receiver_t loop_call; /* --dispatch loop: register accesses handed to the loop */
@@ -269,6 +273,7 @@ __attribute__((cold)) static void crash_capture(struct cpu *c, zx_handle_t vcpu,
     k->crashed = true;
     k->status = st;
     bellhop_vcpu_last_error(vcpu, k->err, sizeof k->err);
+    k->insn_len = st == ZX_ERR_INTERNAL ? bellhop_vcpu_failed_instruction(vcpu, k->insn, sizeof k->insn) : 0;
     k->have_regs = zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &k->r, sizeof k->r) == ZX_OK &&
                    bellhop_vcpu_read_sregs(vcpu, &k->s) == ZX_OK;
 }
@@ -283,6 +288,15 @@ static void crash_report(struct cpu *c) {
         fprintf(stderr, "  (KVM reset this vCPU when it shut down: its registers are gone)\n");
         return;
     }
+    char insn[96];
+    if (k->status == ZX_ERR_INTERNAL &&
+        (k->insn_len ? disasm_bytes(s, k->insn, k->insn_len, s->rip, insn, sizeof insn)
+                     : disasm_at(&c->m->env.mem, s, s->rip, insn, sizeof insn)))
+        fprintf(stderr, "bellhop: KVM cannot emulate `%s` (rip %#" PRIx64 ")%s\n", insn, s->rip,
+                c->m->host == KVM_HOST_PVM ? "; this host's KVM is PVM, which emulates what a guest kernel not built for "
+                                             "it (CONFIG_PVM_GUEST) runs: run that kernel in the nested KVM host "
+                                             "(BELLHOP_RUN_WHERE=nested scripts/run.sh build/bellhop run ...)"
+                                           : "");
     fprintf(stderr,
             "  rip %016" PRIx64 " rflags %016" PRIx64 " cs %04x\n"
             "  rax %016" PRIx64 " rbx %016" PRIx64 " rcx %016" PRIx64 " rdx %016" PRIx64 "\n"
@@ -577,14 +591,32 @@ static int copy_guarded(struct machine *m, const char *what, const char *path, c
 }
 
 struct load_error {
-    char text[160];
+    char text[400];
 };
+
+/* A kernel whose code lies where a PVM host keeps its own (vmm/kvm_host.h) would run only
+ * through KVM's emulator, slowly, until an instruction it lacks stops it: refused before it
+ * runs, unless the user insists. */
+static bool refused_on_pvm(const struct machine *m, uint64_t lo, uint64_t hi, struct load_error *e) {
+    if (m->host != KVM_HOST_PVM || m->cfg->pvm_anyway || kvm_host_pvm_can_run(lo, hi)) return false;
+    snprintf(e->text, sizeof e->text,
+             "linked at %#" PRIx64 ", in the top 2 GiB that a PVM host keeps for itself: this host's KVM is PVM, "
+             "which runs only kernels built for it (CONFIG_PVM_GUEST); run it in the nested KVM host "
+             "(BELLHOP_RUN_WHERE=nested scripts/run.sh build/bellhop run ...), or try it here with --pvm-anyway",
+             (uint64_t)(hi >= KVM_HOST_PVM_RESERVED && lo < KVM_HOST_PVM_RESERVED ? KVM_HOST_PVM_RESERVED : lo));
+    return true;
+}
 
 static int load_kernel_image(struct machine *m, const struct file_map *kernel, void *arg) {
     struct load_error *e = arg;
-    if (!bzimage_detect(kernel->data, kernel->len))
-        return pvh_load_elf(kernel->data, kernel->len, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, e->text,
-                            sizeof e->text);
+    if (!bzimage_detect(kernel->data, kernel->len)) {
+        int r = pvh_load_elf(kernel->data, kernel->len, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, e->text,
+                             sizeof e->text);
+        return r == 0 && refused_on_pvm(m, m->kernel.vaddr_lo, m->kernel.vaddr_hi, e) ? -1 : r;
+    }
+    /* The 64-bit boot protocol's kernel is x86-64 Linux, linked in the top 2 GiB
+     * (__START_KERNEL_map): no need to unpack it to know. */
+    if (refused_on_pvm(m, KVM_HOST_PVM_RESERVED, UINT64_MAX, e)) return -1;
     m->bzimage = true;
     uint64_t t0 = stats_now_ns();
     int r = bzimage_load(kernel->data, kernel->len, &m->env.mem, LAYOUT_KERNEL_MIN, !m->cfg->guest_decompress,
@@ -856,6 +888,9 @@ int machine_run(const struct machine_config *cfg) {
         goto out;
     }
     m->env.guest = m->guest;
+    char why[160];
+    m->host = kvm_host_kind_of_working_kvm(why, sizeof why);
+    if (cfg->boot_markers) fprintf(stderr, "bellhop: this host's KVM: %s (%s)\n", kvm_host_name(m->host), why);
     setup_phase(m, "vm");
     st = zx_guest_map_memory(m->guest, 0, cfg->mem, 0, (void **)&m->env.mem.host);
     if (st != ZX_OK) {

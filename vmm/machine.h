@@ -48,6 +48,7 @@ struct machine_config {
     const char *profile;         /* sample each vCPU's RIP into this file (vmm/profile.h); NULL: no */
     const char *profile_symbols; /* a System.map / kallsyms listing naming them; NULL: the kernel's */
     bool sandbox;       /* each thread under its seccomp allowlist once set up (vmm/sandbox.h) */
+    bool pvm_anyway;    /* on a PVM host, run a kernel linked in the top 2 GiB all the same */
     uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started, for boot markers */
 };
 

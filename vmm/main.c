@@ -59,6 +59,8 @@ static void usage(FILE *f) {
             "  --profile-symbols MAP  name them from a System.map or /proc/kallsyms listing\n"
             "                       (default: the kernel ELF's own symbol table)\n"
             "  --no-seccomp         no seccomp sandbox (for debugging; sanitizer builds have none)\n"
+            "  --pvm-anyway         on a PVM host, run a kernel linked in the top 2 GiB all the same\n"
+            "                       (refused otherwise: only kernels built for PVM run well there)\n"
             "  -h, --help           this text\n"
             "\n"
             "The guest's device tree is its first PVH module. Ctrl-A x quits.\n"
@@ -113,7 +115,7 @@ static const char *bundled_kernel(void) {
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = stats_now_ns(), .sandbox = sandbox_supported()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY };
     static const struct option opts[] = {
         {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
@@ -124,7 +126,8 @@ static int cmd_run(int argc, char **argv) {
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
         {"no-seccomp", no_argument, 0, O_NO_SECCOMP}, {"bench-bell", no_argument, 0, O_BENCH_BELL},
         {"profile", required_argument, 0, O_PROFILE}, {"profile-symbols", required_argument, 0, O_PROFILE_SYMBOLS},
-        {"guest-decompress", no_argument, 0, O_GUEST_DECOMPRESS}, {0, 0, 0, 0},
+        {"guest-decompress", no_argument, 0, O_GUEST_DECOMPRESS}, {"pvm-anyway", no_argument, 0, O_PVM_ANYWAY},
+        {0, 0, 0, 0},
     };
     opterr = 0;
     optind = 1;
@@ -175,6 +178,7 @@ static int cmd_run(int argc, char **argv) {
         case O_GUEST_DECOMPRESS: cfg.guest_decompress = true; break;
         case O_STATS: cfg.stats = true; break;
         case O_NO_SECCOMP: cfg.sandbox = false; break;
+        case O_PVM_ANYWAY: cfg.pvm_anyway = true; break;
         case O_BENCH_BELL: cfg.bench_bell = true; break;
         case O_PROFILE:
             if (!*optarg) return bad_usage("--profile: empty path");

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "vmm/hv.h"
+#include "vmm/io_insn.h"
+#include "vmm/paging.h"
 
 #define VCPU_RIGHTS                                                                          \
     (ZX_RIGHT_DUPLICATE | ZX_RIGHT_TRANSFER | ZX_RIGHT_EXECUTE | ZX_RIGHT_SIGNAL |            \
@@ -66,6 +68,9 @@ struct vcpu {
     uint32_t ctl_arg1;
     pthread_mutex_t err_lock;
     char err[192];
+    /* the instruction KVM could not emulate (ZX_ERR_INTERNAL), as the exit gave it */
+    uint8_t failed_insn[15];
+    uint8_t failed_insn_len;
 };
 
 static __thread struct binding *tls_binding;
@@ -155,6 +160,33 @@ __attribute__((cold, format(printf, 3, 4))) static zx_status_t fail(struct vcpu 
 __attribute__((cold)) static unsigned long long exit_rip(struct vcpu *v) {
     struct kvm_regs r;
     return ioctl(v->fd, KVM_GET_REGS, &r) == 0 ? r.rip : ~0ull;
+}
+
+/* KVM_EXIT_INTERNAL_ERROR, by what it means for the guest. An exception that cannot be
+ * delivered is a triple fault, whichever way a KVM reports it: hardware KVM gives
+ * KVM_EXIT_SHUTDOWN, and a software KVM that delivers events itself (PVM) may give an
+ * internal error instead; both are ZX_ERR_BAD_STATE. An instruction KVM could not emulate is
+ * ZX_ERR_INTERNAL, its bytes kept for bellhop_vcpu_failed_instruction. */
+__attribute__((cold)) static zx_status_t internal_error(struct vcpu *v) {
+    const struct kvm_run *r = v->run;
+    v->failed_insn_len = 0;
+    switch (r->internal.suberror) {
+    case KVM_INTERNAL_ERROR_EMULATION:
+        if ((r->emulation_failure.ndata >= 3) &&
+            (r->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
+            uint8_t n = r->emulation_failure.insn_size;
+            if (n > sizeof v->failed_insn) n = sizeof v->failed_insn;
+            memcpy(v->failed_insn, r->emulation_failure.insn_bytes, n);
+            v->failed_insn_len = n;
+        }
+        return fail(v, ZX_ERR_INTERNAL, "KVM could not emulate the instruction at rip %#llx", exit_rip(v));
+    case KVM_INTERNAL_ERROR_SIMUL_EX:
+    case KVM_INTERNAL_ERROR_DELIVERY_EV:
+        return fail(v, ZX_ERR_BAD_STATE, "triple fault: an exception could not be delivered (KVM internal error %u, rip %#llx)",
+                    r->internal.suberror, exit_rip(v));
+    default:
+        return fail(v, ZX_ERR_INTERNAL, "KVM internal error %u (rip %#llx)", r->internal.suberror, exit_rip(v));
+    }
 }
 
 /* ---- creation: the PVH entry state ---- */
@@ -435,8 +467,7 @@ __attribute__((hot)) static zx_status_t handle_exit(struct vcpu *v, zx_port_pack
         return fail(v, ZX_ERR_BAD_STATE, "VM entry failed (hardware reason %#llx)",
                     (unsigned long long)r->fail_entry.hardware_entry_failure_reason);
     case KVM_EXIT_INTERNAL_ERROR:
-        return fail(v, ZX_ERR_INTERNAL, "KVM internal error %u (rip %#llx)",
-                    r->internal.suberror, exit_rip(v));
+        return internal_error(v);
     default:
         return fail(v, ZX_ERR_NOT_SUPPORTED, "unhandled KVM exit %u (rip %#llx)", r->exit_reason,
                     exit_rip(v));
@@ -618,6 +649,14 @@ __attribute__((hot)) zx_status_t zx_vcpu_write_state(zx_handle_t handle, uint32_
     return st;
 }
 
+size_t bellhop_vcpu_failed_instruction(zx_handle_t handle, uint8_t *buf, size_t size) {
+    struct vcpu *v;
+    if (vcpu_get(handle, ZX_RIGHT_NONE, &v) != ZX_OK || !buf) return 0;
+    size_t n = v->failed_insn_len < size ? v->failed_insn_len : size;
+    memcpy(buf, v->failed_insn, n);
+    return n;
+}
+
 zx_status_t bellhop_vcpu_last_error(zx_handle_t handle, char *buf, size_t size) {
     struct vcpu *v;
     zx_status_t st = vcpu_get(handle, ZX_RIGHT_NONE, &v);
@@ -631,6 +670,25 @@ zx_status_t bellhop_vcpu_last_error(zx_handle_t handle, char *buf, size_t size) 
     }
     object_unref(&v->obj);
     return st;
+}
+
+/* RIP at a port-OUT exit, as the contract has it: at the instruction. Hardware KVM exits on a
+ * plain OUT before completing it (RIP at it), but a KVM that emulates the instruction (PVM,
+ * where the guest's port IO traps from ring 3; any KVM for the last batch of a REP OUTS)
+ * completes it first (RIP past it). The bytes tell which: when the instruction at RIP is not
+ * this access and the one that ends at RIP is, RIP goes back to it. (The one case they cannot
+ * tell, the same access twice in a row, is taken as RIP at the instruction.) */
+__attribute__((cold)) static uint64_t io_out_rip(struct vcpu *v, const bellhop_vcpu_sregs_t *s, uint64_t rdx) {
+    const struct mem_region *ram = &v->guest->regions[0];
+    if (v->guest->nregions == 0 || ram->gpa != 0 || s->rip < 15) return s->rip;
+    const struct guest_mem gm = {.host = ram->host, .size = ram->size};
+    uint8_t code[30];
+    if (read_guest_virtual(&gm, s, s->rip - 15, code, sizeof code) != sizeof code) return s->rip;
+    const struct io_access a = {.out = true, .size = v->io.size, .port = v->io.port, .dx = (uint16_t)rdx};
+    if (io_insn_match(code + 15, 15, s->cs_l, s->cs_db, &a)) return s->rip;
+    for (size_t len = 1; len <= 15; len++)
+        if (io_insn_match(code + 15 - len, len, s->cs_l, s->cs_db, &a) == len) return s->rip - len;
+    return s->rip;
 }
 
 zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *out) {
@@ -647,6 +705,7 @@ zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *ou
         *out = (bellhop_vcpu_sregs_t){.rip = r.rip, .cr0 = s.cr0, .cr2 = s.cr2, .cr3 = s.cr3,
                                       .cr4 = s.cr4, .efer = s.efer, .cs = s.cs.selector,
                                       .cs_l = s.cs.l, .cs_db = s.cs.db};
+        if (v->io.active && !v->io.in) out->rip = io_out_rip(v, out, r.rdx);
     }
     object_unref(&v->obj);
     return st;

@@ -44,7 +44,7 @@ TEST_TIMEOUT(qemu_microvm_boots_the_tiny_guest, 180) {
     if (access(guest, R_OK) != 0) snprintf(guest, sizeof guest, "%s/../../../guest/guest.elf", exe_dir);
     snprintf(drive, sizeof drive, "id=d0,file=%s,format=raw,if=none", disk);
     const char *argv[] = {qemu, "-L", dir, "-M", "microvm,acpi=off,pic=off,pit=off,rtc=off,ioapic2=off,auto-kernel-cmdline=off",
-                          "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-no-user-config",
+                          "-accel", "kvm", "-cpu", bench_qemu_cpu(), "-m", "128", "-nodefaults", "-no-user-config",
                           "-display", "none", "-serial", "stdio", "-kernel", guest, "-initrd", dtb_path,
                           "-append", "peer", "-global", "virtio-mmio.force-legacy=false",
                           "-device", "virtio-rng-device", "-drive", drive, "-device", "virtio-blk-device,drive=d0,serial=qemu-peer",

@@ -83,11 +83,17 @@ static_assert(sizeof(zx_vcpu_mem_t) == 16, "zx_vcpu_mem_t");
  *  - How zx_vcpu_enter ends, beyond Zircon's codes:
  *        ZX_ERR_UNAVAILABLE        the guest powered off (as Zircon's arm64 PSCI SYSTEM_OFF)
  *        ZX_ERR_CONNECTION_RESET   the guest asked for a reset
- *        ZX_ERR_BAD_STATE          triple fault, failed VM entry, a bell whose port is gone
+ *        ZX_ERR_BAD_STATE          triple fault (an exception the guest cannot take: KVM_EXIT_SHUTDOWN
+ *                                  on hardware KVM; on PVM, which delivers events itself, it
+ *                                  may come as an internal error of event delivery), failed VM
+ *                                  entry, a bell whose port is gone
  *        ZX_ERR_OUT_OF_RANGE       MMIO to an address that is neither memory nor trapped
  *        ZX_ERR_NOT_FOUND          IO to a port with no trap
  *        ZX_ERR_NOT_SUPPORTED      a read of a bell range; an exit KVM gives that we cannot handle
- *        ZX_ERR_INTERNAL           KVM internal error (emulation failure)
+ *        ZX_ERR_INTERNAL           KVM internal error: an instruction KVM could not emulate (PVM
+ *                                  emulates every instruction a guest runs outside long mode,
+ *                                  and lacks CMPXCHG16B and XSAVE/XRSTOR; hardware KVM only
+ *                                  MMIO accesses), see bellhop_vcpu_failed_instruction
  *    bellhop_vcpu_last_error() describes the last failure (kind, address, RIP) in words.
  */
 #define BELLHOP_VCPU_CTL_PORT 0x4F0u
@@ -180,6 +186,11 @@ zx_status_t bellhop_vcpu_set_tick(zx_handle_t handle, uint64_t period_ns);
 
 /* Copies the last zx_vcpu_enter failure in words ("" if none) into buf. Any thread. */
 zx_status_t bellhop_vcpu_last_error(zx_handle_t handle, char *buf, size_t size);
+
+/* bellhop: after zx_vcpu_enter gave ZX_ERR_INTERNAL because KVM could not emulate an
+ * instruction, copies that instruction's bytes as KVM fetched them (up to 15) into buf and
+ * returns how many; 0 when KVM gave none (read guest memory at RIP instead). Owning thread. */
+size_t bellhop_vcpu_failed_instruction(zx_handle_t handle, uint8_t *buf, size_t size);
 
 #ifdef __cplusplus
 }
