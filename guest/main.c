@@ -250,7 +250,7 @@ void kmain(const struct hvm_start_info *si) {
     }
     /* Command-line words for the VMM's tests: "crash" reads memory that is not there,
      * "triple-fault" does that, "unemulatable" makes KVM emulate an instruction it cannot
-     * (CMPXCHG16B on memory that is not RAM), "exit=N" reports N. */
+     * (CMPXCHG16B on memory that is not RAM: the VMM's unassigned MMIO), "exit=N" reports N. */
     if (strstr_word(cmdline, "crash")) {
         printf("guest: crashing on purpose\n");
         (void)mmio_read32(0xdead0000);
@@ -263,7 +263,7 @@ void kmain(const struct hvm_start_info *si) {
     if (strstr_word(cmdline, "unemulatable")) {
         printf("guest: asking KVM to emulate cmpxchg16b\n");
         uint64_t lo = 0, hi = 0;
-        __asm__ volatile("lock cmpxchg16b (%2)" : "+a"(lo), "+d"(hi) : "r"(0xdead0000ul), "b"(0ul), "c"(0ul) : "memory");
+        __asm__ volatile("lock cmpxchg16b (%2)" : "+a"(lo), "+d"(hi) : "r"(0xc0000000ul), "b"(0ul), "c"(0ul) : "memory");
     }
     if (strstr_word(cmdline, "wait")) { /* until the VMM is told to quit (Ctrl-A x) */
         printf("guest: waiting\n");

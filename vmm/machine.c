@@ -243,7 +243,7 @@ __attribute__((cold)) static void trace_packet(struct cpu *c, zx_handle_t vcpu, 
     uint64_t at = 0;
     bool have = bellhop_vcpu_read_sregs(vcpu, &s) == ZX_OK;
     if (p->type == ZX_PKT_TYPE_GUEST_IO) {
-        /* KVM stops port IO at the instruction. */
+        /* RIP at the instruction, whichever way this KVM reports it (bellhop_vcpu_read_sregs). */
         if (have && disasm_at(&c->m->env.mem, &s, s.rip, insn, sizeof insn)) at = s.rip;
         fprintf(stderr, "trace: %10.3f ms cpu%u IO  %-3s key %s port %#x size %u data %#x   %#" PRIx64 ": %s\n",
                 trace_ms(&c->m->env), c->id, p->guest_io.input ? "in" : "out", map->ops->name, p->guest_io.port,

@@ -275,6 +275,18 @@ TEST_TIMEOUT(a_guest_crash_prints_registers_and_code, 120) {
     CHECK_MSG(strstr(out, "bellhop: guest crashed on cpu0: triple fault"), "%s", out);
 }
 
+TEST_TIMEOUT(a_stock_linux_kernel_is_refused_on_pvm, 120) {
+    /* PVM emulates a kernel linked in the top 2 GiB throughout, slowly, until it stops: one
+     * line says why and where to run it, before anything runs */
+    char why[160];
+    if (kvm_host_kind_of_working_kvm(why, sizeof why) != KVM_HOST_PVM) test_skip("not a PVM host: %s", why);
+    if (access("build/linux/bzImage", R_OK) != 0) test_skip("no build/linux (make linux-files)");
+    CHECK_EQ(RUN("--kernel", "build/linux/bzImage", "--mem", "256M"), 1);
+    CHECK_MSG(strstr(out, "bellhop: kernel build/linux/bzImage: linked at 0xffffffff80000000, in the top 2 GiB") &&
+                  strstr(out, "nested KVM host") && strstr(out, "--pvm-anyway") && !strchr(strchr(out, '\n') + 1, '\n'),
+              "%s", out);
+}
+
 TEST_TIMEOUT(an_instruction_kvm_cannot_emulate_is_named, 120) {
     /* CMPXCHG16B on MMIO: KVM's emulator lacks it (PVM stops stock kernels on it) */
     CHECK_EQ(RUN("--cmdline", "unemulatable"), 1);

@@ -26,12 +26,16 @@ GUEST_SNIPPET(mem_io_guest,
     "    movl $0x2000, %esi\n"            /* REP OUTSB, 3 bytes */
     "    movl $3, %ecx\n"
     "    movw $0x6a, %dx\n"
+    ".globl mem_io_guest_outsb\n"
+    "mem_io_guest_outsb:\n"
     "    rep outsb\n"
     "    movl $0x2100, %edi\n"            /* REP INSB, 2 bytes */
     "    movl $2, %ecx\n"
     "    movw $0x6b, %dx\n"
     "    rep insb\n"
     "    POWEROFF\n");
+
+extern const uint8_t mem_io_guest_outsb[];
 
 static void next(zx_handle_t vcpu, zx_port_packet_t *p, uint32_t type, uint64_t key) {
     CHECK_EQ(zx_vcpu_enter(vcpu, p), ZX_OK);
@@ -103,15 +107,22 @@ TEST(mem_and_io_packets_and_their_completions) {
     CHECK_EQ(zx_vcpu_write_state(vcpu, ZX_VCPU_IO, &io_early, sizeof io_early), ZX_ERR_BAD_STATE);
     answer_in(vcpu, 0x64, 4, 0xcafebabe);
     expect_out(vcpu, 0x68, 4, 0xcafebabe);
+    CHECK_EQ(rip_now(vcpu), GUEST_CODE + 1 + 10 + 6 + 3 + 2);
 
     next(vcpu, &p, ZX_PKT_TYPE_GUEST_MEM, KEY_MEM + 1);
     CHECK_EQ(p.guest_mem.addr, 0x100010);
     CHECK_EQ(p.guest_mem.data, 0x5a);
     CHECK_EQ(h.ram[0x100010], 0); /* the hole is not RAM */
 
+    /* each element at the instruction, the last too (KVM emulates string IO: it has done the
+     * whole REP OUTSB, and stepped past it, when the last batch exits) */
+    const uint64_t outsb = GUEST_CODE + (uint64_t)(mem_io_guest_outsb - mem_io_guest);
     expect_out(vcpu, 0x6a, 1, 'a');
+    CHECK_EQ(rip_now(vcpu), outsb);
     expect_out(vcpu, 0x6a, 1, 'b');
+    CHECK_EQ(rip_now(vcpu), outsb);
     expect_out(vcpu, 0x6a, 1, 'c');
+    CHECK_EQ(rip_now(vcpu), outsb);
     answer_in(vcpu, 0x6b, 1, 'x');
     answer_in(vcpu, 0x6b, 1, 'y');
     CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_UNAVAILABLE);

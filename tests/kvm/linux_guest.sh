@@ -47,7 +47,7 @@ net="" in_ns=""
 tap=bhtap0 ns=bellhop-linux-guest-$$
 ipcmd=$(command -v ip || true)
 [ -x /bellhop/usr/bin/ip ] && ipcmd=/bellhop/usr/bin/ip # iproute2 inside the nested host
-mkdir -p /var/run/netns 2>/dev/null
+mkdir -p /run/netns 2>/dev/null # iproute2 keeps its namespaces there (absent in the nested host)
 if [ -n "$ipcmd" ] && $ipcmd netns add $ns 2>/dev/null; then
     in_ns="$ipcmd netns exec $ns"
     if $in_ns $ipcmd link set lo up && $in_ns $ipcmd tuntap add $tap mode tap &&

@@ -71,7 +71,11 @@ static_assert(sizeof(zx_vcpu_mem_t) == 16, "zx_vcpu_mem_t");
  *    answered with zx_vcpu_write_state(ZX_VCPU_MEM); an unanswered read reads 0. RIP at the
  *    exit (bellhop_vcpu_read_sregs, before the next enter) is the accessing instruction for a
  *    read and just past it for a write, as KVM completes writes before it exits; for IO, the
- *    accessing instruction (KVM steps past it on the next enter).
+ *    accessing instruction (KVM steps past it on the next enter). Where a KVM emulates an OUT
+ *    before it exits (PVM, where port IO traps from ring 3; any KVM for the last batch of a
+ *    REP OUTS) and so reports RIP past it, bellhop finds the instruction from its bytes and
+ *    reports it the same; only the same OUT twice in a row cannot be told apart (RIP is then
+ *    taken to be at the instruction).
  *  - IO: string and REP forms are handled: each element is its own packet, in order
  *    (IN elements each answered with ZX_VCPU_IO).
  *  - GUEST_VCPU packets come from bellhop's vCPU-control device (KVM's in-kernel LAPIC handles
