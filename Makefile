@@ -64,7 +64,7 @@ VMM_LIBS  := -lfdt -ldl $(UNPACK_LIBS)
 
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins
-all: $(B)/libloop.a $(B)/bellhop $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
+all: $(B)/libloop.a $(B)/bellhop $(B)/tests/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
      $(B)/bench/loop_bench
 
 unit-bins: $(UNIT_BINS)
@@ -124,6 +124,20 @@ $(B)/libbellhop.a: $(VMM_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(B)/bellhop: $(B)/obj/vmm/main.o $(B)/libbellhop.a $(B)/libloop.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
+
+# bellhop with its test hooks (BELLHOP_TEST_HOOKS: environment variables that truncate the
+# kernel file under its mapping, or make a forbidden system call), for the tests of what they
+# provoke. build/bellhop has none: its objects of these files are built without the flag.
+HOOK_SRCS := vmm/machine_boot.c vmm/sandbox.c
+$(B)/obj/hooks/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -DBELLHOP_TEST_HOOKS $(DEPFLAGS) -c $< -o $@
+
+$(B)/tests/bellhop-hooks: $(B)/obj/vmm/main.o $(HOOK_SRCS:%.c=$(B)/obj/hooks/%.o) $(B)/libbellhop.a $(B)/libloop.a
+	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
@@ -283,4 +297,4 @@ bench: deps all linux-files
 clean:
 	rm -rf build/obj build/asan build/tsan build/tests build/guest build/*.a build/bellhop
 
--include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d build/guest/obj/*.d build/fuzz/obj/*/*.d build/fuzz/obj/*/*/*.d)
+-include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d $(B)/obj/hooks/*/*.d build/guest/obj/*.d build/fuzz/obj/*/*.d build/fuzz/obj/*/*/*.d)

@@ -34,10 +34,11 @@ bool sandbox_active(void);
  * filter (inherited at creation), which is now recorded rather than loaded twice. */
 void sandbox_adopt(enum sandbox_role role);
 
-/* The test hook of `bellhop run`'s BELLHOP_SANDBOX_PROBE=ROLE: a thread of that role calls
- * sandbox_probe() right after entering its sandbox, and makes a call no role allows: socket(),
- * the way to the network. Under the sandbox that stops the VMM; without one it is allowed,
- * which the probe reports on stderr. */
+/* The test hook of `bellhop run`'s BELLHOP_SANDBOX_PROBE=ROLE, built only into the test
+ * binary build/tests/bellhop-hooks (BELLHOP_TEST_HOOKS; in build/bellhop it does nothing): a
+ * thread of that role calls sandbox_probe() right after entering its sandbox, and makes a
+ * call no role allows: socket(), the way to the network. Under the sandbox that stops the
+ * VMM; without one it is allowed, which the probe reports on stderr. */
 void sandbox_probe(enum sandbox_role role);
 
 #endif

@@ -122,7 +122,9 @@ static int allow_role(scmp_filter_ctx ctx, enum sandbox_role role) {
     case SANDBOX_VCPU: {
         static const unsigned long kvm[] = {KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS,
                                             KVM_SET_MP_STATE, KVM_CREATE_VCPU, KVM_SET_CPUID2,
-                                            KVM_SET_SIGNAL_MASK};
+                                            KVM_SET_SIGNAL_MASK,
+                                            /* what an emulation failure left pending (vmm/vcpu.c) */
+                                            KVM_GET_VCPU_EVENTS};
         rc = allow_ioctls(ctx, kvm, sizeof kvm / sizeof kvm[0]);
         /* The guest's register writes may run any device inline (e.g. a reset's flush). */
         if (!rc) rc = allow_device_io(ctx);

@@ -171,7 +171,17 @@ __attribute__((cold)) static zx_status_t internal_error(struct vcpu *v) {
     const struct kvm_run *r = v->run;
     v->failed_insn_len = 0;
     switch (r->internal.suberror) {
-    case KVM_INTERNAL_ERROR_EMULATION:
+    case KVM_INTERNAL_ERROR_EMULATION: {
+        /* A KVM that emulates a mode it cannot deliver exceptions in (VMX's invalid guest
+         * state, PVM outside long mode) stops with an emulation error and the exception
+         * still pending: the guest could not take it. (#UD is what KVM itself queues for an
+         * instruction it could not emulate.) */
+        struct kvm_vcpu_events ev;
+        if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) == 0 && (ev.exception.injected || ev.exception.pending) &&
+            ev.exception.nr != 6)
+            return fail(v, ZX_ERR_BAD_STATE,
+                        "triple fault: exception %u could not be delivered (KVM internal error %u, rip %#llx)",
+                        ev.exception.nr, r->internal.suberror, exit_rip(v));
         if ((r->emulation_failure.ndata >= 3) &&
             (r->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
             uint8_t n = r->emulation_failure.insn_size;
@@ -180,6 +190,7 @@ __attribute__((cold)) static zx_status_t internal_error(struct vcpu *v) {
             v->failed_insn_len = n;
         }
         return fail(v, ZX_ERR_INTERNAL, "KVM could not emulate the instruction at rip %#llx", exit_rip(v));
+    }
     case KVM_INTERNAL_ERROR_SIMUL_EX:
     case KVM_INTERNAL_ERROR_DELIVERY_EV:
         return fail(v, ZX_ERR_BAD_STATE, "triple fault: an exception could not be delivered (KVM internal error %u, rip %#llx)",

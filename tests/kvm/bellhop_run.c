@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,8 @@
 #include "vmm/smaps.h"
 
 static char bellhop[PATH_MAX];
+static char bellhop_hooks[PATH_MAX]; /* bellhop with its test hooks (build/tests/bellhop-hooks) */
+static bool use_hooks;               /* RUN runs that one */
 static const char *stdin_text; /* fed to bellhop's stdin when set, else /dev/null */
 
 /* Runs bellhop with args; returns its exit status, output (stdout+stderr) in out. */
@@ -29,7 +32,9 @@ static void find_bellhop(void) {
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     CHECK(n > 0);
     exe[n] = 0;
-    snprintf(bellhop, sizeof bellhop, "%s/../../bellhop", dirname(exe));
+    const char *dir = dirname(exe);
+    snprintf(bellhop, sizeof bellhop, "%s/../../bellhop", dir);
+    snprintf(bellhop_hooks, sizeof bellhop_hooks, "%s/../bellhop-hooks", dir);
 }
 
 /* Sanitizer builds (build/asan, build/tsan) have no sandbox and inflated memory. */
@@ -37,7 +42,7 @@ static bool sanitized(void) { return strstr(bellhop, "/asan/") || strstr(bellhop
 
 static int run(char *out, size_t outlen, const char *const *args) {
     find_bellhop();
-    const char *argv[32] = {bellhop, "run"};
+    const char *argv[32] = {use_hooks ? bellhop_hooks : bellhop, "run"};
     int i = 2;
     for (; args[i - 2] && i < 31; i++) argv[i] = args[i - 2];
     argv[i] = NULL;
@@ -495,6 +500,7 @@ TEST_TIMEOUT(every_thread_runs_under_its_seccomp_filter, 120) {
 TEST_TIMEOUT(a_forbidden_syscall_stops_the_vmm_with_a_clear_message, 120) {
     find_bellhop();
     static const char *const roles[] = {"main", "loop", "vcpu"};
+    use_hooks = true;
     for (size_t i = 0; i < 3; i++) {
         setenv("BELLHOP_SANDBOX_PROBE", roles[i], 1);
         char want[128];
@@ -514,6 +520,46 @@ TEST_TIMEOUT(a_forbidden_syscall_stops_the_vmm_with_a_clear_message, 120) {
         CHECK_MSG(status == 0 && strstr(out, want), "status %d:\n%s", status, out);
     }
     unsetenv("BELLHOP_SANDBOX_PROBE");
+    use_hooks = false;
+}
+
+/* What ships: build/bellhop reads none of the test hooks' variables, and does what they ask
+ * only in build/tests/bellhop-hooks (one truncates the user's kernel file). */
+TEST_TIMEOUT(the_shipped_binary_has_no_test_hooks, 120) {
+    find_bellhop();
+    static char image[4 << 20];
+    FILE *f = fopen(bellhop, "rb");
+    CHECK(f != NULL);
+    size_t n = fread(image, 1, sizeof image, f);
+    fclose(f);
+    CHECK_MSG(n > 0 && n < sizeof image, "%zu bytes", n);
+    CHECK_MSG(!memmem(image, n, "BELLHOP_LOAD_PROBE", 18) && !memmem(image, n, "BELLHOP_SANDBOX_PROBE", 21),
+              "%s names a test hook", bellhop);
+    /* and so the variables change nothing: the kernel file stays whole, no probe runs */
+    char guest[PATH_MAX + 32], copy[] = "/tmp/bellhop-test-kernel-XXXXXX";
+    snprintf(guest, sizeof guest, "%s/guest/guest.elf", dirname(strdupa(bellhop))); /* build/ */
+    if (access(guest, R_OK) != 0) /* build/asan/ */
+        snprintf(guest, sizeof guest, "%s/../guest/guest.elf", dirname(strdupa(bellhop)));
+    int in = open(guest, O_RDONLY), out_fd = mkstemp(copy);
+    CHECK(in >= 0 && out_fd >= 0);
+    struct stat st;
+    CHECK_EQ(fstat(in, &st), 0);
+    static char elf[1 << 20];
+    CHECK(st.st_size > 0 && (size_t)st.st_size <= sizeof elf);
+    CHECK_EQ(read(in, elf, (size_t)st.st_size), st.st_size);
+    CHECK_EQ(write(out_fd, elf, (size_t)st.st_size), st.st_size);
+    close(in);
+    close(out_fd);
+    setenv("BELLHOP_LOAD_PROBE", "kernel", 1);
+    setenv("BELLHOP_SANDBOX_PROBE", "main", 1);
+    int status = RUN("--kernel", copy, "--cmdline", "exit=0");
+    unsetenv("BELLHOP_LOAD_PROBE");
+    unsetenv("BELLHOP_SANDBOX_PROBE");
+    struct stat after;
+    CHECK_EQ(stat(copy, &after), 0);
+    unlink(copy);
+    CHECK_MSG(status == 0 && !strstr(out, "sandbox probe"), "status %d: %s", status, out);
+    CHECK_EQ(after.st_size, st.st_size);
 }
 
 static void expect_one_line_error(int status, const char *words) {
@@ -573,7 +619,9 @@ TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
         char want[128];
         snprintf(want, sizeof want, "%s %s: the file shrank while it was being loaded", whats[i], shrinking);
         setenv("BELLHOP_LOAD_PROBE", whats[i], 1);
+        use_hooks = true;
         int status = i == 0 ? RUN("--kernel", shrinking) : RUN("--initrd", shrinking);
+        use_hooks = false;
         unsetenv("BELLHOP_LOAD_PROBE");
         expect_one_line_error(status, want);
         CHECK_MSG(status == 1, "exit status %d: %s", status, out); /* RUN: and no signal */
