@@ -1,4 +1,5 @@
 /* virtio device state shared by every transport and device. */
+#include <lib/container_of.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,8 @@ void virtio_dev_init(struct virtio_dev *vd, const struct virtio_device_ops *ops,
     pthread_mutex_init(&vd->lock, NULL);
 }
 
+/* The loop is shut down before its devices (every task ran or was canceled by then), or
+ * there was none: no task of this device can be pending. */
 void virtio_dev_destroy(struct virtio_dev *vd) { pthread_mutex_destroy(&vd->lock); }
 
 uint64_t virtio_device_features(const struct virtio_dev *vd) {
@@ -143,12 +146,36 @@ size_t virtq_req_write(const struct virtq_req *r, uint64_t off, const void *src,
     return done;
 }
 
+static void run_queue_notify(struct virtio_dev *vd, unsigned q) {
+    uint64_t t0 = vd->env->stats ? stats_now_ns() : 0;
+    vd->ops->queue_notify(vd, q);
+    if (vd->env->stats) handler_stats_add(&vd->bells[q], stats_now_ns() - t0);
+}
+
 void virtio_bell(struct virtio_dev *vd, unsigned q, uint64_t addr) {
     if (vd->env->trace)
         fprintf(stderr, "trace: %10.3f ms loop BELL key %s queue %u addr %#llx\n", trace_ms(vd->env), vd->ops->name, q,
                 (unsigned long long)addr);
     if (q >= vd->ops->nqueues) return;
-    uint64_t t0 = vd->env->stats ? stats_now_ns() : 0;
-    vd->ops->queue_notify(vd, q);
-    if (vd->env->stats) handler_stats_add(&vd->bells[q], stats_now_ns() - t0);
+    run_queue_notify(vd, q);
+}
+
+static void notify_again(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
+    (void)d;
+    struct virtio_again *a = container_of(task, struct virtio_again, task);
+    a->pending = false;
+    if (st != ZX_OK) return; /* the loop is shutting down */
+    if (a->vd->env->trace)
+        fprintf(stderr, "trace: %10.3f ms loop AGAIN key %s queue %u\n", trace_ms(a->vd->env), a->vd->ops->name, a->q);
+    run_queue_notify(a->vd, a->q);
+}
+
+bool virtio_notify_again(struct virtio_dev *vd, unsigned q) {
+    if (!vd->env->loop || q >= VIRTIO_MAX_QUEUES) return false;
+    struct virtio_again *a = &vd->again[q];
+    if (a->pending) return true;
+    *a = (struct virtio_again){.task = {.handler = notify_again, .deadline = ZX_TIME_INFINITE_PAST}, .vd = vd, .q = q};
+    if (async_post_task(vd->env->loop, &a->task) != ZX_OK) return false;
+    a->pending = true;
+    return true;
 }

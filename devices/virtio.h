@@ -10,6 +10,7 @@
 #ifndef BELLHOP_DEVICES_VIRTIO_H
 #define BELLHOP_DEVICES_VIRTIO_H
 
+#include <lib/async/task.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -111,6 +112,13 @@ struct virtio_dev {
     struct virtio_irq (*interrupt_locked)(struct virtio_dev *vd, uint32_t isr_bits, int q);
     /* --stats: bell packets and notify-handler time per queue (loop thread) */
     struct handler_stats bells[VIRTIO_MAX_QUEUES];
+    /* virtio_notify_again's task per queue (loop thread) */
+    struct virtio_again {
+        async_task_t task;
+        struct virtio_dev *vd;
+        unsigned q;
+        bool pending;
+    } again[VIRTIO_MAX_QUEUES];
 };
 
 void virtio_dev_init(struct virtio_dev *vd, const struct virtio_device_ops *ops, void *priv,
@@ -130,6 +138,11 @@ void virtio_fail_locked(struct virtio_dev *vd, unsigned q, const char *why);
 /* A transport got a notification for queue q as a bell packet at addr (loop thread):
  * traced when the VM traces, then passed to the device. */
 void virtio_bell(struct virtio_dev *vd, unsigned q, uint64_t addr);
+/* For a device that stops serving queue q before it is empty, so that the other devices on
+ * the loop get their turn: its queue_notify runs again as a task on the loop (once, however
+ * often asked before it runs). False when there is no loop (device tests without one): the
+ * device then goes on at once. */
+bool virtio_notify_again(struct virtio_dev *vd, unsigned q);
 
 /* For devices (loop thread). virtio_pop: true with a validated request, false when the
  * queue is empty, not ready, or the chain was bad (then the device is failed). */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zircon/syscalls/hypervisor.h>
+#include <lib/container_of.h>
 
 #include "devices/virtio_mmio.h"
 
@@ -55,7 +56,7 @@ static void on_slow_notify(async_dispatcher_t *d, async_receiver_t *r, zx_status
                            const zx_packet_user_t *data) {
     (void)d;
     if (st != ZX_OK) return;
-    struct virtio_mmio *m = (struct virtio_mmio *)((char *)r - offsetof(struct virtio_mmio, slow_notify));
+    struct virtio_mmio *m = container_of(r, struct virtio_mmio, slow_notify);
     notify(m, data->u32[0]);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <lib/container_of.h>
 
 #include "devices/virtio_pci.h"
 
@@ -105,7 +106,7 @@ static struct virtio_irq pci_interrupt_locked(struct virtio_dev *vd, uint32_t bi
  * still has something the driver has not read. */
 static void on_resample(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
     (void)s;
-    struct virtio_pci *p = (struct virtio_pci *)((char *)w - offsetof(struct virtio_pci, resample_wait));
+    struct virtio_pci *p = container_of(w, struct virtio_pci, resample_wait);
     if (st != ZX_OK) return;
     uint64_t n;
     if (read(p->resample_fd, &n, sizeof n) < 0) { /* already consumed */
@@ -122,7 +123,7 @@ static void on_resample(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, 
 static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_status_t st,
                     const zx_packet_guest_bell_t *bell) {
     (void)d;
-    struct virtio_pci *p = (struct virtio_pci *)((char *)trap - offsetof(struct virtio_pci, bell));
+    struct virtio_pci *p = container_of(trap, struct virtio_pci, bell);
     if (st != ZX_OK) return;
     uint64_t q = (bell->addr - (p->bar0 + VIRTIO_PCI_NOTIFY_OFFSET)) / NOTIFY_MULTIPLIER;
     virtio_bell(&p->vd, q < VIRTIO_MAX_QUEUES ? (unsigned)q : VIRTIO_MAX_QUEUES, bell->addr);

@@ -1,6 +1,9 @@
 /* virtio-rng: every device-writable buffer is filled from getrandom(). It never blocks the
  * loop: until the host's CRNG is ready, bytes come from GRND_INSECURE (what /dev/urandom
- * gives), so a guest booted right after its host still gets its entropy at once. */
+ * gives), so a guest booted right after its host still gets its entropy at once. And it
+ * never holds it long: a guest may ask for megabytes at a time, which would keep every other
+ * device waiting, so one turn serves at most VIRTIO_RNG_BYTES_PER_TURN and the rest waits
+ * for the next (virtio_notify_again). */
 #include <errno.h>
 #include <sys/random.h>
 
@@ -12,7 +15,8 @@
 
 static void rng_notify(struct virtio_dev *vd, unsigned q) {
     struct virtq_req req, *r = &req; /* virtio_pop fills what it hands out */
-    while (virtio_pop(vd, q, r)) {
+    uint64_t served = 0;
+    while ((served < VIRTIO_RNG_BYTES_PER_TURN || !virtio_notify_again(vd, q)) && virtio_pop(vd, q, r)) {
         uint64_t written = 0;
         for (unsigned i = 0; i < r->nin; i++) {
             ssize_t n = getrandom(r->in[i].p, r->in[i].len, GRND_NONBLOCK);
@@ -22,6 +26,7 @@ static void rng_notify(struct virtio_dev *vd, unsigned q) {
             if ((uint32_t)n < r->in[i].len) break;
         }
         virtio_push(vd, q, r, (uint32_t)written);
+        served += r->in_len;
     }
 }
 

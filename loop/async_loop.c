@@ -14,7 +14,9 @@
 #include <lib/async/task.h>
 #include <lib/async/trap.h>
 #include <lib/async/wait.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <zircon/status.h>
 #include <zircon/syscalls/hypervisor.h>
 
 #include "loop/object.h"
@@ -121,10 +123,16 @@ static void restart_timer_locked(async_loop_t *loop) {
         zx_timer_cancel(loop->timer);
         return;
     }
-    zx_timer_set(loop->timer, deadline, 0);
-    if (!loop->timer_armed) {
+    /* The loop's own timer and port live as long as it does: these fail only on a bug, and
+     * a loop whose timer is not armed would never run its tasks, so say so and stop. */
+    zx_status_t st = zx_timer_set(loop->timer, deadline, 0);
+    if (st == ZX_OK && !loop->timer_armed) {
         loop->timer_armed = true;
-        zx_object_wait_async(loop->timer, loop->port, KEY_TIMER_CONTROL, ZX_TIMER_SIGNALED, 0);
+        st = zx_object_wait_async(loop->timer, loop->port, KEY_TIMER_CONTROL, ZX_TIMER_SIGNALED, 0);
+    }
+    if (st != ZX_OK) {
+        fprintf(stderr, "async-loop: cannot arm the task timer: %s\n", zx_status_get_string(st));
+        abort();
     }
 }
 

@@ -4,13 +4,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <lib/container_of.h>
 
 struct list_node {
     struct list_node *prev, *next;
 };
 
 #define LIST_INITIAL_VALUE(l) {&(l), &(l)}
-#define list_entry(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define list_entry(ptr, type, member) container_of(ptr, type, member)
 
 static inline void list_init(struct list_node *l) { l->prev = l->next = l; }
 static inline bool list_is_empty(const struct list_node *l) { return l->next == l; }

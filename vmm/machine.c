@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zircon/status.h>
 #include <zircon/syscalls.h>
+#include <lib/container_of.h>
 
 #include "devices/boot_marker.h"
 #include "vmm/disasm.h"
@@ -242,7 +243,7 @@ static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
 /* The loop thread's first task confines it; nothing of the guest's runs before that. */
 static void confine_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
     (void)d;
-    struct machine *m = (struct machine *)((char *)task - offsetof(struct machine, loop_sandbox_task));
+    struct machine *m = container_of(task, struct machine, loop_sandbox_task);
     int r = 1;
     if (st != ZX_OK) {
         r = -1;

@@ -112,15 +112,15 @@ static struct virtio_dev *add_virtio(struct machine *m, const struct virtio_devi
     }
     uint64_t base = VIRTIO_MMIO_BASE + (uint64_t)m->nvirtio * VIRTIO_MMIO_SIZE;
     uint32_t irq = VIRTIO_IRQ_BASE + m->nvirtio;
-    struct virtio_mmio *vm = virtio_mmio_create(&m->env, ops, priv, base, irq, async_loop_get_port(m->loop));
-    if (!vm) {
+    struct virtio_mmio *vmmio = virtio_mmio_create(&m->env, ops, priv, base, irq, async_loop_get_port(m->loop));
+    if (!vmmio) {
         machine_fail("cannot set up %s", ops->name);
         return NULL;
     }
-    m->virtio[m->nvirtio++] = vm;
-    if (map_device(m, ZX_GUEST_TRAP_MEM, base, VIRTIO_MMIO_SIZE, &virtio_mmio_ops, vm)) return NULL;
+    m->virtio[m->nvirtio++] = vmmio;
+    if (map_device(m, ZX_GUEST_TRAP_MEM, base, VIRTIO_MMIO_SIZE, &virtio_mmio_ops, vmmio)) return NULL;
     m->fdt.virtio[m->fdt.nvirtio++] = (struct fdt_virtio_mmio){base, VIRTIO_MMIO_SIZE, irq};
-    return virtio_mmio_dev(vm);
+    return virtio_mmio_dev(vmmio);
 }
 
 /* Every port no device claimed reads all ones (see devices/unassigned.h). */

@@ -23,8 +23,9 @@
 #define VCPU_RIGHTS                                                                          \
     (ZX_RIGHT_DUPLICATE | ZX_RIGHT_TRANSFER | ZX_RIGHT_EXECUTE | ZX_RIGHT_SIGNAL |            \
      ZX_RIGHT_READ | ZX_RIGHT_WRITE)
-/* Re-enter the guest: the exit was handled here (a bell, a vCPU-control register). */
-#define HANDLED ZX_ERR_NEXT
+/* What an exit handler returns when it handled the exit itself (a bell, a vCPU-control
+ * register): enter the guest again rather than return a packet. */
+#define REENTER ZX_ERR_NEXT
 
 /* "One vCPU per thread" outlives neither: shared by the vCPU and its thread, each holding
  * a reference; the vCPU marks it dead when it goes. */
@@ -145,7 +146,7 @@ static zx_status_t vcpu_get(zx_handle_t h, zx_rights_t rights, struct vcpu **out
 }
 
 /* cold: the branches that call it move out of the pages each exit touches (see kvm_run). */
-__attribute__((cold, format(printf, 3, 4))) static zx_status_t fail(struct vcpu *v, zx_status_t st,
+__attribute__((cold, format(printf, 3, 4))) static zx_status_t enter_failed(struct vcpu *v, zx_status_t st,
                                                               const char *fmt, ...) {
     pthread_mutex_lock(&v->err_lock);
     va_list ap;
@@ -179,7 +180,7 @@ __attribute__((cold)) static zx_status_t internal_error(struct vcpu *v) {
         struct kvm_vcpu_events ev;
         if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) == 0 && (ev.exception.injected || ev.exception.pending) &&
             ev.exception.nr != 6)
-            return fail(v, ZX_ERR_BAD_STATE,
+            return enter_failed(v, ZX_ERR_BAD_STATE,
                         "triple fault: exception %u could not be delivered (KVM internal error %u, rip %#llx)",
                         ev.exception.nr, r->internal.suberror, exit_rip(v));
         if ((r->emulation_failure.ndata >= 3) &&
@@ -189,14 +190,14 @@ __attribute__((cold)) static zx_status_t internal_error(struct vcpu *v) {
             memcpy(v->failed_insn, r->emulation_failure.insn_bytes, n);
             v->failed_insn_len = n;
         }
-        return fail(v, ZX_ERR_INTERNAL, "KVM could not emulate the instruction at rip %#llx", exit_rip(v));
+        return enter_failed(v, ZX_ERR_INTERNAL, "KVM could not emulate the instruction at rip %#llx", exit_rip(v));
     }
     case KVM_INTERNAL_ERROR_SIMUL_EX:
     case KVM_INTERNAL_ERROR_DELIVERY_EV:
-        return fail(v, ZX_ERR_BAD_STATE, "triple fault: an exception could not be delivered (KVM internal error %u, rip %#llx)",
+        return enter_failed(v, ZX_ERR_BAD_STATE, "triple fault: an exception could not be delivered (KVM internal error %u, rip %#llx)",
                     r->internal.suberror, exit_rip(v));
     default:
-        return fail(v, ZX_ERR_INTERNAL, "KVM internal error %u (rip %#llx)", r->internal.suberror, exit_rip(v));
+        return enter_failed(v, ZX_ERR_INTERNAL, "KVM internal error %u (rip %#llx)", r->internal.suberror, exit_rip(v));
     }
 }
 
@@ -353,21 +354,21 @@ __attribute__((noinline)) static zx_status_t vcpu_ctl(struct vcpu *v, zx_port_pa
     uint8_t *data = io_data(v);
     if (r->io.count != 1 || r->io.size != 4) {
         if (r->io.direction == KVM_EXIT_IO_IN) memset(data, 0, (size_t)r->io.size * r->io.count);
-        return HANDLED;
+        return REENTER;
     }
     uint32_t val;
     if (r->io.direction == KVM_EXIT_IO_IN) {
         val = off == 0 ? v->id : 0;
         memcpy(data, &val, 4);
-        return HANDLED;
+        return REENTER;
     }
     memcpy(&val, data, 4);
     switch (off) {
-    case 0x0: v->ctl_arg0 = (v->ctl_arg0 & ~0xffffffffull) | val; return HANDLED;
-    case 0x4: v->ctl_arg0 = (v->ctl_arg0 & 0xffffffffull) | (uint64_t)val << 32; return HANDLED;
-    case 0x8: v->ctl_arg1 = val; return HANDLED;
+    case 0x0: v->ctl_arg0 = (v->ctl_arg0 & ~0xffffffffull) | val; return REENTER;
+    case 0x4: v->ctl_arg0 = (v->ctl_arg0 & 0xffffffffull) | (uint64_t)val << 32; return REENTER;
+    case 0x8: v->ctl_arg1 = val; return REENTER;
     case 0xc: break;
-    default: return HANDLED;
+    default: return REENTER;
     }
     /* As in Zircon, vCPU packets carry key 0. */
     *pkt = (zx_port_packet_t){.type = ZX_PKT_TYPE_GUEST_VCPU, .status = ZX_OK};
@@ -383,11 +384,11 @@ __attribute__((noinline)) static zx_status_t vcpu_ctl(struct vcpu *v, zx_port_pa
         pkt->guest_vcpu.startup.entry = v->ctl_arg1;
         return ZX_OK;
     case BELLHOP_VCPU_CTL_POWEROFF:
-        return fail(v, ZX_ERR_UNAVAILABLE, "guest powered off");
+        return enter_failed(v, ZX_ERR_UNAVAILABLE, "guest powered off");
     case BELLHOP_VCPU_CTL_RESET:
-        return fail(v, ZX_ERR_CONNECTION_RESET, "guest asked for a reset");
+        return enter_failed(v, ZX_ERR_CONNECTION_RESET, "guest asked for a reset");
     default:
-        return HANDLED;
+        return REENTER;
     }
 }
 
@@ -396,10 +397,10 @@ __attribute__((hot)) static zx_status_t handle_io(struct vcpu *v, zx_port_packet
     struct guest *g = v->guest;
     bool in = r->io.direction == KVM_EXIT_IO_IN;
     if (r->io.data_offset + (uint64_t)r->io.size * r->io.count > v->run_size)
-        return fail(v, ZX_ERR_INTERNAL, "KVM gave IO data outside kvm_run");
+        return enter_failed(v, ZX_ERR_INTERNAL, "KVM gave IO data outside kvm_run");
     const struct trap_hit *t = find_trap(v, &g->io_tree, &v->last_io, r->io.port, r->io.size);
     if (!t)
-        return fail(v, ZX_ERR_NOT_FOUND, "IO %s of %u bytes at port %#x: no trap (rip %#llx)",
+        return enter_failed(v, ZX_ERR_NOT_FOUND, "IO %s of %u bytes at port %#x: no trap (rip %#llx)",
                     in ? "read" : "write", r->io.size, r->io.port, exit_rip(v));
     if (t->trap == &g->ctl_trap) return vcpu_ctl(v, pkt);
     if (in && r->io.count == 1) copy_reg(io_data(v), &(uint64_t){0}, r->io.size); /* unanswered: 0 */
@@ -425,12 +426,12 @@ __attribute__((hot)) static zx_status_t handle_mmio(struct vcpu *v, zx_port_pack
     /* a bell here missed the ioeventfds (the slow path) */
     count(v, t && t->kind == ZX_GUEST_TRAP_BELL && write ? BELLHOP_EXIT_BELL : BELLHOP_EXIT_MMIO);
     if (!t)
-        return fail(v, ZX_ERR_OUT_OF_RANGE,
+        return enter_failed(v, ZX_ERR_OUT_OF_RANGE,
                     "MMIO %s of %u bytes at %#llx: neither memory nor trapped (rip %#llx)",
                     write ? "write" : "read", len, (unsigned long long)addr, exit_rip(v));
     if (t->kind == ZX_GUEST_TRAP_BELL) {
         if (!write)
-            return fail(v, ZX_ERR_NOT_SUPPORTED, "read of %u bytes from bell %#llx (rip %#llx)",
+            return enter_failed(v, ZX_ERR_NOT_SUPPORTED, "read of %u bytes from bell %#llx (rip %#llx)",
                         len, (unsigned long long)addr, exit_rip(v));
         zx_status_t st = bell_ring(t->trap->bell, addr, &v->kicked);
         if (st == ZX_ERR_CANCELED) {
@@ -439,8 +440,8 @@ __attribute__((hot)) static zx_status_t handle_mmio(struct vcpu *v, zx_port_pack
             return st;
         }
         if (st != ZX_OK)
-            return fail(v, st, "bell at %#llx: its port is gone", (unsigned long long)addr);
-        return HANDLED;
+            return enter_failed(v, st, "bell at %#llx: its port is gone", (unsigned long long)addr);
+        return REENTER;
     }
     *pkt = (zx_port_packet_t){.key = t->key, .type = ZX_PKT_TYPE_GUEST_MEM, .status = ZX_OK};
     pkt->guest_mem.addr = addr;
@@ -465,22 +466,22 @@ __attribute__((hot)) static zx_status_t handle_exit(struct vcpu *v, zx_port_pack
     case KVM_EXIT_MMIO:
         return handle_mmio(v, pkt);
     case KVM_EXIT_INTR:
-        return HANDLED;
+        return REENTER;
     case KVM_EXIT_SHUTDOWN:
-        return fail(v, ZX_ERR_BAD_STATE, "triple fault (rip %#llx)", exit_rip(v));
+        return enter_failed(v, ZX_ERR_BAD_STATE, "triple fault (rip %#llx)", exit_rip(v));
     case KVM_EXIT_SYSTEM_EVENT:
         if (r->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN)
-            return fail(v, ZX_ERR_UNAVAILABLE, "guest powered off");
+            return enter_failed(v, ZX_ERR_UNAVAILABLE, "guest powered off");
         if (r->system_event.type == KVM_SYSTEM_EVENT_RESET)
-            return fail(v, ZX_ERR_CONNECTION_RESET, "guest asked for a reset");
-        return fail(v, ZX_ERR_BAD_STATE, "guest system event %u", r->system_event.type);
+            return enter_failed(v, ZX_ERR_CONNECTION_RESET, "guest asked for a reset");
+        return enter_failed(v, ZX_ERR_BAD_STATE, "guest system event %u", r->system_event.type);
     case KVM_EXIT_FAIL_ENTRY:
-        return fail(v, ZX_ERR_BAD_STATE, "VM entry failed (hardware reason %#llx)",
+        return enter_failed(v, ZX_ERR_BAD_STATE, "VM entry failed (hardware reason %#llx)",
                     (unsigned long long)r->fail_entry.hardware_entry_failure_reason);
     case KVM_EXIT_INTERNAL_ERROR:
         return internal_error(v);
     default:
-        return fail(v, ZX_ERR_NOT_SUPPORTED, "unhandled KVM exit %u (rip %#llx)", r->exit_reason,
+        return enter_failed(v, ZX_ERR_NOT_SUPPORTED, "unhandled KVM exit %u (rip %#llx)", r->exit_reason,
                     exit_rip(v));
     }
 }
@@ -521,7 +522,7 @@ __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_
                 return st;
             }
             v->pending_bell = NULL;
-            if (st != ZX_OK) return fail(v, st, "bell: its port is gone");
+            if (st != ZX_OK) return enter_failed(v, st, "bell: its port is gone");
         }
         if (atomic_load_explicit(&v->kicked, memory_order_relaxed) && atomic_exchange(&v->kicked, false))
             return ZX_ERR_CANCELED;
@@ -533,11 +534,11 @@ __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_
                 if (v->ticking && take_tick()) return ZX_ERR_TIMED_OUT;
                 continue;
             }
-            return fail(v, ZX_ERR_BAD_STATE, "KVM_RUN failed: %s", strerror((int)-rc));
+            return enter_failed(v, ZX_ERR_BAD_STATE, "KVM_RUN failed: %s", strerror((int)-rc));
         }
         zx_status_t st = handle_exit(v, pkt);
         if (st == ZX_ERR_CANCELED) atomic_store(&v->kicked, false);
-        if (st != HANDLED) return st;
+        if (st != REENTER) return st;
     }
 }
 

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <lib/async-loop/default.h>
+#include <lib/async-loop/loop.h>
+
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_rng.h"
@@ -72,6 +75,33 @@ TEST(rng_fills_writable_buffers) {
     CHECK_EQ(tdev_read(&d, 0x060) & 1, 1);
     tdev_write(&d, 0x064, 1);
     CHECK_EQ(tdev_read(&d, 0x060), 0);
+    tdev_destroy(&d);
+    fake_vm_destroy(&vm);
+}
+
+TEST(rng_serves_a_bounded_amount_per_turn_and_the_rest_on_the_next) {
+    struct fake_vm vm;
+    fake_vm_init(&vm, RAM);
+    async_loop_t *loop;
+    CHECK_EQ(async_loop_create(&kAsyncLoopConfigNeverAttachToThread, &loop), ZX_OK);
+    vm.env.loop = async_loop_get_dispatcher(loop);
+    struct test_dev d;
+    tdev_init(&d, &vm, &virtio_rng_ops, NULL, 0, 1, 8);
+    const uint32_t each = VIRTIO_RNG_BYTES_PER_TURN / 2;
+    for (uint16_t i = 0; i < 4; i++)
+        tvq_add(&d, 0, i, (struct tbuf[]){{fake_alloc(&vm, each, 8), each, true}}, 1);
+    tvq_kick(&d, 0);
+    uint32_t id, len, served = 0;
+    while (tvq_used(&d, 0, &id, &len)) served++;
+    CHECK_EQ(served, 2); /* a turn's worth */
+    CHECK_EQ(async_loop_run_until_idle(loop), ZX_OK);
+    while (tvq_used(&d, 0, &id, &len)) {
+        CHECK_EQ(id, served);
+        CHECK_EQ(len, each);
+        served++;
+    }
+    CHECK_EQ(served, 4);
+    async_loop_destroy(loop);
     tdev_destroy(&d);
     fake_vm_destroy(&vm);
 }
