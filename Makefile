@@ -64,7 +64,7 @@ VMM_LIBS  := -lfdt -ldl $(UNPACK_LIBS)
 
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins
-all: $(B)/libloop.a $(B)/bellhop $(B)/tests/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
+all: $(B)/libloop.a $(B)/bellhop $(B)/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
      $(B)/bench/loop_bench
 
 unit-bins: $(UNIT_BINS)
@@ -136,7 +136,7 @@ $(B)/obj/hooks/%.o: %.c
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -DBELLHOP_TEST_HOOKS $(DEPFLAGS) -c $< -o $@
 
-$(B)/tests/bellhop-hooks: $(B)/obj/vmm/main.o $(HOOK_SRCS:%.c=$(B)/obj/hooks/%.o) $(B)/libbellhop.a $(B)/libloop.a
+$(B)/bellhop-hooks: $(B)/obj/vmm/main.o $(HOOK_SRCS:%.c=$(B)/obj/hooks/%.o) $(B)/libbellhop.a $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
@@ -295,6 +295,6 @@ bench: deps all linux-files
 	else BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux" scripts/run.sh build/bellhop bench; fi
 
 clean:
-	rm -rf build/obj build/asan build/tsan build/tests build/guest build/*.a build/bellhop
+	rm -rf build/obj build/asan build/tsan build/tests build/guest build/*.a build/bellhop build/bellhop-hooks
 
 -include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d $(B)/obj/hooks/*/*.d build/guest/obj/*.d build/fuzz/obj/*/*.d build/fuzz/obj/*/*/*.d)

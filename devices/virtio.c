@@ -8,21 +8,27 @@
 #include "devices/virtio.h"
 #include "devices/virtqueue.h"
 
-void virtio_dev_init(struct virtio_dev *vd, const struct virtio_device_ops *ops, void *priv,
-                     struct vm_env *env) {
+int virtio_dev_create(struct virtio_dev *vd, const struct virtio_device_ops *ops, const void *params,
+                      struct vm_env *env, char *err, size_t errlen) {
     memset(vd, 0, sizeof *vd);
     vd->ops = ops;
-    vd->priv = priv;
     vd->env = env;
     pthread_mutex_init(&vd->lock, NULL);
+    if (ops->create && ops->create(vd, params, err, errlen) != 0) return -1;
+    vd->created = true;
+    return 0;
 }
 
 /* The loop is shut down before its devices (every task ran or was canceled by then), or
  * there was none: no task of this device can be pending. */
-void virtio_dev_destroy(struct virtio_dev *vd) { pthread_mutex_destroy(&vd->lock); }
+void virtio_dev_destroy(struct virtio_dev *vd) {
+    if (vd->created && vd->ops->destroy) vd->ops->destroy(vd);
+    vd->created = false;
+    pthread_mutex_destroy(&vd->lock);
+}
 
 uint64_t virtio_device_features(const struct virtio_dev *vd) {
-    return vd->ops->features | 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_EVENT_IDX |
+    return vd->features | 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_EVENT_IDX |
            1ull << VIRTIO_F_INDIRECT_DESC;
 }
 

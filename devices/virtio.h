@@ -1,6 +1,7 @@
 /* virtio core (virtio 1.2): split virtqueues and what every device shares, independent of
- * the transport. A device is an ops table (virtio_device_ops); a transport (virtio-mmio)
- * owns a struct virtio_dev and calls the ops.
+ * the transport. A device is declared once, as a const ops table (virtio_device_ops); a
+ * transport (virtio-mmio, virtio-pci) owns a struct virtio_dev per instance, has the device
+ * create its own state in it from the device's parameters, and calls the ops.
  *
  * Threading: queue_notify runs on the async loop's thread; transport register accesses run
  * on vCPU threads. vd->lock guards the transport state and the rings' indices; a device
@@ -69,14 +70,20 @@ struct virtq_req {
 
 struct virtio_dev;
 
+/* One device's declaration. Hooks marked optional may be NULL. */
 struct virtio_device_ops {
     const char *name;
     uint32_t device_id;
-    uint64_t features; /* device-specific bits; the core adds VERSION_1, EVENT_IDX, INDIRECT */
     unsigned nqueues;
     uint16_t queue_max;
-    uint32_t config_size;
-    /* Copies the device's configuration space (config_size bytes) into buf. */
+    /* Optional: makes one instance from its parameters (the device's own struct, such as
+     * struct virtio_blk_params; NULL where it has none) in vd, before the guest runs: sets
+     * vd->priv, and vd->features and vd->config_size where they are not 0. 0, or -1 with a
+     * one-line reason in err. */
+    int (*create)(struct virtio_dev *vd, const void *params, char *err, size_t errlen);
+    /* Optional: releases what create made (the guest and the loop are gone). */
+    void (*destroy)(struct virtio_dev *vd);
+    /* Optional: copies the configuration space (vd->config_size bytes) into buf. */
     void (*config_read)(struct virtio_dev *vd, uint8_t *buf);
     /* Optional: a driver write into configuration space. */
     void (*config_write)(struct virtio_dev *vd, uint32_t off, uint8_t size, uint64_t value);
@@ -86,6 +93,11 @@ struct virtio_device_ops {
     void (*driver_ok)(struct virtio_dev *vd);
     /* Optional: the device was reset (vCPU thread, lock held). */
     void (*reset)(struct virtio_dev *vd);
+    /* Optional, for snapshots (none yet): the device's own state beyond the transport's and
+     * the queues', written into buf (returns its length, or 0 when it does not fit) and read
+     * back into a new instance (0, or -1 when buf is not a state this device saved). */
+    size_t (*save)(struct virtio_dev *vd, uint8_t *buf, size_t len);
+    int (*restore)(struct virtio_dev *vd, const uint8_t *buf, size_t len);
 };
 
 /* An interrupt decided under the device lock and raised once it is dropped, so that the
@@ -99,7 +111,10 @@ void virtio_raise(struct virtio_dev *vd, struct virtio_irq irq);
 
 struct virtio_dev {
     const struct virtio_device_ops *ops;
-    void *priv; /* the device's own state */
+    void *priv; /* the device's own state (its create's) */
+    uint64_t features;    /* device-specific bits; the core adds VERSION_1, EVENT_IDX, INDIRECT */
+    uint32_t config_size; /* of its configuration space */
+    bool created;         /* its create ran and succeeded: destroy is owed */
     struct vm_env *env;
     pthread_mutex_t lock;
     uint64_t driver_features;
@@ -121,8 +136,11 @@ struct virtio_dev {
     } again[VIRTIO_MAX_QUEUES];
 };
 
-void virtio_dev_init(struct virtio_dev *vd, const struct virtio_device_ops *ops, void *priv,
-                     struct vm_env *env);
+/* For transports: the instance in vd, made by ops->create from params. 0, or -1 with a
+ * one-line reason in err (vd then needs only virtio_dev_destroy). */
+int virtio_dev_create(struct virtio_dev *vd, const struct virtio_device_ops *ops, const void *params,
+                      struct vm_env *env, char *err, size_t errlen);
+/* Destroys the device (ops->destroy), then vd's own state. */
 void virtio_dev_destroy(struct virtio_dev *vd);
 uint64_t virtio_device_features(const struct virtio_dev *vd);
 bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit);

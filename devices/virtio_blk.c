@@ -34,7 +34,6 @@
 #define MAX_DISCARD_SECTORS (1u << 22)
 
 struct virtio_blk {
-    struct virtio_device_ops ops; /* per disk: RO and the capacity differ */
     int fd;
     bool read_only;
     uint64_t sectors;
@@ -187,46 +186,49 @@ static void blk_notify(struct virtio_dev *vd, unsigned q) {
     }
 }
 
-struct virtio_blk *virtio_blk_open(const char *path, bool read_only, char *err, size_t errlen) {
-    int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+static int blk_create(struct virtio_dev *vd, const void *params, char *err, size_t errlen) {
+    const struct virtio_blk_params *p = params;
+    int fd = open(p->path, (p->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
-        return NULL;
+        snprintf(err, errlen, "disk %s: %s", p->path, strerror(errno));
+        return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "disk %s: not a regular file", path);
+        snprintf(err, errlen, "disk %s: not a regular file", p->path);
         close(fd);
-        return NULL;
+        return -1;
     }
     struct virtio_blk *b = calloc(1, sizeof *b);
     if (!b) {
-        snprintf(err, errlen, "disk %s: out of memory", path);
+        snprintf(err, errlen, "disk %s: out of memory", p->path);
         close(fd);
-        return NULL;
+        return -1;
     }
     b->fd = fd;
-    b->read_only = read_only;
+    b->read_only = p->read_only;
     b->sectors = (uint64_t)st.st_size / SECTOR;
     snprintf(b->id, sizeof b->id, "bellhop-%llx", (unsigned long long)st.st_ino);
-    b->ops = (struct virtio_device_ops){
-        .name = "virtio-blk",
-        .device_id = VIRTIO_ID_BLOCK,
-        .features = 1ull << F_SEG_MAX | 1ull << F_BLK_SIZE | 1ull << F_FLUSH |
-                    (read_only ? 1ull << F_RO : 1ull << F_DISCARD | 1ull << F_WRITE_ZEROES),
-        .nqueues = 1,
-        .queue_max = VIRTQ_MAX_SIZE,
-        .config_size = sizeof(struct blk_config),
-        .config_read = blk_config,
-        .queue_notify = blk_notify,
-    };
-    return b;
+    vd->priv = b;
+    vd->features = 1ull << F_SEG_MAX | 1ull << F_BLK_SIZE | 1ull << F_FLUSH |
+                   (p->read_only ? 1ull << F_RO : 1ull << F_DISCARD | 1ull << F_WRITE_ZEROES);
+    vd->config_size = sizeof(struct blk_config);
+    return 0;
 }
 
-const struct virtio_device_ops *virtio_blk_ops_for(const struct virtio_blk *b) { return &b->ops; }
-
-void virtio_blk_close(struct virtio_blk *b) {
-    if (!b) return;
+static void blk_destroy(struct virtio_dev *vd) {
+    struct virtio_blk *b = blk_of(vd);
     close(b->fd);
     free(b);
 }
+
+const struct virtio_device_ops virtio_blk_ops = {
+    .name = "virtio-blk",
+    .device_id = VIRTIO_ID_BLOCK,
+    .nqueues = 1,
+    .queue_max = VIRTQ_MAX_SIZE,
+    .create = blk_create,
+    .destroy = blk_destroy,
+    .config_read = blk_config,
+    .queue_notify = blk_notify,
+};

@@ -1,6 +1,8 @@
 /* virtio-console, port 0. Input waits on the loop only while there is room for it: bytes
  * read from in_fd wait in `pending` until the driver gives receive buffers. */
 #include <lib/async/wait.h>
+#include <lib/container_of.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,7 +16,7 @@
 #define PENDING 256
 
 struct virtio_console {
-    async_wait_t wait; /* first */
+    async_wait_t wait;
     struct vm_env *env;
     struct virtio_dev *vd;
     int in_fd, out_fd;
@@ -46,7 +48,7 @@ static void deliver(struct virtio_console *c) {
 
 static void on_input(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *sig) {
     (void)d;
-    struct virtio_console *c = (struct virtio_console *)w;
+    struct virtio_console *c = container_of(w, struct virtio_console, wait);
     c->waiting = false;
     if (st != ZX_OK) return;
     uint8_t buf[PENDING];
@@ -81,38 +83,38 @@ static void console_notify(struct virtio_dev *vd, unsigned q) {
     else deliver(c);
 }
 
-static void console_config(struct virtio_dev *vd, uint8_t *buf) { (void)vd, (void)buf; }
+static int console_create(struct virtio_dev *vd, const void *params, char *err, size_t errlen) {
+    const struct virtio_console_params *p = params;
+    struct virtio_console *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "virtio-console: out of memory");
+        return -1;
+    }
+    c->env = vd->env;
+    c->vd = vd;
+    c->in_fd = p->in_fd;
+    c->out_fd = p->out_fd;
+    c->in_handle = ZX_HANDLE_INVALID;
+    if (c->in_fd >= 0 && zx_fd_create(c->in_fd, 0, &c->in_handle) == ZX_OK)
+        c->wait = (async_wait_t){.handler = on_input, .object = c->in_handle,
+                                 .trigger = ZX_FD_READABLE | ZX_FD_HANGUP};
+    vd->priv = c;
+    arm(c);
+    return 0;
+}
+
+static void console_destroy(struct virtio_dev *vd) {
+    struct virtio_console *c = con_of(vd);
+    if (c->in_handle != ZX_HANDLE_INVALID) zx_handle_close(c->in_handle);
+    free(c);
+}
 
 const struct virtio_device_ops virtio_console_ops = {
     .name = "virtio-console",
     .device_id = VIRTIO_ID_CONSOLE,
     .nqueues = 2,
     .queue_max = VIRTQ_MAX_SIZE,
-    .config_size = 0,
-    .config_read = console_config,
+    .create = console_create,
+    .destroy = console_destroy,
     .queue_notify = console_notify,
 };
-
-struct virtio_console *virtio_console_create(struct vm_env *env, int in_fd, int out_fd) {
-    struct virtio_console *c = calloc(1, sizeof *c);
-    if (!c) return NULL;
-    c->env = env;
-    c->in_fd = in_fd;
-    c->out_fd = out_fd;
-    c->in_handle = ZX_HANDLE_INVALID;
-    if (in_fd >= 0 && zx_fd_create(in_fd, 0, &c->in_handle) == ZX_OK)
-        c->wait = (async_wait_t){.handler = on_input, .object = c->in_handle,
-                                 .trigger = ZX_FD_READABLE | ZX_FD_HANGUP};
-    return c;
-}
-
-void virtio_console_attach(struct virtio_console *c, struct virtio_dev *vd) {
-    c->vd = vd;
-    arm(c);
-}
-
-void virtio_console_destroy(struct virtio_console *c) {
-    if (!c) return;
-    if (c->in_handle != ZX_HANDLE_INVALID) zx_handle_close(c->in_handle);
-    free(c);
-}

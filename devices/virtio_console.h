@@ -7,10 +7,8 @@
  * (watched on the loop; Ctrl-A x ends the VM). */
 extern const struct virtio_device_ops virtio_console_ops;
 
-struct virtio_console;
-struct virtio_console *virtio_console_create(struct vm_env *env, int in_fd, int out_fd);
-/* Ties the console to its transport's virtio_dev (before the guest runs). */
-void virtio_console_attach(struct virtio_console *c, struct virtio_dev *vd);
-void virtio_console_destroy(struct virtio_console *c);
+struct virtio_console_params {
+    int in_fd, out_fd; /* -1: none; the caller keeps them open while the device lives */
+};
 
 #endif

@@ -75,7 +75,7 @@ static uint64_t mmio_read(void *dev, uint64_t off, uint8_t size) {
     if (off >= REG_CONFIG) {
         uint8_t cfg[256] = {0};
         uint64_t at = off - REG_CONFIG;
-        if (vd->ops->config_size <= sizeof cfg && at + size <= vd->ops->config_size) {
+        if (vd->ops->config_read && vd->config_size <= sizeof cfg && at + size <= vd->config_size) {
             vd->ops->config_read(vd, cfg);
             memcpy(&v, cfg + at, size);
         }
@@ -111,7 +111,7 @@ static void mmio_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     uint32_t v = (uint32_t)value;
     pthread_mutex_lock(&vd->lock);
     if (off >= REG_CONFIG) {
-        if (vd->ops->config_write && off - REG_CONFIG + size <= vd->ops->config_size)
+        if (vd->ops->config_write && off - REG_CONFIG + size <= vd->config_size)
             vd->ops->config_write(vd, (uint32_t)(off - REG_CONFIG), size, value);
         pthread_mutex_unlock(&vd->lock);
         return;
@@ -164,11 +164,17 @@ static void mmio_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
 const struct io_ops virtio_mmio_ops = {.name = "virtio-mmio", .read = mmio_read, .write = mmio_write};
 
 struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_device_ops *ops,
-                                       void *priv, uint64_t base, uint32_t irq,
-                                       zx_handle_t bells_port) {
+                                       const void *params, uint64_t base, uint32_t irq,
+                                       zx_handle_t bells_port, char *err, size_t errlen) {
     struct virtio_mmio *m = calloc(1, sizeof *m);
-    if (!m) return NULL;
-    virtio_dev_init(&m->vd, ops, priv, env);
+    if (!m) {
+        snprintf(err, errlen, "%s: out of memory", ops->name);
+        return NULL;
+    }
+    if (virtio_dev_create(&m->vd, ops, params, env, err, errlen) != 0) {
+        virtio_mmio_destroy(m);
+        return NULL;
+    }
     m->vd.interrupt_locked = mmio_interrupt_locked;
     m->base = base;
     m->irq = irq;
@@ -178,6 +184,7 @@ struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_d
         if (bells_port != ZX_HANDLE_INVALID &&
             bellhop_guest_set_doorbell(env->guest, base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, q, bells_port,
                                        (uintptr_t)&m->bells[q].trap) != ZX_OK) {
+            snprintf(err, errlen, "%s: cannot set its doorbells", ops->name);
             virtio_mmio_destroy(m);
             return NULL;
         }

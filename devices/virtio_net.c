@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lib/async/wait.h>
+#include <lib/container_of.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <stdio.h>
@@ -20,8 +21,7 @@
 #define HDR_LEN 12 /* virtio_net_hdr with num_buffers (VERSION_1) */
 
 struct virtio_net {
-    async_wait_t wait; /* first */
-    struct virtio_device_ops ops;
+    async_wait_t wait;
     struct vm_env *env;
     struct virtio_dev *vd;
     int fd;
@@ -63,7 +63,7 @@ static void receive(struct virtio_net *n) {
 
 static void on_readable(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
     (void)d, (void)s;
-    struct virtio_net *n = (struct virtio_net *)w;
+    struct virtio_net *n = container_of(w, struct virtio_net, wait);
     n->waiting = false;
     if (st == ZX_OK) receive(n);
 }
@@ -86,15 +86,17 @@ static void net_notify(struct virtio_dev *vd, unsigned q) {
     else arm(n); /* new receive buffers: wait for frames again */
 }
 
-struct virtio_net *virtio_net_create(struct vm_env *env, int fd, const char *name, char *err, size_t errlen) {
+/* The device over fd, which it takes; name seeds its MAC address. */
+static int net_make(struct virtio_dev *vd, int fd, const char *name, char *err, size_t errlen) {
     struct virtio_net *n = calloc(1, sizeof *n);
     if (!n || !(n->rx = malloc(sizeof *n->rx))) {
         snprintf(err, errlen, "%s: out of memory", name);
         free(n);
         close(fd);
-        return NULL;
+        return -1;
     }
-    n->env = env;
+    n->env = vd->env;
+    n->vd = vd;
     n->fd = fd;
     n->handle = ZX_HANDLE_INVALID;
     /* A locally administered address, the same for the same interface name. */
@@ -104,28 +106,22 @@ struct virtio_net *virtio_net_create(struct vm_env *env, int fd, const char *nam
     memcpy(n->mac, mac, 6);
     if (zx_fd_create(fd, 0, &n->handle) == ZX_OK)
         n->wait = (async_wait_t){.handler = on_readable, .object = n->handle, .trigger = ZX_FD_READABLE};
-    n->ops = (struct virtio_device_ops){
-        .name = "virtio-net",
-        .device_id = VIRTIO_ID_NET,
-        .features = 1ull << F_MAC,
-        .nqueues = 2,
-        .queue_max = VIRTQ_MAX_SIZE,
-        .config_size = 6,
-        .config_read = net_config,
-        .queue_notify = net_notify,
-    };
-    return n;
+    vd->priv = n;
+    vd->features = 1ull << F_MAC;
+    vd->config_size = 6;
+    return 0;
 }
 
-struct virtio_net *virtio_net_open(struct vm_env *env, const char *ifname, char *err, size_t errlen) {
+/* Opens (creating it, if allowed) the tap `ifname`. */
+static int open_tap(const char *ifname, char *err, size_t errlen) {
     if (strlen(ifname) >= IFNAMSIZ) {
         snprintf(err, errlen, "tap %s: name too long", ifname);
-        return NULL;
+        return -1;
     }
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "tap %s: /dev/net/tun: %s", ifname, strerror(errno));
-        return NULL;
+        return -1;
     }
     struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
     snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
@@ -134,20 +130,34 @@ struct virtio_net *virtio_net_open(struct vm_env *env, const char *ifname, char 
         ioctl(fd, TUNSETOFFLOAD, 0) != 0) {
         snprintf(err, errlen, "tap %s: %s", ifname, strerror(errno));
         close(fd);
-        return NULL;
+        return -1;
     }
-    return virtio_net_create(env, fd, ifname, err, errlen);
+    return fd;
 }
 
-const struct virtio_device_ops *virtio_net_ops_for(const struct virtio_net *n) { return &n->ops; }
+static int net_create(struct virtio_dev *vd, const void *params, char *err, size_t errlen) {
+    const struct virtio_net_params *p = params;
+    if (!p->tap) return net_make(vd, p->fd, p->name ? p->name : "virtio-net", err, errlen);
+    int fd = open_tap(p->tap, err, errlen);
+    return fd < 0 ? -1 : net_make(vd, fd, p->tap, err, errlen);
+}
 
-void virtio_net_attach(struct virtio_net *n, struct virtio_dev *vd) { n->vd = vd; }
-
-/* The loop must be gone first. */
-void virtio_net_close(struct virtio_net *n) {
-    if (!n) return;
+/* The loop is gone first. */
+static void net_destroy(struct virtio_dev *vd) {
+    struct virtio_net *n = net_of(vd);
     if (n->handle != ZX_HANDLE_INVALID) zx_handle_close(n->handle);
     close(n->fd);
     free(n->rx);
     free(n);
 }
+
+const struct virtio_device_ops virtio_net_ops = {
+    .name = "virtio-net",
+    .device_id = VIRTIO_ID_NET,
+    .nqueues = 2,
+    .queue_max = VIRTQ_MAX_SIZE,
+    .create = net_create,
+    .destroy = net_destroy,
+    .config_read = net_config,
+    .queue_notify = net_notify,
+};

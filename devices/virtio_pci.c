@@ -218,7 +218,7 @@ static uint64_t bar_read(void *dev, uint64_t off, uint8_t size) {
     } else if (off >= OFF_DEVICE && off < OFF_DEVICE + 0x1000) {
         uint8_t cfg[256] = {0};
         uint64_t at = off - OFF_DEVICE;
-        if (vd->ops->config_size <= sizeof cfg && at + size <= vd->ops->config_size) {
+        if (vd->ops->config_read && vd->config_size <= sizeof cfg && at + size <= vd->config_size) {
             vd->ops->config_read(vd, cfg);
             memcpy(&v, cfg + at, size);
         }
@@ -242,7 +242,7 @@ static void bar_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     if (off < OFF_ISR) {
         common_write(p, off, value & (size >= 8 ? ~0ull : (1ull << (8 * size)) - 1));
     } else if (off >= OFF_DEVICE && off < OFF_DEVICE + 0x1000) {
-        if (vd->ops->config_write && off - OFF_DEVICE + size <= vd->ops->config_size)
+        if (vd->ops->config_write && off - OFF_DEVICE + size <= vd->config_size)
             vd->ops->config_write(vd, (uint32_t)(off - OFF_DEVICE), size, value);
     } else if (off >= OFF_MSIX_TABLE && off < OFF_MSIX_TABLE + 16 * p->nvectors && size == 4) {
         unsigned e = (unsigned)(off - OFF_MSIX_TABLE) / 16, field = (unsigned)(off % 16) / 4;
@@ -283,11 +283,19 @@ static uint8_t add_virtio_cap(struct pci_device *pd, uint8_t type, uint32_t offs
     return pci_add_capability(pd, cap, cap[2], NULL);
 }
 
-struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_device_ops *ops, void *priv,
-                                     uint64_t bar0, uint32_t intx_gsi) {
+struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_device_ops *ops, const void *params,
+                                     uint64_t bar0, uint32_t intx_gsi, char *err, size_t errlen) {
     struct virtio_pci *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
-    virtio_dev_init(&p->vd, ops, priv, env);
+    if (!p) {
+        snprintf(err, errlen, "%s: out of memory", ops->name);
+        return NULL;
+    }
+    p->resample_handle = ZX_HANDLE_INVALID;
+    if (virtio_dev_create(&p->vd, ops, params, env, err, errlen) != 0) {
+        virtio_pci_destroy(p);
+        return NULL;
+    }
+    snprintf(err, errlen, "%s: cannot set up its PCI function (interrupts or notify trap)", ops->name);
     p->vd.interrupt_locked = pci_interrupt_locked;
     p->bar0 = bar0;
     p->config_vector = NO_VECTOR;
@@ -306,7 +314,7 @@ struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_dev
     add_virtio_cap(&p->pci, CAP_COMMON, OFF_COMMON, 0x38, false);
     add_virtio_cap(&p->pci, CAP_NOTIFY, VIRTIO_PCI_NOTIFY_OFFSET, 0x1000, true);
     add_virtio_cap(&p->pci, CAP_ISR, OFF_ISR, 1, false);
-    if (ops->config_size) add_virtio_cap(&p->pci, CAP_DEVICE, OFF_DEVICE, ops->config_size, false);
+    if (p->vd.config_size) add_virtio_cap(&p->pci, CAP_DEVICE, OFF_DEVICE, p->vd.config_size, false);
     p->nvectors = ops->nqueues + 1;
     uint16_t control = (uint16_t)(p->nvectors - 1);
     uint32_t table = OFF_MSIX_TABLE, pba = OFF_MSIX_PBA;

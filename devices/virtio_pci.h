@@ -18,9 +18,10 @@ struct virtio_pci;
  * with offsets from the BAR's start; [0x3000, 0x4000) is the bell trap it sets itself. */
 extern const struct io_ops virtio_pci_ops;
 
-/* intx_gsi 0: no INTx line. */
-struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_device_ops *ops, void *priv,
-                                     uint64_t bar0, uint32_t intx_gsi);
+/* The device `ops` made from `params` (virtio_device_ops.create) behind a PCI function whose
+ * BAR is at bar0; intx_gsi 0: no INTx line. NULL with a one-line reason in err on failure. */
+struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_device_ops *ops, const void *params,
+                                     uint64_t bar0, uint32_t intx_gsi, char *err, size_t errlen);
 struct pci_device *virtio_pci_device(struct virtio_pci *p);
 struct virtio_dev *virtio_pci_dev(struct virtio_pci *p);
 void virtio_pci_destroy(struct virtio_pci *p);

@@ -30,14 +30,10 @@ static void rng_notify(struct virtio_dev *vd, unsigned q) {
     }
 }
 
-static void rng_config(struct virtio_dev *vd, uint8_t *buf) { (void)vd, (void)buf; }
-
 const struct virtio_device_ops virtio_rng_ops = {
     .name = "virtio-rng",
     .device_id = VIRTIO_ID_RNG,
     .nqueues = 1,
     .queue_max = VIRTQ_MAX_SIZE,
-    .config_size = 0,
-    .config_read = rng_config,
     .queue_notify = rng_notify,
 };

@@ -21,7 +21,7 @@ static int map_file(const char *what, const char *path, size_t max, struct file_
     char err[160];
     if (file_map_open(path, max, "guest memory", f, err, sizeof err) != 0) return machine_fail("%s %s: %s", what, path, err);
 #ifdef BELLHOP_TEST_HOOKS
-    /* Test hook (bellhop_run's bad input, on build/tests/bellhop-hooks only: it destroys the
+    /* Test hook (bellhop_run's bad input, on build/bellhop-hooks only: it destroys the
      * file): the file shrinks under its mapping, as when another process truncates it. */
     const char *probe = getenv("BELLHOP_LOAD_PROBE");
     if (probe && strcmp(probe, what) == 0 && truncate(path, 0) != 0) { /* the test sees no error */

@@ -78,49 +78,39 @@ void machine_lend_irqs(struct machine *m) {
 
 /* A virtio-pci device in the next slot: its BAR's register pages; the notify page is its
  * own bell trap. */
-static struct virtio_dev *add_virtio_pci(struct machine *m, const struct virtio_device_ops *ops, void *priv) {
-    if (m->nvpci == MAX_PCI_DEVICES) {
-        machine_fail("too many PCI devices");
-        return NULL;
-    }
+static int add_virtio_pci(struct machine *m, const struct virtio_device_ops *ops, const void *params) {
+    if (m->nvpci == MAX_PCI_DEVICES) return machine_fail("too many PCI devices");
     uint64_t bar0 = PCI_MMIO_BASE + (uint64_t)m->nvpci * VIRTIO_PCI_BAR_SIZE;
     /* Slots 1..8 have INTA on IOAPIC pins 16..23 (the DSDT's _PRT); the rest only MSI-X. */
     uint32_t gsi = m->nvpci < 8 ? 16 + m->nvpci : 0;
-    struct virtio_pci *vp = virtio_pci_create(&m->env, ops, priv, bar0, gsi);
-    if (!vp) {
-        machine_fail("cannot set up %s on PCI", ops->name);
-        return NULL;
-    }
+    char err[200];
+    struct virtio_pci *vp = virtio_pci_create(&m->env, ops, params, bar0, gsi, err, sizeof err);
+    if (!vp) return machine_fail("%s", err);
     m->vpci[m->nvpci++] = vp;
-    if (pci_bus_add(&m->pci, virtio_pci_device(vp)) < 0) {
-        machine_fail("no PCI slot left for %s", ops->name);
-        return NULL;
-    }
+    if (pci_bus_add(&m->pci, virtio_pci_device(vp)) < 0) return machine_fail("no PCI slot left for %s", ops->name);
     if (map_device_at(m, ZX_GUEST_TRAP_MEM, bar0, VIRTIO_PCI_NOTIFY_OFFSET, bar0, &virtio_pci_ops, vp) ||
         map_device_at(m, ZX_GUEST_TRAP_MEM, bar0 + VIRTIO_PCI_NOTIFY_OFFSET + 0x1000,
                       VIRTIO_PCI_BAR_SIZE - VIRTIO_PCI_NOTIFY_OFFSET - 0x1000, bar0, &virtio_pci_ops, vp))
-        return NULL;
-    return virtio_pci_dev(vp);
+        return -1;
+    return 0;
 }
 
-/* A virtio-mmio device in the next slot: its page, its doorbells and its DT node. */
-static struct virtio_dev *add_virtio(struct machine *m, const struct virtio_device_ops *ops, void *priv) {
-    if (m->virtio_pci) return add_virtio_pci(m, ops, priv);
-    if (m->nvirtio == FDT_MAX_VIRTIO) {
-        machine_fail("too many virtio devices");
-        return NULL;
-    }
+/* The virtio device `ops` made from `params` on the machine's transport (PCI for Linux,
+ * virtio-mmio otherwise) in its next slot: with virtio-mmio, its page, its doorbells and its
+ * DT node. 0, or -1 (said). */
+static int add_virtio(struct machine *m, const struct virtio_device_ops *ops, const void *params) {
+    if (m->virtio_pci) return add_virtio_pci(m, ops, params);
+    if (m->nvirtio == FDT_MAX_VIRTIO) return machine_fail("too many virtio devices");
     uint64_t base = VIRTIO_MMIO_BASE + (uint64_t)m->nvirtio * VIRTIO_MMIO_SIZE;
     uint32_t irq = VIRTIO_IRQ_BASE + m->nvirtio;
-    struct virtio_mmio *vmmio = virtio_mmio_create(&m->env, ops, priv, base, irq, async_loop_get_port(m->loop));
-    if (!vmmio) {
-        machine_fail("cannot set up %s", ops->name);
-        return NULL;
-    }
+    char err[200];
+    struct virtio_mmio *vmmio =
+        virtio_mmio_create(&m->env, ops, params, base, irq, async_loop_get_port(m->loop), err, sizeof err);
+    if (!vmmio) return machine_fail("%s", err);
     m->virtio[m->nvirtio++] = vmmio;
-    if (map_device(m, ZX_GUEST_TRAP_MEM, base, VIRTIO_MMIO_SIZE, &virtio_mmio_ops, vmmio)) return NULL;
+    if (map_device(m, ZX_GUEST_TRAP_MEM, base, VIRTIO_MMIO_SIZE, &virtio_mmio_ops, vmmio)) return -1;
     m->fdt.virtio[m->fdt.nvirtio++] = (struct fdt_virtio_mmio){base, VIRTIO_MMIO_SIZE, irq};
-    return virtio_mmio_dev(vmmio);
+    return 0;
 }
 
 /* Every port no device claimed reads all ones (see devices/unassigned.h). */
@@ -157,12 +147,8 @@ int machine_devices_setup(struct machine *m) {
     if (map_device(m, ZX_GUEST_TRAP_IO, UART_COM1_PORT, 8, &uart16550_ops, m->uart)) return -1;
     m->exit_dev = debug_exit_create(&m->env);
     if (map_device(m, ZX_GUEST_TRAP_IO, DEBUG_EXIT_PORT, 1, &debug_exit_ops, m->exit_dev)) return -1;
-    if (!serial) {
-        m->vcon = virtio_console_create(&m->env, STDIN_FILENO, STDOUT_FILENO);
-        struct virtio_dev *vd = m->vcon ? add_virtio(m, &virtio_console_ops, m->vcon) : NULL;
-        if (!vd) return -1;
-        virtio_console_attach(m->vcon, vd);
-    }
+    if (!serial && add_virtio(m, &virtio_console_ops, &(struct virtio_console_params){STDIN_FILENO, STDOUT_FILENO}))
+        return -1;
     if (m->virtio_pci && map_device(m, ZX_GUEST_TRAP_IO, PCI_CONF1_PORT, 8, &pci_conf1_ops, &m->pci)) return -1;
     /* Between RAM's highest end and the device windows: unassigned MMIO, as on a PC. */
     if (map_device(m, ZX_GUEST_TRAP_MEM, UNASSIGNED_MMIO_BASE, UNASSIGNED_MMIO_SIZE, &unassigned_ops, m)) return -1;
@@ -174,24 +160,15 @@ int machine_devices_setup(struct machine *m) {
     if (map_device(m, ZX_GUEST_TRAP_IO, ACPI_PM_PORT, 3, &acpi_pm_ops, m->pm)) return -1;
     m->marker = boot_marker_create(m->guest, cfg->start_ns, cfg->boot_markers);
     if (map_device(m, ZX_GUEST_TRAP_IO, BOOT_MARKER_PORT, 4, &boot_marker_ops, m->marker)) return -1;
-    if (cfg->rng && !add_virtio(m, &virtio_rng_ops, NULL)) return -1;
+    if (cfg->rng && add_virtio(m, &virtio_rng_ops, NULL)) return -1;
     if (cfg->bench_bell) {
         char err[160];
         if (!(m->bench_bell = bench_bell_create(&m->env, err, sizeof err))) return machine_fail("%s", err);
     }
-    for (unsigned i = 0; i < cfg->ndisks; i++) {
-        char err[200];
-        m->disks[i] = virtio_blk_open(cfg->disks[i].path, cfg->disks[i].read_only, err, sizeof err);
-        if (!m->disks[i]) return machine_fail("%s", err);
-        if (!add_virtio(m, virtio_blk_ops_for(m->disks[i]), m->disks[i])) return -1;
-    }
-    if (cfg->tap) {
-        char err[200];
-        if (!(m->net = virtio_net_open(&m->env, cfg->tap, err, sizeof err))) return machine_fail("%s", err);
-        struct virtio_dev *vd = add_virtio(m, virtio_net_ops_for(m->net), m->net);
-        if (!vd) return -1;
-        virtio_net_attach(m->net, vd);
-    }
+    for (unsigned i = 0; i < cfg->ndisks; i++)
+        if (add_virtio(m, &virtio_blk_ops, &(struct virtio_blk_params){cfg->disks[i].path, cfg->disks[i].read_only}))
+            return -1;
+    if (cfg->tap && add_virtio(m, &virtio_net_ops, &(struct virtio_net_params){.tap = cfg->tap})) return -1;
     return map_unassigned_ports(m);
 }
 
@@ -200,9 +177,6 @@ void machine_devices_destroy(struct machine *m) {
     for (unsigned i = 0; i < m->nvirtio; i++) virtio_mmio_destroy(m->virtio[i]);
     for (unsigned i = 0; i < m->nvpci; i++) virtio_pci_destroy(m->vpci[i]);
     pci_bus_destroy(&m->pci);
-    virtio_console_destroy(m->vcon);
-    for (unsigned i = 0; i < MACHINE_MAX_DISKS; i++) virtio_blk_close(m->disks[i]);
-    virtio_net_close(m->net);
     debug_exit_destroy(m->exit_dev);
     rtc_mc146818_destroy(m->rtc);
     i8042_destroy(m->i8042);

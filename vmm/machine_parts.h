@@ -126,9 +126,6 @@ struct machine {
     unsigned nvpci;
     struct virtio_mmio *virtio[FDT_MAX_VIRTIO];
     unsigned nvirtio;
-    struct virtio_console *vcon;
-    struct virtio_blk *disks[MACHINE_MAX_DISKS];
-    struct virtio_net *net;
     struct fdt_machine fdt;
     pthread_mutex_t lock;
     pthread_cond_t cond;

@@ -35,7 +35,7 @@ bool sandbox_active(void);
 void sandbox_adopt(enum sandbox_role role);
 
 /* The test hook of `bellhop run`'s BELLHOP_SANDBOX_PROBE=ROLE, built only into the test
- * binary build/tests/bellhop-hooks (BELLHOP_TEST_HOOKS; in build/bellhop it does nothing): a
+ * binary build/bellhop-hooks (BELLHOP_TEST_HOOKS; in build/bellhop it does nothing): a
  * thread of that role calls sandbox_probe() right after entering its sandbox, and makes a
  * call no role allows: socket(), the way to the network. Under the sandbox that stops the
  * VMM; without one it is allowed, which the probe reports on stderr. */

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,21 +25,20 @@ static inline uint64_t take(struct cursor *c, size_t bytes) {
     return v;
 }
 
-/* A virtio-blk device on a 64-sector scratch file, made once per fuzzer process (the file is
- * unlinked at once; the device keeps it open). */
-static inline struct virtio_blk *fuzz_disk(void) {
-    static struct virtio_blk *b;
-    if (!b) {
-        char path[] = "/tmp/bellhop-fuzz-blk-XXXXXX";
-        int fd = mkstemp(path);
+/* A virtio-blk device's parameters: a 64-sector scratch file, made once per fuzzer process
+ * and unlinked at once; each device opens it again through /proc/self/fd. */
+static inline const struct virtio_blk_params *fuzz_disk(void) {
+    static char path[64];
+    static struct virtio_blk_params params;
+    if (!params.path) {
+        char name[] = "/tmp/bellhop-fuzz-blk-XXXXXX";
+        int fd = mkstemp(name);
         if (fd < 0 || ftruncate(fd, 64 * 512) != 0) abort();
-        close(fd);
-        char err[128];
-        b = virtio_blk_open(path, false, err, sizeof err);
-        unlink(path);
-        if (!b) abort();
+        unlink(name);
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        params.path = path;
     }
-    return b;
+    return &params;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -19,28 +19,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct fake_vm vm;
     fake_vm_init(&vm, RAM);
     const struct virtio_device_ops *ops = &virtio_rng_ops;
-    void *priv = NULL;
-    struct virtio_console *con = NULL;
+    const void *params = NULL;
     int null = -1;
+    struct virtio_console_params con;
     if (which == 1) {
-        ops = virtio_blk_ops_for(fuzz_disk());
-        priv = fuzz_disk();
+        ops = &virtio_blk_ops;
+        params = fuzz_disk();
     } else if (which == 2) {
         null = open("/dev/null", O_WRONLY);
-        con = virtio_console_create(&vm.env, -1, null);
+        con = (struct virtio_console_params){-1, null};
         ops = &virtio_console_ops;
-        priv = con;
+        params = &con;
     }
     struct test_dev d;
-    tdev_init(&d, &vm, ops, priv, 1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX, ops->nqueues, 16);
-    if (con) virtio_console_attach(con, virtio_mmio_dev(d.mmio));
+    tdev_init(&d, &vm, ops, params, 1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX, ops->nqueues, 16);
     /* The fuzzer's bytes become all of guest RAM, rings included (the driver placed them in
      * the first pages): whatever the chains say, the device must cope. */
     size_t n = size - 1 < RAM ? size - 1 : RAM;
     memcpy(vm.env.mem.host, data + 1, n);
     for (unsigned q = 0; q < ops->nqueues; q++) tvq_kick(&d, q);
     tdev_destroy(&d);
-    virtio_console_destroy(con);
     if (null >= 0) close(null);
     fake_vm_destroy(&vm);
     return 0;

@@ -24,12 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
         abort();
     vm.env.loop = async_loop_get_dispatcher(loop);
-    char err[128];
-    struct virtio_net *n = virtio_net_create(&vm.env, sv[0], "fuzz", err, sizeof err);
-    if (!n) abort();
     struct test_dev d;
-    tdev_init(&d, &vm, virtio_net_ops_for(n), n, 1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX, 2, 16);
-    virtio_net_attach(n, virtio_mmio_dev(d.mmio));
+    tdev_init(&d, &vm, &virtio_net_ops, &(struct virtio_net_params){.fd = sv[0], .name = "fuzz"},
+              1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX, 2, 16);
     /* Frames from the network: a count, then {length, bytes} each. */
     unsigned frames = (unsigned)take(&c, 1) % 8;
     for (unsigned f = 0; f < frames && c.n > 0; f++) {
@@ -49,7 +46,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     async_loop_destroy(loop);
     tdev_destroy(&d);
-    virtio_net_close(n);
     close(sv[1]);
     fake_vm_destroy(&vm);
     return 0;

@@ -26,8 +26,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     async_loop_t *loop;
     if (async_loop_create(&kAsyncLoopConfigNeverAttachToThread, &loop) != ZX_OK) abort();
     vm.env.loop = async_loop_get_dispatcher(loop);
-    const struct virtio_device_ops *ops = blk ? virtio_blk_ops_for(fuzz_disk()) : &virtio_rng_ops;
-    struct virtio_pci *p = virtio_pci_create(&vm.env, ops, blk ? fuzz_disk() : NULL, BAR0, 16);
+    char err[200];
+    struct virtio_pci *p = virtio_pci_create(&vm.env, blk ? &virtio_blk_ops : &virtio_rng_ops,
+                                             blk ? (const void *)fuzz_disk() : NULL, BAR0, 16, err, sizeof err);
     if (!p) abort();
     struct pci_bus bus;
     pci_bus_init(&bus);

@@ -21,7 +21,7 @@
 #include "vmm/smaps.h"
 
 static char bellhop[PATH_MAX];
-static char bellhop_hooks[PATH_MAX]; /* bellhop with its test hooks (build/tests/bellhop-hooks) */
+static char bellhop_hooks[PATH_MAX]; /* bellhop with its test hooks (build/bellhop-hooks) */
 static bool use_hooks;               /* RUN runs that one */
 static const char *stdin_text; /* fed to bellhop's stdin when set, else /dev/null */
 
@@ -34,7 +34,7 @@ static void find_bellhop(void) {
     exe[n] = 0;
     const char *dir = dirname(exe);
     snprintf(bellhop, sizeof bellhop, "%s/../../bellhop", dir);
-    snprintf(bellhop_hooks, sizeof bellhop_hooks, "%s/../bellhop-hooks", dir);
+    snprintf(bellhop_hooks, sizeof bellhop_hooks, "%s/../../bellhop-hooks", dir);
 }
 
 /* Sanitizer builds (build/asan, build/tsan) have no sandbox and inflated memory. */
@@ -524,7 +524,7 @@ TEST_TIMEOUT(a_forbidden_syscall_stops_the_vmm_with_a_clear_message, 120) {
 }
 
 /* What ships: build/bellhop reads none of the test hooks' variables, and does what they ask
- * only in build/tests/bellhop-hooks (one truncates the user's kernel file). */
+ * only in build/bellhop-hooks (one truncates the user's kernel file). */
 TEST_TIMEOUT(the_shipped_binary_has_no_test_hooks, 120) {
     find_bellhop();
     static char image[4 << 20];

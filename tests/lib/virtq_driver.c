@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -75,10 +76,15 @@ uint32_t tdev_read(struct test_dev *d, uint64_t reg) { return (uint32_t)virtio_m
 void tdev_write(struct test_dev *d, uint64_t reg, uint32_t v) { virtio_mmio_ops.write(d->mmio, reg, 4, v); }
 
 uint32_t tdev_init(struct test_dev *d, struct fake_vm *vm, const struct virtio_device_ops *ops,
-                   void *priv, uint64_t extra_features, unsigned nq, uint16_t num) {
+                   const void *params, uint64_t extra_features, unsigned nq, uint16_t num) {
     memset(d, 0, sizeof *d);
     d->vm = vm;
-    d->mmio = virtio_mmio_create(&vm->env, ops, priv, 0xd0000000, 5, ZX_HANDLE_INVALID);
+    char err[200];
+    d->mmio = virtio_mmio_create(&vm->env, ops, params, 0xd0000000, 5, ZX_HANDLE_INVALID, err, sizeof err);
+    if (!d->mmio) {
+        fprintf(stderr, "tdev_init: %s\n", err);
+        abort();
+    }
     vm->vd = virtio_mmio_dev(d->mmio);
     tdev_write(d, 0x070, 0);
     tdev_write(d, 0x070, 1);

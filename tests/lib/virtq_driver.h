@@ -42,10 +42,11 @@ struct test_dev {
 
 uint32_t tdev_read(struct test_dev *d, uint64_t reg);
 void tdev_write(struct test_dev *d, uint64_t reg, uint32_t v);
-/* Runs the driver's init sequence: features (VERSION_1 | extra & offered), nq queues of
- * num entries, DRIVER_OK. Returns the status register afterwards. */
+/* Makes the device `ops` from `params` on virtio-mmio (aborting if it cannot be made) and
+ * runs the driver's init sequence: features (VERSION_1 | extra & offered), nq queues of num
+ * entries, DRIVER_OK. Returns the status register afterwards. */
 uint32_t tdev_init(struct test_dev *d, struct fake_vm *vm, const struct virtio_device_ops *ops,
-                   void *priv, uint64_t extra_features, unsigned nq, uint16_t num);
+                   const void *params, uint64_t extra_features, unsigned nq, uint16_t num);
 void tdev_destroy(struct test_dev *d);
 
 struct tbuf {

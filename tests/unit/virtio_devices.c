@@ -111,15 +111,11 @@ struct blk_req {
     uint64_t sector;
 };
 
-static struct virtio_blk *open_disk(const char *path, bool ro, size_t size) {
+static void make_disk(const char *path, size_t size) {
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
     CHECK(fd >= 0);
     CHECK_EQ(ftruncate(fd, (off_t)size), 0);
     close(fd);
-    char err[128];
-    struct virtio_blk *b = virtio_blk_open(path, ro, err, sizeof err);
-    CHECK_MSG(b != NULL, "%s", err);
-    return b;
 }
 
 /* Submits header + data + status; returns the status byte and the used length. */
@@ -142,9 +138,9 @@ TEST(blk_reads_writes_flushes_and_names_itself) {
     struct fake_vm vm;
     fake_vm_init(&vm, RAM);
     const char *path = "/tmp/bellhop-unit-blk.img";
-    struct virtio_blk *b = open_disk(path, false, 64 * 512);
+    make_disk(path, 64 * 512);
     struct test_dev d;
-    tdev_init(&d, &vm, virtio_blk_ops_for(b), b, 0, 1, 16);
+    tdev_init(&d, &vm, &virtio_blk_ops, &(struct virtio_blk_params){path, false}, 0, 1, 16);
     uint64_t buf = fake_alloc(&vm, 1024, 512);
     memset(fake_ptr(&vm, buf), 0x5a, 1024);
     uint32_t used;
@@ -187,7 +183,6 @@ TEST(blk_reads_writes_flushes_and_names_itself) {
     CHECK_EQ(sector[0], 0);
     CHECK_EQ(status(&d) & NEEDS_RESET, 0);
     tdev_destroy(&d);
-    virtio_blk_close(b);
     unlink(path);
     fake_vm_destroy(&vm);
 }
@@ -196,9 +191,9 @@ TEST(a_read_only_blk_refuses_writes) {
     struct fake_vm vm;
     fake_vm_init(&vm, RAM);
     const char *path = "/tmp/bellhop-unit-ro.img";
-    struct virtio_blk *b = open_disk(path, true, 8 * 512);
+    make_disk(path, 8 * 512);
     struct test_dev d;
-    tdev_init(&d, &vm, virtio_blk_ops_for(b), b, 1ull << 5, 1, 16);
+    tdev_init(&d, &vm, &virtio_blk_ops, &(struct virtio_blk_params){path, true}, 1ull << 5, 1, 16);
     tdev_write(&d, 0x014, 0);
     CHECK(tdev_read(&d, 0x010) & (1u << 5)); /* VIRTIO_BLK_F_RO */
     uint64_t buf = fake_alloc(&vm, 512, 512);
@@ -208,7 +203,6 @@ TEST(a_read_only_blk_refuses_writes) {
     CHECK_EQ(blk(&d, 0, 0, buf, 512, true, &used), 0);
     CHECK_EQ(((uint8_t *)fake_ptr(&vm, buf))[0], 0);
     tdev_destroy(&d);
-    virtio_blk_close(b);
     unlink(path);
     fake_vm_destroy(&vm);
 }
@@ -218,10 +212,8 @@ TEST(console_transmits_to_its_fd) {
     fake_vm_init(&vm, RAM);
     int p[2];
     CHECK_EQ(pipe(p), 0);
-    struct virtio_console *c = virtio_console_create(&vm.env, -1, p[1]);
     struct test_dev d;
-    tdev_init(&d, &vm, &virtio_console_ops, c, 0, 2, 8);
-    virtio_console_attach(c, virtio_mmio_dev(d.mmio));
+    tdev_init(&d, &vm, &virtio_console_ops, &(struct virtio_console_params){-1, p[1]}, 0, 2, 8);
     uint64_t a = fake_alloc(&vm, 6, 1), b = fake_alloc(&vm, 6, 1);
     memcpy(fake_ptr(&vm, a), "hello ", 6);
     memcpy(fake_ptr(&vm, b), "world\n", 6);
@@ -233,7 +225,6 @@ TEST(console_transmits_to_its_fd) {
     uint32_t id, len;
     CHECK(tvq_used(&d, 1, &id, &len));
     tdev_destroy(&d);
-    virtio_console_destroy(c);
     close(p[0]);
     close(p[1]);
     fake_vm_destroy(&vm);
