@@ -59,6 +59,49 @@ void virtio_set_status_locked(struct virtio_dev *vd, uint8_t status) {
     if (ok_now && vd->ops->driver_ok) vd->ops->driver_ok(vd);
 }
 
+uint32_t virtio_device_features_word(const struct virtio_dev *vd, uint32_t sel) {
+    return sel < 2 ? (uint32_t)(virtio_device_features(vd) >> (32 * sel)) : 0;
+}
+
+static void set_half(uint64_t *field, bool high, uint32_t v) {
+    *field = high ? (*field & 0xffffffffull) | (uint64_t)v << 32 : (*field & ~0xffffffffull) | v;
+}
+
+void virtio_driver_features_write_locked(struct virtio_dev *vd, uint32_t sel, uint32_t value) {
+    if (sel < 2 && !(vd->status & VIRTIO_STATUS_FEATURES_OK)) set_half(&vd->driver_features, sel == 1, value);
+}
+
+void virtio_queue_size_write_locked(struct virtio_dev *vd, unsigned qi, uint32_t size) {
+    struct virtq *q = &vd->queues[qi];
+    if (!q->ready) q->num = (uint16_t)(size <= vd->ops->queue_max ? size : 0);
+}
+
+void virtio_queue_addr_write_locked(struct virtio_dev *vd, unsigned qi, uint64_t *addr, bool high, uint32_t half) {
+    if (!vd->queues[qi].ready) set_half(addr, high, half);
+}
+
+void virtio_queue_enable_locked(struct virtio_dev *vd, unsigned qi) {
+    struct virtq *q = &vd->queues[qi];
+    if (q->ready) return;
+    if (virtio_queue_valid(vd, q)) q->ready = true;
+    else virtio_fail_locked(vd, qi, "queue rings invalid (size or addresses)");
+}
+
+uint64_t virtio_config_read_locked(struct virtio_dev *vd, uint64_t off, uint8_t size) {
+    uint8_t cfg[256] = {0};
+    uint64_t v = 0;
+    if (vd->ops->config_read && vd->config_size <= sizeof cfg && size <= 8 && off + size <= vd->config_size) {
+        vd->ops->config_read(vd, cfg);
+        memcpy(&v, cfg + off, size);
+    }
+    return v;
+}
+
+void virtio_config_write_locked(struct virtio_dev *vd, uint64_t off, uint8_t size, uint64_t value) {
+    if (vd->ops->config_write && off + size <= vd->config_size)
+        vd->ops->config_write(vd, (uint32_t)off, size, value);
+}
+
 bool virtio_queue_valid(const struct virtio_dev *vd, const struct virtq *q) {
     const struct guest_mem *gm = &vd->env->mem;
     return q->num && (q->num & (q->num - 1)) == 0 && q->num <= vd->ops->queue_max &&
@@ -121,34 +164,18 @@ void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, u
 }
 
 size_t virtq_req_read(const struct virtq_req *r, uint64_t off, void *dst, size_t len) {
+    struct virtq_cursor c = virtq_cursor(r, false, off, len);
     size_t done = 0;
-    for (unsigned i = 0; i < r->nout && done < len; i++) {
-        if (off >= r->out[i].len) {
-            off -= r->out[i].len;
-            continue;
-        }
-        size_t n = r->out[i].len - off;
-        if (n > len - done) n = len - done;
-        memcpy((uint8_t *)dst + done, r->out[i].p + off, n);
-        done += n;
-        off = 0;
-    }
+    for (struct virtq_buf piece; virtq_next(&c, &piece); done += piece.len)
+        memcpy((uint8_t *)dst + done, piece.p, piece.len);
     return done;
 }
 
 size_t virtq_req_write(const struct virtq_req *r, uint64_t off, const void *src, size_t len) {
+    struct virtq_cursor c = virtq_cursor(r, true, off, len);
     size_t done = 0;
-    for (unsigned i = 0; i < r->nin && done < len; i++) {
-        if (off >= r->in[i].len) {
-            off -= r->in[i].len;
-            continue;
-        }
-        size_t n = r->in[i].len - off;
-        if (n > len - done) n = len - done;
-        memcpy(r->in[i].p + off, (const uint8_t *)src + done, n);
-        done += n;
-        off = 0;
-    }
+    for (struct virtq_buf piece; virtq_next(&c, &piece); done += piece.len)
+        memcpy(piece.p, (const uint8_t *)src + done, piece.len);
     return done;
 }
 

@@ -12,39 +12,40 @@
 #define BELLHOP_DEVICES_VIRTIO_H
 
 #include <lib/async/task.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "devices/device.h"
 
-#define VIRTIO_F_INDIRECT_DESC 28
-#define VIRTIO_F_EVENT_IDX 29
-#define VIRTIO_F_VERSION_1 32
+/* The spec's numbers, from the Linux uapi headers, under the names bellhop uses. */
+#define VIRTIO_F_INDIRECT_DESC VIRTIO_RING_F_INDIRECT_DESC
+#define VIRTIO_F_EVENT_IDX VIRTIO_RING_F_EVENT_IDX
+/* VIRTIO_F_VERSION_1 and the VIRTIO_ID_ device types come from the headers as they are. */
 
-#define VIRTIO_STATUS_ACKNOWLEDGE 1
-#define VIRTIO_STATUS_DRIVER 2
-#define VIRTIO_STATUS_DRIVER_OK 4
-#define VIRTIO_STATUS_FEATURES_OK 8
-#define VIRTIO_STATUS_DEVICE_NEEDS_RESET 64
-#define VIRTIO_STATUS_FAILED 128
+#define VIRTIO_STATUS_ACKNOWLEDGE VIRTIO_CONFIG_S_ACKNOWLEDGE
+#define VIRTIO_STATUS_DRIVER VIRTIO_CONFIG_S_DRIVER
+#define VIRTIO_STATUS_DRIVER_OK VIRTIO_CONFIG_S_DRIVER_OK
+#define VIRTIO_STATUS_FEATURES_OK VIRTIO_CONFIG_S_FEATURES_OK
+#define VIRTIO_STATUS_DEVICE_NEEDS_RESET VIRTIO_CONFIG_S_NEEDS_RESET
+#define VIRTIO_STATUS_FAILED VIRTIO_CONFIG_S_FAILED
 
-#define VIRTIO_ISR_QUEUE 1
-#define VIRTIO_ISR_CONFIG 2
-#define VIRTIO_CONFIG_IRQ (-1)
-
-#define VIRTIO_ID_NET 1
-#define VIRTIO_ID_BLOCK 2
-#define VIRTIO_ID_CONSOLE 3
-#define VIRTIO_ID_RNG 4
+/* The ISR's bits (virtio-mmio's InterruptStatus has the same two) */
+#define VIRTIO_ISR_QUEUE VIRTIO_MMIO_INT_VRING
+#define VIRTIO_ISR_CONFIG VIRTIO_MMIO_INT_CONFIG
+#define VIRTIO_CONFIG_IRQ (-1) /* "queue" number of the configuration interrupt */
 
 #define VIRTIO_MAX_QUEUES 4
 #define VIRTQ_MAX_SIZE 256
 #define VIRTQ_MAX_SEGMENTS 128 /* per request, direct and indirect together */
 
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
-#define VIRTQ_DESC_F_INDIRECT 4
+#define VIRTQ_DESC_F_NEXT VRING_DESC_F_NEXT
+#define VIRTQ_DESC_F_WRITE VRING_DESC_F_WRITE
+#define VIRTQ_DESC_F_INDIRECT VRING_DESC_F_INDIRECT
 
 struct virtq {
     uint16_t num; /* size the driver chose; 0 until set */
@@ -144,9 +145,22 @@ int virtio_dev_create(struct virtio_dev *vd, const struct virtio_device_ops *ops
 void virtio_dev_destroy(struct virtio_dev *vd);
 uint64_t virtio_device_features(const struct virtio_dev *vd);
 bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit);
-/* Transport helpers (lock held). */
+/* What both transports do with the driver's register accesses (lock held). */
 void virtio_reset_locked(struct virtio_dev *vd);
 void virtio_set_status_locked(struct virtio_dev *vd, uint8_t status);
+/* Word `sel` (0 or 1) of the features offered; 0 past them. */
+uint32_t virtio_device_features_word(const struct virtio_dev *vd, uint32_t sel);
+/* The driver's features, word `sel`: taken only until FEATURES_OK. */
+void virtio_driver_features_write_locked(struct virtio_dev *vd, uint32_t sel, uint32_t value);
+/* Queue qi's size, or one half of a ring's address (the 64-bit registers come in two): taken
+ * only while the queue is not ready; a size above the device's maximum is taken as 0. */
+void virtio_queue_size_write_locked(struct virtio_dev *vd, unsigned qi, uint32_t size);
+void virtio_queue_addr_write_locked(struct virtio_dev *vd, unsigned qi, uint64_t *addr, bool high, uint32_t half);
+/* The driver made queue qi ready: its rings are checked, or the device fails. */
+void virtio_queue_enable_locked(struct virtio_dev *vd, unsigned qi);
+/* The configuration space at off: a read of size bytes (0 outside it), a write. */
+uint64_t virtio_config_read_locked(struct virtio_dev *vd, uint64_t off, uint8_t size);
+void virtio_config_write_locked(struct virtio_dev *vd, uint64_t off, uint8_t size, uint64_t value);
 /* Checks a queue's rings against guest memory when the driver makes it ready. */
 bool virtio_queue_valid(const struct virtio_dev *vd, const struct virtq *q);
 /* The device found the driver broke the protocol: log, set DEVICE_NEEDS_RESET, tell the
@@ -168,6 +182,37 @@ bool virtio_pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r);
 /* Returns the request's buffers with `written` bytes written; interrupts the driver when
  * it asked for it (EVENT_IDX) or always without EVENT_IDX. */
 void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, uint32_t written);
+
+/* The one walk over a request's buffers: the part [off, off + len) of its device-readable
+ * (out) or device-writable (in) side, piece by piece, each piece within one buffer:
+ *     struct virtq_cursor c = virtq_cursor(r, false, off, len);
+ *     for (struct virtq_buf piece; virtq_next(&c, &piece);) use(piece.p, piece.len);
+ * c.left is what the buffers could not hold. */
+struct virtq_cursor {
+    const struct virtq_buf *bufs;
+    unsigned n, i;
+    uint64_t off, left;
+};
+
+static inline struct virtq_cursor virtq_cursor(const struct virtq_req *r, bool in, uint64_t off, uint64_t len) {
+    return (struct virtq_cursor){.bufs = in ? r->in : r->out, .n = in ? r->nin : r->nout, .off = off, .left = len};
+}
+
+static inline bool virtq_next(struct virtq_cursor *c, struct virtq_buf *piece) {
+    for (; c->i < c->n && c->left; c->i++, c->off = 0) {
+        const struct virtq_buf *b = &c->bufs[c->i];
+        if (c->off >= b->len) {
+            c->off -= b->len;
+            continue;
+        }
+        uint64_t n = b->len - c->off < c->left ? b->len - c->off : c->left;
+        *piece = (struct virtq_buf){b->p + c->off, (uint32_t)n};
+        c->left -= n;
+        c->off += n;
+        return true;
+    }
+    return false;
+}
 
 /* Gathers up to len bytes from the request's readable buffers starting at offset off. */
 size_t virtq_req_read(const struct virtq_req *r, uint64_t off, void *dst, size_t len);

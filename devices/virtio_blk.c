@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/virtio_blk.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,58 +13,24 @@
 #include "devices/virtio_blk.h"
 
 #define SECTOR 512ull
-#define F_SEG_MAX 2
-#define F_BLK_SIZE 6
-#define F_RO 5
-#define F_FLUSH 9
-#define F_DISCARD 13
-#define F_WRITE_ZEROES 14
-
-#define T_IN 0
-#define T_OUT 1
-#define T_FLUSH 4
-#define T_GET_ID 8
-#define T_DISCARD 11
-#define T_WRITE_ZEROES 13
-
-#define S_OK 0
-#define S_IOERR 1
-#define S_UNSUPP 2
-
-#define ID_BYTES 20
 #define MAX_DISCARD_SECTORS (1u << 22)
 
 struct virtio_blk {
     int fd;
     bool read_only;
     uint64_t sectors;
-    char id[ID_BYTES];
+    char id[VIRTIO_BLK_ID_BYTES];
 };
 
-struct blk_config { /* virtio 1.2 §5.2.4, the fields we offer */
-    uint64_t capacity;
-    uint32_t size_max;
-    uint32_t seg_max;
-    uint8_t geometry[4];
-    uint32_t blk_size;
-    uint8_t topology[8];
-    uint8_t writeback;
-    uint8_t unused0;
-    uint16_t num_queues;
-    uint32_t max_discard_sectors;
-    uint32_t max_discard_seg;
-    uint32_t discard_sector_alignment;
-    uint32_t max_write_zeroes_sectors;
-    uint32_t max_write_zeroes_seg;
-    uint8_t write_zeroes_may_unmap;
-    uint8_t unused1[3];
-} __attribute__((packed));
+/* The configuration space we offer: virtio 1.2 §5.2.4 up to write_zeroes_may_unmap (the
+ * header's later fields belong to features we do not offer). */
+#define BLK_CONFIG_SIZE (offsetof(struct virtio_blk_config, unused1) + sizeof(((struct virtio_blk_config *)0)->unused1))
 
 static struct virtio_blk *blk_of(struct virtio_dev *vd) { return vd->priv; }
 
 static void blk_config(struct virtio_dev *vd, uint8_t *buf) {
     struct virtio_blk *b = blk_of(vd);
-    struct blk_config c = {
+    struct virtio_blk_config c = {
         .capacity = b->sectors,
         .seg_max = VIRTQ_MAX_SEGMENTS - 2,
         .blk_size = SECTOR,
@@ -74,39 +41,28 @@ static void blk_config(struct virtio_dev *vd, uint8_t *buf) {
         .max_write_zeroes_sectors = MAX_DISCARD_SECTORS,
         .max_write_zeroes_seg = 1,
     };
-    memcpy(buf, &c, sizeof c);
+    memcpy(buf, &c, BLK_CONFIG_SIZE);
 }
 
 /* Moves len bytes between the file at pos and the request's buffers from offset off. */
 static bool rw(struct virtio_blk *b, const struct virtq_req *r, bool write, uint64_t off, uint64_t len,
                uint64_t pos) {
-    const struct virtq_buf *bufs = write ? r->out : r->in;
-    unsigned n = write ? r->nout : r->nin;
-    for (unsigned i = 0; i < n && len; i++) {
-        if (off >= bufs[i].len) {
-            off -= bufs[i].len;
-            continue;
-        }
-        uint64_t chunk = bufs[i].len - off;
-        if (chunk > len) chunk = len;
-        uint8_t *p = bufs[i].p + off;
-        for (uint64_t done = 0; done < chunk;) {
-            ssize_t k = write ? pwrite(b->fd, p + done, chunk - done, (off_t)(pos + done))
-                              : pread(b->fd, p + done, chunk - done, (off_t)(pos + done));
+    struct virtq_cursor c = virtq_cursor(r, !write, off, len);
+    for (struct virtq_buf piece; virtq_next(&c, &piece); pos += piece.len) {
+        for (uint64_t done = 0; done < piece.len;) {
+            ssize_t k = write ? pwrite(b->fd, piece.p + done, piece.len - done, (off_t)(pos + done))
+                              : pread(b->fd, piece.p + done, piece.len - done, (off_t)(pos + done));
             if (k < 0 && errno == EINTR) continue;
             if (k < 0) return false;
             if (k == 0) { /* reading past the end of a file that shrank: zeroes */
                 if (write) return false;
-                memset(p + done, 0, chunk - done);
+                memset(piece.p + done, 0, piece.len - done);
                 break;
             }
             done += (uint64_t)k;
         }
-        pos += chunk;
-        len -= chunk;
-        off = 0;
     }
-    return len == 0;
+    return c.left == 0;
 }
 
 static bool in_disk(const struct virtio_blk *b, uint64_t sector, uint64_t count) {
@@ -114,56 +70,57 @@ static bool in_disk(const struct virtio_blk *b, uint64_t sector, uint64_t count)
 }
 
 static uint8_t discard(struct virtio_blk *b, const struct virtq_req *r, bool zeroes) {
-    struct { uint64_t sector; uint32_t num_sectors; uint32_t flags; } seg;
-    if (r->out_len != 16 + sizeof seg || virtq_req_read(r, 16, &seg, sizeof seg) != sizeof seg)
-        return S_UNSUPP;
-    if (seg.num_sectors > MAX_DISCARD_SECTORS || !in_disk(b, seg.sector, seg.num_sectors)) return S_IOERR;
-    if (b->read_only) return S_IOERR;
+    struct virtio_blk_discard_write_zeroes seg;
+    if (r->out_len != sizeof(struct virtio_blk_outhdr) + sizeof seg ||
+        virtq_req_read(r, sizeof(struct virtio_blk_outhdr), &seg, sizeof seg) != sizeof seg)
+        return VIRTIO_BLK_S_UNSUPP;
+    if (seg.num_sectors > MAX_DISCARD_SECTORS || !in_disk(b, seg.sector, seg.num_sectors)) return VIRTIO_BLK_S_IOERR;
+    if (b->read_only) return VIRTIO_BLK_S_IOERR;
     int mode = zeroes ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
     if (fallocate(b->fd, mode, (off_t)(seg.sector * SECTOR), (off_t)(seg.num_sectors * SECTOR)) == 0)
-        return S_OK;
-    if (!zeroes) return S_OK; /* discard is a hint */
+        return VIRTIO_BLK_S_OK;
+    if (!zeroes) return VIRTIO_BLK_S_OK; /* discard is a hint */
     static const uint8_t zero[4096];
     for (uint64_t at = seg.sector * SECTOR, end = at + seg.num_sectors * SECTOR; at < end;) {
         size_t n = end - at < sizeof zero ? end - at : sizeof zero;
         ssize_t k = pwrite(b->fd, zero, n, (off_t)at);
-        if (k <= 0) return S_IOERR;
+        if (k <= 0) return VIRTIO_BLK_S_IOERR;
         at += (uint64_t)k;
     }
-    return S_OK;
+    return VIRTIO_BLK_S_OK;
 }
 
 /* One request; returns the status byte and sets *data_written. */
 static uint8_t handle(struct virtio_blk *b, const struct virtq_req *r, uint32_t *data_written) {
-    struct { uint32_t type; uint32_t reserved; uint64_t sector; } hdr;
+    struct virtio_blk_outhdr hdr;
     *data_written = 0;
-    if (virtq_req_read(r, 0, &hdr, sizeof hdr) != sizeof hdr) return S_IOERR;
+    if (virtq_req_read(r, 0, &hdr, sizeof hdr) != sizeof hdr) return VIRTIO_BLK_S_IOERR;
     uint64_t data_out = r->out_len - sizeof hdr; /* after the header */
     uint64_t data_in = r->in_len - 1;            /* before the status byte */
     switch (hdr.type) {
-    case T_IN:
-        if (data_in % SECTOR || !in_disk(b, hdr.sector, data_in / SECTOR)) return S_IOERR;
-        if (!rw(b, r, false, 0, data_in, hdr.sector * SECTOR)) return S_IOERR;
+    case VIRTIO_BLK_T_IN:
+        if (data_in % SECTOR || !in_disk(b, hdr.sector, data_in / SECTOR)) return VIRTIO_BLK_S_IOERR;
+        if (!rw(b, r, false, 0, data_in, hdr.sector * SECTOR)) return VIRTIO_BLK_S_IOERR;
         *data_written = (uint32_t)data_in;
-        return S_OK;
-    case T_OUT:
-        if (b->read_only) return S_IOERR;
-        if (data_out % SECTOR || !in_disk(b, hdr.sector, data_out / SECTOR)) return S_IOERR;
-        return rw(b, r, true, sizeof hdr, data_out, hdr.sector * SECTOR) ? S_OK : S_IOERR;
-    case T_FLUSH:
-        if (b->read_only) return S_OK;
-        return fdatasync(b->fd) == 0 ? S_OK : S_IOERR;
-    case T_GET_ID: {
-        size_t n = data_in < ID_BYTES ? data_in : ID_BYTES;
+        return VIRTIO_BLK_S_OK;
+    case VIRTIO_BLK_T_OUT:
+        if (b->read_only) return VIRTIO_BLK_S_IOERR;
+        if (data_out % SECTOR || !in_disk(b, hdr.sector, data_out / SECTOR)) return VIRTIO_BLK_S_IOERR;
+        return rw(b, r, true, sizeof hdr, data_out, hdr.sector * SECTOR) ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+    case VIRTIO_BLK_T_FLUSH:
+        if (b->read_only) return VIRTIO_BLK_S_OK;
+        return fdatasync(b->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+    case VIRTIO_BLK_T_GET_ID: {
+        size_t n = data_in < VIRTIO_BLK_ID_BYTES ? data_in : VIRTIO_BLK_ID_BYTES;
         *data_written = (uint32_t)virtq_req_write(r, 0, b->id, n);
-        return S_OK;
+        return VIRTIO_BLK_S_OK;
     }
-    case T_DISCARD:
+    case VIRTIO_BLK_T_DISCARD:
         return discard(b, r, false);
-    case T_WRITE_ZEROES:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
         return discard(b, r, true);
     default:
-        return S_UNSUPP;
+        return VIRTIO_BLK_S_UNSUPP;
     }
 }
 
@@ -210,9 +167,9 @@ static int blk_create(struct virtio_dev *vd, const void *params, char *err, size
     b->sectors = (uint64_t)st.st_size / SECTOR;
     snprintf(b->id, sizeof b->id, "bellhop-%llx", (unsigned long long)st.st_ino);
     vd->priv = b;
-    vd->features = 1ull << F_SEG_MAX | 1ull << F_BLK_SIZE | 1ull << F_FLUSH |
-                   (p->read_only ? 1ull << F_RO : 1ull << F_DISCARD | 1ull << F_WRITE_ZEROES);
-    vd->config_size = sizeof(struct blk_config);
+    vd->features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH |
+                   (p->read_only ? 1ull << VIRTIO_BLK_F_RO : 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+    vd->config_size = BLK_CONFIG_SIZE;
     return 0;
 }
 

@@ -13,16 +13,7 @@
 #define MAGIC 0x74726976u  /* "virt" */
 #define VENDOR 0x4c4c4542u /* "BELL" */
 
-enum {
-    REG_MAGIC = 0x000, REG_VERSION = 0x004, REG_DEVICE_ID = 0x008, REG_VENDOR_ID = 0x00c,
-    REG_DEVICE_FEATURES = 0x010, REG_DEVICE_FEATURES_SEL = 0x014, REG_DRIVER_FEATURES = 0x020,
-    REG_DRIVER_FEATURES_SEL = 0x024, REG_QUEUE_SEL = 0x030, REG_QUEUE_NUM_MAX = 0x034,
-    REG_QUEUE_NUM = 0x038, REG_QUEUE_READY = 0x044, REG_QUEUE_NOTIFY = 0x050,
-    REG_INTERRUPT_STATUS = 0x060, REG_INTERRUPT_ACK = 0x064, REG_STATUS = 0x070,
-    REG_QUEUE_DESC_LOW = 0x080, REG_QUEUE_DESC_HIGH = 0x084, REG_QUEUE_DRIVER_LOW = 0x090,
-    REG_QUEUE_DRIVER_HIGH = 0x094, REG_QUEUE_DEVICE_LOW = 0x0a0, REG_QUEUE_DEVICE_HIGH = 0x0a4,
-    REG_CONFIG_GENERATION = 0x0fc, REG_CONFIG = 0x100,
-};
+/* Register offsets: <linux/virtio_mmio.h> (via devices/virtio.h). */
 
 struct virtio_mmio;
 
@@ -72,37 +63,25 @@ static uint64_t mmio_read(void *dev, uint64_t off, uint8_t size) {
     struct virtio_dev *vd = &m->vd;
     uint64_t v = 0;
     pthread_mutex_lock(&vd->lock);
-    if (off >= REG_CONFIG) {
-        uint8_t cfg[256] = {0};
-        uint64_t at = off - REG_CONFIG;
-        if (vd->ops->config_read && vd->config_size <= sizeof cfg && at + size <= vd->config_size) {
-            vd->ops->config_read(vd, cfg);
-            memcpy(&v, cfg + at, size);
-        }
+    if (off >= VIRTIO_MMIO_CONFIG) {
+        v = virtio_config_read_locked(vd, off - VIRTIO_MMIO_CONFIG, size);
     } else if (size == 4) {
         struct virtq *q = m->queue_sel < VIRTIO_MAX_QUEUES ? &vd->queues[m->queue_sel] : NULL;
-        uint64_t features = virtio_device_features(vd);
         switch (off) {
-        case REG_MAGIC: v = MAGIC; break;
-        case REG_VERSION: v = 2; break;
-        case REG_DEVICE_ID: v = vd->ops->device_id; break;
-        case REG_VENDOR_ID: v = VENDOR; break;
-        case REG_DEVICE_FEATURES:
-            v = m->device_features_sel < 2 ? (uint32_t)(features >> (32 * m->device_features_sel)) : 0;
-            break;
-        case REG_QUEUE_NUM_MAX: v = m->queue_sel < vd->ops->nqueues ? vd->ops->queue_max : 0; break;
-        case REG_QUEUE_READY: v = q && q->ready; break;
-        case REG_INTERRUPT_STATUS: v = vd->isr; break;
-        case REG_STATUS: v = vd->status; break;
-        case REG_CONFIG_GENERATION: v = 0; break;
+        case VIRTIO_MMIO_MAGIC_VALUE: v = MAGIC; break;
+        case VIRTIO_MMIO_VERSION: v = 2; break;
+        case VIRTIO_MMIO_DEVICE_ID: v = vd->ops->device_id; break;
+        case VIRTIO_MMIO_VENDOR_ID: v = VENDOR; break;
+        case VIRTIO_MMIO_DEVICE_FEATURES: v = virtio_device_features_word(vd, m->device_features_sel); break;
+        case VIRTIO_MMIO_QUEUE_NUM_MAX: v = m->queue_sel < vd->ops->nqueues ? vd->ops->queue_max : 0; break;
+        case VIRTIO_MMIO_QUEUE_READY: v = q && q->ready; break;
+        case VIRTIO_MMIO_INTERRUPT_STATUS: v = vd->isr; break;
+        case VIRTIO_MMIO_STATUS: v = vd->status; break;
+        case VIRTIO_MMIO_CONFIG_GENERATION: v = 0; break;
         }
     }
     pthread_mutex_unlock(&vd->lock);
     return v;
-}
-
-static void set_half(uint64_t *field, bool high, uint32_t v) {
-    *field = high ? (*field & 0xffffffffull) | (uint64_t)v << 32 : (*field & ~0xffffffffull) | v;
 }
 
 static void mmio_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
@@ -110,9 +89,8 @@ static void mmio_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     struct virtio_dev *vd = &m->vd;
     uint32_t v = (uint32_t)value;
     pthread_mutex_lock(&vd->lock);
-    if (off >= REG_CONFIG) {
-        if (vd->ops->config_write && off - REG_CONFIG + size <= vd->config_size)
-            vd->ops->config_write(vd, (uint32_t)(off - REG_CONFIG), size, value);
+    if (off >= VIRTIO_MMIO_CONFIG) {
+        virtio_config_write_locked(vd, off - VIRTIO_MMIO_CONFIG, size, value);
         pthread_mutex_unlock(&vd->lock);
         return;
     }
@@ -120,42 +98,34 @@ static void mmio_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
         pthread_mutex_unlock(&vd->lock);
         return;
     }
-    struct virtq *q = m->queue_sel < vd->ops->nqueues ? &vd->queues[m->queue_sel] : NULL;
-    bool setup = q && !q->ready; /* ring addresses and size change only while not ready */
+    unsigned qi = m->queue_sel;
+    struct virtq *q = qi < vd->ops->nqueues ? &vd->queues[qi] : NULL;
     switch (off) {
-    case REG_DEVICE_FEATURES_SEL: m->device_features_sel = v; break;
-    case REG_DRIVER_FEATURES:
-        if (m->driver_features_sel < 2 && !(vd->status & VIRTIO_STATUS_FEATURES_OK))
-            set_half(&vd->driver_features, m->driver_features_sel == 1, v);
+    case VIRTIO_MMIO_DEVICE_FEATURES_SEL: m->device_features_sel = v; break;
+    case VIRTIO_MMIO_DRIVER_FEATURES: virtio_driver_features_write_locked(vd, m->driver_features_sel, v); break;
+    case VIRTIO_MMIO_DRIVER_FEATURES_SEL: m->driver_features_sel = v; break;
+    case VIRTIO_MMIO_QUEUE_SEL: m->queue_sel = v; break;
+    case VIRTIO_MMIO_QUEUE_NUM: if (q) virtio_queue_size_write_locked(vd, qi, v); break;
+    case VIRTIO_MMIO_QUEUE_READY:
+        if (q && v == 0) q->ready = false;
+        else if (q) virtio_queue_enable_locked(vd, qi);
         break;
-    case REG_DRIVER_FEATURES_SEL: m->driver_features_sel = v; break;
-    case REG_QUEUE_SEL: m->queue_sel = v; break;
-    case REG_QUEUE_NUM: if (setup) q->num = (uint16_t)(v <= VIRTQ_MAX_SIZE ? v : 0); break;
-    case REG_QUEUE_READY:
-        if (!q) break;
-        if (v == 0) {
-            q->ready = false;
-        } else if (!q->ready) {
-            if (virtio_queue_valid(vd, q)) q->ready = true;
-            else virtio_fail_locked(vd, m->queue_sel, "queue rings invalid (size or addresses)");
-        }
-        break;
-    case REG_QUEUE_NOTIFY: {
+    case VIRTIO_MMIO_QUEUE_NOTIFY: {
         pthread_mutex_unlock(&vd->lock);
         zx_packet_user_t data = {.u32 = {v}};
         async_queue_packet(vd->env->loop, &m->slow_notify, &data);
         return;
     }
-    case REG_INTERRUPT_ACK: vd->isr &= ~v; break;
-    case REG_STATUS: virtio_set_status_locked(vd, (uint8_t)v); break;
-    case REG_QUEUE_DESC_LOW: case REG_QUEUE_DESC_HIGH:
-        if (setup) set_half(&q->desc, off == REG_QUEUE_DESC_HIGH, v);
+    case VIRTIO_MMIO_INTERRUPT_ACK: vd->isr &= ~v; break;
+    case VIRTIO_MMIO_STATUS: virtio_set_status_locked(vd, (uint8_t)v); break;
+    case VIRTIO_MMIO_QUEUE_DESC_LOW: case VIRTIO_MMIO_QUEUE_DESC_HIGH:
+        if (q) virtio_queue_addr_write_locked(vd, qi, &q->desc, off == VIRTIO_MMIO_QUEUE_DESC_HIGH, v);
         break;
-    case REG_QUEUE_DRIVER_LOW: case REG_QUEUE_DRIVER_HIGH:
-        if (setup) set_half(&q->avail, off == REG_QUEUE_DRIVER_HIGH, v);
+    case VIRTIO_MMIO_QUEUE_AVAIL_LOW: case VIRTIO_MMIO_QUEUE_AVAIL_HIGH:
+        if (q) virtio_queue_addr_write_locked(vd, qi, &q->avail, off == VIRTIO_MMIO_QUEUE_AVAIL_HIGH, v);
         break;
-    case REG_QUEUE_DEVICE_LOW: case REG_QUEUE_DEVICE_HIGH:
-        if (setup) set_half(&q->used, off == REG_QUEUE_DEVICE_HIGH, v);
+    case VIRTIO_MMIO_QUEUE_USED_LOW: case VIRTIO_MMIO_QUEUE_USED_HIGH:
+        if (q) virtio_queue_addr_write_locked(vd, qi, &q->used, off == VIRTIO_MMIO_QUEUE_USED_HIGH, v);
         break;
     }
     pthread_mutex_unlock(&vd->lock);

@@ -6,7 +6,6 @@
 #include "devices/virtio.h"
 
 #define VIRTIO_MMIO_SIZE 0x1000u
-#define VIRTIO_MMIO_QUEUE_NOTIFY 0x050u
 
 struct virtio_mmio;
 extern const struct io_ops virtio_mmio_ops;

@@ -1,4 +1,5 @@
 #include <lib/async/trap.h>
+#include <linux/virtio_pci.h>
 #include <lib/async/wait.h>
 #include <zircon/syscalls.h>
 #include <stddef.h>
@@ -16,10 +17,8 @@
 #define OFF_MSIX_TABLE 0x4000u
 #define OFF_MSIX_PBA 0x5000u
 #define NOTIFY_MULTIPLIER 4
-#define NO_VECTOR 0xffff
 #define MAX_VECTORS (VIRTIO_MAX_QUEUES + 1)
 
-enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4 };
 #define MSIX_ENABLE 0x8000
 #define MSIX_MASKALL 0x4000
 #define MSIX_ENTRY_MASKED 1
@@ -132,72 +131,62 @@ static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_sta
 /* ---- common configuration (virtio_pci_common_cfg) ---- */
 
 /* The structure as the driver sees it, little-endian, for reads of any size and offset. */
-static void common_snapshot(struct virtio_pci *p, uint8_t out[0x38]) {
+static void common_snapshot(struct virtio_pci *p, struct virtio_pci_common_cfg *out) {
     struct virtio_dev *vd = &p->vd;
     struct virtq *q = p->queue_select < vd->ops->nqueues ? &vd->queues[p->queue_select] : NULL;
-    uint64_t features = virtio_device_features(vd);
-    uint32_t dfeat = p->device_feature_select < 2 ? (uint32_t)(features >> (32 * p->device_feature_select)) : 0;
+    uint32_t dfeat = virtio_device_features_word(vd, p->device_feature_select);
     uint32_t gfeat = p->driver_feature_select < 2 ? (uint32_t)(vd->driver_features >> (32 * p->driver_feature_select)) : 0;
     uint16_t nq = (uint16_t)vd->ops->nqueues, qsize = q ? (q->num ? q->num : vd->ops->queue_max) : 0;
-    uint16_t qvec = q ? p->queue_vector[p->queue_select] : NO_VECTOR, qen = q && q->ready;
+    uint16_t qvec = q ? p->queue_vector[p->queue_select] : VIRTIO_MSI_NO_VECTOR, qen = q && q->ready;
     uint16_t qoff = q ? p->queue_select : 0;
     uint64_t desc = q ? q->desc : 0, avail = q ? q->avail : 0, used = q ? q->used : 0;
-    memset(out, 0, 0x38);
-    memcpy(out + 0x00, &p->device_feature_select, 4);
-    memcpy(out + 0x04, &dfeat, 4);
-    memcpy(out + 0x08, &p->driver_feature_select, 4);
-    memcpy(out + 0x0c, &gfeat, 4);
-    memcpy(out + 0x10, &p->config_vector, 2);
-    memcpy(out + 0x12, &nq, 2);
-    out[0x14] = vd->status;
-    out[0x15] = 0; /* config generation */
-    memcpy(out + 0x16, &p->queue_select, 2);
-    memcpy(out + 0x18, &qsize, 2);
-    memcpy(out + 0x1a, &qvec, 2);
-    memcpy(out + 0x1c, &qen, 2);
-    memcpy(out + 0x1e, &qoff, 2);
-    memcpy(out + 0x20, &desc, 8);
-    memcpy(out + 0x28, &avail, 8);
-    memcpy(out + 0x30, &used, 8);
-}
-
-static void set_half(uint64_t *field, bool high, uint32_t v) {
-    *field = high ? (*field & 0xffffffffull) | (uint64_t)v << 32 : (*field & ~0xffffffffull) | v;
+    *out = (struct virtio_pci_common_cfg){
+        .device_feature_select = p->device_feature_select, .device_feature = dfeat,
+        .guest_feature_select = p->driver_feature_select, .guest_feature = gfeat,
+        .msix_config = p->config_vector, .num_queues = nq, .device_status = vd->status,
+        .config_generation = 0, .queue_select = p->queue_select, .queue_size = qsize,
+        .queue_msix_vector = qvec, .queue_enable = qen, .queue_notify_off = qoff,
+        .queue_desc_lo = (uint32_t)desc, .queue_desc_hi = (uint32_t)(desc >> 32),
+        .queue_avail_lo = (uint32_t)avail, .queue_avail_hi = (uint32_t)(avail >> 32),
+        .queue_used_lo = (uint32_t)used, .queue_used_hi = (uint32_t)(used >> 32),
+    };
 }
 
 static void common_write(struct virtio_pci *p, uint64_t off, uint64_t value) {
     struct virtio_dev *vd = &p->vd;
-    struct virtq *q = p->queue_select < vd->ops->nqueues ? &vd->queues[p->queue_select] : NULL;
-    bool setup = q && !q->ready;
+    unsigned qi = p->queue_select;
+    struct virtq *q = qi < vd->ops->nqueues ? &vd->queues[qi] : NULL;
     uint32_t v = (uint32_t)value;
     switch (off) {
-    case 0x00: p->device_feature_select = v; break;
-    case 0x08: p->driver_feature_select = v; break;
-    case 0x0c:
-        if (p->driver_feature_select < 2 && !(vd->status & VIRTIO_STATUS_FEATURES_OK))
-            set_half(&vd->driver_features, p->driver_feature_select == 1, v);
-        break;
-    case 0x10: p->config_vector = (uint16_t)(v < p->nvectors ? v : NO_VECTOR); break;
-    case 0x14:
+    case VIRTIO_PCI_COMMON_DFSELECT: p->device_feature_select = v; break;
+    case VIRTIO_PCI_COMMON_GFSELECT: p->driver_feature_select = v; break;
+    case VIRTIO_PCI_COMMON_GF: virtio_driver_features_write_locked(vd, p->driver_feature_select, v); break;
+    case VIRTIO_PCI_COMMON_MSIX: p->config_vector = (uint16_t)(v < p->nvectors ? v : VIRTIO_MSI_NO_VECTOR); break;
+    case VIRTIO_PCI_COMMON_STATUS:
         virtio_set_status_locked(vd, (uint8_t)v);
         if (v == 0) {
-            p->config_vector = NO_VECTOR;
-            for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) p->queue_vector[i] = NO_VECTOR;
+            p->config_vector = VIRTIO_MSI_NO_VECTOR;
+            for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) p->queue_vector[i] = VIRTIO_MSI_NO_VECTOR;
         }
         break;
-    case 0x16: p->queue_select = (uint16_t)v; break;
-    case 0x18: if (setup) q->num = (uint16_t)(v <= vd->ops->queue_max ? v : 0); break;
-    case 0x1a: if (q) p->queue_vector[p->queue_select] = (uint16_t)(v < p->nvectors ? v : NO_VECTOR); break;
-    case 0x1c:
+    case VIRTIO_PCI_COMMON_Q_SELECT: p->queue_select = (uint16_t)v; break;
+    case VIRTIO_PCI_COMMON_Q_SIZE: if (q) virtio_queue_size_write_locked(vd, qi, v); break;
+    case VIRTIO_PCI_COMMON_Q_MSIX: if (q) p->queue_vector[p->queue_select] = (uint16_t)(v < p->nvectors ? v : VIRTIO_MSI_NO_VECTOR); break;
+    case VIRTIO_PCI_COMMON_Q_ENABLE:
         if (q && v == 1 && !q->ready) {
-            if (!q->num) q->num = vd->ops->queue_max;
-            if (virtio_queue_valid(vd, q)) q->ready = true;
-            else virtio_fail_locked(vd, p->queue_select, "queue rings invalid (size or addresses)");
+            if (!q->num) q->num = vd->ops->queue_max; /* queue_size reads as the maximum until set */
+            virtio_queue_enable_locked(vd, qi);
         }
         break;
-    case 0x20: case 0x24: if (setup) set_half(&q->desc, off == 0x24, v); break;
-    case 0x28: case 0x2c: if (setup) set_half(&q->avail, off == 0x2c, v); break;
-    case 0x30: case 0x34: if (setup) set_half(&q->used, off == 0x34, v); break;
+    case VIRTIO_PCI_COMMON_Q_DESCLO: case VIRTIO_PCI_COMMON_Q_DESCHI:
+        if (q) virtio_queue_addr_write_locked(vd, qi, &q->desc, off == VIRTIO_PCI_COMMON_Q_DESCHI, v);
+        break;
+    case VIRTIO_PCI_COMMON_Q_AVAILLO: case VIRTIO_PCI_COMMON_Q_AVAILHI:
+        if (q) virtio_queue_addr_write_locked(vd, qi, &q->avail, off == VIRTIO_PCI_COMMON_Q_AVAILHI, v);
+        break;
+    case VIRTIO_PCI_COMMON_Q_USEDLO: case VIRTIO_PCI_COMMON_Q_USEDHI:
+        if (q) virtio_queue_addr_write_locked(vd, qi, &q->used, off == VIRTIO_PCI_COMMON_Q_USEDHI, v);
+        break;
     }
 }
 
@@ -209,19 +198,14 @@ static uint64_t bar_read(void *dev, uint64_t off, uint8_t size) {
     uint64_t v = 0;
     pthread_mutex_lock(&vd->lock);
     if (off < OFF_ISR) {
-        uint8_t snap[0x38];
-        common_snapshot(p, snap);
-        if (off + size <= sizeof snap) memcpy(&v, snap + off, size);
+        struct virtio_pci_common_cfg snap;
+        common_snapshot(p, &snap);
+        if (off + size <= sizeof snap) memcpy(&v, (const uint8_t *)&snap + off, size);
     } else if (off == OFF_ISR) {
         v = vd->isr;
         vd->isr = 0; /* reading the ISR clears it */
     } else if (off >= OFF_DEVICE && off < OFF_DEVICE + 0x1000) {
-        uint8_t cfg[256] = {0};
-        uint64_t at = off - OFF_DEVICE;
-        if (vd->ops->config_read && vd->config_size <= sizeof cfg && at + size <= vd->config_size) {
-            vd->ops->config_read(vd, cfg);
-            memcpy(&v, cfg + at, size);
-        }
+        v = virtio_config_read_locked(vd, off - OFF_DEVICE, size);
     } else if (off >= OFF_MSIX_TABLE && off < OFF_MSIX_TABLE + 16 * p->nvectors && size == 4) {
         unsigned e = (unsigned)(off - OFF_MSIX_TABLE) / 16, field = (unsigned)(off % 16) / 4;
         const uint32_t *words = &p->msix[e].addr_lo;
@@ -242,8 +226,7 @@ static void bar_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     if (off < OFF_ISR) {
         common_write(p, off, value & (size >= 8 ? ~0ull : (1ull << (8 * size)) - 1));
     } else if (off >= OFF_DEVICE && off < OFF_DEVICE + 0x1000) {
-        if (vd->ops->config_write && off - OFF_DEVICE + size <= vd->config_size)
-            vd->ops->config_write(vd, (uint32_t)(off - OFF_DEVICE), size, value);
+        virtio_config_write_locked(vd, off - OFF_DEVICE, size, value);
     } else if (off >= OFF_MSIX_TABLE && off < OFF_MSIX_TABLE + 16 * p->nvectors && size == 4) {
         unsigned e = (unsigned)(off - OFF_MSIX_TABLE) / 16, field = (unsigned)(off % 16) / 4;
         uint32_t *words = &p->msix[e].addr_lo;
@@ -298,8 +281,8 @@ struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_dev
     snprintf(err, errlen, "%s: cannot set up its PCI function (interrupts or notify trap)", ops->name);
     p->vd.interrupt_locked = pci_interrupt_locked;
     p->bar0 = bar0;
-    p->config_vector = NO_VECTOR;
-    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) p->queue_vector[i] = NO_VECTOR;
+    p->config_vector = VIRTIO_MSI_NO_VECTOR;
+    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) p->queue_vector[i] = VIRTIO_MSI_NO_VECTOR;
     for (unsigned i = 0; i < MAX_VECTORS; i++) p->msi_fd[i] = -1;
     p->intx_fd = p->resample_fd = -1;
     p->resample_handle = ZX_HANDLE_INVALID;
@@ -311,10 +294,10 @@ struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_dev
     p->pci.owner = p;
     p->pci.config_written = config_written;
     pci_set_bar64(&p->pci, 0, bar0, VIRTIO_PCI_BAR_SIZE);
-    add_virtio_cap(&p->pci, CAP_COMMON, OFF_COMMON, 0x38, false);
-    add_virtio_cap(&p->pci, CAP_NOTIFY, VIRTIO_PCI_NOTIFY_OFFSET, 0x1000, true);
-    add_virtio_cap(&p->pci, CAP_ISR, OFF_ISR, 1, false);
-    if (p->vd.config_size) add_virtio_cap(&p->pci, CAP_DEVICE, OFF_DEVICE, p->vd.config_size, false);
+    add_virtio_cap(&p->pci, VIRTIO_PCI_CAP_COMMON_CFG, OFF_COMMON, sizeof(struct virtio_pci_common_cfg), false);
+    add_virtio_cap(&p->pci, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFFSET, 0x1000, true);
+    add_virtio_cap(&p->pci, VIRTIO_PCI_CAP_ISR_CFG, OFF_ISR, 1, false);
+    if (p->vd.config_size) add_virtio_cap(&p->pci, VIRTIO_PCI_CAP_DEVICE_CFG, OFF_DEVICE, p->vd.config_size, false);
     p->nvectors = ops->nqueues + 1;
     uint16_t control = (uint16_t)(p->nvectors - 1);
     uint32_t table = OFF_MSIX_TABLE, pba = OFF_MSIX_PBA;

@@ -55,7 +55,12 @@ TEST_TIMEOUT(bench_times_linux_boots_with_the_hosts_reference_beside_each, 300) 
         snprintf(key, sizeof key, "\"%s_refs\": {\"bellhop\": [", images[i]);
         at = strstr(out, key);
         CHECK_MSG(at && sscanf(at + strlen(key), "%llu", &ref) == 1 && ref > 1000, "%s in %s", key, out);
+        /* Rounds beside a slow reference are set aside, and a nested host can be slow for a
+         * whole run: every round may be (then the medians are of all rounds). */
+        unsigned rounds = 0;
+        for (const char *c = strchr(at, '['); c && *c && *c != ']'; c++) rounds += *c == ',' || c[-1] == '[';
         const char *k = strstr(at, "\"bellhop_kept\": ");
-        CHECK_MSG(k && sscanf(k, "\"bellhop_kept\": %u", &kept) == 1 && kept >= 1 && kept <= 2, "%s", at);
+        CHECK_MSG(k && sscanf(k, "\"bellhop_kept\": %u", &kept) == 1 && rounds >= 1 && rounds <= 2 && kept <= rounds,
+                  "%u rounds: %s", rounds, at);
     }
 }
