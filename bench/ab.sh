@@ -25,7 +25,7 @@ for bin in "$@"; do
     names+=("$name")
 done
 cmd="for i in \$(seq $rounds); do for x in ${names[*]}; do echo \"== \$x round \$i\"; $work/\$x bench --only $only; done; done"
-if build/tests/kvm-probe 2>/dev/null; then
+if build/tests/kvm-probe >/dev/null 2>&1; then
     exec bash -c "$cmd"
 fi
 files=(--file "$work" --file build/guest --file build/tests/kvm-probe)

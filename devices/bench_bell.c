@@ -1,3 +1,4 @@
+#include <lib/container_of.h>
 #include <lib/async/trap.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,7 +7,7 @@
 #include "devices/bench_bell.h"
 
 struct bench_bell {
-    async_guest_bell_trap_t trap; /* first */
+    async_guest_bell_trap_t trap;
     /* Checked once: guest RAM stays mapped, unmoved, as long as the machine. Beside the trap,
      * so the handler's data is one page (as the floor reader's is). */
     uint32_t *flag;
@@ -15,7 +16,7 @@ struct bench_bell {
 __attribute__((hot)) static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_status_t st,
                     const zx_packet_guest_bell_t *bell) {
     (void)d, (void)bell;
-    struct bench_bell *b = (struct bench_bell *)trap;
+    struct bench_bell *b = container_of(trap, struct bench_bell, trap);
     if (st == ZX_OK) __atomic_fetch_add(b->flag, 1, __ATOMIC_RELEASE); /* the floor reader's work */
 }
 

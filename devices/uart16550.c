@@ -1,6 +1,7 @@
 /* 16550A UART: transmit goes straight to an fd; receive comes from an fd watched on the
  * async loop into a 64-byte FIFO. Interrupts (received data, transmitter empty) are edges
  * on one IOAPIC pin, raised when the pending condition appears. */
+#include <lib/container_of.h>
 #include <lib/async/wait.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@ enum { RBR_THR = 0, IER = 1, IIR_FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SC
 #define MCR_LOOP 0x10
 
 struct uart16550 {
-    async_wait_t wait; /* first: the handler finds the device from it */
+    async_wait_t wait;
     struct vm_env *env;
     uint32_t irq;
     int in_fd, out_fd;
@@ -63,7 +64,7 @@ static void arm_input_locked(struct uart16550 *u) {
 
 static void on_input(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *sig) {
     (void)d;
-    struct uart16550 *u = (struct uart16550 *)w;
+    struct uart16550 *u = container_of(w, struct uart16550, wait);
     pthread_mutex_lock(&u->lock);
     u->waiting = false;
     if (st != ZX_OK || !(sig->observed & ZX_FD_READABLE)) {

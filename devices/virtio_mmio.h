@@ -11,12 +11,11 @@ struct virtio_mmio;
 extern const struct io_ops virtio_mmio_ops;
 
 /* The device `ops` made from `params` (virtio_device_ops.create) in the transport's
- * virtio_dev. bells_port: the loop's port (doorbells are set on it), or ZX_HANDLE_INVALID to
- * take every notification as a register write (unit tests). NULL with a one-line reason in
- * err on failure. */
+ * virtio_dev, its QueueNotify a doorbell per queue on env's loop (async_set_guest_doorbell);
+ * without a guest (device tests), notifications come as register writes. NULL with a
+ * one-line reason in err on failure. */
 struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_device_ops *ops,
-                                       const void *params, uint64_t base, uint32_t irq,
-                                       zx_handle_t bells_port, char *err, size_t errlen);
+                                       const void *params, uint64_t base, uint32_t irq, char *err, size_t errlen);
 struct virtio_dev *virtio_mmio_dev(struct virtio_mmio *m);
 void virtio_mmio_destroy(struct virtio_mmio *m);
 

@@ -28,7 +28,7 @@ struct msix_entry {
 };
 
 struct virtio_pci {
-    struct virtio_dev vd; /* first */
+    struct virtio_dev vd;
     struct pci_device pci;
     async_guest_bell_trap_t bell;
     uint64_t bar0;
@@ -47,7 +47,7 @@ struct virtio_pci {
     bool line; /* asserted and not yet EOI'd */
 };
 
-static struct virtio_pci *of_vd(struct virtio_dev *vd) { return (struct virtio_pci *)vd; }
+static struct virtio_pci *of_vd(struct virtio_dev *vd) { return container_of(vd, struct virtio_pci, vd); }
 
 static uint16_t msix_control(const struct virtio_pci *p) {
     uint16_t c;

@@ -27,6 +27,8 @@
 /* Linked only when the hypervisor layer is part of the program. */
 __attribute__((weak)) zx_status_t zx_guest_set_trap(zx_handle_t, uint32_t, zx_vaddr_t, size_t,
                                                     zx_handle_t, uint64_t);
+__attribute__((weak)) zx_status_t bellhop_guest_set_doorbell(zx_handle_t, zx_gpaddr_t, size_t, uint64_t,
+                                                             zx_handle_t, uint64_t);
 
 struct thread_record {
     struct list_node node;
@@ -254,6 +256,17 @@ static zx_status_t loop_set_guest_bell_trap(async_dispatcher_t *d, async_guest_b
     if (state_of(loop) == ASYNC_LOOP_SHUTDOWN) return ZX_ERR_BAD_STATE;
     if (!zx_guest_set_trap) return ZX_ERR_NOT_SUPPORTED;
     return zx_guest_set_trap(guest, ZX_GUEST_TRAP_BELL, addr, length, loop->port, (uintptr_t)trap);
+}
+
+static const async_ops_t loop_ops;
+
+/* Its packets are GUEST_BELL packets keyed by the trap, as a bell trap's: the same dispatch. */
+zx_status_t async_set_guest_doorbell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_handle_t guest,
+                                     zx_vaddr_t addr, size_t len, uint64_t datamatch) {
+    if (!d || d->ops != &loop_ops || !bellhop_guest_set_doorbell) return ZX_ERR_NOT_SUPPORTED;
+    async_loop_t *loop = loop_of(d);
+    if (state_of(loop) == ASYNC_LOOP_SHUTDOWN) return ZX_ERR_BAD_STATE;
+    return bellhop_guest_set_doorbell(guest, addr, len, datamatch, loop->port, (uintptr_t)trap);
 }
 
 static zx_status_t loop_bind_irq(async_dispatcher_t *d, async_irq_t *irq) {

@@ -105,7 +105,7 @@ static int add_virtio(struct machine *m, const struct virtio_device_ops *ops, co
     uint32_t irq = VIRTIO_IRQ_BASE + m->nvirtio;
     char err[200];
     struct virtio_mmio *vmmio =
-        virtio_mmio_create(&m->env, ops, params, base, irq, async_loop_get_port(m->loop), err, sizeof err);
+        virtio_mmio_create(&m->env, ops, params, base, irq, err, sizeof err);
     if (!vmmio) return machine_fail("%s", err);
     m->virtio[m->nvirtio++] = vmmio;
     if (map_device(m, ZX_GUEST_TRAP_MEM, base, VIRTIO_MMIO_SIZE, &virtio_mmio_ops, vmmio)) return -1;

@@ -24,6 +24,14 @@ struct async_guest_bell_trap {
 zx_status_t async_set_guest_bell_trap(async_dispatcher_t *dispatcher, async_guest_bell_trap_t *trap,
                                       zx_handle_t guest, zx_vaddr_t addr, size_t length);
 
+/* bellhop: a doorbell register inside a MEM trap (virtio-mmio's QueueNotify), as a bell trap:
+ * bellhop_guest_set_doorbell(guest, addr, len, datamatch, <dispatcher port>, trap), so that a
+ * guest write of exactly `len` bytes of `datamatch` at `addr` comes to trap's handler. Only
+ * bellhop's async loop has it (ZX_ERR_NOT_SUPPORTED elsewhere, or without the hypervisor
+ * layer); keep `trap` alive as for async_set_guest_bell_trap. */
+zx_status_t async_set_guest_doorbell(async_dispatcher_t *dispatcher, async_guest_bell_trap_t *trap,
+                                     zx_handle_t guest, zx_vaddr_t addr, size_t len, uint64_t datamatch);
+
 #ifdef __cplusplus
 }
 #endif
