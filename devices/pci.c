@@ -135,6 +135,15 @@ void pci_bus_init(struct pci_bus *bus) {
 
 void pci_bus_destroy(struct pci_bus *bus) { pthread_mutex_destroy(&bus->lock); }
 
+int pci_bus_next_slot(struct pci_bus *bus) {
+    pthread_mutex_lock(&bus->lock);
+    int slot = -1;
+    for (int i = 1; i < PCI_SLOTS && slot < 0; i++)
+        if (!bus->slots[i]) slot = i;
+    pthread_mutex_unlock(&bus->lock);
+    return slot;
+}
+
 int pci_bus_add(struct pci_bus *bus, struct pci_device *pd) {
     pthread_mutex_lock(&bus->lock);
     int slot = -1;

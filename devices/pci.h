@@ -38,6 +38,8 @@ void pci_bus_init(struct pci_bus *bus);
 void pci_bus_destroy(struct pci_bus *bus);
 /* Puts pd in the next free slot; returns the slot or -1. */
 int pci_bus_add(struct pci_bus *bus, struct pci_device *pd);
+/* The slot pci_bus_add would give next; -1 when the bus is full. */
+int pci_bus_next_slot(struct pci_bus *bus);
 
 void pci_device_init(struct pci_device *pd, uint16_t vendor, uint16_t device, uint32_t class_code,
                      uint8_t revision, uint16_t subsystem_vendor, uint16_t subsystem);

@@ -131,7 +131,13 @@ static void mmio_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
 const struct io_ops virtio_mmio_ops = {.name = "virtio-mmio", .read = mmio_read, .write = mmio_write};
 
 struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_device_ops *ops,
-                                       const void *params, uint64_t base, uint32_t irq, char *err, size_t errlen) {
+                                       const void *params, struct fdt_machine *fdt, char *err, size_t errlen) {
+    if (fdt->nvirtio == FDT_MAX_VIRTIO) {
+        snprintf(err, errlen, "%s: no virtio-mmio window left (at most %d)", ops->name, FDT_MAX_VIRTIO);
+        return NULL;
+    }
+    uint64_t base = VIRTIO_MMIO_WINDOWS + (uint64_t)fdt->nvirtio * VIRTIO_MMIO_SIZE;
+    uint32_t irq = VIRTIO_MMIO_IRQ_BASE + fdt->nvirtio;
     struct virtio_mmio *m = calloc(1, sizeof *m);
     if (!m) {
         snprintf(err, errlen, "%s: out of memory", ops->name);
@@ -156,8 +162,11 @@ struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_d
             return NULL;
         }
     }
+    fdt->virtio[fdt->nvirtio++] = (struct fdt_virtio_mmio){base, VIRTIO_MMIO_SIZE, irq};
     return m;
 }
+
+uint64_t virtio_mmio_base(const struct virtio_mmio *m) { return m->base; }
 
 struct virtio_dev *virtio_mmio_dev(struct virtio_mmio *m) { return &m->vd; }
 

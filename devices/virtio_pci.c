@@ -267,7 +267,14 @@ static uint8_t add_virtio_cap(struct pci_device *pd, uint8_t type, uint32_t offs
 }
 
 struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_device_ops *ops, const void *params,
-                                     uint64_t bar0, uint32_t intx_gsi, char *err, size_t errlen) {
+                                     struct pci_bus *bus, char *err, size_t errlen) {
+    int slot = pci_bus_next_slot(bus);
+    if (slot < 1) {
+        snprintf(err, errlen, "%s: no PCI slot left", ops->name);
+        return NULL;
+    }
+    uint64_t bar0 = VIRTIO_PCI_WINDOW + (uint64_t)(slot - 1) * VIRTIO_PCI_BAR_SIZE;
+    uint32_t intx_gsi = (unsigned)slot <= VIRTIO_PCI_INTX_SLOTS ? VIRTIO_PCI_INTX_PIN_BASE + (unsigned)slot - 1 : 0;
     struct virtio_pci *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(err, errlen, "%s: out of memory", ops->name);
@@ -336,8 +343,15 @@ struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_dev
         virtio_pci_destroy(p);
         return NULL;
     }
+    if (pci_bus_add(bus, &p->pci) < 0) { /* setup is single-threaded: the slot is still free */
+        snprintf(err, errlen, "%s: no PCI slot left", ops->name);
+        virtio_pci_destroy(p);
+        return NULL;
+    }
     return p;
 }
+
+uint64_t virtio_pci_bar(const struct virtio_pci *p) { return p->bar0; }
 
 struct pci_device *virtio_pci_device(struct virtio_pci *p) { return &p->pci; }
 struct virtio_dev *virtio_pci_dev(struct virtio_pci *p) { return &p->vd; }

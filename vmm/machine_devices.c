@@ -76,18 +76,15 @@ void machine_lend_irqs(struct machine *m) {
     m->env.irq_level = irq_level;
 }
 
-/* A virtio-pci device in the next slot: its BAR's register pages; the notify page is its
- * own bell trap. */
+/* A virtio-pci device (the transport places it: devices/virtio_pci.h): its BAR's register pages
+ * trapped; the notify page is its own bell trap. */
 static int add_virtio_pci(struct machine *m, const struct virtio_device_ops *ops, const void *params) {
     if (m->nvpci == MAX_PCI_DEVICES) return machine_fail("too many PCI devices");
-    uint64_t bar0 = PCI_MMIO_BASE + (uint64_t)m->nvpci * VIRTIO_PCI_BAR_SIZE;
-    /* Slots 1..8 have INTA on IOAPIC pins 16..23 (the DSDT's _PRT); the rest only MSI-X. */
-    uint32_t gsi = m->nvpci < 8 ? 16 + m->nvpci : 0;
     char err[200];
-    struct virtio_pci *vp = virtio_pci_create(&m->env, ops, params, bar0, gsi, err, sizeof err);
+    struct virtio_pci *vp = virtio_pci_create(&m->env, ops, params, &m->pci, err, sizeof err);
     if (!vp) return machine_fail("%s", err);
     m->vpci[m->nvpci++] = vp;
-    if (pci_bus_add(&m->pci, virtio_pci_device(vp)) < 0) return machine_fail("no PCI slot left for %s", ops->name);
+    uint64_t bar0 = virtio_pci_bar(vp);
     if (map_device_at(m, ZX_GUEST_TRAP_MEM, bar0, VIRTIO_PCI_NOTIFY_OFFSET, bar0, &virtio_pci_ops, vp) ||
         map_device_at(m, ZX_GUEST_TRAP_MEM, bar0 + VIRTIO_PCI_NOTIFY_OFFSET + 0x1000,
                       VIRTIO_PCI_BAR_SIZE - VIRTIO_PCI_NOTIFY_OFFSET - 0x1000, bar0, &virtio_pci_ops, vp))
@@ -96,21 +93,15 @@ static int add_virtio_pci(struct machine *m, const struct virtio_device_ops *ops
 }
 
 /* The virtio device `ops` made from `params` on the machine's transport (PCI for Linux,
- * virtio-mmio otherwise) in its next slot: with virtio-mmio, its page, its doorbells and its
- * DT node. 0, or -1 (said). */
+ * virtio-mmio otherwise), which places it (window, interrupt, device-tree node); its
+ * registers trapped here. 0, or -1 (said). */
 static int add_virtio(struct machine *m, const struct virtio_device_ops *ops, const void *params) {
     if (m->virtio_pci) return add_virtio_pci(m, ops, params);
-    if (m->nvirtio == FDT_MAX_VIRTIO) return machine_fail("too many virtio devices");
-    uint64_t base = VIRTIO_MMIO_BASE + (uint64_t)m->nvirtio * VIRTIO_MMIO_SIZE;
-    uint32_t irq = VIRTIO_IRQ_BASE + m->nvirtio;
     char err[200];
-    struct virtio_mmio *vmmio =
-        virtio_mmio_create(&m->env, ops, params, base, irq, err, sizeof err);
+    struct virtio_mmio *vmmio = virtio_mmio_create(&m->env, ops, params, &m->fdt, err, sizeof err);
     if (!vmmio) return machine_fail("%s", err);
     m->virtio[m->nvirtio++] = vmmio;
-    if (map_device(m, ZX_GUEST_TRAP_MEM, base, VIRTIO_MMIO_SIZE, &virtio_mmio_ops, vmmio)) return -1;
-    m->fdt.virtio[m->fdt.nvirtio++] = (struct fdt_virtio_mmio){base, VIRTIO_MMIO_SIZE, irq};
-    return 0;
+    return map_device(m, ZX_GUEST_TRAP_MEM, virtio_mmio_base(vmmio), VIRTIO_MMIO_SIZE, &virtio_mmio_ops, vmmio);
 }
 
 /* Every port no device claimed reads all ones (see devices/unassigned.h). */

@@ -37,9 +37,6 @@
 #define LAYOUT_DTB_SIZE 0x10000u
 #define LAYOUT_KERNEL_MIN 0x100000u
 #define MAX_MAPPINGS 48
-#define VIRTIO_MMIO_BASE 0xd0000000u
-#define VIRTIO_IRQ_BASE 5 /* IOAPIC pins 5.. (4 is COM1) */
-#define PCI_MMIO_BASE 0xe0000000u /* the host bridge's window (firmware/dsdt.asl) */
 #define MAX_PCI_DEVICES 16
 #define IOAPIC_PINS 24
 #define UNASSIGNED_MMIO_BASE 0xc0000000u

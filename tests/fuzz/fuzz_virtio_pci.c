@@ -16,7 +16,7 @@
 #include "tests/lib/virtq_driver.h"
 
 #define RAM 0x10000u
-#define BAR0 0xe0000000u
+#define BAR0 VIRTIO_PCI_WINDOW /* the first slot's */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct cursor c = {data, size};
@@ -27,12 +27,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (async_loop_create(&kAsyncLoopConfigNeverAttachToThread, &loop) != ZX_OK) abort();
     vm.env.loop = async_loop_get_dispatcher(loop);
     char err[200];
-    struct virtio_pci *p = virtio_pci_create(&vm.env, blk ? &virtio_blk_ops : &virtio_rng_ops,
-                                             blk ? (const void *)fuzz_disk() : NULL, BAR0, 16, err, sizeof err);
-    if (!p) abort();
     struct pci_bus bus;
     pci_bus_init(&bus);
-    if (pci_bus_add(&bus, virtio_pci_device(p)) < 0) abort();
+    struct virtio_pci *p = virtio_pci_create(&vm.env, blk ? &virtio_blk_ops : &virtio_rng_ops,
+                                             blk ? (const void *)fuzz_disk() : NULL, &bus, err, sizeof err);
+    if (!p) abort();
     struct virtio_dev *vd = virtio_pci_dev(p);
     /* A count of steps of 8 bytes: {op, offset (2), value (4), extra}; the rest is guest RAM. */
     size_t nsteps = (size_t)take(&c, 1) % 128;
