@@ -301,7 +301,12 @@ int machine_run(const struct machine_config *cfg) {
     int status = 1;
     zx_status_t st = zx_guest_create(0, &m->guest);
     if (st != ZX_OK) {
-        machine_fail("cannot create a VM: %s", st == ZX_ERR_NOT_SUPPORTED ? "no usable /dev/kvm" : zx_status_get_string(st));
+        struct kvm_host host;
+        kvm_host_classify(&host); /* why, in words */
+        if (host.kind == KVM_HOST_NONE)
+            machine_fail("cannot create a VM: %s; scripts/run.sh runs bellhop in the nested KVM host instead", host.why);
+        else
+            machine_fail("cannot create a VM: %s", zx_status_get_string(st));
         goto out;
     }
     m->env.guest = m->guest;
