@@ -135,23 +135,23 @@ void pci_bus_init(struct pci_bus *bus) {
 
 void pci_bus_destroy(struct pci_bus *bus) { pthread_mutex_destroy(&bus->lock); }
 
+static int free_slot_locked(const struct pci_bus *bus) {
+    for (int i = 1; i < PCI_SLOTS; i++)
+        if (!bus->slots[i]) return i;
+    return -1;
+}
+
 int pci_bus_next_slot(struct pci_bus *bus) {
     pthread_mutex_lock(&bus->lock);
-    int slot = -1;
-    for (int i = 1; i < PCI_SLOTS && slot < 0; i++)
-        if (!bus->slots[i]) slot = i;
+    int slot = free_slot_locked(bus);
     pthread_mutex_unlock(&bus->lock);
     return slot;
 }
 
 int pci_bus_add(struct pci_bus *bus, struct pci_device *pd) {
     pthread_mutex_lock(&bus->lock);
-    int slot = -1;
-    for (int i = 1; i < PCI_SLOTS && slot < 0; i++)
-        if (!bus->slots[i]) {
-            bus->slots[i] = pd;
-            slot = i;
-        }
+    int slot = free_slot_locked(bus);
+    if (slot > 0) bus->slots[slot] = pd;
     pthread_mutex_unlock(&bus->lock);
     return slot;
 }

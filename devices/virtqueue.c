@@ -109,7 +109,6 @@ bool virtq_put(struct virtq *q, const struct guest_mem *gm, bool event_idx, uint
     store16(used + USED_IDX, q->used_idx);
     atomic_thread_fence(memory_order_seq_cst);
     if (!event_idx) return !(load16(avail + offsetof(struct vring_avail, flags)) & VRING_AVAIL_F_NO_INTERRUPT);
-    uint16_t used_event = load16(avail + AVAIL_ENTRY(q->num));
-    /* vring_need_event: did new_idx step past used_event since old? */
-    return (uint16_t)(q->used_idx - used_event - 1) < (uint16_t)(q->used_idx - old);
+    /* did the new index step past used_event since old? */
+    return vring_need_event(load16(avail + AVAIL_ENTRY(q->num)), q->used_idx, old);
 }

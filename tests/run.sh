@@ -95,7 +95,7 @@ if [ ${#kvms[@]} -gt 0 ]; then
     # usable /dev/kvm, all nested. KVM=direct or KVM=nested forces one place for all.
     host=$("$kvm"/tests/kvm-probe)
     kind=${host%%:*}
-    direct=(); nested=(); summary=()
+    direct=(); nested=()
     for d in "${kvms[@]}"; do
         for t in "$d"/tests/kvm/*; do
             [ -x "$t" ] || continue

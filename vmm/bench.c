@@ -253,9 +253,10 @@ static const char *measured_on(void) {
     return kvm_host_name(kvm_host_kind_of_working_kvm(why, sizeof why));
 }
 
-static void json(const struct bench_run *runs, unsigned nruns, unsigned rounds, unsigned trap_rounds, double ghz) {
+static void json(const char *where, const struct bench_run *runs, unsigned nruns, unsigned rounds, unsigned trap_rounds,
+                 double ghz) {
     printf("{\"kvm_host\": \"%s\", \"tsc_ghz\": %.4f, \"rounds\": %u, \"trap_rounds\": %u, \"ref_slack_pct\": %d, "
-           "\"runs\": {", measured_on(), ghz, rounds, trap_rounds, BENCH_REF_SLACK_PCT);
+           "\"runs\": {", where, ghz, rounds, trap_rounds, BENCH_REF_SLACK_PCT);
     for (unsigned k = 0; k < nruns; k++) {
         printf("%s\"%s\": {", k ? ", " : "", runs[k].name);
         for (unsigned i = 0; i < runs[k].nr; i++) {
@@ -556,7 +557,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
         unsigned k = 0;
         for (unsigned i = 0; i < 5; i++)
             if (runs[i].nr && (i < nruns || i >= 3)) all[k++] = runs[i];
-        json(all, k, rounds, trap_rounds, ghz);
+        json(where, all, k, rounds, trap_rounds, ghz);
         printf("{");
         static const char *const image_key[2] = {"linux", "linux_pvh"};
         static const char *const moment_key[BOOT_MOMENTS] = {"boot_to_init", "boot_to_modules"};

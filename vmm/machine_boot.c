@@ -64,7 +64,7 @@ static bool refused_on_pvm(const struct machine *m, uint64_t lo, uint64_t hi, st
              "linked at %#" PRIx64 ", in the top 2 GiB that a PVM host keeps for itself: this host's KVM is PVM, "
              "which runs only kernels built for it (CONFIG_PVM_GUEST); run it in the nested KVM host "
              "(BELLHOP_RUN_WHERE=nested scripts/run.sh build/bellhop run ...), or try it here with --pvm-anyway",
-             (uint64_t)(hi >= KVM_HOST_PVM_RESERVED && lo < KVM_HOST_PVM_RESERVED ? KVM_HOST_PVM_RESERVED : lo));
+             lo > KVM_HOST_PVM_RESERVED ? lo : (uint64_t)KVM_HOST_PVM_RESERVED); /* where it enters that range */
     return true;
 }
 
