@@ -145,6 +145,10 @@ static void blk_notify(struct virtio_dev *vd, unsigned q) {
 
 static int blk_create(struct virtio_dev *vd, const void *params, char *err, size_t errlen) {
     const struct virtio_blk_params *p = params;
+    if (!p || !p->path) {
+        snprintf(err, errlen, "virtio-blk: no backing file (--disk PATH)");
+        return -1;
+    }
     int fd = open(p->path, (p->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "disk %s: %s", p->path, strerror(errno));

@@ -85,6 +85,10 @@ static void console_notify(struct virtio_dev *vd, unsigned q) {
 
 static int console_create(struct virtio_dev *vd, const void *params, char *err, size_t errlen) {
     const struct virtio_console_params *p = params;
+    if (!p) {
+        snprintf(err, errlen, "virtio-console: no input and output (--console virtio)");
+        return -1;
+    }
     struct virtio_console *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, errlen, "virtio-console: out of memory");

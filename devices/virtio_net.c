@@ -137,6 +137,10 @@ static int open_tap(const char *ifname, char *err, size_t errlen) {
 
 static int net_create(struct virtio_dev *vd, const void *params, char *err, size_t errlen) {
     const struct virtio_net_params *p = params;
+    if (!p) {
+        snprintf(err, errlen, "virtio-net: no tap interface (--net tap=NAME)");
+        return -1;
+    }
     if (!p->tap) return net_make(vd, p->fd, p->name ? p->name : "virtio-net", err, errlen);
     int fd = open_tap(p->tap, err, errlen);
     return fd < 0 ? -1 : net_make(vd, fd, p->tap, err, errlen);

@@ -46,6 +46,7 @@ static uint64_t ram_size(const struct hvm_start_info *si) {
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG 4
+#define VIRTIO_ID_BALLOON 5
 #define BLK_F_SEG_MAX 2
 #define BLK_F_RO 5
 #define BLK_F_BLK_SIZE 6
@@ -67,6 +68,25 @@ static void test_console(struct vdev *d) {
     static char msg[] = "virtio-console: hello from the tiny guest\n";
     long n = vdev_request(d, 1, &(struct vbuf){msg, sizeof msg - 1, false}, 1, false);
     result("virtio-console", n == 0, n == 0 ? "sent a line on port 0" : "transmit timed out");
+}
+
+/* A page handed to the balloon comes back zeroed: the host really took it. */
+static void test_balloon(struct vdev *d) {
+    static uint32_t pfn;
+    uint8_t *page = alloc_pages(4096);
+    memset(page, 0xa5, 4096);
+    pfn = (uint32_t)((uintptr_t)page >> 12);
+    long in = vdev_request(d, 0, &(struct vbuf){&pfn, sizeof pfn, false}, 1, false);
+    mmio_write32(d->base + 0x100 + 4, 1); /* actual: one page */
+    bool zeroed = true;
+    for (unsigned i = 0; i < 4096; i++) zeroed &= page[i] == 0;
+    long out = vdev_request(d, 1, &(struct vbuf){&pfn, sizeof pfn, false}, 1, true);
+    mmio_write32(d->base + 0x100 + 4, 0);
+    page[0] = 1; /* deflated: the guest's again */
+    char detail[96];
+    snprintf(detail, sizeof detail, "target %u pages; page 0x%x inflated (%s), deflated (%s), %s", vdev_config32(d, 0),
+             pfn, in == 0 ? "done" : "timed out", out == 0 ? "done" : "timed out", zeroed ? "read back as zeros" : "kept its data");
+    result("virtio-balloon", in == 0 && out == 0 && zeroed && page[0] == 1, detail);
 }
 
 struct blk_hdr {
@@ -192,7 +212,7 @@ static struct vdev *virtio_selftests(const void *dtb, bool bench) {
         uint64_t want = d->device_id == VIRTIO_ID_BLOCK
                             ? 1ull << BLK_F_RO | 1ull << BLK_F_FLUSH | 1ull << BLK_F_BLK_SIZE | 1ull << BLK_F_SEG_MAX
                             : 0;
-        unsigned nvqs = d->device_id == VIRTIO_ID_CONSOLE ? 2 : 1;
+        unsigned nvqs = d->device_id == VIRTIO_ID_CONSOLE || d->device_id == VIRTIO_ID_BALLOON ? 2 : 1;
         int r = vdev_init(d, base, pin, want, nvqs);
         char detail[80];
         snprintf(detail, sizeof detail, "device %u at %p irq %u: %s", d->device_id, (void *)base, pin,
@@ -205,6 +225,7 @@ static struct vdev *virtio_selftests(const void *dtb, bool bench) {
         if (d->device_id == VIRTIO_ID_RNG) test_rng(d);
         else if (d->device_id == VIRTIO_ID_CONSOLE) test_console(d);
         else if (d->device_id == VIRTIO_ID_BLOCK) test_blk(d);
+        else if (d->device_id == VIRTIO_ID_BALLOON) test_balloon(d);
         bool irqs = irq_count(pin) > 0;
         snprintf(detail, sizeof detail, "%llu interrupts on pin %u", (unsigned long long)irq_count(pin), pin);
         result("virtio-irq", irqs, detail);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 struct guest_mem {
     uint8_t *host; /* guest-physical 0 */
@@ -33,6 +34,14 @@ static inline bool gm_write(const struct guest_mem *gm, uint64_t gpa, const void
     void *p = gm_ptr(gm, gpa, len);
     if (p) memcpy(p, src, len);
     return p != NULL;
+}
+
+/* Gives [gpa, gpa+len) (whole host pages) back to the host: it reads as zeros until written
+ * again (guest RAM is private anonymous memory, vmm/guest.c). False when any of it is outside
+ * RAM or the host refused. */
+static inline bool gm_discard(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
+    void *p = gm_ptr(gm, gpa, len);
+    return p && madvise(p, len, MADV_DONTNEED) == 0;
 }
 
 #endif

@@ -18,14 +18,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MACHINE_MAX_DISKS 4
+#define MACHINE_MAX_DEVICES 12
 #define MACHINE_MAX_CPUS 16
 
 enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 
-struct disk_config {
-    const char *path;
-    bool read_only;
+struct virtio_device_ops;
+
+/* One virtio device: its declaration (devices/virtio_devices.h) and its parameters (the
+ * device's params struct, or NULL; they must outlive machine_run). Placed in list order. */
+struct machine_device {
+    const struct virtio_device_ops *ops;
+    const void *params;
 };
 
 struct machine_config {
@@ -35,11 +39,9 @@ struct machine_config {
     const char *cmdline;
     uint64_t mem;
     unsigned cpus;
-    struct disk_config disks[MACHINE_MAX_DISKS];
-    unsigned ndisks;
-    enum console_kind console;
-    bool rng;
-    const char *tap; /* virtio-net on this tap interface; NULL: no network */
+    struct machine_device devices[MACHINE_MAX_DEVICES];
+    unsigned ndevices;
+    enum console_kind console; /* CONSOLE_SERIAL: the 16550 has stdin (a virtio-console is a device) */
     bool trace_traps;
     bool boot_markers;  /* print each boot marker (outl to port 0x80) */
     bool bench_bell;    /* the bench's flag-bumping bell (devices/bench_bell.h) */

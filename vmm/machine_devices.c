@@ -17,12 +17,8 @@
 #include "devices/rtc_mc146818.h"
 #include "devices/uart16550.h"
 #include "devices/unassigned.h"
-#include "devices/virtio_blk.h"
-#include "devices/virtio_console.h"
 #include "devices/virtio_mmio.h"
-#include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
-#include "devices/virtio_rng.h"
 #include "vmm/machine_parts.h"
 
 /* Interrupts are frequent: each pin's irqfd is looked up once (under the guest's lock) and
@@ -138,8 +134,6 @@ int machine_devices_setup(struct machine *m) {
     if (map_device(m, ZX_GUEST_TRAP_IO, UART_COM1_PORT, 8, &uart16550_ops, m->uart)) return -1;
     m->exit_dev = debug_exit_create(&m->env);
     if (map_device(m, ZX_GUEST_TRAP_IO, DEBUG_EXIT_PORT, 1, &debug_exit_ops, m->exit_dev)) return -1;
-    if (!serial && add_virtio(m, &virtio_console_ops, &(struct virtio_console_params){STDIN_FILENO, STDOUT_FILENO}))
-        return -1;
     if (m->virtio_pci && map_device(m, ZX_GUEST_TRAP_IO, PCI_CONF1_PORT, 8, &pci_conf1_ops, &m->pci)) return -1;
     /* Between RAM's highest end and the device windows: unassigned MMIO, as on a PC. */
     if (map_device(m, ZX_GUEST_TRAP_MEM, UNASSIGNED_MMIO_BASE, UNASSIGNED_MMIO_SIZE, &unassigned_ops, m)) return -1;
@@ -151,15 +145,12 @@ int machine_devices_setup(struct machine *m) {
     if (map_device(m, ZX_GUEST_TRAP_IO, ACPI_PM_PORT, 3, &acpi_pm_ops, m->pm)) return -1;
     m->marker = boot_marker_create(m->guest, cfg->start_ns, cfg->boot_markers);
     if (map_device(m, ZX_GUEST_TRAP_IO, BOOT_MARKER_PORT, 4, &boot_marker_ops, m->marker)) return -1;
-    if (cfg->rng && add_virtio(m, &virtio_rng_ops, NULL)) return -1;
     if (cfg->bench_bell) {
         char err[160];
         if (!(m->bench_bell = bench_bell_create(&m->env, err, sizeof err))) return machine_fail("%s", err);
     }
-    for (unsigned i = 0; i < cfg->ndisks; i++)
-        if (add_virtio(m, &virtio_blk_ops, &(struct virtio_blk_params){cfg->disks[i].path, cfg->disks[i].read_only}))
-            return -1;
-    if (cfg->tap && add_virtio(m, &virtio_net_ops, &(struct virtio_net_params){.tap = cfg->tap})) return -1;
+    for (unsigned i = 0; i < cfg->ndevices; i++)
+        if (add_virtio(m, cfg->devices[i].ops, cfg->devices[i].params)) return -1;
     return map_unassigned_ports(m);
 }
 

@@ -14,6 +14,10 @@
 #include <unistd.h>
 
 #include "devices/device.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_console.h"
+#include "devices/virtio_devices.h"
+#include "devices/virtio_net.h"
 #include "vmm/bench.h"
 #include "vmm/machine.h"
 #include "vmm/sandbox.h"
@@ -22,6 +26,17 @@
 #define MIN_MEM (4ull << 20)
 #define MAX_MEM (3ull << 30) /* below the 32-bit MMIO hole */
 #define DEFAULT_MEM (128ull << 20)
+#define MAX_DISKS 4
+
+/* "virtio-blk, virtio-console, ..." */
+static const char *device_names(void) {
+    static char names[200];
+    size_t at = 0;
+    const struct virtio_device_ops *ops;
+    for (unsigned i = 0; (ops = virtio_device_at(i)) && at < sizeof names; i++)
+        at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", i ? ", " : "", ops->name);
+    return names;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -46,6 +61,8 @@ static void usage(FILE *f) {
             "  --console KIND       serial (default) or virtio\n"
             "  --rng                a virtio-rng device\n"
             "  --net tap=NAME       a virtio-net device on tap interface NAME\n"
+            "  --device NAME        a virtio device with its defaults, by name:\n"
+            "                       %s\n"
             "  --trace traps        print every trap packet with the guest instruction\n"
             "  --boot-markers       print the time since start of each boot marker (outl to 0x80)\n"
             "  --stats              when the VM ends, print exits by kind, and per trap and per\n"
@@ -67,7 +84,7 @@ static void usage(FILE *f) {
             "Exit status: the guest's (written to port 0xf4); 0 when the guest powers off or\n"
             "resets; 1 on errors or a guest crash; 2 on bad usage; 159 when a thread made a system\n"
             "call outside its seccomp allowlist.\n",
-            MIN_MEM >> 20, MAX_MEM >> 20, MACHINE_MAX_CPUS, MACHINE_MAX_DISKS);
+            MIN_MEM >> 20, MAX_MEM >> 20, MACHINE_MAX_CPUS, MAX_DISKS, device_names());
 }
 
 __attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...) {
@@ -112,15 +129,27 @@ static const char *bundled_kernel(void) {
     return w < 0 || (size_t)w >= sizeof path ? NULL : path;
 }
 
+static bool add_device(struct machine_config *cfg, const struct virtio_device_ops *ops, const void *params) {
+    if (cfg->ndevices == MACHINE_MAX_DEVICES) return false;
+    cfg->devices[cfg->ndevices++] = (struct machine_device){ops, params};
+    return true;
+}
+
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = stats_now_ns(), .sandbox = sandbox_supported()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE };
+    struct virtio_blk_params disks[MAX_DISKS];
+    unsigned ndisks = 0, nextra = 0;
+    struct virtio_net_params net = {0};
+    const struct virtio_device_ops *extra[MACHINE_MAX_DEVICES];
+    bool rng = false;
     static const struct option opts[] = {
         {"kernel", required_argument, 0, O_KERNEL}, {"initrd", required_argument, 0, O_INITRD},
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
         {"cpus", required_argument, 0, O_CPUS},     {"disk", required_argument, 0, O_DISK},
         {"console", required_argument, 0, O_CONSOLE}, {"rng", no_argument, 0, O_RNG},
+        {"device", required_argument, 0, O_DEVICE},
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
         {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
@@ -156,7 +185,7 @@ static int cmd_run(int argc, char **argv) {
             break;
         }
         case O_DISK: {
-            if (cfg.ndisks == MACHINE_MAX_DISKS) return bad_usage("--disk: at most %d disks", MACHINE_MAX_DISKS);
+            if (ndisks == MAX_DISKS) return bad_usage("--disk: at most %d disks", MAX_DISKS);
             char *comma = strchr(optarg, ',');
             bool ro = false;
             if (comma) {
@@ -165,7 +194,7 @@ static int cmd_run(int argc, char **argv) {
                 ro = true;
             }
             if (!*optarg) return bad_usage("--disk: empty path");
-            cfg.disks[cfg.ndisks++] = (struct disk_config){.path = optarg, .read_only = ro};
+            disks[ndisks++] = (struct virtio_blk_params){.path = optarg, .read_only = ro};
             break;
         }
         case O_CONSOLE:
@@ -173,7 +202,14 @@ static int cmd_run(int argc, char **argv) {
             else if (strcmp(optarg, "virtio") == 0) cfg.console = CONSOLE_VIRTIO;
             else return bad_usage("--console %s: serial or virtio", optarg);
             break;
-        case O_RNG: cfg.rng = true; break;
+        case O_RNG: rng = true; break;
+        case O_DEVICE: {
+            const struct virtio_device_ops *ops = virtio_device_find(optarg);
+            if (!ops) return bad_usage("--device %s: unknown (there are %s)", optarg, device_names());
+            if (nextra == MACHINE_MAX_DEVICES) return bad_usage("--device: at most %d", MACHINE_MAX_DEVICES);
+            extra[nextra++] = ops;
+            break;
+        }
         case O_MARKERS: cfg.boot_markers = true; break;
         case O_GUEST_DECOMPRESS: cfg.guest_decompress = true; break;
         case O_STATS: cfg.stats = true; break;
@@ -195,8 +231,8 @@ static int cmd_run(int argc, char **argv) {
             break;
         case O_NET:
             if (strncmp(optarg, "tap=", 4) != 0 || !optarg[4]) return bad_usage("--net %s: expected tap=NAME", optarg);
-            if (cfg.tap) return bad_usage("--net: only one network device");
-            cfg.tap = optarg + 4;
+            if (net.tap) return bad_usage("--net: only one network device");
+            net.tap = optarg + 4;
             break;
         case O_TRACE:
             if (strcmp(optarg, "traps") != 0) return bad_usage("--trace %s: the only kind is traps", optarg);
@@ -209,6 +245,14 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     if (optind < argc) return bad_usage("unexpected argument %s", argv[optind]);
+    /* The devices in a fixed order, which fixes their places (and a Linux guest's names) */
+    struct virtio_console_params console = {STDIN_FILENO, STDOUT_FILENO};
+    if (cfg.console == CONSOLE_VIRTIO) add_device(&cfg, &virtio_console_ops, &console);
+    if (rng) add_device(&cfg, virtio_device_find("virtio-rng"), NULL);
+    for (unsigned i = 0; i < ndisks; i++) add_device(&cfg, &virtio_blk_ops, &disks[i]);
+    if (net.tap) add_device(&cfg, &virtio_net_ops, &net);
+    for (unsigned i = 0; i < nextra; i++)
+        if (!add_device(&cfg, extra[i], NULL)) return bad_usage("at most %d virtio devices", MACHINE_MAX_DEVICES);
     if (cfg.profile_symbols && !cfg.profile) return bad_usage("--profile-symbols needs --profile FILE");
     if (!cfg.kernel && !(cfg.kernel = bundled_kernel())) {
         fprintf(stderr, "bellhop: cannot find the bundled guest\n");

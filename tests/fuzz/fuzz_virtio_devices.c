@@ -1,10 +1,11 @@
 /* The virtio devices' request handling over guest memory the fuzzer writes: rings,
  * descriptors, indirect tables and buffers are all its bytes. Byte 0 picks the device
- * (rng, blk, console); the rest is guest RAM. Nothing may be touched outside that RAM. */
+ * (rng, blk, console, balloon); the rest is guest RAM. Nothing may be touched outside that RAM. */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "devices/virtio_balloon.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_rng.h"
@@ -15,7 +16,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    unsigned which = data[0] % 3;
+    unsigned which = data[0] % 4;
     struct fake_vm vm;
     fake_vm_init(&vm, RAM);
     const struct virtio_device_ops *ops = &virtio_rng_ops;
@@ -30,6 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         con = (struct virtio_console_params){-1, null};
         ops = &virtio_console_ops;
         params = &con;
+    } else if (which == 3) {
+        ops = &virtio_balloon_ops; /* inflated frames: discarded inside RAM, ignored outside */
     }
     struct test_dev d;
     tdev_init(&d, &vm, ops, params, 1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX, ops->nqueues, 16);

@@ -322,8 +322,9 @@ static void read_sector(const char *path, unsigned sector, char *buf) {
 
 TEST_TIMEOUT(virtio_devices_pass_the_guests_self_tests_and_the_disk_keeps_its_data, 120) {
     const char *disk = make_disk("/tmp/bellhop-test-disk.img", 1 << 20);
-    CHECK_EQ(RUN("--console", "virtio", "--rng", "--disk", disk), 0);
+    CHECK_EQ(RUN("--console", "virtio", "--rng", "--disk", disk, "--device", "virtio-balloon"), 0);
     CHECK_MSG(!strstr(out, "FAIL") && strstr(out, "guest: 0 failed"), "%s", out);
+    CHECK_MSG(strstr(out, "selftest virtio-balloon   PASS"), "%s", out);
     CHECK_MSG(strstr(out, "selftest virtio-rng       PASS"), "%s", out);
     CHECK_MSG(strstr(out, "selftest virtio-blk-rw    PASS"), "%s", out);
     CHECK_MSG(strstr(out, "virtio-console: hello from the tiny guest\n"), "%s", out);
@@ -649,6 +650,9 @@ TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
     expect_one_line_error(RUN("--disk", "/tmp/x", "--disk", "/tmp/x", "--disk", "/tmp/x", "--disk", "/tmp/x",
                               "--disk", "/tmp/x"), "at most 4 disks");
     expect_one_line_error(RUN("extra-argument"), "unexpected argument");
+    expect_one_line_error(RUN("--device", "virtio-gpu"), "--device virtio-gpu: unknown (there are virtio-blk,");
+    expect_one_line_error(RUN("--device", "virtio-blk"), "virtio-blk: no backing file (--disk PATH)");
+    expect_one_line_error(RUN("--device", "virtio-net"), "virtio-net: no tap interface");
     expect_one_line_error(RUN("--profile-symbols", notelf), "--profile-symbols needs --profile FILE");
     expect_one_line_error(RUN("--profile", "/nonexistent/profile.txt"), "--profile: /nonexistent/profile.txt: No such file");
     expect_one_line_error(RUN("--profile", "/tmp/bellhop-profile-x", "--profile-symbols", notelf),

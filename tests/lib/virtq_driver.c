@@ -48,7 +48,9 @@ void fake_vm_init(struct fake_vm *vm, size_t ram) {
     memset(vm, 0, sizeof *vm);
     vm->env.guest = ZX_HANDLE_INVALID;
     vm->resample_fd = -1;
-    vm->env.mem.host = calloc(1, ram);
+    /* Page-aligned, as guest RAM is: a balloon gives whole pages back. */
+    vm->env.mem.host = aligned_alloc(4096, (ram + 4095) & ~(size_t)4095);
+    if (vm->env.mem.host) memset(vm->env.mem.host, 0, ram);
     vm->env.mem.size = ram;
     vm->env.raise_irq = count_irq;
     vm->env.msi_create = fake_msi_create;
