@@ -60,7 +60,7 @@ GUEST_BINS := build/guest/guest.elf build/guest/guest.map
 # The decompressors of bzImage payloads (firmware/bzimage_unpack.c), linked in: four more
 # shared libraries would cost every start their loading and relocation.
 UNPACK_LIBS := -Wl,-Bstatic -llz4 -lzstd -llzma -lz -Wl,-Bdynamic
-VMM_LIBS  := -lfdt -ldl $(UNPACK_LIBS)
+VMM_LIBS  := -lfdt -ldl -ljansson -lhttp_parser $(UNPACK_LIBS)
 
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins
@@ -271,7 +271,7 @@ FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen/dsdt
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ -lfdt -ldl $(UNPACK_LIBS)
+	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ -lfdt -ldl -ljansson -lhttp_parser $(UNPACK_LIBS)
 
 fuzz-bins: $(FUZZ_BINS)
 

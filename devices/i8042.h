@@ -3,9 +3,12 @@
 
 #include "devices/device.h"
 
-/* Just enough of the PS/2 controller (ports 0x60 and 0x64) for the PC's reset line:
- * command 0xFE on port 0x64 resets the machine, which ends the VM with status 0 (how
- * Linux's `reboot` gets out on x86). No keyboard is attached. */
+/* The PS/2 controller (ports 0x60 and 0x64) with a keyboard, for two things: the PC's reset
+ * line (command 0xFE on port 0x64, or the output port's bit 0, resets the machine, which ends
+ * the VM with status 0: how Linux's `reboot` gets out on x86), and Ctrl+Alt+Del pressed from
+ * the host (the API's SendCtrlAltDel), which a Linux guest's keyboard driver turns into a
+ * reboot or its init's ctrlaltdel action. The ACPI tables do not announce the controller, so
+ * Linux looks for it only with i8042.nopnp on its command line (as in Firecracker's). */
 #define I8042_DATA_PORT 0x60
 #define I8042_CMD_PORT 0x64
 
@@ -13,5 +16,7 @@ struct i8042;
 extern const struct io_ops i8042_ops;
 struct i8042 *i8042_create(struct vm_env *env);
 void i8042_destroy(struct i8042 *k);
+/* Presses and releases Ctrl+Alt+Del (any thread). */
+void i8042_ctrl_alt_del(struct i8042 *k);
 
 #endif

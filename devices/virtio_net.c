@@ -86,8 +86,8 @@ static void net_notify(struct virtio_dev *vd, unsigned q) {
     else arm(n); /* new receive buffers: wait for frames again */
 }
 
-/* The device over fd, which it takes; name seeds its MAC address. */
-static int net_make(struct virtio_dev *vd, int fd, const char *name, char *err, size_t errlen) {
+/* The device over fd, which it takes; its MAC address is mac, or else seeded from name. */
+static int net_make(struct virtio_dev *vd, int fd, const char *name, const uint8_t *mac, char *err, size_t errlen) {
     struct virtio_net *n = calloc(1, sizeof *n);
     if (!n || !(n->rx = malloc(sizeof *n->rx))) {
         snprintf(err, errlen, "%s: out of memory", name);
@@ -102,8 +102,8 @@ static int net_make(struct virtio_dev *vd, int fd, const char *name, char *err, 
     /* A locally administered address, the same for the same interface name. */
     uint32_t h = 2166136261u;
     for (const char *c = name; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
-    uint8_t mac[6] = {0x52, 0x54, (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h};
-    memcpy(n->mac, mac, 6);
+    uint8_t seeded[6] = {0x52, 0x54, (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h};
+    memcpy(n->mac, mac ? mac : seeded, 6);
     if (zx_fd_create(fd, 0, &n->handle) == ZX_OK)
         n->wait = (async_wait_t){.handler = on_readable, .object = n->handle, .trigger = ZX_FD_READABLE};
     vd->priv = n;
@@ -141,9 +141,10 @@ static int net_create(struct virtio_dev *vd, const void *params, char *err, size
         snprintf(err, errlen, "virtio-net: no tap interface (--net tap=NAME)");
         return -1;
     }
-    if (!p->tap) return net_make(vd, p->fd, p->name ? p->name : "virtio-net", err, errlen);
+    const uint8_t *mac = p->has_mac ? p->mac : NULL;
+    if (!p->tap) return net_make(vd, p->fd, p->name ? p->name : "virtio-net", mac, err, errlen);
     int fd = open_tap(p->tap, err, errlen);
-    return fd < 0 ? -1 : net_make(vd, fd, p->tap, err, errlen);
+    return fd < 0 ? -1 : net_make(vd, fd, p->tap, mac, err, errlen);
 }
 
 /* The loop is gone first. */

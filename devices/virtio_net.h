@@ -15,6 +15,8 @@ struct virtio_net_params {
     const char *tap;
     int fd;
     const char *name;
+    bool has_mac; /* the guest's MAC address is mac, not one seeded from the name */
+    uint8_t mac[6];
 };
 
 #endif

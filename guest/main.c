@@ -286,6 +286,15 @@ void kmain(const struct hvm_start_info *si) {
         uint64_t lo = 0, hi = 0;
         __asm__ volatile("lock cmpxchg16b (%2)" : "+a"(lo), "+d"(hi) : "r"(0xc0000000ul), "b"(0ul), "c"(0ul) : "memory");
     }
+    if (strstr_word(cmdline, "ticks")) { /* a numbered line every 2^28 TSC cycles until the VMM ends
+                                          * it: the API's pause test watches them stop and go on */
+        printf("guest: %d failed\n", failures);
+        for (unsigned n = 1;; n++) {
+            uint64_t t0 = rdtsc();
+            while (rdtsc() - t0 < (1ull << 28)) __asm__ volatile("pause");
+            printf("tick %u\n", n);
+        }
+    }
     if (strstr_word(cmdline, "wait")) { /* until the VMM is told to quit (Ctrl-A x) */
         printf("guest: waiting\n");
         for (;;) irq_wait();

@@ -23,13 +23,16 @@
 #include "vmm/sandbox.h"
 #include "vmm/terminal.h"
 
+static _Thread_local char last_error[256];
+
+const char *machine_last_error(void) { return last_error; }
+
 int machine_fail(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "bellhop: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "bellhop: %s\n", last_error);
     return -1;
 }
 
@@ -152,6 +155,14 @@ __attribute__((hot, noinline)) static void cpu_loop(struct machine *m, struct cp
         }
         if (st == ZX_ERR_CANCELED) {
             pthread_mutex_lock(&m->lock);
+            while (m->paused && !m->exiting) { /* parked until the resume, or the end */
+                c->parked = true;
+                m->nparked++;
+                pthread_cond_broadcast(&m->cond);
+                pthread_cond_wait(&m->cond, &m->lock);
+                m->nparked--;
+                c->parked = false;
+            }
             bool stop = m->exiting;
             pthread_mutex_unlock(&m->lock);
             if (stop) return;
@@ -248,7 +259,8 @@ static void confine_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_st
     if (st != ZX_OK) {
         r = -1;
         snprintf(m->loop_sandbox_err, sizeof m->loop_sandbox_err, "the loop ended before its sandbox");
-    } else if (m->cfg->sandbox && sandbox_enter(SANDBOX_LOOP, m->loop_sandbox_err, sizeof m->loop_sandbox_err) != 0) {
+    } else if (m->cfg->sandbox && sandbox_enter(m->cfg->control ? SANDBOX_API_LOOP : SANDBOX_LOOP, m->loop_sandbox_err,
+                                                sizeof m->loop_sandbox_err) != 0) {
         r = -1;
     }
     pthread_mutex_lock(&m->lock);
@@ -270,6 +282,57 @@ static int start_loop_thread(struct machine *m) {
     return r == 1 ? 0 : machine_fail("%s", m->loop_sandbox_err);
 }
 
+int machine_pause(struct machine *m, char *err, size_t errlen) {
+    if (m->dispatch_loop) {
+        snprintf(err, errlen, "cannot pause with --dispatch loop (a parked vCPU may be waiting for this thread)");
+        return -1;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    pthread_mutex_lock(&m->lock);
+    m->paused = true;
+    for (;;) {
+        unsigned live = 0;
+        for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) {
+            struct cpu *c = &m->cpus[i];
+            if (c->vcpu == ZX_HANDLE_INVALID) continue;
+            live++;
+            if (!c->parked) zx_vcpu_kick(c->vcpu); /* again: one may have started since */
+        }
+        if (m->exiting || m->nparked == live) break;
+        struct timespec step;
+        clock_gettime(CLOCK_REALTIME, &step);
+        step.tv_nsec += 10 * 1000 * 1000;
+        if (step.tv_nsec >= 1000000000) step.tv_sec++, step.tv_nsec -= 1000000000;
+        if (step.tv_sec > deadline.tv_sec ||
+            (step.tv_sec == deadline.tv_sec && step.tv_nsec > deadline.tv_nsec)) {
+            m->paused = false;
+            pthread_cond_broadcast(&m->cond);
+            pthread_mutex_unlock(&m->lock);
+            snprintf(err, errlen, "the vCPUs did not stop within 5 s");
+            return -1;
+        }
+        pthread_cond_timedwait(&m->cond, &m->lock, &step);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
+void machine_resume(struct machine *m) {
+    pthread_mutex_lock(&m->lock);
+    m->paused = false;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}
+
+bool machine_paused(struct machine *m) {
+    pthread_mutex_lock(&m->lock);
+    bool p = m->paused;
+    pthread_mutex_unlock(&m->lock);
+    return p;
+}
+
 /* Setup is over once the first vCPU runs under its filter (the loop thread confined itself
  * before it started): what setup alone mapped can go (vmm/footprint.h). */
 static void setup_done(struct machine *m) {
@@ -289,7 +352,7 @@ int machine_run(const struct machine_config *cfg) {
     machine_lend_irqs(m);
     m->env.trace = cfg->trace_traps;
     m->env.trace_start_ns = cfg->start_ns;
-    m->env.stats = cfg->stats;
+    m->env.stats = cfg->stats || cfg->metrics;
     m->dispatch_loop = cfg->dispatch_loop;
     m->loop_call.handler = run_loop_call;
     m->setup_last_ns = cfg->start_ns;
@@ -344,6 +407,7 @@ int machine_run(const struct machine_config *cfg) {
             goto out;
         }
     }
+    if (cfg->control) cfg->control->attach(cfg->control, m, m->env.loop);
     if (start_loop_thread(m) != 0) goto out;
     machine_setup_phase(m, "loop");
     terminal_raw(STDIN_FILENO);
@@ -353,12 +417,13 @@ int machine_run(const struct machine_config *cfg) {
         if (start_cpu(m, i, 0) != 0) goto out;
     if (cfg->sandbox) {
         char err[160];
-        if (sandbox_enter(SANDBOX_MAIN, err, sizeof err) != 0) {
+        if (sandbox_enter(cfg->control ? SANDBOX_API_MAIN : SANDBOX_MAIN, err, sizeof err) != 0) {
             machine_fail("%s", err);
             goto out;
         }
     }
     sandbox_probe(SANDBOX_MAIN);
+    if (cfg->control && cfg->control->started) cfg->control->started(cfg->control);
     setup_done(m);
     pthread_mutex_lock(&m->lock);
     while (!m->exiting) pthread_cond_wait(&m->cond, &m->lock);

@@ -16,10 +16,13 @@
 #define BELLHOP_VMM_MACHINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define MACHINE_MAX_DEVICES 12
 #define MACHINE_MAX_CPUS 16
+#define MACHINE_MIN_MEM (4ull << 20)
+#define MACHINE_MAX_MEM (3ull << 30) /* below the 32-bit MMIO hole */
 
 enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 
@@ -47,12 +50,38 @@ struct machine_config {
     bool bench_bell;    /* the bench's flag-bumping bell (devices/bench_bell.h) */
     bool dispatch_loop; /* register accesses run on the loop thread, not the vCPU's */
     bool stats;         /* print per-trap counts and handler times when the VM ends */
+    bool metrics;       /* count per trap and queue all the same, for machine_metrics_line */
     const char *profile;         /* sample each vCPU's RIP into this file (vmm/profile.h); NULL: no */
     const char *profile_symbols; /* a System.map / kallsyms listing naming them; NULL: the kernel's */
     bool sandbox;       /* each thread under its seccomp allowlist once set up (vmm/sandbox.h) */
     bool pvm_anyway;    /* on a PVM host, run a kernel linked in the top 2 GiB all the same */
     uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started, for boot markers */
+    struct machine_control *control; /* NULL: none */
 };
+
+struct machine;
+struct async_dispatcher;
+
+/* A control plane (vmm/api.h) beside the machine: told when the machine is set up and about
+ * to run, so that it can serve on the machine's loop and call the functions below from there. */
+struct machine_control {
+    /* Main thread, the loop not yet running: the machine is set up (nothing failed). */
+    void (*attach)(struct machine_control *c, struct machine *m, struct async_dispatcher *loop);
+    /* Main thread, every thread of the machine started: the guest runs. */
+    void (*started)(struct machine_control *c);
+};
+
+/* For the control plane, on the loop thread. machine_pause: every vCPU out of KVM_RUN and
+ * parked (0), or -1 with the reason; machine_resume lets them go on where they stopped. */
+int machine_pause(struct machine *m, char *err, size_t errlen);
+void machine_resume(struct machine *m);
+bool machine_paused(struct machine *m);
+/* One line of JSON (no newline): the time and the machine's counters, for a metrics file. */
+void machine_metrics_line(struct machine *m, char *buf, size_t len);
+/* The keyboard's Ctrl+Alt+Del, as a Linux guest's i8042 driver sees it. */
+void machine_ctrl_alt_del(struct machine *m);
+/* The one-line reason the last machine_run on this thread failed before the guest ran. */
+const char *machine_last_error(void);
 
 /* Runs the VM to its end. Returns the VMM's exit status: the guest's (exit device), 0 on
  * guest power-off or reset; on failure prints one line to stderr and returns 1. */

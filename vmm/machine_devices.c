@@ -154,6 +154,8 @@ int machine_devices_setup(struct machine *m) {
     return map_unassigned_ports(m);
 }
 
+void machine_ctrl_alt_del(struct machine *m) { i8042_ctrl_alt_del(m->i8042); }
+
 void machine_devices_destroy(struct machine *m) {
     uart16550_destroy(m->uart);
     for (unsigned i = 0; i < m->nvirtio; i++) virtio_mmio_destroy(m->virtio[i]);

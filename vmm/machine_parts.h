@@ -86,6 +86,7 @@ struct cpu {
     bool created;        /* its zx_vcpu_create has returned (m->lock) */
     bool sandboxed;      /* its creator was sandboxed, so it is too */
     zx_handle_t vcpu;    /* m->lock; invalid until created and after it ends */
+    bool parked;         /* m->lock: out of KVM_RUN, waiting for the resume */
     struct crash crash;  /* written by the thread before it ends; read after the join */
 };
 
@@ -128,6 +129,8 @@ struct machine {
     pthread_cond_t cond;
     bool exiting;
     int status;
+    bool paused;      /* m->lock: the control plane paused the vCPUs (machine_pause) */
+    unsigned nparked; /* m->lock: vCPUs parked while paused */
     struct cpu cpus[MACHINE_MAX_CPUS];
     int irqfds[IOAPIC_PINS]; /* -1 until raise_irq first needs it; the guest owns them */
     async_task_t loop_sandbox_task; /* the loop thread's first: confines it (--no-seccomp: not) */

@@ -118,6 +118,48 @@ void machine_print_stats(struct machine *m) {
         }
 }
 
+void machine_metrics_line(struct machine *m, char *buf, size_t len) {
+    uint64_t e[BELLHOP_EXIT_KINDS] = {0}, total = 0;
+    bellhop_guest_exit_counts(m->guest, e);
+    for (int i = 0; i < BELLHOP_EXIT_KINDS; i++) total += e[i];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    size_t at = 0;
+#define PUT(...) at += (size_t)snprintf(buf + at, at < len ? len - at : 0, __VA_ARGS__)
+    PUT("{\"utc_timestamp_ms\":%llu,\"vm\":{\"paused\":%s},\"vcpu\":{\"exits\":%llu,\"exit_io\":%llu,"
+        "\"exit_mmio\":%llu,\"exit_bell\":%llu,\"exit_intr\":%llu,\"exit_other\":%llu},\"traps\":{",
+        (unsigned long long)now.tv_sec * 1000 + (unsigned long long)now.tv_nsec / 1000000,
+        machine_paused(m) ? "true" : "false", (unsigned long long)total, (unsigned long long)e[BELLHOP_EXIT_IO],
+        (unsigned long long)e[BELLHOP_EXIT_MMIO], (unsigned long long)e[BELLHOP_EXIT_BELL],
+        (unsigned long long)e[BELLHOP_EXIT_INTR], (unsigned long long)e[BELLHOP_EXIT_OTHER]);
+    bool first = true;
+    for (unsigned i = 0; i < m->nmaps; i++) { /* the trap windows the guest used */
+        const struct io_mapping *map = &m->maps[i];
+        pthread_mutex_lock(&map->stats->lock);
+        uint64_t count = map->stats->h.count;
+        pthread_mutex_unlock(&map->stats->lock);
+        if (!count) continue;
+        PUT("%s\"%s@%#llx\":%llu", first ? "" : ",", map->ops->name, (unsigned long long)map->base,
+            (unsigned long long)count);
+        first = false;
+    }
+    PUT("},\"bells\":{");
+    first = true;
+    struct virtio_dev *vds[FDT_MAX_VIRTIO + MAX_PCI_DEVICES];
+    unsigned n = 0;
+    for (unsigned i = 0; i < m->nvirtio; i++) vds[n++] = virtio_mmio_dev(m->virtio[i]);
+    for (unsigned i = 0; i < m->nvpci; i++) vds[n++] = virtio_pci_dev(m->vpci[i]);
+    for (unsigned i = 0; i < n; i++) /* loop thread: the bells' counts are its own */
+        for (unsigned q = 0; q < vds[i]->ops->nqueues; q++) {
+            PUT("%s\"%s.%u/%u\":%llu", first ? "" : ",", vds[i]->ops->name, i, q,
+                (unsigned long long)vds[i]->bells[q].count);
+            first = false;
+        }
+    PUT("}}");
+#undef PUT
+    if (at >= len && len) buf[0] = 0; /* cut short: nothing rather than broken JSON */
+}
+
 /* Setup's phase `name` ends now (--boot-markers only): its time joins m->setup_phases, which
  * the guest-entered line shows, so that a slow setup says where it went. */
 void machine_setup_phase(struct machine *m, const char *name) {

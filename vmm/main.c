@@ -18,13 +18,14 @@
 #include "devices/virtio_console.h"
 #include "devices/virtio_devices.h"
 #include "devices/virtio_net.h"
+#include "vmm/api.h"
 #include "vmm/bench.h"
 #include "vmm/machine.h"
 #include "vmm/sandbox.h"
 
 #define EXIT_USAGE 2
-#define MIN_MEM (4ull << 20)
-#define MAX_MEM (3ull << 30) /* below the 32-bit MMIO hole */
+#define MIN_MEM MACHINE_MIN_MEM
+#define MAX_MEM MACHINE_MAX_MEM
 #define DEFAULT_MEM (128ull << 20)
 #define MAX_DISKS 4
 
@@ -63,6 +64,11 @@ static void usage(FILE *f) {
             "  --net tap=NAME       a virtio-net device on tap interface NAME\n"
             "  --device NAME        a virtio device with its defaults, by name:\n"
             "                       %s\n"
+            "  --api-sock PATH      serve Firecracker's API on the Unix socket PATH; boot on its\n"
+            "                       InstanceStart (docs/api.md)\n"
+            "  --config-file FILE   the VM from Firecracker's config file (JSON); boots at once,\n"
+            "                       or with --api-sock, and serves the API too. Either one gives\n"
+            "                       the kernel, memory, CPUs and devices: their flags are refused\n"
             "  --trace traps        print every trap packet with the guest instruction\n"
             "  --boot-markers       print the time since start of each boot marker (outl to 0x80)\n"
             "  --stats              when the VM ends, print exits by kind, and per trap and per\n"
@@ -138,7 +144,7 @@ static bool add_device(struct machine_config *cfg, const struct virtio_device_op
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = stats_now_ns(), .sandbox = sandbox_supported()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE, O_API_SOCK, O_CONFIG_FILE };
     struct virtio_blk_params disks[MAX_DISKS];
     unsigned ndisks = 0, nextra = 0;
     struct virtio_net_params net = {0};
@@ -149,7 +155,8 @@ static int cmd_run(int argc, char **argv) {
         {"cmdline", required_argument, 0, O_CMDLINE}, {"mem", required_argument, 0, O_MEM},
         {"cpus", required_argument, 0, O_CPUS},     {"disk", required_argument, 0, O_DISK},
         {"console", required_argument, 0, O_CONSOLE}, {"rng", no_argument, 0, O_RNG},
-        {"device", required_argument, 0, O_DEVICE},
+        {"device", required_argument, 0, O_DEVICE}, {"api-sock", required_argument, 0, O_API_SOCK},
+        {"config-file", required_argument, 0, O_CONFIG_FILE},
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
         {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
@@ -161,8 +168,22 @@ static int cmd_run(int argc, char **argv) {
     opterr = 0;
     optind = 1;
     int c;
+    /* What the config file or the API gives, when there is one: the flags would be a second
+     * source of the same facts, so they are refused then. */
+    const char *machine_flag = NULL, *api_sock = NULL, *config_file = NULL;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == O_KERNEL || c == O_INITRD || c == O_CMDLINE || c == O_MEM || c == O_CPUS || c == O_DISK ||
+            c == O_RNG || c == O_NET || c == O_DEVICE)
+            machine_flag = argv[optind - 1][0] == '-' ? argv[optind - 1] : argv[optind - 2];
         switch (c) {
+        case O_API_SOCK:
+            if (!*optarg) return bad_usage("--api-sock: empty path");
+            api_sock = optarg;
+            break;
+        case O_CONFIG_FILE:
+            if (!*optarg) return bad_usage("--config-file: empty path");
+            config_file = optarg;
+            break;
         case 'h': usage(stdout); return 0;
         case O_KERNEL: cfg.kernel = optarg; break;
         case O_INITRD: cfg.initrd = optarg; break;
@@ -245,6 +266,9 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     if (optind < argc) return bad_usage("unexpected argument %s", argv[optind]);
+    if ((api_sock || config_file) && machine_flag)
+        return bad_usage("%s: with %s, the kernel, memory, CPUs and devices come from there, not from flags",
+                         machine_flag, api_sock ? "--api-sock" : "--config-file");
     /* The devices in a fixed order, which fixes their places (and a Linux guest's names) */
     struct virtio_console_params console = {STDIN_FILENO, STDOUT_FILENO};
     if (cfg.console == CONSOLE_VIRTIO) add_device(&cfg, &virtio_console_ops, &console);
@@ -254,6 +278,7 @@ static int cmd_run(int argc, char **argv) {
     for (unsigned i = 0; i < nextra; i++)
         if (!add_device(&cfg, extra[i], NULL)) return bad_usage("at most %d virtio devices", MACHINE_MAX_DEVICES);
     if (cfg.profile_symbols && !cfg.profile) return bad_usage("--profile-symbols needs --profile FILE");
+    if (api_sock || config_file) return api_run(&cfg, api_sock, config_file);
     if (!cfg.kernel && !(cfg.kernel = bundled_kernel())) {
         fprintf(stderr, "bellhop: cannot find the bundled guest\n");
         return 1;

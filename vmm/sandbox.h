@@ -17,7 +17,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum sandbox_role { SANDBOX_MAIN, SANDBOX_LOOP, SANDBOX_VCPU, SANDBOX_ROLES };
+/* api-main and api-loop: main and loop of a VMM with a control plane (vmm/api.h), which
+ * also remove the API's socket at the end and accept its clients. */
+enum sandbox_role { SANDBOX_MAIN, SANDBOX_LOOP, SANDBOX_VCPU, SANDBOX_API_MAIN, SANDBOX_API_LOOP, SANDBOX_ROLES };
 
 #define SANDBOX_EXIT_STATUS 159 /* 128 + SIGSYS, as a shell reports a death by SIGSYS */
 

@@ -1,0 +1,193 @@
+#!/bin/sh
+# The control plane through its real client: bellhop run --api-sock driven only by curl
+# --unix-socket with the requests of Firecracker's getting-started guide (the tiny guest as the
+# kernel, a disk, entropy), then pause and resume, metrics, a table of bad requests; and the
+# same VM from --config-file alone. POSIX sh (busybox inside the nested KVM host).
+suite=api
+tests="requests_are_refused_before_start a_kernel_that_is_not_a_kernel_is_refused_at_start
+       instance_start_boots_the_guest get_reports_running pause_stops_the_guest resume_goes_on
+       flush_metrics_writes_exit_counts bad_requests_get_400_with_a_reason the_vm_runs_after_them
+       the_socket_is_removed_at_the_end config_file_alone_boots_the_same_vm
+       an_existing_file_is_not_taken_for_the_socket"
+if [ "${1:-}" = --list ]; then
+    for t in $tests; do echo "$suite.$t"; done
+    exit 0
+fi
+[ "${1:-}" = --from ] && echo "(api: every test runs; --from ignored)"
+pass() { echo "PASS $suite.$1"; }
+fail() { echo "FAIL $suite.$1: $2"; failed=1; }
+skip() { echo "SKIP $suite.$1: $2"; }
+failed=0
+here=$(cd "$(dirname "$0")/../.." && pwd)
+bellhop=$here/bellhop guest=$here/guest/guest.elf
+curl=$(command -v curl || true)
+[ -x /bellhop/usr/bin/curl ] && curl=/bellhop/usr/bin/curl # inside the nested host
+if [ -z "$curl" ]; then
+    for t in $tests; do skip $t "no curl"; done
+    exit 0
+fi
+dir=$(mktemp -d /tmp/bellhop-api.XXXXXX)
+sock=$dir/api.sock out=$dir/out disk=$dir/disk.img metrics=$dir/metrics.json
+dd if=/dev/zero of=$disk bs=1024 count=1024 2>/dev/null
+pid=
+cleanup() { [ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"; }
+trap cleanup EXIT
+
+# req METHOD PATH [BODY]: sets code (the HTTP status) and body (the answer)
+req() {
+    if [ $# -ge 3 ]; then
+        body=$($curl -s -m 20 --unix-socket $sock -X "$1" "http://localhost$2" -H 'Content-Type: application/json' \
+               -d "$3" -w ' %{http_code}')
+    else
+        body=$($curl -s -m 20 --unix-socket $sock -X "$1" "http://localhost$2" -w ' %{http_code}')
+    fi
+    code=${body##* }
+    body=${body% *}
+}
+# bad METHOD PATH BODY WANT: a 400 whose fault_message has WANT in it; else noted in $bad_seen
+bad() {
+    if [ $# -ge 4 ]; then req "$1" "$2" "$3"; want=$4; else req "$1" "$2"; want=$3; fi
+    nbad=$((nbad + 1))
+    case "$code $body" in
+        "400 {\"fault_message\":\""*"$want"*) ;;
+        *) bad_seen="$bad_seen [$1 $2 -> $code $body; wanted 400 with '$want']" ;;
+    esac
+}
+wait_for() { # FILE TEXT SECONDS
+    i=0
+    while ! grep -qE "$2" "$1" 2>/dev/null; do
+        i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1; sleep 0.1
+    done
+}
+ticks() { grep -c '^tick ' $out; }
+
+$bellhop run --api-sock $sock > $out 2>&1 &
+pid=$!
+i=0; while [ ! -S $sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+
+nbad=0 bad_seen=
+bad PUT /machine-config '{"vcpu_count": 0, "mem_size_mib": 128}' "vcpu_count 0: must be 1 to"
+bad PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": "lots"}' "Expected integer, got string"
+bad PUT /machine-config '{"vcpu_count": 1}' "mem_size_mib"
+bad PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128, "smt": true}' "single-threaded"
+bad PUT /boot-source '{"kernel_image_path": "/nonexistent/vmlinux"}' "No such file"
+bad PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_arg": "typo"}' "left unpacked: boot_arg"
+bad PUT /drives/rootfs '{"drive_id": "other", "path_on_host": "'$disk'", "is_root_device": true}' "differs from the path's rootfs"
+bad PUT /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$dir'", "is_root_device": true}' "not a regular file"
+bad PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "01:00:00:00:00:01"}' "not a unicast MAC"
+bad PUT /actions '{"action_type": "InstanceStart"}' "no boot source"
+bad PUT /actions '{"action_type": "FlushMetrics"}' "PUT /metrics first"
+[ -z "$bad_seen" ] && [ "$code" = 400 ] && pass requests_are_refused_before_start ||
+    fail requests_are_refused_before_start "$bad_seen"
+
+# Not a kernel: refused at InstanceStart with the loader's reason; the API stays, and a real
+# kernel then starts.
+req PUT /boot-source '{"kernel_image_path": "'$disk'"}'
+req PUT /actions '{"action_type": "InstanceStart"}'
+case "$code $body" in
+    "400 {\"fault_message\":\"InstanceStart: "*) pass a_kernel_that_is_not_a_kernel_is_refused_at_start ;;
+    *) fail a_kernel_that_is_not_a_kernel_is_refused_at_start "$code $body" ;;
+esac
+
+# Firecracker's getting-started requests, with the tiny guest
+req PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "ticks"}'; c1=$code
+req PUT /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true, "is_read_only": false}'; c2=$code
+req PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256}'; c3=$code
+req PUT /entropy '{}'; c4=$code
+req PUT /metrics '{"metrics_path": "'$metrics'"}'; c5=$code
+req PUT /actions '{"action_type": "InstanceStart"}'
+if [ "$c1$c2$c3$c4$c5$code" = 204204204204204204 ] && wait_for $out "guest: 0 failed" 60 &&
+   grep -q "selftest virtio-blk-rw    PASS" $out && grep -q "selftest virtio-rng       PASS" $out; then
+    pass instance_start_boots_the_guest
+else
+    fail instance_start_boots_the_guest "statuses $c1 $c2 $c3 $c4 $c5 $code: $(tail -5 $out)"
+fi
+req GET /
+case "$body" in *'"state":"Running"'*) pass get_reports_running ;; *) fail get_reports_running "$code $body" ;; esac
+
+wait_for $out "^tick 2" 30
+req PATCH /vm '{"state": "Paused"}'; cp=$code
+req GET /; state=$body
+n1=$(ticks); sleep 2; n2=$(ticks)
+case "$cp $state" in
+    *'204 '*'"state":"Paused"'*) [ "$n1" = "$n2" ] && pass pause_stops_the_guest ||
+                                  fail pause_stops_the_guest "ticks went on while paused: $n1 then $n2" ;;
+    *) fail pause_stops_the_guest "$cp $state" ;;
+esac
+req PATCH /vm '{"state": "Resumed"}'
+if [ "$code" = 204 ] && wait_for $out "^tick $((n2 + 2))([^0-9]|\$)" 30; then
+    pass resume_goes_on
+else
+    fail resume_goes_on "$code $body; $(ticks) ticks after $n2"
+fi
+
+req PUT /actions '{"action_type": "FlushMetrics"}'
+exits=$(grep -o '"exits":[0-9]*' $metrics 2>/dev/null | tail -1)
+if [ "$code" = 204 ] && [ -n "$exits" ] && [ "${exits#*:}" -gt 0 ] && grep -q '"exit_io":[1-9]' $metrics; then
+    pass flush_metrics_writes_exit_counts
+else
+    fail flush_metrics_writes_exit_counts "$code $body: $(tail -c 300 $metrics 2>/dev/null)"
+fi
+
+nbad=0 bad_seen=
+bad PUT /actions '{"action_type": "InstanceStart"}' "already started"
+bad PUT /actions '{"action_type": "Explode"}' "action_type Explode"
+bad PUT /actions '{}' "action_type"
+bad PUT /actions '{"action_type": "FlushMetrics", "extra": 1}' "left unpacked: extra"
+bad PUT /actions '{"action_type": "FlushMetrics", "action_type": "FlushMetrics"}' "duplicate"
+bad PUT /actions '{"action_type": ' "invalid JSON"
+bad PUT /actions '[1, 2]' "must be a JSON object"
+bad PUT /actions "no body"
+bad PUT /actions 'action_type=InstanceStart' "invalid JSON"
+bad PATCH /vm '{"state": "Sleeping"}' "Paused or Resumed"
+bad PATCH /vm '{"state": 1}' "Expected string, got integer"
+bad PATCH /vm '{"state": "Paused", "now": true}' "left unpacked: now"
+bad PUT /boot-source '{"kernel_image_path": "'$guest'"}' "only before InstanceStart"
+bad PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128}' "only before InstanceStart"
+bad PATCH /machine-config '{"vcpu_count": 1}' "only before InstanceStart"
+bad PUT /drives/data '{"drive_id": "data", "path_on_host": "'$disk'", "is_root_device": false}' "only before InstanceStart"
+bad PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}' "only before InstanceStart"
+bad PUT /logger '{"log_path": "/tmp/x"}' "only before InstanceStart"
+bad PUT /metrics '{"metrics_path": "/tmp/x"}' "only before InstanceStart"
+bad PATCH /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'"}' "not supported"
+bad GET /nonexistent "no such resource"
+bad GET /vm/config/more "no such resource"
+bad DELETE / "no such resource or method"
+bad PUT /drives/ '{}' "no such resource"
+if [ -z "$bad_seen" ] && [ $nbad -ge 20 ]; then pass bad_requests_get_400_with_a_reason; else
+    fail bad_requests_get_400_with_a_reason "$nbad requests:$bad_seen"; fi
+req GET /
+n3=$(ticks)
+if case "$body" in *'"state":"Running"'*) true ;; *) false ;; esac && wait_for $out "^tick $((n3 + 1))([^0-9]|\$)" 30; then
+    pass the_vm_runs_after_them
+else
+    fail the_vm_runs_after_them "$body; ticks stuck at $n3"
+fi
+
+kill -TERM $pid; wait $pid; st=$?; pid=
+[ ! -e $sock ] && pass the_socket_is_removed_at_the_end || fail the_socket_is_removed_at_the_end "status $st, $(ls -l $sock)"
+
+cat > $dir/vm.json <<EOF
+{
+  "boot-source": {"kernel_image_path": "$guest", "boot_args": "exit=0"},
+  "drives": [{"drive_id": "rootfs", "path_on_host": "$disk", "is_root_device": true, "is_read_only": false}],
+  "machine-config": {"vcpu_count": 2, "mem_size_mib": 256},
+  "entropy": {}
+}
+EOF
+$bellhop run --config-file $dir/vm.json > $out 2>&1 < /dev/null; st=$?
+if [ $st = 0 ] && grep -q "guest: 0 failed" $out && grep -q "selftest virtio-blk-rw    PASS" $out &&
+   grep -q "selftest virtio-rng       PASS" $out && grep -q "selftest smp" $out; then
+    pass config_file_alone_boots_the_same_vm
+else
+    fail config_file_alone_boots_the_same_vm "status $st: $(tail -5 $out)"
+fi
+
+echo keep > $dir/not-a-socket
+$bellhop run --api-sock $dir/not-a-socket > $out 2>&1; st=$?
+if [ $st = 1 ] && grep -q "exists and is not a socket" $out && [ "$(cat $dir/not-a-socket)" = keep ]; then
+    pass an_existing_file_is_not_taken_for_the_socket
+else
+    fail an_existing_file_is_not_taken_for_the_socket "status $st: $(cat $out)"
+fi
+exit $failed

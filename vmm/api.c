@@ -1,0 +1,376 @@
+/* The API's routes and the VM's lifecycle under it (vmm/api.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <lib/async-loop/default.h>
+#include <lib/async-loop/loop.h>
+#include <lib/async/task.h>
+#include <lib/async/time.h>
+#include <lib/container_of.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zircon/syscalls.h>
+
+#include "vmm/api.h"
+#include "vmm/terminal.h"
+#include "vmm/api_server.h"
+#include "vmm/vm_spec.h"
+
+#define METRICS_PERIOD_S 60
+#define BELLHOP_VERSION "0.1.0"
+
+enum vm_state { NOT_STARTED, STARTING, RUNNING };
+
+struct api {
+    struct api_server *server;
+    async_loop_t *preboot; /* the main thread's loop until InstanceStart */
+    struct vm_spec spec;
+    enum vm_state state;
+    bool start_requested, has_ticket;
+    struct api_ticket start_ticket; /* InstanceStart's, answered once setup is over */
+    struct machine_config base, cfg;
+    struct machine_control control;
+    struct machine *m; /* RUNNING: the machine, whose loop serves the API */
+    async_dispatcher_t *loop;
+    int metrics_fd;
+    async_task_t metrics_task;
+    bool metrics_posted;
+};
+
+/* ---- answers ---- */
+
+static void answer_json(struct api *a, struct api_ticket t, int status, json_t *body) {
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    api_respond(a->server, t, status, text);
+    free(text);
+    json_decref(body);
+}
+
+__attribute__((format(printf, 3, 4))) static void fault(struct api *a, struct api_ticket t, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    answer_json(a, t, 400, json_pack("{s:s}", "fault_message", msg));
+}
+
+static const char *state_name(struct api *a) {
+    if (a->state != RUNNING) return "Not started";
+    return machine_paused(a->m) ? "Paused" : "Running";
+}
+
+/* ---- metrics ---- */
+
+static int flush_metrics(struct api *a, char *err, size_t errlen) {
+    if (a->metrics_fd < 0) return snprintf(err, errlen, "no metrics file: PUT /metrics first"), -1;
+    if (a->state != RUNNING) return snprintf(err, errlen, "the VM is not running"), -1;
+    char line[8192];
+    machine_metrics_line(a->m, line, sizeof line - 1);
+    size_t n = strlen(line);
+    line[n++] = '\n';
+    if (write(a->metrics_fd, line, n) != (ssize_t)n)
+        return snprintf(err, errlen, "cannot write the metrics file: %s", strerror(errno)), -1;
+    return 0;
+}
+
+static void on_metrics_period(async_dispatcher_t *d, async_task_t *t, zx_status_t st) {
+    struct api *a = container_of(t, struct api, metrics_task);
+    a->metrics_posted = false;
+    if (st != ZX_OK) return;
+    char err[120];
+    if (flush_metrics(a, err, sizeof err) != 0) fprintf(stderr, "bellhop: metrics: %s\n", err);
+    t->deadline = async_now(d) + ZX_SEC(METRICS_PERIOD_S);
+    a->metrics_posted = async_post_task(d, t) == ZX_OK;
+}
+
+/* ---- the resources ---- */
+
+static int open_output(const char *what, const char *path, char *err, size_t errlen) {
+    /* O_NONBLOCK: a FIFO nobody reads is refused rather than waited for */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
+    if (fd < 0) snprintf(err, errlen, "%s: %s: %s", what, path, strerror(errno));
+    return fd;
+}
+
+static int put_logger(struct api *a, json_t *body, char *err, size_t errlen) {
+    if (vm_spec_logger(&a->spec, body, err, errlen)) return -1;
+    if (!a->spec.log_path) return 0;
+    int fd = open_output("logger", a->spec.log_path, err, errlen);
+    if (fd < 0) return -1;
+    /* bellhop's messages are its stderr: from now on they go to the log */
+    int r = dup2(fd, STDERR_FILENO);
+    close(fd);
+    return r < 0 ? (snprintf(err, errlen, "logger: %s", strerror(errno)), -1) : 0;
+}
+
+static int put_metrics(struct api *a, json_t *body, char *err, size_t errlen) {
+    if (vm_spec_metrics(&a->spec, body, err, errlen)) return -1;
+    int fd = open_output("metrics", a->spec.metrics_path, err, errlen);
+    if (fd < 0) return -1;
+    if (a->metrics_fd >= 0) close(a->metrics_fd);
+    a->metrics_fd = fd;
+    return 0;
+}
+
+static void request_start(struct api *a, struct api_ticket t, bool has_ticket) {
+    a->state = STARTING;
+    a->start_requested = true;
+    a->start_ticket = t;
+    a->has_ticket = has_ticket;
+    async_loop_quit(a->preboot); /* the main thread sets the machine up */
+}
+
+static void put_actions(struct api *a, struct api_ticket t, json_t *body) {
+    const char *action;
+    json_error_t je;
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s}", "action_type", &action))
+        return fault(a, t, "actions: %s", je.text);
+    char err[200];
+    if (strcmp(action, "InstanceStart") == 0) {
+        if (a->state != NOT_STARTED) return fault(a, t, "InstanceStart: the VM has already started");
+        if (!a->spec.kernel) return fault(a, t, "InstanceStart: no boot source: PUT /boot-source first");
+        return request_start(a, t, true);
+    }
+    if (strcmp(action, "FlushMetrics") == 0) {
+        if (flush_metrics(a, err, sizeof err) != 0) return fault(a, t, "FlushMetrics: %s", err);
+        return api_respond(a->server, t, 204, NULL);
+    }
+    if (strcmp(action, "SendCtrlAltDel") == 0) {
+        if (a->state != RUNNING) return fault(a, t, "SendCtrlAltDel: the VM is not running");
+        machine_ctrl_alt_del(a->m);
+        return api_respond(a->server, t, 204, NULL);
+    }
+    fault(a, t, "actions: action_type %s: InstanceStart, FlushMetrics or SendCtrlAltDel", action);
+}
+
+static void patch_vm(struct api *a, struct api_ticket t, json_t *body) {
+    const char *state;
+    json_error_t je;
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s}", "state", &state)) return fault(a, t, "vm: %s", je.text);
+    if (a->state != RUNNING) return fault(a, t, "vm: the VM is not running");
+    bool pause = strcmp(state, "Paused") == 0;
+    if (!pause && strcmp(state, "Resumed") != 0) return fault(a, t, "vm: state %s: Paused or Resumed", state);
+    char err[160];
+    if (pause && machine_pause(a->m, err, sizeof err) != 0) return fault(a, t, "vm: %s", err);
+    if (!pause) machine_resume(a->m);
+    api_respond(a->server, t, 204, NULL);
+}
+
+/* "/drives/rootfs" with prefix "/drives/" -> "rootfs"; NULL when the path is not that. */
+static const char *resource_id(const char *path, const char *prefix) {
+    size_t n = strlen(prefix);
+    if (strncmp(path, prefix, n) != 0 || !path[n] || strchr(path + n, '/')) return NULL;
+    return path + n;
+}
+
+typedef int preboot_fn(struct api *a, const char *id, json_t *body, char *err, size_t errlen);
+static int do_boot_source(struct api *a, const char *id, json_t *b, char *e, size_t n) {
+    (void)id;
+    return vm_spec_boot_source(&a->spec, b, e, n);
+}
+static int do_machine_put(struct api *a, const char *id, json_t *b, char *e, size_t n) {
+    (void)id;
+    return vm_spec_machine_config(&a->spec, b, false, e, n);
+}
+static int do_machine_patch(struct api *a, const char *id, json_t *b, char *e, size_t n) {
+    (void)id;
+    return vm_spec_machine_config(&a->spec, b, true, e, n);
+}
+static int do_drive(struct api *a, const char *id, json_t *b, char *e, size_t n) { return vm_spec_drive(&a->spec, id, b, e, n); }
+static int do_net(struct api *a, const char *id, json_t *b, char *e, size_t n) { return vm_spec_net(&a->spec, id, b, e, n); }
+static int do_entropy(struct api *a, const char *id, json_t *b, char *e, size_t n) {
+    (void)id;
+    return vm_spec_entropy(&a->spec, b, e, n);
+}
+static int do_logger(struct api *a, const char *id, json_t *b, char *e, size_t n) {
+    (void)id;
+    return put_logger(a, b, e, n);
+}
+static int do_metrics(struct api *a, const char *id, json_t *b, char *e, size_t n) {
+    (void)id;
+    return put_metrics(a, b, e, n);
+}
+
+/* The resources that exist only before the guest runs. */
+static const struct route {
+    const char *method, *path; /* path ending in '/': a prefix, the rest is the id */
+    preboot_fn *fn;
+} preboot_routes[] = {
+    {"PUT", "/boot-source", do_boot_source},       {"PUT", "/machine-config", do_machine_put},
+    {"PATCH", "/machine-config", do_machine_patch}, {"PUT", "/drives/", do_drive},
+    {"PUT", "/network-interfaces/", do_net},        {"PUT", "/entropy", do_entropy},
+    {"PUT", "/logger", do_logger},                  {"PUT", "/metrics", do_metrics},
+};
+
+static json_t *parse_body(struct api *a, struct api_ticket t, const struct api_request *r) {
+    json_error_t je;
+    if (!r->body_len) return fault(a, t, "%s %s: the request has no body (JSON expected)", r->method, r->path), NULL;
+    json_t *body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body) fault(a, t, "%s %s: invalid JSON at line %d, column %d: %s", r->method, r->path, je.line, je.column, je.text);
+    else if (!json_is_object(body)) fault(a, t, "%s %s: the body must be a JSON object", r->method, r->path), json_decref(body), body = NULL;
+    return body;
+}
+
+static void handle(void *ctx, struct api_server *s, struct api_ticket t, const struct api_request *r) {
+    (void)s;
+    struct api *a = ctx;
+    bool get = strcmp(r->method, "GET") == 0;
+    if (get && strcmp(r->path, "/") == 0)
+        return answer_json(a, t, 200, json_pack("{s:s, s:s, s:s, s:s}", "id", "anonymous-instance", "state",
+                                                state_name(a), "vmm_version", BELLHOP_VERSION, "app_name", "bellhop"));
+    if (get && strcmp(r->path, "/version") == 0)
+        return answer_json(a, t, 200, json_pack("{s:s}", "firecracker_version", BELLHOP_VERSION));
+    if (get && strcmp(r->path, "/vm/config") == 0) return answer_json(a, t, 200, vm_spec_to_json(&a->spec));
+    if (get && strcmp(r->path, "/machine-config") == 0)
+        return answer_json(a, t, 200, vm_spec_machine_config_json(&a->spec));
+    if (get) return fault(a, t, "GET %s: no such resource", r->path);
+    for (size_t i = 0; i < sizeof preboot_routes / sizeof preboot_routes[0]; i++) {
+        const struct route *rt = &preboot_routes[i];
+        size_t n = strlen(rt->path);
+        bool prefix = rt->path[n - 1] == '/';
+        const char *id = prefix ? resource_id(r->path, rt->path) : NULL;
+        if (strcmp(r->method, rt->method) != 0 || (prefix ? !id : strcmp(r->path, rt->path) != 0)) continue;
+        if (a->state != NOT_STARTED)
+            return fault(a, t, "%s %s: only before InstanceStart (the VM has started)", r->method, r->path);
+        json_t *body = parse_body(a, t, r);
+        if (!body) return;
+        char err[300];
+        int rc = rt->fn(a, id, body, err, sizeof err);
+        json_decref(body);
+        return rc ? fault(a, t, "%s", err) : api_respond(a->server, t, 204, NULL);
+    }
+    bool put = strcmp(r->method, "PUT") == 0, patch = strcmp(r->method, "PATCH") == 0;
+    if ((put && strcmp(r->path, "/actions") == 0) || (patch && strcmp(r->path, "/vm") == 0)) {
+        json_t *body = parse_body(a, t, r);
+        if (!body) return;
+        put ? put_actions(a, t, body) : patch_vm(a, t, body);
+        return json_decref(body);
+    }
+    if (patch && (resource_id(r->path, "/drives/") || resource_id(r->path, "/network-interfaces/")))
+        return fault(a, t, "PATCH %s: changing a device of a running VM is not supported", r->path);
+    fault(a, t, "%s %s: no such resource or method", r->method, r->path);
+}
+
+/* ---- the lifecycle ---- */
+
+static void on_attach(struct machine_control *c, struct machine *m, struct async_dispatcher *loop) {
+    struct api *a = container_of(c, struct api, control);
+    a->m = m;
+    a->loop = loop;
+    a->state = RUNNING;
+    if (a->server) {
+        if (api_server_attach(a->server, loop) != 0) fprintf(stderr, "bellhop: the API cannot serve on the VM's loop\n");
+        if (a->has_ticket) api_respond(a->server, a->start_ticket, 204, NULL);
+    }
+    if (a->metrics_fd >= 0) {
+        a->metrics_task = (async_task_t){.handler = on_metrics_period, .deadline = async_now(loop) + ZX_SEC(METRICS_PERIOD_S)};
+        a->metrics_posted = async_post_task(loop, &a->metrics_task) == ZX_OK;
+    }
+}
+
+static int load_config_file(struct api *a, const char *path) {
+    json_error_t je;
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!doc) {
+        fprintf(stderr, "bellhop: --config-file %s: line %d, column %d: %s\n", path, je.line, je.column, je.text);
+        return -1;
+    }
+    char err[300];
+    int rc = vm_spec_document(&a->spec, doc, err, sizeof err);
+    json_t *logger = json_object_get(doc, "logger"), *metrics = json_object_get(doc, "metrics");
+    if (!rc && logger) rc = put_logger(a, logger, err, sizeof err);
+    if (!rc && metrics) rc = put_metrics(a, metrics, err, sizeof err);
+    json_decref(doc);
+    if (rc) fprintf(stderr, "bellhop: --config-file %s: %s\n", path, err);
+    return rc;
+}
+
+/* Signals that end the VMM, which only the main thread takes (its seccomp role may remove
+ * the socket; the machine's threads, created with them blocked, inherit that). */
+static void block_ending_signals(bool block) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM), sigaddset(&set, SIGINT), sigaddset(&set, SIGHUP), sigaddset(&set, SIGQUIT);
+    pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+static void on_started(struct machine_control *c) {
+    (void)c;
+    block_ending_signals(false);
+}
+
+/* One try at the machine: -2 when it could not be set up (said, and answered), else its
+ * exit status. */
+static int run_machine(struct api *a) {
+    char err[300];
+    a->cfg = a->base;
+    a->cfg.control = &a->control;
+    a->cfg.metrics = a->metrics_fd >= 0;
+    if (vm_spec_to_machine(&a->spec, &a->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "bellhop: %s\n", err);
+        if (a->has_ticket) fault(a, a->start_ticket, "InstanceStart: %s", err);
+        return -2;
+    }
+    block_ending_signals(true);
+    int status = machine_run(&a->cfg);
+    block_ending_signals(false);
+    if (a->state == RUNNING) return status;
+    if (a->has_ticket) fault(a, a->start_ticket, "InstanceStart: %s", machine_last_error());
+    return -2;
+}
+
+int api_run(const struct machine_config *base, const char *sock, const char *config_file) {
+    struct api *a = calloc(1, sizeof *a);
+    if (!a) return fprintf(stderr, "bellhop: out of memory\n"), 1;
+    a->base = *base;
+    a->metrics_fd = -1;
+    a->control.attach = on_attach;
+    a->control.started = on_started;
+    vm_spec_init(&a->spec);
+    signal(SIGPIPE, SIG_IGN); /* a client gone mid-answer is an error from write, not a death */
+    int status = 1;
+    char err[300];
+    if (config_file && load_config_file(a, config_file) != 0) goto out;
+    if (sock && !(a->server = api_server_create(sock, handle, a, err, sizeof err))) {
+        fprintf(stderr, "bellhop: --api-sock %s\n", err);
+        goto out;
+    }
+    if (a->server) terminal_remove_on_signal(sock);
+    if (!sock) { /* the config file alone: boot at once */
+        status = run_machine(a);
+        if (status == -2) status = 1;
+        goto out;
+    }
+    if (async_loop_create(&kAsyncLoopConfigNeverAttachToThread, &a->preboot) != ZX_OK ||
+        api_server_attach(a->server, async_loop_get_dispatcher(a->preboot)) != 0) {
+        fprintf(stderr, "bellhop: cannot serve the API\n");
+        goto out;
+    }
+    if (config_file) request_start(a, (struct api_ticket){0}, false);
+    for (;;) {
+        if (!a->start_requested) async_loop_run(a->preboot, ZX_TIME_INFINITE, false);
+        async_loop_reset_quit(a->preboot);
+        a->start_requested = false;
+        api_server_detach(a->server);
+        status = run_machine(a);
+        if (status != -2) break;
+        a->state = NOT_STARTED; /* set up failed: configure again */
+        if (api_server_attach(a->server, async_loop_get_dispatcher(a->preboot)) != 0) {
+            status = 1;
+            break;
+        }
+    }
+out:
+    if (a->server) api_server_detach(a->server); /* the machine's loop is gone: nothing to cancel */
+    api_server_destroy(a->server);
+    if (a->preboot) async_loop_destroy(a->preboot);
+    if (a->metrics_fd >= 0) close(a->metrics_fd);
+    vm_spec_free(&a->spec);
+    free(a);
+    return status;
+}
