@@ -65,7 +65,7 @@ VMM_LIBS  := -lfdt -ldl -ljansson -lhttp_parser $(UNPACK_LIBS)
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins
 all: $(B)/libloop.a $(B)/bellhop $(B)/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
-     $(B)/bench/loop_bench
+     $(B)/bench/loop_bench $(B)/bench/api_bench
 
 unit-bins: $(UNIT_BINS)
 
@@ -182,6 +182,10 @@ build/linux/disk.img:
 	echo "from the host" > build/linux/disk-root/from-host.txt
 	rm -f $@ && mke2fs -q -t ext4 -d build/linux/disk-root $@ 8M
 
+$(B)/bench/api_bench: $(B)/obj/bench/api_bench.o
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^
+
 $(B)/bench/loop_bench: $(B)/obj/bench/loop_bench.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -luv
@@ -288,6 +292,10 @@ QEMU_FILES := /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/q
               /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin
 bench: deps all linux-files
 	@$(B)/bench/loop_bench
+	@echo
+	@$(B)/bench/api_bench build/bellhop
+	@$(B)/tests/kvm-probe > /dev/null || { echo "(and in the nested KVM host, for InstanceStart to the guest:)"; \
+	    BELLHOP_RUN_FILES="build/bellhop build/guest" scripts/run.sh $(B)/bench/api_bench build/bellhop 5; }
 	@echo
 	@if [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ]; then \
 	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory && echo && \

@@ -12,6 +12,7 @@
 #define STATUS_OBF 0x01
 #define STATUS_SYS 0x04
 #define STATUS_CMD 0x08 /* the last write was to the command port */
+#define STATUS_UNLOCKED 0x10 /* the keyboard's inhibit switch is off */
 
 #define CTR_KBD_INT 0x01
 #define CTR_SYS 0x04
@@ -82,7 +83,7 @@ static uint64_t i8042_read(void *dev, uint64_t off, uint8_t size) {
     uint8_t v;
     bool irq = false;
     if (off == 4) {
-        v = STATUS_SYS | k->status_cmd | (k->count ? STATUS_OBF : 0);
+        v = STATUS_SYS | STATUS_UNLOCKED | k->status_cmd | (k->count ? STATUS_OBF : 0);
     } else {
         v = k->count ? k->out[k->head] : 0;
         if (k->count) {

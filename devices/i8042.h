@@ -7,8 +7,7 @@
  * line (command 0xFE on port 0x64, or the output port's bit 0, resets the machine, which ends
  * the VM with status 0: how Linux's `reboot` gets out on x86), and Ctrl+Alt+Del pressed from
  * the host (the API's SendCtrlAltDel), which a Linux guest's keyboard driver turns into a
- * reboot or its init's ctrlaltdel action. The ACPI tables do not announce the controller, so
- * Linux looks for it only with i8042.nopnp on its command line (as in Firecracker's). */
+ * reboot or its init's ctrlaltdel action. The DSDT announces it (PNP0303, IRQ 1). */
 #define I8042_DATA_PORT 0x60
 #define I8042_CMD_PORT 0x64
 

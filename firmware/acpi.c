@@ -68,6 +68,7 @@ _Static_assert(sizeof(struct rsdp) == 36, "RSDP");
 #define FADT_RESET_REG_SUP (1u << 10)
 #define FADT_HW_REDUCED_ACPI (1u << 20)
 #define BOOT_ARCH_VGA_NOT_PRESENT (1u << 2)
+#define BOOT_ARCH_8042 (1u << 1)
 #define GAS_SYSTEM_IO 1
 #define GAS_BYTE_ACCESS 1
 
@@ -108,7 +109,7 @@ uint64_t acpi_build(const struct guest_mem *gm, unsigned ncpus, uint64_t ioapic_
     header(&f->h, "FACP", sizeof *f, 6);
     f->minor_version = 3;
     f->flags = FADT_WBINVD | FADT_RESET_REG_SUP | FADT_HW_REDUCED_ACPI;
-    f->iapc_boot_arch = BOOT_ARCH_VGA_NOT_PRESENT; /* no 8042 either: bit 1 clear */
+    f->iapc_boot_arch = BOOT_ARCH_VGA_NOT_PRESENT | BOOT_ARCH_8042; /* the keyboard controller (DSDT's PS2K) */
     f->x_dsdt = dsdt_at;
     f->reset_reg = io_port(ACPI_PM_PORT + 2);
     f->reset_value = 1;

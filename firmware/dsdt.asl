@@ -1,5 +1,5 @@
 /*
- * bellhop's DSDT: COM1 and the CMOS clock, the PCI host bridge (configuration mechanism #1, bus 0, one 32-bit MMIO
+ * bellhop's DSDT: COM1, the CMOS clock and the PS/2 keyboard controller, the PCI host bridge (configuration mechanism #1, bus 0, one 32-bit MMIO
  * window for BARs) and the S5 sleep type that powers the machine off through the
  * hardware-reduced sleep control register (see firmware/acpi.c, devices/acpi_pm.c).
  * Compiled with iasl at build time.
@@ -17,6 +17,19 @@ DefinitionBlock ("", "DSDT", 2, "BELLHP", "BELLHOP ", 1)
             {
                 IO (Decode16, 0x03F8, 0x03F8, 0x08, 0x08)
                 IRQNoFlags () {4}
+            })
+        }
+
+        /* Found by Linux's i8042 driver through PnP, which also maps its IRQ 1 (with
+         * i8042.nopnp it would probe the ports, but IRQ 1 has no mapping without a PIC). */
+        Device (PS2K)
+        {
+            Name (_HID, EisaId ("PNP0303"))
+            Name (_CRS, ResourceTemplate ()
+            {
+                IO (Decode16, 0x0060, 0x0060, 0x01, 0x01)
+                IO (Decode16, 0x0064, 0x0064, 0x01, 0x01)
+                IRQNoFlags () {1}
             })
         }
 

@@ -24,9 +24,10 @@ extra=()
 for f in ${BELLHOP_RUN_FILES:-}; do [ -e "$f" ] && extra+=(--file "$f"); done
 # A frozen L1 (status 126: QEMU's software SVM, see nested.sh) says nothing about bellhop: the
 # command runs again in a fresh one, three times at most.
+[ -e "$dir/guest" ] && extra+=(--file "$dir/guest")
 for attempt in 1 2 3; do
     scripts/nested.sh --interactive --timeout "${BELLHOP_RUN_TIMEOUT:-600}" --file "$bin" \
-        --file "$dir/guest" "${extra[@]}" -- "$bin $args; s=\$?; echo \"bellhop exited with status \$s\"; exit \$s"
+        "${extra[@]}" -- "$bin $args; s=\$?; echo \"bellhop exited with status \$s\"; exit \$s"
     status=$?
     [ $status = 126 ] && [ $attempt -lt 3 ] || exit $status
     echo "(the nested KVM host froze: running the command again in a fresh one)" >&2

@@ -20,6 +20,7 @@ skip() { echo "SKIP $suite.$1: $2"; }
 failed=0
 here=$(cd "$(dirname "$0")/../.." && pwd)
 bellhop=$here/bellhop guest=$here/guest/guest.elf
+[ -f $guest ] || guest=$(cd $here/.. && pwd)/guest/guest.elf # the sanitizer builds' (build/asan)
 curl=$(command -v curl || true)
 [ -x /bellhop/usr/bin/curl ] && curl=/bellhop/usr/bin/curl # inside the nested host
 if [ -z "$curl" ]; then

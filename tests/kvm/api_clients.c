@@ -92,6 +92,8 @@ static void start_vm(void) {
     const char *bin = dirname(exe);
     snprintf(bellhop, sizeof bellhop, "%s/../../bellhop", bin);
     snprintf(guest, sizeof guest, "%s/../../guest/guest.elf", bin);
+    if (access(guest, R_OK) != 0) /* the sanitizer builds' (build/asan) share build/guest */
+        snprintf(guest, sizeof guest, "%s/../../../guest/guest.elf", bin);
     snprintf(sock, sizeof sock, "%s/api.sock", dir);
     snprintf(out, sizeof out, "%s/out", dir);
     snprintf(config, sizeof config, "%s/vm.json", dir);

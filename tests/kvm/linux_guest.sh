@@ -13,7 +13,7 @@ tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
        the_guests_file_is_in_the_image hwrng_gives_bytes virtio_net_reaches_the_tap
        kernel_unpacked_by_bellhop_with_kaslr reboot_ends_the_vm_with_0
        the_kernels_own_decompressor_boots_it intx_fallback_without_msi nokaslr_leaves_it_in_place
-       pvh_vmlinux_boots"
+       pvh_vmlinux_boots api_boots_linux_to_its_init send_ctrl_alt_del_shuts_it_down"
 if [ "${1:-}" = --list ]; then
     for t in $tests; do echo "$suite.$t"; done
     exit 0
@@ -149,6 +149,43 @@ if [ -f $L/vmlinux ]; then
         pass pvh_vmlinux_boots || fail pvh_vmlinux_boots "status $status: $(tail -3 $out | tr '\n' '|')"
 else
     skip pvh_vmlinux_boots "no $L/vmlinux"
+fi
+# The same kernel configured through the API (curl, as Firecracker's users drive it), then
+# shut down with the keyboard's Ctrl+Alt+Del.
+curl=$(command -v curl || true)
+[ -x /bellhop/usr/bin/curl ] && curl=/bellhop/usr/bin/curl
+sock=/tmp/bellhop-linux-api.sock
+put() { $curl -s -m 30 --unix-socket $sock -X PUT "http://localhost$1" -d "$2" -w '%{http_code} '; }
+if [ -n "$curl" ]; then
+    cp $L/disk.img $disk
+    rm -f $sock
+    $bellhop run --api-sock $sock > $out 2>&1 < /dev/null &
+    vmm=$!
+    i=0; while [ ! -S $sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    codes=$(put /boot-source '{"kernel_image_path": "'$L/bzImage'", "initrd_path": "'$L/initrd.cpio'",
+                              "boot_args": "console=ttyS0 quiet bellhop.wait"}'
+            put /machine-config '{"vcpu_count": 2, "mem_size_mib": 512}'
+            put /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true}'
+            put /entropy '{}'
+            put /actions '{"action_type": "InstanceStart"}')
+    i=0; while ! grep -q "linux-guest: waiting" $out && [ $i -lt 1800 ] && kill -0 $vmm 2>/dev/null; do
+        sleep 0.1; i=$((i + 1)); done
+    if [ "$codes" = "204 204 204 204 204 " ] && grep -q "linux-guest: waiting" $out &&
+       grep -q "linux-guest: disk written" $out && grep -q "linux-guest: cpus 2" $out; then
+        pass api_boots_linux_to_its_init
+    else
+        fail api_boots_linux_to_its_init "$codes: $(tail -3 $out | tr '\n' '|')"
+    fi
+    cad=$(put /actions '{"action_type": "SendCtrlAltDel"}')
+    i=0; while kill -0 $vmm 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -9 $vmm 2>/dev/null
+    wait $vmm; status=$?
+    [ "$cad" = "204 " ] && [ $status -eq 0 ] && grep -q "linux-guest: ctrl-alt-del: rebooting" $out && [ ! -e $sock ] &&
+        pass send_ctrl_alt_del_shuts_it_down ||
+        fail send_ctrl_alt_del_shuts_it_down "$cad, status $status: $(tail -3 $out | tr '\n' '|')"
+else
+    skip api_boots_linux_to_its_init "no curl"
+    skip send_ctrl_alt_del_shuts_it_down "no curl"
 fi
 rm -f $disk $out /tmp/bellhop-net.out
 exit $failed

@@ -13,4 +13,12 @@ if [ -e /sys/class/net/eth0 ]; then
     echo "hello over virtio-net" | nc -w 10 10.0.2.1 5555 && say "net sent"
 fi
 say done
+if grep -q bellhop.wait /proc/cmdline; then
+    # Until Ctrl+Alt+Del, which the kernel then hands to init as SIGINT (as busybox's and
+    # systemd's init have it) rather than restarting at once.
+    echo 0 > /proc/sys/kernel/ctrl-alt-del
+    trap 'say "ctrl-alt-del: rebooting"; sync; reboot -f' INT
+    say waiting
+    while :; do sleep 1; done
+fi
 if grep -q bellhop.reboot /proc/cmdline; then reboot -f; else poweroff -f; fi

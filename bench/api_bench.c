@@ -1,0 +1,178 @@
+/* The control plane's overhead, two figures (docs/api.md):
+ *   - from exec to the API socket accepting: wall time and the CPU time bellhop spent
+ *     (Firecracker's specification: at most 8 CPU ms), against `bellhop --help` (exec, the
+ *     dynamic loader, main and exit) measured in the same run;
+ *   - from InstanceStart to the guest's first instruction (bellhop --boot-markers' "guest
+ *     entered", which the API counts from InstanceStart), against the same guest booted from
+ *     the command line, counted from exec. Needs a usable /dev/kvm.
+ *   usage: api_bench BELLHOP [ROUNDS] */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* CPU time of every thread of pid so far, from schedstat (nanoseconds). */
+static double cpu_ms(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    double total = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char p[384];
+        snprintf(p, sizeof p, "/proc/%d/task/%s/schedstat", pid, e->d_name);
+        FILE *f = fopen(p, "r");
+        unsigned long long ns;
+        if (f && fscanf(f, "%llu", &ns) == 1) total += (double)ns / 1e6;
+        if (f) fclose(f);
+    }
+    if (d) closedir(d);
+    return total;
+}
+
+static pid_t spawn(char *const argv[], int out_fd) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(out_fd >= 0 ? out_fd : null, 1);
+        dup2(out_fd >= 0 ? out_fd : null, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int try_connect(const char *sock) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
+/* The answer's status, or -1. */
+static int request(int fd, const char *method, const char *path, const char *body) {
+    char msg[1024], answer[512] = "";
+    int n = snprintf(msg, sizeof msg, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", method, path,
+                     strlen(body), body);
+    if (write(fd, msg, (size_t)n) != n || read(fd, answer, sizeof answer - 1) <= 0) return -1;
+    return strncmp(answer, "HTTP/1.1 ", 9) == 0 ? atoi(answer + 9) : -1;
+}
+
+/* "bellhop: guest entered at 12.345 ms" in the file, or -1. */
+static double guest_entered(const char *file, double wait_ms) {
+    double until = now_ms() + wait_ms;
+    while (now_ms() < until) {
+        FILE *f = fopen(file, "r");
+        char line[512];
+        double ms = -1;
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "bellhop: guest entered at %lf ms", &ms) == 1) break;
+        if (f) fclose(f);
+        if (ms >= 0) return ms;
+        usleep(1000);
+    }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return fprintf(stderr, "usage: api_bench BELLHOP [ROUNDS]\n"), 2;
+    char *bellhop = argv[1];
+    int rounds = argc > 2 ? atoi(argv[2]) : 15;
+    if (rounds < 1 || rounds > 1000) rounds = 15;
+    char dir[] = "/tmp/bellhop-api-bench.XXXXXX";
+    if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
+    char sock[PATH_MAX], out[PATH_MAX], guest[PATH_MAX], bindir[PATH_MAX];
+    snprintf(sock, sizeof sock, "%s/api.sock", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(bindir, sizeof bindir, "%s", bellhop);
+    snprintf(guest, sizeof guest, "%s/guest/guest.elf", dirname(bindir));
+    double *wall = calloc((size_t)rounds, sizeof *wall), *cpu = calloc((size_t)rounds, sizeof *cpu),
+           *help = calloc((size_t)rounds, sizeof *help), *api = calloc((size_t)rounds, sizeof *api),
+           *cli = calloc((size_t)rounds, sizeof *cli);
+    for (int r = 0; r < rounds; r++) {
+        double t0 = now_ms();
+        pid_t pid = spawn((char *[]){bellhop, "--help", NULL}, -1);
+        waitpid(pid, NULL, 0);
+        help[r] = now_ms() - t0;
+        unlink(sock);
+        t0 = now_ms();
+        pid = spawn((char *[]){bellhop, "run", "--api-sock", sock, NULL}, -1);
+        int fd;
+        while ((fd = try_connect(sock)) < 0 && now_ms() - t0 < 5000) usleep(20);
+        wall[r] = now_ms() - t0;
+        cpu[r] = cpu_ms(pid);
+        if (fd >= 0) close(fd);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    double h = median(help, rounds), w = median(wall, rounds), c = median(cpu, rounds);
+    printf("api: exec to the socket accepting, median of %d: %.2f ms wall, %.2f ms CPU (bellhop --help: %.2f ms; "
+           "ratio %.2fx)\n", rounds, w, c, h, w / h);
+    int kvm = 0;
+    for (int r = 0; r < rounds; r++) {
+        unlink(sock);
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        pid_t pid = spawn((char *[]){bellhop, "run", "--api-sock", sock, "--boot-markers", NULL}, o);
+        close(o);
+        int fd = -1;
+        double t0 = now_ms();
+        while ((fd = try_connect(sock)) < 0 && now_ms() - t0 < 5000) usleep(20);
+        if (fd < 0) break;
+        char body[PATH_MAX + 64];
+        snprintf(body, sizeof body, "{\"kernel_image_path\": \"%s\", \"boot_args\": \"exit=0\"}", guest);
+        request(fd, "PUT", "/boot-source", body);
+        close(fd);
+        if ((fd = try_connect(sock)) < 0) break;
+        int started = request(fd, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
+        close(fd);
+        api[r] = started == 204 ? guest_entered(out, 10000) : -1;
+        if (api[r] < 0) kill(pid, SIGKILL); /* not started: it would wait for a configuration */
+        waitpid(pid, NULL, 0);
+        o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        pid = spawn((char *[]){bellhop, "run", "--boot-markers", "--cmdline", "exit=0", NULL}, o);
+        close(o);
+        waitpid(pid, NULL, 0);
+        cli[r] = guest_entered(out, 0);
+        if (api[r] < 0 || cli[r] < 0) break;
+        kvm++;
+    }
+    if (kvm == rounds) {
+        double a = median(api, rounds), l = median(cli, rounds);
+        printf("api: InstanceStart to the guest's first instruction, median of %d: %.2f ms (the command line, exec "
+               "to it: %.2f ms; ratio %.2fx)\n", rounds, a, l, a / l);
+    } else {
+        printf("api: InstanceStart to the guest's first instruction: not measured (no usable /dev/kvm here?)\n");
+    }
+    char cmd[PATH_MAX];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : 1;
+}
