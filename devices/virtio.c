@@ -120,6 +120,15 @@ void virtio_fail_locked(struct virtio_dev *vd, unsigned q, const char *why) {
         virtio_raise(vd, vd->interrupt_locked(vd, VIRTIO_ISR_CONFIG, VIRTIO_CONFIG_IRQ));
 }
 
+void virtio_config_changed(struct virtio_dev *vd) {
+    pthread_mutex_lock(&vd->lock);
+    struct virtio_irq irq = vd->status & VIRTIO_STATUS_DRIVER_OK
+                                ? vd->interrupt_locked(vd, VIRTIO_ISR_CONFIG, VIRTIO_CONFIG_IRQ)
+                                : VIRTIO_NO_IRQ;
+    pthread_mutex_unlock(&vd->lock);
+    virtio_raise(vd, irq);
+}
+
 void virtio_raise(struct virtio_dev *vd, struct virtio_irq irq) {
     uint64_t one = 1;
     if (irq.fd >= 0) {

@@ -167,6 +167,10 @@ bool virtio_queue_valid(const struct virtio_dev *vd, const struct virtq *q);
  * driver with a configuration interrupt, and stop using the device until it is reset. */
 void virtio_fail_locked(struct virtio_dev *vd, unsigned q, const char *why);
 
+/* The device changed its configuration space (any thread but with the lock not held): the
+ * driver gets a configuration interrupt, once it is running. */
+void virtio_config_changed(struct virtio_dev *vd);
+
 /* A transport got a notification for queue q as a bell packet at addr (loop thread):
  * traced when the VM traces, then passed to the device. */
 void virtio_bell(struct virtio_dev *vd, unsigned q, uint64_t addr);

@@ -143,23 +143,48 @@ static void blk_notify(struct virtio_dev *vd, unsigned q) {
     }
 }
 
+/* The disk's file, opened: its fd and size in sectors; -1 with the reason. */
+static int open_disk(const char *path, bool read_only, uint64_t *sectors, uint64_t *ino, char *err, size_t errlen) {
+    int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "disk %s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    *sectors = (uint64_t)st.st_size / SECTOR;
+    *ino = st.st_ino;
+    return fd;
+}
+
+int virtio_blk_replace(struct virtio_dev *vd, const char *path, char *err, size_t errlen) {
+    struct virtio_blk *b = blk_of(vd);
+    uint64_t sectors, ino;
+    int fd = open_disk(path, b->read_only, &sectors, &ino, err, errlen);
+    if (fd < 0) return -1;
+    int old = b->fd;
+    pthread_mutex_lock(&vd->lock); /* the size is read by config reads, on vCPU threads */
+    b->fd = fd;
+    b->sectors = sectors;
+    pthread_mutex_unlock(&vd->lock);
+    close(old);
+    virtio_config_changed(vd);
+    return 0;
+}
+
 static int blk_create(struct virtio_dev *vd, const void *params, char *err, size_t errlen) {
     const struct virtio_blk_params *p = params;
     if (!p || !p->path) {
         snprintf(err, errlen, "virtio-blk: no backing file (--disk PATH)");
         return -1;
     }
-    int fd = open(p->path, (p->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "disk %s: %s", p->path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "disk %s: not a regular file", p->path);
-        close(fd);
-        return -1;
-    }
+    uint64_t sectors, ino;
+    int fd = open_disk(p->path, p->read_only, &sectors, &ino, err, errlen);
+    if (fd < 0) return -1;
     struct virtio_blk *b = calloc(1, sizeof *b);
     if (!b) {
         snprintf(err, errlen, "disk %s: out of memory", p->path);
@@ -168,8 +193,8 @@ static int blk_create(struct virtio_dev *vd, const void *params, char *err, size
     }
     b->fd = fd;
     b->read_only = p->read_only;
-    b->sectors = (uint64_t)st.st_size / SECTOR;
-    snprintf(b->id, sizeof b->id, "bellhop-%llx", (unsigned long long)st.st_ino);
+    b->sectors = sectors;
+    snprintf(b->id, sizeof b->id, "bellhop-%llx", (unsigned long long)ino);
     vd->priv = b;
     vd->features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH |
                    (p->read_only ? 1ull << VIRTIO_BLK_F_RO : 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES);

@@ -13,4 +13,9 @@ struct virtio_blk_params {
     bool read_only;
 };
 
+/* Backs the disk with the file at path from now on (loop thread, between requests: where they
+ * run), opened as the first was; its new size reaches the driver with a configuration
+ * interrupt (the API's PATCH /drives). 0, or -1 with the reason (the old file stays). */
+int virtio_blk_replace(struct virtio_dev *vd, const char *path, char *err, size_t errlen);
+
 #endif

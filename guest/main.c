@@ -117,7 +117,10 @@ static void durability(struct vdev *d) {
     for (;;) irq_wait();
 }
 
+static struct vdev *blk_dev; /* the disk, for "ticks" to watch */
+
 static void test_blk(struct vdev *d) {
+    blk_dev = d;
     static char id[21];
     static uint8_t wbuf[512], rbuf[512];
     int st = blk_io(d, 8, 0, id, 20, false);
@@ -291,8 +294,18 @@ void kmain(const struct hvm_start_info *si) {
         printf("guest: %d failed\n", failures);
         for (unsigned n = 1;; n++) {
             uint64_t t0 = rdtsc();
-            while (rdtsc() - t0 < (1ull << 28)) __asm__ volatile("pause");
+            /* interrupts taken between pauses (the disk's configuration interrupt) */
+            while (rdtsc() - t0 < (1ull << 28)) __asm__ volatile("sti; pause; cli" ::: "memory");
             printf("tick %u\n", n);
+            if (blk_dev && (blk_dev->isr_seen & 2)) { /* the disk changed: its size, its first sector */
+                blk_dev->isr_seen &= ~2u;
+                static char sector[512];
+                uint64_t capacity = vdev_config32(blk_dev, 0) | (uint64_t)vdev_config32(blk_dev, 4) << 32;
+                int st = blk_io(blk_dev, 0, 0, sector, sizeof sector, false);
+                sector[40] = 0;
+                printf("guest: disk changed: %llu sectors, read %d, sector 0: %s\n", (unsigned long long)capacity, st,
+                       sector);
+            }
         }
     }
     if (strstr_word(cmdline, "wait")) { /* until the VMM is told to quit (Ctrl-A x) */

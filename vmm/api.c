@@ -16,6 +16,7 @@
 #include <zircon/syscalls.h>
 
 #include "devices/device.h"
+#include "devices/virtio_blk.h"
 #include "vmm/api.h"
 #include "vmm/terminal.h"
 #include "vmm/api_server.h"
@@ -162,6 +163,23 @@ static void patch_vm(struct api *a, struct api_ticket t, json_t *body) {
     api_respond(a->server, t, 204, NULL);
 }
 
+/* A running VM's drive backed by another file (its new size reaches the guest). */
+static void patch_drive(struct api *a, struct api_ticket t, const char *id, json_t *body) {
+    if (a->state != RUNNING) return fault(a, t, "PATCH /drives/%s: only once the VM runs (PUT it before)", id);
+    char err[300];
+    const char *path;
+    int i = vm_spec_drive_patch(&a->spec, id, body, &path, err, sizeof err);
+    if (i < 0) return fault(a, t, "%s", err);
+    if (path) {
+        struct vm_spec_drive *d = &a->spec.drives[i];
+        struct virtio_dev *vd = machine_device(a->m, d->device);
+        if (!vd || virtio_blk_replace(vd, path, err, sizeof err) != 0) return fault(a, t, "drive %s: %s", id, vd ? err : "gone");
+        free(d->path);
+        d->path = strdup(path);
+    }
+    api_respond(a->server, t, 204, NULL);
+}
+
 /* "/drives/rootfs" with prefix "/drives/" -> "rootfs"; NULL when the path is not that. */
 static const char *resource_id(const char *path, const char *prefix) {
     size_t n = strlen(prefix);
@@ -252,8 +270,15 @@ static void handle(void *ctx, struct api_server *s, struct api_ticket t, const s
         put ? put_actions(a, t, body) : patch_vm(a, t, body);
         return json_decref(body);
     }
-    if (patch && (resource_id(r->path, "/drives/") || resource_id(r->path, "/network-interfaces/")))
-        return fault(a, t, "PATCH %s: changing a device of a running VM is not supported", r->path);
+    const char *drive = patch ? resource_id(r->path, "/drives/") : NULL;
+    if (drive) {
+        json_t *body = parse_body(a, t, r);
+        if (!body) return;
+        patch_drive(a, t, drive, body);
+        return json_decref(body);
+    }
+    if (patch && resource_id(r->path, "/network-interfaces/"))
+        return fault(a, t, "PATCH %s: a network interface's rate limiters are not supported", r->path);
     fault(a, t, "%s %s: no such resource or method", r->method, r->path);
 }
 

@@ -61,6 +61,7 @@ struct machine_config {
 
 struct machine;
 struct async_dispatcher;
+struct virtio_dev;
 
 /* A control plane (vmm/api.h) beside the machine: told when the machine is set up and about
  * to run, so that it can serve on the machine's loop and call the functions below from there. */
@@ -78,6 +79,8 @@ void machine_resume(struct machine *m);
 bool machine_paused(struct machine *m);
 /* One line of JSON (no newline): the time and the machine's counters, for a metrics file. */
 void machine_metrics_line(struct machine *m, char *buf, size_t len);
+/* The instance made from cfg->devices[i]; NULL past them. */
+struct virtio_dev *machine_device(struct machine *m, unsigned i);
 /* The keyboard's Ctrl+Alt+Del, as a Linux guest's i8042 driver sees it. */
 void machine_ctrl_alt_del(struct machine *m);
 /* The one-line reason the last machine_run on this thread failed before the guest ran. */

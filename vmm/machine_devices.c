@@ -154,6 +154,12 @@ int machine_devices_setup(struct machine *m) {
     return map_unassigned_ports(m);
 }
 
+struct virtio_dev *machine_device(struct machine *m, unsigned i) {
+    /* one transport for all, each device placed in list order */
+    if (m->virtio_pci) return i < m->nvpci ? virtio_pci_dev(m->vpci[i]) : NULL;
+    return i < m->nvirtio ? virtio_mmio_dev(m->virtio[i]) : NULL;
+}
+
 void machine_ctrl_alt_del(struct machine *m) { i8042_ctrl_alt_del(m->i8042); }
 
 void machine_devices_destroy(struct machine *m) {

@@ -145,9 +145,11 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         rc = allow_own_calls(ctx, SANDBOX_MAIN);
         if (!rc) rc = ALLOW(unlink);
         return rc;
-    case SANDBOX_API_LOOP: /* and serves the API: accepts its clients (the socket is made before) */
+    case SANDBOX_API_LOOP: /* and serves the API: accepts its clients (the socket is made before),
+                            * opens a drive's new file (PATCH /drives: never created or cut) */
         rc = allow_own_calls(ctx, SANDBOX_LOOP);
         if (!rc) rc = ALLOW(accept4);
+        if (!rc) rc = ALLOW_IF(openat, 1, arg_masked(2, O_CREAT | O_TRUNC | O_APPEND, 0));
         return rc;
     case SANDBOX_ROLES:
         break;

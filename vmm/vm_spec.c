@@ -143,6 +143,23 @@ int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, si
     return 0;
 }
 
+int vm_spec_drive_patch(struct vm_spec *s, const char *id, json_t *body, const char **path, char *err, size_t errlen) {
+    const char *drive_id;
+    json_t *limiter = NULL;
+    json_error_t je;
+    *path = NULL;
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:s, s?:o}", "drive_id", &drive_id, "path_on_host", path,
+                       "rate_limiter", &limiter))
+        return unpack_failed("drive", &je, err, errlen);
+    if (strcmp(id, drive_id) != 0) return refuse(err, errlen, "drive: drive_id %s differs from the path's %s", drive_id, id);
+    if (limiter && !json_is_null(limiter)) return refuse(err, errlen, "drive %s: rate_limiter: not supported", id);
+    for (unsigned i = 0; i < s->ndrives; i++) {
+        if (strcmp(s->drives[i].id, id) != 0) continue;
+        return (int)i; /* the new file is checked as it is opened (a running VM's seccomp role has no stat) */
+    }
+    return refuse(err, errlen, "drive %s: no such drive", id);
+}
+
 /* "06:00:AC:10:00:02" */
 static bool parse_mac(const char *text, uint8_t mac[6]) {
     unsigned v[6];
@@ -315,6 +332,7 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
         for (unsigned i = 0; i < s->ndrives; i++) {
             if (s->drives[i].root != (pass == 0)) continue;
             s->blk[n] = (struct virtio_blk_params){.path = s->drives[i].path, .read_only = s->drives[i].read_only};
+            s->drives[i].device = cfg->ndevices;
             add(cfg, "virtio-blk", &s->blk[n++]);
         }
     for (unsigned i = 0; i < s->nnets; i++) {

@@ -23,6 +23,7 @@
 struct vm_spec_drive {
     char *id, *path;
     bool read_only, root;
+    unsigned device; /* its index in the machine's devices (vm_spec_to_machine) */
 };
 
 struct vm_spec_net {
@@ -59,6 +60,9 @@ int vm_spec_machine_config(struct vm_spec *s, json_t *body, bool patch, char *er
 /* id: the URL's (NULL in a config file: the body's drive_id names it). */
 int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen);
 int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen);
+/* PATCH /drives/{id} of a running VM: the drive's index (*path: its new file, NULL for none)
+ * or -1 with the reason. */
+int vm_spec_drive_patch(struct vm_spec *s, const char *id, json_t *body, const char **path, char *err, size_t errlen);
 int vm_spec_entropy(struct vm_spec *s, json_t *body, char *err, size_t errlen);
 int vm_spec_logger(struct vm_spec *s, json_t *body, char *err, size_t errlen);
 int vm_spec_metrics(struct vm_spec *s, json_t *body, char *err, size_t errlen);

@@ -6,7 +6,7 @@
 suite=api
 tests="requests_are_refused_before_start a_kernel_that_is_not_a_kernel_is_refused_at_start
        instance_start_boots_the_guest get_reports_running pause_stops_the_guest resume_goes_on
-       flush_metrics_writes_exit_counts bad_requests_get_400_with_a_reason the_vm_runs_after_them
+       flush_metrics_writes_exit_counts patch_drive_swaps_the_backing_file bad_requests_get_400_with_a_reason the_vm_runs_after_them
        the_socket_is_removed_at_the_end config_file_alone_boots_the_same_vm
        an_existing_file_is_not_taken_for_the_socket"
 if [ "${1:-}" = --list ]; then
@@ -78,6 +78,7 @@ bad PUT /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$dir'", "is_roo
 bad PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "01:00:00:00:00:01"}' "not a unicast MAC"
 bad PUT /actions '{"action_type": "InstanceStart"}' "no boot source"
 bad PUT /actions '{"action_type": "FlushMetrics"}' "PUT /metrics first"
+bad PATCH /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'"}' "only once the VM runs"
 [ -z "$bad_seen" ] && [ "$code" = 400 ] && pass requests_are_refused_before_start ||
     fail requests_are_refused_before_start "$bad_seen"
 
@@ -109,7 +110,7 @@ case "$body" in *'"state":"Running"'*) pass get_reports_running ;; *) fail get_r
 wait_for $out "^tick 2" 30
 req PATCH /vm '{"state": "Paused"}'; cp=$code
 req GET /; state=$body
-n1=$(ticks); sleep 2; n2=$(ticks)
+n1=$(ticks); sleep 1; n2=$(ticks)
 case "$cp $state" in
     *'204 '*'"state":"Paused"'*) [ "$n1" = "$n2" ] && pass pause_stops_the_guest ||
                                   fail pause_stops_the_guest "ticks went on while paused: $n1 then $n2" ;;
@@ -128,6 +129,20 @@ if [ "$code" = 204 ] && [ -n "$exits" ] && [ "${exits#*:}" -gt 0 ] && grep -q '"
     pass flush_metrics_writes_exit_counts
 else
     fail flush_metrics_writes_exit_counts "$code $body: $(tail -c 300 $metrics 2>/dev/null)"
+fi
+
+# The disk swapped under the running guest: it sees the new size and reads the new data.
+disk2=$dir/disk2.img
+dd if=/dev/zero of=$disk2 bs=1024 count=2048 2>/dev/null
+printf 'the second disk' | dd of=$disk2 conv=notrunc 2>/dev/null
+req PATCH /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk2'"}'
+cpd=$code
+req GET /vm/config
+if [ "$cpd" = 204 ] && wait_for $out "guest: disk changed: 4096 sectors, read 0, sector 0: the second disk" 30 &&
+   case "$body" in *"$disk2"*) true ;; *) false ;; esac; then
+    pass patch_drive_swaps_the_backing_file
+else
+    fail patch_drive_swaps_the_backing_file "$cpd; $(grep 'disk changed' $out); $body"
 fi
 
 nbad=0 bad_seen=
@@ -150,7 +165,9 @@ bad PUT /drives/data '{"drive_id": "data", "path_on_host": "'$disk'", "is_root_d
 bad PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}' "only before InstanceStart"
 bad PUT /logger '{"log_path": "/tmp/x"}' "only before InstanceStart"
 bad PUT /metrics '{"metrics_path": "/tmp/x"}' "only before InstanceStart"
-bad PATCH /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'"}' "not supported"
+bad PATCH /drives/rootfs '{"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": 1}}}' "rate_limiter: not supported"
+bad PATCH /drives/nope '{"drive_id": "nope", "path_on_host": "'$disk'"}' "no such drive"
+bad PATCH /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "/nonexistent"}' "No such file"
 bad GET /nonexistent "no such resource"
 bad GET /vm/config/more "no such resource"
 bad DELETE / "no such resource or method"
