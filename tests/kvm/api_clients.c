@@ -5,7 +5,6 @@
  * goes on ticking. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
 #include "vmm/api_server.h"
 
@@ -85,15 +85,8 @@ static void wait_ticks_beyond(unsigned n) {
 
 static void start_vm(void) {
     CHECK(mkdtemp(dir));
-    char exe[PATH_MAX], bellhop[PATH_MAX], guest[PATH_MAX], config[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    CHECK(n > 0);
-    exe[n] = 0;
-    const char *bin = dirname(exe);
-    snprintf(bellhop, sizeof bellhop, "%s/../../bellhop", bin);
-    snprintf(guest, sizeof guest, "%s/../../guest/guest.elf", bin);
-    if (access(guest, R_OK) != 0) /* the sanitizer builds' (build/asan) share build/guest */
-        snprintf(guest, sizeof guest, "%s/../../../guest/guest.elf", bin);
+    char config[PATH_MAX];
+    const char *bellhop = test_build_file("bellhop"), *guest = test_guest_elf();
     snprintf(sock, sizeof sock, "%s/api.sock", dir);
     snprintf(out, sizeof out, "%s/out", dir);
     snprintf(config, sizeof config, "%s/vm.json", dir);

@@ -1,13 +1,13 @@
 /* `bellhop bench` timing Linux boots on real KVM: a stock Linux kernel needs full x86
  * virtualization, so on a PVM host this binary runs in the nested KVM host (tests/run.sh runs
  * every tests/kvm/linux_* there). */
-#include <libgen.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
 #include "vmm/bench.h"
 #include "vmm/spawn.h"
@@ -15,16 +15,10 @@
 static char bellhop[PATH_MAX];
 static char out[1 << 16];
 
-static void find_bellhop(void) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    CHECK(n > 0);
-    exe[n] = 0;
-    snprintf(bellhop, sizeof bellhop, "%s/../../bellhop", dirname(exe));
-}
+static void find_bellhop(void) { snprintf(bellhop, sizeof bellhop, "%s", test_build_file("bellhop")); }
 
 /* Sanitizer builds (build/asan, build/tsan) are slower in ways that say nothing of bellhop. */
-static bool sanitized(void) { return strstr(bellhop, "/asan/") || strstr(bellhop, "/tsan/"); }
+static bool sanitized(void) { return test_sanitized_build(); }
 
 TEST_TIMEOUT(bench_times_linux_boots_with_the_hosts_reference_beside_each, 300) {
     /* bellhop bench --only boot: a warm-up boot and one timed boot per VMM and image (a second
