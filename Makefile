@@ -53,7 +53,8 @@ LOOP_OBJS := $(LOOP_SRCS:%.c=$(B)/obj/%.o)
 VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/dsdt_aml.o $(B)/obj/gen/syscall_names.o \
              $(B)/obj/gen/sandbox_filters.o
 CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o $(B)/obj/tests/lib/build_paths.o
-UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%) \
+             $(patsubst tests/unit/%.sh,$(B)/tests/unit/%,$(wildcard tests/unit/*.sh))
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
              $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))
 GUEST_BINS := build/guest/guest.elf build/guest/guest.map
@@ -63,7 +64,7 @@ UNPACK_LIBS := -Wl,-Bstatic -llz4 -lzstd -llzma -lz -Wl,-Bdynamic
 VMM_LIBS  := -lfdt -ldl -ljansson -lhttp_parser $(UNPACK_LIBS)
 
 .SECONDARY:
-.PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins
+.PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins install
 all: $(B)/libloop.a $(B)/bellhop $(B)/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
      $(B)/bench/loop_bench $(B)/bench/api_bench
 
@@ -155,6 +156,28 @@ $(B)/tests/kvm/%: tests/kvm/%.sh
 	@mkdir -p $(dir $@)
 	cp $< $@ && chmod +x $@
 
+$(B)/tests/unit/%: tests/unit/%.sh
+	@mkdir -p $(dir $@)
+	cp $< $@ && chmod +x $@
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: bellhop, its tiny guest and man page, and the
+# loop library (libbellhop-loop.a, its Fuchsia headers under include/bellhop-loop, and
+# bellhop-loop.pc for pkg-config).
+PREFIX ?= /usr/local
+build/bellhop.1: build/bellhop
+	$(Q)help2man -N -n "a small, fast virtual machine monitor on KVM" -o $@ ./build/bellhop
+
+install: all build/bellhop.1
+	install -D -m 755 build/bellhop $(DESTDIR)$(PREFIX)/bin/bellhop
+	install -D -m 644 build/guest/guest.elf $(DESTDIR)$(PREFIX)/lib/bellhop/guest.elf
+	install -D -m 644 build/bellhop.1 $(DESTDIR)$(PREFIX)/share/man/man1/bellhop.1
+	install -D -m 644 build/libloop.a $(DESTDIR)$(PREFIX)/lib/libbellhop-loop.a
+	mkdir -p $(DESTDIR)$(PREFIX)/include/bellhop-loop
+	cp -R loop/include/. $(DESTDIR)$(PREFIX)/include/bellhop-loop/
+	mkdir -p $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	printf 'prefix=%s\nincludedir=$${prefix}/include/bellhop-loop\nlibdir=$${prefix}/lib\n\nName: bellhop-loop\nDescription: Zircon ports and Fuchsia'"'"'s async loop on Linux\nVersion: %s\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lbellhop-loop -lpthread\n' \
+	    '$(PREFIX)' "$$(./build/bellhop --version | cut -d' ' -f2)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/bellhop-loop.pc
+
 # What the Linux guest tests boot (needs scripts/deps.sh's kernel): the Debian cloud bzImage,
 # an initramfs with busybox and the virtio modules, an ext4 disk with one file on it.
 LINUX_FILES := build/linux/bzImage build/linux/vmlinux build/linux/initrd.cpio build/linux/disk.img
@@ -235,6 +258,7 @@ ifeq ($(SAN),)
 	@$(MAKE) --no-print-directory SAN=thread all
 	@$(MAKE) --no-print-directory CC=clang BUILDDIR=build/clang all
 	@$(MAKE) --no-print-directory fuzz-bins
+	@rm -rf build/install && $(MAKE) --no-print-directory -s install DESTDIR=$(CURDIR)/build/install PREFIX=/usr > /dev/null
 	@tests/run.sh --unit build --unit build/asan --unit build/tsan --fuzz $(FUZZ_SMOKE_SECONDS) \
 	    --kvm build --kvm build/asan --kvm build/tsan --mode $(KVM)
 else

@@ -395,13 +395,26 @@ static bool cancel_locked(struct zx_port *p, struct zx_object *obj, uint64_t key
     lock_acquire(&p->lock);
     list_for_each_safe(&p->queue, n, tmp) {
         struct port_packet *pp = list_entry(n, struct port_packet, node);
-        if (pp->kind != PORT_PACKET_OBSERVER || pp->packet.key != key) continue;
-        struct observer *o = pp->owner;
-        if (obj && o->obj != obj) continue;
-        list_delete(&pp->node);
-        pp->queued = false;
-        list_add_tail(dead, &o->obj_node);
-        found = true;
+        if (pp->packet.key != key) continue;
+        if (pp->kind == PORT_PACKET_OBSERVER) {
+            struct observer *o = pp->owner;
+            if (obj && o->obj != obj) continue;
+            list_delete(&pp->node);
+            pp->queued = false;
+            list_add_tail(dead, &o->obj_node);
+            found = true;
+        } else if (!obj && (pp->kind == PORT_PACKET_EPHEMERAL || pp->kind == PORT_PACKET_OWNED)) {
+            /* zx_port_cancel_key: queued packets with the key go too, whatever their source */
+            list_delete(&pp->node);
+            pp->queued = false;
+            if (pp->kind == PORT_PACKET_OWNED) {
+                pp->release(pp, false);
+            } else {
+                p->n_ephemeral--;
+                list_add_head(&p->free_ephemeral, &pp->node);
+            }
+            found = true;
+        }
     }
     lock_release(&p->lock);
     return found;

@@ -19,11 +19,11 @@
 #include "devices/virtio_blk.h"
 #include "vmm/api.h"
 #include "vmm/terminal.h"
+#include "vmm/version.h"
 #include "vmm/api_server.h"
 #include "vmm/vm_spec.h"
 
 #define METRICS_PERIOD_S 60
-#define BELLHOP_VERSION "0.1.0"
 
 enum vm_state { NOT_STARTED, STARTING, RUNNING };
 

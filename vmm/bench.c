@@ -272,7 +272,7 @@ static void json(const char *where, const struct bench_run *runs, unsigned nruns
         }
         printf("}");
     }
-    printf("}}\n");
+    printf("}, "); /* the document goes on: the boots and memory follow */
 }
 
 /* Which rounds bench_settle set aside, per run and kind. */
@@ -558,7 +558,6 @@ int bench_main(int argc, char **argv, const char *kernel) {
         for (unsigned i = 0; i < 5; i++)
             if (runs[i].nr && (i < nruns || i >= 3)) all[k++] = runs[i];
         json(where, all, k, rounds, trap_rounds, ghz);
-        printf("{");
         static const char *const image_key[2] = {"linux", "linux_pvh"};
         static const char *const moment_key[BOOT_MOMENTS] = {"boot_to_init", "boot_to_modules"};
         for (unsigned i = 0; i < 2; i++)

@@ -22,6 +22,7 @@
 #include "vmm/bench.h"
 #include "vmm/machine.h"
 #include "vmm/sandbox.h"
+#include "vmm/version.h"
 
 #define EXIT_USAGE 2
 #define MIN_MEM MACHINE_MIN_MEM
@@ -42,6 +43,7 @@ static const char *device_names(void) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: bellhop run [options]\n"
+            "       bellhop --version\n"
             "       " BENCH_USAGE "\n"
             "                       trap round trips against the raw KVM floor and QEMU, Linux\n"
             "                       boot to init, idle memory (all three unless --only)\n"
@@ -130,6 +132,8 @@ static const char *bundled_kernel(void) {
     char *dir = dirname(exe);
     /* beside the binary (build/), or one up for the sanitizer builds (build/asan/) */
     int w = snprintf(path, sizeof path, "%s/guest/guest.elf", dir);
+    if (w > 0 && (size_t)w < sizeof path && access(path, R_OK) == 0) return path;
+    w = snprintf(path, sizeof path, "%s/../lib/bellhop/guest.elf", dir); /* installed (make install) */
     if (w > 0 && (size_t)w < sizeof path && access(path, R_OK) == 0) return path;
     w = snprintf(path, sizeof path, "%s/../guest/guest.elf", dir);
     return w < 0 || (size_t)w >= sizeof path ? NULL : path;
@@ -301,6 +305,10 @@ int main(int argc, char **argv) {
         strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("bellhop " BELLHOP_VERSION "\n");
+        return 0;
     }
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "bench") == 0) {

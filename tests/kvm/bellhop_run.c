@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
 #include "vmm/spawn.h"
@@ -99,6 +101,13 @@ TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
                   strstr(out, "\"floor\": {") && strstr(out, "\"bellhop_loop_dispatch\": {"),
               "%s", out);
     CHECK_MSG(!strstr(out, "\"bellhop_no_seccomp\": {") == sanitized(), "%s", out);
+    /* one JSON document: the traps, and the boots and memory (none asked here) after them */
+    const char *doc = strstr(out, "{\"kvm_host\"");
+    json_error_t je;
+    json_t *parsed = doc ? json_loads(doc, JSON_DISABLE_EOF_CHECK, &je) : NULL;
+    CHECK_MSG(parsed && json_object_get(parsed, "runs") && json_object_get(parsed, "rss_beyond_guest_kib"),
+              "not one JSON document (%s): %s", parsed ? "keys missing" : je.text, out);
+    json_decref(parsed);
     /* where it measured: this host's KVM by kind, or the nested host's */
     CHECK_MSG(strstr(out, getenv("BELLHOP_NESTED") ? "{\"kvm_host\": \"nested\", " : "{\"kvm_host\": \"") &&
                   !strstr(out, "\"kvm_host\": \"none\""), "%s", out);

@@ -180,13 +180,18 @@ TEST(cancel_by_handle_and_key_removes_waits_and_packets) {
     CHECK_EQ(zx_port_cancel(port, ev1, 5), ZX_ERR_NOT_FOUND);
     zx_port_packet_t out;
     CHECK_EQ(zx_port_wait(port, 0, &out), ZX_ERR_TIMED_OUT);
-    zx_port_packet_t up = user_packet(5, 1);
+    zx_port_packet_t up = user_packet(5, 1), other = user_packet(7, 2);
     CHECK_EQ(zx_port_queue(port, &up), ZX_OK);
-    CHECK_EQ(zx_port_cancel_key(port, 0, 5), ZX_OK); /* ev2's pending wait */
+    CHECK_EQ(zx_port_queue(port, &other), ZX_OK);
+    CHECK_EQ(zx_port_queue(port, &up), ZX_OK);
+    CHECK_EQ(zx_port_cancel_key(port, 0, 5), ZX_OK); /* ev2's pending wait, and both user packets */
     CHECK_EQ(zx_object_signal(ev2, 0, ZX_EVENT_SIGNALED), ZX_OK);
-    CHECK_EQ(zx_port_wait(port, 0, &out), ZX_OK); /* the user packet is left alone */
+    CHECK_EQ(zx_port_wait(port, 0, &out), ZX_OK); /* only the other key's packet is left */
     CHECK_EQ(out.type, ZX_PKT_TYPE_USER);
+    CHECK_EQ(out.key, 7);
     CHECK_EQ(zx_port_wait(port, 0, &out), ZX_ERR_TIMED_OUT);
+    for (int i = 0; i < 3; i++) CHECK_EQ(zx_port_queue(port, &up), ZX_OK); /* the removed ones freed their slots */
+    CHECK_EQ(zx_port_cancel_key(port, 0, 5), ZX_OK);
     CHECK_EQ(zx_object_wait_async(ev2, port, 6, ZX_EVENT_SIGNALED, 0), ZX_OK); /* queued at once */
     CHECK_EQ(zx_port_cancel_key(port, 0, 6), ZX_OK);
     CHECK_EQ(zx_port_cancel_key(port, 0, 6), ZX_ERR_NOT_FOUND);

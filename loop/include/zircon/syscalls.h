@@ -9,8 +9,8 @@
  *    (Zircon raises ZX_EXCP_POLICY_CODE_PORT_TOO_MANY_OBSERVERS).
  *  - Waits are attached to objects (RFC-0240): closing the handle used for a wait does not
  *    end it; closing the last handle to the object, or to the port, does.
- *  - zx_port_cancel_key removes pending waits and queued signal packets with the key; queued
- *    user packets are left alone, as guest-trap destruction leaves them in Zircon.
+ *  - zx_port_cancel_key removes pending waits and every queued packet with the key, whatever
+ *    its source (signal, user or trap packets), as RFC-0240 has it; interrupt packets stay.
  *  - Linux extension: zx_fd_create wraps a file descriptor as a waitable object
  *    (ZX_FD_READABLE / ZX_FD_WRITABLE / ZX_FD_HANGUP / ZX_FD_ERROR). Its signals are read
  *    from the fd when waited on; ZX_WAIT_ASYNC_EDGE is not supported for it.
