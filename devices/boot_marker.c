@@ -5,11 +5,13 @@
 #include <zircon/syscalls/hypervisor.h>
 
 #include "devices/boot_marker.h"
+#include "vmm/timeline.h"
 
 struct boot_marker {
     zx_handle_t guest;
     uint64_t start_ns;
     bool print;
+    struct timeline *env_timeline; /* --trace-file: each marker an instant on its vCPU's track */
     pthread_mutex_t lock;
     unsigned n;
 };
@@ -23,6 +25,11 @@ __attribute__((hot)) static void marker_write(void *dev, uint64_t off, uint8_t s
     struct boot_marker *b = dev;
     if (off != 0 || size != 4) return;
     uint64_t t = stats_now_ns() - b->start_ns;
+    if (b->env_timeline) {
+        struct timeline_record e = {.ts_ns = timeline_now_ns(), .arg = value, .kind = TIMELINE_MARK};
+        snprintf(e.text, sizeof e.text, "boot marker %#x", (unsigned)value);
+        timeline_put(timeline_ring(b->env_timeline, "vcpu"), &e);
+    }
     pthread_mutex_lock(&b->lock);
     if (b->n < BOOT_MARKER_MAX) {
         b->n++;
@@ -50,6 +57,10 @@ void boot_marker_guest_entered(struct boot_marker *b, const char *setup) {
 }
 
 const struct io_ops boot_marker_ops = {.name = "boot-marker", .read = marker_read, .write = marker_write};
+
+void boot_marker_set_timeline(struct boot_marker *b, struct timeline *t) {
+    if (b) b->env_timeline = t;
+}
 
 struct boot_marker *boot_marker_create(zx_handle_t guest, uint64_t vmm_start_ns, bool print) {
     struct boot_marker *b = calloc(1, sizeof *b);

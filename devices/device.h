@@ -45,6 +45,8 @@ struct vm_env {
     uint64_t trace_start_ns;
     /* --stats: devices count their notifications and time their handlers. */
     bool stats;
+    /* --trace-file: devices record their handlers, interrupts and lines (vmm/timeline.h) */
+    struct timeline *timeline;
 };
 
 /* Where --stats keeps what one handler cost: how often, in total, and a log2 histogram of

@@ -4,12 +4,14 @@
 #include <lib/container_of.h>
 #include <lib/async/wait.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
 #include "devices/console_input.h"
 #include "devices/uart16550.h"
+#include "vmm/timeline.h"
 
 #define RX_FIFO 64
 
@@ -37,6 +39,8 @@ struct uart16550 {
     bool thr_pending; /* transmitter-empty interrupt not yet acknowledged */
     bool irq_line;
     bool waiting;     /* the input wait is armed */
+    char line[TIMELINE_TEXT]; /* --trace-file: the guest's line so far, an instant once ended */
+    unsigned nline;
     struct console_escape escape;
     uint8_t rx[RX_FIFO];
     unsigned rx_head, rx_count;
@@ -116,6 +120,18 @@ static uint64_t uart_read(void *dev, uint64_t off, uint8_t size) {
     return v;
 }
 
+/* Lock held. A line (cut at TIMELINE_TEXT - 1 characters) ends at '\n'. */
+__attribute__((cold)) static void line_on_timeline(struct uart16550 *u, uint8_t v) {
+    if (v != '\n') {
+        if (v != '\r' && u->nline < sizeof u->line - 1) u->line[u->nline++] = (char)v;
+        return;
+    }
+    struct timeline_record e = {.ts_ns = timeline_now_ns(), .kind = TIMELINE_MARK};
+    snprintf(e.text, sizeof e.text, "%.*s", (int)u->nline, u->line);
+    timeline_put(timeline_ring(u->env->timeline, "vcpu"), &e);
+    u->nline = 0;
+}
+
 static void uart_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     (void)size;
     struct uart16550 *u = dev;
@@ -128,6 +144,7 @@ static void uart_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
         } else {
             if (u->out_fd >= 0 && write(u->out_fd, &v, 1) < 0) { /* a closed terminal loses output */
             }
+            if (u->env->timeline) line_on_timeline(u, v);
             u->thr_pending = true;
         }
         break;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "devices/virtio.h"
+#include "vmm/timeline.h"
 #include "devices/virtqueue.h"
 
 int virtio_dev_create(struct virtio_dev *vd, const struct virtio_device_ops *ops, const void *params,
@@ -130,6 +131,13 @@ void virtio_config_changed(struct virtio_dev *vd) {
 }
 
 void virtio_raise(struct virtio_dev *vd, struct virtio_irq irq) {
+    if (vd->env->timeline && (irq.fd >= 0 || irq.pin >= 0)) {
+        struct timeline_record e = {.ts_ns = timeline_now_ns(), .kind = TIMELINE_IRQ,
+                                    .flow = timeline_flow(vd->env->timeline)};
+        snprintf(e.text, sizeof e.text, "%s %s", vd->ops->name, irq.fd >= 0 ? "msi" : "irq pin");
+        e.arg = irq.fd >= 0 ? 0 : (uint64_t)irq.pin;
+        timeline_put(timeline_ring(vd->env->timeline, "loop"), &e);
+    }
     uint64_t one = 1;
     if (irq.fd >= 0) {
         if (write(irq.fd, &one, sizeof one) < 0) { /* a saturated counter is a pending interrupt */
@@ -194,11 +202,27 @@ static void run_queue_notify(struct virtio_dev *vd, unsigned q) {
     if (vd->env->stats) handler_stats_add(&vd->bells[q], stats_now_ns() - t0);
 }
 
+/* --trace-file: the bell (an instant where its flow starts) and its handler (a slice where
+ * the flow ends), on the loop's timeline. */
+__attribute__((cold)) static void bell_on_timeline(struct virtio_dev *vd, unsigned q, uint64_t addr) {
+    struct timeline_ring *r = timeline_ring(vd->env->timeline, "loop");
+    struct timeline_record bell = {.ts_ns = timeline_now_ns(), .arg = addr, .kind = TIMELINE_BELL,
+                                   .flow = timeline_flow(vd->env->timeline)};
+    snprintf(bell.text, sizeof bell.text, "bell %s queue %u", vd->ops->name, q);
+    timeline_put(r, &bell);
+    struct timeline_record h = {.ts_ns = timeline_now_ns(), .arg = q, .kind = TIMELINE_HANDLER, .flow = bell.flow};
+    snprintf(h.text, sizeof h.text, "%s queue %u", vd->ops->name, q);
+    run_queue_notify(vd, q);
+    h.dur_ns = timeline_now_ns() - h.ts_ns;
+    timeline_put(r, &h);
+}
+
 void virtio_bell(struct virtio_dev *vd, unsigned q, uint64_t addr) {
     if (vd->env->trace)
         fprintf(stderr, "trace: %10.3f ms loop BELL key %s queue %u addr %#llx\n", trace_ms(vd->env), vd->ops->name, q,
                 (unsigned long long)addr);
     if (q >= vd->ops->nqueues) return;
+    if (vd->env->timeline) return bell_on_timeline(vd, q, addr);
     run_queue_notify(vd, q);
 }
 

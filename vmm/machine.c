@@ -22,6 +22,7 @@
 #include "vmm/profile.h"
 #include "vmm/sandbox.h"
 #include "vmm/terminal.h"
+#include "vmm/timeline.h"
 
 static _Thread_local char last_error[256];
 
@@ -140,13 +141,36 @@ __attribute__((hot)) static zx_status_t handle_packet(struct machine *m, struct 
     return ZX_ERR_NOT_SUPPORTED;
 }
 
+/* --trace-file: the exit's slice on this vCPU's track, from KVM_RUN's return (t0) until the
+ * VMM is done with it. */
+__attribute__((cold, noinline)) static zx_status_t handle_on_timeline(struct machine *m, struct cpu *c, zx_handle_t vcpu,
+                                                                     const zx_port_packet_t *p, uint64_t t0) {
+    zx_status_t st = handle_packet(m, c, vcpu, p);
+    struct timeline_record e = {.ts_ns = t0, .dur_ns = timeline_now_ns() - t0, .kind = TIMELINE_EXIT};
+    const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
+    if (p->type == ZX_PKT_TYPE_GUEST_IO) {
+        e.arg = p->guest_io.port;
+        snprintf(e.text, sizeof e.text, "io %s %s", p->guest_io.input ? "in" : "out", map->ops->name);
+    } else if (p->type == ZX_PKT_TYPE_GUEST_MEM) {
+        e.arg = p->guest_mem.addr;
+        snprintf(e.text, sizeof e.text, "mmio %s %s", p->guest_mem.read ? "read" : "write", map->ops->name);
+    } else {
+        snprintf(e.text, sizeof e.text, "vcpu %s",
+                 p->type == ZX_PKT_TYPE_GUEST_VCPU && p->guest_vcpu.type == ZX_PKT_GUEST_VCPU_STARTUP ? "startup" : "interrupt");
+    }
+    timeline_put(timeline_ring(m->env.timeline, "vcpu"), &e);
+    return st;
+}
+
 /* The exits of one vCPU until it stops: apart from cpu_main's setup, so that the code each
  * exit runs is a few contiguous pages. */
 __attribute__((hot, noinline)) static void cpu_loop(struct machine *m, struct cpu *c, zx_handle_t vcpu) {
     zx_port_packet_t p;
     for (;;) {
         zx_status_t st = zx_vcpu_enter(vcpu, &p);
-        if (st == ZX_OK) st = handle_packet(m, c, vcpu, &p);
+        if (st == ZX_OK)
+            st = __builtin_expect(m->env.timeline != NULL, 0) ? handle_on_timeline(m, c, vcpu, &p, timeline_now_ns())
+                                                              : handle_packet(m, c, vcpu, &p);
         if (st == ZX_OK) continue;
         if (st == ZX_ERR_TIMED_OUT) { /* the profile's tick */
             bellhop_vcpu_sregs_t sr;
@@ -184,6 +208,7 @@ static void *cpu_main(void *arg) {
     char name[16];
     snprintf(name, sizeof name, "vcpu-%u", c->id);
     pthread_setname_np(pthread_self(), name); /* itself: naming another thread opens /proc */
+    if (m->env.timeline) timeline_ring(m->env.timeline, name); /* this thread's track, by its name */
     zx_handle_t vcpu;
     uint32_t options = c->id > 0 && m->linux_smp ? BELLHOP_VCPU_WAIT_FOR_SIPI : 0;
     zx_status_t st = zx_vcpu_create(m->guest, options, c->entry, &vcpu);
@@ -353,6 +378,14 @@ int machine_run(const struct machine_config *cfg) {
     m->env.trace = cfg->trace_traps;
     m->env.trace_start_ns = cfg->start_ns;
     m->env.stats = cfg->stats || cfg->metrics;
+    if (cfg->trace_file) {
+        char err[300];
+        if (!(m->env.timeline = timeline_create(cfg->trace_file, err, sizeof err))) {
+            machine_fail("--trace-file %s", err);
+            free(m);
+            return 1;
+        }
+    }
     m->dispatch_loop = cfg->dispatch_loop;
     m->loop_call.handler = run_loop_call;
     m->setup_last_ns = cfg->start_ns;
@@ -437,6 +470,12 @@ out:
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
         if (m->cpus[i].crash.crashed) machine_crash_report(&m->cpus[i]);
     if (cfg->stats && m->guest) machine_print_stats(m);
+    if (m->env.timeline) { /* every thread that records has stopped */
+        char err[300];
+        if (m->guest && timeline_write(m->env.timeline, cfg->start_ns, err, sizeof err) != 0)
+            fprintf(stderr, "bellhop: --trace-file %s\n", err);
+        timeline_destroy(m->env.timeline);
+    }
     profile_close(m->profile, stderr);
     terminal_restore();
     machine_devices_destroy(m);

@@ -46,6 +46,7 @@ struct machine_config {
     unsigned ndevices;
     enum console_kind console; /* CONSOLE_SERIAL: the 16550 has stdin (a virtio-console is a device) */
     bool trace_traps;
+    const char *trace_file; /* --trace-file: the timeline written there at the end (vmm/timeline.h) */
     bool boot_markers;  /* print each boot marker (outl to port 0x80) */
     bool bench_bell;    /* the bench's flag-bumping bell (devices/bench_bell.h) */
     bool dispatch_loop; /* register accesses run on the loop thread, not the vCPU's */

@@ -144,6 +144,7 @@ int machine_devices_setup(struct machine *m) {
     m->pm = acpi_pm_create(&m->env);
     if (map_device(m, ZX_GUEST_TRAP_IO, ACPI_PM_PORT, 3, &acpi_pm_ops, m->pm)) return -1;
     m->marker = boot_marker_create(m->guest, cfg->start_ns, cfg->boot_markers);
+    boot_marker_set_timeline(m->marker, m->env.timeline);
     if (map_device(m, ZX_GUEST_TRAP_IO, BOOT_MARKER_PORT, 4, &boot_marker_ops, m->marker)) return -1;
     if (cfg->bench_bell) {
         char err[160];

@@ -72,6 +72,9 @@ static void usage(FILE *f) {
             "                       or with --api-sock, and serves the API too. Either one gives\n"
             "                       the kernel, memory, CPUs and devices: their flags are refused\n"
             "  --trace traps        print every trap packet with the guest instruction\n"
+            "  --trace-file FILE    a timeline of the run for Perfetto (Chrome's JSON trace format):\n"
+            "                       each exit, bell handler and interrupt, boot markers and\n"
+            "                       console lines, exits per 100 ms (docs/timeline.md)\n"
             "  --boot-markers       print the time since start of each boot marker (outl to 0x80)\n"
             "  --stats              when the VM ends, print exits by kind, and per trap and per\n"
             "                       virtio queue: counts and handler times\n"
@@ -148,7 +151,7 @@ static bool add_device(struct machine_config *cfg, const struct virtio_device_op
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = stats_now_ns(), .sandbox = sandbox_supported()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE, O_API_SOCK, O_CONFIG_FILE };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE };
     struct virtio_blk_params disks[MAX_DISKS];
     unsigned ndisks = 0, nextra = 0;
     struct virtio_net_params net = {0};
@@ -160,7 +163,7 @@ static int cmd_run(int argc, char **argv) {
         {"cpus", required_argument, 0, O_CPUS},     {"disk", required_argument, 0, O_DISK},
         {"console", required_argument, 0, O_CONSOLE}, {"rng", no_argument, 0, O_RNG},
         {"device", required_argument, 0, O_DEVICE}, {"api-sock", required_argument, 0, O_API_SOCK},
-        {"config-file", required_argument, 0, O_CONFIG_FILE},
+        {"config-file", required_argument, 0, O_CONFIG_FILE}, {"trace-file", required_argument, 0, O_TRACE_FILE},
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
         {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
@@ -183,6 +186,10 @@ static int cmd_run(int argc, char **argv) {
         case O_API_SOCK:
             if (!*optarg) return bad_usage("--api-sock: empty path");
             api_sock = optarg;
+            break;
+        case O_TRACE_FILE:
+            if (!*optarg) return bad_usage("--trace-file: empty path");
+            cfg.trace_file = optarg;
             break;
         case O_CONFIG_FILE:
             if (!*optarg) return bad_usage("--config-file: empty path");

@@ -251,6 +251,84 @@ static unsigned check_profile_file(const char *path, const char *map, const char
     return lines;
 }
 
+/* --trace-file's timeline against --stats of the same run: every trapped access is an exit
+ * slice on its vCPU's track (per device, the same counts), every bell a flow into a handler
+ * slice on the loop's, and each thread's slices in time order. */
+TEST_TIMEOUT(a_trace_file_shows_every_exit_and_bell_on_a_timeline, 120) {
+    char path[] = "/tmp/bellhop-timeline-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_EQ(RUN("--trace-file", path, "--stats", "--rng", "--cpus", "2"), 0);
+    json_error_t je;
+    json_t *doc = json_load_file(path, 0, &je);
+    unlink(path);
+    CHECK_MSG(doc, "the trace does not parse: %s (line %d)", je.text, je.line);
+    json_t *events = json_object_get(doc, "traceEvents");
+    CHECK(json_is_array(events) && json_array_size(events) > 100);
+    CHECK_EQ(json_integer_value(json_object_get(json_object_get(doc, "otherData"), "dropped_records")), 0);
+    /* the threads' names, per tid */
+    static char names[2048][16];
+    size_t i;
+    json_t *e;
+    json_array_foreach(events, i, e) {
+        const char *ph = json_string_value(json_object_get(e, "ph"));
+        json_int_t tid = json_integer_value(json_object_get(e, "tid"));
+        if (ph && strcmp(ph, "M") == 0 && tid > 0 && tid < 2048)
+            snprintf(names[tid], sizeof names[tid], "%s", json_string_value(json_object_get(json_object_get(e, "args"), "name")));
+    }
+    static struct { char device[24]; unsigned long long slices, stats; } per[32];
+    unsigned ndev = 0, vcpu_tracks_seen = 0, handlers = 0, bells_started = 0, bells_ended = 0;
+    static double last_ts[2048];
+    bool seen_track[2048] = {0};
+    json_array_foreach(events, i, e) {
+        const char *ph = json_string_value(json_object_get(e, "ph")), *cat = json_string_value(json_object_get(e, "cat"));
+        json_int_t tid = json_integer_value(json_object_get(e, "tid"));
+        double ts = json_number_value(json_object_get(e, "ts"));
+        if (!ph || tid <= 0 || tid >= 2048) continue;
+        if (strcmp(ph, "X") == 0) {
+            CHECK_MSG(ts >= last_ts[tid], "%s: a slice at %.3f us after one at %.3f", names[tid], ts, last_ts[tid]);
+            last_ts[tid] = ts;
+        }
+        if (strcmp(ph, "X") == 0 && cat && strcmp(cat, "exit") == 0) {
+            CHECK_MSG(strncmp(names[tid], "vcpu-", 5) == 0, "an exit on %s", names[tid]);
+            if (!seen_track[tid]) vcpu_tracks_seen++;
+            seen_track[tid] = true;
+            const char *name = json_string_value(json_object_get(e, "name")), *dev = strrchr(name, ' ');
+            if (strncmp(name, "vcpu ", 5) == 0 || !dev) continue;
+            unsigned d = 0;
+            while (d < ndev && strcmp(per[d].device, dev + 1) != 0) d++;
+            if (d == ndev && ndev < 32) snprintf(per[ndev++].device, sizeof per[0].device, "%s", dev + 1);
+            if (d < 32) per[d].slices++;
+        }
+        if (strcmp(ph, "X") == 0 && cat && strcmp(cat, "handler") == 0) {
+            CHECK_MSG(strcmp(names[tid], "loop") == 0, "a handler on %s", names[tid]);
+            handlers++;
+        }
+        if (cat && strcmp(cat, "bell") == 0) *(strcmp(ph, "s") == 0 ? &bells_started : &bells_ended) += 1;
+    }
+    json_decref(doc);
+    unsigned vcpu_tracks = 0;
+    for (unsigned t = 1; t < 2048; t++) vcpu_tracks += strncmp(names[t], "vcpu-", 5) == 0;
+    /* a track per vCPU thread; the second CPU only starts and waits, with no exit of its own */
+    CHECK_MSG(vcpu_tracks == 2 && vcpu_tracks_seen >= 1, "%u vCPU tracks, exits on %u", vcpu_tracks, vcpu_tracks_seen);
+    CHECK_MSG(handlers > 0 && bells_started == handlers && bells_ended == handlers, "%u handlers, bells %u -> %u",
+              handlers, bells_started, bells_ended);
+    /* --stats: "  NAME  KIND  AT  COUNT ..." per trap window */
+    for (const char *l = strstr(out, "\n  "); l; l = strstr(l + 1, "\n  ")) {
+        char name[24], kind[8];
+        unsigned long long at, count;
+        if (sscanf(l + 3, "%23s %7s %llx %llu", name, kind, &at, &count) != 4) continue;
+        unsigned d = 0;
+        while (d < ndev && strcmp(per[d].device, name) != 0) d++;
+        CHECK_MSG(d < ndev, "%s: %llu accesses in --stats, none on the timeline", name, count);
+        per[d].stats += count;
+    }
+    for (unsigned d = 0; d < ndev; d++)
+        CHECK_MSG(per[d].slices == per[d].stats, "%s: %llu exit slices, %llu accesses in --stats", per[d].device,
+                  per[d].slices, per[d].stats);
+}
+
 TEST_TIMEOUT(profile_samples_where_the_guest_runs, 240) {
     const char *path = "/tmp/bellhop-profile.txt", *map = "build/guest/guest.map";
     /* Names from the kernel ELF's own symbol table; the bench keeps the guest in bench_run.
