@@ -322,7 +322,7 @@ bench: deps all linux-files
 	    BELLHOP_RUN_FILES="build/bellhop build/guest" scripts/run.sh $(B)/bench/api_bench build/bellhop 5; }
 	@echo
 	@if [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ]; then \
-	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory && echo && \
+	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory,timeline && echo && \
 	    BELLHOP_RUN_WHERE=nested BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux" scripts/run.sh build/bellhop bench --only boot; \
 	else BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux" scripts/run.sh build/bellhop bench; fi
 

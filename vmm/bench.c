@@ -428,7 +428,7 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
 }
 
 /* What a run measures: --only traps,boot,memory picks some (all by default). */
-enum { PART_TRAPS = 1, PART_BOOT = 2, PART_MEMORY = 4 };
+enum { PART_TRAPS = 1, PART_BOOT = 2, PART_MEMORY = 4, PART_TIMELINE = 8 }; /* timeline: the traps with --trace-file */
 
 static bool parse_parts(const char *arg, unsigned *parts) {
     char buf[64];
@@ -439,6 +439,7 @@ static bool parse_parts(const char *arg, unsigned *parts) {
         if (strcmp(w, "traps") == 0) *parts |= PART_TRAPS;
         else if (strcmp(w, "boot") == 0) *parts |= PART_BOOT;
         else if (strcmp(w, "memory") == 0) *parts |= PART_MEMORY;
+        else if (strcmp(w, "timeline") == 0) *parts |= PART_TIMELINE | PART_TRAPS;
         else return false;
     }
     return *parts != 0;
@@ -446,7 +447,7 @@ static bool parse_parts(const char *arg, unsigned *parts) {
 
 int bench_main(int argc, char **argv, const char *kernel) {
     bool as_json = false;
-    unsigned parts = PART_TRAPS | PART_BOOT | PART_MEMORY;
+    unsigned parts = PART_TRAPS | PART_BOOT | PART_MEMORY | PART_TIMELINE;
     const char *plot_path = NULL;
     unsigned rounds = DEFAULT_ROUNDS;
     for (int i = 1; i < argc; i++) {
@@ -464,7 +465,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
             rounds = (unsigned)n;
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             if (!parse_parts(argv[++i], &parts)) {
-                fprintf(stderr, "bellhop: bench: --only %s: a list of traps, boot, memory\n", argv[i]);
+                fprintf(stderr, "bellhop: bench: --only %s: a list of traps, boot, memory, timeline\n", argv[i]);
                 return 2;
             }
         } else {
@@ -490,8 +491,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
     CPU_SET(0, &one);
     bool pinned = sched_setaffinity(0, sizeof one, &one) == 0;
     double ghz = tsc_ghz();
-    static struct bench_run runs[5] = {{.name = "bellhop"}, {.name = "floor"}, {.name = "qemu"}, {.name = "bellhop_loop_dispatch"},
-                                 {.name = "bellhop_no_seccomp"}};
+    static struct bench_run runs[6] = {{.name = "bellhop"}, {.name = "floor"}, {.name = "qemu"}, {.name = "bellhop_loop_dispatch"},
+                                 {.name = "bellhop_no_seccomp"}, {.name = "bellhop_timeline"}};
     char *out = malloc(OUT_MAX);
     if (!out) return 1;
     char self[PATH_MAX];
@@ -507,9 +508,14 @@ int bench_main(int argc, char **argv, const char *kernel) {
         /* What the sandbox costs per exit: KVM_RUN through the kernel's seccomp path or not. */
         char *const argv_open[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--no-seccomp",
                                    "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
+        /* What recording the timeline costs per exit (--trace-file; docs/timeline.md). */
+        char timeline[64];
+        snprintf(timeline, sizeof timeline, "/tmp/bellhop-bench-timeline-%d.json", (int)getpid());
+        char *const argv_tl[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--trace-file", timeline,
+                                 "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
         bool floor_ok = true, peer_ok = true;
         unsigned need = kept_needed(rounds);
-        for (unsigned round = 0; another_round(round, rounds, round >= rounds && !bench_settle(runs, 5, need)); round++) {
+        for (unsigned round = 0; another_round(round, rounds, round >= rounds && !bench_settle(runs, 6, need)); round++) {
             trap_rounds = round + 1;
             spawn_capture(argv_bh, NULL, out, OUT_MAX);
             bench_add_round(&runs[0], out);
@@ -526,8 +532,13 @@ int bench_main(int argc, char **argv, const char *kernel) {
                 spawn_capture(argv_open, NULL, out, OUT_MAX);
                 bench_add_round(&runs[4], out);
             }
+            if (parts & PART_TIMELINE) {
+                spawn_capture(argv_tl, NULL, out, OUT_MAX);
+                bench_add_round(&runs[5], out);
+                unlink(timeline);
+            }
         }
-        bench_settle(runs, 5, need);
+        bench_settle(runs, 6, need);
         nruns = !floor_ok ? 1 : peer_ok && runs[2].nr ? 3 : 2;
     }
     /* Linux boot to init, bellhop against QEMU microvm (with its RTC), same kernel and initrd:
@@ -553,9 +564,9 @@ int bench_main(int argc, char **argv, const char *kernel) {
         fprintf(stderr, "bellhop: bench: cannot write %s: %s\n", plot_path, strerror(errno));
     if (as_json) {
         /* every run that finished */
-        struct bench_run all[5];
+        struct bench_run all[6];
         unsigned k = 0;
-        for (unsigned i = 0; i < 5; i++)
+        for (unsigned i = 0; i < 6; i++)
             if (runs[i].nr && (i < nruns || i >= 3)) all[k++] = runs[i];
         json(where, all, k, rounds, trap_rounds, ghz);
         static const char *const image_key[2] = {"linux", "linux_pvh"};
@@ -644,6 +655,18 @@ int bench_main(int argc, char **argv, const char *kernel) {
             static const char *const filtered[] = {"io_out", "io_in", "mmio_write", "mmio_read", "bell_write",
                                                    "virtio_notify", "bell_to_flag", NULL};
             some_kinds(&runs[4], filtered, nruns > 1 ? &runs[1] : NULL, &runs[0], ghz);
+        }
+        if (runs[5].nr) {
+            printf("\nwith --trace-file (every exit and bell recorded on the timeline; what that adds to each):\n");
+            static const char *const recorded[] = {"io_out", "io_in", "mmio_write", "mmio_read", "bell_to_flag",
+                                                   "virtio_polled", NULL};
+            for (unsigned i = 0; recorded[i]; i++) {
+                const struct bench_result *t = bench_find(&runs[5], recorded[i]), *b = bench_find(&runs[0], recorded[i]);
+                if (t && b)
+                    printf("%-15s p50 %9.2f us  %+lld cycles (%+.2f us) over bellhop without it\n", t->kind,
+                           t->p50 / ghz / 1000, (long long)t->p50 - (long long)b->p50,
+                           ((double)t->p50 - (double)b->p50) / ghz / 1000);
+            }
         }
     }
     free(out);
