@@ -368,6 +368,20 @@ static void setup_done(struct machine *m) {
     if (!exiting) footprint_trim();
 }
 
+static void loop_turn_begins(async_loop_t *loop, void *data) {
+    (void)loop;
+    ((struct machine *)data)->loop_turn_ns = timeline_now_ns();
+}
+
+static void loop_turn_ends(async_loop_t *loop, void *data) {
+    (void)loop;
+    struct machine *m = data;
+    struct timeline_record e = {.ts_ns = m->loop_turn_ns, .dur_ns = timeline_now_ns() - m->loop_turn_ns,
+                                .kind = TIMELINE_TURN};
+    snprintf(e.text, sizeof e.text, "loop handler");
+    timeline_put(timeline_ring(m->env.timeline, "loop"), &e);
+}
+
 int machine_run(const struct machine_config *cfg) {
     struct machine *m = aligned_alloc(4096, (sizeof *m + 4095) & ~(size_t)4095);
     if (!m) return machine_fail("out of memory"), 1;
@@ -416,7 +430,15 @@ int machine_run(const struct machine_config *cfg) {
         goto out;
     }
     m->env.mem.size = cfg->mem;
-    st = async_loop_create(&kAsyncLoopConfigNeverAttachToThread, &m->loop);
+    /* --trace-file: every handler the loop runs is a slice on its track (Fuchsia's prologue
+     * and epilogue around each) */
+    async_loop_config_t loop_config = kAsyncLoopConfigNeverAttachToThread;
+    if (m->env.timeline) {
+        loop_config.prologue = loop_turn_begins;
+        loop_config.epilogue = loop_turn_ends;
+        loop_config.data = m;
+    }
+    st = async_loop_create(&loop_config, &m->loop);
     if (st != ZX_OK) {
         machine_fail("cannot create the async loop: %s", zx_status_get_string(st));
         goto out;

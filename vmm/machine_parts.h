@@ -130,6 +130,7 @@ struct machine {
     bool exiting;
     int status;
     bool paused;      /* m->lock: the control plane paused the vCPUs (machine_pause) */
+    uint64_t loop_turn_ns; /* --trace-file: when the loop's current handler began (loop thread) */
     unsigned nparked; /* m->lock: vCPUs parked while paused */
     struct cpu cpus[MACHINE_MAX_CPUS];
     int irqfds[IOAPIC_PINS]; /* -1 until raise_irq first needs it; the guest owns them */

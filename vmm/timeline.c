@@ -141,7 +141,9 @@ int timeline_write(struct timeline *t, uint64_t start_ns, char *err, size_t errl
             switch (e->kind) {
             case TIMELINE_EXIT:
             case TIMELINE_HANDLER:
-                fprintf(f, ",\n{\"ph\": \"X\", \"cat\": \"%s\", \"name\": ", e->kind == TIMELINE_EXIT ? "exit" : "handler");
+            case TIMELINE_TURN:
+                fprintf(f, ",\n{\"ph\": \"X\", \"cat\": \"%s\", \"name\": ",
+                        e->kind == TIMELINE_EXIT ? "exit" : e->kind == TIMELINE_HANDLER ? "handler" : "loop");
                 put_string(f, e->text);
                 fprintf(f, ", \"pid\": 1, \"tid\": %u, \"ts\": %.3f, \"dur\": %.3f, \"args\": {\"at\": \"%#llx\"}}", tid, ts,
                         (double)e->dur_ns / 1000.0, (unsigned long long)e->arg);

@@ -25,6 +25,7 @@ enum timeline_kind {
     TIMELINE_BELL,    /* an instant: a bell packet taken off the port (a flow starts) */
     TIMELINE_IRQ,     /* an instant: an interrupt raised (a flow from its handler ends) */
     TIMELINE_MARK,    /* an instant: a boot marker, a console line */
+    TIMELINE_TURN,    /* a slice: one handler the loop ran, of any kind (a bell's, an fd wait's, a timer's) */
 };
 
 struct timeline_record {
