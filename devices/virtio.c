@@ -207,11 +207,10 @@ static void run_queue_notify(struct virtio_dev *vd, unsigned q) {
 __attribute__((cold)) static void bell_on_timeline(struct virtio_dev *vd, unsigned q, uint64_t addr) {
     struct timeline_ring *r = timeline_ring(vd->env->timeline, "loop");
     struct timeline_record bell = {.ts_ns = timeline_now_ns(), .arg = addr, .kind = TIMELINE_BELL,
-                                   .flow = timeline_flow(vd->env->timeline)};
-    snprintf(bell.text, sizeof bell.text, "bell %s queue %u", vd->ops->name, q);
+                                   .flow = timeline_flow(vd->env->timeline), .what = vd->ops->name};
     timeline_put(r, &bell);
-    struct timeline_record h = {.ts_ns = timeline_now_ns(), .arg = q, .kind = TIMELINE_HANDLER, .flow = bell.flow};
-    snprintf(h.text, sizeof h.text, "%s queue %u", vd->ops->name, q);
+    struct timeline_record h = {.ts_ns = timeline_now_ns(), .arg = q, .kind = TIMELINE_HANDLER, .flow = bell.flow,
+                                .what = vd->ops->name};
     run_queue_notify(vd, q);
     h.dur_ns = timeline_now_ns() - h.ts_ns;
     timeline_put(r, &h);

@@ -150,13 +150,15 @@ __attribute__((cold, noinline)) static zx_status_t handle_on_timeline(struct mac
     const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
     if (p->type == ZX_PKT_TYPE_GUEST_IO) {
         e.arg = p->guest_io.port;
-        snprintf(e.text, sizeof e.text, "io %s %s", p->guest_io.input ? "in" : "out", map->ops->name);
+        e.what = p->guest_io.input ? "io in" : "io out";
+        e.of = map->ops->name;
     } else if (p->type == ZX_PKT_TYPE_GUEST_MEM) {
         e.arg = p->guest_mem.addr;
-        snprintf(e.text, sizeof e.text, "mmio %s %s", p->guest_mem.read ? "read" : "write", map->ops->name);
+        e.what = p->guest_mem.read ? "mmio read" : "mmio write";
+        e.of = map->ops->name;
     } else {
-        snprintf(e.text, sizeof e.text, "vcpu %s",
-                 p->type == ZX_PKT_TYPE_GUEST_VCPU && p->guest_vcpu.type == ZX_PKT_GUEST_VCPU_STARTUP ? "startup" : "interrupt");
+        e.what = p->type == ZX_PKT_TYPE_GUEST_VCPU && p->guest_vcpu.type == ZX_PKT_GUEST_VCPU_STARTUP
+                          ? "vcpu startup" : "vcpu interrupt";
     }
     timeline_put(timeline_ring(m->env.timeline, "vcpu"), &e);
     return st;
@@ -377,8 +379,7 @@ static void loop_turn_ends(async_loop_t *loop, void *data) {
     (void)loop;
     struct machine *m = data;
     struct timeline_record e = {.ts_ns = m->loop_turn_ns, .dur_ns = timeline_now_ns() - m->loop_turn_ns,
-                                .kind = TIMELINE_TURN};
-    snprintf(e.text, sizeof e.text, "loop handler");
+                                .kind = TIMELINE_TURN, .what = "loop handler"};
     timeline_put(timeline_ring(m->env.timeline, "loop"), &e);
 }
 

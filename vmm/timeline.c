@@ -56,6 +56,9 @@ struct timeline_ring *timeline_ring(struct timeline *t, const char *thread_name)
     if (i >= TIMELINE_MAX_THREADS) return NULL;
     struct timeline_ring *r = &t->rings[i];
     r->recs = malloc(sizeof *r->recs * TIMELINE_RING_RECORDS);
+    /* Touched now, at the thread's start: no record's first write takes a page fault later,
+     * on an exit's path. */
+    if (r->recs) memset(r->recs, 0, sizeof *r->recs * TIMELINE_RING_RECORDS);
     snprintf(r->name, sizeof r->name, "%s", thread_name);
     return tls_ring = r->recs ? r : NULL;
 }
@@ -144,22 +147,32 @@ int timeline_write(struct timeline *t, uint64_t start_ns, char *err, size_t errl
             case TIMELINE_TURN:
                 fprintf(f, ",\n{\"ph\": \"X\", \"cat\": \"%s\", \"name\": ",
                         e->kind == TIMELINE_EXIT ? "exit" : e->kind == TIMELINE_HANDLER ? "handler" : "loop");
-                put_string(f, e->text);
+                {
+                    char name[80];
+                    if (e->kind == TIMELINE_HANDLER)
+                        snprintf(name, sizeof name, "%s queue %llu", e->what, (unsigned long long)e->arg);
+                    else
+                        snprintf(name, sizeof name, "%s%s%s", e->what, e->of ? " " : "", e->of ? e->of : "");
+                    put_string(f, name);
+                }
+                if (e->kind == TIMELINE_EXIT) count_exit(&counts, e->ts_ns, start_ns, e->what);
                 fprintf(f, ", \"pid\": 1, \"tid\": %u, \"ts\": %.3f, \"dur\": %.3f, \"args\": {\"at\": \"%#llx\"}}", tid, ts,
                         (double)e->dur_ns / 1000.0, (unsigned long long)e->arg);
-                if (e->kind == TIMELINE_EXIT) count_exit(&counts, e->ts_ns, start_ns, e->text);
                 if (e->flow) /* the bell's flow ends here */
                     fprintf(f, ",\n{\"ph\": \"f\", \"bp\": \"e\", \"cat\": \"bell\", \"name\": \"bell\", \"id\": %llu, \"pid\": 1, "
                                "\"tid\": %u, \"ts\": %.3f}", (unsigned long long)e->flow, tid, ts);
                 break;
-            case TIMELINE_BELL:
+            case TIMELINE_BELL: {
+                char name[80];
+                snprintf(name, sizeof name, "bell %s", e->what);
                 fprintf(f, ",\n{\"ph\": \"i\", \"s\": \"t\", \"name\": ");
-                put_string(f, e->text);
+                put_string(f, name);
                 fprintf(f, ", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"args\": {\"at\": \"%#llx\"}}", TID_BELLS, ts,
                         (unsigned long long)e->arg);
                 fprintf(f, ",\n{\"ph\": \"s\", \"cat\": \"bell\", \"name\": \"bell\", \"id\": %llu, \"pid\": 1, \"tid\": %d, "
                            "\"ts\": %.3f}", (unsigned long long)e->flow, TID_BELLS, ts);
                 break;
+            }
             case TIMELINE_IRQ: /* from the handler (this thread) to the interrupts' track */
                 fprintf(f, ",\n{\"ph\": \"s\", \"cat\": \"irq\", \"name\": \"irq\", \"id\": %llu, \"pid\": 1, \"tid\": %u, "
                            "\"ts\": %.3f}", (unsigned long long)e->flow, tid, ts);

@@ -33,7 +33,11 @@ struct timeline_record {
     uint64_t arg;  /* the port or address, the queue, the pin */
     uint64_t flow; /* 0: none */
     uint8_t kind;
-    char text[TIMELINE_TEXT + 7]; /* the exit's kind and device, the handler's device, the line */
+    /* The name of an exit, a handler, a bell or a loop turn is put together at the end from
+     * what = a static string (an exit's kind, a device's name) and of = a device's name or NULL
+     * (for a handler or a bell, arg is the queue): recording stores pointers, not text. */
+    const char *what, *of;
+    char text[TIMELINE_TEXT + 7]; /* the name of a mark or an interrupt */
 };
 
 struct timeline;
