@@ -133,9 +133,8 @@ void virtio_config_changed(struct virtio_dev *vd) {
 void virtio_raise(struct virtio_dev *vd, struct virtio_irq irq) {
     if (vd->env->timeline && (irq.fd >= 0 || irq.pin >= 0)) {
         struct timeline_record e = {.ts_ns = timeline_now_ns(), .kind = TIMELINE_IRQ,
-                                    .flow = timeline_flow(vd->env->timeline)};
-        snprintf(e.text, sizeof e.text, "%s %s", vd->ops->name, irq.fd >= 0 ? "msi" : "irq pin");
-        e.arg = irq.fd >= 0 ? 0 : (uint64_t)irq.pin;
+                                    .flow = timeline_flow(vd->env->timeline), .what = vd->ops->name,
+                                    .of = irq.fd >= 0 ? "msi" : "irq pin", .arg = irq.fd >= 0 ? 0 : (uint64_t)irq.pin};
         timeline_put(timeline_ring(vd->env->timeline, "loop"), &e);
     }
     uint64_t one = 1;

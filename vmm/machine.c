@@ -183,12 +183,10 @@ __attribute__((hot, noinline)) static void cpu_loop(struct machine *m, struct cp
             pthread_mutex_lock(&m->lock);
             while (m->paused && !m->exiting) { /* parked until the resume, or the end */
                 c->parked = true;
-                m->nparked++;
                 pthread_cond_broadcast(&m->cond);
                 pthread_cond_wait(&m->cond, &m->lock);
-                m->nparked--;
-                c->parked = false;
             }
+            c->parked = false;
             bool stop = m->exiting;
             pthread_mutex_unlock(&m->lock);
             if (stop) return;
@@ -314,33 +312,31 @@ int machine_pause(struct machine *m, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot pause with --dispatch loop (a parked vCPU may be waiting for this thread)");
         return -1;
     }
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += 5;
     pthread_mutex_lock(&m->lock);
     m->paused = true;
-    for (;;) {
-        unsigned live = 0;
+    /* Every 10 ms for 5 s at most: each vCPU still running is kicked (again: one may have
+     * started since), until all are parked. */
+    for (unsigned step = 0;; step++) {
+        unsigned running = 0;
         for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) {
             struct cpu *c = &m->cpus[i];
-            if (c->vcpu == ZX_HANDLE_INVALID) continue;
-            live++;
-            if (!c->parked) zx_vcpu_kick(c->vcpu); /* again: one may have started since */
+            if (c->vcpu == ZX_HANDLE_INVALID || c->parked) continue;
+            running++;
+            zx_vcpu_kick(c->vcpu);
         }
-        if (m->exiting || m->nparked == live) break;
-        struct timespec step;
-        clock_gettime(CLOCK_REALTIME, &step);
-        step.tv_nsec += 10 * 1000 * 1000;
-        if (step.tv_nsec >= 1000000000) step.tv_sec++, step.tv_nsec -= 1000000000;
-        if (step.tv_sec > deadline.tv_sec ||
-            (step.tv_sec == deadline.tv_sec && step.tv_nsec > deadline.tv_nsec)) {
+        if (m->exiting || running == 0) break;
+        if (step == 500) {
             m->paused = false;
             pthread_cond_broadcast(&m->cond);
             pthread_mutex_unlock(&m->lock);
             snprintf(err, errlen, "the vCPUs did not stop within 5 s");
             return -1;
         }
-        pthread_cond_timedwait(&m->cond, &m->lock, &step);
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 10 * 1000 * 1000;
+        if (t.tv_nsec >= 1000000000) t.tv_sec++, t.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&m->cond, &m->lock, &t);
     }
     pthread_mutex_unlock(&m->lock);
     return 0;

@@ -131,7 +131,6 @@ struct machine {
     int status;
     bool paused;      /* m->lock: the control plane paused the vCPUs (machine_pause) */
     uint64_t loop_turn_ns; /* --trace-file: when the loop's current handler began (loop thread) */
-    unsigned nparked; /* m->lock: vCPUs parked while paused */
     struct cpu cpus[MACHINE_MAX_CPUS];
     int irqfds[IOAPIC_PINS]; /* -1 until raise_irq first needs it; the guest owns them */
     async_task_t loop_sandbox_task; /* the loop thread's first: confines it (--no-seccomp: not) */

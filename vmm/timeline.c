@@ -173,15 +173,18 @@ int timeline_write(struct timeline *t, uint64_t start_ns, char *err, size_t errl
                            "\"ts\": %.3f}", (unsigned long long)e->flow, TID_BELLS, ts);
                 break;
             }
-            case TIMELINE_IRQ: /* from the handler (this thread) to the interrupts' track */
+            case TIMELINE_IRQ: { /* from the handler (this thread) to the interrupts' track */
+                char name[80];
+                snprintf(name, sizeof name, "%s %s", e->what, e->of);
                 fprintf(f, ",\n{\"ph\": \"s\", \"cat\": \"irq\", \"name\": \"irq\", \"id\": %llu, \"pid\": 1, \"tid\": %u, "
                            "\"ts\": %.3f}", (unsigned long long)e->flow, tid, ts);
                 fprintf(f, ",\n{\"ph\": \"i\", \"s\": \"t\", \"name\": ");
-                put_string(f, e->text);
+                put_string(f, name);
                 fprintf(f, ", \"pid\": 1, \"tid\": %d, \"ts\": %.3f}", TID_IRQS, ts);
                 fprintf(f, ",\n{\"ph\": \"f\", \"bp\": \"e\", \"cat\": \"irq\", \"name\": \"irq\", \"id\": %llu, \"pid\": 1, "
                            "\"tid\": %d, \"ts\": %.3f}", (unsigned long long)e->flow, TID_IRQS, ts);
                 break;
+            }
             default: /* TIMELINE_MARK */
                 fprintf(f, ",\n{\"ph\": \"i\", \"s\": \"t\", \"name\": ");
                 put_string(f, e->text);

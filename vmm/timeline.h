@@ -33,11 +33,12 @@ struct timeline_record {
     uint64_t arg;  /* the port or address, the queue, the pin */
     uint64_t flow; /* 0: none */
     uint8_t kind;
-    /* The name of an exit, a handler, a bell or a loop turn is put together at the end from
-     * what = a static string (an exit's kind, a device's name) and of = a device's name or NULL
-     * (for a handler or a bell, arg is the queue): recording stores pointers, not text. */
+    /* The name of an exit, a handler, a bell, an interrupt or a loop turn is put together at
+     * the end from what = a static string (an exit's kind, a device's name) and of = a device's
+     * name, "msi" or "irq pin", or NULL (for a handler, arg is the queue): recording stores
+     * pointers, not text. */
     const char *what, *of;
-    char text[TIMELINE_TEXT + 7]; /* the name of a mark or an interrupt */
+    char text[TIMELINE_TEXT + 7]; /* the name of a mark (a boot marker, a console line) */
 };
 
 struct timeline;
