@@ -11,6 +11,8 @@
 #include <lib/async/dispatcher.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <zircon/types.h>
 
 #include "vmm/guest_mem.h"
@@ -21,7 +23,19 @@ struct io_ops {
      * return 0; writes to them are ignored. */
     uint64_t (*read)(void *dev, uint64_t off, uint8_t size);
     void (*write)(void *dev, uint64_t off, uint8_t size, uint64_t value);
+    /* Optional, for snapshots (every vCPU parked, on the loop thread): the device's state
+     * written into buf (returns its length, 0 when it does not fit), and read back into a
+     * device made with the same parameters before the guest runs again (0, or -1 with a
+     * one-line reason: a state from a file is checked, field by field, before it is used). */
+    size_t (*save)(void *dev, uint8_t *buf, size_t len);
+    int (*restore)(void *dev, const uint8_t *buf, size_t len, char *err, size_t errlen);
 };
+
+/* For save and restore hooks: a device's saved state is one fixed-layout struct of its own. */
+#define DEVICE_SAVE(buf, len, wire) (sizeof(wire) <= (len) ? (memcpy((buf), &(wire), sizeof(wire)), sizeof(wire)) : 0)
+#define DEVICE_RESTORE_LEN(name, len, wire, err, errlen)                                               \
+    ((len) == sizeof(wire) ? 0 : (snprintf((err), (errlen), "%s: its saved state is %zu bytes, not %zu", (name), \
+                                           (size_t)(len), sizeof(wire)), -1))
 
 /* What the machine lends its devices. */
 struct vm_env {

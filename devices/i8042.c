@@ -147,7 +147,39 @@ void i8042_ctrl_alt_del(struct i8042 *k) {
     raise_if(k, irq);
 }
 
-const struct io_ops i8042_ops = {.name = "i8042", .read = i8042_read, .write = i8042_write};
+struct i8042_wire {
+    uint8_t ctr, status_cmd, pending_cmd, kbd_cmd;
+    uint8_t out[QUEUE];
+    uint32_t head, count;
+};
+
+static size_t i8042_save(void *dev, uint8_t *buf, size_t len) {
+    struct i8042 *k = dev;
+    struct i8042_wire w = {0};
+    pthread_mutex_lock(&k->lock);
+    w.ctr = k->ctr, w.status_cmd = k->status_cmd, w.pending_cmd = k->pending_cmd, w.kbd_cmd = k->kbd_cmd;
+    memcpy(w.out, k->out, sizeof w.out);
+    w.head = k->head, w.count = k->count;
+    pthread_mutex_unlock(&k->lock);
+    return DEVICE_SAVE(buf, len, w);
+}
+
+static int i8042_restore(void *dev, const uint8_t *buf, size_t len, char *err, size_t errlen) {
+    struct i8042 *k = dev;
+    struct i8042_wire w;
+    if (DEVICE_RESTORE_LEN("i8042", len, w, err, errlen) != 0) return -1;
+    memcpy(&w, buf, sizeof w);
+    if (w.head >= QUEUE || w.count > QUEUE) return snprintf(err, errlen, "i8042: saved output queue out of range"), -1;
+    pthread_mutex_lock(&k->lock);
+    k->ctr = w.ctr, k->status_cmd = w.status_cmd, k->pending_cmd = w.pending_cmd, k->kbd_cmd = w.kbd_cmd;
+    memcpy(k->out, w.out, sizeof k->out);
+    k->head = w.head, k->count = w.count;
+    pthread_mutex_unlock(&k->lock);
+    return 0;
+}
+
+const struct io_ops i8042_ops = {.name = "i8042", .read = i8042_read, .write = i8042_write, .save = i8042_save,
+                                 .restore = i8042_restore};
 
 struct i8042 *i8042_create(struct vm_env *env) {
     struct i8042 *k = calloc(1, sizeof *k);

@@ -69,7 +69,37 @@ static void rtc_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     pthread_mutex_unlock(&r->lock);
 }
 
-const struct io_ops rtc_mc146818_ops = {.name = "rtc", .read = rtc_read, .write = rtc_write};
+struct rtc_wire {
+    uint8_t index;
+    uint8_t ram[128];
+};
+
+/* The clock registers are read from the host's clock, not kept: a restored guest reads the
+ * time of day it is restored at, as after a suspend. */
+static size_t rtc_save(void *dev, uint8_t *buf, size_t len) {
+    struct rtc_mc146818 *r = dev;
+    struct rtc_wire w;
+    pthread_mutex_lock(&r->lock);
+    w.index = r->index;
+    memcpy(w.ram, r->ram, sizeof w.ram);
+    pthread_mutex_unlock(&r->lock);
+    return DEVICE_SAVE(buf, len, w);
+}
+
+static int rtc_restore(void *dev, const uint8_t *buf, size_t len, char *err, size_t errlen) {
+    struct rtc_mc146818 *r = dev;
+    struct rtc_wire w;
+    if (DEVICE_RESTORE_LEN("rtc", len, w, err, errlen) != 0) return -1;
+    memcpy(&w, buf, sizeof w);
+    pthread_mutex_lock(&r->lock);
+    r->index = w.index & 0x7f;
+    memcpy(r->ram, w.ram, sizeof r->ram);
+    pthread_mutex_unlock(&r->lock);
+    return 0;
+}
+
+const struct io_ops rtc_mc146818_ops = {.name = "rtc", .read = rtc_read, .write = rtc_write, .save = rtc_save,
+                                        .restore = rtc_restore};
 
 struct rtc_mc146818 *rtc_mc146818_create(void) {
     struct rtc_mc146818 *r = calloc(1, sizeof *r);

@@ -169,7 +169,40 @@ static void uart_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     if (edge) u->env->raise_irq(u->env, u->irq);
 }
 
-const struct io_ops uart16550_ops = {.name = "uart16550", .read = uart_read, .write = uart_write};
+struct uart_wire {
+    uint8_t ier, lcr, mcr, scr, fcr, dll, dlm, thr_pending, irq_line;
+    uint8_t rx[RX_FIFO];
+    uint32_t rx_head, rx_count;
+} __attribute__((packed));
+
+static size_t uart_save(void *dev, uint8_t *buf, size_t len) {
+    struct uart16550 *u = dev;
+    pthread_mutex_lock(&u->lock);
+    struct uart_wire w = {u->ier, u->lcr, u->mcr, u->scr, u->fcr, u->dll, u->dlm, u->thr_pending, u->irq_line,
+                          {0}, u->rx_head, u->rx_count};
+    memcpy(w.rx, u->rx, sizeof w.rx);
+    pthread_mutex_unlock(&u->lock);
+    return DEVICE_SAVE(buf, len, w);
+}
+
+static int uart_restore(void *dev, const uint8_t *buf, size_t len, char *err, size_t errlen) {
+    struct uart16550 *u = dev;
+    struct uart_wire w;
+    if (DEVICE_RESTORE_LEN("uart16550", len, w, err, errlen) != 0) return -1;
+    memcpy(&w, buf, sizeof w);
+    if (w.rx_head >= RX_FIFO || w.rx_count > RX_FIFO || w.thr_pending > 1 || w.irq_line > 1)
+        return snprintf(err, errlen, "uart16550: saved receive FIFO or flags out of range"), -1;
+    pthread_mutex_lock(&u->lock);
+    u->ier = w.ier, u->lcr = w.lcr, u->mcr = w.mcr, u->scr = w.scr, u->fcr = w.fcr, u->dll = w.dll, u->dlm = w.dlm;
+    u->thr_pending = w.thr_pending, u->irq_line = w.irq_line;
+    memcpy(u->rx, w.rx, sizeof u->rx);
+    u->rx_head = w.rx_head, u->rx_count = w.rx_count;
+    pthread_mutex_unlock(&u->lock);
+    return 0;
+}
+
+const struct io_ops uart16550_ops = {.name = "uart16550", .read = uart_read, .write = uart_write, .save = uart_save,
+                                     .restore = uart_restore};
 
 struct uart16550 *uart16550_create(struct vm_env *env, uint32_t irq, int in_fd, int out_fd) {
     struct uart16550 *u = calloc(1, sizeof *u);

@@ -94,9 +94,10 @@ struct virtio_device_ops {
     void (*driver_ok)(struct virtio_dev *vd);
     /* Optional: the device was reset (vCPU thread, lock held). */
     void (*reset)(struct virtio_dev *vd);
-    /* Optional, for snapshots (none yet): the device's own state beyond the transport's and
-     * the queues', written into buf (returns its length, or 0 when it does not fit) and read
-     * back into a new instance (0, or -1 when buf is not a state this device saved). */
+    /* Optional, for snapshots (devices/virtio_state.c): the device's own state beyond the
+     * transport's and the queues', written into buf (returns its length, or 0 when it does not
+     * fit) and read back into a new instance (0, or -1 when buf is not a state this device
+     * could have saved). A device with none leaves both NULL. */
     size_t (*save)(struct virtio_dev *vd, uint8_t *buf, size_t len);
     int (*restore)(struct virtio_dev *vd, const uint8_t *buf, size_t len);
 };
@@ -170,6 +171,14 @@ void virtio_fail_locked(struct virtio_dev *vd, unsigned q, const char *why);
 /* The device changed its configuration space (any thread but with the lock not held): the
  * driver gets a configuration interrupt, once it is running. */
 void virtio_config_changed(struct virtio_dev *vd);
+
+/* For snapshots (devices/virtio_state.c; every vCPU parked, on the loop thread): the core's
+ * state and the device's, written into buf (its length, 0 when it does not fit); read back
+ * into an instance made from the same parameters (0, or -1 with a one-line reason). Once the
+ * loop runs again, virtio_restore_kick has the device look at each of its ready queues. */
+size_t virtio_dev_save(struct virtio_dev *vd, uint8_t *buf, size_t len);
+int virtio_dev_restore(struct virtio_dev *vd, const uint8_t *buf, size_t len, char *err, size_t errlen);
+void virtio_restore_kick(struct virtio_dev *vd);
 
 /* A transport got a notification for queue q as a bell packet at addr (loop thread):
  * traced when the VM traces, then passed to the device. */

@@ -128,7 +128,36 @@ static void mmio_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     pthread_mutex_unlock(&vd->lock);
 }
 
-const struct io_ops virtio_mmio_ops = {.name = "virtio-mmio", .read = mmio_read, .write = mmio_write};
+struct mmio_wire {
+    uint32_t device_features_sel, driver_features_sel, queue_sel;
+};
+
+static size_t mmio_save(void *dev, uint8_t *buf, size_t len) {
+    struct virtio_mmio *m = dev;
+    pthread_mutex_lock(&m->vd.lock);
+    struct mmio_wire w = {m->device_features_sel, m->driver_features_sel, m->queue_sel};
+    pthread_mutex_unlock(&m->vd.lock);
+    if (DEVICE_SAVE(buf, len, w) == 0) return 0;
+    size_t n = virtio_dev_save(&m->vd, buf + sizeof w, len - sizeof w);
+    return n ? sizeof w + n : 0;
+}
+
+/* The selectors may hold any value the guest wrote: they are used only through range checks. */
+static int mmio_restore(void *dev, const uint8_t *buf, size_t len, char *err, size_t errlen) {
+    struct virtio_mmio *m = dev;
+    struct mmio_wire w;
+    if (len < sizeof w) return snprintf(err, errlen, "virtio-mmio: saved state cut short"), -1;
+    memcpy(&w, buf, sizeof w);
+    if (virtio_dev_restore(&m->vd, buf + sizeof w, len - sizeof w, err, errlen) != 0) return -1;
+    pthread_mutex_lock(&m->vd.lock);
+    m->device_features_sel = w.device_features_sel, m->driver_features_sel = w.driver_features_sel;
+    m->queue_sel = w.queue_sel;
+    pthread_mutex_unlock(&m->vd.lock);
+    return 0;
+}
+
+const struct io_ops virtio_mmio_ops = {.name = "virtio-mmio", .read = mmio_read, .write = mmio_write,
+                                       .save = mmio_save, .restore = mmio_restore};
 
 struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_device_ops *ops,
                                        const void *params, struct fdt_machine *fdt, char *err, size_t errlen) {

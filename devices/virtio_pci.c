@@ -241,7 +241,63 @@ static void bar_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     raise_vectors(p, fds, nfds);
 }
 
-const struct io_ops virtio_pci_ops = {.name = "virtio-pci", .read = bar_read, .write = bar_write};
+struct pci_wire {
+    uint8_t config[256];
+    uint32_t device_feature_select, driver_feature_select;
+    uint16_t queue_select, config_vector, queue_vector[VIRTIO_MAX_QUEUES];
+    struct msix_entry msix[MAX_VECTORS];
+    uint64_t pba;
+    uint8_t line, pad[7];
+};
+
+static size_t pci_save(void *dev, uint8_t *buf, size_t len) {
+    struct virtio_pci *p = dev;
+    struct pci_wire w = {0};
+    pthread_mutex_lock(&p->vd.lock);
+    memcpy(w.config, p->pci.config, sizeof w.config);
+    w.device_feature_select = p->device_feature_select, w.driver_feature_select = p->driver_feature_select;
+    w.queue_select = p->queue_select, w.config_vector = p->config_vector;
+    memcpy(w.queue_vector, p->queue_vector, sizeof w.queue_vector);
+    memcpy(w.msix, p->msix, sizeof w.msix);
+    w.pba = p->pba, w.line = p->line;
+    pthread_mutex_unlock(&p->vd.lock);
+    if (DEVICE_SAVE(buf, len, w) == 0) return 0;
+    size_t n = virtio_dev_save(&p->vd, buf + sizeof w, len - sizeof w);
+    return n ? sizeof w + n : 0;
+}
+
+/* Configuration space comes back only where the guest could have written it (its wmask): the
+ * rest (IDs, capabilities, BAR sizes) is this device's. Every MSI-X vector gets its message
+ * again, and an asserted INTx line is asserted again. */
+static int pci_restore(void *dev, const uint8_t *buf, size_t len, char *err, size_t errlen) {
+    struct virtio_pci *p = dev;
+    struct pci_wire w;
+    if (len < sizeof w) return snprintf(err, errlen, "virtio-pci: saved state cut short"), -1;
+    memcpy(&w, buf, sizeof w);
+    if (w.line > 1 || w.pba >> MAX_VECTORS) return snprintf(err, errlen, "virtio-pci: saved interrupt state out of range"), -1;
+    if (virtio_dev_restore(&p->vd, buf + sizeof w, len - sizeof w, err, errlen) != 0) return -1;
+    pthread_mutex_lock(&p->vd.lock);
+    for (unsigned i = 0; i < sizeof w.config; i++)
+        p->pci.config[i] = (uint8_t)((p->pci.config[i] & ~p->pci.wmask[i]) | (w.config[i] & p->pci.wmask[i]));
+    p->device_feature_select = w.device_feature_select, p->driver_feature_select = w.driver_feature_select;
+    p->queue_select = w.queue_select, p->config_vector = w.config_vector;
+    memcpy(p->queue_vector, w.queue_vector, sizeof p->queue_vector);
+    memcpy(p->msix, w.msix, sizeof p->msix);
+    p->pba = w.pba & ((1ull << p->nvectors) - 1);
+    p->line = w.line;
+    for (unsigned e = 0; e < p->nvectors; e++)
+        p->vd.env->msi_set(p->vd.env, p->msi[e], (uint64_t)p->msix[e].addr_hi << 32 | p->msix[e].addr_lo, p->msix[e].data);
+    pthread_mutex_unlock(&p->vd.lock);
+    if (p->line && p->intx_fd >= 0) {
+        uint64_t one = 1;
+        if (write(p->intx_fd, &one, sizeof one) != sizeof one)
+            return snprintf(err, errlen, "virtio-pci: cannot assert its interrupt line again"), -1;
+    }
+    return 0;
+}
+
+const struct io_ops virtio_pci_ops = {.name = "virtio-pci", .read = bar_read, .write = bar_write, .save = pci_save,
+                                      .restore = pci_restore};
 
 /* Configuration-space writes: an MSI-X enable or unmask may release pending vectors. */
 static void config_written(struct pci_device *pd, uint32_t off, uint32_t size) {

@@ -118,6 +118,7 @@ static void durability(struct vdev *d) {
 }
 
 static struct vdev *blk_dev; /* the disk, for "ticks" to watch */
+static struct vdev *rng_dev, *console_dev; /* for "count" */
 
 static void test_blk(struct vdev *d) {
     blk_dev = d;
@@ -145,6 +146,45 @@ static void test_blk(struct vdev *d) {
     int e = blk_io(d, 0, capacity, rbuf, sizeof rbuf, false);
     result("virtio-blk-bounds", e == 1, e == 1 ? "read past the end refused" : "read past the end allowed");
     if (durable) durability(d);
+}
+
+/* cmdline "count": a numbered line every 2^27 TSC cycles, forever, each after checking the
+ * guest's own memory (a pattern written once) and using each virtio device it has: the
+ * snapshot tests stop it, bring it back in another VMM, and watch the count go on. */
+#define PATTERN_BYTES (1u << 20)
+static uint32_t pattern[PATTERN_BYTES / 4];
+
+static uint32_t pattern_word(uint32_t i) { return i * 2654435761u ^ 0x5a5a1234u; }
+
+static __attribute__((noreturn)) void count_forever(void) {
+    uint32_t *mem = pattern;
+    for (uint32_t i = 0; i < PATTERN_BYTES / 4; i++) mem[i] = pattern_word(i);
+    printf("guest: %d failed, counting\n", failures);
+    for (unsigned n = 1;; n++) {
+        uint64_t t0 = rdtsc();
+        while (rdtsc() - t0 < (1ull << 27)) __asm__ volatile("sti; pause; cli" ::: "memory");
+        uint32_t bad = 0;
+        for (uint32_t i = 0; i < PATTERN_BYTES / 4; i++) bad += mem[i] != pattern_word(i);
+        static uint8_t random[16];
+        long r = rng_dev ? vdev_request(rng_dev, 0, &(struct vbuf){random, sizeof random, true}, 1, false) : -2;
+        static char line[64], back[512];
+        static uint8_t sector[512];
+        int w = -2, rd = -2;
+        if (blk_dev && !(blk_dev->features >> BLK_F_RO & 1)) {
+            snprintf((char *)sector, sizeof sector, "count %u", n);
+            w = blk_io(blk_dev, 1, 3, sector, sizeof sector, false);
+            rd = blk_io(blk_dev, 0, 3, back, sizeof back, false);
+            if (rd == 0 && strcmp(back, (char *)sector) != 0) rd = -3;
+        }
+        long c = -2;
+        if (console_dev) {
+            int len = snprintf(line, sizeof line, "console %u\n", n);
+            c = vdev_request(console_dev, 1, &(struct vbuf){line, (uint32_t)len, false}, 1, false);
+        }
+        printf("count %u: memory %s, rng %s, blk %s, console %s\n", n, bad ? "BAD" : "ok",
+               r == 16 ? "ok" : r == -2 ? "none" : "FAIL", w == -2 ? "none" : w == 0 && rd == 0 ? "ok" : "FAIL",
+               c == 0 ? "ok" : c == -2 ? "none" : "FAIL");
+    }
 }
 
 /* ---- SMP through bellhop's vCPU-control device (STARTUP and INTERRUPT packets) ---- */
@@ -223,7 +263,8 @@ static struct vdev *virtio_selftests(const void *dtb, bool bench) {
         result("virtio-probe", r == 0, detail);
         if (r != 0) continue;
         n++;
-        if (d->device_id == VIRTIO_ID_RNG) rng = d;
+        if (d->device_id == VIRTIO_ID_RNG) rng = rng_dev = d;
+        if (d->device_id == VIRTIO_ID_CONSOLE) console_dev = d;
         if (bench) continue;
         if (d->device_id == VIRTIO_ID_RNG) test_rng(d);
         else if (d->device_id == VIRTIO_ID_CONSOLE) test_console(d);
@@ -308,6 +349,7 @@ void kmain(const struct hvm_start_info *si) {
             }
         }
     }
+    if (strstr_word(cmdline, "count")) count_forever();
     if (strstr_word(cmdline, "wait")) { /* until the VMM is told to quit (Ctrl-A x) */
         printf("guest: waiting\n");
         for (;;) irq_wait();

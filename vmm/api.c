@@ -21,6 +21,7 @@
 #include "vmm/terminal.h"
 #include "vmm/version.h"
 #include "vmm/api_server.h"
+#include "vmm/snapshot_file.h"
 #include "vmm/vm_spec.h"
 
 #define METRICS_PERIOD_S 60
@@ -41,6 +42,10 @@ struct api {
     int metrics_fd;
     async_task_t metrics_task;
     bool metrics_posted;
+    /* PUT /snapshot/load or --restore: the machine comes from this snapshot */
+    bool restoring;
+    struct snapshot_image image;
+    struct machine_restore restore;
 };
 
 /* ---- answers ---- */
@@ -163,6 +168,74 @@ static void patch_vm(struct api *a, struct api_ticket t, json_t *body) {
     api_respond(a->server, t, 204, NULL);
 }
 
+/* PUT /snapshot/create: a paused VM's state and memory into two files. */
+static void snapshot_create(struct api *a, struct api_ticket t, json_t *body) {
+    const char *type = "Full", *state_path, *mem_path, *version = NULL;
+    json_error_t je;
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s?:s, s:s, s:s, s?:s}", "snapshot_type", &type, "snapshot_path",
+                       &state_path, "mem_file_path", &mem_path, "version", &version))
+        return fault(a, t, "snapshot/create: %s", je.text);
+    if (strcmp(type, "Full") != 0) return fault(a, t, "snapshot/create: snapshot_type %s: only Full is supported", type);
+    if (!*state_path || !*mem_path) return fault(a, t, "snapshot/create: empty path");
+    if (a->state != RUNNING) return fault(a, t, "snapshot/create: the VM is not running");
+    json_t *config = vm_spec_to_json(&a->spec);
+    char *text = config ? json_dumps(config, JSON_COMPACT) : NULL;
+    json_decref(config);
+    char err[400];
+    int rc = text ? machine_snapshot(a->m, text, state_path, mem_path, err, sizeof err) : -1;
+    free(text);
+    if (rc != 0) return fault(a, t, "snapshot/create: %s", text ? err : "out of memory");
+    api_respond(a->server, t, 204, NULL);
+}
+
+/* A fresh VMM's configuration and state from a snapshot (PUT /snapshot/load, --restore). */
+static int load_snapshot(struct api *a, const char *state_path, const char *mem_path, bool resume, char *err,
+                         size_t errlen) {
+    if (a->spec.kernel || a->spec.ndrives || a->spec.nnets || a->restoring)
+        return snprintf(err, errlen, "a snapshot loads into a VMM with nothing configured yet"), -1;
+    if (snapshot_open(state_path, mem_path, &a->image, err, errlen) != 0) return -1;
+    json_error_t je;
+    json_t *doc = json_loads(a->image.state.config_json, 0, &je);
+    int rc = doc ? vm_spec_document(&a->spec, doc, err, errlen)
+                 : (snprintf(err, errlen, "the snapshot's configuration: %s", je.text), -1);
+    json_decref(doc);
+    if (rc == 0 && a->spec.mem_mib << 20 != a->image.state.mem_size) {
+        snprintf(err, errlen, "the snapshot's configuration and memory disagree on the memory size");
+        rc = -1;
+    }
+    if (rc != 0) {
+        vm_spec_free(&a->spec);
+        vm_spec_init(&a->spec);
+        snapshot_close(&a->image);
+        return -1;
+    }
+    a->restore = (struct machine_restore){.state = &a->image.state, .mem_fd = a->image.mem_fd, .paused = !resume};
+    a->restoring = true;
+    return 0;
+}
+
+static void snapshot_load(struct api *a, struct api_ticket t, json_t *body) {
+    const char *state_path, *mem_path = NULL, *backend_type = NULL, *backend_path = NULL;
+    int diff = 0, resume = 0;
+    json_t *overrides = NULL;
+    json_error_t je;
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:s, s?:{s:s, s:s}, s?:b, s?:b, s?:o}", "snapshot_path",
+                       &state_path, "mem_file_path", &mem_path, "mem_backend", "backend_type", &backend_type,
+                       "backend_path", &backend_path, "enable_diff_snapshots", &diff, "resume_vm", &resume,
+                       "network_overrides", &overrides))
+        return fault(a, t, "snapshot/load: %s", je.text);
+    if (backend_type && strcmp(backend_type, "File") != 0)
+        return fault(a, t, "snapshot/load: backend_type %s: only File is supported", backend_type);
+    if (!!mem_path == !!backend_path) return fault(a, t, "snapshot/load: give either mem_backend or mem_file_path");
+    if (diff) return fault(a, t, "snapshot/load: diff snapshots are not supported");
+    if (overrides && json_array_size(overrides)) return fault(a, t, "snapshot/load: network_overrides are not supported");
+    if (a->state != NOT_STARTED) return fault(a, t, "snapshot/load: the VM has already started");
+    char err[400];
+    if (load_snapshot(a, state_path, mem_path ? mem_path : backend_path, resume, err, sizeof err) != 0)
+        return fault(a, t, "snapshot/load: %s", err);
+    request_start(a, t, true);
+}
+
 /* A running VM's drive backed by another file (its new size reaches the guest). */
 static void patch_drive(struct api *a, struct api_ticket t, const char *id, json_t *body) {
     if (a->state != RUNNING) return fault(a, t, "PATCH /drives/%s: only once the VM runs (PUT it before)", id);
@@ -270,6 +343,13 @@ static void handle(void *ctx, struct api_server *s, struct api_ticket t, const s
         put ? put_actions(a, t, body) : patch_vm(a, t, body);
         return json_decref(body);
     }
+    bool create = put && strcmp(r->path, "/snapshot/create") == 0, load = put && strcmp(r->path, "/snapshot/load") == 0;
+    if (create || load) {
+        json_t *body = parse_body(a, t, r);
+        if (!body) return;
+        create ? snapshot_create(a, t, body) : snapshot_load(a, t, body);
+        return json_decref(body);
+    }
     const char *drive = patch ? resource_id(r->path, "/drives/") : NULL;
     if (drive) {
         json_t *body = parse_body(a, t, r);
@@ -337,6 +417,7 @@ static int run_machine(struct api *a) {
     a->cfg = a->base;
     a->cfg.control = &a->control;
     a->cfg.metrics = a->metrics_fd >= 0;
+    if (a->restoring) a->cfg.restore = &a->restore;
     if (vm_spec_to_machine(&a->spec, &a->cfg, err, sizeof err) != 0) {
         fprintf(stderr, "bellhop: %s\n", err);
         if (a->has_ticket) fault(a, a->start_ticket, "InstanceStart: %s", err);
@@ -348,15 +429,23 @@ static int run_machine(struct api *a) {
     int status = machine_run(&a->cfg);
     block_ending_signals(false);
     if (a->state == RUNNING) return status;
-    if (a->has_ticket) fault(a, a->start_ticket, "InstanceStart: %s", machine_last_error());
+    if (a->has_ticket) fault(a, a->start_ticket, "%s: %s", a->restoring ? "snapshot/load" : "InstanceStart", machine_last_error());
+    if (a->restoring) { /* nothing of it stays: the next load or configuration starts afresh */
+        vm_spec_free(&a->spec);
+        vm_spec_init(&a->spec);
+        snapshot_close(&a->image);
+        a->restoring = false;
+    }
     return -2;
 }
 
-int api_run(const struct machine_config *base, const char *sock, const char *config_file) {
+int api_run(const struct machine_config *base, const char *sock, const char *config_file, const char *restore_state,
+            const char *restore_mem) {
     struct api *a = calloc(1, sizeof *a);
     if (!a) return fprintf(stderr, "bellhop: out of memory\n"), 1;
     a->base = *base;
     a->metrics_fd = -1;
+    a->image.mem_fd = -1;
     a->control.attach = on_attach;
     a->control.started = on_started;
     vm_spec_init(&a->spec);
@@ -364,12 +453,16 @@ int api_run(const struct machine_config *base, const char *sock, const char *con
     int status = 1;
     char err[300];
     if (config_file && load_config_file(a, config_file) != 0) goto out;
+    if (restore_state && load_snapshot(a, restore_state, restore_mem, true, err, sizeof err) != 0) {
+        fprintf(stderr, "bellhop: --restore: %s\n", err);
+        goto out;
+    }
     if (sock && !(a->server = api_server_create(sock, handle, a, err, sizeof err))) {
         fprintf(stderr, "bellhop: --api-sock %s\n", err);
         goto out;
     }
     if (a->server) terminal_remove_on_signal(sock);
-    if (!sock) { /* the config file alone: boot at once */
+    if (!sock) { /* the config file or snapshot alone: boot at once */
         status = run_machine(a);
         if (status == -2) status = 1;
         goto out;
@@ -379,7 +472,7 @@ int api_run(const struct machine_config *base, const char *sock, const char *con
         fprintf(stderr, "bellhop: cannot serve the API\n");
         goto out;
     }
-    if (config_file) request_start(a, (struct api_ticket){0}, false);
+    if (config_file || restore_state) request_start(a, (struct api_ticket){0}, false);
     for (;;) {
         if (!a->start_requested) async_loop_run(a->preboot, ZX_TIME_INFINITE, false);
         async_loop_reset_quit(a->preboot);
@@ -399,6 +492,7 @@ out:
     if (a->preboot) async_loop_destroy(a->preboot);
     if (a->metrics_fd >= 0) close(a->metrics_fd);
     vm_spec_free(&a->spec);
+    snapshot_close(&a->image);
     free(a);
     return status;
 }

@@ -13,7 +13,10 @@
 
 /* Runs a VM configured by the config file (NULL: none) and, with sock (NULL: none), by the
  * API served there. base: what the command line set (observability, sandbox, console); the
- * configuration supplies kernel, memory, CPUs and devices. Returns the exit status. */
-int api_run(const struct machine_config *base, const char *sock, const char *config_file);
+ * configuration supplies kernel, memory, CPUs and devices. restore_state and restore_mem (NULL:
+ * none): the VM is the snapshot in those files, running at once (--restore). Returns the exit
+ * status. */
+int api_run(const struct machine_config *base, const char *sock, const char *config_file, const char *restore_state,
+            const char *restore_mem);
 
 #endif

@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm/hv.h"
@@ -192,24 +193,15 @@ zx_status_t guest_sync_slots_locked(struct guest *g) {
     return ZX_OK;
 }
 
-zx_status_t zx_guest_map_memory(zx_handle_t handle, zx_gpaddr_t addr, size_t size,
-                                uint32_t options, void **host) {
-    if (options != 0 || !host || size == 0 || ((addr | size) & (PAGE_SIZE - 1)))
-        return ZX_ERR_INVALID_ARGS;
-    if (addr + size < addr) return ZX_ERR_OUT_OF_RANGE;
+/* Adds RAM at addr: `map` (map_size bytes, owned from here on) holds it at `host`. */
+static zx_status_t add_region(zx_handle_t handle, zx_gpaddr_t addr, size_t size, uint8_t *map, size_t map_size,
+                              uint8_t *host) {
     struct guest *g;
     zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
-    if (st != ZX_OK) return st;
-    /* 2 MiB-aligned so that KVM can back guest pages with huge pages. */
-    size_t map_size = size + HUGE_PAGE;
-    uint8_t *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
-                        MAP_NORESERVE, -1, 0);
-    if (map == MAP_FAILED) {
-        object_unref(&g->obj);
-        return ZX_ERR_NO_MEMORY;
+    if (st != ZX_OK) {
+        munmap(map, map_size);
+        return st;
     }
-    uint8_t *aligned = (uint8_t *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    madvise(aligned, size, MADV_HUGEPAGE);
     pthread_rwlock_wrlock(&g->lock);
     for (unsigned i = 0; i < g->nregions && st == ZX_OK; i++) {
         const struct mem_region *r = &g->regions[i];
@@ -218,7 +210,7 @@ zx_status_t zx_guest_map_memory(zx_handle_t handle, zx_gpaddr_t addr, size_t siz
     if (st == ZX_OK && g->nregions == GUEST_MAX_REGIONS) st = ZX_ERR_NO_RESOURCES;
     if (st == ZX_OK) {
         g->regions[g->nregions++] = (struct mem_region){
-            .gpa = addr, .size = size, .host = aligned, .map = map, .map_size = map_size};
+            .gpa = addr, .size = size, .host = host, .map = map, .map_size = map_size};
         st = guest_sync_slots_locked(g);
         if (st != ZX_OK) {
             g->nregions--;
@@ -226,9 +218,42 @@ zx_status_t zx_guest_map_memory(zx_handle_t handle, zx_gpaddr_t addr, size_t siz
         }
     }
     pthread_rwlock_unlock(&g->lock);
-    if (st == ZX_OK) *host = aligned;
-    else munmap(map, map_size);
+    if (st != ZX_OK) munmap(map, map_size);
     object_unref(&g->obj);
+    return st;
+}
+
+static bool region_args_valid(zx_gpaddr_t addr, size_t size, void **host) {
+    return host && size != 0 && !((addr | size) & (PAGE_SIZE - 1)) && addr + size >= addr;
+}
+
+zx_status_t zx_guest_map_memory(zx_handle_t handle, zx_gpaddr_t addr, size_t size,
+                                uint32_t options, void **host) {
+    if (options != 0 || !region_args_valid(addr, size, host)) return ZX_ERR_INVALID_ARGS;
+    /* 2 MiB-aligned so that KVM can back guest pages with huge pages. */
+    size_t map_size = size + HUGE_PAGE;
+    uint8_t *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+                        MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+    uint8_t *aligned = (uint8_t *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    madvise(aligned, size, MADV_HUGEPAGE);
+    zx_status_t st = add_region(handle, addr, size, map, map_size, aligned);
+    if (st == ZX_OK) *host = aligned;
+    return st;
+}
+
+zx_status_t bellhop_guest_map_file(zx_handle_t handle, zx_gpaddr_t addr, size_t size, int fd, uint64_t offset,
+                                   void **host) {
+    if (!region_args_valid(addr, size, host) || (offset & (PAGE_SIZE - 1)) || fd < 0) return ZX_ERR_INVALID_ARGS;
+    /* A page past the file's end would be SIGBUS when touched, not a guest page. */
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return ZX_ERR_IO;
+    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size < offset || (uint64_t)sb.st_size - offset < size)
+        return ZX_ERR_OUT_OF_RANGE;
+    uint8_t *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, (off_t)offset);
+    if (map == MAP_FAILED) return errno == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_IO;
+    zx_status_t st = add_region(handle, addr, size, map, size, map);
+    if (st == ZX_OK) *host = map;
     return st;
 }
 

@@ -11,6 +11,8 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <time.h>
 #include <zircon/syscalls/hypervisor.h>
 
 #include "loop/object.h"
@@ -111,6 +113,53 @@ struct guest {
     pthread_cond_t bell_cond; /* a pool packet came back, or a vCPU was kicked */
 };
 
+/* "One vCPU per thread" outlives neither: shared by the vCPU and its thread, each holding
+ * a reference; the vCPU marks it dead when it goes. */
+struct binding {
+    atomic_uint refs;
+    atomic_bool alive;
+};
+
+struct vcpu {
+    struct zx_object obj;
+    struct guest *guest; /* referenced */
+    struct binding *binding;
+    int fd;
+    struct kvm_run *run;
+    unsigned id;
+    pid_t tid;
+    atomic_bool kicked;
+    timer_t tick; /* bellhop_vcpu_set_tick's, while `ticking` */
+    bool ticking;
+    /* a port-IO exit being returned element by element (REP/string forms) */
+    struct {
+        bool active, in;
+        uint8_t size;
+        uint16_t port;
+        uint32_t index, count;
+        uint64_t key;
+    } io;
+    bool mem_read; /* a GUEST_MEM read awaits its answer */
+    /* the traps hit last (see find_trap) */
+    struct trap_hit {
+        struct trap *trap;
+        uint64_t addr, end, key;
+        uint32_t kind;
+    } last_io, last_mem;
+    struct vcpu_exits exits;
+    uint64_t run_size;
+    /* a slow-path bell interrupted by a kick, retried on the next enter */
+    struct bell *pending_bell;
+    uint64_t pending_bell_addr;
+    uint64_t ctl_arg0;
+    uint32_t ctl_arg1;
+    pthread_mutex_t err_lock;
+    char err[192];
+    /* the instruction KVM could not emulate (ZX_ERR_INTERNAL), as the exit gave it */
+    uint8_t failed_insn[15];
+    uint8_t failed_insn_len;
+};
+
 /* guest.c */
 zx_status_t guest_get(zx_handle_t h, zx_rights_t rights, struct guest **out);
 /* Re-derives the KVM memory slots: RAM regions minus BELL/MEM traps. guest->lock held (write). */
@@ -131,5 +180,8 @@ void bell_destroy(struct bell *b);
  * returns ZX_ERR_CANCELED if *kicked became true meanwhile (nothing queued then). */
 zx_status_t bell_ring(struct bell *b, uint64_t addr, atomic_bool *kicked);
 void bell_wake_waiters(struct guest *g);
+
+/* vcpu.c: the vCPU behind h, referenced, when it is the calling thread's (else ZX_ERR_BAD_STATE). */
+zx_status_t owned_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **out);
 
 #endif

@@ -16,11 +16,13 @@
 #include <lib/container_of.h>
 
 #include "devices/boot_marker.h"
+#include "devices/virtio.h"
 #include "vmm/disasm.h"
 #include "vmm/footprint.h"
 #include "vmm/machine_parts.h"
 #include "vmm/profile.h"
 #include "vmm/sandbox.h"
+#include "vmm/snapshot_file.h"
 #include "vmm/terminal.h"
 #include "vmm/timeline.h"
 
@@ -164,6 +166,22 @@ __attribute__((cold, noinline)) static zx_status_t handle_on_timeline(struct mac
     return st;
 }
 
+/* While the machine is paused: parked until the resume (saving the vCPU's state for a
+ * snapshot when asked), or the end. True when the vCPU is to stop. */
+static bool park(struct machine *m, struct cpu *c, zx_handle_t vcpu) {
+    pthread_mutex_lock(&m->lock);
+    while (m->paused && !m->exiting) {
+        c->parked = true;
+        machine_cpu_parked(c, vcpu);
+        pthread_cond_broadcast(&m->cond);
+        pthread_cond_wait(&m->cond, &m->lock);
+    }
+    c->parked = false;
+    bool stop = m->exiting;
+    pthread_mutex_unlock(&m->lock);
+    return stop;
+}
+
 /* The exits of one vCPU until it stops: apart from cpu_main's setup, so that the code each
  * exit runs is a few contiguous pages. */
 __attribute__((hot, noinline)) static void cpu_loop(struct machine *m, struct cpu *c, zx_handle_t vcpu) {
@@ -180,16 +198,7 @@ __attribute__((hot, noinline)) static void cpu_loop(struct machine *m, struct cp
             continue;
         }
         if (st == ZX_ERR_CANCELED) {
-            pthread_mutex_lock(&m->lock);
-            while (m->paused && !m->exiting) { /* parked until the resume, or the end */
-                c->parked = true;
-                pthread_cond_broadcast(&m->cond);
-                pthread_cond_wait(&m->cond, &m->lock);
-            }
-            c->parked = false;
-            bool stop = m->exiting;
-            pthread_mutex_unlock(&m->lock);
-            if (stop) return;
+            if (park(m, c, vcpu)) return;
             continue;
         }
         if (st == ZX_ERR_UNAVAILABLE || st == ZX_ERR_CONNECTION_RESET) {
@@ -218,10 +227,21 @@ static void *cpu_main(void *arg) {
     pthread_mutex_unlock(&m->lock);
     if (st != ZX_OK) {
         fprintf(stderr, "bellhop: cannot create cpu%u: %s\n", c->id, zx_status_get_string(st));
+        pthread_mutex_lock(&m->lock);
+        c->restored = -1;
+        pthread_cond_broadcast(&m->cond);
+        pthread_mutex_unlock(&m->lock);
         request_exit(&m->env, 1);
         return NULL;
     }
-    if (c->id == 0 && (st = machine_boot_registers(m, vcpu)) != ZX_OK) {
+    if (m->cfg->restore) {
+        int r = st == ZX_OK && machine_restore_cpu(c, vcpu) == ZX_OK ? 1 : -1;
+        pthread_mutex_lock(&m->lock);
+        c->restored = r;
+        pthread_cond_broadcast(&m->cond);
+        pthread_mutex_unlock(&m->lock);
+        if (r < 0) request_exit(&m->env, 1);
+    } else if (c->id == 0 && (st = machine_boot_registers(m, vcpu)) != ZX_OK) {
         fprintf(stderr, "bellhop: cannot set cpu0's boot registers: %s\n", zx_status_get_string(st));
         request_exit(&m->env, 1);
     }
@@ -248,6 +268,7 @@ static void *cpu_main(void *arg) {
     }
     if (m->profile && bellhop_vcpu_set_tick(vcpu, PROFILE_PERIOD_NS) != ZX_OK)
         fprintf(stderr, "bellhop: cpu%u: cannot start its profile tick\n", c->id);
+    if (!stop && m->cfg->restore && m->cfg->restore->paused) stop = park(m, c, vcpu); /* restored paused */
     if (!stop) cpu_loop(m, c, vcpu);
     if (m->profile) bellhop_vcpu_set_tick(vcpu, 0);
     pthread_mutex_lock(&m->lock);
@@ -272,7 +293,11 @@ static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
     if (r == 0) c->running = true;
     /* vCPU ids follow creation order: create one at a time, so that cpu N is vCPU N. */
     while (r == 0 && !c->created) pthread_cond_wait(&m->cond, &m->lock);
+    /* A restored vCPU's state is set before the next one is made: a refused one fails setup. */
+    while (r == 0 && m->cfg->restore && c->restored == 0) pthread_cond_wait(&m->cond, &m->lock);
+    bool refused = m->cfg->restore && c->restored < 0;
     pthread_mutex_unlock(&m->lock);
+    if (refused) return machine_fail("cpu%u: the snapshot's vCPU state was refused (said above)", id);
     return r == 0 ? 0 : machine_fail("cannot start cpu%u: %s", id, strerror(r));
 }
 
@@ -406,6 +431,7 @@ int machine_run(const struct machine_config *cfg) {
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;
     for (unsigned i = 0; i < IOAPIC_PINS; i++) m->irqfds[i] = -1;
     int status = 1;
+    unsigned ndevices_kicked = 0;
     zx_status_t st = zx_guest_create(0, &m->guest);
     if (st != ZX_OK) {
         struct kvm_host host;
@@ -421,7 +447,15 @@ int machine_run(const struct machine_config *cfg) {
     m->host = kvm_host_kind_of_working_kvm(why, sizeof why);
     if (cfg->boot_markers) fprintf(stderr, "bellhop: this host's KVM: %s (%s)\n", kvm_host_name(m->host), why);
     machine_setup_phase(m, "vm");
-    st = zx_guest_map_memory(m->guest, 0, cfg->mem, 0, (void **)&m->env.mem.host);
+    if (cfg->restore)
+        st = bellhop_guest_map_file(m->guest, 0, cfg->mem, cfg->restore->mem_fd, 0, (void **)&m->env.mem.host);
+    else
+        st = zx_guest_map_memory(m->guest, 0, cfg->mem, 0, (void **)&m->env.mem.host);
+    if (st != ZX_OK && cfg->restore) {
+        machine_fail("cannot map the snapshot's memory file (%" PRIu64 " MiB): %s", cfg->mem >> 20,
+                     st == ZX_ERR_OUT_OF_RANGE ? "it is shorter than the guest's memory" : zx_status_get_string(st));
+        goto out;
+    }
     if (st != ZX_OK) {
         machine_fail("cannot allocate %" PRIu64 " MiB of guest memory: %s", cfg->mem >> 20, zx_status_get_string(st));
         goto out;
@@ -443,12 +477,23 @@ int machine_run(const struct machine_config *cfg) {
     m->env.loop = async_loop_get_dispatcher(m->loop);
     pci_bus_init(&m->pci);
     machine_setup_phase(m, "memory");
-    if (machine_load_kernel(m) != 0) goto out;
-    machine_setup_phase(m, "kernel");
+    if (cfg->restore) { /* what the kernel's kind decided, as it was */
+        m->linux_smp = cfg->restore->state->flags & SNAPSHOT_LINUX_SMP;
+        m->virtio_pci = cfg->restore->state->flags & SNAPSHOT_VIRTIO_PCI;
+    } else {
+        if (machine_load_kernel(m) != 0) goto out;
+        machine_setup_phase(m, "kernel");
+    }
     if (machine_devices_setup(m) != 0) goto out;
     machine_setup_phase(m, "devices");
-    if (machine_boot_setup(m) != 0) goto out;
-    machine_setup_phase(m, "boot data");
+    if (cfg->restore) {
+        if (machine_restore_state(m) != 0) goto out;
+        m->paused = cfg->restore->paused;
+        machine_setup_phase(m, "restore");
+    } else {
+        if (machine_boot_setup(m) != 0) goto out;
+        machine_setup_phase(m, "boot data");
+    }
     if (cfg->trace_traps) disasm_load(); /* vCPU threads trace, and cannot load it later */
     if (cfg->profile) {
         char err[300];
@@ -459,14 +504,20 @@ int machine_run(const struct machine_config *cfg) {
             goto out;
         }
     }
-    if (cfg->control) cfg->control->attach(cfg->control, m, m->env.loop);
+    /* A restored machine's control plane comes once its vCPUs took their states (a refused
+     * one fails the load, as a kernel that is not one fails InstanceStart). */
+    if (cfg->control && !cfg->restore) cfg->control->attach(cfg->control, m, m->env.loop);
     if (start_loop_thread(m) != 0) goto out;
     machine_setup_phase(m, "loop");
     terminal_raw(STDIN_FILENO);
+    if (cfg->restore) /* a bell the loop had not handled when the snapshot was taken */
+        for (struct virtio_dev *vd; (vd = machine_device(m, ndevices_kicked)); ndevices_kicked++) virtio_restore_kick(vd);
     if (start_cpu(m, 0, m->cpus[0].entry) != 0) goto out;
-    /* Linux starts its other CPUs itself, with INIT and STARTUP IPIs: they must exist. */
-    for (unsigned i = 1; m->linux_smp && i < cfg->cpus; i++)
+    /* Linux starts its other CPUs itself, with INIT and STARTUP IPIs: they must exist. A
+     * restored machine has every vCPU its snapshot has. */
+    for (unsigned i = 1; (m->linux_smp || cfg->restore) && i < cfg->cpus; i++)
         if (start_cpu(m, i, 0) != 0) goto out;
+    if (cfg->control && cfg->restore) cfg->control->attach(cfg->control, m, m->env.loop);
     if (cfg->sandbox) {
         char err[160];
         if (sandbox_enter(cfg->control ? SANDBOX_API_MAIN : SANDBOX_MAIN, err, sizeof err) != 0) {
@@ -499,6 +550,7 @@ out:
     terminal_restore();
     machine_devices_destroy(m);
     if (m->guest) zx_handle_close(m->guest);
+    for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) free(m->cpus[i].saved);
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);
     free(m);

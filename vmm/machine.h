@@ -27,6 +27,14 @@
 enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 
 struct virtio_device_ops;
+struct snapshot;
+
+/* A machine brought back from a snapshot rather than booted (vmm/snapshot.c). */
+struct machine_restore {
+    const struct snapshot *state; /* parsed and checked (vmm/snapshot_file.h) */
+    int mem_fd;                   /* the memory file: mapped private, read as the guest touches it */
+    bool paused;                  /* the vCPUs wait for machine_resume */
+};
 
 /* One virtio device: its declaration (devices/virtio_devices.h) and its parameters (the
  * device's params struct, or NULL; they must outlive machine_run). Placed in list order. */
@@ -58,6 +66,7 @@ struct machine_config {
     bool pvm_anyway;    /* on a PVM host, run a kernel linked in the top 2 GiB all the same */
     uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started, for boot markers */
     struct machine_control *control; /* NULL: none */
+    const struct machine_restore *restore; /* NULL: boot the kernel */
 };
 
 struct machine;
@@ -84,6 +93,12 @@ void machine_metrics_line(struct machine *m, char *buf, size_t len);
 struct virtio_dev *machine_device(struct machine *m, unsigned i);
 /* The keyboard's Ctrl+Alt+Del, as a Linux guest's i8042 driver sees it. */
 void machine_ctrl_alt_del(struct machine *m);
+/* Paused, on the loop thread: writes the snapshot's state file (config_json: the machine's
+ * configuration, what restoring it makes again) and its memory file. 0, or -1 with the
+ * reason; the machine is as it was either way. */
+int machine_snapshot(struct machine *m, const char *config_json, const char *state_path, const char *mem_path,
+                     char *err, size_t errlen);
+
 /* The one-line reason the last machine_run on this thread failed before the guest ran. */
 const char *machine_last_error(void);
 

@@ -84,9 +84,15 @@ struct cpu {
     pthread_t thread;
     bool running;        /* thread started (m->lock) */
     bool created;        /* its zx_vcpu_create has returned (m->lock) */
+    int restored;        /* restoring (m->lock): 0 until its state is set, then 1, or -1 (said) */
     bool sandboxed;      /* its creator was sandboxed, so it is too */
     zx_handle_t vcpu;    /* m->lock; invalid until created and after it ends */
     bool parked;         /* m->lock: out of KVM_RUN, waiting for the resume */
+    /* snapshots (m->lock): the save this vCPU last did, its state and status */
+    unsigned saved_gen;
+    uint8_t *saved;
+    size_t saved_len;
+    zx_status_t saved_status;
     struct crash crash;  /* written by the thread before it ends; read after the join */
 };
 
@@ -130,6 +136,7 @@ struct machine {
     bool exiting;
     int status;
     bool paused;      /* m->lock: the control plane paused the vCPUs (machine_pause) */
+    unsigned save_gen; /* m->lock: parked vCPUs save their state when it moves on */
     uint64_t loop_turn_ns; /* --trace-file: when the loop's current handler began (loop thread) */
     struct cpu cpus[MACHINE_MAX_CPUS];
     int irqfds[IOAPIC_PINS]; /* -1 until raise_irq first needs it; the guest owns them */
@@ -159,6 +166,14 @@ zx_status_t machine_boot_registers(struct machine *m, zx_handle_t vcpu);
 void machine_lend_irqs(struct machine *m);
 int machine_devices_setup(struct machine *m);
 void machine_devices_destroy(struct machine *m);
+
+/* snapshot.c */
+/* A parked vCPU's turn (m->lock held): saves its state when a snapshot asks for it. */
+void machine_cpu_parked(struct cpu *c, zx_handle_t vcpu);
+/* Before the vCPUs run: the guest's KVM state and every device's from m->cfg->restore. */
+int machine_restore_state(struct machine *m);
+/* The vCPU's state from the snapshot, on its own thread before its first enter. */
+zx_status_t machine_restore_cpu(struct cpu *c, zx_handle_t vcpu);
 
 /* machine_report.c */
 void machine_trace_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p);

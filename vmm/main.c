@@ -72,6 +72,8 @@ static void usage(FILE *f) {
             "  --config-file FILE   the VM from Firecracker's config file (JSON); boots at once,\n"
             "                       or with --api-sock, and serves the API too. Either one gives\n"
             "                       the kernel, memory, CPUs and devices: their flags are refused\n"
+            "  --restore STATE      run the snapshot in STATE and --mem-file MEM (PUT /snapshot/\n"
+            "  --mem-file MEM       create's files): it goes on where it was paused (docs/snapshots.md)\n"
             "  --trace traps        print every trap packet with the guest instruction\n"
             "  --trace-file FILE    a timeline of the run for Perfetto (Chrome's JSON trace format):\n"
             "                       each exit, bell handler and interrupt, boot markers and\n"
@@ -152,7 +154,7 @@ static bool add_device(struct machine_config *cfg, const struct virtio_device_op
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = stats_now_ns(), .sandbox = sandbox_supported()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE };
     struct virtio_blk_params disks[MAX_DISKS];
     unsigned ndisks = 0, nextra = 0;
     struct virtio_net_params net = {0};
@@ -164,7 +166,8 @@ static int cmd_run(int argc, char **argv) {
         {"cpus", required_argument, 0, O_CPUS},     {"disk", required_argument, 0, O_DISK},
         {"console", required_argument, 0, O_CONSOLE}, {"rng", no_argument, 0, O_RNG},
         {"device", required_argument, 0, O_DEVICE}, {"api-sock", required_argument, 0, O_API_SOCK},
-        {"config-file", required_argument, 0, O_CONFIG_FILE}, {"trace-file", required_argument, 0, O_TRACE_FILE},
+        {"config-file", required_argument, 0, O_CONFIG_FILE}, {"restore", required_argument, 0, O_RESTORE},
+        {"mem-file", required_argument, 0, O_MEM_FILE}, {"trace-file", required_argument, 0, O_TRACE_FILE},
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
         {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
@@ -178,7 +181,7 @@ static int cmd_run(int argc, char **argv) {
     int c;
     /* What the config file or the API gives, when there is one: the flags would be a second
      * source of the same facts, so they are refused then. */
-    const char *machine_flag = NULL, *api_sock = NULL, *config_file = NULL;
+    const char *machine_flag = NULL, *api_sock = NULL, *config_file = NULL, *restore = NULL, *mem_file = NULL;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == O_KERNEL || c == O_INITRD || c == O_CMDLINE || c == O_MEM || c == O_CPUS || c == O_DISK ||
             c == O_RNG || c == O_NET || c == O_DEVICE)
@@ -195,6 +198,14 @@ static int cmd_run(int argc, char **argv) {
         case O_CONFIG_FILE:
             if (!*optarg) return bad_usage("--config-file: empty path");
             config_file = optarg;
+            break;
+        case O_RESTORE:
+            if (!*optarg) return bad_usage("--restore: empty path");
+            restore = optarg;
+            break;
+        case O_MEM_FILE:
+            if (!*optarg) return bad_usage("--mem-file: empty path");
+            mem_file = optarg;
             break;
         case 'h': usage(stdout); return 0;
         case O_KERNEL: cfg.kernel = optarg; break;
@@ -278,9 +289,11 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     if (optind < argc) return bad_usage("unexpected argument %s", argv[optind]);
-    if ((api_sock || config_file) && machine_flag)
+    if (!restore != !mem_file) return bad_usage("--restore STATE and --mem-file MEM go together");
+    if (restore && config_file) return bad_usage("--restore: the snapshot is the configuration; no --config-file");
+    if ((api_sock || config_file || restore) && machine_flag)
         return bad_usage("%s: with %s, the kernel, memory, CPUs and devices come from there, not from flags",
-                         machine_flag, api_sock ? "--api-sock" : "--config-file");
+                         machine_flag, restore ? "--restore" : api_sock ? "--api-sock" : "--config-file");
     /* The devices in a fixed order, which fixes their places (and a Linux guest's names) */
     struct virtio_console_params console = {STDIN_FILENO, STDOUT_FILENO};
     if (cfg.console == CONSOLE_VIRTIO) add_device(&cfg, &virtio_console_ops, &console);
@@ -290,7 +303,7 @@ static int cmd_run(int argc, char **argv) {
     for (unsigned i = 0; i < nextra; i++)
         if (!add_device(&cfg, extra[i], NULL)) return bad_usage("at most %d virtio devices", MACHINE_MAX_DEVICES);
     if (cfg.profile_symbols && !cfg.profile) return bad_usage("--profile-symbols needs --profile FILE");
-    if (api_sock || config_file) return api_run(&cfg, api_sock, config_file);
+    if (api_sock || config_file || restore) return api_run(&cfg, api_sock, config_file, restore, mem_file);
     if (!cfg.kernel && !(cfg.kernel = bundled_kernel())) {
         fprintf(stderr, "bellhop: cannot find the bundled guest\n");
         return 1;

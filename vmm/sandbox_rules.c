@@ -122,7 +122,10 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
                                             KVM_SET_MP_STATE, KVM_CREATE_VCPU, KVM_SET_CPUID2,
                                             KVM_SET_SIGNAL_MASK,
                                             /* what an emulation failure left pending (vmm/vcpu.c) */
-                                            KVM_GET_VCPU_EVENTS};
+                                            KVM_GET_VCPU_EVENTS,
+                                            /* a snapshot's state, each vCPU saving its own (vmm/vcpu_state.c) */
+                                            KVM_GET_MP_STATE, KVM_GET_XSAVE, KVM_GET_XCRS, KVM_GET_DEBUGREGS,
+                                            KVM_GET_LAPIC, KVM_GET_MSRS, KVM_GET_MSR_INDEX_LIST};
         rc = allow_ioctls(ctx, kvm, sizeof kvm / sizeof kvm[0]);
         /* The guest's register writes may run any device inline (e.g. a reset's flush). */
         if (!rc) rc = allow_device_io(ctx);
@@ -145,12 +148,19 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         rc = allow_own_calls(ctx, SANDBOX_MAIN);
         if (!rc) rc = ALLOW(unlink);
         return rc;
-    case SANDBOX_API_LOOP: /* and serves the API: accepts its clients (the socket is made before),
-                            * opens a drive's new file (PATCH /drives: never created or cut) */
+    case SANDBOX_API_LOOP: { /* and serves the API: accepts its clients (the socket is made before),
+                              * opens a drive's new file (PATCH /drives: never created or cut), writes
+                              * a snapshot's two files (created or cut, never appended to) and reads
+                              * what KVM keeps of the whole guest for it */
         rc = allow_own_calls(ctx, SANDBOX_LOOP);
         if (!rc) rc = ALLOW(accept4);
-        if (!rc) rc = ALLOW_IF(openat, 1, arg_masked(2, O_CREAT | O_TRUNC | O_APPEND, 0));
+        if (!rc) rc = ALLOW_IF(openat, 1, arg_masked(2, O_APPEND, 0));
+        if (!rc) rc = ALLOW(ftruncate);
+        if (!rc) rc = ALLOW(newfstatat);
+        static const unsigned long kvm[] = {KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK};
+        if (!rc) rc = allow_ioctls(ctx, kvm, sizeof kvm / sizeof kvm[0]);
         return rc;
+    }
     case SANDBOX_ROLES:
         break;
     }

@@ -27,53 +27,6 @@
  * register): enter the guest again rather than return a packet. */
 #define REENTER ZX_ERR_NEXT
 
-/* "One vCPU per thread" outlives neither: shared by the vCPU and its thread, each holding
- * a reference; the vCPU marks it dead when it goes. */
-struct binding {
-    atomic_uint refs;
-    atomic_bool alive;
-};
-
-struct vcpu {
-    struct zx_object obj;
-    struct guest *guest; /* referenced */
-    struct binding *binding;
-    int fd;
-    struct kvm_run *run;
-    unsigned id;
-    pid_t tid;
-    atomic_bool kicked;
-    timer_t tick; /* bellhop_vcpu_set_tick's, while `ticking` */
-    bool ticking;
-    /* a port-IO exit being returned element by element (REP/string forms) */
-    struct {
-        bool active, in;
-        uint8_t size;
-        uint16_t port;
-        uint32_t index, count;
-        uint64_t key;
-    } io;
-    bool mem_read; /* a GUEST_MEM read awaits its answer */
-    /* the traps hit last (see find_trap) */
-    struct trap_hit {
-        struct trap *trap;
-        uint64_t addr, end, key;
-        uint32_t kind;
-    } last_io, last_mem;
-    struct vcpu_exits exits;
-    uint64_t run_size;
-    /* a slow-path bell interrupted by a kick, retried on the next enter */
-    struct bell *pending_bell;
-    uint64_t pending_bell_addr;
-    uint64_t ctl_arg0;
-    uint32_t ctl_arg1;
-    pthread_mutex_t err_lock;
-    char err[192];
-    /* the instruction KVM could not emulate (ZX_ERR_INTERNAL), as the exit gave it */
-    uint8_t failed_insn[15];
-    uint8_t failed_insn_len;
-};
-
 static __thread struct binding *tls_binding;
 /* The handle this thread enters its vCPU by: every exit costs a lookup otherwise. */
 static __thread struct handle_cache tls_vcpu;
@@ -547,7 +500,7 @@ __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_
 /* A vCPU is the calling thread's when it carries the thread's binding. */
 static bool owned_by_caller(const struct vcpu *v) { return v->binding == tls_binding; }
 
-static zx_status_t owned_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **out) {
+zx_status_t owned_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **out) {
     zx_status_t st = vcpu_get(h, rights, out);
     if (st == ZX_OK && !owned_by_caller(*out)) {
         object_unref(&(*out)->obj);

@@ -196,6 +196,28 @@ zx_status_t bellhop_vcpu_last_error(zx_handle_t handle, char *buf, size_t size);
  * returns how many; 0 when KVM gave none (read guest memory at RIP instead). Owning thread. */
 size_t bellhop_vcpu_failed_instruction(zx_handle_t handle, uint8_t *buf, size_t size);
 
+/* bellhop, for snapshots: the whole state KVM keeps of a vCPU (general, segment and debug
+ * registers, FPU/XSAVE, XCRs, the MSRs KVM lists (the TSC among them), the LAPIC, pending
+ * events, the MP state) as a self-describing record list of at most BELLHOP_VCPU_STATE_MAX
+ * bytes. bellhop_vcpu_save: owning thread, between enters (an I/O the last exit left is
+ * completed first; ZX_ERR_SHOULD_WAIT while a bell write is still pending); *actual gets the
+ * length. bellhop_vcpu_restore: owning thread, before the first enter; a record KVM refuses,
+ * a short or unknown one, is ZX_ERR_INVALID_ARGS (or ZX_ERR_IO_REFUSED: KVM said no), with
+ * the reason in bellhop_vcpu_last_error. */
+#define BELLHOP_VCPU_STATE_MAX 32768u
+zx_status_t bellhop_vcpu_save(zx_handle_t handle, void *buf, size_t size, size_t *actual);
+zx_status_t bellhop_vcpu_restore(zx_handle_t handle, const void *buf, size_t size);
+/* bellhop, for snapshots: what KVM keeps of the whole guest (the PICs and the IOAPIC, the
+ * PIT, the KVM clock), the same way; any thread, with every vCPU out of zx_vcpu_enter. The
+ * restore goes before any vCPU's. err (may be NULL) gets the reason of a failure. */
+#define BELLHOP_GUEST_STATE_MAX 4096u
+zx_status_t bellhop_guest_save(zx_handle_t guest, void *buf, size_t size, size_t *actual);
+zx_status_t bellhop_guest_restore(zx_handle_t guest, const void *buf, size_t size, char *err, size_t errlen);
+/* bellhop: RAM at addr backed by a private mapping of fd from offset (a snapshot's memory
+ * file): read lazily, page by page, as the guest touches it; writes stay in this process. */
+zx_status_t bellhop_guest_map_file(zx_handle_t guest, zx_gpaddr_t addr, size_t size, int fd, uint64_t offset,
+                                   void **host);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,221 @@
+#!/bin/sh
+# Snapshots through the real client: the tiny guest counting (cmdline "count": each line after
+# checking its memory and using virtio-rng, -blk and -console) on two vCPUs, paused and saved
+# with curl, the VMM killed, then brought back in new processes (through the API, from the
+# command line, twice at once) where the count goes on; then every bad file and request. POSIX
+# sh (busybox inside the nested KVM host).
+suite=snapshot
+tests="a_paused_guest_is_saved_to_two_files the_restored_guest_counts_on_from_where_it_stopped
+       its_devices_work_after_restore restore_from_the_command_line_counts_on
+       two_restores_at_once_count_on_each_with_its_own_disk a_snapshot_of_a_restored_guest_restores_too
+       bad_snapshot_files_are_refused_with_a_reason bad_snapshot_requests_get_400_with_a_reason
+       another_device_set_is_refused"
+if [ "${1:-}" = --list ]; then
+    for t in $tests; do echo "$suite.$t"; done
+    exit 0
+fi
+[ "${1:-}" = --from ] && echo "(snapshot: every test runs; --from ignored)"
+pass() { echo "PASS $suite.$1"; }
+fail() { echo "FAIL $suite.$1: $2"; failed=1; }
+skip() { echo "SKIP $suite.$1: $2"; }
+failed=0
+here=$(cd "$(dirname "$0")/../.." && pwd)
+bellhop=$here/bellhop guest=$here/guest/guest.elf
+[ -f $guest ] || guest=$(cd $here/.. && pwd)/guest/guest.elf # the sanitizer builds' (build/asan)
+curl=$(command -v curl || true)
+[ -x /bellhop/usr/bin/curl ] && curl=/bellhop/usr/bin/curl # inside the nested host
+if [ -z "$curl" ]; then
+    for t in $tests; do skip $t "no curl"; done
+    exit 0
+fi
+dir=$(mktemp -d /tmp/bellhop-snap.XXXXXX)
+disk=$dir/disk.img state=$dir/vm.state mem=$dir/vm.mem
+dd if=/dev/zero of=$disk bs=1024 count=1024 2>/dev/null
+pids=
+cleanup() { for p in $pids; do kill -9 $p 2>/dev/null; done; rm -rf "$dir"; }
+trap cleanup EXIT
+
+# req SOCK METHOD PATH [BODY]: sets code (the HTTP status) and body (the answer)
+req() {
+    s=$1; shift
+    if [ $# -ge 3 ]; then
+        body=$($curl -s -m 30 --unix-socket $s -X "$1" "http://localhost$2" -H 'Content-Type: application/json' \
+               -d "$3" -w ' %{http_code}')
+    else
+        body=$($curl -s -m 30 --unix-socket $s -X "$1" "http://localhost$2" -w ' %{http_code}')
+    fi
+    code=${body##* }
+    body=${body% *}
+}
+wait_for() { # FILE TEXT SECONDS
+    i=0
+    while ! grep -qE "$2" "$1" 2>/dev/null; do
+        i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1; sleep 0.1
+    done
+}
+wait_sock() { i=0; while [ ! -S $1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; }
+disk_count() { tr -d '\000' < $1 | grep -o 'count [0-9]*' | head -1 | cut -d' ' -f2; } # sector 3: the last count
+last_count() { grep -o '^count [0-9]*' $1 | tail -1 | cut -d' ' -f2; }
+first_count() { grep -o '^count [0-9]*' $1 | head -1 | cut -d' ' -f2; }
+# every count line of FILE says each check passed
+counts_ok() { [ -n "$(last_count $1)" ] && ! grep '^count ' $1 | grep -qv 'memory ok, rng ok, blk ok, console ok'; }
+# serve SOCK OUT: a fresh bellhop on the API socket, its pid in $pid
+serve() {
+    $bellhop run --console virtio --api-sock $1 > $2 2>&1 < /dev/null &
+    pid=$!; pids="$pids $pid"
+    wait_sock $1
+}
+
+# The first VMM: boots, counts, is paused and saved, then killed.
+sock=$dir/a.sock out=$dir/a.out
+serve $sock $out; first=$pid
+req $sock PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "count"}'
+req $sock PUT /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true, "is_read_only": false}'
+req $sock PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 128}'
+req $sock PUT /entropy '{}'
+req $sock PUT /actions '{"action_type": "InstanceStart"}'
+wait_for $out "^count 3:" 90
+req $sock PUT /snapshot/create '{"snapshot_type": "Full", "snapshot_path": "'$state'", "mem_file_path": "'$mem'"}'
+running=$code:$body
+req $sock PATCH /vm '{"state": "Paused"}'; cp=$code
+sleep 0.3
+req $sock PUT /snapshot/create '{"snapshot_type": "Full", "snapshot_path": "'$state'", "mem_file_path": "'$mem'"}'
+saved=$(last_count $out)
+kill -9 $first; wait $first 2>/dev/null
+memsize=$(wc -c < $mem 2>/dev/null)
+if [ "$cp $code" = "204 204" ] && [ "$(head -c 6 $state 2>/dev/null)" = BHSNAP ] && [ "$memsize" = 134217728 ] &&
+   [ -n "$saved" ] && grep -q "smp-startup      PASS" $out; then
+    pass a_paused_guest_is_saved_to_two_files
+else
+    fail a_paused_guest_is_saved_to_two_files "pause $cp, create $code $body, mem $memsize bytes, count $saved: $(tail -3 $out)"
+fi
+case "$running" in
+    *"not paused"*) ;;
+    *) fail bad_snapshot_requests_get_400_with_a_reason "create while running: $running"; bad_running=1 ;;
+esac
+cp $disk $dir/disk.saved
+
+# Brought back through the API in a new process: the count goes on from the saved one.
+sock=$dir/b.sock out=$dir/b.out
+serve $sock $out; second=$pid
+req $sock PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_backend": {"backend_type": "File", "backend_path": "'$mem'"}, "resume_vm": true}'
+cl=$code:$body
+if [ "$cl" = "204:" ] && wait_for $out "^count $((saved + 2)):" 60 && [ "$(first_count $out)" = $((saved + 1)) ]; then
+    pass the_restored_guest_counts_on_from_where_it_stopped
+else
+    fail the_restored_guest_counts_on_from_where_it_stopped "load $cl, saved at $saved, then $(first_count $out)..$(last_count $out): $(tail -3 $out)"
+fi
+if counts_ok $out && grep -q "^console $((saved + 1))" $out; then
+    pass its_devices_work_after_restore
+else
+    fail its_devices_work_after_restore "$(grep -v '^count .*ok, rng ok, blk ok, console ok' $out | tail -4)"
+fi
+# Its own snapshot, taken in turn, restores as well.
+req $sock PATCH /vm '{"state": "Paused"}'
+req $sock PUT /snapshot/create '{"snapshot_path": "'$dir/b.state'", "mem_file_path": "'$dir/b.mem'"}'; cb=$code:$body
+bsaved=$(last_count $out)
+req $sock PUT /snapshot/create '{"snapshot_path": "'$dir/b.state'", "mem_file_path": "'$mem'"}'; same=$code:$body
+kill -9 $second; wait $second 2>/dev/null
+
+# From the command line, no API at all.
+cp $dir/disk.saved $disk
+out=$dir/c.out
+$bellhop run --console virtio --restore $state --mem-file $mem > $out 2>&1 < /dev/null &
+pid=$!; pids="$pids $pid"
+if wait_for $out "^count $((saved + 2)):" 60 && [ "$(first_count $out)" = $((saved + 1)) ] && counts_ok $out; then
+    pass restore_from_the_command_line_counts_on
+else
+    fail restore_from_the_command_line_counts_on "saved at $saved, then $(first_count $out)..$(last_count $out): $(tail -3 $out)"
+fi
+kill -9 $pid; wait $pid 2>/dev/null
+
+# Twice at once, each loaded paused, given its own copy of the disk, then resumed.
+for x in d e; do
+    cp $dir/disk.saved $dir/$x.img
+    serve $dir/$x.sock $dir/$x.out; eval pid_$x=$pid
+done
+for x in d e; do
+    req $dir/$x.sock PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_backend": {"backend_type": "File", "backend_path": "'$mem'"}, "resume_vm": false}'
+    l=$code
+    req $dir/$x.sock PATCH /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$dir/$x.img'"}'; p=$code
+    req $dir/$x.sock PATCH /vm '{"state": "Resumed"}'
+    eval st_$x="$l$p$code"
+done
+if [ "$st_d$st_e" = 204204204204204204 ] && wait_for $dir/d.out "^count $((saved + 3)):" 60 &&
+   wait_for $dir/e.out "^count $((saved + 3)):" 60 && counts_ok $dir/d.out && counts_ok $dir/e.out &&
+   [ "$(first_count $dir/d.out)" = $((saved + 1)) ] && [ "$(first_count $dir/e.out)" = $((saved + 1)) ] &&
+   [ "$(disk_count $dir/d.img)" -gt $((saved + 2)) ] && [ "$(disk_count $dir/e.img)" -gt $((saved + 2)) ]; then
+    pass two_restores_at_once_count_on_each_with_its_own_disk
+else
+    fail two_restores_at_once_count_on_each_with_its_own_disk "statuses $st_d $st_e, disks at $(disk_count $dir/d.img) $(disk_count $dir/e.img): $(tail -2 $dir/d.out) / $(tail -2 $dir/e.out)"
+fi
+kill -9 $pid_d $pid_e; wait $pid_d $pid_e 2>/dev/null
+
+out=$dir/f.out
+$bellhop run --console virtio --restore $dir/b.state --mem-file $dir/b.mem > $out 2>&1 < /dev/null &
+pid=$!; pids="$pids $pid"
+if [ "$cb" = "204:" ] && wait_for $out "^count $((bsaved + 2)):" 60 && [ "$(first_count $out)" = $((bsaved + 1)) ] &&
+   counts_ok $out; then
+    pass a_snapshot_of_a_restored_guest_restores_too
+else
+    fail a_snapshot_of_a_restored_guest_restores_too "create $cb, saved at $bsaved, then $(first_count $out): $(tail -3 $out)"
+fi
+kill -9 $pid; wait $pid 2>/dev/null
+
+# Files that are not this snapshot: each a one-line error, exit status 1, no crash.
+head -c 1000 $state > $dir/cut.state
+cp $state $dir/flip.state
+printf 'X' | dd of=$dir/flip.state bs=1 seek=300 conv=notrunc 2>/dev/null
+head -c 1048576 $mem > $dir/short.mem
+badfile=
+refused() { # WANT STATE MEM [FLAGS]
+    want=$1 st=$2 m=$3; shift 3
+    $bellhop run --console virtio "$@" --restore $st --mem-file $m > $dir/bad.out 2>&1 < /dev/null; rc=$?
+    if [ $rc != 1 ] || ! grep -q "$want" $dir/bad.out || [ "$(wc -l < $dir/bad.out)" -gt 2 ]; then
+        badfile="$badfile [$st $m: status $rc, $(head -c 300 $dir/bad.out); wanted '$want']"
+    fi
+}
+refused "CRC mismatch" $dir/cut.state $mem
+refused "CRC mismatch" $dir/flip.state $mem
+refused "not a bellhop snapshot state file" $guest $mem
+refused "not a bellhop snapshot state file" $dir/short.mem $mem
+refused "the snapshot's guest has 134217728" $state $dir/short.mem
+refused "No such file" $dir/nonexistent $mem
+refused "not a regular file" $dir $mem
+[ -z "$badfile" ] && pass bad_snapshot_files_are_refused_with_a_reason || fail bad_snapshot_files_are_refused_with_a_reason "$badfile"
+
+# The same snapshot, a machine without the virtio console: the device lists differ.
+$bellhop run --restore $state --mem-file $mem > $dir/dev.out 2>&1 < /dev/null; rc=$?
+if [ $rc = 1 ] && grep -q "the snapshot has virtio-console where this machine has virtio-blk" $dir/dev.out; then
+    pass another_device_set_is_refused
+else
+    fail another_device_set_is_refused "status $rc: $(head -c 300 $dir/dev.out)"
+fi
+
+sock=$dir/g.sock
+serve $sock $dir/g.out; last=$pid
+nbad=0 bad_seen=
+bad() { # METHOD PATH BODY WANT
+    req $sock "$1" "$2" "$3"; nbad=$((nbad + 1))
+    case "$code $body" in
+        "400 {\"fault_message\":\""*"$4"*) ;;
+        *) bad_seen="$bad_seen [$1 $2 -> $code $body; wanted 400 with '$4']" ;;
+    esac
+}
+bad PUT /snapshot/create '{"snapshot_path": "'$dir/x'", "mem_file_path": "'$dir/y'"}' "the VM is not running"
+bad PUT /snapshot/create '{"snapshot_type": "Diff", "snapshot_path": "'$dir/x'", "mem_file_path": "'$dir/y'"}' "only Full"
+bad PUT /snapshot/create '{"snapshot_path": "'$dir/x'"}' "mem_file_path"
+bad PUT /snapshot/load '{"snapshot_path": "'$state'"}' "either mem_backend or mem_file_path"
+bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_backend": {"backend_type": "Uffd", "backend_path": "/x"}}' "only File"
+bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'", "enable_diff_snapshots": true}' "diff snapshots"
+bad PUT /snapshot/load '{"snapshot_path": "'$dir/cut.state'", "mem_file_path": "'$mem'"}' "CRC mismatch"
+bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$dir/short.mem'"}' "the snapshot's guest has"
+bad PUT /snapshot/load '{"snapshot_path": 7, "mem_file_path": "'$mem'"}' "Expected string"
+bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'", "extra": 1}' "left unpacked: extra"
+req $sock PUT /boot-source '{"kernel_image_path": "'$guest'"}'
+bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'"}' "nothing configured"
+case "$same" in "400:"*"is the memory file this VM runs on"*) ;; *) bad_seen="$bad_seen [create onto its own memory file: $same]" ;; esac
+if [ -z "$bad_seen" ] && [ -z "${bad_running:-}" ]; then pass bad_snapshot_requests_get_400_with_a_reason; else
+    fail bad_snapshot_requests_get_400_with_a_reason "$nbad requests:$bad_seen"; fi
+kill -9 $last; wait $last 2>/dev/null
+exit $failed
