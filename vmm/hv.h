@@ -181,6 +181,13 @@ void bell_destroy(struct bell *b);
 zx_status_t bell_ring(struct bell *b, uint64_t addr, atomic_bool *kicked);
 void bell_wake_waiters(struct guest *g);
 
+/* vcpu_state.c: checks a saved vCPU state's records (each known, once, of its size; all but
+ * the optional ones there) and points found[] and lens[] at them, in restore order. 0, or -1
+ * with the reason. */
+#define VCPU_STATE_RECORDS 9
+int vcpu_state_parse(const void *buf, size_t size, const uint8_t *found[VCPU_STATE_RECORDS],
+                     uint32_t lens[VCPU_STATE_RECORDS], char *err, size_t errlen);
+
 /* vcpu.c: the vCPU behind h, referenced, when it is the calling thread's (else ZX_ERR_BAD_STATE). */
 zx_status_t owned_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **out);
 

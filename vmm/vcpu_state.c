@@ -199,6 +199,7 @@ static const struct vcpu_record {
     {REC_EVENTS, sizeof(struct kvm_vcpu_events), KVM_SET_VCPU_EVENTS, "pending events"},
 };
 #define NVCPU_RECORDS (sizeof vcpu_records / sizeof vcpu_records[0])
+_Static_assert(NVCPU_RECORDS == VCPU_STATE_RECORDS, "hv.h counts the records");
 
 static zx_status_t set_msrs(struct vcpu *v, const uint8_t *data, uint32_t len) {
     uint32_t n = len / sizeof(struct kvm_msr_entry);
@@ -214,29 +215,38 @@ static zx_status_t set_msrs(struct vcpu *v, const uint8_t *data, uint32_t len) {
     return ZX_OK;
 }
 
+int vcpu_state_parse(const void *buf, size_t size, const uint8_t *found[VCPU_STATE_RECORDS],
+                     uint32_t lens[VCPU_STATE_RECORDS], char *err, size_t errlen) {
+    const uint8_t *p = buf, *end = p + (buf ? size : 0), *data;
+    struct rec_hdr h;
+    bool bad = false;
+    for (size_t i = 0; i < NVCPU_RECORDS; i++) found[i] = NULL, lens[i] = 0;
+    while (rec_next(&p, end, &h, &data, &bad)) {
+        size_t i = 0;
+        while (i < NVCPU_RECORDS && vcpu_records[i].tag != h.tag) i++;
+        if (i == NVCPU_RECORDS) return snprintf(err, errlen, "vCPU state: unknown record %u", h.tag), -1;
+        if (found[i]) return snprintf(err, errlen, "vCPU state: two %s records", vcpu_records[i].name), -1;
+        if (vcpu_records[i].len ? h.len != vcpu_records[i].len
+                                : h.len % sizeof(struct kvm_msr_entry) || h.len / sizeof(struct kvm_msr_entry) > MAX_MSRS)
+            return snprintf(err, errlen, "vCPU state: the %s record is %u bytes", vcpu_records[i].name, h.len), -1;
+        found[i] = data, lens[i] = h.len;
+    }
+    if (bad) return snprintf(err, errlen, "vCPU state: a record runs past its end"), -1;
+    for (size_t i = 0; i < NVCPU_RECORDS; i++)
+        if (!found[i] && !vcpu_records[i].optional)
+            return snprintf(err, errlen, "vCPU state: no %s record", vcpu_records[i].name), -1;
+    return 0;
+}
+
 zx_status_t bellhop_vcpu_restore(zx_handle_t handle, const void *buf, size_t size) {
     struct vcpu *v;
     zx_status_t st = owned_vcpu(handle, ZX_RIGHT_WRITE, &v);
     if (st != ZX_OK) return st;
-    const uint8_t *found[NVCPU_RECORDS] = {0};
-    uint32_t lens[NVCPU_RECORDS] = {0};
-    const uint8_t *p = buf, *end = p + (buf ? size : 0), *data;
-    struct rec_hdr h;
-    bool bad = false;
-    while (st == ZX_OK && rec_next(&p, end, &h, &data, &bad)) {
-        size_t i = 0;
-        while (i < NVCPU_RECORDS && vcpu_records[i].tag != h.tag) i++;
-        if (i == NVCPU_RECORDS) st = vcpu_refused(v, ZX_ERR_INVALID_ARGS, "vCPU state: unknown record %u", h.tag);
-        else if (found[i]) st = vcpu_refused(v, ZX_ERR_INVALID_ARGS, "vCPU state: two %s records", vcpu_records[i].name);
-        else if (vcpu_records[i].len ? h.len != vcpu_records[i].len
-                                     : h.len % sizeof(struct kvm_msr_entry) || h.len / sizeof(struct kvm_msr_entry) > MAX_MSRS)
-            st = vcpu_refused(v, ZX_ERR_INVALID_ARGS, "vCPU state: the %s record is %u bytes", vcpu_records[i].name, h.len);
-        else found[i] = data, lens[i] = h.len;
-    }
-    if (st == ZX_OK && bad) st = vcpu_refused(v, ZX_ERR_INVALID_ARGS, "vCPU state: a record runs past its end");
-    for (size_t i = 0; st == ZX_OK && i < NVCPU_RECORDS; i++)
-        if (!found[i] && !vcpu_records[i].optional)
-            st = vcpu_refused(v, ZX_ERR_INVALID_ARGS, "vCPU state: no %s record", vcpu_records[i].name);
+    const uint8_t *found[NVCPU_RECORDS];
+    uint32_t lens[NVCPU_RECORDS];
+    char why[160];
+    if (vcpu_state_parse(buf, size, found, lens, why, sizeof why) != 0)
+        st = vcpu_refused(v, ZX_ERR_INVALID_ARGS, "%s", why);
     for (size_t i = 0; st == ZX_OK && i < NVCPU_RECORDS; i++) {
         const struct vcpu_record *r = &vcpu_records[i];
         if (!found[i]) continue;
