@@ -374,6 +374,8 @@ void machine_resume(struct machine *m) {
     pthread_mutex_unlock(&m->lock);
 }
 
+struct timeline *machine_timeline(struct machine *m) { return m->env.timeline; }
+
 bool machine_paused(struct machine *m) {
     pthread_mutex_lock(&m->lock);
     bool p = m->paused;

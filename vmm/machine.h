@@ -91,6 +91,8 @@ bool machine_paused(struct machine *m);
 void machine_metrics_line(struct machine *m, char *buf, size_t len);
 /* The instance made from cfg->devices[i]; NULL past them. */
 struct virtio_dev *machine_device(struct machine *m, unsigned i);
+/* --trace-file's timeline (vmm/timeline.h), or NULL. */
+struct timeline *machine_timeline(struct machine *m);
 /* The keyboard's Ctrl+Alt+Del, as a Linux guest's i8042 driver sees it. */
 void machine_ctrl_alt_del(struct machine *m);
 /* Paused, on the loop thread: writes the snapshot's state file (config_json: the machine's

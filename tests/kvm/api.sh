@@ -8,7 +8,7 @@ tests="requests_are_refused_before_start a_kernel_that_is_not_a_kernel_is_refuse
        instance_start_boots_the_guest get_reports_running pause_stops_the_guest resume_goes_on
        flush_metrics_writes_exit_counts patch_drive_swaps_the_backing_file bad_requests_get_400_with_a_reason the_vm_runs_after_them
        the_socket_is_removed_at_the_end config_file_alone_boots_the_same_vm
-       an_existing_file_is_not_taken_for_the_socket"
+       an_existing_file_is_not_taken_for_the_socket requests_are_slices_on_the_loop_track"
 if [ "${1:-}" = --list ]; then
     for t in $tests; do echo "$suite.$t"; done
     exit 0
@@ -207,5 +207,28 @@ if [ $st = 1 ] && grep -q "exists and is not a socket" $out && [ "$(cat $dir/not
     pass an_existing_file_is_not_taken_for_the_socket
 else
     fail an_existing_file_is_not_taken_for_the_socket "status $st: $(cat $out)"
+fi
+
+# With --trace-file, each request served while the VM runs is a named slice on the loop's
+# track; the VM then ends by its console's Ctrl-A x, so that the timeline is written.
+mkfifo $dir/console
+$bellhop run --api-sock $sock --trace-file $dir/trace.json < $dir/console > $out 2>&1 &
+pid=$!
+exec 9> $dir/console
+i=0; while [ ! -S $sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+req PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "wait"}'
+req PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+req PUT /actions '{"action_type": "InstanceStart"}'
+wait_for $out "guest: waiting" 60
+req GET /; c1=$code
+req PATCH /vm '{"state": "Paused"}'; c2=$code
+req PATCH /vm '{"state": "Resumed"}'; c3=$code
+printf '\001x' >&9
+exec 9>&-
+wait $pid; st=$?; pid=
+if [ "$c1$c2$c3" = 200204204 ] && grep -q '"api GET /"' $dir/trace.json && [ "$(grep -c '"api PATCH /vm"' $dir/trace.json)" = 2 ]; then
+    pass requests_are_slices_on_the_loop_track
+else
+    fail requests_are_slices_on_the_loop_track "status $st, requests $c1 $c2 $c3: $(grep -o '"api [^"]*"' $dir/trace.json 2>/dev/null | sort | uniq -c)"
 fi
 exit $failed
