@@ -301,9 +301,12 @@ static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
     return r == 0 ? 0 : machine_fail("cannot start cpu%u: %s", id, strerror(r));
 }
 
+static __thread bool on_loop_thread;
+
 /* The loop thread's first task confines it; nothing of the guest's runs before that. */
 static void confine_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
     (void)d;
+    on_loop_thread = st == ZX_OK;
     struct machine *m = container_of(task, struct machine, loop_sandbox_task);
     int r = 1;
     if (st != ZX_OK) {
@@ -398,9 +401,12 @@ static void loop_turn_begins(async_loop_t *loop, void *data) {
     ((struct machine *)data)->loop_turn_ns = timeline_now_ns();
 }
 
+/* Handlers the loop's teardown cancels run on the main thread: they are no turns of the loop
+ * thread's, and would make a second "loop" track. */
 static void loop_turn_ends(async_loop_t *loop, void *data) {
     (void)loop;
     struct machine *m = data;
+    if (!on_loop_thread) return;
     struct timeline_record e = {.ts_ns = m->loop_turn_ns, .dur_ns = timeline_now_ns() - m->loop_turn_ns,
                                 .kind = TIMELINE_TURN, .what = "loop handler"};
     timeline_put(timeline_ring(m->env.timeline, "loop"), &e);
