@@ -66,7 +66,7 @@ VMM_LIBS  := -lfdt -ldl -ljansson -lhttp_parser $(UNPACK_LIBS)
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins install
 all: $(B)/libloop.a $(B)/bellhop $(B)/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
-     $(B)/bench/loop_bench $(B)/bench/api_bench
+     $(B)/bench/loop_bench $(B)/bench/api_bench $(B)/bench/snapshot_bench
 
 unit-bins: $(UNIT_BINS)
 
@@ -209,6 +209,10 @@ $(B)/bench/api_bench: $(B)/obj/bench/api_bench.o
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
+$(B)/bench/snapshot_bench: $(B)/obj/bench/snapshot_bench.o
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^
+
 $(B)/bench/loop_bench: $(B)/obj/bench/loop_bench.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -luv
@@ -320,6 +324,8 @@ bench: deps all linux-files
 	@$(B)/bench/api_bench build/bellhop
 	@$(B)/tests/kvm-probe > /dev/null || { echo "(and in the nested KVM host, for InstanceStart to the guest:)"; \
 	    BELLHOP_RUN_FILES="build/bellhop build/guest" scripts/run.sh $(B)/bench/api_bench build/bellhop 5; }
+	@echo
+	@BELLHOP_RUN_FILES="build/bellhop build/guest" scripts/run.sh $(B)/bench/snapshot_bench build/bellhop 5
 	@echo
 	@if [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ]; then \
 	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory,timeline && echo && \

@@ -188,15 +188,15 @@ static const struct vcpu_record {
     const char *name;
     bool optional;
 } vcpu_records[] = {
-    {REC_MP_STATE, sizeof(struct kvm_mp_state), KVM_SET_MP_STATE, "MP state"},
-    {REC_REGS, sizeof(struct kvm_regs), KVM_SET_REGS, "registers"},
-    {REC_SREGS, sizeof(struct kvm_sregs), KVM_SET_SREGS, "segment registers"},
-    {REC_XSAVE, sizeof(struct kvm_xsave), KVM_SET_XSAVE, "XSAVE area"},
+    {REC_MP_STATE, sizeof(struct kvm_mp_state), KVM_SET_MP_STATE, "MP state", false},
+    {REC_REGS, sizeof(struct kvm_regs), KVM_SET_REGS, "registers", false},
+    {REC_SREGS, sizeof(struct kvm_sregs), KVM_SET_SREGS, "segment registers", false},
+    {REC_XSAVE, sizeof(struct kvm_xsave), KVM_SET_XSAVE, "XSAVE area", false},
     {REC_XCRS, sizeof(struct kvm_xcrs), KVM_SET_XCRS, "XCRs", true},
-    {REC_DEBUGREGS, sizeof(struct kvm_debugregs), KVM_SET_DEBUGREGS, "debug registers"},
-    {REC_LAPIC, sizeof(struct kvm_lapic_state), KVM_SET_LAPIC, "LAPIC"},
-    {REC_MSRS, 0, KVM_SET_MSRS, "MSRs"},
-    {REC_EVENTS, sizeof(struct kvm_vcpu_events), KVM_SET_VCPU_EVENTS, "pending events"},
+    {REC_DEBUGREGS, sizeof(struct kvm_debugregs), KVM_SET_DEBUGREGS, "debug registers", false},
+    {REC_LAPIC, sizeof(struct kvm_lapic_state), KVM_SET_LAPIC, "LAPIC", false},
+    {REC_MSRS, 0, KVM_SET_MSRS, "MSRs", false},
+    {REC_EVENTS, sizeof(struct kvm_vcpu_events), KVM_SET_VCPU_EVENTS, "pending events", false},
 };
 #define NVCPU_RECORDS (sizeof vcpu_records / sizeof vcpu_records[0])
 _Static_assert(NVCPU_RECORDS == VCPU_STATE_RECORDS, "hv.h counts the records");

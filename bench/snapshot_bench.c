@@ -1,0 +1,212 @@
+/* Snapshots as a product figure (docs/snapshots.md), for a 128 MiB and a 1 GiB tiny guest
+ * (cmdline "count", virtio-rng), each round in this order:
+ *   - a fresh boot through the API: InstanceStart to the guest's first instruction (bellhop
+ *     --boot-markers' "guest entered", which the API counts from the request);
+ *   - once it counts, PATCH /vm Paused, then PUT /snapshot/create: the request's time;
+ *   - PUT /snapshot/load on a new bellhop: the load request to the guest's first instruction;
+ *   - bellhop run --restore: exec to the guest's first instruction.
+ * Then what lazy memory costs: touching each page of the memory file's private mapping, read
+ * then written, beside anonymous memory's first touch, in this process. Needs a usable
+ * /dev/kvm (make bench runs it in the nested KVM host when there is none).
+ *   usage: snapshot_bench BELLHOP [ROUNDS] */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static pid_t spawn(char *const argv[], const char *out) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR), o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(null, 0);
+        dup2(o, 1);
+        dup2(o, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int connect_to(const char *sock) {
+    double t0 = now_ms();
+    while (now_ms() - t0 < 5000) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+        if (fd >= 0) close(fd);
+        usleep(200);
+    }
+    return -1;
+}
+
+/* One request on a connection of its own: the answer's status, or -1. */
+static int request(const char *sock, const char *method, const char *path, const char *body) {
+    int fd = connect_to(sock);
+    if (fd < 0) return -1;
+    char msg[2048], answer[512] = "";
+    int n = snprintf(msg, sizeof msg, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", method, path,
+                     strlen(body), body);
+    int st = write(fd, msg, (size_t)n) == n && read(fd, answer, sizeof answer - 1) > 0 &&
+                     strncmp(answer, "HTTP/1.1 ", 9) == 0
+                 ? atoi(answer + 9)
+                 : -1;
+    close(fd);
+    return st;
+}
+
+/* The first line of file with `prefix`, scanned with fmt into *v, waited for up to wait_ms. */
+static bool find(const char *file, const char *fmt, double *v, double wait_ms) {
+    double until = now_ms() + wait_ms;
+    for (;;) {
+        FILE *f = fopen(file, "r");
+        char line[512];
+        bool found = false;
+        while (f && !found && fgets(line, sizeof line, f)) found = sscanf(line, fmt, v) == 1;
+        if (f) fclose(f);
+        if (found) return true;
+        if (now_ms() >= until) return false;
+        usleep(1000);
+    }
+}
+
+static void stop(pid_t pid) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* What first touching each page costs, in ns: anonymous memory, and the file's private
+ * mapping read then written (the restored guest's first read and first write of a page). */
+static void lazy_memory(const char *mem_file) {
+    int fd = open(mem_file, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) return;
+    size_t len = (size_t)st.st_size, pages = len / 4096;
+    volatile uint8_t sink = 0;
+    uint8_t *anon = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    uint8_t *file = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+    if (anon == MAP_FAILED || file == MAP_FAILED) return;
+    double t0 = now_ms();
+    for (size_t i = 0; i < pages; i++) anon[i * 4096] = 1;
+    double a = now_ms() - t0;
+    t0 = now_ms();
+    for (size_t i = 0; i < pages; i++) sink ^= file[i * 4096];
+    double r = now_ms() - t0;
+    t0 = now_ms();
+    for (size_t i = 0; i < pages; i++) file[i * 4096] = 1;
+    double w = now_ms() - t0;
+    (void)sink;
+    printf("snapshot: lazy memory, per 4 KiB page first touched (%zu pages, the file in the page cache): "
+           "read %.0f ns, then written %.0f ns; fresh anonymous memory written %.0f ns\n",
+           pages, r * 1e6 / (double)pages, w * 1e6 / (double)pages, a * 1e6 / (double)pages);
+    munmap(anon, len);
+    munmap(file, len);
+    close(fd);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return fprintf(stderr, "usage: snapshot_bench BELLHOP [ROUNDS]\n"), 2;
+    char *bellhop = argv[1];
+    int rounds = argc > 2 ? atoi(argv[2]) : 5;
+    if (rounds < 1 || rounds > 100) rounds = 5;
+    char dir[] = "/tmp/bellhop-snapshot-bench.XXXXXX";
+    if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
+    char sock[PATH_MAX], out[PATH_MAX], guest[PATH_MAX], bindir[PATH_MAX], state[PATH_MAX], mem[PATH_MAX];
+    snprintf(sock, sizeof sock, "%s/api.sock", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(state, sizeof state, "%s/vm.state", dir);
+    snprintf(mem, sizeof mem, "%s/vm.mem", dir);
+    snprintf(bindir, sizeof bindir, "%s", bellhop);
+    snprintf(guest, sizeof guest, "%s/guest/guest.elf", dirname(bindir));
+    static const unsigned sizes[] = {128, 1024};
+    int status = 0;
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        double fresh[100], create[100], load[100], cli[100];
+        int done = 0;
+        long long state_bytes = 0, mem_blocks = 0;
+        for (int r = 0; r < rounds; r++) {
+            char body[PATH_MAX * 2 + 200];
+            unlink(sock);
+            pid_t pid = spawn((char *[]){bellhop, "run", "--api-sock", sock, "--boot-markers", NULL}, out);
+            snprintf(body, sizeof body, "{\"kernel_image_path\": \"%s\", \"boot_args\": \"count\"}", guest);
+            int ok = request(sock, "PUT", "/boot-source", body) == 204;
+            snprintf(body, sizeof body, "{\"vcpu_count\": 1, \"mem_size_mib\": %u}", sizes[s]);
+            ok = ok && request(sock, "PUT", "/machine-config", body) == 204;
+            ok = ok && request(sock, "PUT", "/entropy", "{}") == 204;
+            ok = ok && request(sock, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}") == 204;
+            double count;
+            ok = ok && find(out, "bellhop: guest entered at %lf ms", &fresh[r], 10000) &&
+                 find(out, "count %lf:", &count, 30000);
+            ok = ok && request(sock, "PATCH", "/vm", "{\"state\": \"Paused\"}") == 204;
+            snprintf(body, sizeof body, "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\", \"mem_file_path\": \"%s\"}",
+                     state, mem);
+            double t0 = now_ms();
+            ok = ok && request(sock, "PUT", "/snapshot/create", body) == 204;
+            create[r] = now_ms() - t0;
+            stop(pid);
+            if (!ok) break;
+            struct stat st;
+            if (stat(state, &st) == 0) state_bytes = st.st_size;
+            if (stat(mem, &st) == 0) mem_blocks = st.st_blocks;
+            unlink(sock);
+            pid = spawn((char *[]){bellhop, "run", "--api-sock", sock, "--boot-markers", NULL}, out);
+            snprintf(body, sizeof body,
+                     "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"%s\"}, "
+                     "\"resume_vm\": true}", state, mem);
+            ok = request(sock, "PUT", "/snapshot/load", body) == 204 &&
+                 find(out, "bellhop: guest entered at %lf ms", &load[r], 10000) && find(out, "count %lf:", &count, 30000);
+            stop(pid);
+            if (!ok) break;
+            pid = spawn((char *[]){bellhop, "run", "--boot-markers", "--restore", state, "--mem-file", mem, NULL}, out);
+            ok = find(out, "bellhop: guest entered at %lf ms", &cli[r], 10000);
+            stop(pid);
+            if (!ok) break;
+            done++;
+        }
+        if (done < rounds) {
+            printf("snapshot %u MiB: not measured (round %d failed; no usable /dev/kvm here?)\n", sizes[s], done + 1);
+            status = 1;
+            break;
+        }
+        double f = median(fresh, rounds), c = median(create, rounds), l = median(load, rounds), x = median(cli, rounds);
+        printf("snapshot %u MiB, median of %d: restore %.2f ms from the load request to the guest's first instruction "
+               "(%.2f ms from exec with --restore); a fresh boot %.2f ms from InstanceStart (ratio %.2fx); "
+               "snapshot/create %.1f ms (state file %lld bytes, memory file %lld KiB on disk)\n",
+               sizes[s], rounds, l, x, f, l / f, c, state_bytes, mem_blocks / 2);
+        fflush(stdout);
+    }
+    if (status == 0) lazy_memory(mem);
+    char cmd[PATH_MAX];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) status = 1;
+    return status;
+}
