@@ -1,6 +1,6 @@
 /*
  * bellhop's DSDT: COM1, the CMOS clock and the PS/2 keyboard controller, the PCI host bridge (configuration mechanism #1, bus 0, one 32-bit MMIO
- * window for BARs) and the S5 sleep type that powers the machine off through the
+ * window for BARs), the VM generation ID with the event device that announces its changes, and the S5 sleep type that powers the machine off through the
  * hardware-reduced sleep control register (see firmware/acpi.c, devices/acpi_pm.c).
  * Compiled with iasl at build time.
  */
@@ -72,6 +72,39 @@ DefinitionBlock ("", "DSDT", 2, "BELLHP", "BELLHOP ", 1)
                 DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,
                     0x00000000, 0xE0000000, 0xEFFFFFFF, 0x00000000, 0x10000000)
             })
+        }
+
+        /* The VM generation ID (Microsoft's "Virtual Machine Generation ID" spec, which Linux's
+         * vmgenid driver follows): 16 bytes at ADDR, in the reserved BIOS area, that bellhop
+         * changes when it restores a snapshot (firmware/vmgenid.h) ... */
+        Device (VGEN)
+        {
+            Name (_HID, "BHVG0001") /* bellhop's own ID: Linux matches the _CID */
+            Name (_CID, "VM_GEN_COUNTER")
+            Name (_DDN, "VM_Gen_Counter")
+            Method (ADDR, 0, NotSerialized)
+            {
+                Return (Package (0x02) { 0x000F0000, Zero })
+            }
+        }
+
+        /* ... and then tells the guest through this Generic Event Device: an edge on GSI 3
+         * runs _EVT, which notifies VGEN (hardware-reduced ACPI has no GPE blocks). */
+        Device (GED0)
+        {
+            Name (_HID, "ACPI0013")
+            Name (_UID, Zero)
+            Name (_CRS, ResourceTemplate ()
+            {
+                Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 3 }
+            })
+            Method (_EVT, 1, Serialized)
+            {
+                If (Arg0 == 3)
+                {
+                    Notify (\_SB.VGEN, 0x80)
+                }
+            }
         }
     }
 

@@ -156,8 +156,17 @@ static uint32_t pattern[PATTERN_BYTES / 4];
 
 static uint32_t pattern_word(uint32_t i) { return i * 2654435761u ^ 0x5a5a1234u; }
 
+#define VMGENID_ADDR 0xf0000u /* bellhop's VM generation ID (firmware/vmgenid.h) */
+#define VMGENID_GSI 3u
+static volatile unsigned generations_announced;
+static void on_generation(void *arg) {
+    (void)arg;
+    generations_announced++;
+}
+
 static __attribute__((noreturn)) void count_forever(void) {
     uint32_t *mem = pattern;
+    irq_route(VMGENID_GSI, on_generation, NULL);
     for (uint32_t i = 0; i < PATTERN_BYTES / 4; i++) mem[i] = pattern_word(i);
     printf("guest: %d failed, counting\n", failures);
     for (unsigned n = 1;; n++) {
@@ -181,9 +190,10 @@ static __attribute__((noreturn)) void count_forever(void) {
             int len = snprintf(line, sizeof line, "console %u\n", n);
             c = vdev_request(console_dev, 1, &(struct vbuf){line, (uint32_t)len, false}, 1, false);
         }
-        printf("count %u: memory %s, rng %s, blk %s, console %s\n", n, bad ? "BAD" : "ok",
+        printf("count %u: memory %s, rng %s, blk %s, console %s; generation %08x, %u announced\n", n, bad ? "BAD" : "ok",
                r == 16 ? "ok" : r == -2 ? "none" : "FAIL", w == -2 ? "none" : w == 0 && rd == 0 ? "ok" : "FAIL",
-               c == 0 ? "ok" : c == -2 ? "none" : "FAIL");
+               c == 0 ? "ok" : c == -2 ? "none" : "FAIL", *(volatile uint32_t *)(uintptr_t)VMGENID_ADDR,
+               generations_announced);
     }
 }
 

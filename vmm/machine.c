@@ -260,6 +260,8 @@ static void *cpu_main(void *arg) {
     bool stop = m->exiting;
     pthread_cond_broadcast(&m->cond); /* setup_done() waits for this */
     pthread_mutex_unlock(&m->lock);
+    /* A restored vCPU waits until the machine is set up (longer when restored paused). */
+    if (!stop && m->cfg->restore) stop = park(m, c, vcpu);
     if (c->id == 0 && !stop) {
         /* setup's last phase, the boot vCPU's thread, state and sandbox: the main thread's
          * phases ended before this thread was created, and it adds none after */
@@ -268,7 +270,6 @@ static void *cpu_main(void *arg) {
     }
     if (m->profile && bellhop_vcpu_set_tick(vcpu, PROFILE_PERIOD_NS) != ZX_OK)
         fprintf(stderr, "bellhop: cpu%u: cannot start its profile tick\n", c->id);
-    if (!stop && m->cfg->restore && m->cfg->restore->paused) stop = park(m, c, vcpu); /* restored paused */
     if (!stop) cpu_loop(m, c, vcpu);
     if (m->profile) bellhop_vcpu_set_tick(vcpu, 0);
     pthread_mutex_lock(&m->lock);
@@ -496,7 +497,6 @@ int machine_run(const struct machine_config *cfg) {
     machine_setup_phase(m, "devices");
     if (cfg->restore) {
         if (machine_restore_state(m) != 0) goto out;
-        m->paused = cfg->restore->paused;
         machine_setup_phase(m, "restore");
     } else {
         if (machine_boot_setup(m) != 0) goto out;
@@ -512,20 +512,28 @@ int machine_run(const struct machine_config *cfg) {
             goto out;
         }
     }
-    /* A restored machine's control plane comes once its vCPUs took their states (a refused
-     * one fails the load, as a kernel that is not one fails InstanceStart). */
-    if (cfg->control && !cfg->restore) cfg->control->attach(cfg->control, m, m->env.loop);
+    if (cfg->restore) {
+        /* Every vCPU made and given its state (parked) before the control plane comes: a
+         * refused state fails the load as a kernel that is not one fails InstanceStart. A bell
+         * the loop had not handled when the snapshot was taken is queued before the loop runs. */
+        m->paused = true;
+        for (unsigned i = 0; i < cfg->cpus; i++)
+            if (start_cpu(m, i, 0) != 0) goto out;
+        for (struct virtio_dev *vd; (vd = machine_device(m, ndevices_kicked)); ndevices_kicked++) virtio_restore_kick(vd);
+    }
+    if (cfg->control) cfg->control->attach(cfg->control, m, m->env.loop);
     if (start_loop_thread(m) != 0) goto out;
     machine_setup_phase(m, "loop");
     terminal_raw(STDIN_FILENO);
-    if (cfg->restore) /* a bell the loop had not handled when the snapshot was taken */
-        for (struct virtio_dev *vd; (vd = machine_device(m, ndevices_kicked)); ndevices_kicked++) virtio_restore_kick(vd);
-    if (start_cpu(m, 0, m->cpus[0].entry) != 0) goto out;
-    /* Linux starts its other CPUs itself, with INIT and STARTUP IPIs: they must exist. A
-     * restored machine has every vCPU its snapshot has. */
-    for (unsigned i = 1; (m->linux_smp || cfg->restore) && i < cfg->cpus; i++)
-        if (start_cpu(m, i, 0) != 0) goto out;
-    if (cfg->control && cfg->restore) cfg->control->attach(cfg->control, m, m->env.loop);
+    if (cfg->restore) {
+        machine_restore_announce(m);
+        if (!cfg->restore->paused) machine_resume(m);
+    } else {
+        if (start_cpu(m, 0, m->cpus[0].entry) != 0) goto out;
+        /* Linux starts its other CPUs itself, with INIT and STARTUP IPIs: they must exist. */
+        for (unsigned i = 1; m->linux_smp && i < cfg->cpus; i++)
+            if (start_cpu(m, i, 0) != 0) goto out;
+    }
     if (cfg->sandbox) {
         char err[160];
         if (sandbox_enter(cfg->control ? SANDBOX_API_MAIN : SANDBOX_MAIN, err, sizeof err) != 0) {

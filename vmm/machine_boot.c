@@ -12,6 +12,7 @@
 #include "devices/uart16550.h"
 #include "firmware/acpi.h"
 #include "vmm/file_map.h"
+#include "firmware/vmgenid.h"
 #include "vmm/machine_parts.h"
 
 /* A kernel or initrd, mapped read-only (vmm/file_map.h): the loaders copy from the page cache
@@ -151,6 +152,7 @@ int machine_boot_setup(struct machine *m) {
     }
     uint64_t rsdp = acpi_build(&m->env.mem, cfg->cpus, FDT_IOAPIC_BASE);
     reset_vector_stub(&m->env.mem);
+    if (!vmgenid_renew(&m->env.mem)) return machine_fail("cannot make the VM generation ID (no randomness?)");
     if (!rsdp) return machine_fail("cannot build the ACPI tables");
     if (m->bzimage) {
         uint64_t initrd = nmods ? mods[nmods - 1].paddr : 0, initrd_size = nmods ? mods[nmods - 1].size : 0;

@@ -172,6 +172,8 @@ void machine_devices_destroy(struct machine *m);
 void machine_cpu_parked(struct cpu *c, zx_handle_t vcpu);
 /* Before the vCPUs run: the guest's KVM state and every device's from m->cfg->restore. */
 int machine_restore_state(struct machine *m);
+/* The vCPUs run: the guest is told its generation ID changed (firmware/vmgenid.h). */
+void machine_restore_announce(struct machine *m);
 /* The vCPU's state from the snapshot, on its own thread before its first enter. */
 zx_status_t machine_restore_cpu(struct cpu *c, zx_handle_t vcpu);
 

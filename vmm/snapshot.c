@@ -19,6 +19,7 @@
 #include <zircon/status.h>
 
 #include "devices/virtio.h"
+#include "firmware/vmgenid.h"
 #include "vmm/machine_parts.h"
 #include "vmm/snapshot_file.h"
 
@@ -163,8 +164,13 @@ int machine_restore_state(struct machine *m) {
         if (devs[i]->ops->restore(devs[i]->dev, s->devices[i].state.data, s->devices[i].state.len, err, sizeof err) != 0)
             return machine_fail("restoring device %u: %s", i, err);
     }
+    /* A new generation: each restore of one snapshot is a clone (announced once the vCPUs run,
+     * machine_restore_announce) */
+    if (!vmgenid_renew(&m->env.mem)) return machine_fail("cannot make a new VM generation ID (no randomness?)");
     return 0;
 }
+
+void machine_restore_announce(struct machine *m) { m->env.raise_irq(&m->env, VMGENID_GSI); }
 
 zx_status_t machine_restore_cpu(struct cpu *c, zx_handle_t vcpu) {
     const struct snapshot *s = c->m->cfg->restore->state;

@@ -154,8 +154,9 @@ zx_status_t bellhop_vcpu_save(zx_handle_t handle, void *buf, size_t size, size_t
         void *p = rec_add(&w, plain[i].tag, plain[i].len);
         what = plain[i].name;
         ok = p && ioctl(v->fd, plain[i].req, p) == 0;
-        if (ok && plain[i].tag == REC_XCRS && ((struct kvm_xcrs *)p)->nr_xcrs == 0)
-            w.used -= sizeof(struct rec_hdr) + plain[i].len; /* a CPU without XSAVE has none */
+        uint32_t nr_xcrs = 1;
+        if (ok && plain[i].tag == REC_XCRS) memcpy(&nr_xcrs, p, sizeof nr_xcrs); /* p has no alignment */
+        if (nr_xcrs == 0) w.used -= sizeof(struct rec_hdr) + plain[i].len; /* a CPU without XSAVE has none */
     }
     if (ok) {
         what = "KVM_GET_MSRS";

@@ -13,7 +13,9 @@ tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
        the_guests_file_is_in_the_image hwrng_gives_bytes virtio_net_reaches_the_tap
        kernel_unpacked_by_bellhop_with_kaslr reboot_ends_the_vm_with_0
        the_kernels_own_decompressor_boots_it intx_fallback_without_msi nokaslr_leaves_it_in_place
-       pvh_vmlinux_boots api_boots_linux_to_its_init send_ctrl_alt_del_shuts_it_down"
+       pvh_vmlinux_boots api_boots_linux_to_its_init send_ctrl_alt_del_shuts_it_down
+       a_snapshot_after_init_restores_in_a_new_vmm restored_shell_goes_on restored_disk_writes_land_in_the_image
+       restored_tcp_over_virtio_net"
 if [ "${1:-}" = --list ]; then
     for t in $tests; do echo "$suite.$t"; done
     exit 0
@@ -118,10 +120,6 @@ if [ -n "$net" ]; then
 else
     skip virtio_net_reaches_the_tap "cannot make a network namespace with a tap here (needs root, iproute2 and /dev/net/tun)"
 fi
-if [ -n "$in_ns" ]; then
-    kill $($ipcmd netns pids $ns) 2>/dev/null # the listener, if nothing reached it
-    $ipcmd netns del $ns
-fi
 
 $bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --cmdline "console=ttyS0 quiet bellhop.reboot" \
     --guest-decompress --boot-markers > $out 2>&1 < /dev/null
@@ -190,6 +188,69 @@ elif [ -n "$curl" ]; then
 else
     skip api_boots_linux_to_its_init "no curl"
     skip send_ctrl_alt_del_shuts_it_down "no curl"
+fi
+# A snapshot of Linux after its init ran (disk, network, two CPUs), restored in a new bellhop
+# from the command line: its shell takes commands typed on the console, its disk writes reach
+# the image, and TCP over virtio-net reaches the host end of the tap.
+snap_tests="a_snapshot_after_init_restores_in_a_new_vmm restored_shell_goes_on restored_disk_writes_land_in_the_image
+            restored_tcp_over_virtio_net"
+if [ -n "$sanitized" ] || [ -z "$curl" ] || [ -z "$net" ]; then
+    for t in $snap_tests; do skip $t "a sanitizer build, or no curl or network namespace here"; done
+else
+    cp $L/disk.img $disk
+    rm -f $sock /tmp/bellhop-snap.state /tmp/bellhop-snap.mem /tmp/bellhop-console
+    $in_ns $bellhop run --api-sock $sock > $out 2>&1 < /dev/null &
+    vmm=$!
+    i=0; while [ ! -S $sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    codes=$(put /boot-source '{"kernel_image_path": "'$L/bzImage'", "initrd_path": "'$L/initrd.cpio'",
+                              "boot_args": "console=ttyS0 quiet bellhop.shell"}'
+            put /machine-config '{"vcpu_count": 2, "mem_size_mib": 512}'
+            put /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true}'
+            put /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "'$tap'"}'
+            put /entropy '{}'
+            put /actions '{"action_type": "InstanceStart"}')
+    i=0; while ! grep -q "linux-guest: shell ready" $out && [ $i -lt 1800 ] && kill -0 $vmm 2>/dev/null; do
+        sleep 0.1; i=$((i + 1)); done
+    paused=$($curl -s -m 30 --unix-socket $sock -X PATCH "http://localhost/vm" -d '{"state": "Paused"}' -w '%{http_code}')
+    created=$(put /snapshot/create '{"snapshot_path": "/tmp/bellhop-snap.state", "mem_file_path": "/tmp/bellhop-snap.mem"}')
+    kill -9 $vmm; wait $vmm 2>/dev/null
+    ($in_ns nc -l -p 5556 > /tmp/bellhop-net.out 2>/dev/null || $in_ns nc -l 5556 > /tmp/bellhop-net.out 2>/dev/null) &
+    listener2=$!
+    mkfifo /tmp/bellhop-console
+    $in_ns $bellhop run --restore /tmp/bellhop-snap.state --mem-file /tmp/bellhop-snap.mem < /tmp/bellhop-console > $out 2>&1 &
+    vmm=$!
+    exec 8> /tmp/bellhop-console
+    typed() { # COMMAND ANSWER: types COMMAND on the guest's console, waits up to 60 s for ANSWER
+        echo "$1" >&8
+        i=0; while ! grep -q "$2" $out && [ $i -lt 600 ] && kill -0 $vmm 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+        grep -q "$2" $out
+    }
+    if [ "$codes$paused $created" = "204 204 204 204 204 204 204 204 " ] && typed 'echo restored $((40 + 2))' "restored 42"; then
+        pass a_snapshot_after_init_restores_in_a_new_vmm
+        pass restored_shell_goes_on
+    else
+        fail a_snapshot_after_init_restores_in_a_new_vmm "$codes$paused $created: $(tail -3 $out | tr '\n' '|')"
+        fail restored_shell_goes_on "no answer to a command typed after the restore"
+    fi
+    typed 'mount /dev/vda /mnt && echo "written after the restore" > /mnt/after-restore.txt && umount /mnt && sync && echo "disk ok"' "^disk ok"
+    typed 'echo "tcp after the restore" | nc -w 10 10.0.2.1 5556 && echo "net ok"' "^net ok"
+    typed 'poweroff -f' "reboot: Power down"
+    exec 8>&-
+    i=0; while kill -0 $vmm 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -9 $vmm 2>/dev/null; wait $vmm; status=$?
+    wait $listener2 2>/dev/null
+    if [ -n "$debugfs" ] && [ "$($debugfs -R 'cat /after-restore.txt' $disk 2>/dev/null)" = "written after the restore" ]; then
+        pass restored_disk_writes_land_in_the_image
+    else
+        fail restored_disk_writes_land_in_the_image "status $status: $(grep -e 'disk ok' -e 'mount' $out | tr '\n' '|')"
+    fi
+    grep -q "tcp after the restore" /tmp/bellhop-net.out && grep -q "^net ok" $out && pass restored_tcp_over_virtio_net ||
+        fail restored_tcp_over_virtio_net "$(tail -3 $out | tr '\n' '|'); the host end got '$(cat /tmp/bellhop-net.out)'"
+    rm -f /tmp/bellhop-snap.state /tmp/bellhop-snap.mem /tmp/bellhop-console $sock
+fi
+if [ -n "$in_ns" ]; then
+    kill $($ipcmd netns pids $ns) 2>/dev/null # the listener, if nothing reached it
+    $ipcmd netns del $ns
 fi
 rm -f $disk $out /tmp/bellhop-net.out
 exit $failed

@@ -6,7 +6,7 @@
 # sh (busybox inside the nested KVM host).
 suite=snapshot
 tests="a_paused_guest_is_saved_to_two_files the_restored_guest_counts_on_from_where_it_stopped
-       its_devices_work_after_restore restore_from_the_command_line_counts_on
+       its_devices_work_after_restore each_restore_is_a_new_generation_and_told_so restore_from_the_command_line_counts_on
        two_restores_at_once_count_on_each_with_its_own_disk a_snapshot_of_a_restored_guest_restores_too
        bad_snapshot_files_are_refused_with_a_reason bad_snapshot_requests_get_400_with_a_reason
        another_device_set_is_refused"
@@ -110,6 +110,14 @@ if counts_ok $out && grep -q "^console $((saved + 1))" $out; then
 else
     fail its_devices_work_after_restore "$(grep -v '^count .*ok, rng ok, blk ok, console ok' $out | tail -4)"
 fi
+# The VM generation ID (firmware/vmgenid.h): new in the restored guest, and announced once.
+generation() { grep "^count $2:" $1 | tr -d '\r' | sed -n 's/.*generation \([0-9a-f]*\), \([0-9]*\) announced/\1 \2/p'; }
+before=$(generation $dir/a.out $saved) after=$(generation $out $((saved + 2)))
+if [ -n "$before" ] && [ "${before% *}" != "${after% *}" ] && [ "${before#* }" = 0 ] && [ "${after#* }" = 1 ]; then
+    pass each_restore_is_a_new_generation_and_told_so
+else
+    fail each_restore_is_a_new_generation_and_told_so "before '$before', after '$after' (generation, announcements)"
+fi
 # Its own snapshot, taken in turn, restores as well.
 req $sock PATCH /vm '{"state": "Paused"}'
 req $sock PUT /snapshot/create '{"snapshot_path": "'$dir/b.state'", "mem_file_path": "'$dir/b.mem'"}'; cb=$code:$body
@@ -144,7 +152,8 @@ done
 if [ "$st_d$st_e" = 204204204204204204 ] && wait_for $dir/d.out "^count $((saved + 3)):" 60 &&
    wait_for $dir/e.out "^count $((saved + 3)):" 60 && counts_ok $dir/d.out && counts_ok $dir/e.out &&
    [ "$(first_count $dir/d.out)" = $((saved + 1)) ] && [ "$(first_count $dir/e.out)" = $((saved + 1)) ] &&
-   [ "$(disk_count $dir/d.img)" -gt $((saved + 2)) ] && [ "$(disk_count $dir/e.img)" -gt $((saved + 2)) ]; then
+   [ "$(disk_count $dir/d.img)" -gt $((saved + 2)) ] && [ "$(disk_count $dir/e.img)" -gt $((saved + 2)) ] &&
+   [ "$(generation $dir/d.out $((saved + 3)))" != "$(generation $dir/e.out $((saved + 3)))" ]; then
     pass two_restores_at_once_count_on_each_with_its_own_disk
 else
     fail two_restores_at_once_count_on_each_with_its_own_disk "statuses $st_d $st_e, disks at $(disk_count $dir/d.img) $(disk_count $dir/e.img): $(tail -2 $dir/d.out) / $(tail -2 $dir/e.out)"

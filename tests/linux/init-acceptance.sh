@@ -21,4 +21,9 @@ if grep -q bellhop.wait /proc/cmdline; then
     say waiting
     while :; do sleep 1; done
 fi
+if grep -q bellhop.shell /proc/cmdline; then
+    # A shell on the console, one command a line (the snapshot test types into it after a restore).
+    say "shell ready"
+    while read -r line; do eval "$line"; done
+fi
 if grep -q bellhop.reboot /proc/cmdline; then reboot -f; else poweroff -f; fi
