@@ -40,6 +40,7 @@ struct io_ops {
 /* What the machine lends its devices. */
 struct vm_env {
     struct guest_mem mem;
+    int mem_fd; /* guest memory as a shareable fd (for vhost-user backends); -1 when private */
     zx_handle_t guest;
     async_dispatcher_t *loop;
     /* Ends the VM with this exit status (any thread). */

@@ -29,6 +29,7 @@ void virtio_dev_destroy(struct virtio_dev *vd) {
 }
 
 uint64_t virtio_device_features(const struct virtio_dev *vd) {
+    if (vd->features_exact) return vd->features | 1ull << VIRTIO_F_VERSION_1;
     return vd->features | 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_EVENT_IDX |
            1ull << VIRTIO_F_INDIRECT_DESC;
 }

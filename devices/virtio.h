@@ -100,6 +100,9 @@ struct virtio_device_ops {
      * could have saved). A device with none leaves both NULL. */
     size_t (*save)(struct virtio_dev *vd, uint8_t *buf, size_t len);
     int (*restore)(struct virtio_dev *vd, const uint8_t *buf, size_t len);
+    /* Its rings are served by another process (vhost-user): the machine makes guest memory
+     * shareable, and a snapshot of it is refused (its state is not all here). */
+    bool out_of_process;
 };
 
 /* An interrupt decided under the device lock and raised once it is dropped, so that the
@@ -116,6 +119,7 @@ struct virtio_dev {
     void *priv; /* the device's own state (its create's) */
     uint64_t features;    /* device-specific bits; the core adds VERSION_1, EVENT_IDX, INDIRECT */
     uint32_t config_size; /* of its configuration space */
+    bool features_exact;  /* features are all it offers: the core adds none (vhost-user) */
     bool created;         /* its create ran and succeeded: destroy is owed */
     struct vm_env *env;
     pthread_mutex_t lock;

@@ -28,7 +28,7 @@ struct virtio_wire {
 
 size_t virtio_dev_save(struct virtio_dev *vd, uint8_t *buf, size_t len) {
     struct virtio_wire w = {0};
-    if (len < sizeof w) return 0;
+    if (len < sizeof w || vd->ops->out_of_process) return 0;
     snprintf(w.device, sizeof w.device, "%s", vd->ops->name);
     pthread_mutex_lock(&vd->lock);
     w.features = virtio_device_features(vd);

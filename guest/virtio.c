@@ -116,7 +116,7 @@ static bool submit(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigne
         uint16_t avail_event = *(volatile uint16_t *)(q->used + 4 + 8 * q->num);
         kick = (uint16_t)(q->avail_idx - avail_event - 1) < (uint16_t)(q->avail_idx - old);
     }
-    d->isr_seen = 0;
+    d->isr_seen &= ~1u; /* (a configuration interrupt seen before stays seen: the device may have failed) */
     if (kick) wr(d, QUEUE_NOTIFY, qi);
     return true;
 }
@@ -130,11 +130,16 @@ static long take_used(struct vq *q) {
 
 long vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned n, bool indirect) {
     struct vq *q = &d->vqs[qi];
-    if (!submit(d, qi, bufs, n, indirect)) return -1;
+    if (d->broken || !submit(d, qi, bufs, n, indirect)) return -1;
     /* Interrupt-driven: the completion counts once its interrupt has arrived. */
     uint64_t deadline = irq_ticks + 20 * IRQ_TICKS_PER_SEC;
     while (used_idx(q) == q->last_used || !(d->isr_seen & 1)) {
         if (irq_ticks > deadline) return -1;
+        /* a configuration interrupt: the device may have failed (DEVICE_NEEDS_RESET) */
+        if ((d->isr_seen & 2) && (vdev_status(d) & 0x40)) {
+            d->broken = true;
+            return -1;
+        }
         irq_wait();
     }
     return take_used(q);

@@ -25,6 +25,7 @@ struct vdev {
     struct vq vqs[2];
     unsigned nvqs;
     volatile uint32_t isr_seen;
+    bool broken; /* it said DEVICE_NEEDS_RESET: requests fail at once */
 };
 
 struct vbuf {

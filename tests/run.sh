@@ -122,7 +122,8 @@ if [ ${#kvms[@]} -gt 0 ]; then
         # QEMU itself goes in too: the peer test boots guest.elf under QEMU-KVM microvm.
         peer=()
         for f in /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin \
-                 /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin /usr/sbin/debugfs /usr/bin/ip /usr/bin/curl build/linux; do
+                 /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin /usr/sbin/debugfs /usr/bin/ip /usr/bin/curl \
+                 /usr/bin/qemu-storage-daemon build/linux; do
             [ -e "$f" ] && peer+=(--file "$f")
         done
         builds=() pending=("${nested[@]}")

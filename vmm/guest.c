@@ -132,7 +132,10 @@ static void guest_destroy(struct zx_object *obj) {
             if (g->level_fds[i][j] >= 0) close(g->level_fds[i][j]);
     if (g->vm >= 0) close(g->vm);
     if (g->kvm >= 0) close(g->kvm);
-    for (unsigned i = 0; i < g->nregions; i++) munmap(g->regions[i].map, g->regions[i].map_size);
+    for (unsigned i = 0; i < g->nregions; i++) {
+        munmap(g->regions[i].map, g->regions[i].map_size);
+        if (g->regions[i].fd >= 0) close(g->regions[i].fd);
+    }
     free(g->cpuid);
     pthread_cond_destroy(&g->bell_cond);
     pthread_mutex_destroy(&g->bell_lock);
@@ -195,11 +198,12 @@ zx_status_t guest_sync_slots_locked(struct guest *g) {
 
 /* Adds RAM at addr: `map` (map_size bytes, owned from here on) holds it at `host`. */
 static zx_status_t add_region(zx_handle_t handle, zx_gpaddr_t addr, size_t size, uint8_t *map, size_t map_size,
-                              uint8_t *host) {
+                              uint8_t *host, int fd) {
     struct guest *g;
     zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
     if (st != ZX_OK) {
         munmap(map, map_size);
+        if (fd >= 0) close(fd);
         return st;
     }
     pthread_rwlock_wrlock(&g->lock);
@@ -210,7 +214,7 @@ static zx_status_t add_region(zx_handle_t handle, zx_gpaddr_t addr, size_t size,
     if (st == ZX_OK && g->nregions == GUEST_MAX_REGIONS) st = ZX_ERR_NO_RESOURCES;
     if (st == ZX_OK) {
         g->regions[g->nregions++] = (struct mem_region){
-            .gpa = addr, .size = size, .host = host, .map = map, .map_size = map_size};
+            .gpa = addr, .size = size, .host = host, .map = map, .map_size = map_size, .fd = fd};
         st = guest_sync_slots_locked(g);
         if (st != ZX_OK) {
             g->nregions--;
@@ -218,7 +222,10 @@ static zx_status_t add_region(zx_handle_t handle, zx_gpaddr_t addr, size_t size,
         }
     }
     pthread_rwlock_unlock(&g->lock);
-    if (st != ZX_OK) munmap(map, map_size);
+    if (st != ZX_OK) {
+        munmap(map, map_size);
+        if (fd >= 0) close(fd);
+    }
     object_unref(&g->obj);
     return st;
 }
@@ -237,8 +244,33 @@ zx_status_t zx_guest_map_memory(zx_handle_t handle, zx_gpaddr_t addr, size_t siz
     if (map == MAP_FAILED) return ZX_ERR_NO_MEMORY;
     uint8_t *aligned = (uint8_t *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
     madvise(aligned, size, MADV_HUGEPAGE);
-    zx_status_t st = add_region(handle, addr, size, map, map_size, aligned);
+    zx_status_t st = add_region(handle, addr, size, map, map_size, aligned, -1);
     if (st == ZX_OK) *host = aligned;
+    return st;
+}
+
+zx_status_t bellhop_guest_map_shared(zx_handle_t handle, zx_gpaddr_t addr, size_t size, void **host, int *fd) {
+    if (!region_args_valid(addr, size, host) || !fd) return ZX_ERR_INVALID_ARGS;
+    int mfd = memfd_create("bellhop-guest-ram", MFD_CLOEXEC);
+    if (mfd < 0) return ZX_ERR_NO_RESOURCES;
+    /* Placed 2 MiB-aligned as anonymous RAM is, in a reservation that the region owns. */
+    size_t map_size = size + HUGE_PAGE;
+    uint8_t *map = ftruncate(mfd, (off_t)size) == 0
+                       ? mmap(NULL, map_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                       : MAP_FAILED;
+    if (map == MAP_FAILED) {
+        close(mfd);
+        return ZX_ERR_NO_MEMORY;
+    }
+    uint8_t *aligned = (uint8_t *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (mmap(aligned, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mfd, 0) == MAP_FAILED) {
+        munmap(map, map_size);
+        close(mfd);
+        return ZX_ERR_NO_MEMORY;
+    }
+    madvise(aligned, size, MADV_HUGEPAGE);
+    zx_status_t st = add_region(handle, addr, size, map, map_size, aligned, mfd);
+    if (st == ZX_OK) *host = aligned, *fd = mfd;
     return st;
 }
 
@@ -252,7 +284,7 @@ zx_status_t bellhop_guest_map_file(zx_handle_t handle, zx_gpaddr_t addr, size_t 
         return ZX_ERR_OUT_OF_RANGE;
     uint8_t *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, (off_t)offset);
     if (map == MAP_FAILED) return errno == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_IO;
-    zx_status_t st = add_region(handle, addr, size, map, size, map);
+    zx_status_t st = add_region(handle, addr, size, map, size, map, -1);
     if (st == ZX_OK) *host = map;
     return st;
 }

@@ -73,6 +73,7 @@ struct mem_region {
     uint8_t *host;
     size_t map_size; /* the mmap, aligned up for huge pages */
     uint8_t *map;
+    int fd; /* a shareable region's memfd (the guest's); -1 */
 };
 
 struct mem_slot {

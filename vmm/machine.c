@@ -418,6 +418,7 @@ int machine_run(const struct machine_config *cfg) {
     if (!m) return machine_fail("out of memory"), 1;
     memset(m, 0, sizeof *m);
     m->cfg = cfg;
+    m->env.mem_fd = -1;
     m->env.request_exit = request_exit;
     machine_lend_irqs(m);
     m->env.trace = cfg->trace_traps;
@@ -456,8 +457,13 @@ int machine_run(const struct machine_config *cfg) {
     m->host = kvm_host_kind_of_working_kvm(why, sizeof why);
     if (cfg->boot_markers) fprintf(stderr, "bellhop: this host's KVM: %s (%s)\n", kvm_host_name(m->host), why);
     machine_setup_phase(m, "vm");
+    /* A device in another process (vhost-user) maps guest memory too: then it is a memfd. */
+    bool shared_memory = false;
+    for (unsigned i = 0; i < cfg->ndevices; i++) shared_memory |= cfg->devices[i].ops->out_of_process;
     if (cfg->restore)
         st = bellhop_guest_map_file(m->guest, 0, cfg->mem, cfg->restore->mem_fd, 0, (void **)&m->env.mem.host);
+    else if (shared_memory)
+        st = bellhop_guest_map_shared(m->guest, 0, cfg->mem, (void **)&m->env.mem.host, &m->env.mem_fd);
     else
         st = zx_guest_map_memory(m->guest, 0, cfg->mem, 0, (void **)&m->env.mem.host);
     if (st != ZX_OK && cfg->restore) {

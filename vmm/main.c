@@ -18,6 +18,7 @@
 #include "devices/virtio_console.h"
 #include "devices/virtio_devices.h"
 #include "devices/virtio_net.h"
+#include "devices/virtio_vhost_user.h"
 #include "vmm/api.h"
 #include "vmm/bench.h"
 #include "vmm/machine.h"
@@ -62,6 +63,10 @@ static void usage(FILE *f) {
             "  --mem SIZE           guest RAM, e.g. 256M or 1G (default 128M, %llu M to %llu M)\n"
             "  --cpus N             vCPUs (default 1, at most %d)\n"
             "  --disk PATH[,ro]     a virtio-blk disk backed by a file (up to %d)\n"
+            "  --disk vhost-user=SOCKET  a virtio-blk disk served by a vhost-user backend\n"
+            "                       (qemu-storage-daemon's vhost-user-blk export, SPDK, ...)\n"
+            "  --fs SOCKET,tag=TAG  a host directory shared by virtiofsd (vhost-user-fs); the\n"
+            "                       guest mounts it with mount -t virtiofs TAG DIR\n"
             "  --console KIND       serial (default) or virtio\n"
             "  --rng                a virtio-rng device\n"
             "  --net tap=NAME       a virtio-net device on tap interface NAME\n"
@@ -154,8 +159,10 @@ static bool add_device(struct machine_config *cfg, const struct virtio_device_op
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = stats_now_ns(), .sandbox = sandbox_supported()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE };
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE, O_FS };
     struct virtio_blk_params disks[MAX_DISKS];
+    struct vhost_user_params vhost_disks[MAX_DISKS], fs = {0};
+    const struct virtio_device_ops *disk_ops[MAX_DISKS];
     unsigned ndisks = 0, nextra = 0;
     struct virtio_net_params net = {0};
     const struct virtio_device_ops *extra[MACHINE_MAX_DEVICES];
@@ -167,7 +174,7 @@ static int cmd_run(int argc, char **argv) {
         {"console", required_argument, 0, O_CONSOLE}, {"rng", no_argument, 0, O_RNG},
         {"device", required_argument, 0, O_DEVICE}, {"api-sock", required_argument, 0, O_API_SOCK},
         {"config-file", required_argument, 0, O_CONFIG_FILE}, {"restore", required_argument, 0, O_RESTORE},
-        {"mem-file", required_argument, 0, O_MEM_FILE}, {"trace-file", required_argument, 0, O_TRACE_FILE},
+        {"mem-file", required_argument, 0, O_MEM_FILE}, {"fs", required_argument, 0, O_FS}, {"trace-file", required_argument, 0, O_TRACE_FILE},
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
         {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
@@ -184,7 +191,7 @@ static int cmd_run(int argc, char **argv) {
     const char *machine_flag = NULL, *api_sock = NULL, *config_file = NULL, *restore = NULL, *mem_file = NULL;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == O_KERNEL || c == O_INITRD || c == O_CMDLINE || c == O_MEM || c == O_CPUS || c == O_DISK ||
-            c == O_RNG || c == O_NET || c == O_DEVICE)
+            c == O_RNG || c == O_NET || c == O_DEVICE || c == O_FS)
             machine_flag = argv[optind - 1][0] == '-' ? argv[optind - 1] : argv[optind - 2];
         switch (c) {
         case O_API_SOCK:
@@ -230,6 +237,12 @@ static int cmd_run(int argc, char **argv) {
         }
         case O_DISK: {
             if (ndisks == MAX_DISKS) return bad_usage("--disk: at most %d disks", MAX_DISKS);
+            if (strncmp(optarg, "vhost-user=", 11) == 0) {
+                if (!optarg[11]) return bad_usage("--disk vhost-user=: empty socket path");
+                disk_ops[ndisks] = &vhost_user_blk_ops;
+                vhost_disks[ndisks++] = (struct vhost_user_params){.socket = optarg + 11};
+                break;
+            }
             char *comma = strchr(optarg, ',');
             bool ro = false;
             if (comma) {
@@ -238,6 +251,7 @@ static int cmd_run(int argc, char **argv) {
                 ro = true;
             }
             if (!*optarg) return bad_usage("--disk: empty path");
+            disk_ops[ndisks] = &virtio_blk_ops;
             disks[ndisks++] = (struct virtio_blk_params){.path = optarg, .read_only = ro};
             break;
         }
@@ -247,6 +261,14 @@ static int cmd_run(int argc, char **argv) {
             else return bad_usage("--console %s: serial or virtio", optarg);
             break;
         case O_RNG: rng = true; break;
+        case O_FS: {
+            char *tag = strstr(optarg, ",tag=");
+            if (!tag || tag == optarg || !tag[5]) return bad_usage("--fs %s: expected SOCKET,tag=TAG", optarg);
+            if (fs.socket) return bad_usage("--fs: only one shared directory");
+            *tag = 0;
+            fs = (struct vhost_user_params){.socket = optarg, .tag = tag + 5};
+            break;
+        }
         case O_DEVICE: {
             const struct virtio_device_ops *ops = virtio_device_find(optarg);
             if (!ops) return bad_usage("--device %s: unknown (there are %s)", optarg, device_names());
@@ -298,7 +320,9 @@ static int cmd_run(int argc, char **argv) {
     struct virtio_console_params console = {STDIN_FILENO, STDOUT_FILENO};
     if (cfg.console == CONSOLE_VIRTIO) add_device(&cfg, &virtio_console_ops, &console);
     if (rng) add_device(&cfg, virtio_device_find("virtio-rng"), NULL);
-    for (unsigned i = 0; i < ndisks; i++) add_device(&cfg, &virtio_blk_ops, &disks[i]);
+    for (unsigned i = 0; i < ndisks; i++)
+        add_device(&cfg, disk_ops[i], disk_ops[i] == &virtio_blk_ops ? (const void *)&disks[i] : &vhost_disks[i]);
+    if (fs.socket) add_device(&cfg, &vhost_user_fs_ops, &fs);
     if (net.tap) add_device(&cfg, &virtio_net_ops, &net);
     for (unsigned i = 0; i < nextra; i++)
         if (!add_device(&cfg, extra[i], NULL)) return bad_usage("at most %d virtio devices", MACHINE_MAX_DEVICES);

@@ -98,6 +98,12 @@ static int allow_device_io(scmp_filter_ctx ctx) {
     return allow_calls(ctx, calls, sizeof calls / sizeof calls[0]);
 }
 
+/* The vhost-user frontend's socket: messages with fds, replies read with a timeout. */
+static int allow_vhost_user(scmp_filter_ctx ctx) {
+    static const int calls[] = {SCMP_SYS(sendmsg), SCMP_SYS(recvfrom)};
+    return allow_calls(ctx, calls, sizeof calls / sizeof calls[0]);
+}
+
 static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
     int rc = 0;
     switch (role) {
@@ -115,8 +121,9 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         if (!rc) rc = ALLOW(timerfd_settime);
         return rc;
     }
-    case SANDBOX_LOOP:
-        return allow_device_io(ctx);
+    case SANDBOX_LOOP: /* (with --dispatch loop, register writes run here: vhost-user's too) */
+        rc = allow_device_io(ctx);
+        return rc ? rc : allow_vhost_user(ctx);
     case SANDBOX_VCPU: {
         static const unsigned long kvm[] = {KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS,
                                             KVM_SET_MP_STATE, KVM_CREATE_VCPU, KVM_SET_CPUID2,
@@ -129,6 +136,8 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         rc = allow_ioctls(ctx, kvm, sizeof kvm / sizeof kvm[0]);
         /* The guest's register writes may run any device inline (e.g. a reset's flush). */
         if (!rc) rc = allow_device_io(ctx);
+        /* A vhost-user device started or reset by the guest's status write talks to its backend. */
+        if (!rc) rc = allow_vhost_user(ctx);
         /* Starting the guest's other CPUs: threads only (clone3's flags are behind a pointer
          * seccomp cannot read, so glibc is told it does not exist and uses clone), each of
          * which maps its vCPU's kvm_run and names itself. */

@@ -129,7 +129,9 @@ int machine_snapshot(struct machine *m, const char *config_json, const char *sta
     unsigned ndevs = stateful_devices(m, devs);
     for (unsigned i = 0; rc == 0 && i < ndevs; i++) {
         len = devs[i]->ops->save(devs[i]->dev, buf, DEVICE_STATE_MAX);
-        if (len == 0) rc = said(err, errlen, "device %s: its state does not fit", devs[i]->ops->name);
+        if (len == 0)
+            rc = said(err, errlen, "device %u (%s) cannot be saved: its state is not all in bellhop (vhost-user) or "
+                      "larger than %u bytes", i, devs[i]->ops->name, DEVICE_STATE_MAX);
         else snapshot_add(&w, SNAP_DEVICE, i, devs[i]->ops->name, strlen(devs[i]->ops->name) + 1, buf, len);
     }
     free(buf);

@@ -56,7 +56,7 @@ void vm_spec_init(struct vm_spec *s) {
 
 void vm_spec_free(struct vm_spec *s) {
     free(s->kernel), free(s->boot_args), free(s->initrd), free(s->cmdline);
-    for (unsigned i = 0; i < s->ndrives; i++) free(s->drives[i].id), free(s->drives[i].path);
+    for (unsigned i = 0; i < s->ndrives; i++) free(s->drives[i].id), free(s->drives[i].path), free(s->drives[i].socket);
     for (unsigned i = 0; i < s->nnets; i++) free(s->nets[i].id), free(s->nets[i].host_dev_name);
     free(s->log_path), free(s->log_level), free(s->metrics_path);
     vm_spec_init(s);
@@ -109,18 +109,20 @@ int vm_spec_machine_config(struct vm_spec *s, json_t *body, bool patch, char *er
 }
 
 int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen) {
-    const char *drive_id, *path, *partuuid = NULL, *cache = NULL, *engine = NULL;
+    const char *drive_id, *path = NULL, *socket = NULL, *partuuid = NULL, *cache = NULL, *engine = NULL;
     int root, ro = 0;
     json_t *limiter = NULL;
     json_error_t je;
-    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s:s, s:b, s?:b, s?:s, s?:s, s?:s, s?:o}", "drive_id",
-                       &drive_id, "path_on_host", &path, "is_root_device", &root, "is_read_only", &ro, "partuuid",
-                       &partuuid, "cache_type", &cache, "io_engine", &engine, "rate_limiter", &limiter))
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:s, s?:s, s:b, s?:b, s?:s, s?:s, s?:s, s?:o}", "drive_id",
+                       &drive_id, "path_on_host", &path, "socket", &socket, "is_root_device", &root, "is_read_only",
+                       &ro, "partuuid", &partuuid, "cache_type", &cache, "io_engine", &engine, "rate_limiter", &limiter))
         return unpack_failed("drive", &je, err, errlen);
     if (id && strcmp(id, drive_id) != 0)
         return refuse(err, errlen, "drive: drive_id %s differs from the path's %s", drive_id, id);
-    if (!*drive_id || !*path) return refuse(err, errlen, "drive: drive_id and path_on_host must not be empty");
-    if (check_file("drive: path_on_host", path, err, errlen)) return -1;
+    if (!path == !socket) return refuse(err, errlen, "drive %s: either path_on_host or socket (vhost-user)", drive_id);
+    if (!*drive_id || !*(path ? path : socket)) return refuse(err, errlen, "drive: drive_id and path_on_host must not be empty");
+    if (socket && ro) return refuse(err, errlen, "drive %s: a vhost-user drive is read-only as its backend says", drive_id);
+    if (path && check_file("drive: path_on_host", path, err, errlen)) return -1;
     if (partuuid) return refuse(err, errlen, "drive %s: partuuid: the root device is always /dev/vda", drive_id);
     if (cache && strcmp(cache, "Unsafe") != 0 && strcmp(cache, "Writeback") != 0)
         return refuse(err, errlen, "drive %s: cache_type %s: Unsafe or Writeback", drive_id, cache);
@@ -138,7 +140,9 @@ int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, si
     }
     struct vm_spec_drive *d = &s->drives[i];
     set_str(&d->id, drive_id);
-    set_str(&d->path, path);
+    free(d->path), free(d->socket);
+    d->path = d->socket = NULL;
+    set_str(path ? &d->path : &d->socket, path ? path : socket);
     d->read_only = ro, d->root = root;
     return 0;
 }
@@ -155,6 +159,7 @@ int vm_spec_drive_patch(struct vm_spec *s, const char *id, json_t *body, const c
     if (limiter && !json_is_null(limiter)) return refuse(err, errlen, "drive %s: rate_limiter: not supported", id);
     for (unsigned i = 0; i < s->ndrives; i++) {
         if (strcmp(s->drives[i].id, id) != 0) continue;
+        if (s->drives[i].socket && *path) return refuse(err, errlen, "drive %s: a vhost-user drive's file is its backend's", id);
         return (int)i; /* the new file is checked as it is opened (a running VM's seccomp role has no stat) */
     }
     return refuse(err, errlen, "drive %s: no such drive", id);
@@ -281,9 +286,10 @@ json_t *vm_spec_to_json(const struct vm_spec *s) {
                                                           "boot_args", s->boot_args, "initrd_path", s->initrd));
     json_object_set_new(doc, "machine-config", vm_spec_machine_config_json(s));
     for (unsigned i = 0; i < s->ndrives; i++)
-        json_array_append_new(drives, json_pack("{s:s, s:s, s:b, s:b}", "drive_id", s->drives[i].id, "path_on_host",
-                                                s->drives[i].path, "is_root_device", s->drives[i].root,
-                                                "is_read_only", s->drives[i].read_only));
+        json_array_append_new(drives, json_pack("{s:s, s:s, s:b, s:b}", "drive_id", s->drives[i].id,
+                                                s->drives[i].socket ? "socket" : "path_on_host",
+                                                s->drives[i].socket ? s->drives[i].socket : s->drives[i].path,
+                                                "is_root_device", s->drives[i].root, "is_read_only", s->drives[i].read_only));
     json_object_set_new(doc, "drives", drives);
     for (unsigned i = 0; i < s->nnets; i++) {
         json_t *n = json_pack("{s:s, s:s}", "iface_id", s->nets[i].id, "host_dev_name", s->nets[i].host_dev_name);
@@ -331,8 +337,13 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
     for (int pass = 0; pass < 2; pass++) /* the root device first */
         for (unsigned i = 0; i < s->ndrives; i++) {
             if (s->drives[i].root != (pass == 0)) continue;
-            s->blk[n] = (struct virtio_blk_params){.path = s->drives[i].path, .read_only = s->drives[i].read_only};
             s->drives[i].device = cfg->ndevices;
+            if (s->drives[i].socket) {
+                s->vhost[n] = (struct vhost_user_params){.socket = s->drives[i].socket};
+                add(cfg, "vhost-user-blk", &s->vhost[n++]);
+                continue;
+            }
+            s->blk[n] = (struct virtio_blk_params){.path = s->drives[i].path, .read_only = s->drives[i].read_only};
             add(cfg, "virtio-blk", &s->blk[n++]);
         }
     for (unsigned i = 0; i < s->nnets; i++) {

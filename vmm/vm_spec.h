@@ -15,6 +15,7 @@
 
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
+#include "devices/virtio_vhost_user.h"
 #include "vmm/machine.h"
 
 #define VM_SPEC_MAX_DRIVES 4
@@ -22,6 +23,7 @@
 
 struct vm_spec_drive {
     char *id, *path;
+    char *socket; /* a vhost-user-blk backend's, in path's place (Firecracker's vhost-user drives) */
     bool read_only, root;
     unsigned device; /* its index in the machine's devices (vm_spec_to_machine) */
 };
@@ -46,6 +48,7 @@ struct vm_spec {
     char *metrics_path;
     /* what a machine_config built from this points into (vm_spec_to_machine) */
     struct virtio_blk_params blk[VM_SPEC_MAX_DRIVES];
+    struct vhost_user_params vhost[VM_SPEC_MAX_DRIVES];
     struct virtio_net_params net[VM_SPEC_MAX_NETS];
     char *cmdline;
 };

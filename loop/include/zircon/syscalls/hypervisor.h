@@ -213,6 +213,9 @@ zx_status_t bellhop_vcpu_restore(zx_handle_t handle, const void *buf, size_t siz
 #define BELLHOP_GUEST_STATE_MAX 4096u
 zx_status_t bellhop_guest_save(zx_handle_t guest, void *buf, size_t size, size_t *actual);
 zx_status_t bellhop_guest_restore(zx_handle_t guest, const void *buf, size_t size, char *err, size_t errlen);
+/* bellhop: RAM at addr that other processes can map too (a memfd, MAP_SHARED: vhost-user
+ * backends); *fd is the guest's, valid while it lives, for passing to them. */
+zx_status_t bellhop_guest_map_shared(zx_handle_t guest, zx_gpaddr_t addr, size_t size, void **host, int *fd);
 /* bellhop: RAM at addr backed by a private mapping of fd from offset (a snapshot's memory
  * file): read lazily, page by page, as the guest touches it; writes stay in this process. */
 zx_status_t bellhop_guest_map_file(zx_handle_t guest, zx_gpaddr_t addr, size_t size, int fd, uint64_t offset,
