@@ -15,7 +15,7 @@ tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
        the_kernels_own_decompressor_boots_it intx_fallback_without_msi nokaslr_leaves_it_in_place
        pvh_vmlinux_boots api_boots_linux_to_its_init send_ctrl_alt_del_shuts_it_down
        a_snapshot_after_init_restores_in_a_new_vmm restored_shell_goes_on restored_disk_writes_land_in_the_image
-       restored_tcp_over_virtio_net"
+       restored_tcp_over_virtio_net virtiofs_reads_a_file_the_host_wrote virtiofs_writes_a_file_the_host_reads"
 if [ "${1:-}" = --list ]; then
     for t in $tests; do echo "$suite.$t"; done
     exit 0
@@ -193,7 +193,7 @@ fi
 # from the command line: its shell takes commands typed on the console, its disk writes reach
 # the image, and TCP over virtio-net reaches the host end of the tap.
 snap_tests="a_snapshot_after_init_restores_in_a_new_vmm restored_shell_goes_on restored_disk_writes_land_in_the_image
-            restored_tcp_over_virtio_net"
+            restored_tcp_over_virtio_net virtiofs_reads_a_file_the_host_wrote virtiofs_writes_a_file_the_host_reads"
 if [ -n "$sanitized" ] || [ -z "$curl" ] || [ -z "$net" ]; then
     for t in $snap_tests; do skip $t "a sanitizer build, or no curl or network namespace here"; done
 else
@@ -247,6 +247,30 @@ else
     grep -q "tcp after the restore" /tmp/bellhop-net.out && grep -q "^net ok" $out && pass restored_tcp_over_virtio_net ||
         fail restored_tcp_over_virtio_net "$(tail -3 $out | tr '\n' '|'); the host end got '$(cat /tmp/bellhop-net.out)'"
     rm -f /tmp/bellhop-snap.state /tmp/bellhop-snap.mem /tmp/bellhop-console $sock
+fi
+# A host directory shared with virtiofsd (vhost-user-fs, QEMU's backend): the guest mounts it,
+# reads what the host wrote, and writes a file the host then reads.
+virtiofsd=$(ls /usr/lib/qemu/virtiofsd /bellhop/usr/lib/qemu/virtiofsd 2>/dev/null | tail -1)
+if [ -z "$virtiofsd" ]; then
+    skip virtiofs_reads_a_file_the_host_wrote "no virtiofsd"
+    skip virtiofs_writes_a_file_the_host_reads "no virtiofsd"
+else
+    shared=/tmp/bellhop-shared fsock=/tmp/bellhop-fs.sock
+    rm -rf $shared $fsock && mkdir -p $shared
+    echo "written by the host" > $shared/from-host.txt
+    $virtiofsd --socket-path=$fsock -o source=$shared -o sandbox=chroot -f > /tmp/bellhop-virtiofsd.out 2>&1 &
+    fsd=$!
+    i=0; while [ ! -S $fsock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    $bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --fs $fsock,tag=hostdir \
+        --cmdline "console=ttyS0 quiet bellhop.fs" > $out 2>&1 < /dev/null
+    status=$?
+    grep -q "linux-guest: fs read: written by the host" $out && pass virtiofs_reads_a_file_the_host_wrote ||
+        fail virtiofs_reads_a_file_the_host_wrote "status $status: $(grep -e linux-guest -e bellhop: -e virtio -e fuse $out | tail -4 | tr '\n' '|') $(tail -2 /tmp/bellhop-virtiofsd.out | tr '\n' '|')"
+    [ "$(cat $shared/from-guest.txt 2>/dev/null)" = "written by the guest over virtio-fs" ] && grep -q "linux-guest: fs written" $out &&
+        pass virtiofs_writes_a_file_the_host_reads ||
+        fail virtiofs_writes_a_file_the_host_reads "the host read '$(cat $shared/from-guest.txt 2>/dev/null)'"
+    kill $fsd 2>/dev/null; wait $fsd 2>/dev/null
+    rm -rf $shared $fsock
 fi
 if [ -n "$in_ns" ]; then
     kill $($ipcmd netns pids $ns) 2>/dev/null # the listener, if nothing reached it

@@ -12,6 +12,14 @@ if [ -e /sys/class/net/eth0 ]; then
     ip addr add 10.0.2.2/24 dev eth0 && ip link set eth0 up
     echo "hello over virtio-net" | nc -w 10 10.0.2.1 5555 && say "net sent"
 fi
+if grep -q bellhop.fs /proc/cmdline; then # a host directory over virtio-fs (vhost-user, virtiofsd)
+    mkdir -p /host
+    if mount -t virtiofs hostdir /host; then
+        say "fs read: $(cat /host/from-host.txt)"
+        echo "written by the guest over virtio-fs" > /host/from-guest.txt && sync && say "fs written"
+        umount /host
+    fi
+fi
 say done
 if grep -q bellhop.wait /proc/cmdline; then
     # Until Ctrl+Alt+Del, which the kernel then hands to init as SIGINT (as busybox's and
