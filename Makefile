@@ -66,7 +66,7 @@ VMM_LIBS  := -lfdt -ldl -ljansson -lhttp_parser $(UNPACK_LIBS)
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins install
 all: $(B)/libloop.a $(B)/bellhop $(B)/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
-     $(B)/bench/loop_bench $(B)/bench/api_bench $(B)/bench/snapshot_bench
+     $(B)/bench/loop_bench $(B)/bench/api_bench $(B)/bench/snapshot_bench $(B)/bench/disk_bench
 
 unit-bins: $(UNIT_BINS)
 
@@ -209,6 +209,10 @@ $(B)/bench/api_bench: $(B)/obj/bench/api_bench.o
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
+$(B)/bench/disk_bench: $(B)/obj/bench/disk_bench.o
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^
+
 $(B)/bench/snapshot_bench: $(B)/obj/bench/snapshot_bench.o
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
@@ -282,7 +286,7 @@ FUZZ_LIB_SRCS := $(LOOP_SRCS) $(VMM_SRCS) tests/lib/virtq_driver.c
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -pthread -D_GNU_SOURCE -Iloop/include -I. \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SECONDS ?= 600
-FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_SMOKE_SECONDS ?= 2
 
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -329,6 +333,8 @@ bench: deps all linux-files
 	    BELLHOP_RUN_FILES="build/bellhop build/guest" scripts/run.sh $(B)/bench/api_bench build/bellhop 5; }
 	@echo
 	@BELLHOP_RUN_FILES="build/bellhop build/guest" scripts/run.sh $(B)/bench/snapshot_bench build/bellhop 5
+	@echo
+	@BELLHOP_RUN_FILES="build/bellhop build/guest /usr/bin/qemu-storage-daemon" scripts/run.sh $(B)/bench/disk_bench build/bellhop 3
 	@echo
 	@if [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ]; then \
 	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory,timeline && echo && \
