@@ -525,6 +525,7 @@ int machine_run(const struct machine_config *cfg) {
         m->paused = true;
         for (unsigned i = 0; i < cfg->cpus; i++)
             if (start_cpu(m, i, 0) != 0) goto out;
+        machine_setup_phase(m, "vcpus");
         for (struct virtio_dev *vd; (vd = machine_device(m, ndevices_kicked)); ndevices_kicked++) virtio_restore_kick(vd);
     }
     if (cfg->control) cfg->control->attach(cfg->control, m, m->env.loop);
