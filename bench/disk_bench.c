@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench/bench_util.h"
 
 #define IMAGE_MIB 64
 
@@ -36,32 +37,9 @@ static double tsc_ghz(void) {
     return (double)(((uint64_t)hi << 32 | lo) - c0) / (double)(now_ns() - t0);
 }
 
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static pid_t spawn(char *const argv[], const char *out) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR), o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(null, 0);
-        dup2(o, 1);
-        dup2(o, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
 /* One guest run: IOPS of the random reads and MB/s of the sequential ones; false on failure. */
 static bool run(char *const argv[], const char *out, double ghz, double *iops, double *mbs) {
-    pid_t pid = spawn(argv, out);
+    pid_t pid = spawn_to(argv, out);
     int st;
     waitpid(pid, &st, 0);
     FILE *f = fopen(out, "r");
@@ -112,9 +90,9 @@ int main(int argc, char **argv) {
         char *in_process[] = {bellhop, "run", "--kernel", guest, "--disk", img, "--cmdline", "diskbench", NULL};
         if (!run(in_process, out, ghz, &in_iops[r], &in_mbs[r])) status = 1;
         unlink(sock);
-        pid_t d = spawn((char *[]){(char *)qsd, "--blockdev", blockdev, "--blockdev", "driver=raw,node-name=d,file=f",
+        pid_t d = spawn_to((char *[]){(char *)qsd, "--blockdev", blockdev, "--blockdev", "driver=raw,node-name=d,file=f",
                                    "--export", export_arg, NULL},
-                        "/dev/null");
+                        NULL);
         struct stat sb;
         for (int i = 0; i < 500 && stat(sock, &sb) != 0; i++) usleep(10000);
         snprintf(disk_arg, sizeof disk_arg, "vhost-user=%s", sock);

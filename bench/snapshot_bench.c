@@ -26,38 +26,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* out is made anew before the child runs, so that nothing read from it is an earlier run's. */
-static pid_t spawn(char *const argv[], const char *out) {
-    unlink(out);
-    close(open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644));
-    pid_t pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR), o = open(out, O_WRONLY | O_APPEND);
-        dup2(null, 0);
-        dup2(o, 1);
-        dup2(o, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
+#include "bench/bench_util.h"
 
 static int connect_to(const char *sock) {
     double t0 = now_ms();
@@ -190,7 +159,7 @@ int main(int argc, char **argv) {
         for (int r = 0; r < rounds; r++) {
             char body[PATH_MAX * 2 + 200];
             unlink(sock);
-            pid_t pid = spawn((char *[]){bellhop, "run", "--api-sock", sock, "--boot-markers", NULL}, out);
+            pid_t pid = spawn_to((char *[]){bellhop, "run", "--api-sock", sock, "--boot-markers", NULL}, out);
             snprintf(body, sizeof body, "{\"kernel_image_path\": \"%s\", \"boot_args\": \"count\"}", guest);
             int ok = request(sock, "PUT", "/boot-source", body) == 204;
             snprintf(body, sizeof body, "{\"vcpu_count\": 1, \"mem_size_mib\": %u}", sizes[s]);
@@ -213,7 +182,7 @@ int main(int argc, char **argv) {
             if (stat(state, &st) == 0) state_bytes = st.st_size;
             if (stat(mem, &st) == 0) mem_blocks = st.st_blocks;
             unlink(sock);
-            pid = spawn((char *[]){bellhop, "run", "--api-sock", sock, "--boot-markers", NULL}, out);
+            pid = spawn_to((char *[]){bellhop, "run", "--api-sock", sock, "--boot-markers", NULL}, out);
             snprintf(body, sizeof body,
                      "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"%s\"}, "
                      "\"resume_vm\": true}", state, mem);
@@ -222,7 +191,7 @@ int main(int argc, char **argv) {
             stop(pid);
             phases(out, load_phases, sizeof load_phases);
             if (!ok) break;
-            pid = spawn((char *[]){bellhop, "run", "--boot-markers", "--restore", state, "--mem-file", mem, NULL}, out);
+            pid = spawn_to((char *[]){bellhop, "run", "--boot-markers", "--restore", state, "--mem-file", mem, NULL}, out);
             ok = find(out, "bellhop: guest entered at %lf ms", &cli[r], 10000);
             stop(pid);
             phases(out, cli_phases, sizeof cli_phases);

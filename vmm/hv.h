@@ -189,6 +189,8 @@ void bell_wake_waiters(struct guest *g);
 int vcpu_state_parse(const void *buf, size_t size, const uint8_t *found[VCPU_STATE_RECORDS],
                      uint32_t lens[VCPU_STATE_RECORDS], char *err, size_t errlen);
 
+/* vcpu.c: records why a call on v failed (bellhop_vcpu_last_error) and returns st. */
+__attribute__((format(printf, 3, 4))) zx_status_t vcpu_failed(struct vcpu *v, zx_status_t st, const char *fmt, ...);
 /* vcpu.c: the vCPU behind h, referenced, when it is the calling thread's (else ZX_ERR_BAD_STATE). */
 zx_status_t owned_vcpu(zx_handle_t h, zx_rights_t rights, struct vcpu **out);
 

@@ -189,31 +189,26 @@ static int cmd_run(int argc, char **argv) {
     /* What the config file or the API gives, when there is one: the flags would be a second
      * source of the same facts, so they are refused then. */
     const char *machine_flag = NULL, *api_sock = NULL, *config_file = NULL, *restore = NULL, *mem_file = NULL;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    /* The options that name a file, each of which must name one. */
+    const struct {
+        int opt;
+        const char **to;
+    } paths[] = {{O_API_SOCK, &api_sock},        {O_TRACE_FILE, &cfg.trace_file}, {O_CONFIG_FILE, &config_file},
+                 {O_RESTORE, &restore},          {O_MEM_FILE, &mem_file},         {O_PROFILE, &cfg.profile},
+                 {O_PROFILE_SYMBOLS, &cfg.profile_symbols}};
+    int idx = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
+        size_t p = 0;
+        while (p < sizeof paths / sizeof paths[0] && paths[p].opt != c) p++;
+        if (p < sizeof paths / sizeof paths[0]) {
+            if (!*optarg) return bad_usage("--%s: empty path", opts[idx].name);
+            *paths[p].to = optarg;
+            continue;
+        }
         if (c == O_KERNEL || c == O_INITRD || c == O_CMDLINE || c == O_MEM || c == O_CPUS || c == O_DISK ||
             c == O_RNG || c == O_NET || c == O_DEVICE || c == O_FS)
             machine_flag = argv[optind - 1][0] == '-' ? argv[optind - 1] : argv[optind - 2];
         switch (c) {
-        case O_API_SOCK:
-            if (!*optarg) return bad_usage("--api-sock: empty path");
-            api_sock = optarg;
-            break;
-        case O_TRACE_FILE:
-            if (!*optarg) return bad_usage("--trace-file: empty path");
-            cfg.trace_file = optarg;
-            break;
-        case O_CONFIG_FILE:
-            if (!*optarg) return bad_usage("--config-file: empty path");
-            config_file = optarg;
-            break;
-        case O_RESTORE:
-            if (!*optarg) return bad_usage("--restore: empty path");
-            restore = optarg;
-            break;
-        case O_MEM_FILE:
-            if (!*optarg) return bad_usage("--mem-file: empty path");
-            mem_file = optarg;
-            break;
         case 'h': usage(stdout); return 0;
         case O_KERNEL: cfg.kernel = optarg; break;
         case O_INITRD: cfg.initrd = optarg; break;
@@ -282,14 +277,6 @@ static int cmd_run(int argc, char **argv) {
         case O_NO_SECCOMP: cfg.sandbox = false; break;
         case O_PVM_ANYWAY: cfg.pvm_anyway = true; break;
         case O_BENCH_BELL: cfg.bench_bell = true; break;
-        case O_PROFILE:
-            if (!*optarg) return bad_usage("--profile: empty path");
-            cfg.profile = optarg;
-            break;
-        case O_PROFILE_SYMBOLS:
-            if (!*optarg) return bad_usage("--profile-symbols: empty path");
-            cfg.profile_symbols = optarg;
-            break;
         case O_DISPATCH:
             if (strcmp(optarg, "inline") == 0) cfg.dispatch_loop = false;
             else if (strcmp(optarg, "loop") == 0) cfg.dispatch_loop = true;

@@ -99,8 +99,7 @@ static zx_status_t vcpu_get(zx_handle_t h, zx_rights_t rights, struct vcpu **out
 }
 
 /* cold: the branches that call it move out of the pages each exit touches (see kvm_run). */
-__attribute__((cold, format(printf, 3, 4))) static zx_status_t enter_failed(struct vcpu *v, zx_status_t st,
-                                                              const char *fmt, ...) {
+__attribute__((cold, format(printf, 3, 4))) zx_status_t vcpu_failed(struct vcpu *v, zx_status_t st, const char *fmt, ...) {
     pthread_mutex_lock(&v->err_lock);
     va_list ap;
     va_start(ap, fmt);
@@ -133,7 +132,7 @@ __attribute__((cold)) static zx_status_t internal_error(struct vcpu *v) {
         struct kvm_vcpu_events ev;
         if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) == 0 && (ev.exception.injected || ev.exception.pending) &&
             ev.exception.nr != 6)
-            return enter_failed(v, ZX_ERR_BAD_STATE,
+            return vcpu_failed(v, ZX_ERR_BAD_STATE,
                         "triple fault: exception %u could not be delivered (KVM internal error %u, rip %#llx)",
                         ev.exception.nr, r->internal.suberror, exit_rip(v));
         if ((r->emulation_failure.ndata >= 3) &&
@@ -143,14 +142,14 @@ __attribute__((cold)) static zx_status_t internal_error(struct vcpu *v) {
             memcpy(v->failed_insn, r->emulation_failure.insn_bytes, n);
             v->failed_insn_len = n;
         }
-        return enter_failed(v, ZX_ERR_INTERNAL, "KVM could not emulate the instruction at rip %#llx", exit_rip(v));
+        return vcpu_failed(v, ZX_ERR_INTERNAL, "KVM could not emulate the instruction at rip %#llx", exit_rip(v));
     }
     case KVM_INTERNAL_ERROR_SIMUL_EX:
     case KVM_INTERNAL_ERROR_DELIVERY_EV:
-        return enter_failed(v, ZX_ERR_BAD_STATE, "triple fault: an exception could not be delivered (KVM internal error %u, rip %#llx)",
+        return vcpu_failed(v, ZX_ERR_BAD_STATE, "triple fault: an exception could not be delivered (KVM internal error %u, rip %#llx)",
                     r->internal.suberror, exit_rip(v));
     default:
-        return enter_failed(v, ZX_ERR_INTERNAL, "KVM internal error %u (rip %#llx)", r->internal.suberror, exit_rip(v));
+        return vcpu_failed(v, ZX_ERR_INTERNAL, "KVM internal error %u (rip %#llx)", r->internal.suberror, exit_rip(v));
     }
 }
 
@@ -337,9 +336,9 @@ __attribute__((noinline)) static zx_status_t vcpu_ctl(struct vcpu *v, zx_port_pa
         pkt->guest_vcpu.startup.entry = v->ctl_arg1;
         return ZX_OK;
     case BELLHOP_VCPU_CTL_POWEROFF:
-        return enter_failed(v, ZX_ERR_UNAVAILABLE, "guest powered off");
+        return vcpu_failed(v, ZX_ERR_UNAVAILABLE, "guest powered off");
     case BELLHOP_VCPU_CTL_RESET:
-        return enter_failed(v, ZX_ERR_CONNECTION_RESET, "guest asked for a reset");
+        return vcpu_failed(v, ZX_ERR_CONNECTION_RESET, "guest asked for a reset");
     default:
         return REENTER;
     }
@@ -350,10 +349,10 @@ __attribute__((hot)) static zx_status_t handle_io(struct vcpu *v, zx_port_packet
     struct guest *g = v->guest;
     bool in = r->io.direction == KVM_EXIT_IO_IN;
     if (r->io.data_offset + (uint64_t)r->io.size * r->io.count > v->run_size)
-        return enter_failed(v, ZX_ERR_INTERNAL, "KVM gave IO data outside kvm_run");
+        return vcpu_failed(v, ZX_ERR_INTERNAL, "KVM gave IO data outside kvm_run");
     const struct trap_hit *t = find_trap(v, &g->io_tree, &v->last_io, r->io.port, r->io.size);
     if (!t)
-        return enter_failed(v, ZX_ERR_NOT_FOUND, "IO %s of %u bytes at port %#x: no trap (rip %#llx)",
+        return vcpu_failed(v, ZX_ERR_NOT_FOUND, "IO %s of %u bytes at port %#x: no trap (rip %#llx)",
                     in ? "read" : "write", r->io.size, r->io.port, exit_rip(v));
     if (t->trap == &g->ctl_trap) return vcpu_ctl(v, pkt);
     if (in && r->io.count == 1) copy_reg(io_data(v), &(uint64_t){0}, r->io.size); /* unanswered: 0 */
@@ -379,12 +378,12 @@ __attribute__((hot)) static zx_status_t handle_mmio(struct vcpu *v, zx_port_pack
     /* a bell here missed the ioeventfds (the slow path) */
     count(v, t && t->kind == ZX_GUEST_TRAP_BELL && write ? BELLHOP_EXIT_BELL : BELLHOP_EXIT_MMIO);
     if (!t)
-        return enter_failed(v, ZX_ERR_OUT_OF_RANGE,
+        return vcpu_failed(v, ZX_ERR_OUT_OF_RANGE,
                     "MMIO %s of %u bytes at %#llx: neither memory nor trapped (rip %#llx)",
                     write ? "write" : "read", len, (unsigned long long)addr, exit_rip(v));
     if (t->kind == ZX_GUEST_TRAP_BELL) {
         if (!write)
-            return enter_failed(v, ZX_ERR_NOT_SUPPORTED, "read of %u bytes from bell %#llx (rip %#llx)",
+            return vcpu_failed(v, ZX_ERR_NOT_SUPPORTED, "read of %u bytes from bell %#llx (rip %#llx)",
                         len, (unsigned long long)addr, exit_rip(v));
         zx_status_t st = bell_ring(t->trap->bell, addr, &v->kicked);
         if (st == ZX_ERR_CANCELED) {
@@ -393,7 +392,7 @@ __attribute__((hot)) static zx_status_t handle_mmio(struct vcpu *v, zx_port_pack
             return st;
         }
         if (st != ZX_OK)
-            return enter_failed(v, st, "bell at %#llx: its port is gone", (unsigned long long)addr);
+            return vcpu_failed(v, st, "bell at %#llx: its port is gone", (unsigned long long)addr);
         return REENTER;
     }
     *pkt = (zx_port_packet_t){.key = t->key, .type = ZX_PKT_TYPE_GUEST_MEM, .status = ZX_OK};
@@ -421,20 +420,20 @@ __attribute__((hot)) static zx_status_t handle_exit(struct vcpu *v, zx_port_pack
     case KVM_EXIT_INTR:
         return REENTER;
     case KVM_EXIT_SHUTDOWN:
-        return enter_failed(v, ZX_ERR_BAD_STATE, "triple fault (rip %#llx)", exit_rip(v));
+        return vcpu_failed(v, ZX_ERR_BAD_STATE, "triple fault (rip %#llx)", exit_rip(v));
     case KVM_EXIT_SYSTEM_EVENT:
         if (r->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN)
-            return enter_failed(v, ZX_ERR_UNAVAILABLE, "guest powered off");
+            return vcpu_failed(v, ZX_ERR_UNAVAILABLE, "guest powered off");
         if (r->system_event.type == KVM_SYSTEM_EVENT_RESET)
-            return enter_failed(v, ZX_ERR_CONNECTION_RESET, "guest asked for a reset");
-        return enter_failed(v, ZX_ERR_BAD_STATE, "guest system event %u", r->system_event.type);
+            return vcpu_failed(v, ZX_ERR_CONNECTION_RESET, "guest asked for a reset");
+        return vcpu_failed(v, ZX_ERR_BAD_STATE, "guest system event %u", r->system_event.type);
     case KVM_EXIT_FAIL_ENTRY:
-        return enter_failed(v, ZX_ERR_BAD_STATE, "VM entry failed (hardware reason %#llx)",
+        return vcpu_failed(v, ZX_ERR_BAD_STATE, "VM entry failed (hardware reason %#llx)",
                     (unsigned long long)r->fail_entry.hardware_entry_failure_reason);
     case KVM_EXIT_INTERNAL_ERROR:
         return internal_error(v);
     default:
-        return enter_failed(v, ZX_ERR_NOT_SUPPORTED, "unhandled KVM exit %u (rip %#llx)", r->exit_reason,
+        return vcpu_failed(v, ZX_ERR_NOT_SUPPORTED, "unhandled KVM exit %u (rip %#llx)", r->exit_reason,
                     exit_rip(v));
     }
 }
@@ -475,7 +474,7 @@ __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_
                 return st;
             }
             v->pending_bell = NULL;
-            if (st != ZX_OK) return enter_failed(v, st, "bell: its port is gone");
+            if (st != ZX_OK) return vcpu_failed(v, st, "bell: its port is gone");
         }
         if (atomic_load_explicit(&v->kicked, memory_order_relaxed) && atomic_exchange(&v->kicked, false))
             return ZX_ERR_CANCELED;
@@ -487,7 +486,7 @@ __attribute__((hot)) static zx_status_t vcpu_run(struct vcpu *v, zx_port_packet_
                 if (v->ticking && take_tick()) return ZX_ERR_TIMED_OUT;
                 continue;
             }
-            return enter_failed(v, ZX_ERR_BAD_STATE, "KVM_RUN failed: %s", strerror((int)-rc));
+            return vcpu_failed(v, ZX_ERR_BAD_STATE, "KVM_RUN failed: %s", strerror((int)-rc));
         }
         zx_status_t st = handle_exit(v, pkt);
         if (st == ZX_ERR_CANCELED) atomic_store(&v->kicked, false);

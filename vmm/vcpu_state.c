@@ -7,7 +7,6 @@
  * base the segment registers' apic_base set) before the MSRs (the TSC deadline is the
  * LAPIC's), and the pending events last (they refer to the state set before them). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,16 +66,6 @@ static bool rec_next(const uint8_t **p, const uint8_t *end, struct rec_hdr *h, c
     *data = *p + sizeof *h;
     *p += sizeof *h + h->len;
     return true;
-}
-
-__attribute__((format(printf, 3, 4))) static zx_status_t vcpu_refused(struct vcpu *v, zx_status_t st, const char *fmt, ...) {
-    pthread_mutex_lock(&v->err_lock);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(v->err, sizeof v->err, fmt, ap);
-    va_end(ap);
-    pthread_mutex_unlock(&v->err_lock);
-    return st;
 }
 
 /* ---- vCPU ---- */
@@ -175,7 +164,7 @@ zx_status_t bellhop_vcpu_save(zx_handle_t handle, void *buf, size_t size, size_t
     }
     free(msrs);
     if (w.overflow) st = ZX_ERR_BUFFER_TOO_SMALL;
-    else if (!ok) st = vcpu_refused(v, ZX_ERR_IO_REFUSED, "saving the vCPU's state: %s failed: %s", what, strerror(errno));
+    else if (!ok) st = vcpu_failed(v, ZX_ERR_IO_REFUSED, "saving the vCPU's state: %s failed: %s", what, strerror(errno));
     else *actual = w.used;
     object_unref(&v->obj);
     return st;
@@ -211,8 +200,8 @@ static zx_status_t set_msrs(struct vcpu *v, const uint8_t *data, uint32_t len) {
     int r = ioctl(v->fd, KVM_SET_MSRS, m);
     uint32_t bad = r >= 0 && (uint32_t)r < n ? m->entries[r].index : 0;
     free(m);
-    if (r < 0) return vcpu_refused(v, ZX_ERR_IO_REFUSED, "restoring the vCPU's MSRs: %s", strerror(errno));
-    if ((uint32_t)r != n) return vcpu_refused(v, ZX_ERR_IO_REFUSED, "restoring the vCPU's MSRs: KVM refused MSR %#x", bad);
+    if (r < 0) return vcpu_failed(v, ZX_ERR_IO_REFUSED, "restoring the vCPU's MSRs: %s", strerror(errno));
+    if ((uint32_t)r != n) return vcpu_failed(v, ZX_ERR_IO_REFUSED, "restoring the vCPU's MSRs: KVM refused MSR %#x", bad);
     return ZX_OK;
 }
 
@@ -247,7 +236,7 @@ zx_status_t bellhop_vcpu_restore(zx_handle_t handle, const void *buf, size_t siz
     uint32_t lens[NVCPU_RECORDS];
     char why[160];
     if (vcpu_state_parse(buf, size, found, lens, why, sizeof why) != 0)
-        st = vcpu_refused(v, ZX_ERR_INVALID_ARGS, "%s", why);
+        st = vcpu_failed(v, ZX_ERR_INVALID_ARGS, "%s", why);
     for (size_t i = 0; st == ZX_OK && i < NVCPU_RECORDS; i++) {
         const struct vcpu_record *r = &vcpu_records[i];
         if (!found[i]) continue;
@@ -263,7 +252,7 @@ zx_status_t bellhop_vcpu_restore(zx_handle_t handle, const void *buf, size_t siz
         }
         memcpy(copy, found[i], lens[i]);
         if (ioctl(v->fd, r->req, copy) != 0)
-            st = vcpu_refused(v, ZX_ERR_IO_REFUSED, "restoring the vCPU's %s: KVM refused it (%s)", r->name, strerror(errno));
+            st = vcpu_failed(v, ZX_ERR_IO_REFUSED, "restoring the vCPU's %s: KVM refused it (%s)", r->name, strerror(errno));
         free(copy);
     }
     object_unref(&v->obj);
