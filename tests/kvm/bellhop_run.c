@@ -88,8 +88,10 @@ TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
     /* bellhop bench --json: our run, the loop-dispatch run, the run without the sandbox (none
      * in sanitizer builds, which have no sandbox) and the raw KVM floor, one round each (Linux
      * boots and idle memory have tests of their own): this checks what the bench reports, not
-     * the figures, which make bench gives */
+     * the figures, which make bench gives. Not in a sanitizer build: what it checks is the
+     * same there, and its runs are the slowest part of the suite under a sanitizer. */
     find_bellhop();
+    if (sanitized()) test_skip("a sanitizer build: the bench's report is checked in the plain build");
     unsigned rounds = 1;
     char *const argv[] = {bellhop, "bench", "--json", "--plot", "/tmp/bellhop-bench.svg", "--only", "traps",
                           "--rounds", rounds == 1 ? "1" : "2", NULL};
@@ -100,7 +102,7 @@ TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
     CHECK_MSG(strstr(out, "\"tsc_ghz\": ") && strstr(out, rounds_key) && strstr(out, "\"bellhop\": {") &&
                   strstr(out, "\"floor\": {") && strstr(out, "\"bellhop_loop_dispatch\": {"),
               "%s", out);
-    CHECK_MSG(!strstr(out, "\"bellhop_no_seccomp\": {") == sanitized(), "%s", out);
+    CHECK_MSG(strstr(out, "\"bellhop_no_seccomp\": {"), "%s", out);
     /* one JSON document: the traps, and the boots and memory (none asked here) after them */
     const char *doc = strstr(out, "{\"kvm_host\"");
     json_error_t je;
