@@ -73,13 +73,14 @@ int virtio_dev_restore(struct virtio_dev *vd, const uint8_t *buf, size_t len, ch
     }
     if (w.device_len && !vd->ops->restore)
         return snprintf(err, errlen, "%s: the snapshot has state for it, and it keeps none", name), -1;
-    if (vd->ops->restore && vd->ops->restore(vd, buf + sizeof w, w.device_len) != 0)
-        return snprintf(err, errlen, "%s: its own saved state is not one it could have saved", name), -1;
     pthread_mutex_lock(&vd->lock);
     vd->driver_features = w.driver_features;
     vd->isr = w.isr, vd->generation = w.generation, vd->status = w.status;
     memcpy(vd->queues, qs, sizeof qs);
     pthread_mutex_unlock(&vd->lock);
+    /* the device's own last: it may adjust the queues (a failed restore's machine is dropped) */
+    if (vd->ops->restore && vd->ops->restore(vd, buf + sizeof w, w.device_len) != 0)
+        return snprintf(err, errlen, "%s: its own saved state is not one it could have saved", name), -1;
     return 0;
 }
 
