@@ -45,6 +45,7 @@ struct api {
     bool metrics_posted;
     /* PUT /snapshot/load or --restore: the machine comes from this snapshot */
     bool restoring;
+    uint64_t request_ns; /* when the request that starts the machine came (--boot-markers count from it) */
     struct snapshot_image image;
     struct machine_restore restore;
 };
@@ -142,6 +143,7 @@ static void put_actions(struct api *a, struct api_ticket t, json_t *body) {
     if (strcmp(action, "InstanceStart") == 0) {
         if (a->state != NOT_STARTED) return fault(a, t, "InstanceStart: the VM has already started");
         if (!a->spec.kernel) return fault(a, t, "InstanceStart: no boot source: PUT /boot-source first");
+        a->request_ns = stats_now_ns();
         return request_start(a, t, true);
     }
     if (strcmp(action, "FlushMetrics") == 0) {
@@ -232,8 +234,10 @@ static void snapshot_load(struct api *a, struct api_ticket t, json_t *body) {
     if (overrides && json_array_size(overrides)) return fault(a, t, "snapshot/load: network_overrides are not supported");
     if (a->state != NOT_STARTED) return fault(a, t, "snapshot/load: the VM has already started");
     char err[400];
+    uint64_t t0 = stats_now_ns(); /* reading the files is part of the load */
     if (load_snapshot(a, state_path, mem_path ? mem_path : backend_path, resume, err, sizeof err) != 0)
         return fault(a, t, "snapshot/load: %s", err);
+    a->request_ns = t0;
     request_start(a, t, true);
 }
 
@@ -450,7 +454,7 @@ static int run_machine(struct api *a) {
         return -2;
     }
     /* --boot-markers count from InstanceStart: the time the API's user waits */
-    if (a->has_ticket) a->cfg.start_ns = stats_now_ns();
+    if (a->has_ticket) a->cfg.start_ns = a->request_ns;
     block_ending_signals(true);
     int status = machine_run(&a->cfg);
     block_ending_signals(false);
