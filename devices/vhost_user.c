@@ -1,6 +1,5 @@
 /* The vhost-user frontend's messages (devices/vhost_user.h). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -9,6 +8,7 @@
 #include <unistd.h>
 
 #include "devices/vhost_user.h"
+#include "vmm/error_text.h"
 
 struct vring_state {
     uint32_t index, num;
@@ -33,30 +33,22 @@ struct config_payload {
     uint8_t data[VHOST_USER_CONFIG_MAX];
 };
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int vhost_user_check_reply(const struct vhost_user_header *h, size_t got, uint32_t request, uint32_t want_size,
                            bool exact, char *err, size_t errlen) {
     if ((h->flags & 0x3) != VHOST_USER_VERSION || !(h->flags & VHOST_USER_FLAG_REPLY))
-        return fail(err, errlen, "the backend's reply has flags %#x (not a version-1 reply)", h->flags);
+        return error_text(err, errlen, "the backend's reply has flags %#x (not a version-1 reply)", h->flags);
     if (h->request != request)
-        return fail(err, errlen, "the backend answered request %u with a reply to %u", request, h->request);
+        return error_text(err, errlen, "the backend answered request %u with a reply to %u", request, h->request);
     if (h->size > VHOST_USER_MAX_PAYLOAD || (exact ? h->size != want_size : h->size > want_size))
-        return fail(err, errlen, "the backend's reply to request %u has %u bytes (%s %u)", request, h->size,
+        return error_text(err, errlen, "the backend's reply to request %u has %u bytes (%s %u)", request, h->size,
                     exact ? "expected" : "at most", want_size);
-    if (got != h->size) return fail(err, errlen, "the backend's reply to request %u was cut short", request);
+    if (got != h->size) return error_text(err, errlen, "the backend's reply to request %u was cut short", request);
     return 0;
 }
 
 static int send_msg(struct vhost_user *vu, uint32_t request, uint32_t flags, const void *payload, uint32_t size,
                     const int *fds, unsigned nfds, char *err, size_t errlen) {
-    if (vu->fd < 0) return fail(err, errlen, "the backend's socket is closed");
+    if (vu->fd < 0) return error_text(err, errlen, "the backend's socket is closed");
     struct vhost_user_header h = {request, VHOST_USER_VERSION | flags, size};
     struct iovec iov[2] = {{&h, sizeof h}, {(void *)payload, size}};
     union {
@@ -78,7 +70,7 @@ static int send_msg(struct vhost_user *vu, uint32_t request, uint32_t flags, con
     do n = sendmsg(vu->fd, &m, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     if (n != (ssize_t)(sizeof h + size))
-        return fail(err, errlen, "sending request %u to the backend: %s", request, n < 0 ? strerror(errno) : "cut short");
+        return error_text(err, errlen, "sending request %u to the backend: %s", request, n < 0 ? strerror(errno) : "cut short");
     return 0;
 }
 
@@ -88,9 +80,9 @@ static int recv_all(struct vhost_user *vu, void *buf, size_t len, uint32_t reque
     while (got < len) {
         ssize_t n = recv(vu->fd, (uint8_t *)buf + got, len - got, 0);
         if (n < 0 && errno == EINTR) continue;
-        if (n == 0) return fail(err, errlen, "the backend closed its socket (waiting for the reply to request %u)", request);
+        if (n == 0) return error_text(err, errlen, "the backend closed its socket (waiting for the reply to request %u)", request);
         if (n < 0)
-            return fail(err, errlen, "the backend's reply to request %u: %s", request,
+            return error_text(err, errlen, "the backend's reply to request %u: %s", request,
                         errno == EAGAIN || errno == EWOULDBLOCK ? "none within 5 s" : strerror(errno));
         got += (size_t)n;
     }
@@ -104,7 +96,7 @@ static int recv_reply(struct vhost_user *vu, uint32_t request, void *buf, uint32
     struct vhost_user_header h;
     if (recv_all(vu, &h, sizeof h, request, err, errlen) != 0) return -1;
     uint8_t payload[VHOST_USER_MAX_PAYLOAD];
-    if (h.size > sizeof payload) return fail(err, errlen, "the backend's reply to request %u has %u bytes", request, h.size);
+    if (h.size > sizeof payload) return error_text(err, errlen, "the backend's reply to request %u has %u bytes", request, h.size);
     if (recv_all(vu, payload, h.size, request, err, errlen) != 0) return -1;
     if (vhost_user_check_reply(&h, h.size, request, want_size, exact, err, errlen) != 0) return -1;
     memcpy(buf, payload, h.size);
@@ -126,7 +118,7 @@ static int set(struct vhost_user *vu, uint32_t request, const void *payload, uin
     if (!ack) return 0;
     uint64_t status;
     if (recv_reply(vu, request, &status, sizeof status, true, NULL, err, errlen) != 0) return -1;
-    return status == 0 ? 0 : fail(err, errlen, "the backend refused request %u (status %llu)", request, (unsigned long long)status);
+    return status == 0 ? 0 : error_text(err, errlen, "the backend refused request %u (status %llu)", request, (unsigned long long)status);
 }
 
 static int set_u64(struct vhost_user *vu, uint32_t request, uint64_t v, char *err, size_t errlen) {
@@ -136,7 +128,7 @@ static int set_u64(struct vhost_user *vu, uint32_t request, uint64_t v, char *er
 int vhost_user_connect(struct vhost_user *vu, const char *path, char *err, size_t errlen) {
     *vu = (struct vhost_user){.fd = -1, .queues = 1};
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof a.sun_path) return fail(err, errlen, "%s: path too long for a socket", path);
+    if (strlen(path) >= sizeof a.sun_path) return error_text(err, errlen, "%s: path too long for a socket", path);
     memcpy(a.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct timeval tv = {.tv_sec = VHOST_USER_TIMEOUT_MS / 1000};
@@ -144,7 +136,7 @@ int vhost_user_connect(struct vhost_user *vu, const char *path, char *err, size_
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         int e = errno;
         if (fd >= 0) close(fd);
-        return fail(err, errlen, "%s: %s", path, strerror(e));
+        return error_text(err, errlen, "%s: %s", path, strerror(e));
     }
     return vhost_user_negotiate(vu, fd, err, errlen);
 }
@@ -165,7 +157,7 @@ int vhost_user_negotiate(struct vhost_user *vu, int fd, char *err, size_t errlen
         uint64_t queues = 1;
         if (rc == 0 && (vu->protocol_features >> VHOST_USER_PROTOCOL_F_MQ & 1))
             rc = get_u64(vu, VHOST_USER_GET_QUEUE_NUM, &queues, err, errlen);
-        if (rc == 0 && (queues == 0 || queues > 64)) rc = fail(err, errlen, "the backend has %llu queues", (unsigned long long)queues);
+        if (rc == 0 && (queues == 0 || queues > 64)) rc = error_text(err, errlen, "the backend has %llu queues", (unsigned long long)queues);
         vu->queues = (unsigned)queues;
     }
     if (rc == 0) rc = set(vu, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0, err, errlen);
@@ -181,14 +173,14 @@ void vhost_user_close(struct vhost_user *vu) {
 
 int vhost_user_get_config(struct vhost_user *vu, uint8_t *buf, uint32_t len, char *err, size_t errlen) {
     if (!(vu->protocol_features >> VHOST_USER_PROTOCOL_F_CONFIG & 1))
-        return fail(err, errlen, "the backend does not give its configuration space (no CONFIG protocol feature)");
-    if (len > VHOST_USER_CONFIG_MAX) return fail(err, errlen, "configuration space of %u bytes", len);
+        return error_text(err, errlen, "the backend does not give its configuration space (no CONFIG protocol feature)");
+    if (len > VHOST_USER_CONFIG_MAX) return error_text(err, errlen, "configuration space of %u bytes", len);
     struct config_payload p = {.offset = 0, .size = len};
     uint32_t size = 12 + len;
     if (send_msg(vu, VHOST_USER_GET_CONFIG, 0, &p, size, NULL, 0, err, errlen) != 0) return -1;
     struct config_payload r;
     if (recv_reply(vu, VHOST_USER_GET_CONFIG, &r, size, true, NULL, err, errlen) != 0) return -1;
-    if (r.offset != 0 || r.size != len) return fail(err, errlen, "the backend gave another part of its configuration space");
+    if (r.offset != 0 || r.size != len) return error_text(err, errlen, "the backend gave another part of its configuration space");
     memcpy(buf, r.data, len);
     return 0;
 }
@@ -211,7 +203,7 @@ static int set_vring(struct vhost_user *vu, unsigned i, const struct vhost_user_
 
 int vhost_user_start(struct vhost_user *vu, uint64_t features, const struct vhost_user_region *regions,
                      unsigned nregions, const struct vhost_user_vring *rings, unsigned nrings, char *err, size_t errlen) {
-    if (nregions > VHOST_USER_MAX_REGIONS) return fail(err, errlen, "%u memory regions", nregions);
+    if (nregions > VHOST_USER_MAX_REGIONS) return error_text(err, errlen, "%u memory regions", nregions);
     /* The backend keeps offering PROTOCOL_FEATURES only if it is acknowledged here too. */
     uint64_t f = features | (vu->protocol ? 1ull << VHOST_USER_F_PROTOCOL_FEATURES : 0);
     if (set_u64(vu, VHOST_USER_SET_FEATURES, f, err, errlen) != 0) return -1;

@@ -211,6 +211,15 @@ __attribute__((hot, noinline)) static void cpu_loop(struct machine *m, struct cp
     }
 }
 
+/* For start_cpu, which waits on it when restoring: 1, or -1 (said) when the vCPU could not be
+ * made or its state was refused. */
+static void cpu_restored(struct cpu *c, int r) {
+    pthread_mutex_lock(&c->m->lock);
+    c->restored = r;
+    pthread_cond_broadcast(&c->m->cond);
+    pthread_mutex_unlock(&c->m->lock);
+}
+
 static void *cpu_main(void *arg) {
     struct cpu *c = arg;
     struct machine *m = c->m;
@@ -227,19 +236,13 @@ static void *cpu_main(void *arg) {
     pthread_mutex_unlock(&m->lock);
     if (st != ZX_OK) {
         fprintf(stderr, "bellhop: cannot create cpu%u: %s\n", c->id, zx_status_get_string(st));
-        pthread_mutex_lock(&m->lock);
-        c->restored = -1;
-        pthread_cond_broadcast(&m->cond);
-        pthread_mutex_unlock(&m->lock);
+        cpu_restored(c, -1);
         request_exit(&m->env, 1);
         return NULL;
     }
     if (m->cfg->restore) {
-        int r = st == ZX_OK && machine_restore_cpu(c, vcpu) == ZX_OK ? 1 : -1;
-        pthread_mutex_lock(&m->lock);
-        c->restored = r;
-        pthread_cond_broadcast(&m->cond);
-        pthread_mutex_unlock(&m->lock);
+        int r = machine_restore_cpu(c, vcpu) == ZX_OK ? 1 : -1;
+        cpu_restored(c, r);
         if (r < 0) request_exit(&m->env, 1);
     } else if (c->id == 0 && (st = machine_boot_registers(m, vcpu)) != ZX_OK) {
         fprintf(stderr, "bellhop: cannot set cpu0's boot registers: %s\n", zx_status_get_string(st));

@@ -168,7 +168,8 @@ int machine_devices_setup(struct machine *m);
 void machine_devices_destroy(struct machine *m);
 
 /* snapshot.c */
-/* A parked vCPU's turn (m->lock held): saves its state when a snapshot asks for it. */
+/* A parked vCPU's turn (m->lock held): saves its state when a snapshot asks for it (the
+ * caller then wakes the waiters, as for every parking). */
 void machine_cpu_parked(struct cpu *c, zx_handle_t vcpu);
 /* Before the vCPUs run: the guest's KVM state and every device's from m->cfg->restore. */
 int machine_restore_state(struct machine *m);

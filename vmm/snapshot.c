@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,19 +19,12 @@
 
 #include "devices/virtio.h"
 #include "firmware/vmgenid.h"
+#include "vmm/error_text.h"
 #include "vmm/machine_parts.h"
 #include "vmm/snapshot_file.h"
 
 #define DEVICE_STATE_MAX 65536u
 #define SAVE_TIMEOUT_S 5
-
-__attribute__((format(printf, 3, 4))) static int said(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* The devices whose state a snapshot holds, in the order they are mapped (a device with
  * several windows counts once). */
@@ -55,7 +47,6 @@ void machine_cpu_parked(struct cpu *c, zx_handle_t vcpu) {
     c->saved_len = 0;
     c->saved_status = c->saved ? bellhop_vcpu_save(vcpu, c->saved, BELLHOP_VCPU_STATE_MAX, &c->saved_len)
                                : ZX_ERR_NO_MEMORY;
-    pthread_cond_broadcast(&m->cond);
 }
 
 /* Every running vCPU saves its state on its thread; 0 when all did. */
@@ -73,18 +64,18 @@ static int save_cpus(struct machine *m, unsigned *ncpus, char *err, size_t errle
     for (unsigned i = 0; i < MACHINE_MAX_CPUS && rc == 0; i++) {
         struct cpu *c = &m->cpus[i];
         if (c->vcpu == ZX_HANDLE_INVALID) continue;
-        if (i != *ncpus) rc = said(err, errlen, "cpu%u runs but cpu%u does not", i, *ncpus);
+        if (i != *ncpus) rc = error_text(err, errlen, "cpu%u runs but cpu%u does not", i, *ncpus);
         while (rc == 0 && c->saved_gen != gen && !m->exiting)
             if (pthread_cond_timedwait(&m->cond, &m->lock, &deadline) == ETIMEDOUT)
-                rc = said(err, errlen, "cpu%u did not save its state within %d s", i, SAVE_TIMEOUT_S);
-        if (rc == 0 && m->exiting) rc = said(err, errlen, "the VM is ending");
+                rc = error_text(err, errlen, "cpu%u did not save its state within %d s", i, SAVE_TIMEOUT_S);
+        if (rc == 0 && m->exiting) rc = error_text(err, errlen, "the VM is ending");
         if (rc == 0 && c->saved_status != ZX_OK) {
             char why[200] = "";
             bellhop_vcpu_last_error(c->vcpu, why, sizeof why);
             const char *reason = c->saved_status == ZX_ERR_SHOULD_WAIT ? "it is in the middle of a doorbell write; try again"
                                  : why[0]                              ? why
                                                                        : zx_status_get_string(c->saved_status);
-            rc = said(err, errlen, "cpu%u: %s", i, reason);
+            rc = error_text(err, errlen, "cpu%u: %s", i, reason);
         }
         if (rc == 0) ++*ncpus;
     }
@@ -121,7 +112,7 @@ int machine_snapshot(struct machine *m, const char *config_json, const char *sta
     size_t len = 0;
     zx_status_t st = buf ? bellhop_guest_save(m->guest, buf, DEVICE_STATE_MAX, &len) : ZX_ERR_NO_MEMORY;
     int rc = 0;
-    if (st != ZX_OK) rc = said(err, errlen, "saving the guest's KVM state: %s", zx_status_get_string(st));
+    if (st != ZX_OK) rc = error_text(err, errlen, "saving the guest's KVM state: %s", zx_status_get_string(st));
     else snapshot_add(&w, SNAP_GUEST, 0, NULL, 0, buf, len);
     for (unsigned i = 0; rc == 0 && i < ncpus; i++)
         snapshot_add(&w, SNAP_VCPU, i, NULL, 0, m->cpus[i].saved, m->cpus[i].saved_len);
@@ -130,22 +121,22 @@ int machine_snapshot(struct machine *m, const char *config_json, const char *sta
     for (unsigned i = 0; rc == 0 && i < ndevs; i++) {
         len = devs[i]->ops->save(devs[i]->dev, buf, DEVICE_STATE_MAX);
         if (len == 0)
-            rc = said(err, errlen, "device %u (%s) cannot be saved: its state is not all in bellhop (vhost-user) or "
+            rc = error_text(err, errlen, "device %u (%s) cannot be saved: its state is not all in bellhop (vhost-user) or "
                       "larger than %u bytes", i, devs[i]->ops->name, DEVICE_STATE_MAX);
         else snapshot_add(&w, SNAP_DEVICE, i, devs[i]->ops->name, strlen(devs[i]->ops->name) + 1, buf, len);
     }
     free(buf);
-    if (rc == 0 && snapshot_finish(&w) != 0) rc = said(err, errlen, "out of memory");
+    if (rc == 0 && snapshot_finish(&w) != 0) rc = error_text(err, errlen, "out of memory");
     int fd = rc == 0 ? create_file("snapshot_path", state_path, err, errlen) : -1;
     if (rc == 0 && fd < 0) rc = -1;
     if (rc == 0 && (write(fd, w.buf, w.len) != (ssize_t)w.len || fsync(fd) != 0))
-        rc = said(err, errlen, "snapshot_path %s: %s", state_path, strerror(errno));
+        rc = error_text(err, errlen, "snapshot_path %s: %s", state_path, strerror(errno));
     if (fd >= 0) close(fd);
     snapshot_writer_free(&w);
     fd = rc == 0 ? create_file("mem_file_path", mem_path, err, errlen) : -1;
     if (rc == 0 && fd < 0) rc = -1;
     if (rc == 0 && snapshot_write_memory(fd, m->env.mem.host, m->env.mem.size) != 0)
-        rc = said(err, errlen, "mem_file_path %s: %s", mem_path, strerror(errno));
+        rc = error_text(err, errlen, "mem_file_path %s: %s", mem_path, strerror(errno));
     if (fd >= 0) close(fd);
     return rc;
 }

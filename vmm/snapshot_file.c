@@ -4,13 +4,13 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <lzma.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/error_text.h"
 #include "vmm/snapshot_file.h"
 
 #define HEADER_LEN 16u
@@ -22,15 +22,6 @@ struct section_header {
     uint32_t kind, index;
     uint64_t len;
 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint64_t le64(const uint8_t *p) {
@@ -46,84 +37,84 @@ static int parse_section(const struct section_header *h, const uint8_t *data, st
                          size_t errlen) {
     switch (h->kind) {
     case SNAP_MACHINE:
-        if (s->config_json) return fail(err, errlen, "two machine sections");
+        if (s->config_json) return error_text(err, errlen, "two machine sections");
         if (h->len < 17 || data[h->len - 1] != 0 || memchr(data + 16, 0, h->len - 16) != data + h->len - 1)
-            return fail(err, errlen, "the machine section is malformed");
+            return error_text(err, errlen, "the machine section is malformed");
         s->mem_size = le64(data);
         memcpy(&s->flags, data + 8, 4);
         if (s->mem_size == 0 || s->mem_size % PAGE || s->flags & ~(SNAPSHOT_LINUX_SMP | SNAPSHOT_VIRTIO_PCI))
-            return fail(err, errlen, "the machine section's memory size or flags are invalid");
+            return error_text(err, errlen, "the machine section's memory size or flags are invalid");
         s->config_json = (const char *)data + 16;
         return 0;
     case SNAP_GUEST:
-        if (s->guest.data) return fail(err, errlen, "two guest sections");
+        if (s->guest.data) return error_text(err, errlen, "two guest sections");
         s->guest = (struct snapshot_blob){data, h->len};
         return 0;
     case SNAP_VCPU:
-        if (h->index >= SNAPSHOT_MAX_VCPUS) return fail(err, errlen, "vCPU %u: more than bellhop runs", h->index);
-        if (h->index != s->nvcpus) return fail(err, errlen, "vCPU %u out of order", h->index);
+        if (h->index >= SNAPSHOT_MAX_VCPUS) return error_text(err, errlen, "vCPU %u: more than bellhop runs", h->index);
+        if (h->index != s->nvcpus) return error_text(err, errlen, "vCPU %u out of order", h->index);
         s->vcpus[s->nvcpus++] = (struct snapshot_blob){data, h->len};
         return 0;
     case SNAP_DEVICE: {
         if (h->index >= SNAPSHOT_MAX_DEVICES || h->index != s->ndevices)
-            return fail(err, errlen, "device %u out of order or past %u", h->index, SNAPSHOT_MAX_DEVICES);
+            return error_text(err, errlen, "device %u out of order or past %u", h->index, SNAPSHOT_MAX_DEVICES);
         const uint8_t *nul = memchr(data, 0, h->len < SNAPSHOT_NAME_MAX ? h->len : SNAPSHOT_NAME_MAX);
-        if (!nul || nul == data) return fail(err, errlen, "device %u has no name", h->index);
+        if (!nul || nul == data) return error_text(err, errlen, "device %u has no name", h->index);
         struct snapshot_device *d = &s->devices[s->ndevices++];
         memcpy(d->name, data, (size_t)(nul - data) + 1);
         d->state = (struct snapshot_blob){nul + 1, h->len - (size_t)(nul + 1 - data)};
         return 0;
     }
     default:
-        return fail(err, errlen, "unknown section kind %u", h->kind);
+        return error_text(err, errlen, "unknown section kind %u", h->kind);
     }
 }
 
 int snapshot_parse(const uint8_t *buf, size_t len, struct snapshot *s, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     if (len < HEADER_LEN + CRC_LEN || memcmp(buf, "BHSNAP", 6) != 0)
-        return fail(err, errlen, "not a bellhop snapshot state file");
-    if (memcmp(buf, SNAPSHOT_MAGIC, 8) != 0) return fail(err, errlen, "a snapshot of another architecture than x86_64");
+        return error_text(err, errlen, "not a bellhop snapshot state file");
+    if (memcmp(buf, SNAPSHOT_MAGIC, 8) != 0) return error_text(err, errlen, "a snapshot of another architecture than x86_64");
     s->major = le16(buf + 8), s->minor = le16(buf + 10), s->patch = le16(buf + 12);
     if (s->major != SNAPSHOT_MAJOR || s->minor > SNAPSHOT_MINOR)
-        return fail(err, errlen, "snapshot format %u.%u.%u; this bellhop reads %u.0.0 to %u.%u.x", s->major, s->minor,
+        return error_text(err, errlen, "snapshot format %u.%u.%u; this bellhop reads %u.0.0 to %u.%u.x", s->major, s->minor,
                     s->patch, SNAPSHOT_MAJOR, SNAPSHOT_MAJOR, SNAPSHOT_MINOR);
-    if (len > SNAPSHOT_MAX_FILE) return fail(err, errlen, "state file larger than %u MiB", SNAPSHOT_MAX_FILE >> 20);
+    if (len > SNAPSHOT_MAX_FILE) return error_text(err, errlen, "state file larger than %u MiB", SNAPSHOT_MAX_FILE >> 20);
     uint64_t crc = lzma_crc64(buf, len - CRC_LEN, 0);
-    if (crc != le64(buf + len - CRC_LEN)) return fail(err, errlen, "state file corrupt or cut short (CRC mismatch)");
+    if (crc != le64(buf + len - CRC_LEN)) return error_text(err, errlen, "state file corrupt or cut short (CRC mismatch)");
     const uint8_t *p = buf + HEADER_LEN, *end = buf + len - CRC_LEN;
     while (p < end) {
-        if ((size_t)(end - p) < SECTION_HEADER_LEN) return fail(err, errlen, "a section header is cut short");
+        if ((size_t)(end - p) < SECTION_HEADER_LEN) return error_text(err, errlen, "a section header is cut short");
         struct section_header h;
         memcpy(&h.kind, p, 4);
         memcpy(&h.index, p + 4, 4);
         h.len = le64(p + 8);
         p += SECTION_HEADER_LEN;
-        if (h.len > (uint64_t)(end - p)) return fail(err, errlen, "a section runs past the end of the file");
+        if (h.len > (uint64_t)(end - p)) return error_text(err, errlen, "a section runs past the end of the file");
         if (parse_section(&h, p, s, err, errlen) != 0) return -1;
         p += h.len;
     }
-    if (!s->config_json) return fail(err, errlen, "no machine section");
-    if (!s->guest.data) return fail(err, errlen, "no guest section");
-    if (s->nvcpus == 0) return fail(err, errlen, "no vCPU sections");
+    if (!s->config_json) return error_text(err, errlen, "no machine section");
+    if (!s->guest.data) return error_text(err, errlen, "no guest section");
+    if (s->nvcpus == 0) return error_text(err, errlen, "no vCPU sections");
     return 0;
 }
 
 static int read_whole(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(err, errlen, "snapshot_path %s: %s", path, strerror(errno));
+    if (fd < 0) return error_text(err, errlen, "snapshot_path %s: %s", path, strerror(errno));
     struct stat st;
     int rc = 0;
-    if (fstat(fd, &st) != 0) rc = fail(err, errlen, "snapshot_path %s: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode)) rc = fail(err, errlen, "snapshot_path %s: not a regular file", path);
+    if (fstat(fd, &st) != 0) rc = error_text(err, errlen, "snapshot_path %s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode)) rc = error_text(err, errlen, "snapshot_path %s: not a regular file", path);
     else if (st.st_size > SNAPSHOT_MAX_FILE)
-        rc = fail(err, errlen, "snapshot_path %s: larger than a state file can be (%u MiB)", path, SNAPSHOT_MAX_FILE >> 20);
-    else if (!(*buf = malloc(st.st_size ? (size_t)st.st_size : 1))) rc = fail(err, errlen, "out of memory");
+        rc = error_text(err, errlen, "snapshot_path %s: larger than a state file can be (%u MiB)", path, SNAPSHOT_MAX_FILE >> 20);
+    else if (!(*buf = malloc(st.st_size ? (size_t)st.st_size : 1))) rc = error_text(err, errlen, "out of memory");
     size_t got = 0;
     while (rc == 0 && got < (size_t)st.st_size) {
         ssize_t n = read(fd, *buf + got, (size_t)st.st_size - got);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) rc = fail(err, errlen, "snapshot_path %s: %s", path, n ? strerror(errno) : "changed while read");
+        if (n <= 0) rc = error_text(err, errlen, "snapshot_path %s: %s", path, n ? strerror(errno) : "changed while read");
         else got += (size_t)n;
     }
     close(fd);
@@ -138,15 +129,15 @@ int snapshot_open(const char *state_path, const char *mem_path, struct snapshot_
     if (read_whole(state_path, &img->buf, &img->len, err, errlen) != 0) return -1;
     if (snapshot_parse(img->buf, img->len, &img->state, why, sizeof why) != 0) {
         snapshot_close(img);
-        return fail(err, errlen, "snapshot_path %s: %s", state_path, why);
+        return error_text(err, errlen, "snapshot_path %s: %s", state_path, why);
     }
     img->mem_fd = open(mem_path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     int rc = 0;
-    if (img->mem_fd < 0 || fstat(img->mem_fd, &st) != 0) rc = fail(err, errlen, "mem file %s: %s", mem_path, strerror(errno));
-    else if (!S_ISREG(st.st_mode)) rc = fail(err, errlen, "mem file %s: not a regular file", mem_path);
+    if (img->mem_fd < 0 || fstat(img->mem_fd, &st) != 0) rc = error_text(err, errlen, "mem file %s: %s", mem_path, strerror(errno));
+    else if (!S_ISREG(st.st_mode)) rc = error_text(err, errlen, "mem file %s: not a regular file", mem_path);
     else if ((uint64_t)st.st_size != img->state.mem_size)
-        rc = fail(err, errlen, "mem file %s: %lld bytes, the snapshot's guest has %llu (another snapshot's?)", mem_path,
+        rc = error_text(err, errlen, "mem file %s: %lld bytes, the snapshot's guest has %llu (another snapshot's?)", mem_path,
                   (long long)st.st_size, (unsigned long long)img->state.mem_size);
     if (rc) snapshot_close(img);
     return rc;

@@ -2,34 +2,26 @@
  * an unknown field, a field of the wrong type or a missing required one is refused with
  * jansson's own words ("1 object item(s) left unpacked: foo", "Expected integer, got string"). */
 #include <errno.h>
-#include <stdarg.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "devices/virtio_devices.h"
+#include "vmm/error_text.h"
 #include "vmm/vm_spec.h"
 
 #define DEFAULT_MEM_MIB 128
 
-__attribute__((format(printf, 3, 4))) static int refuse(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int unpack_failed(const char *what, const json_error_t *je, char *err, size_t errlen) {
-    return refuse(err, errlen, "%s: %s", what, je->text);
+    return error_text(err, errlen, "%s: %s", what, je->text);
 }
 
 /* A field that may be a string, null or absent (NULL for the last two). */
 static int nullable_string(const char *what, json_t *v, const char **out, char *err, size_t errlen) {
     *out = NULL;
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_string(v)) return refuse(err, errlen, "%s: expected a string or null", what);
+    if (!json_is_string(v)) return error_text(err, errlen, "%s: expected a string or null", what);
     *out = json_string_value(v);
     return 0;
 }
@@ -37,8 +29,8 @@ static int nullable_string(const char *what, json_t *v, const char **out, char *
 /* A file the VM will read: refused now (as Firecracker does) rather than at InstanceStart. */
 static int check_file(const char *what, const char *path, char *err, size_t errlen) {
     struct stat st;
-    if (stat(path, &st) != 0) return refuse(err, errlen, "%s %s: %s", what, path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return refuse(err, errlen, "%s %s: not a regular file", what, path);
+    if (stat(path, &st) != 0) return error_text(err, errlen, "%s %s: %s", what, path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return error_text(err, errlen, "%s %s: not a regular file", what, path);
     return 0;
 }
 
@@ -72,7 +64,7 @@ int vm_spec_boot_source(struct vm_spec *s, json_t *body, char *err, size_t errle
     if (nullable_string("boot-source: boot_args", args_v, &args, err, errlen) ||
         nullable_string("boot-source: initrd_path", initrd_v, &initrd, err, errlen))
         return -1;
-    if (!*kernel) return refuse(err, errlen, "boot-source: kernel_image_path is empty");
+    if (!*kernel) return error_text(err, errlen, "boot-source: kernel_image_path is empty");
     if (check_file("boot-source: kernel_image_path", kernel, err, errlen) ||
         (initrd && *initrd && check_file("boot-source: initrd_path", initrd, err, errlen)))
         return -1;
@@ -92,16 +84,16 @@ int vm_spec_machine_config(struct vm_spec *s, json_t *body, bool patch, char *er
                        "track_dirty_pages", &dirty, "cpu_template", &tmpl, "huge_pages", &huge))
         return unpack_failed("machine-config", &je, err, errlen);
     if (vcpus < 1 || vcpus > MACHINE_MAX_CPUS)
-        return refuse(err, errlen, "machine-config: vcpu_count %lld: must be 1 to %d", (long long)vcpus, MACHINE_MAX_CPUS);
+        return error_text(err, errlen, "machine-config: vcpu_count %lld: must be 1 to %d", (long long)vcpus, MACHINE_MAX_CPUS);
     if (mem < (json_int_t)(MACHINE_MIN_MEM >> 20) || mem > (json_int_t)(MACHINE_MAX_MEM >> 20))
-        return refuse(err, errlen, "machine-config: mem_size_mib %lld: must be %llu to %llu", (long long)mem,
+        return error_text(err, errlen, "machine-config: mem_size_mib %lld: must be %llu to %llu", (long long)mem,
                       MACHINE_MIN_MEM >> 20, MACHINE_MAX_MEM >> 20);
-    if (smt) return refuse(err, errlen, "machine-config: smt: bellhop's vCPUs are single-threaded cores");
-    if (dirty) return refuse(err, errlen, "machine-config: track_dirty_pages: no dirty-page tracking (no snapshots yet)");
+    if (smt) return error_text(err, errlen, "machine-config: smt: bellhop's vCPUs are single-threaded cores");
+    if (dirty) return error_text(err, errlen, "machine-config: track_dirty_pages: no dirty-page tracking (no snapshots yet)");
     if (tmpl && strcmp(tmpl, "None") != 0)
-        return refuse(err, errlen, "machine-config: cpu_template %s: only None (the host's CPUID, as KVM gives it)", tmpl);
+        return error_text(err, errlen, "machine-config: cpu_template %s: only None (the host's CPUID, as KVM gives it)", tmpl);
     if (huge && strcmp(huge, "None") != 0)
-        return refuse(err, errlen, "machine-config: huge_pages %s: only None (guest RAM uses transparent huge pages "
+        return error_text(err, errlen, "machine-config: huge_pages %s: only None (guest RAM uses transparent huge pages "
                       "where the host allows)", huge);
     s->vcpus = (unsigned)vcpus;
     s->mem_mib = (uint64_t)mem;
@@ -118,24 +110,24 @@ int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, si
                        &ro, "partuuid", &partuuid, "cache_type", &cache, "io_engine", &engine, "rate_limiter", &limiter))
         return unpack_failed("drive", &je, err, errlen);
     if (id && strcmp(id, drive_id) != 0)
-        return refuse(err, errlen, "drive: drive_id %s differs from the path's %s", drive_id, id);
-    if (!path == !socket) return refuse(err, errlen, "drive %s: either path_on_host or socket (vhost-user)", drive_id);
-    if (!*drive_id || !*(path ? path : socket)) return refuse(err, errlen, "drive: drive_id and path_on_host must not be empty");
-    if (socket && ro) return refuse(err, errlen, "drive %s: a vhost-user drive is read-only as its backend says", drive_id);
+        return error_text(err, errlen, "drive: drive_id %s differs from the path's %s", drive_id, id);
+    if (!path == !socket) return error_text(err, errlen, "drive %s: either path_on_host or socket (vhost-user)", drive_id);
+    if (!*drive_id || !*(path ? path : socket)) return error_text(err, errlen, "drive: drive_id and path_on_host must not be empty");
+    if (socket && ro) return error_text(err, errlen, "drive %s: a vhost-user drive is read-only as its backend says", drive_id);
     if (path && check_file("drive: path_on_host", path, err, errlen)) return -1;
-    if (partuuid) return refuse(err, errlen, "drive %s: partuuid: the root device is always /dev/vda", drive_id);
+    if (partuuid) return error_text(err, errlen, "drive %s: partuuid: the root device is always /dev/vda", drive_id);
     if (cache && strcmp(cache, "Unsafe") != 0 && strcmp(cache, "Writeback") != 0)
-        return refuse(err, errlen, "drive %s: cache_type %s: Unsafe or Writeback", drive_id, cache);
+        return error_text(err, errlen, "drive %s: cache_type %s: Unsafe or Writeback", drive_id, cache);
     if (engine && strcmp(engine, "Sync") != 0)
-        return refuse(err, errlen, "drive %s: io_engine %s: only Sync", drive_id, engine);
-    if (limiter && !json_is_null(limiter)) return refuse(err, errlen, "drive %s: rate_limiter: not supported", drive_id);
+        return error_text(err, errlen, "drive %s: io_engine %s: only Sync", drive_id, engine);
+    if (limiter && !json_is_null(limiter)) return error_text(err, errlen, "drive %s: rate_limiter: not supported", drive_id);
     unsigned i = 0;
     while (i < s->ndrives && strcmp(s->drives[i].id, drive_id) != 0) i++;
     for (unsigned j = 0; root && j < s->ndrives; j++)
         if (j != i && s->drives[j].root)
-            return refuse(err, errlen, "drive %s: drive %s is already the root device", drive_id, s->drives[j].id);
+            return error_text(err, errlen, "drive %s: drive %s is already the root device", drive_id, s->drives[j].id);
     if (i == s->ndrives) {
-        if (s->ndrives == VM_SPEC_MAX_DRIVES) return refuse(err, errlen, "drive %s: at most %d drives", drive_id, VM_SPEC_MAX_DRIVES);
+        if (s->ndrives == VM_SPEC_MAX_DRIVES) return error_text(err, errlen, "drive %s: at most %d drives", drive_id, VM_SPEC_MAX_DRIVES);
         s->ndrives++;
     }
     struct vm_spec_drive *d = &s->drives[i];
@@ -155,14 +147,14 @@ int vm_spec_drive_patch(struct vm_spec *s, const char *id, json_t *body, const c
     if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:s, s?:o}", "drive_id", &drive_id, "path_on_host", path,
                        "rate_limiter", &limiter))
         return unpack_failed("drive", &je, err, errlen);
-    if (strcmp(id, drive_id) != 0) return refuse(err, errlen, "drive: drive_id %s differs from the path's %s", drive_id, id);
-    if (limiter && !json_is_null(limiter)) return refuse(err, errlen, "drive %s: rate_limiter: not supported", id);
+    if (strcmp(id, drive_id) != 0) return error_text(err, errlen, "drive: drive_id %s differs from the path's %s", drive_id, id);
+    if (limiter && !json_is_null(limiter)) return error_text(err, errlen, "drive %s: rate_limiter: not supported", id);
     for (unsigned i = 0; i < s->ndrives; i++) {
         if (strcmp(s->drives[i].id, id) != 0) continue;
-        if (s->drives[i].socket && *path) return refuse(err, errlen, "drive %s: a vhost-user drive's file is its backend's", id);
+        if (s->drives[i].socket && *path) return error_text(err, errlen, "drive %s: a vhost-user drive's file is its backend's", id);
         return (int)i; /* the new file is checked as it is opened (a running VM's seccomp role has no stat) */
     }
-    return refuse(err, errlen, "drive %s: no such drive", id);
+    return error_text(err, errlen, "drive %s: no such drive", id);
 }
 
 /* "06:00:AC:10:00:02" */
@@ -184,19 +176,19 @@ int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size
                        &dev, "guest_mac", &mac_text, "rx_rate_limiter", &rx, "tx_rate_limiter", &tx))
         return unpack_failed("network-interface", &je, err, errlen);
     if (id && strcmp(id, iface) != 0)
-        return refuse(err, errlen, "network-interface: iface_id %s differs from the path's %s", iface, id);
-    if (!*iface || !*dev) return refuse(err, errlen, "network-interface: iface_id and host_dev_name must not be empty");
+        return error_text(err, errlen, "network-interface: iface_id %s differs from the path's %s", iface, id);
+    if (!*iface || !*dev) return error_text(err, errlen, "network-interface: iface_id and host_dev_name must not be empty");
     if ((rx && !json_is_null(rx)) || (tx && !json_is_null(tx)))
-        return refuse(err, errlen, "network-interface %s: rate limiters: not supported", iface);
+        return error_text(err, errlen, "network-interface %s: rate limiters: not supported", iface);
     uint8_t mac[6];
     if (mac_text && !parse_mac(mac_text, mac))
-        return refuse(err, errlen, "network-interface %s: guest_mac %s: not a unicast MAC address (xx:xx:xx:xx:xx:xx)",
+        return error_text(err, errlen, "network-interface %s: guest_mac %s: not a unicast MAC address (xx:xx:xx:xx:xx:xx)",
                       iface, mac_text);
     unsigned i = 0;
     while (i < s->nnets && strcmp(s->nets[i].id, iface) != 0) i++;
     if (i == s->nnets) {
         if (s->nnets == VM_SPEC_MAX_NETS)
-            return refuse(err, errlen, "network-interface %s: at most %d network interface", iface, VM_SPEC_MAX_NETS);
+            return error_text(err, errlen, "network-interface %s: at most %d network interface", iface, VM_SPEC_MAX_NETS);
         s->nnets++;
     }
     struct vm_spec_net *n = &s->nets[i];
@@ -212,7 +204,7 @@ int vm_spec_entropy(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
     json_error_t je;
     if (json_unpack_ex(body, &je, JSON_STRICT, "{s?:o}", "rate_limiter", &limiter))
         return unpack_failed("entropy", &je, err, errlen);
-    if (limiter && !json_is_null(limiter)) return refuse(err, errlen, "entropy: rate_limiter: not supported");
+    if (limiter && !json_is_null(limiter)) return error_text(err, errlen, "entropy: rate_limiter: not supported");
     s->entropy = true;
     return 0;
 }
@@ -225,11 +217,11 @@ int vm_spec_logger(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
     if (json_unpack_ex(body, &je, JSON_STRICT, "{s?:s, s?:s, s?:b, s?:b, s?:s}", "log_path", &path, "level", &level,
                        "show_level", &show_level, "show_log_origin", &show_origin, "module", &module))
         return unpack_failed("logger", &je, err, errlen);
-    if (path && !*path) return refuse(err, errlen, "logger: log_path is empty");
+    if (path && !*path) return error_text(err, errlen, "logger: log_path is empty");
     bool known = !level;
     for (unsigned i = 0; level && i < sizeof levels / sizeof levels[0]; i++) known |= strcasecmp(level, levels[i]) == 0;
-    if (!known) return refuse(err, errlen, "logger: level %s: Off, Error, Warning, Info, Debug or Trace", level);
-    if (module) return refuse(err, errlen, "logger: module: bellhop has one module");
+    if (!known) return error_text(err, errlen, "logger: level %s: Off, Error, Warning, Info, Debug or Trace", level);
+    if (module) return error_text(err, errlen, "logger: module: bellhop has one module");
     set_str(&s->log_path, path);
     set_str(&s->log_level, level);
     s->log_show_level = show_level, s->log_show_origin = show_origin;
@@ -241,7 +233,7 @@ int vm_spec_metrics(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
     json_error_t je;
     if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s}", "metrics_path", &path))
         return unpack_failed("metrics", &je, err, errlen);
-    if (!*path) return refuse(err, errlen, "metrics: metrics_path is empty");
+    if (!*path) return error_text(err, errlen, "metrics: metrics_path is empty");
     set_str(&s->metrics_path, path);
     return 0;
 }
@@ -249,7 +241,7 @@ int vm_spec_metrics(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
 typedef int each_fn(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen);
 
 static int each(struct vm_spec *s, json_t *arr, const char *what, each_fn *fn, char *err, size_t errlen) {
-    if (!json_is_array(arr)) return refuse(err, errlen, "%s: expected an array", what);
+    if (!json_is_array(arr)) return error_text(err, errlen, "%s: expected an array", what);
     size_t i;
     json_t *v;
     json_array_foreach(arr, i, v) if (fn(s, NULL, v, err, errlen)) return -1;
@@ -318,7 +310,7 @@ static void add(struct machine_config *cfg, const char *name, const void *params
 }
 
 int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err, size_t errlen) {
-    if (!s->kernel) return refuse(err, errlen, "no boot source: PUT /boot-source with a kernel_image_path first");
+    if (!s->kernel) return error_text(err, errlen, "no boot source: PUT /boot-source with a kernel_image_path first");
     cfg->kernel = s->kernel;
     cfg->initrd = s->initrd;
     cfg->cpus = s->vcpus;
@@ -331,7 +323,7 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
     if (asprintf(&s->cmdline, "%s%s%s", s->boot_args ? s->boot_args : "",
                  root ? (s->boot_args && *s->boot_args ? " root=/dev/vda" : "root=/dev/vda") : "",
                  root ? (root->read_only ? " ro" : " rw") : "") < 0)
-        return refuse(err, errlen, "out of memory");
+        return error_text(err, errlen, "out of memory");
     cfg->cmdline = s->cmdline;
     unsigned n = 0;
     for (int pass = 0; pass < 2; pass++) /* the root device first */
