@@ -54,38 +54,10 @@ static pid_t spawn(char *const argv[], int out_fd) {
     return pid;
 }
 
-static int try_connect(const char *sock) {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
-    if (fd >= 0) close(fd);
-    return -1;
-}
-
-/* The answer's status, or -1. */
-static int request(int fd, const char *method, const char *path, const char *body) {
-    char msg[1024], answer[512] = "";
-    int n = snprintf(msg, sizeof msg, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", method, path,
-                     strlen(body), body);
-    if (write(fd, msg, (size_t)n) != n || read(fd, answer, sizeof answer - 1) <= 0) return -1;
-    return strncmp(answer, "HTTP/1.1 ", 9) == 0 ? atoi(answer + 9) : -1;
-}
-
 /* "bellhop: guest entered at 12.345 ms" in the file, or -1. */
 static double guest_entered(const char *file, double wait_ms) {
-    double until = now_ms() + wait_ms;
-    for (;;) { /* looked at once at least */
-        FILE *f = fopen(file, "r");
-        char line[512];
-        double ms = -1;
-        while (f && fgets(line, sizeof line, f))
-            if (sscanf(line, "bellhop: guest entered at %lf ms", &ms) == 1) break;
-        if (f) fclose(f);
-        if (ms >= 0) return ms;
-        if (now_ms() >= until) return -1;
-        usleep(1000);
-    }
+    double ms;
+    return find_line(file, "bellhop: guest entered at %lf ms", &ms, wait_ms) ? ms : -1;
 }
 
 int main(int argc, char **argv) {
@@ -112,7 +84,7 @@ int main(int argc, char **argv) {
         t0 = now_ms();
         pid = spawn((char *[]){bellhop, "run", "--api-sock", sock, NULL}, -1);
         int fd;
-        while ((fd = try_connect(sock)) < 0 && now_ms() - t0 < 5000) usleep(20);
+        while ((fd = api_connect(sock)) < 0 && now_ms() - t0 < 5000) usleep(20);
         wall[r] = now_ms() - t0;
         cpu[r] = cpu_ms(pid);
         if (fd >= 0) close(fd);
@@ -130,14 +102,14 @@ int main(int argc, char **argv) {
         close(o);
         int fd = -1;
         double t0 = now_ms();
-        while ((fd = try_connect(sock)) < 0 && now_ms() - t0 < 5000) usleep(20);
+        while ((fd = api_connect(sock)) < 0 && now_ms() - t0 < 5000) usleep(20);
         if (fd < 0) break;
         char body[PATH_MAX + 64];
         snprintf(body, sizeof body, "{\"kernel_image_path\": \"%s\", \"boot_args\": \"exit=0\"}", guest);
-        request(fd, "PUT", "/boot-source", body);
+        api_request(fd, "PUT", "/boot-source", body);
         close(fd);
-        if ((fd = try_connect(sock)) < 0) break;
-        int started = request(fd, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
+        if ((fd = api_connect(sock)) < 0) break;
+        int started = api_request(fd, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
         close(fd);
         api[r] = started == 204 ? guest_entered(out, 10000) : -1;
         if (api[r] < 0) kill(pid, SIGKILL); /* not started: it would wait for a configuration */

@@ -28,47 +28,14 @@
 #include <unistd.h>
 #include "bench/bench_util.h"
 
-static int connect_to(const char *sock) {
-    double t0 = now_ms();
-    while (now_ms() - t0 < 5000) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un a = {.sun_family = AF_UNIX};
-        snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
-        if (fd >= 0) close(fd);
-        usleep(200);
-    }
-    return -1;
-}
-
-/* One request on a connection of its own: the answer's status, or -1. */
+/* One request on a connection of its own (the socket may not be there yet: up to 5 s). */
 static int request(const char *sock, const char *method, const char *path, const char *body) {
-    int fd = connect_to(sock);
+    int fd = -1;
+    for (double t0 = now_ms(); (fd = api_connect(sock)) < 0 && now_ms() - t0 < 5000;) usleep(200);
     if (fd < 0) return -1;
-    char msg[2048], answer[512] = "";
-    int n = snprintf(msg, sizeof msg, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", method, path,
-                     strlen(body), body);
-    int st = write(fd, msg, (size_t)n) == n && read(fd, answer, sizeof answer - 1) > 0 &&
-                     strncmp(answer, "HTTP/1.1 ", 9) == 0
-                 ? atoi(answer + 9)
-                 : -1;
+    int st = api_request(fd, method, path, body);
     close(fd);
     return st;
-}
-
-/* The first line of file with `prefix`, scanned with fmt into *v, waited for up to wait_ms. */
-static bool find(const char *file, const char *fmt, double *v, double wait_ms) {
-    double until = now_ms() + wait_ms;
-    for (;;) {
-        FILE *f = fopen(file, "r");
-        char line[512];
-        bool found = false;
-        while (f && !found && fgets(line, sizeof line, f)) found = sscanf(line, fmt, v) == 1;
-        if (f) fclose(f);
-        if (found) return true;
-        if (now_ms() >= until) return false;
-        usleep(1000);
-    }
 }
 
 static void stop(pid_t pid) {
@@ -167,8 +134,8 @@ int main(int argc, char **argv) {
             ok = ok && request(sock, "PUT", "/entropy", "{}") == 204;
             ok = ok && request(sock, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}") == 204;
             double count;
-            ok = ok && find(out, "bellhop: guest entered at %lf ms", &fresh[r], 10000) &&
-                 find(out, "count %lf:", &count, 30000);
+            ok = ok && find_line(out, "bellhop: guest entered at %lf ms", &fresh[r], 10000) &&
+                 find_line(out, "count %lf:", &count, 30000);
             phases(out, fresh_phases, sizeof fresh_phases);
             ok = ok && request(sock, "PATCH", "/vm", "{\"state\": \"Paused\"}") == 204;
             snprintf(body, sizeof body, "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\", \"mem_file_path\": \"%s\"}",
@@ -187,12 +154,12 @@ int main(int argc, char **argv) {
                      "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"%s\"}, "
                      "\"resume_vm\": true}", state, mem);
             ok = request(sock, "PUT", "/snapshot/load", body) == 204 &&
-                 find(out, "bellhop: guest entered at %lf ms", &load[r], 10000) && find(out, "count %lf:", &count, 30000);
+                 find_line(out, "bellhop: guest entered at %lf ms", &load[r], 10000) && find_line(out, "count %lf:", &count, 30000);
             stop(pid);
             phases(out, load_phases, sizeof load_phases);
             if (!ok) break;
             pid = spawn_to((char *[]){bellhop, "run", "--boot-markers", "--restore", state, "--mem-file", mem, NULL}, out);
-            ok = find(out, "bellhop: guest entered at %lf ms", &cli[r], 10000);
+            ok = find_line(out, "bellhop: guest entered at %lf ms", &cli[r], 10000);
             stop(pid);
             phases(out, cli_phases, sizeof cli_phases);
             if (!ok) break;

@@ -45,6 +45,12 @@ cp $L/disk.img $disk
 # other ways in (the kernel's own decompressor, PVH), the API and the out-of-process devices
 # boot in the plain build, to keep make test short.
 case $bellhop in */asan/*|*/tsan/*) sanitized=1 ;; *) sanitized= ;; esac
+# wait_sock PATH: until a socket is there (10 s at most)
+wait_sock() { i=0; while [ ! -S $1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; }
+# wait_out TEXT TENTHS: until $out has TEXT, while bellhop ($vmm) lives, TENTHS/10 s at most
+wait_out() { i=0; while ! grep -q "$1" $out && [ $i -lt $2 ] && kill -0 $vmm 2>/dev/null; do sleep 0.1; i=$((i + 1)); done; }
+# wait_end TENTHS: until bellhop ($vmm) has ended, TENTHS/10 s at most
+wait_end() { i=0; while kill -0 $vmm 2>/dev/null && [ $i -lt $1 ]; do sleep 0.1; i=$((i + 1)); done; }
 
 # The host end of the network: a tap with 10.0.2.1 and a listener, in a network namespace of
 # this test's own (removed at the end with everything in it), where bellhop runs too: no
@@ -173,15 +179,14 @@ elif [ -n "$curl" ]; then
     rm -f $sock
     $bellhop run --api-sock $sock > $out 2>&1 < /dev/null &
     vmm=$!
-    i=0; while [ ! -S $sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    wait_sock $sock
     codes=$(put /boot-source '{"kernel_image_path": "'$L/bzImage'", "initrd_path": "'$L/initrd.cpio'",
                               "boot_args": "console=ttyS0 quiet bellhop.wait"}'
             put /machine-config '{"vcpu_count": 2, "mem_size_mib": 512}'
             put /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true}'
             put /entropy '{}'
             put /actions '{"action_type": "InstanceStart"}')
-    i=0; while ! grep -q "linux-guest: waiting" $out && [ $i -lt 1800 ] && kill -0 $vmm 2>/dev/null; do
-        sleep 0.1; i=$((i + 1)); done
+    wait_out "linux-guest: waiting" 1800
     if [ "$codes" = "204 204 204 204 204 " ] && grep -q "linux-guest: waiting" $out &&
        grep -q "linux-guest: disk written" $out && grep -q "linux-guest: cpus 2" $out; then
         pass api_boots_linux_to_its_init
@@ -189,7 +194,7 @@ elif [ -n "$curl" ]; then
         fail api_boots_linux_to_its_init "$codes: $(tail -3 $out | tr '\n' '|')"
     fi
     cad=$(put /actions '{"action_type": "SendCtrlAltDel"}')
-    i=0; while kill -0 $vmm 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    wait_end 600
     kill -9 $vmm 2>/dev/null
     wait $vmm; status=$?
     [ "$cad" = "204 " ] && [ $status -eq 0 ] && grep -q "linux-guest: ctrl-alt-del: rebooting" $out && [ ! -e $sock ] &&
@@ -211,7 +216,7 @@ else
     rm -f $sock /tmp/bellhop-snap.state /tmp/bellhop-snap.mem /tmp/bellhop-console
     $in_ns $bellhop run --api-sock $sock > $out 2>&1 < /dev/null &
     vmm=$!
-    i=0; while [ ! -S $sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    wait_sock $sock
     codes=$(put /boot-source '{"kernel_image_path": "'$L/bzImage'", "initrd_path": "'$L/initrd.cpio'",
                               "boot_args": "console=ttyS0 quiet bellhop.shell"}'
             put /machine-config '{"vcpu_count": 2, "mem_size_mib": 512}'
@@ -219,8 +224,7 @@ else
             put /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "'$tap'"}'
             put /entropy '{}'
             put /actions '{"action_type": "InstanceStart"}')
-    i=0; while ! grep -q "linux-guest: shell ready" $out && [ $i -lt 1800 ] && kill -0 $vmm 2>/dev/null; do
-        sleep 0.1; i=$((i + 1)); done
+    wait_out "linux-guest: shell ready" 1800
     paused=$($curl -s -m 30 --unix-socket $sock -X PATCH "http://localhost/vm" -d '{"state": "Paused"}' -w '%{http_code}')
     created=$(put /snapshot/create '{"snapshot_path": "/tmp/bellhop-snap.state", "mem_file_path": "/tmp/bellhop-snap.mem"}')
     kill -9 $vmm; wait $vmm 2>/dev/null
@@ -232,7 +236,7 @@ else
     exec 8> /tmp/bellhop-console
     typed() { # COMMAND ANSWER: types COMMAND on the guest's console, waits up to 60 s for ANSWER
         echo "$1" >&8
-        i=0; while ! grep -q "$2" $out && [ $i -lt 600 ] && kill -0 $vmm 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+        wait_out "$2" 600
         grep -q "$2" $out
     }
     if [ "$codes$paused $created" = "204 204 204 204 204 204 204 204 " ] && typed 'echo restored $((40 + 2))' "restored 42"; then
@@ -246,7 +250,7 @@ else
     typed 'echo "tcp after the restore" | nc -w 10 10.0.2.1 5556 && echo "net ok"' "^net ok"
     typed 'poweroff -f' "reboot: Power down"
     exec 8>&-
-    i=0; while kill -0 $vmm 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+    wait_end 300
     kill -9 $vmm 2>/dev/null; wait $vmm; status=$?
     wait $listener2 2>/dev/null
     if [ -n "$debugfs" ] && [ "$($debugfs -R 'cat /after-restore.txt' $disk 2>/dev/null)" = "written after the restore" ]; then
@@ -270,7 +274,7 @@ else
     echo "written by the host" > $shared/from-host.txt
     $virtiofsd --socket-path=$fsock -o source=$shared -o sandbox=chroot -f > /tmp/bellhop-virtiofsd.out 2>&1 &
     fsd=$!
-    i=0; while [ ! -S $fsock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    wait_sock $fsock
     $bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --fs $fsock,tag=hostdir \
         --cmdline "console=ttyS0 quiet bellhop.fs" > $out 2>&1 < /dev/null
     status=$?
