@@ -58,9 +58,9 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%) \
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
              $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))
 GUEST_BINS := build/guest/guest.elf build/guest/guest.map
-# The decompressors of bzImage payloads (firmware/bzimage_unpack.c), linked in: four more
+# The decompressors of bzImage payloads (firmware/bzimage_unpack.c) and liburing (virtio-blk), linked in: five more
 # shared libraries would cost every start their loading and relocation.
-UNPACK_LIBS := -Wl,-Bstatic -llz4 -lzstd -llzma -lz -Wl,-Bdynamic
+UNPACK_LIBS := -Wl,-Bstatic -llz4 -lzstd -llzma -lz -luring -Wl,-Bdynamic
 VMM_LIBS  := -lfdt -ldl -ljansson -lhttp_parser $(UNPACK_LIBS)
 
 .SECONDARY:

@@ -14,9 +14,14 @@ int virtio_dev_create(struct virtio_dev *vd, const struct virtio_device_ops *ops
     memset(vd, 0, sizeof *vd);
     vd->ops = ops;
     vd->env = env;
+    vd->nqueues = ops->nqueues;
     pthread_mutex_init(&vd->lock, NULL);
     if (ops->create && ops->create(vd, params, err, errlen) != 0) return -1;
     vd->created = true;
+    if (vd->nqueues < 1 || vd->nqueues > VIRTIO_MAX_QUEUES) {
+        snprintf(err, errlen, "%s: %u queues (1 to %d)", ops->name, vd->nqueues, VIRTIO_MAX_QUEUES);
+        return -1;
+    }
     return 0;
 }
 
@@ -148,7 +153,7 @@ void virtio_raise(struct virtio_dev *vd, struct virtio_irq irq) {
 }
 
 static bool usable_locked(const struct virtio_dev *vd, unsigned q) {
-    return q < vd->ops->nqueues && vd->queues[q].ready &&
+    return q < vd->nqueues && vd->queues[q].ready &&
            (vd->status & VIRTIO_STATUS_DRIVER_OK) &&
            !(vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 }
@@ -170,11 +175,14 @@ bool virtio_pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r) {
 }
 
 void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, uint32_t written) {
+    virtio_push_used(vd, q, r->head, r->generation, written);
+}
+
+void virtio_push_used(struct virtio_dev *vd, unsigned q, uint16_t head, uint32_t generation, uint32_t written) {
     struct virtio_irq irq = VIRTIO_NO_IRQ;
     pthread_mutex_lock(&vd->lock);
-    if (r->generation == vd->generation && usable_locked(vd, q) &&
-        virtq_put(&vd->queues[q], &vd->env->mem, virtio_has_feature(vd, VIRTIO_F_EVENT_IDX), r->head,
-                  written))
+    if (generation == vd->generation && usable_locked(vd, q) &&
+        virtq_put(&vd->queues[q], &vd->env->mem, virtio_has_feature(vd, VIRTIO_F_EVENT_IDX), head, written))
         irq = vd->interrupt_locked(vd, VIRTIO_ISR_QUEUE, (int)q);
     pthread_mutex_unlock(&vd->lock);
     virtio_raise(vd, irq);
@@ -220,7 +228,7 @@ void virtio_bell(struct virtio_dev *vd, unsigned q, uint64_t addr) {
     if (vd->env->trace)
         fprintf(stderr, "trace: %10.3f ms loop BELL key %s queue %u addr %#llx\n", trace_ms(vd->env), vd->ops->name, q,
                 (unsigned long long)addr);
-    if (q >= vd->ops->nqueues) return;
+    if (q >= vd->nqueues) return;
     if (vd->env->timeline) return bell_on_timeline(vd, q, addr);
     run_queue_notify(vd, q);
 }

@@ -79,7 +79,8 @@ struct virtio_device_ops {
     uint16_t queue_max;
     /* Optional: makes one instance from its parameters (the device's own struct, such as
      * struct virtio_blk_params; NULL where it has none) in vd, before the guest runs: sets
-     * vd->priv, and vd->features and vd->config_size where they are not 0. 0, or -1 with a
+     * vd->priv, and vd->features, vd->config_size and vd->nqueues where they are not 0 and
+     * ops->nqueues. 0, or -1 with a
      * one-line reason in err. */
     int (*create)(struct virtio_dev *vd, const void *params, char *err, size_t errlen);
     /* Optional: releases what create made (the guest and the loop are gone). */
@@ -94,6 +95,9 @@ struct virtio_device_ops {
     void (*driver_ok)(struct virtio_dev *vd);
     /* Optional: the device was reset (vCPU thread, lock held). */
     void (*reset)(struct virtio_dev *vd);
+    /* Optional, for a device whose requests outlive the handler that took them: completes
+     * every one in flight (loop thread, every vCPU parked), before a snapshot saves its queues. */
+    void (*quiesce)(struct virtio_dev *vd);
     /* Optional, for snapshots (devices/virtio_state.c): the device's own state beyond the
      * transport's and the queues', written into buf (returns its length, or 0 when it does not
      * fit) and read back into a new instance (0, or -1 when buf is not a state this device
@@ -121,6 +125,7 @@ struct virtio_dev {
     uint32_t config_size; /* of its configuration space */
     bool features_exact;  /* features are all it offers: the core adds none (vhost-user) */
     bool created;         /* its create ran and succeeded: destroy is owed */
+    unsigned nqueues;     /* ops->nqueues, unless create chose (1 to VIRTIO_MAX_QUEUES) */
     struct vm_env *env;
     pthread_mutex_t lock;
     uint64_t driver_features;
@@ -199,6 +204,8 @@ bool virtio_pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r);
 /* Returns the request's buffers with `written` bytes written; interrupts the driver when
  * it asked for it (EVENT_IDX) or always without EVENT_IDX. */
 void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, uint32_t written);
+/* The same for a request kept only as its head and generation (while the kernel works on it). */
+void virtio_push_used(struct virtio_dev *vd, unsigned q, uint16_t head, uint32_t generation, uint32_t written);
 
 /* The one walk over a request's buffers: the part [off, off + len) of its device-readable
  * (out) or device-writable (in) side, piece by piece, each piece within one buffer:

@@ -5,17 +5,32 @@
 
 /* virtio-blk (virtio 1.2 §5.2) over a file: read, write, flush (fdatasync), get-id,
  * discard and write-zeroes (fallocate). A read-only disk answers writes with IOERR and
- * never opens its file for writing. */
+ * never opens its file for writing.
+ *
+ * Requests go to the kernel through an io_uring (devices/blk_uring.h), up to BLK_DEPTH in
+ * flight per disk, their completions reaped on the loop; a guest that queues more waits
+ * (the rest stay in its ring). Where io_uring cannot be had, or with sync set, each request
+ * runs to its end on the loop thread, one at a time, as pread/pwrite. */
+
+#define BLK_DEPTH 128
 
 extern const struct virtio_device_ops virtio_blk_ops;
 struct virtio_blk_params {
     const char *path; /* a regular file, opened at create */
     bool read_only;
+    bool direct;     /* O_DIRECT: the host's page cache is bypassed (requests it cannot align go through it) */
+    bool sync;       /* no io_uring: Firecracker's io_engine "Sync" */
+    unsigned queues; /* request queues offered (VIRTIO_BLK_F_MQ above 1); 0 is 1 */
+    unsigned depth;  /* requests in flight at most; 0 is BLK_DEPTH */
 };
 
 /* Backs the disk with the file at path from now on (loop thread, between requests: where they
  * run), opened as the first was; its new size reaches the driver with a configuration
  * interrupt (the API's PATCH /drives). 0, or -1 with the reason (the old file stays). */
 int virtio_blk_replace(struct virtio_dev *vd, const char *path, char *err, size_t errlen);
+/* The queues a disk offers a guest with `cpus` CPUs: one each, as far as a device has queues. */
+static inline unsigned virtio_blk_queues(unsigned cpus) { return cpus < VIRTIO_MAX_QUEUES ? cpus : VIRTIO_MAX_QUEUES; }
+/* Whether requests go through io_uring (false: the synchronous path, by choice or fallback). */
+bool virtio_blk_async(const struct virtio_dev *vd);
 
 #endif

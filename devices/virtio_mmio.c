@@ -70,7 +70,7 @@ static uint64_t mmio_read(void *dev, uint64_t off, uint8_t size) {
         case VIRTIO_MMIO_DEVICE_ID: v = vd->ops->device_id; break;
         case VIRTIO_MMIO_VENDOR_ID: v = VENDOR; break;
         case VIRTIO_MMIO_DEVICE_FEATURES: v = virtio_device_features_word(vd, m->device_features_sel); break;
-        case VIRTIO_MMIO_QUEUE_NUM_MAX: v = m->queue_sel < vd->ops->nqueues ? vd->ops->queue_max : 0; break;
+        case VIRTIO_MMIO_QUEUE_NUM_MAX: v = m->queue_sel < vd->nqueues ? vd->ops->queue_max : 0; break;
         case VIRTIO_MMIO_QUEUE_READY: v = q && q->ready; break;
         case VIRTIO_MMIO_INTERRUPT_STATUS: v = vd->isr; break;
         case VIRTIO_MMIO_STATUS: v = vd->status; break;
@@ -96,7 +96,7 @@ static void mmio_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
         return;
     }
     unsigned qi = m->queue_sel;
-    struct virtq *q = qi < vd->ops->nqueues ? &vd->queues[qi] : NULL;
+    struct virtq *q = qi < vd->nqueues ? &vd->queues[qi] : NULL;
     switch (off) {
     case VIRTIO_MMIO_DEVICE_FEATURES_SEL: m->device_features_sel = v; break;
     case VIRTIO_MMIO_DRIVER_FEATURES: virtio_driver_features_write_locked(vd, m->driver_features_sel, v); break;
@@ -180,7 +180,7 @@ struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_d
     m->base = base;
     m->irq = irq;
     m->slow_notify.handler = on_slow_notify;
-    for (unsigned q = 0; q < ops->nqueues && q < VIRTIO_MAX_QUEUES; q++) {
+    for (unsigned q = 0; q < m->vd.nqueues; q++) {
         m->bells[q] = (struct mmio_bell){.trap = {.handler = on_bell}, .m = m, .queue = q};
         /* Without a guest (device tests), notifications come only as register writes. */
         if (env->guest != ZX_HANDLE_INVALID &&

@@ -133,10 +133,10 @@ static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_sta
 /* The structure as the driver sees it, little-endian, for reads of any size and offset. */
 static void common_snapshot(struct virtio_pci *p, struct virtio_pci_common_cfg *out) {
     struct virtio_dev *vd = &p->vd;
-    struct virtq *q = p->queue_select < vd->ops->nqueues ? &vd->queues[p->queue_select] : NULL;
+    struct virtq *q = p->queue_select < vd->nqueues ? &vd->queues[p->queue_select] : NULL;
     uint32_t dfeat = virtio_device_features_word(vd, p->device_feature_select);
     uint32_t gfeat = p->driver_feature_select < 2 ? (uint32_t)(vd->driver_features >> (32 * p->driver_feature_select)) : 0;
-    uint16_t nq = (uint16_t)vd->ops->nqueues, qsize = q ? (q->num ? q->num : vd->ops->queue_max) : 0;
+    uint16_t nq = (uint16_t)vd->nqueues, qsize = q ? (q->num ? q->num : vd->ops->queue_max) : 0;
     uint16_t qvec = q ? p->queue_vector[p->queue_select] : VIRTIO_MSI_NO_VECTOR, qen = q && q->ready;
     uint16_t qoff = q ? p->queue_select : 0;
     uint64_t desc = q ? q->desc : 0, avail = q ? q->avail : 0, used = q ? q->used : 0;
@@ -155,7 +155,7 @@ static void common_snapshot(struct virtio_pci *p, struct virtio_pci_common_cfg *
 static void common_write(struct virtio_pci *p, uint64_t off, uint64_t value) {
     struct virtio_dev *vd = &p->vd;
     unsigned qi = p->queue_select;
-    struct virtq *q = qi < vd->ops->nqueues ? &vd->queues[qi] : NULL;
+    struct virtq *q = qi < vd->nqueues ? &vd->queues[qi] : NULL;
     uint32_t v = (uint32_t)value;
     switch (off) {
     case VIRTIO_PCI_COMMON_DFSELECT: p->device_feature_select = v; break;
@@ -361,7 +361,7 @@ struct virtio_pci *virtio_pci_create(struct vm_env *env, const struct virtio_dev
     add_virtio_cap(&p->pci, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFFSET, 0x1000, true);
     add_virtio_cap(&p->pci, VIRTIO_PCI_CAP_ISR_CFG, OFF_ISR, 1, false);
     if (p->vd.config_size) add_virtio_cap(&p->pci, VIRTIO_PCI_CAP_DEVICE_CFG, OFF_DEVICE, p->vd.config_size, false);
-    p->nvectors = ops->nqueues + 1;
+    p->nvectors = p->vd.nqueues + 1;
     uint16_t control = (uint16_t)(p->nvectors - 1);
     uint32_t table = OFF_MSIX_TABLE, pba = OFF_MSIX_PBA;
     uint8_t msix[12] = {PCI_CAP_MSIX, 0}, wmask[12] = {0};

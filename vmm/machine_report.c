@@ -109,7 +109,7 @@ void machine_print_stats(struct machine *m) {
     for (unsigned i = 0; i < m->nvirtio; i++) vds[n++] = virtio_mmio_dev(m->virtio[i]);
     for (unsigned i = 0; i < m->nvpci; i++) vds[n++] = virtio_pci_dev(m->vpci[i]);
     for (unsigned i = 0; i < n; i++)
-        for (unsigned q = 0; q < vds[i]->ops->nqueues; q++) {
+        for (unsigned q = 0; q < vds[i]->nqueues; q++) {
             const struct handler_stats *b = &vds[i]->bells[q];
             if (!b->count) continue;
             fprintf(stderr, "  %-14s queue %u: %llu bells, handler p50 <= %llu ns, p99 <= %llu ns, max %llu ns\n",
@@ -150,7 +150,7 @@ void machine_metrics_line(struct machine *m, char *buf, size_t len) {
     for (unsigned i = 0; i < m->nvirtio; i++) vds[n++] = virtio_mmio_dev(m->virtio[i]);
     for (unsigned i = 0; i < m->nvpci; i++) vds[n++] = virtio_pci_dev(m->vpci[i]);
     for (unsigned i = 0; i < n; i++) /* loop thread: the bells' counts are its own */
-        for (unsigned q = 0; q < vds[i]->ops->nqueues; q++) {
+        for (unsigned q = 0; q < vds[i]->nqueues; q++) {
             PUT("%s\"%s.%u/%u\":%llu", first ? "" : ",", vds[i]->ops->name, i, q,
                 (unsigned long long)vds[i]->bells[q].count);
             first = false;

@@ -62,7 +62,9 @@ static void usage(FILE *f) {
             "  --cmdline STRING     kernel command line (also /chosen/bootargs)\n"
             "  --mem SIZE           guest RAM, e.g. 256M or 1G (default 128M, %llu M to %llu M)\n"
             "  --cpus N             vCPUs (default 1, at most %d)\n"
-            "  --disk PATH[,ro]     a virtio-blk disk backed by a file (up to %d)\n"
+            "  --disk PATH[,OPT...] a virtio-blk disk backed by a file (up to %d); options: ro,\n"
+            "                       direct (O_DIRECT), sync (no io_uring), queues=N (default:\n"
+            "                       one per vCPU, at most 4)\n"
             "  --disk vhost-user=SOCKET  a virtio-blk disk served by a vhost-user backend\n"
             "                       (qemu-storage-daemon's vhost-user-blk export, SPDK, ...)\n"
             "  --fs SOCKET,tag=TAG  a host directory shared by virtiofsd (vhost-user-fs); the\n"
@@ -148,6 +150,28 @@ static const char *bundled_kernel(void) {
     if (w > 0 && (size_t)w < sizeof path && access(path, R_OK) == 0) return path;
     w = snprintf(path, sizeof path, "%s/../guest/guest.elf", dir);
     return w < 0 || (size_t)w >= sizeof path ? NULL : path;
+}
+
+/* --disk PATH[,ro][,direct][,sync][,queues=N]: the options cut off PATH. 0, or 2 when told why. */
+static int parse_disk_options(char *arg, struct virtio_blk_params *d) {
+    char *opt = strchr(arg, ',');
+    if (!opt) return 0;
+    *opt++ = 0;
+    for (char *next; opt; opt = next) {
+        if ((next = strchr(opt, ','))) *next++ = 0;
+        char *end;
+        if (strcmp(opt, "ro") == 0) d->read_only = true;
+        else if (strcmp(opt, "direct") == 0) d->direct = true;
+        else if (strcmp(opt, "sync") == 0) d->sync = true;
+        else if (strncmp(opt, "queues=", 7) == 0 && (d->queues = (unsigned)strtoul(opt + 7, &end, 10)) >= 1 &&
+                 d->queues <= VIRTIO_MAX_QUEUES && !*end && opt[7] != '-')
+            continue;
+        else if (strncmp(opt, "queues=", 7) == 0)
+            return bad_usage("--disk %s: queues=%s: 1 to %d", arg, opt + 7, VIRTIO_MAX_QUEUES);
+        else
+            return bad_usage("--disk %s: unknown option %s (ro, direct, sync, queues=N)", arg, opt);
+    }
+    return 0;
 }
 
 static bool add_device(struct machine_config *cfg, const struct virtio_device_ops *ops, const void *params) {
@@ -238,16 +262,11 @@ static int cmd_run(int argc, char **argv) {
                 vhost_disks[ndisks++] = (struct vhost_user_params){.socket = optarg + 11};
                 break;
             }
-            char *comma = strchr(optarg, ',');
-            bool ro = false;
-            if (comma) {
-                if (strcmp(comma, ",ro") != 0) return bad_usage("--disk %s: the only option is ,ro", optarg);
-                *comma = 0;
-                ro = true;
-            }
+            struct virtio_blk_params d = {.path = optarg};
+            if (parse_disk_options(optarg, &d) != 0) return 2;
             if (!*optarg) return bad_usage("--disk: empty path");
             disk_ops[ndisks] = &virtio_blk_ops;
-            disks[ndisks++] = (struct virtio_blk_params){.path = optarg, .read_only = ro};
+            disks[ndisks++] = d;
             break;
         }
         case O_CONSOLE:
@@ -307,8 +326,10 @@ static int cmd_run(int argc, char **argv) {
     struct virtio_console_params console = {STDIN_FILENO, STDOUT_FILENO};
     if (cfg.console == CONSOLE_VIRTIO) add_device(&cfg, &virtio_console_ops, &console);
     if (rng) add_device(&cfg, virtio_device_find("virtio-rng"), NULL);
-    for (unsigned i = 0; i < ndisks; i++)
+    for (unsigned i = 0; i < ndisks; i++) {
+        if (!disks[i].queues) disks[i].queues = virtio_blk_queues(cfg.cpus);
         add_device(&cfg, disk_ops[i], disk_ops[i] == &virtio_blk_ops ? (const void *)&disks[i] : &vhost_disks[i]);
+    }
     if (fs.socket) add_device(&cfg, &vhost_user_fs_ops, &fs);
     if (net.tap) add_device(&cfg, &virtio_net_ops, &net);
     for (unsigned i = 0; i < nextra; i++)

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/io_uring.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -94,6 +95,8 @@ static int allow_device_io(scmp_filter_ctx ctx) {
         SCMP_SYS(writev), SCMP_SYS(fdatasync), SCMP_SYS(fsync), SCMP_SYS(fallocate), SCMP_SYS(getrandom),
         SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_pwait2), SCMP_SYS(epoll_ctl), SCMP_SYS(timerfd_settime),
         SCMP_SYS(timerfd_gettime),
+        /* virtio-blk's ring, made before the sandbox and locked to its disk's files (devices/blk_uring.h) */
+        SCMP_SYS(io_uring_enter),
     };
     return allow_calls(ctx, calls, sizeof calls / sizeof calls[0]);
 }
@@ -166,6 +169,8 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         if (!rc) rc = ALLOW_IF(openat, 1, arg_masked(2, O_APPEND, 0));
         if (!rc) rc = ALLOW(ftruncate);
         if (!rc) rc = ALLOW(newfstatat);
+        /* PATCH /drives swaps a drive's file in its ring (the only registration the ring allows) */
+        if (!rc) rc = ALLOW_IF(io_uring_register, 1, arg_eq(1, IORING_REGISTER_FILES_UPDATE));
         static const unsigned long kvm[] = {KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK};
         if (!rc) rc = allow_ioctls(ctx, kvm, sizeof kvm / sizeof kvm[0]);
         return rc;

@@ -118,8 +118,9 @@ int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, si
     if (partuuid) return error_text(err, errlen, "drive %s: partuuid: the root device is always /dev/vda", drive_id);
     if (cache && strcmp(cache, "Unsafe") != 0 && strcmp(cache, "Writeback") != 0)
         return error_text(err, errlen, "drive %s: cache_type %s: Unsafe or Writeback", drive_id, cache);
-    if (engine && strcmp(engine, "Sync") != 0)
-        return error_text(err, errlen, "drive %s: io_engine %s: only Sync", drive_id, engine);
+    if (engine && strcmp(engine, "Sync") != 0 && strcmp(engine, "Async") != 0)
+        return error_text(err, errlen, "drive %s: io_engine %s: Async (io_uring, the default) or Sync", drive_id, engine);
+    if (engine && socket) return error_text(err, errlen, "drive %s: io_engine: a vhost-user drive's I/O is its backend's", drive_id);
     if (limiter && !json_is_null(limiter)) return error_text(err, errlen, "drive %s: rate_limiter: not supported", drive_id);
     unsigned i = 0;
     while (i < s->ndrives && strcmp(s->drives[i].id, drive_id) != 0) i++;
@@ -136,6 +137,7 @@ int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, si
     d->path = d->socket = NULL;
     set_str(path ? &d->path : &d->socket, path ? path : socket);
     d->read_only = ro, d->root = root;
+    d->sync = engine && strcmp(engine, "Sync") == 0;
     return 0;
 }
 
@@ -277,11 +279,13 @@ json_t *vm_spec_to_json(const struct vm_spec *s) {
         json_object_set_new(doc, "boot-source", json_pack("{s:s, s:s?, s:s?}", "kernel_image_path", s->kernel,
                                                           "boot_args", s->boot_args, "initrd_path", s->initrd));
     json_object_set_new(doc, "machine-config", vm_spec_machine_config_json(s));
-    for (unsigned i = 0; i < s->ndrives; i++)
-        json_array_append_new(drives, json_pack("{s:s, s:s, s:b, s:b}", "drive_id", s->drives[i].id,
-                                                s->drives[i].socket ? "socket" : "path_on_host",
-                                                s->drives[i].socket ? s->drives[i].socket : s->drives[i].path,
-                                                "is_root_device", s->drives[i].root, "is_read_only", s->drives[i].read_only));
+    for (unsigned i = 0; i < s->ndrives; i++) {
+        const struct vm_spec_drive *d = &s->drives[i];
+        json_t *j = json_pack("{s:s, s:s, s:b, s:b}", "drive_id", d->id, d->socket ? "socket" : "path_on_host",
+                              d->socket ? d->socket : d->path, "is_root_device", d->root, "is_read_only", d->read_only);
+        if (!d->socket) json_object_set_new(j, "io_engine", json_string(d->sync ? "Sync" : "Async"));
+        json_array_append_new(drives, j);
+    }
     json_object_set_new(doc, "drives", drives);
     for (unsigned i = 0; i < s->nnets; i++) {
         json_t *n = json_pack("{s:s, s:s}", "iface_id", s->nets[i].id, "host_dev_name", s->nets[i].host_dev_name);
@@ -335,7 +339,8 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
                 add(cfg, "vhost-user-blk", &s->vhost[n++]);
                 continue;
             }
-            s->blk[n] = (struct virtio_blk_params){.path = s->drives[i].path, .read_only = s->drives[i].read_only};
+            s->blk[n] = (struct virtio_blk_params){.path = s->drives[i].path, .read_only = s->drives[i].read_only,
+                                                   .sync = s->drives[i].sync, .queues = virtio_blk_queues(s->vcpus)};
             add(cfg, "virtio-blk", &s->blk[n++]);
         }
     for (unsigned i = 0; i < s->nnets; i++) {

@@ -1,10 +1,18 @@
 /* virtio devices and the virtio-mmio transport driven by a test driver over fake guest
  * memory (no KVM): request handling of rng, blk and console, and every kind of malformed
  * descriptor chain, which must fail the device (DEVICE_NEEDS_RESET) and never crash it. */
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <zircon/syscalls.h>
 
 #include <lib/async-loop/default.h>
 #include <lib/async-loop/loop.h>
@@ -12,6 +20,7 @@
 #include "devices/virtio_balloon.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_mmio.h"
 #include "devices/virtio_rng.h"
 #include "tests/lib/check.h"
 #include "tests/lib/virtq_driver.h"
@@ -167,13 +176,14 @@ static uint8_t blk(struct test_dev *d, uint32_t type, uint64_t sector, uint64_t 
     return *(uint8_t *)fake_ptr(vm, st);
 }
 
-TEST(blk_reads_writes_flushes_and_names_itself) {
+static void blk_basics(struct virtio_blk_params p, bool async) {
     struct fake_vm vm;
     fake_vm_init(&vm, RAM);
-    const char *path = "/tmp/bellhop-unit-blk.img";
+    const char *path = p.path;
     make_disk(path, 64 * 512);
     struct test_dev d;
-    tdev_init(&d, &vm, &virtio_blk_ops, &(struct virtio_blk_params){path, false}, 0, 1, 16);
+    tdev_init(&d, &vm, &virtio_blk_ops, &p, 0, 1, 16);
+    CHECK_EQ(virtio_blk_async(virtio_mmio_dev(d.mmio)), async);
     uint64_t buf = fake_alloc(&vm, 1024, 512);
     memset(fake_ptr(&vm, buf), 0x5a, 1024);
     uint32_t used;
@@ -220,13 +230,114 @@ TEST(blk_reads_writes_flushes_and_names_itself) {
     fake_vm_destroy(&vm);
 }
 
+TEST(blk_reads_writes_flushes_and_names_itself_through_io_uring) {
+    blk_basics((struct virtio_blk_params){.path = "/tmp/bellhop-unit-blk.img"}, true);
+}
+
+TEST(blk_does_the_same_synchronously_when_asked) {
+    blk_basics((struct virtio_blk_params){.path = "/tmp/bellhop-unit-blk.img", .sync = true}, false);
+}
+
+TEST(blk_does_the_same_with_o_direct) {
+    int probe = open("/var/tmp/bellhop-unit-direct", O_RDWR | O_CREAT | O_DIRECT, 0644);
+    unlink("/var/tmp/bellhop-unit-direct");
+    if (probe < 0) test_skip("/var/tmp does not take O_DIRECT here");
+    close(probe);
+    blk_basics((struct virtio_blk_params){.path = "/var/tmp/bellhop-unit-blk.img", .direct = true}, true);
+    blk_basics((struct virtio_blk_params){.path = "/var/tmp/bellhop-unit-blk.img", .direct = true, .sync = true}, false);
+}
+
+/* A sandbox that forbids io_uring (as Docker's default profile does): the disk says so in a
+ * line and serves its requests synchronously. In a child, which the filter stays in. */
+TEST(blk_without_io_uring_falls_back_and_says_so) {
+    int err[2];
+    CHECK_EQ(pipe(err), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+        dup2(err[1], 2);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+            _exit(3);
+        blk_basics((struct virtio_blk_params){.path = "/tmp/bellhop-unit-blk-nouring.img"}, false);
+        _exit(0);
+    }
+    close(err[1]);
+    char line[400] = {0};
+    size_t n = 0;
+    for (ssize_t k; n < sizeof line - 1 && (k = read(err[0], line + n, sizeof line - 1 - n)) > 0;) n += (size_t)k;
+    close(err[0]);
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: %#x %s", status, line);
+    CHECK_MSG(strstr(line, "no io_uring (io_uring_setup: Operation not permitted): its requests run one at a time"),
+              "%s", line);
+}
+
+/* Many requests at once, ten times what this disk keeps in flight, answered through the loop: every
+ * one right, in any order; the flush after them is answered after every write before it. */
+TEST(blk_keeps_many_requests_in_flight_and_the_rest_wait_in_the_ring) {
+    struct fake_vm vm;
+    fake_vm_init(&vm, 4u << 20);
+    async_loop_t *loop;
+    CHECK_EQ(async_loop_create(&kAsyncLoopConfigNeverAttachToThread, &loop), ZX_OK);
+    vm.env.loop = async_loop_get_dispatcher(loop);
+    const char *path = "/tmp/bellhop-unit-blk-many.img";
+    enum { N = 80, SECTORS = 8 };
+    make_disk(path, N * SECTORS * 512);
+    struct test_dev d;
+    tdev_init(&d, &vm, &virtio_blk_ops, &(struct virtio_blk_params){.path = path, .queues = 2, .depth = 8}, 1ull << 12, 2, 256);
+    CHECK_EQ(tdev_read(&d, 0x100 + 34) & 0xffff, 2); /* num_queues */
+    uint64_t st = fake_alloc(&vm, N + 1, 1);
+    for (unsigned i = 0; i < N; i++) { /* writes of 4K, each of its own byte, then a flush */
+        uint64_t hdr = fake_alloc(&vm, 16, 8), data = fake_alloc(&vm, SECTORS * 512, 512);
+        *(struct blk_req *)fake_ptr(&vm, hdr) = (struct blk_req){1, 0, (uint64_t)i * SECTORS};
+        memset(fake_ptr(&vm, data), (int)i + 1, SECTORS * 512);
+        tvq_add(&d, 1, (uint16_t)(3 * i), (struct tbuf[]){{hdr, 16, false}, {data, SECTORS * 512, false}, {st + i, 1, true}}, 3);
+    }
+    uint64_t fh = fake_alloc(&vm, 16, 8);
+    *(struct blk_req *)fake_ptr(&vm, fh) = (struct blk_req){4, 0, 0};
+    uint16_t flush = tvq_add(&d, 1, 3 * N, (struct tbuf[]){{fh, 16, false}, {st + N, 1, true}}, 2);
+    tvq_kick(&d, 1);
+    CHECK_EQ(async_loop_run_until_idle(loop), ZX_OK);
+    unsigned answered = 0;
+    uint32_t id, len;
+    while (answered <= N) {
+        if (!tvq_used(&d, 1, &id, &len)) {
+            CHECK_EQ(async_loop_run(loop, zx_deadline_after(ZX_SEC(5)), true), ZX_OK);
+            continue;
+        }
+        if (id == flush) CHECK_EQ(answered, N); /* the flush last */
+        answered++;
+    }
+    for (unsigned i = 0; i <= N; i++) CHECK_EQ(*(uint8_t *)fake_ptr(&vm, st + i), 0);
+    int fd = open(path, O_RDONLY);
+    for (unsigned i = 0; i < N; i++) {
+        uint8_t sector[512];
+        CHECK_EQ(pread(fd, sector, 512, (off_t)((i * SECTORS + SECTORS - 1) * 512)), 512);
+        CHECK_EQ(sector[511], i + 1);
+    }
+    close(fd);
+    CHECK_EQ(status(&d) & NEEDS_RESET, 0);
+    async_loop_destroy(loop);
+    tdev_destroy(&d);
+    unlink(path);
+    fake_vm_destroy(&vm);
+}
+
 TEST(a_read_only_blk_refuses_writes) {
     struct fake_vm vm;
     fake_vm_init(&vm, RAM);
     const char *path = "/tmp/bellhop-unit-ro.img";
     make_disk(path, 8 * 512);
     struct test_dev d;
-    tdev_init(&d, &vm, &virtio_blk_ops, &(struct virtio_blk_params){path, true}, 1ull << 5, 1, 16);
+    tdev_init(&d, &vm, &virtio_blk_ops, &(struct virtio_blk_params){.path = path, .read_only = true}, 1ull << 5, 1, 16);
     tdev_write(&d, 0x014, 0);
     CHECK(tdev_read(&d, 0x010) & (1u << 5)); /* VIRTIO_BLK_F_RO */
     uint64_t buf = fake_alloc(&vm, 512, 512);
