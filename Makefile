@@ -209,9 +209,9 @@ $(B)/bench/api_bench: $(B)/obj/bench/api_bench.o
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
-$(B)/bench/disk_bench: $(B)/obj/bench/disk_bench.o
+$(B)/bench/disk_bench: $(B)/obj/bench/disk_bench.o $(B)/libbellhop.a $(B)/libloop.a
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
 $(B)/bench/snapshot_bench: $(B)/obj/bench/snapshot_bench.o
 	@mkdir -p $(dir $@)
@@ -334,7 +334,7 @@ bench: deps all linux-files
 	@echo
 	@BELLHOP_RUN_FILES="build/bellhop build/guest" scripts/run.sh $(B)/bench/snapshot_bench build/bellhop 5
 	@echo
-	@BELLHOP_RUN_FILES="build/bellhop build/guest /usr/bin/qemu-storage-daemon" scripts/run.sh $(B)/bench/disk_bench build/bellhop 3
+	@BELLHOP_RUN_FILES="build/bellhop build/guest /usr/bin/qemu-storage-daemon $(QEMU_FILES)" scripts/run.sh $(B)/bench/disk_bench build/bellhop 3
 	@echo
 	@if [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ]; then \
 	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory,timeline && echo && \

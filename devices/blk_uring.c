@@ -24,7 +24,7 @@ static int restrict_ring(struct io_uring *ring) {
     unsigned n = 0;
     for (unsigned i = 0; i < sizeof ops; i++)
         res[n].opcode = IORING_RESTRICTION_SQE_OP, res[n++].sqe_op = ops[i];
-    res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED, res[n++].sqe_flags = IOSQE_IO_DRAIN | IOSQE_FIXED_FILE;
+    res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED, res[n++].sqe_flags = IOSQE_IO_DRAIN | IOSQE_FIXED_FILE | IOSQE_ASYNC;
     res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED, res[n++].sqe_flags = IOSQE_FIXED_FILE;
     res[n].opcode = IORING_RESTRICTION_REGISTER_OP, res[n++].register_op = IORING_REGISTER_FILES_UPDATE;
     return io_uring_register_restrictions(ring, res, n);
@@ -47,7 +47,8 @@ struct blk_uring *blk_uring_create(const int *fds, unsigned nfiles, unsigned dep
     }
     if ((u->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) rc = -errno, step = "eventfd";
     if (rc == 0 && (rc = io_uring_register_files(&u->ring, fds, nfiles)) < 0) step = "registering the disk";
-    if (rc == 0 && (rc = io_uring_register_eventfd(&u->ring, u->event_fd)) < 0) step = "registering its eventfd";
+    /* only for completions the submitting call did not already post (those are reaped at once) */
+    if (rc == 0 && (rc = io_uring_register_eventfd_async(&u->ring, u->event_fd)) < 0) step = "registering its eventfd";
     if (rc == 0 && (rc = restrict_ring(&u->ring)) < 0) step = "restricting it";
     if (rc == 0 && (rc = io_uring_enable_rings(&u->ring)) < 0) step = "enabling it";
     if (rc < 0) {
@@ -77,8 +78,12 @@ bool blk_uring_rw(struct blk_uring *u, unsigned file, bool write, const struct i
     if (!sqe) return false;
     if (write) io_uring_prep_writev(sqe, (int)file, iov, n, pos);
     else io_uring_prep_readv(sqe, (int)file, iov, n, pos);
+    size_t bytes = 0;
+    for (unsigned i = 0; i < n; i++) bytes += iov[i].iov_len;
     io_uring_sqe_set_data(sqe, user);
-    io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
+    /* A large copy goes to the kernel's workers, in parallel with the others, rather than
+     * inline in the submitting call, one after another on the loop thread. */
+    io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE | (bytes >= BLK_URING_INLINE_MAX ? IOSQE_ASYNC : 0));
     return true;
 }
 
@@ -107,10 +112,13 @@ int blk_uring_submit(struct blk_uring *u) {
     return rc < 0 ? rc : 0;
 }
 
-unsigned blk_uring_reap(struct blk_uring *u, struct blk_uring_done *out, unsigned max, bool wait) {
+void blk_uring_clear_event(struct blk_uring *u) {
     uint64_t count;
-    if (read(u->event_fd, &count, sizeof count) < 0) { /* nothing signalled since the last reap */
+    if (read(u->event_fd, &count, sizeof count) < 0) { /* nothing signalled since the last time */
     }
+}
+
+unsigned blk_uring_reap(struct blk_uring *u, struct blk_uring_done *out, unsigned max, bool wait) {
     struct io_uring_cqe *cqe;
     if (wait) {
         int rc;

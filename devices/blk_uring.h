@@ -15,6 +15,7 @@
 #include <sys/uio.h>
 
 #define BLK_URING_MAX_FILES 2
+#define BLK_URING_INLINE_MAX (64u << 10) /* reads and writes this large go to the kernel's workers */
 
 struct blk_uring;
 
@@ -22,8 +23,11 @@ struct blk_uring;
  * (no io_uring in this kernel, a sandbox that forbids it, too old for restrictions). */
 struct blk_uring *blk_uring_create(const int *fds, unsigned nfiles, unsigned depth, char *err, size_t errlen);
 void blk_uring_destroy(struct blk_uring *u);
-/* Readable when completions are waiting. */
+/* Readable when completions the kernel finished on its own are waiting (not those a submit
+ * posted before returning: reap right after blk_uring_submit). blk_uring_clear_event makes it
+ * unreadable again, before reaping. */
 int blk_uring_event_fd(const struct blk_uring *u);
+void blk_uring_clear_event(struct blk_uring *u);
 
 /* Queue one request, tagged with user for its completion; false when the submission queue is
  * full (never while fewer than depth are in flight). Nothing reaches the kernel before

@@ -41,6 +41,7 @@ struct virtio_blk {
     int fds[BLK_URING_MAX_FILES];
     unsigned nfiles;
     bool read_only, direct;
+    bool nowait_reads, nowait_writes; /* the filesystem takes RWF_NOWAIT, as far as we know */
     uint64_t sectors;
     char id[VIRTIO_BLK_ID_BYTES];
     struct virtio_dev *vd;
@@ -242,10 +243,10 @@ static void reap(struct virtio_blk *b, bool wait) {
         }
         if (n < 32 && !wait) break;
     }
-    for (uint32_t s = b->starved; s; s &= s - 1) {
+    for (uint32_t s = b->starved; s && b->inflight < b->depth; s &= s - 1) {
         unsigned q = (unsigned)__builtin_ctz(s);
         b->starved &= ~(1u << q);
-        blk_notify(b->vd, q);
+        if (!virtio_notify_again(b->vd, q)) blk_notify(b->vd, q); /* (no loop: at once) */
     }
 }
 
@@ -259,8 +260,22 @@ static void on_completions(async_dispatcher_t *d, async_wait_t *w, zx_status_t s
     struct virtio_blk *b = container_of(w, struct virtio_blk, ring_wait);
     b->waiting = false;
     if (st != ZX_OK) return; /* the loop is shutting down */
+    blk_uring_clear_event(b->ring);
     reap(b, false);
     arm(b);
+}
+
+/* A small read or write the page cache can do without waiting, done at once (RWF_NOWAIT):
+ * the ring would cost more than the copy. False when it would wait, or the filesystem cannot
+ * say (tmpfs; ext4's writes), or it is large (the ring's workers copy those in parallel). */
+static bool done_without_waiting(struct virtio_blk *b, struct blk_io *io) {
+    bool write = io->type == VIRTIO_BLK_T_OUT;
+    bool *can = write ? &b->nowait_writes : &b->nowait_reads;
+    if (b->direct || (io->type != VIRTIO_BLK_T_IN && !write) || !*can || io->len >= BLK_URING_INLINE_MAX) return false;
+    ssize_t k = write ? pwritev2(b->fds[io->file], io->iov, (int)io->niov, (off_t)io->pos, RWF_NOWAIT)
+                      : preadv2(b->fds[io->file], io->iov, (int)io->niov, (off_t)io->pos, RWF_NOWAIT);
+    if (k < 0 && errno == EOPNOTSUPP) *can = false; /* not worth asking again */
+    return k >= 0 && (uint64_t)k == io->len;
 }
 
 static bool submit(struct virtio_blk *b, struct blk_io *io) {
@@ -309,6 +324,7 @@ static void blk_notify(struct virtio_dev *vd, unsigned q) {
         io->status = st.p;
         uint8_t status = parse(b, r, io);
         if (status == PENDING && !b->ring) status = run_sync(b, io);
+        if (status == PENDING && done_without_waiting(b, io)) status = VIRTIO_BLK_S_OK;
         if (status == PENDING && submit(b, io)) continue;
         if (status == PENDING) status = run_sync(b, io); /* no room in the ring: cannot happen below depth */
         answer(b, io, status);
@@ -317,8 +333,9 @@ static void blk_notify(struct virtio_dev *vd, unsigned q) {
     if (!b->ring || !b->inflight) return;
     int rc = blk_uring_submit(b->ring);
     if (rc < 0) fprintf(stderr, "bellhop: virtio-blk: io_uring_enter: %s (retried at the next request)\n", strerror(-rc));
-    if (b->ring_handle == ZX_HANDLE_INVALID) drain(b); /* no loop (device tests): done before returning */
-    else arm(b);
+    if (b->ring_handle == ZX_HANDLE_INVALID) return drain(b); /* no loop (device tests): done before returning */
+    reap(b, false); /* what the submit completed inline (the page cache had it): answered now, not a loop turn later */
+    arm(b);
 }
 
 static void blk_quiesce(struct virtio_dev *vd) { drain(blk_of(vd)); }
@@ -428,6 +445,7 @@ static int blk_create(struct virtio_dev *vd, const void *params, char *err, size
     b->nfiles = (unsigned)n;
     b->read_only = p->read_only;
     b->direct = p->direct;
+    b->nowait_reads = b->nowait_writes = true;
     b->depth = p->depth ? p->depth : BLK_DEPTH;
     b->vd = vd;
     b->ring_handle = ZX_HANDLE_INVALID;

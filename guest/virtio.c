@@ -80,7 +80,7 @@ int vdev_init(struct vdev *d, uint64_t base, unsigned irq, uint64_t want, unsign
         q->desc = alloc_pages(16 * q->num);
         q->avail = alloc_pages(6 + 2 * q->num);
         q->used = alloc_pages(6 + 8 * q->num);
-        q->indirect = alloc_pages(16 * VQ_MAX_BUFS);
+        q->indirect = alloc_pages(16 * VQ_MAX_BUFS * VQ_SIZE);
         wr(d, QUEUE_NUM, q->num);
         wr64(d, QUEUE_DESC, (uint64_t)q->desc);
         wr64(d, QUEUE_DRIVER, (uint64_t)q->avail);
@@ -117,6 +117,7 @@ static bool submit(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigne
         kick = (uint16_t)(q->avail_idx - avail_event - 1) < (uint16_t)(q->avail_idx - old);
     }
     d->isr_seen &= ~1u; /* (a configuration interrupt seen before stays seen: the device may have failed) */
+    q->kicked_idx = q->avail_idx;
     if (kick) wr(d, QUEUE_NOTIFY, qi);
     return true;
 }
@@ -155,3 +156,51 @@ long vdev_request_polled(struct vdev *d, unsigned qi, const struct vbuf *bufs, u
 }
 
 void vdev_notify(struct vdev *d, unsigned qi) { wr(d, QUEUE_NOTIFY, qi); }
+
+bool vdev_post(struct vdev *d, unsigned qi, unsigned slot, const struct vbuf *bufs, unsigned n) {
+    struct vq *q = &d->vqs[qi];
+    if (d->broken || n == 0 || n > VQ_MAX_BUFS || slot >= q->num) return false;
+    struct vdesc *t = q->indirect + slot * VQ_MAX_BUFS;
+    for (unsigned i = 0; i < n; i++)
+        t[i] = (struct vdesc){(uint64_t)bufs[i].p, bufs[i].len,
+                              (uint16_t)((i + 1 < n ? DESC_NEXT : 0) | (bufs[i].device_writes ? DESC_WRITE : 0)),
+                              (uint16_t)(i + 1)};
+    q->desc[slot] = (struct vdesc){(uint64_t)t, 16 * n, DESC_INDIRECT, 0};
+    q->avail[2 + q->avail_idx % q->num] = (uint16_t)slot;
+    q->avail_idx++;
+    __atomic_store_n(&q->avail[1], q->avail_idx, __ATOMIC_RELEASE);
+    return true;
+}
+
+void vdev_kick(struct vdev *d, unsigned qi) {
+    struct vq *q = &d->vqs[qi];
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    bool kick = q->avail_idx != q->kicked_idx;
+    if (kick && (d->features >> F_EVENT_IDX & 1)) {
+        uint16_t avail_event = *(volatile uint16_t *)(q->used + 4 + 8 * q->num);
+        kick = (uint16_t)(q->avail_idx - avail_event - 1) < (uint16_t)(q->avail_idx - q->kicked_idx);
+    }
+    q->kicked_idx = q->avail_idx;
+    if (kick) wr(d, QUEUE_NOTIFY, qi);
+}
+
+int vdev_reap(struct vdev *d, unsigned qi, uint32_t *len, bool wait) {
+    struct vq *q = &d->vqs[qi];
+    if (!wait && used_idx(q) == q->last_used) return -2;
+    if (d->features >> F_EVENT_IDX & 1) q->avail[2 + q->num] = q->last_used; /* an interrupt at the next one */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint64_t deadline = irq_ticks + 20 * IRQ_TICKS_PER_SEC;
+    while (used_idx(q) == q->last_used) {
+        if (d->broken || irq_ticks > deadline) return -1;
+        if ((d->isr_seen & 2) && (vdev_status(d) & 0x40)) {
+            d->broken = true;
+            return -1;
+        }
+        irq_wait();
+    }
+    volatile uint8_t *elem = q->used + 4 + 8 * (q->last_used % q->num);
+    int slot = (int)*(volatile uint32_t *)elem;
+    *len = *(volatile uint32_t *)(elem + 4);
+    q->last_used++;
+    return slot;
+}

@@ -5,7 +5,7 @@
 
 #include "guest/lib.h"
 
-#define VQ_SIZE 16
+#define VQ_SIZE 32 /* also the most requests vdev_post keeps in flight */
 #define VQ_MAX_BUFS 8
 
 struct vq {
@@ -14,7 +14,8 @@ struct vq {
     volatile uint16_t *avail; /* flags, idx, ring[num], used_event */
     volatile uint8_t *used;   /* flags, idx, {id, len}[num], avail_event */
     uint16_t avail_idx, last_used;
-    struct vdesc *indirect;   /* one table per request */
+    uint16_t kicked_idx;      /* avail_idx at the last doorbell (vdev_kick) */
+    struct vdesc *indirect;   /* a table per request in flight: VQ_SIZE of VQ_MAX_BUFS */
 };
 
 struct vdev {
@@ -42,6 +43,15 @@ long vdev_request(struct vdev *d, unsigned q, const struct vbuf *bufs, unsigned 
 uint32_t vdev_config32(struct vdev *d, unsigned off);
 /* The same, waiting with interrupts off for the used ring to move (the bench's "flag"). */
 long vdev_request_polled(struct vdev *d, unsigned q, const struct vbuf *bufs, unsigned n);
+/* Many requests in flight (the disk bench's queue depth): vdev_post makes request `slot`
+ * (below the queue's size, one not in flight) available in its own indirect table, without a
+ * doorbell; vdev_kick rings it for everything posted since (as EVENT_IDX allows); vdev_reap
+ * takes the next completion, waiting for it with interrupts if wait: its slot and written
+ * length, -2 when there is none and !wait, or -1 on a timeout or a failed device. Not mixed
+ * with vdev_request on the same queue. */
+bool vdev_post(struct vdev *d, unsigned q, unsigned slot, const struct vbuf *bufs, unsigned n);
+void vdev_kick(struct vdev *d, unsigned q);
+int vdev_reap(struct vdev *d, unsigned q, uint32_t *len, bool wait);
 /* Just the doorbell write. */
 void vdev_notify(struct vdev *d, unsigned q);
 uint8_t vdev_status(struct vdev *d);

@@ -91,7 +91,7 @@ static int allow_interrupts(scmp_filter_ctx ctx) {
  * the loop's own fd waits and timers. */
 static int allow_device_io(scmp_filter_ctx ctx) {
     static const int calls[] = {
-        SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(readv),
+        SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(preadv2), SCMP_SYS(pwritev2), SCMP_SYS(readv),
         SCMP_SYS(writev), SCMP_SYS(fdatasync), SCMP_SYS(fsync), SCMP_SYS(fallocate), SCMP_SYS(getrandom),
         SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_pwait2), SCMP_SYS(epoll_ctl), SCMP_SYS(timerfd_settime),
         SCMP_SYS(timerfd_gettime),
