@@ -192,8 +192,7 @@ static zx_status_t loop_begin_wait(async_dispatcher_t *d, async_wait_t *wait) {
     zx_status_t st = ZX_ERR_BAD_STATE;
     if (state_of(loop) != ASYNC_LOOP_SHUTDOWN) {
         list_add_tail(&loop->wait_list, NODE(wait));
-        st = zx_object_wait_async(wait->object, loop->port, (uintptr_t)wait, wait->trigger,
-                                  wait->options);
+        st = object_wait_async_on(loop->portp, wait->object, (uintptr_t)wait, wait->trigger, wait->options);
         if (st != ZX_OK) node_unlink(NODE(wait));
     }
     pthread_mutex_unlock(&loop->lock);

@@ -1,5 +1,7 @@
 /* Objects, signals and waits: zx_object_signal, zx_object_wait_one, zx_object_wait_async. */
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "loop/object.h"
@@ -31,10 +33,39 @@ void object_unref(struct zx_object *obj) {
     if (atomic_fetch_sub_explicit(&obj->refs, 1, memory_order_acq_rel) == 1) obj->ops->destroy(obj);
 }
 
+/* One freed observer kept per thread: a handler that waits again (every fd wait on the loop
+ * does) takes back the one its packet just freed, without malloc and free on each wake. */
+static __thread struct observer *spare_observer;
+static __thread bool spare_registered;
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+static void spare_free(void *unused) {
+    (void)unused;
+    free(spare_observer);
+    spare_observer = NULL;
+}
+static void spare_key_create(void) {
+    if (pthread_key_create(&spare_key, spare_free) != 0) abort();
+}
+
+static struct observer *observer_alloc(void) {
+    struct observer *o = spare_observer;
+    if (!o) return calloc(1, sizeof *o);
+    spare_observer = NULL;
+    memset(o, 0, sizeof *o);
+    return o;
+}
+
 void observer_free(struct observer *o) {
     if (o->port) object_unref((struct zx_object *)o->port);
     object_unref(o->obj);
-    free(o);
+    if (!spare_registered && !spare_observer) { /* the thread's end frees its spare */
+        pthread_once(&spare_once, spare_key_create);
+        spare_registered = pthread_setspecific(spare_key, &spare_registered) == 0;
+    }
+    if (spare_observer || !spare_registered) free(o);
+    else spare_observer = o;
 }
 
 /* poll_signals may latch signals that changed by themselves (an expired timer). */
@@ -188,31 +219,35 @@ zx_status_t zx_object_wait_one(zx_handle_t handle, zx_signals_t signals, zx_time
 
 zx_status_t zx_object_wait_async(zx_handle_t handle, zx_handle_t port_handle, uint64_t key,
                                  zx_signals_t signals, uint32_t options) {
+    struct zx_object *pobj;
+    zx_status_t st = handle_get(port_handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &pobj);
+    if (st != ZX_OK) return st;
+    st = object_wait_async_on(port_from_object(pobj), handle, key, signals, options);
+    object_unref(pobj);
+    return st;
+}
+
+zx_status_t object_wait_async_on(struct zx_port *port, zx_handle_t handle, uint64_t key, zx_signals_t signals,
+                                 uint32_t options) {
     if (options & ~(ZX_WAIT_ASYNC_TIMESTAMP | ZX_WAIT_ASYNC_EDGE | ZX_WAIT_ASYNC_BOOT_TIMESTAMP))
         return ZX_ERR_INVALID_ARGS;
-    struct zx_object *obj, *pobj;
+    struct zx_object *obj;
     zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_NONE, ZX_RIGHT_WAIT, &obj);
     if (st != ZX_OK) return st;
-    st = handle_get(port_handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &pobj);
-    if (st != ZX_OK) {
-        object_unref(obj);
-        return st;
-    }
     if (!obj->ops->waitable ||
         (obj->ops->type == ZX_OBJ_TYPE_FD && (options & ZX_WAIT_ASYNC_EDGE))) {
         object_unref(obj);
-        object_unref(pobj);
         return ZX_ERR_NOT_SUPPORTED;
     }
-    struct observer *o = calloc(1, sizeof *o);
+    struct observer *o = observer_alloc();
     if (!o) {
         object_unref(obj);
-        object_unref(pobj);
         return ZX_ERR_NO_MEMORY;
     }
-    /* The observer keeps both references. */
+    /* The observer keeps a reference to both. */
+    object_ref((struct zx_object *)port);
     o->obj = obj;
-    o->port = port_from_object(pobj);
+    o->port = port;
     o->trigger = signals;
     o->options = options;
     o->pp.kind = PORT_PACKET_OBSERVER;

@@ -146,6 +146,10 @@ void object_update_signals_locked(struct zx_object *obj, zx_signals_t clear, zx_
 
 /* Ports. */
 struct zx_port *port_from_object(struct zx_object *obj);
+/* zx_object_wait_async on a port the caller holds a reference to (the async loop's own), without
+ * looking its handle up on every wait. */
+zx_status_t object_wait_async_on(struct zx_port *port, zx_handle_t handle, uint64_t key, zx_signals_t signals,
+                                 uint32_t options);
 /* A port begins with its object. */
 static inline struct zx_object *port_obj(struct zx_port *p) { return (struct zx_object *)p; }
 /* Queues a packet the caller owns (PORT_PACKET_OWNED) or an interrupt packet. Fails with
