@@ -1,7 +1,8 @@
 /* virtio-blk under load, one image file, one run: the tiny guest (cmdline "diskbench") drives
  * its first disk at queue depth 1 and 32 (4 KiB random reads, 4 KiB random writes, 128 KiB
  * sequential reads) under
- *   - bellhop --disk FILE           (io_uring, devices/virtio_blk.c)
+ *   - bellhop --disk FILE           (its default: io_uring, or synchronous for a file in tmpfs)
+ *   - bellhop --disk FILE,async     (io_uring, whatever the file)
  *   - bellhop --disk FILE,sync      (the synchronous path: the baseline io_uring replaced)
  *   - QEMU microvm's virtio-blk-device on the same file (QEMU's defaults)
  *   - bellhop --disk vhost-user=S   (qemu-storage-daemon exporting the same file)
@@ -43,9 +44,9 @@ static const struct phase {
 };
 #define NPHASES (sizeof phases / sizeof phases[0])
 
-enum { BELLHOP, BELLHOP_SYNC, QEMU, VHOST_USER, HOST, NENGINES };
-static const char *const engine_names[NENGINES] = {"bellhop", "bellhop,sync", "QEMU microvm", "vhost-user (qsd)",
-                                                   "host io_uring"};
+enum { BELLHOP, BELLHOP_ASYNC, BELLHOP_SYNC, QEMU, VHOST_USER, HOST, NENGINES };
+static const char *const engine_names[NENGINES] = {"bellhop",      "bellhop,async",    "bellhop,sync",
+                                                   "QEMU microvm", "vhost-user (qsd)", "host io_uring"};
 
 struct result {
     double iops, mbs, p50_us, p99_us;
@@ -227,6 +228,7 @@ int main(int argc, char **argv) {
     char dir[] = "/tmp/bellhop-disk-bench.XXXXXX";
     if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
     char img[PATH_MAX], sock[PATH_MAX], out[PATH_MAX], guest[PATH_MAX], bindir[PATH_MAX], sync_arg[PATH_MAX + 8],
+        async_arg[PATH_MAX + 8],
         vhost_arg[PATH_MAX + 20], blockdev[PATH_MAX + 64], export_arg[PATH_MAX + 128];
     snprintf(img, sizeof img, "%s/disk.img", dir);
     snprintf(sock, sizeof sock, "%s/blk.sock", dir);
@@ -234,6 +236,7 @@ int main(int argc, char **argv) {
     snprintf(bindir, sizeof bindir, "%s", bellhop);
     snprintf(guest, sizeof guest, "%s/guest/guest.elf", dirname(bindir));
     snprintf(sync_arg, sizeof sync_arg, "%s,sync", img);
+    snprintf(async_arg, sizeof async_arg, "%s,async", img);
     snprintf(vhost_arg, sizeof vhost_arg, "vhost-user=%s", sock);
     /* A disk of random bytes (no holes: every read is a read) */
     int fd = open(img, O_WRONLY | O_CREAT | O_TRUNC, 0644), rnd = open("/dev/urandom", O_RDONLY);
@@ -250,12 +253,15 @@ int main(int argc, char **argv) {
     bool have_qsd = access(qsd, X_OK) == 0;
     double ghz = tsc_ghz();
     int status = 0;
-    measured[BELLHOP] = measured[BELLHOP_SYNC] = measured[HOST] = true;
+    measured[BELLHOP] = measured[BELLHOP_ASYNC] = measured[BELLHOP_SYNC] = measured[HOST] = true;
     measured[QEMU] = have_qemu, measured[VHOST_USER] = have_qsd;
     for (int r = 0; r < rounds && status == 0; r++) {
         char *in_process[] = {bellhop, "run", "--kernel", guest, "--disk", img, "--cmdline", "diskbench", NULL};
         char *sync[] = {bellhop, "run", "--kernel", guest, "--disk", sync_arg, "--cmdline", "diskbench", NULL};
-        if (!run_guest(in_process, out, ghz, BELLHOP, r) || !run_guest(sync, out, ghz, BELLHOP_SYNC, r)) status = 1;
+        char *async[] = {bellhop, "run", "--kernel", guest, "--disk", async_arg, "--cmdline", "diskbench", NULL};
+        if (!run_guest(in_process, out, ghz, BELLHOP, r) || !run_guest(async, out, ghz, BELLHOP_ASYNC, r) ||
+            !run_guest(sync, out, ghz, BELLHOP_SYNC, r))
+            status = 1;
         if (status == 0 && have_qemu && !run_guest(qemu, out, ghz, QEMU, r)) status = 1;
         if (status == 0 && have_qsd) {
             unlink(sock);

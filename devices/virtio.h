@@ -96,7 +96,8 @@ struct virtio_device_ops {
     /* Optional: the device was reset (vCPU thread, lock held). */
     void (*reset)(struct virtio_dev *vd);
     /* Optional, for a device whose requests outlive the handler that took them: completes
-     * every one in flight (loop thread, every vCPU parked), before a snapshot saves its queues. */
+     * every one in flight (loop thread, every vCPU parked), before a snapshot saves anything:
+     * the interrupts those completions raise belong in the saved interrupt state. */
     void (*quiesce)(struct virtio_dev *vd);
     /* Optional, for snapshots (devices/virtio_state.c): the device's own state beyond the
      * transport's and the queues', written into buf (returns its length, or 0 when it does not

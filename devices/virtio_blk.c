@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
@@ -402,6 +404,12 @@ int virtio_blk_replace(struct virtio_dev *vd, const char *path, char *err, size_
 
 bool virtio_blk_async(const struct virtio_dev *vd) { return ((const struct virtio_blk *)vd->priv)->ring != NULL; }
 
+/* A file of tmpfs or ramfs: its reads and writes are copies that never wait for a device. */
+static bool in_memory(int fd) {
+    struct statfs fs;
+    return fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+}
+
 /* The ring, or the synchronous path with a line saying why. */
 static void start_ring(struct virtio_blk *b, const char *path) {
     char why[160];
@@ -451,7 +459,7 @@ static int blk_create(struct virtio_dev *vd, const void *params, char *err, size
     b->ring_handle = ZX_HANDLE_INVALID;
     snprintf(b->id, sizeof b->id, "bellhop-%llx", (unsigned long long)ino);
     vd->priv = b;
-    if (!p->sync) start_ring(b, p->path);
+    if (p->engine == BLK_IO_ASYNC || (p->engine == BLK_IO_AUTO && !in_memory(b->fds[0]))) start_ring(b, p->path);
     if (p->queues > 1) vd->nqueues = p->queues;
     vd->features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH |
                    (p->queues > 1 ? 1ull << VIRTIO_BLK_F_MQ : 0) |
@@ -460,9 +468,12 @@ static int blk_create(struct virtio_dev *vd, const void *params, char *err, size
     return 0;
 }
 
-/* The guest and the loop are gone: the ring's exit finishes or cancels what is in flight. */
+/* The loop is gone, the guest's memory not yet: what is still in flight is waited for (the
+ * kernel would otherwise go on writing into memory about to be unmapped), no queue read again. */
 static void blk_destroy(struct virtio_dev *vd) {
     struct virtio_blk *b = blk_of(vd);
+    b->starved = 0;
+    drain(b);
     if (b->ring_handle != ZX_HANDLE_INVALID) zx_handle_close(b->ring_handle);
     blk_uring_destroy(b->ring);
     close_files(b->fds, b->nfiles);

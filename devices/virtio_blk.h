@@ -9,8 +9,16 @@
  *
  * Requests go to the kernel through an io_uring (devices/blk_uring.h), up to BLK_DEPTH in
  * flight per disk, their completions reaped on the loop; a guest that queues more waits
- * (the rest stay in its ring). Where io_uring cannot be had, or with sync set, each request
- * runs to its end on the loop thread, one at a time, as pread/pwrite. */
+ * (the rest stay in its ring). Where io_uring cannot be had, or with BLK_IO_SYNC, or by
+ * default for a file in memory (tmpfs, ramfs: nothing to wait for, and the ring would hand
+ * every request to a kernel worker), each request runs to its end on the loop thread, one at
+ * a time, as pread/pwrite. */
+
+enum blk_io_engine {
+    BLK_IO_AUTO,  /* the ring, unless the file is in memory */
+    BLK_IO_ASYNC, /* the ring (Firecracker's io_engine "Async") */
+    BLK_IO_SYNC,  /* no ring (io_engine "Sync") */
+};
 
 #define BLK_DEPTH 128
 
@@ -19,7 +27,7 @@ struct virtio_blk_params {
     const char *path; /* a regular file, opened at create */
     bool read_only;
     bool direct;     /* O_DIRECT: the host's page cache is bypassed (requests it cannot align go through it) */
-    bool sync;       /* no io_uring: Firecracker's io_engine "Sync" */
+    enum blk_io_engine engine;
     unsigned queues; /* request queues offered (VIRTIO_BLK_F_MQ above 1); 0 is 1 */
     unsigned depth;  /* requests in flight at most; 0 is BLK_DEPTH */
 };

@@ -1,8 +1,9 @@
 /* A virtio device's state for snapshots: what the core keeps (features, status, each queue's
  * rings and indices) and the device's own (its save hook), checked on the way back in. No
  * request is in flight when it is saved: devices finish each request inside the loop handler
- * that took it, or (virtio-blk's, in the kernel's hands) in their quiesce hook, and a snapshot
- * is taken on the loop thread between handlers. A notification
+ * that took it, or (virtio-blk's, in the kernel's hands) in their quiesce hook, which a
+ * snapshot runs before it saves anything, and a snapshot is taken on the loop thread between
+ * handlers. A notification
  * the guest made that the loop had not yet handled is not in the state; restore treats every
  * ready queue as notified once (virtio_restore_kick), and a queue with nothing new is a no-op. */
 #include <stdio.h>
@@ -30,7 +31,6 @@ struct virtio_wire {
 size_t virtio_dev_save(struct virtio_dev *vd, uint8_t *buf, size_t len) {
     struct virtio_wire w = {0};
     if (len < sizeof w || vd->ops->out_of_process) return 0;
-    if (vd->ops->quiesce) vd->ops->quiesce(vd);
     snprintf(w.device, sizeof w.device, "%s", vd->ops->name);
     pthread_mutex_lock(&vd->lock);
     w.features = virtio_device_features(vd);

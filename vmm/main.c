@@ -63,7 +63,8 @@ static void usage(FILE *f) {
             "  --mem SIZE           guest RAM, e.g. 256M or 1G (default 128M, %llu M to %llu M)\n"
             "  --cpus N             vCPUs (default 1, at most %d)\n"
             "  --disk PATH[,OPT...] a virtio-blk disk backed by a file (up to %d); options: ro,\n"
-            "                       direct (O_DIRECT), sync (no io_uring), queues=N (default:\n"
+            "                       direct (O_DIRECT), async (io_uring; the default unless the\n"
+            "                       file is in tmpfs), sync (no io_uring), queues=N (default:\n"
             "                       one per vCPU, at most 4)\n"
             "  --disk vhost-user=SOCKET  a virtio-blk disk served by a vhost-user backend\n"
             "                       (qemu-storage-daemon's vhost-user-blk export, SPDK, ...)\n"
@@ -152,7 +153,7 @@ static const char *bundled_kernel(void) {
     return w < 0 || (size_t)w >= sizeof path ? NULL : path;
 }
 
-/* --disk PATH[,ro][,direct][,sync][,queues=N]: the options cut off PATH. 0, or 2 when told why. */
+/* --disk PATH[,ro][,direct][,sync|,async][,queues=N]: the options cut off PATH. 0, or 2 when told why. */
 static int parse_disk_options(char *arg, struct virtio_blk_params *d) {
     char *opt = strchr(arg, ',');
     if (!opt) return 0;
@@ -162,14 +163,15 @@ static int parse_disk_options(char *arg, struct virtio_blk_params *d) {
         char *end;
         if (strcmp(opt, "ro") == 0) d->read_only = true;
         else if (strcmp(opt, "direct") == 0) d->direct = true;
-        else if (strcmp(opt, "sync") == 0) d->sync = true;
+        else if (strcmp(opt, "sync") == 0) d->engine = BLK_IO_SYNC;
+        else if (strcmp(opt, "async") == 0) d->engine = BLK_IO_ASYNC;
         else if (strncmp(opt, "queues=", 7) == 0 && (d->queues = (unsigned)strtoul(opt + 7, &end, 10)) >= 1 &&
                  d->queues <= VIRTIO_MAX_QUEUES && !*end && opt[7] != '-')
             continue;
         else if (strncmp(opt, "queues=", 7) == 0)
             return bad_usage("--disk %s: queues=%s: 1 to %d", arg, opt + 7, VIRTIO_MAX_QUEUES);
         else
-            return bad_usage("--disk %s: unknown option %s (ro, direct, sync, queues=N)", arg, opt);
+            return bad_usage("--disk %s: unknown option %s (ro, direct, sync, async, queues=N)", arg, opt);
     }
     return 0;
 }

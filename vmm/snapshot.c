@@ -99,6 +99,10 @@ int machine_snapshot(struct machine *m, const char *config_json, const char *sta
     if (!machine_paused(m)) return snprintf(err, errlen, "the VM is not paused: PATCH /vm {\"state\": \"Paused\"} first"), -1;
     if (m->cfg->restore && same_file(m->cfg->restore->mem_fd, mem_path))
         return snprintf(err, errlen, "%s is the memory file this VM runs on; write to another", mem_path), -1;
+    /* Requests still in the kernel's hands (virtio-blk's) completed first: the interrupts they
+     * raise must be in the interrupt controllers' and vCPUs' state saved next. */
+    for (unsigned i = 0; machine_device(m, i); i++)
+        if (machine_device(m, i)->ops->quiesce) machine_device(m, i)->ops->quiesce(machine_device(m, i));
     unsigned ncpus;
     if (save_cpus(m, &ncpus, err, errlen) != 0) return -1;
     struct snapshot_writer w;

@@ -119,7 +119,7 @@ int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, si
     if (cache && strcmp(cache, "Unsafe") != 0 && strcmp(cache, "Writeback") != 0)
         return error_text(err, errlen, "drive %s: cache_type %s: Unsafe or Writeback", drive_id, cache);
     if (engine && strcmp(engine, "Sync") != 0 && strcmp(engine, "Async") != 0)
-        return error_text(err, errlen, "drive %s: io_engine %s: Async (io_uring, the default) or Sync", drive_id, engine);
+        return error_text(err, errlen, "drive %s: io_engine %s: Async (io_uring) or Sync", drive_id, engine);
     if (engine && socket) return error_text(err, errlen, "drive %s: io_engine: a vhost-user drive's I/O is its backend's", drive_id);
     if (limiter && !json_is_null(limiter)) return error_text(err, errlen, "drive %s: rate_limiter: not supported", drive_id);
     unsigned i = 0;
@@ -137,7 +137,7 @@ int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, si
     d->path = d->socket = NULL;
     set_str(path ? &d->path : &d->socket, path ? path : socket);
     d->read_only = ro, d->root = root;
-    d->sync = engine && strcmp(engine, "Sync") == 0;
+    d->engine = !engine ? BLK_IO_AUTO : strcmp(engine, "Sync") == 0 ? BLK_IO_SYNC : BLK_IO_ASYNC;
     return 0;
 }
 
@@ -283,7 +283,8 @@ json_t *vm_spec_to_json(const struct vm_spec *s) {
         const struct vm_spec_drive *d = &s->drives[i];
         json_t *j = json_pack("{s:s, s:s, s:b, s:b}", "drive_id", d->id, d->socket ? "socket" : "path_on_host",
                               d->socket ? d->socket : d->path, "is_root_device", d->root, "is_read_only", d->read_only);
-        if (!d->socket) json_object_set_new(j, "io_engine", json_string(d->sync ? "Sync" : "Async"));
+        if (!d->socket && d->engine != BLK_IO_AUTO)
+            json_object_set_new(j, "io_engine", json_string(d->engine == BLK_IO_SYNC ? "Sync" : "Async"));
         json_array_append_new(drives, j);
     }
     json_object_set_new(doc, "drives", drives);
@@ -340,7 +341,7 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
                 continue;
             }
             s->blk[n] = (struct virtio_blk_params){.path = s->drives[i].path, .read_only = s->drives[i].read_only,
-                                                   .sync = s->drives[i].sync, .queues = virtio_blk_queues(s->vcpus)};
+                                                   .engine = s->drives[i].engine, .queues = virtio_blk_queues(s->vcpus)};
             add(cfg, "virtio-blk", &s->blk[n++]);
         }
     for (unsigned i = 0; i < s->nnets; i++) {

@@ -25,7 +25,7 @@ struct vm_spec_drive {
     char *id, *path;
     char *socket; /* a vhost-user-blk backend's, in path's place (Firecracker's vhost-user drives) */
     bool read_only, root;
-    bool sync; /* io_engine Sync: no io_uring */
+    enum blk_io_engine engine; /* io_engine: absent (auto), Async or Sync */
     unsigned device; /* its index in the machine's devices (vm_spec_to_machine) */
 };
 

@@ -86,7 +86,7 @@ serve() {
 sock=$dir/a.sock out=$dir/a.out
 serve $sock $out; first=$pid
 req $sock PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "count"}'
-req $sock PUT /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true, "is_read_only": false}'
+req $sock PUT /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true, "is_read_only": false, "io_engine": "Async"}'
 req $sock PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 128}'
 req $sock PUT /entropy '{}'
 req $sock PUT /actions '{"action_type": "InstanceStart"}'

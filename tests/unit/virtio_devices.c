@@ -6,7 +6,9 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <linux/magic.h>
 #include <sys/prctl.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -231,11 +233,17 @@ static void blk_basics(struct virtio_blk_params p, bool async) {
 }
 
 TEST(blk_reads_writes_flushes_and_names_itself_through_io_uring) {
-    blk_basics((struct virtio_blk_params){.path = "/tmp/bellhop-unit-blk.img"}, true);
+    blk_basics((struct virtio_blk_params){.path = "/tmp/bellhop-unit-blk.img", .engine = BLK_IO_ASYNC}, true);
+}
+
+TEST(blk_by_default_serves_a_file_in_memory_synchronously) {
+    struct statfs fs;
+    if (statfs("/dev/shm", &fs) != 0 || fs.f_type != TMPFS_MAGIC) test_skip("no tmpfs at /dev/shm");
+    blk_basics((struct virtio_blk_params){.path = "/dev/shm/bellhop-unit-blk.img"}, false);
 }
 
 TEST(blk_does_the_same_synchronously_when_asked) {
-    blk_basics((struct virtio_blk_params){.path = "/tmp/bellhop-unit-blk.img", .sync = true}, false);
+    blk_basics((struct virtio_blk_params){.path = "/tmp/bellhop-unit-blk.img", .engine = BLK_IO_SYNC}, false);
 }
 
 TEST(blk_does_the_same_with_o_direct) {
@@ -243,8 +251,8 @@ TEST(blk_does_the_same_with_o_direct) {
     unlink("/var/tmp/bellhop-unit-direct");
     if (probe < 0) test_skip("/var/tmp does not take O_DIRECT here");
     close(probe);
-    blk_basics((struct virtio_blk_params){.path = "/var/tmp/bellhop-unit-blk.img", .direct = true}, true);
-    blk_basics((struct virtio_blk_params){.path = "/var/tmp/bellhop-unit-blk.img", .direct = true, .sync = true}, false);
+    blk_basics((struct virtio_blk_params){.path = "/var/tmp/bellhop-unit-blk.img", .direct = true, .engine = BLK_IO_ASYNC}, true);
+    blk_basics((struct virtio_blk_params){.path = "/var/tmp/bellhop-unit-blk.img", .direct = true, .engine = BLK_IO_SYNC}, false);
 }
 
 /* A sandbox that forbids io_uring (as Docker's default profile does): the disk says so in a
@@ -265,7 +273,7 @@ TEST(blk_without_io_uring_falls_back_and_says_so) {
         dup2(err[1], 2);
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
             _exit(3);
-        blk_basics((struct virtio_blk_params){.path = "/tmp/bellhop-unit-blk-nouring.img"}, false);
+        blk_basics((struct virtio_blk_params){.path = "/tmp/bellhop-unit-blk-nouring.img", .engine = BLK_IO_ASYNC}, false);
         _exit(0);
     }
     close(err[1]);
@@ -292,7 +300,7 @@ TEST(blk_keeps_many_requests_in_flight_and_the_rest_wait_in_the_ring) {
     enum { N = 80, SECTORS = 8 };
     make_disk(path, N * SECTORS * 512);
     struct test_dev d;
-    tdev_init(&d, &vm, &virtio_blk_ops, &(struct virtio_blk_params){.path = path, .queues = 2, .depth = 8}, 1ull << 12, 2, 256);
+    tdev_init(&d, &vm, &virtio_blk_ops, &(struct virtio_blk_params){.path = path, .engine = BLK_IO_ASYNC, .queues = 2, .depth = 8}, 1ull << 12, 2, 256);
     CHECK_EQ(tdev_read(&d, 0x100 + 34) & 0xffff, 2); /* num_queues */
     uint64_t st = fake_alloc(&vm, N + 1, 1);
     for (unsigned i = 0; i < N; i++) { /* writes of 4K, each of its own byte, then a flush */
