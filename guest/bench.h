@@ -13,7 +13,7 @@
 
 /* rng: a virtio-rng device (NULL if none); bell: a doorbell address to write when there is
  * no device (the floor run); vcpu_ctl: bellhop's vCPU-control device may be used. */
-void bench_run(struct vdev *rng, uint64_t bell, bool vcpu_ctl);
+void bench_run(struct vdev *rng, uint64_t bell, bool vcpu_ctl, unsigned samples);
 /* Cmdline word "reference": only the cpuid exits, to tell how fast the host is just now
  * (the VMM's bench runs it around each Linux boot it times). */
 void bench_reference(void);

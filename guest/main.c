@@ -409,7 +409,9 @@ void kmain(const struct hvm_start_info *si) {
             printf("hostile: survived with %d failed\n", failures);
         } else if (bench) {
             const char *bell = strstr_word(cmdline, "bell=");
-            bench_run(rng, bell ? strtoul(bell + 5, NULL, 0) : 0, strstr_word(cmdline, "vcpu-ctl") != NULL);
+            const char *samples = strstr_word(cmdline, "samples=");
+            bench_run(rng, bell ? strtoul(bell + 5, NULL, 0) : 0, strstr_word(cmdline, "vcpu-ctl") != NULL,
+                      samples ? (unsigned)strtoul(samples + 8, NULL, 0) : 0);
         } else {
             smp_selftest(dtb);
         }

@@ -154,12 +154,17 @@ static void peer_argv(char **argv, const char *qemu, const char *dir, const char
     for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) argv[i] = (char *)args[i];
 }
 
+/* What the guest's command line gets after "bench ...": " samples=N" with --samples. */
+static char guest_args[32];
+
 static int run_peer(const char *kernel, char *out, size_t outlen) {
     char dir[PATH_MAX], dtb_path[64];
     const char *qemu = bench_qemu_path(dir, sizeof dir);
-    if (!qemu || peer_dtb("bench", dtb_path) != 0) return -1;
+    char cmdline[64];
+    snprintf(cmdline, sizeof cmdline, "bench%s", guest_args);
+    if (!qemu || peer_dtb(cmdline, dtb_path) != 0) return -1;
     char *argv[40];
-    peer_argv(argv, qemu, dir, kernel, dtb_path, "bench");
+    peer_argv(argv, qemu, dir, kernel, dtb_path, cmdline);
     spawn_capture(argv, NULL, out, outlen);
     unlink(dtb_path);
     return 0;
@@ -463,6 +468,14 @@ int bench_main(int argc, char **argv, const char *kernel) {
                 return 2;
             }
             rounds = (unsigned)n;
+        } else if (strcmp(argv[i], "--samples") == 0 && i + 1 < argc) {
+            char *end;
+            unsigned long n = strtoul(argv[++i], &end, 10);
+            if (*end || end == argv[i] || n < 10 || n > 1000) {
+                fprintf(stderr, "bellhop: bench: --samples %s: a number from 10 to 1000\n", argv[i]);
+                return 2;
+            }
+            snprintf(guest_args, sizeof guest_args, " samples=%lu", n);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             if (!parse_parts(argv[++i], &parts)) {
                 fprintf(stderr, "bellhop: bench: --only %s: a list of traps, boot, memory, timeline\n", argv[i]);
@@ -501,18 +514,21 @@ int bench_main(int argc, char **argv, const char *kernel) {
     self[n] = 0;
     unsigned nruns = 0, trap_rounds = 0;
     if (parts & PART_TRAPS) {
+        char bench_vcpu[96], bench_bell[96];
+        snprintf(bench_vcpu, sizeof bench_vcpu, "bench vcpu-ctl bell=" BENCH_BELL_ADDR_STR "%s", guest_args);
+        snprintf(bench_bell, sizeof bench_bell, "bench bell=" BENCH_BELL_ADDR_STR "%s", guest_args);
         char *const argv_bh[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--cmdline",
-                                 "bench vcpu-ctl bell=" BENCH_BELL_ADDR_STR, NULL};
+                                 bench_vcpu, NULL};
         char *const argv_loop[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--dispatch",
-                                   "loop", "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
+                                   "loop", "--cmdline", bench_bell, NULL};
         /* What the sandbox costs per exit: KVM_RUN through the kernel's seccomp path or not. */
         char *const argv_open[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--no-seccomp",
-                                   "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
+                                   "--cmdline", bench_bell, NULL};
         /* What recording the timeline costs per exit (--trace-file; docs/timeline.md). */
         char timeline[64];
         snprintf(timeline, sizeof timeline, "/tmp/bellhop-bench-timeline-%d.json", (int)getpid());
         char *const argv_tl[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--trace-file", timeline,
-                                 "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR, NULL};
+                                 "--cmdline", bench_bell, NULL};
         bool floor_ok = true, peer_ok = true;
         unsigned need = kept_needed(rounds);
         for (unsigned round = 0; another_round(round, rounds, round >= rounds && !bench_settle(runs, 6, need)); round++) {
@@ -524,7 +540,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
                 free(out);
                 return 1;
             }
-            if (floor_ok && (floor_ok = bench_floor_run(kernel, out, OUT_MAX) == 0)) bench_add_round(&runs[1], out);
+            if (floor_ok && (floor_ok = bench_floor_run(kernel, guest_args, out, OUT_MAX) == 0)) bench_add_round(&runs[1], out);
             if (floor_ok && peer_ok && (peer_ok = run_peer(kernel, out, OUT_MAX) == 0)) bench_add_round(&runs[2], out);
             spawn_capture(argv_loop, NULL, out, OUT_MAX);
             bench_add_round(&runs[3], out);

@@ -27,7 +27,7 @@ static int die(const char *what) {
     return -1;
 }
 
-static int load(const char *kernel, const struct guest_mem *gm, uint64_t *entry) {
+static int load(const char *kernel, const struct guest_mem *gm, uint64_t *entry, const char *extra_args) {
     int fd = open(kernel, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) return die(kernel);
@@ -46,8 +46,8 @@ static int load(const char *kernel, const struct guest_mem *gm, uint64_t *entry)
         fprintf(stderr, "bellhop bench: floor: %s\n", err);
         return -1;
     }
-    char cmdline[64];
-    snprintf(cmdline, sizeof cmdline, "bench bell=%#x", BENCH_FLOOR_BELL);
+    char cmdline[96];
+    snprintf(cmdline, sizeof cmdline, "bench bell=%#x%s", BENCH_FLOOR_BELL, extra_args);
     struct fdt_machine fm = {.ram_size = RAM, .ncpus = 1, .cmdline = cmdline, .uart_port = 0x3f8, .uart_irq = 4};
     int size = fdt_build(&fm, gm_ptr(gm, DTB, 0x10000), 0x10000);
     struct pvh_module mod = {DTB, (uint64_t)(size > 0 ? size : 0)};
@@ -91,7 +91,7 @@ static void *waker_main(void *arg) {
     return NULL;
 }
 
-int bench_floor_run(const char *kernel, char *out, size_t outlen) {
+int bench_floor_run(const char *kernel, const char *extra_args, char *out, size_t outlen) {
     int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm = -1, vcpu = -1, efd = -1, rc = -1;
     struct waker waker;
     pthread_t waker_thread;
@@ -116,7 +116,7 @@ int bench_floor_run(const char *kernel, char *out, size_t outlen) {
     }
     struct guest_mem gm = {mem, RAM};
     uint64_t entry;
-    if (load(kernel, &gm, &entry) != 0) goto out;
+    if (load(kernel, &gm, &entry, extra_args) != 0) goto out;
     efd = eventfd(0, EFD_CLOEXEC); /* blocking: the waker sleeps in read() */
     struct kvm_ioeventfd io = {.addr = BENCH_FLOOR_BELL, .len = 0, .fd = efd};
     if (efd < 0 || ioctl(vm, KVM_IOEVENTFD, &io) != 0) {

@@ -10,6 +10,6 @@
 
 /* Runs the guest; its console output (the bench-result lines) goes to out. Returns 0, or -1
  * with a reason on stderr. */
-int bench_floor_run(const char *kernel, char *out, size_t outlen);
+int bench_floor_run(const char *kernel, const char *extra_args, char *out, size_t outlen);
 
 #endif
