@@ -224,10 +224,11 @@ static inline struct virtq_cursor virtq_cursor(const struct virtq_req *r, bool i
 }
 
 static inline bool virtq_next(struct virtq_cursor *c, struct virtq_buf *piece) {
-    for (; c->i < c->n && c->left; c->i++, c->off = 0) {
+    while (c->i < c->n && c->left) {
         const struct virtq_buf *b = &c->bufs[c->i];
-        if (c->off >= b->len) {
+        if (c->off >= b->len) { /* past this buffer: the rest of the offset is into the next */
             c->off -= b->len;
+            c->i++;
             continue;
         }
         uint64_t n = b->len - c->off < c->left ? b->len - c->off : c->left;
