@@ -180,7 +180,7 @@ install: all build/bellhop.1
 
 # What the Linux guest tests boot (needs scripts/deps.sh's kernel): the Debian cloud bzImage,
 # an initramfs with busybox and the virtio modules, an ext4 disk with one file on it.
-LINUX_FILES := build/linux/bzImage build/linux/vmlinux build/linux/initrd.cpio build/linux/disk.img
+LINUX_FILES := build/linux/bzImage build/linux/vmlinux build/linux/initrd.cpio build/linux/disk.img build/linux/tools.sqfs
 linux-files: $(LINUX_FILES)
 
 build/linux/bzImage: build/cache/kernel/bzImage
@@ -199,6 +199,11 @@ build/linux/initrd.cpio: tests/linux/init-acceptance.sh tests/linux/mkinitramfs.
                          build/linux/bootmark
 	@mkdir -p $(dir $@)
 	tests/linux/mkinitramfs.sh $@ tests/linux/init-acceptance.sh build/linux/bootmark
+
+# fio for the Linux guest's disk test, from the host's Debian package, on a disk of its own.
+build/linux/tools.sqfs: tests/linux/mktoolsdisk.sh /usr/bin/fio
+	@mkdir -p $(dir $@)
+	tests/linux/mktoolsdisk.sh $@ /usr/bin/fio
 
 build/linux/disk.img:
 	@mkdir -p build/linux/disk-root

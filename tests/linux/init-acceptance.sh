@@ -3,9 +3,24 @@
 say() { echo "linux-guest: $*"; }
 bootmark 0x2 && say "modules loaded"
 say "cpus $(grep -c ^processor /proc/cpuinfo)"
+say "disk queues $(ls /sys/block/vda/mq 2>/dev/null | wc -l)"
 if mount -t ext4 /dev/vda /mnt; then
     say "disk read: $(cat /mnt/from-host.txt)"
-    echo "written by the guest at boot" > /mnt/from-guest.txt && sync && umount /mnt && say "disk written"
+    echo "written by the guest at boot" > /mnt/from-guest.txt && sync
+    # fio from the tools disk (tests/linux/mktoolsdisk.sh), when there is one: two jobs of
+    # direct random writes, 16 in flight each, every block read back and checked.
+    if [ -b /dev/vdb ] && mkdir -p /opt && mount -t squashfs -o ro /dev/vdb /opt; then
+        if /opt/lib/ld.so --library-path /opt/lib /opt/bin/fio --name=verify --directory=/mnt --size=1M --bs=4k \
+            --rw=randwrite --ioengine=libaio --iodepth=16 --direct=1 --numjobs=2 --thread --verify=crc32c \
+            --verify_fatal=1 --output=/tmp/fio.out 2>/tmp/fio.err; then
+            say "fio verified $(grep -c 'err= 0' /tmp/fio.out) jobs"
+        else
+            say "fio failed: $(cat /tmp/fio.err /tmp/fio.out | tail -4 | tr '\n' ' ')"
+        fi
+        rm -f /mnt/verify.*
+        umount /opt
+    fi
+    umount /mnt && say "disk written"
 fi
 say "hwrng $(dd if=/dev/hwrng bs=16 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')"
 if [ -e /sys/class/net/eth0 ]; then
