@@ -341,7 +341,7 @@ TEST_TIMEOUT(profile_samples_where_the_guest_runs, 240) {
      * from a profiler that misses bench_run. */
     const char *sum = NULL;
     for (int attempt = 0; attempt < 2 && !(sum && strstr(sum, "  bench_run\n")); attempt++) {
-        CHECK_EQ(RUN("--profile", path, "--rng", "--bench-bell", "--cmdline", "bench bell=" BENCH_BELL_ADDR_STR), 0);
+        CHECK_EQ(RUN("--profile", path, "--rng", "--bench-bell", "--cmdline", "bench samples=300 bell=" BENCH_BELL_ADDR_STR), 0);
         sum = strstr(out, "bellhop profile: ");
     }
     unsigned samples = 0;
