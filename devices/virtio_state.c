@@ -91,7 +91,18 @@ void virtio_restore_kick(struct virtio_dev *vd) {
     bool running = (vd->status & VIRTIO_STATUS_DRIVER_OK) && !(vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
     bool ready[VIRTIO_MAX_QUEUES];
     for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) ready[i] = running && vd->queues[i].ready;
+    /* An interrupt the driver had not taken when the state was saved (its ISR bit still set) is
+     * raised again: KVM injects an irqfd's edge on a pin from a worker, so the edge of a request
+     * completed just before the save can be missing from the saved interrupt controllers, and a
+     * driver waiting for it would wait forever. One spare interrupt finds nothing new. */
+    struct virtio_irq irq = VIRTIO_NO_IRQ;
+    for (unsigned i = 0; i < vd->nqueues && (vd->isr & VIRTIO_ISR_QUEUE); i++)
+        if (ready[i]) {
+            irq = vd->interrupt_locked(vd, VIRTIO_ISR_QUEUE, (int)i);
+            break;
+        }
     pthread_mutex_unlock(&vd->lock);
+    virtio_raise(vd, irq);
     for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
         if (ready[i]) virtio_notify_again(vd, i);
 }
