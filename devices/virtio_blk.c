@@ -44,6 +44,8 @@ struct virtio_blk {
     unsigned nfiles;
     bool read_only, direct;
     bool nowait_reads, nowait_writes; /* the filesystem takes RWF_NOWAIT, as far as we know */
+    bool in_memory;                   /* tmpfs, ramfs (copy_at_once) */
+    enum blk_io_engine engine;
     uint64_t sectors;
     char id[VIRTIO_BLK_ID_BYTES];
     struct virtio_dev *vd;
@@ -280,6 +282,15 @@ static bool done_without_waiting(struct virtio_blk *b, struct blk_io *io) {
     return k >= 0 && (uint64_t)k == io->len;
 }
 
+/* A file in memory (tmpfs, ramfs) never waits for a device, and gives io_uring nothing to do
+ * inline: a request goes to the ring (to a kernel worker) only when it is large and others are
+ * on their way, for the workers to copy in parallel; every other one is copied at once. */
+static bool copy_at_once(const struct virtio_blk *b, const struct blk_io *io, bool alone) {
+    if (!b->in_memory || b->engine == BLK_IO_ASYNC) return false;
+    if (io->type != VIRTIO_BLK_T_IN && io->type != VIRTIO_BLK_T_OUT) return true;
+    return io->len < BLK_URING_INLINE_MAX || alone;
+}
+
 static bool submit(struct virtio_blk *b, struct blk_io *io) {
     switch (io->type) {
     case VIRTIO_BLK_T_IN:
@@ -309,7 +320,7 @@ static bool pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r) {
 static void blk_notify(struct virtio_dev *vd, unsigned q) {
     struct virtio_blk *b = blk_of(vd);
     struct virtq_req req, *r = &req;
-    for (;;) {
+    for (unsigned popped = 0;; popped++) {
         struct blk_io *io = b->ring ? take_slot(b) : &b->sync_io;
         if (!io) { /* every slot in flight: the queue is read again once one completes */
             b->starved |= 1u << q;
@@ -325,7 +336,8 @@ static void blk_notify(struct virtio_dev *vd, unsigned q) {
         virtq_next(&c, &st);
         io->status = st.p;
         uint8_t status = parse(b, r, io);
-        if (status == PENDING && !b->ring) status = run_sync(b, io);
+        if (status == PENDING && (!b->ring || copy_at_once(b, io, popped == 0 && b->inflight == 1)))
+            status = run_sync(b, io);
         if (status == PENDING && done_without_waiting(b, io)) status = VIRTIO_BLK_S_OK;
         if (status == PENDING && submit(b, io)) continue;
         if (status == PENDING) status = run_sync(b, io); /* no room in the ring: cannot happen below depth */
@@ -459,7 +471,9 @@ static int blk_create(struct virtio_dev *vd, const void *params, char *err, size
     b->ring_handle = ZX_HANDLE_INVALID;
     snprintf(b->id, sizeof b->id, "bellhop-%llx", (unsigned long long)ino);
     vd->priv = b;
-    if (p->engine == BLK_IO_ASYNC || (p->engine == BLK_IO_AUTO && !in_memory(b->fds[0]))) start_ring(b, p->path);
+    b->engine = p->engine;
+    b->in_memory = in_memory(b->fds[0]);
+    if (p->engine != BLK_IO_SYNC) start_ring(b, p->path);
     if (p->queues > 1) vd->nqueues = p->queues;
     vd->features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH |
                    (p->queues > 1 ? 1ull << VIRTIO_BLK_F_MQ : 0) |

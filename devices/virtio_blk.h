@@ -9,13 +9,13 @@
  *
  * Requests go to the kernel through an io_uring (devices/blk_uring.h), up to BLK_DEPTH in
  * flight per disk, their completions reaped on the loop; a guest that queues more waits
- * (the rest stay in its ring). Where io_uring cannot be had, or with BLK_IO_SYNC, or by
- * default for a file in memory (tmpfs, ramfs: nothing to wait for, and the ring would hand
- * every request to a kernel worker), each request runs to its end on the loop thread, one at
- * a time, as pread/pwrite. */
+ * (the rest stay in its ring). Where io_uring cannot be had, or with BLK_IO_SYNC, each request
+ * runs to its end on the loop thread, one at a time, as pread/pwrite; by default, so does each
+ * request on a file in memory (tmpfs, ramfs: nothing to wait for, and the ring would hand every
+ * request to a kernel worker) except large ones with others on their way. */
 
 enum blk_io_engine {
-    BLK_IO_AUTO,  /* the ring, unless the file is in memory */
+    BLK_IO_AUTO,  /* the ring; for a file in memory, only for large requests in company */
     BLK_IO_ASYNC, /* the ring (Firecracker's io_engine "Async") */
     BLK_IO_SYNC,  /* no ring (io_engine "Sync") */
 };
