@@ -73,17 +73,13 @@ static struct io_uring_sqe *sqe_for(struct blk_uring *u, unsigned file) {
 }
 
 bool blk_uring_rw(struct blk_uring *u, unsigned file, bool write, const struct iovec *iov, unsigned n, uint64_t pos,
-                  void *user) {
+                  bool to_workers, void *user) {
     struct io_uring_sqe *sqe = sqe_for(u, file);
     if (!sqe) return false;
     if (write) io_uring_prep_writev(sqe, (int)file, iov, n, pos);
     else io_uring_prep_readv(sqe, (int)file, iov, n, pos);
-    size_t bytes = 0;
-    for (unsigned i = 0; i < n; i++) bytes += iov[i].iov_len;
     io_uring_sqe_set_data(sqe, user);
-    /* A large copy goes to the kernel's workers, in parallel with the others, rather than
-     * inline in the submitting call, one after another on the loop thread. */
-    io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE | (bytes >= BLK_URING_INLINE_MAX ? IOSQE_ASYNC : 0));
+    io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE | (to_workers ? IOSQE_ASYNC : 0));
     return true;
 }
 

@@ -15,7 +15,6 @@
 #include <sys/uio.h>
 
 #define BLK_URING_MAX_FILES 2
-#define BLK_URING_INLINE_MAX (64u << 10) /* reads and writes this large go to the kernel's workers */
 
 struct blk_uring;
 
@@ -32,9 +31,10 @@ void blk_uring_clear_event(struct blk_uring *u);
 /* Queue one request, tagged with user for its completion; false when the submission queue is
  * full (never while fewer than depth are in flight). Nothing reaches the kernel before
  * blk_uring_submit. A flush starts only after every request queued before it has completed
- * and before any queued after it starts, so it covers every write the guest saw completed. */
+ * and before any queued after it starts, so it covers every write the guest saw completed.
+ * to_workers: straight to the kernel's workers (IOSQE_ASYNC), not tried inline first. */
 bool blk_uring_rw(struct blk_uring *u, unsigned file, bool write, const struct iovec *iov, unsigned n, uint64_t pos,
-                  void *user);
+                  bool to_workers, void *user);
 bool blk_uring_flush(struct blk_uring *u, unsigned file, void *user);
 bool blk_uring_fallocate(struct blk_uring *u, unsigned file, int mode, uint64_t pos, uint64_t len, void *user);
 /* Hands what was queued to the kernel. 0, or a negative errno (what was queued stays queued). */

@@ -6,11 +6,11 @@
 #include <lib/async/wait.h>
 #include <lib/container_of.h>
 #include <linux/falloc.h>
+#include <linux/magic.h>
 #include <linux/virtio_blk.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -24,6 +24,9 @@
 #define DIRECT_ALIGN 512u /* what O_DIRECT asks of buffers and lengths (the logical block size) */
 #define FILE_MAIN 0       /* the disk's file: O_DIRECT with ,direct */
 #define FILE_CACHED 1     /* with ,direct: the same file through the page cache, for unaligned requests */
+/* Reads and writes this large go to the ring's workers, copied in parallel with the others,
+ * rather than one after another on the loop thread. */
+#define BLK_LARGE (64u << 10)
 
 /* One request, checked: what it asks of the file, and where its answer goes. */
 struct blk_io {
@@ -43,9 +46,10 @@ struct virtio_blk {
     int fds[BLK_URING_MAX_FILES];
     unsigned nfiles;
     bool read_only, direct;
-    bool nowait_reads, nowait_writes; /* the filesystem takes RWF_NOWAIT, as far as we know */
-    bool in_memory;                   /* tmpfs, ramfs (copy_at_once) */
     enum blk_io_engine engine;
+    /* what its file's filesystem is known to do (learn_file) */
+    bool nowait_reads, nowait_writes; /* RWF_NOWAIT, as far as we know */
+    bool copy_small;                  /* tmpfs, ramfs under the default engine: copy_at_once */
     uint64_t sectors;
     char id[VIRTIO_BLK_ID_BYTES];
     struct virtio_dev *vd;
@@ -275,7 +279,7 @@ static void on_completions(async_dispatcher_t *d, async_wait_t *w, zx_status_t s
 static bool done_without_waiting(struct virtio_blk *b, struct blk_io *io) {
     bool write = io->type == VIRTIO_BLK_T_OUT;
     bool *can = write ? &b->nowait_writes : &b->nowait_reads;
-    if (b->direct || (io->type != VIRTIO_BLK_T_IN && !write) || !*can || io->len >= BLK_URING_INLINE_MAX) return false;
+    if (b->direct || (io->type != VIRTIO_BLK_T_IN && !write) || !*can || io->len >= BLK_LARGE) return false;
     ssize_t k = write ? pwritev2(b->fds[io->file], io->iov, (int)io->niov, (off_t)io->pos, RWF_NOWAIT)
                       : preadv2(b->fds[io->file], io->iov, (int)io->niov, (off_t)io->pos, RWF_NOWAIT);
     if (k < 0 && errno == EOPNOTSUPP) *can = false; /* not worth asking again */
@@ -286,16 +290,17 @@ static bool done_without_waiting(struct virtio_blk *b, struct blk_io *io) {
  * inline: a request goes to the ring (to a kernel worker) only when it is large and others are
  * on their way, for the workers to copy in parallel; every other one is copied at once. */
 static bool copy_at_once(const struct virtio_blk *b, const struct blk_io *io, bool alone) {
-    if (!b->in_memory || b->engine == BLK_IO_ASYNC) return false;
+    if (!b->copy_small) return false;
     if (io->type != VIRTIO_BLK_T_IN && io->type != VIRTIO_BLK_T_OUT) return true;
-    return io->len < BLK_URING_INLINE_MAX || alone;
+    return io->len < BLK_LARGE || alone;
 }
 
 static bool submit(struct virtio_blk *b, struct blk_io *io) {
     switch (io->type) {
     case VIRTIO_BLK_T_IN:
     case VIRTIO_BLK_T_OUT:
-        return blk_uring_rw(b->ring, io->file, io->type == VIRTIO_BLK_T_OUT, io->iov, io->niov, io->pos, io);
+        return blk_uring_rw(b->ring, io->file, io->type == VIRTIO_BLK_T_OUT, io->iov, io->niov, io->pos,
+                            io->len >= BLK_LARGE, io);
     case VIRTIO_BLK_T_FLUSH: return blk_uring_flush(b->ring, io->file, io);
     default: return blk_uring_fallocate(b->ring, io->file, io->mode, io->pos, io->len, io);
     }
@@ -388,6 +393,18 @@ static int open_disk(const char *path, bool read_only, bool direct, int *fds, ui
     return (int)(direct ? 2 : 1);
 }
 
+/* A file of tmpfs or ramfs: its reads and writes are copies that never wait for a device. */
+static bool in_memory(int fd) {
+    struct statfs fs;
+    return fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+}
+
+/* What the disk's (new) file's filesystem does is learnt anew. */
+static void learn_file(struct virtio_blk *b) {
+    b->nowait_reads = b->nowait_writes = true;
+    b->copy_small = b->engine == BLK_IO_AUTO && in_memory(b->fds[FILE_MAIN]);
+}
+
 int virtio_blk_replace(struct virtio_dev *vd, const char *path, char *err, size_t errlen) {
     struct virtio_blk *b = blk_of(vd);
     uint64_t sectors, ino;
@@ -409,18 +426,13 @@ int virtio_blk_replace(struct virtio_dev *vd, const char *path, char *err, size_
     memcpy(b->fds, fds, sizeof fds);
     b->sectors = sectors;
     pthread_mutex_unlock(&vd->lock);
+    learn_file(b);
     close_files(old, b->nfiles);
     virtio_config_changed(vd);
     return 0;
 }
 
 bool virtio_blk_async(const struct virtio_dev *vd) { return ((const struct virtio_blk *)vd->priv)->ring != NULL; }
-
-/* A file of tmpfs or ramfs: its reads and writes are copies that never wait for a device. */
-static bool in_memory(int fd) {
-    struct statfs fs;
-    return fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
-}
 
 /* The ring, or the synchronous path with a line saying why. */
 static void start_ring(struct virtio_blk *b, const char *path) {
@@ -465,14 +477,13 @@ static int blk_create(struct virtio_dev *vd, const void *params, char *err, size
     b->nfiles = (unsigned)n;
     b->read_only = p->read_only;
     b->direct = p->direct;
-    b->nowait_reads = b->nowait_writes = true;
+    b->engine = p->engine;
+    learn_file(b);
     b->depth = p->depth ? p->depth : BLK_DEPTH;
     b->vd = vd;
     b->ring_handle = ZX_HANDLE_INVALID;
     snprintf(b->id, sizeof b->id, "bellhop-%llx", (unsigned long long)ino);
     vd->priv = b;
-    b->engine = p->engine;
-    b->in_memory = in_memory(b->fds[0]);
     if (p->engine != BLK_IO_SYNC) start_ring(b, p->path);
     if (p->queues > 1) vd->nqueues = p->queues;
     vd->features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH |

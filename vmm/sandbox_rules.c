@@ -169,7 +169,9 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         if (!rc) rc = ALLOW_IF(openat, 1, arg_masked(2, O_APPEND, 0));
         if (!rc) rc = ALLOW(ftruncate);
         if (!rc) rc = ALLOW(newfstatat);
-        /* PATCH /drives swaps a drive's file in its ring (the only registration the ring allows) */
+        /* PATCH /drives: what the new file's filesystem is (virtio-blk copies what tmpfs serves
+         * at once), and the file swapped in its ring (the only registration the ring allows) */
+        if (!rc) rc = ALLOW(fstatfs);
         if (!rc) rc = ALLOW_IF(io_uring_register, 1, arg_eq(1, IORING_REGISTER_FILES_UPDATE));
         static const unsigned long kvm[] = {KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK};
         if (!rc) rc = allow_ioctls(ctx, kvm, sizeof kvm / sizeof kvm[0]);
