@@ -80,8 +80,7 @@ struct virtio_device_ops {
     /* Optional: makes one instance from its parameters (the device's own struct, such as
      * struct virtio_blk_params; NULL where it has none) in vd, before the guest runs: sets
      * vd->priv, and vd->features, vd->config_size and vd->nqueues where they are not 0 and
-     * ops->nqueues. 0, or -1 with a
-     * one-line reason in err. */
+     * ops->nqueues. 0, or -1 with a one-line reason in err. */
     int (*create)(struct virtio_dev *vd, const void *params, char *err, size_t errlen);
     /* Optional: releases what create made (the guest and the loop are gone). */
     void (*destroy)(struct virtio_dev *vd);

@@ -3,9 +3,9 @@
  * request is in flight when it is saved: devices finish each request inside the loop handler
  * that took it, or (virtio-blk's, in the kernel's hands) in their quiesce hook, which a
  * snapshot runs before it saves anything, and a snapshot is taken on the loop thread between
- * handlers. A notification
- * the guest made that the loop had not yet handled is not in the state; restore treats every
- * ready queue as notified once (virtio_restore_kick), and a queue with nothing new is a no-op. */
+ * handlers. A notification the guest made that the loop had not yet handled is not in the
+ * state; restore treats every ready queue as notified once (virtio_restore_kick), and a queue
+ * with nothing new is a no-op. */
 #include <stdio.h>
 #include <string.h>
 

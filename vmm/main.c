@@ -63,9 +63,10 @@ static void usage(FILE *f) {
             "  --mem SIZE           guest RAM, e.g. 256M or 1G (default 128M, %llu M to %llu M)\n"
             "  --cpus N             vCPUs (default 1, at most %d)\n"
             "  --disk PATH[,OPT...] a virtio-blk disk backed by a file (up to %d); options: ro,\n"
-            "                       direct (O_DIRECT), async (io_uring; the default unless the\n"
-            "                       file is in tmpfs), sync (no io_uring), queues=N (default:\n"
-            "                       one per vCPU, at most 4)\n"
+            "                       direct (O_DIRECT), async (every request through io_uring),\n"
+            "                       sync (none; by default io_uring, except what a file in\n"
+            "                       tmpfs serves better at once), queues=N (default: one per\n"
+            "                       vCPU, at most 4)\n"
             "  --disk vhost-user=SOCKET  a virtio-blk disk served by a vhost-user backend\n"
             "                       (qemu-storage-daemon's vhost-user-blk export, SPDK, ...)\n"
             "  --fs SOCKET,tag=TAG  a host directory shared by virtiofsd (vhost-user-fs); the\n"
@@ -160,18 +161,19 @@ static int parse_disk_options(char *arg, struct virtio_blk_params *d) {
     *opt++ = 0;
     for (char *next; opt; opt = next) {
         if ((next = strchr(opt, ','))) *next++ = 0;
-        char *end;
         if (strcmp(opt, "ro") == 0) d->read_only = true;
         else if (strcmp(opt, "direct") == 0) d->direct = true;
         else if (strcmp(opt, "sync") == 0) d->engine = BLK_IO_SYNC;
         else if (strcmp(opt, "async") == 0) d->engine = BLK_IO_ASYNC;
-        else if (strncmp(opt, "queues=", 7) == 0 && (d->queues = (unsigned)strtoul(opt + 7, &end, 10)) >= 1 &&
-                 d->queues <= VIRTIO_MAX_QUEUES && !*end && opt[7] != '-')
-            continue;
-        else if (strncmp(opt, "queues=", 7) == 0)
-            return bad_usage("--disk %s: queues=%s: 1 to %d", arg, opt + 7, VIRTIO_MAX_QUEUES);
-        else
+        else if (strncmp(opt, "queues=", 7) == 0) {
+            char *end;
+            unsigned long n = strtoul(opt + 7, &end, 10);
+            if (opt[7] < '0' || opt[7] > '9' || *end || n < 1 || n > VIRTIO_MAX_QUEUES)
+                return bad_usage("--disk %s: queues=%s: 1 to %d", arg, opt + 7, VIRTIO_MAX_QUEUES);
+            d->queues = (unsigned)n;
+        } else {
             return bad_usage("--disk %s: unknown option %s (ro, direct, sync, async, queues=N)", arg, opt);
+        }
     }
     return 0;
 }
