@@ -22,6 +22,10 @@ int test_main(int argc, char **argv);
 _Noreturn void test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 _Noreturn void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* From now on, in the calling thread and what it forks, system call nr fails with errno err
+ * (a seccomp filter, as a sandbox that forbids it would): for a test's child process. 0, or
+ * -1 when the filter could not be loaded. */
+int test_forbid_syscall(long nr, int err);
 
 #define TEST_TIMEOUT(name, secs)                                                             \
     static void name(void);                                                                  \

@@ -1,10 +1,6 @@
 /* Ports, handles and waits (zircon-reference §4, §5). */
 #include <errno.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <pthread.h>
-#include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/eventfd.h>
@@ -370,15 +366,7 @@ TEST(fd_wake_reaches_a_sleeping_waiter) {
 
 /* The child's steps, as its exit status: 0 when all went as they should. */
 static int wait_without_epoll_pwait2(void) {
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_epoll_pwait2, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
-        return 1;
+    if (test_forbid_syscall(__NR_epoll_pwait2, ENOSYS) != 0) return 1;
     if (syscall(__NR_epoll_pwait2, -1, NULL, 0, NULL, NULL, 0) != -1 || errno != ENOSYS) return 2;
     zx_handle_t port, fdh;
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

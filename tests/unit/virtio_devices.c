@@ -3,16 +3,12 @@
  * descriptor chain, which must fail the device (DEVICE_NEEDS_RESET) and never crash it. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
 #include <linux/magic.h>
-#include <sys/prctl.h>
-#include <sys/vfs.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
@@ -302,16 +298,8 @@ TEST(blk_without_io_uring_falls_back_and_says_so) {
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        struct sock_filter f[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        struct sock_fprog prog = {sizeof f / sizeof f[0], f};
         dup2(err[1], 2);
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-            _exit(3);
+        if (test_forbid_syscall(__NR_io_uring_setup, EPERM) != 0) _exit(3);
         blk_basics((struct virtio_blk_params){.path = "/tmp/bellhop-unit-blk-nouring.img", .engine = BLK_IO_ASYNC}, false);
         _exit(0);
     }
