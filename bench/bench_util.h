@@ -1,4 +1,4 @@
-/* What the whole-process benchmarks (api_bench, snapshot_bench, disk_bench) share: a
+/* What the benchmarks (api_bench, snapshot_bench, disk_bench, loop_bench) share: a
  * monotonic clock, medians, running a program with its output in a file made anew, looking
  * for a line in that file, and one request to bellhop's API. */
 #ifndef BELLHOP_BENCH_BENCH_UTIL_H
@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,14 +15,21 @@
 #include <time.h>
 #include <unistd.h>
 
-static inline double now_ms(void) {
+static inline uint64_t now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
+
+static inline double now_ms(void) { return (double)now_ns() / 1e6; }
 
 static inline int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static inline int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 

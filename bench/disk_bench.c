@@ -54,21 +54,6 @@ struct result {
 static struct result results[NENGINES][NPHASES][MAX_ROUNDS];
 static bool measured[NENGINES];
 
-static uint64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static double tsc_ghz(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    uint64_t t0 = now_ns(), c0 = (uint64_t)hi << 32 | lo;
-    while (now_ns() - t0 < 50000000u) {
-    }
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return (double)(((uint64_t)hi << 32 | lo) - c0) / (double)(now_ns() - t0);
-}
 
 /* One guest run (argv writes its console to out): every phase's figures; false on failure. */
 static bool run_guest(char *const argv[], const char *out, double ghz, int engine, int round) {
@@ -100,11 +85,6 @@ static bool run_guest(char *const argv[], const char *out, double ghz, int engin
         return false;
     }
     return true;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* The host's own limit: the same pattern on the file through an io_uring of DEPTH. */
@@ -251,7 +231,7 @@ int main(int argc, char **argv) {
     char *qemu[40];
     bool have_qemu = qemu_argv(guest, img, dir, qemu, sizeof qemu / sizeof qemu[0]);
     bool have_qsd = access(qsd, X_OK) == 0;
-    double ghz = tsc_ghz();
+    double ghz = bench_tsc_ghz();
     int status = 0;
     measured[BELLHOP] = measured[BELLHOP_ASYNC] = measured[BELLHOP_SYNC] = measured[HOST] = true;
     measured[QEMU] = have_qemu, measured[VHOST_USER] = have_qsd;

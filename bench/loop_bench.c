@@ -19,11 +19,6 @@
 #include <uv.h>
 #include <zircon/syscalls.h>
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void must(int ok, const char *what) {
     if (!ok) {
@@ -274,11 +269,6 @@ static void libuv_latency(void) {
     produce(send_uv, NULL);
     pthread_join(t, NULL);
     uv_loop_close(&loop);
-}
-
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* Section 2 in alternating rounds (the floor, libuv, bellhop, the floor, ...): machine noise

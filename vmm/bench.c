@@ -51,8 +51,7 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The guest's TSC ticks at the host's rate (KVM does not scale it here). */
-static double tsc_ghz(void) {
+double bench_tsc_ghz(void) {
     uint64_t t0 = now_ns(), c0 = rdtsc();
     while (now_ns() - t0 < 50000000u) {
     }
@@ -503,7 +502,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
     CPU_ZERO(&one);
     CPU_SET(0, &one);
     bool pinned = sched_setaffinity(0, sizeof one, &one) == 0;
-    double ghz = tsc_ghz();
+    double ghz = bench_tsc_ghz();
     static struct bench_run runs[6] = {{.name = "bellhop"}, {.name = "floor"}, {.name = "qemu"}, {.name = "bellhop_loop_dispatch"},
                                  {.name = "bellhop_no_seccomp"}, {.name = "bellhop_timeline"}};
     char *out = malloc(OUT_MAX);

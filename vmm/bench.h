@@ -24,5 +24,8 @@ const char *bench_qemu_path(char *dir, size_t len);
 /* QEMU's -cpu for this host's KVM: "host", or on PVM "host,-arch-capabilities" (QEMU fails to
  * set MSR 0x10a there and stops on an assertion). */
 const char *bench_qemu_cpu(void);
+/* The TSC's rate in GHz, timed against the monotonic clock for 50 ms: a guest's TSC ticks at
+ * the host's rate (KVM does not scale it here), so guest cycles turn into time with it. */
+double bench_tsc_ghz(void);
 
 #endif
