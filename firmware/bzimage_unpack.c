@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -27,6 +28,12 @@
 #define START_KERNEL_MAP 0xffffffff80000000ull /* x86-64's kernel image mapping */
 #define KERNEL_IMAGE_SIZE (1ull << 30)         /* its size when the kernel is randomizable */
 #define KASLR_ALIGN (2ull << 20)               /* CONFIG_PHYSICAL_ALIGN, the kernel's own slot size */
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 static uint32_t rd32(const uint8_t *p) {
     uint32_t v;
@@ -269,7 +276,9 @@ int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm,
     if (base < min_paddr || !gm_valid(gm, base, size) || !gm_valid(gm, last->paddr, last->memsz))
         return BZIMAGE_UNPACK_GUEST;
 
+    uint64_t t0 = now_ns();
     if (!f->all(p, inlen, gm_ptr(gm, base, size), size)) return FAIL("its %s-compressed kernel is corrupt", f->name);
+    uint64_t t1 = now_ns();
     /* Randomized when asked, and when the kernel can be: relocation tables after its ELF
      * (CONFIG_RANDOMIZE_BASE), and its image at the usual place in the kernel mapping. */
     uint64_t span = last->paddr + last->memsz - seg[0].paddr, delta = 0;
@@ -280,6 +289,7 @@ int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm,
         if (delta && relocate(gm, base, seg, nseg, elf_end, size, delta) != 0)
             return FAIL("its unpacked kernel's relocation tables name places outside it");
     }
+    uint64_t t2 = now_ns();
     /* Segments bound lower first, in file order, then those bound higher, in reverse: neither
      * overwrites a segment still to move (the layout is sorted and disjoint both ways). */
     for (int i = 0; i < nseg; i++)
@@ -287,9 +297,10 @@ int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm,
     for (int i = nseg - 1; i >= 0; i--)
         if (seg[i].paddr > base + seg[i].off) move_segment(gm, base, &seg[i]);
     for (int i = 0; i < nseg; i++)
-        memset(gm_ptr(gm, seg[i].paddr + seg[i].filesz, seg[i].memsz - seg[i].filesz), 0, seg[i].memsz - seg[i].filesz);
+        gm_zero(gm, seg[i].paddr + seg[i].filesz, seg[i].memsz - seg[i].filesz);
     *u = (struct bzimage_unpacked){.format = f->name, .entry = entry, .start = seg[0].paddr,
                                    .end = last->paddr + last->memsz, .size = size, .kaslr = kaslr,
-                                   .virt_offset = delta};
+                                   .virt_offset = delta, .decode_ns = t1 - t0, .relocate_ns = t2 - t1,
+                                   .place_ns = now_ns() - t2};
     return BZIMAGE_UNPACK_OK;
 }

@@ -24,6 +24,7 @@ struct bzimage_unpacked {
     uint64_t size;      /* bytes unpacked */
     bool kaslr;         /* randomized (what the zero page's KASLR_FLAG tells the kernel) */
     uint64_t virt_offset; /* how far its virtual mapping moved, a multiple of 2 MiB */
+    uint64_t decode_ns, relocate_ns, place_ns; /* where unpacking's time went (CLOCK_MONOTONIC) */
 };
 
 enum { BZIMAGE_UNPACK_OK = 0, BZIMAGE_UNPACK_GUEST = 1, BZIMAGE_UNPACK_BAD = -1 };

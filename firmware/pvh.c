@@ -44,7 +44,7 @@ static int read_xen_notes(const uint8_t *p, uint64_t size, struct pvh_kernel *k,
     return 0;
 }
 
-int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
+int pvh_load_elf(const uint8_t *image, size_t len, int fd, const struct guest_mem *gm, uint64_t min_paddr,
                  struct pvh_kernel *k, char *err, size_t errlen) {
     *k = (struct pvh_kernel){0};
     if (len < EI_NIDENT || memcmp(image, ELFMAG, SELFMAG) != 0) return FAIL("not an ELF file");
@@ -80,9 +80,8 @@ int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, u
         if (ph.p_paddr < min_paddr || !gm_valid(gm, ph.p_paddr, ph.p_memsz))
             return FAIL("ELF segment %u at %#llx+%#llx does not fit in guest memory", i,
                         (unsigned long long)ph.p_paddr, (unsigned long long)ph.p_memsz);
-        gm_write(gm, ph.p_paddr, image + ph.p_offset, ph.p_filesz);
-        memset(gm_ptr(gm, ph.p_paddr + ph.p_filesz, ph.p_memsz - ph.p_filesz), 0,
-               ph.p_memsz - ph.p_filesz);
+        gm_write_file(gm, ph.p_paddr, image, len, fd, ph.p_offset, ph.p_filesz);
+        gm_zero(gm, ph.p_paddr + ph.p_filesz, ph.p_memsz - ph.p_filesz);
         if (ph.p_paddr + ph.p_memsz > top) top = ph.p_paddr + ph.p_memsz;
         if (ph.p_vaddr < k->vaddr_lo) k->vaddr_lo = ph.p_vaddr;
         uint64_t last = ph.p_vaddr > UINT64_MAX - (ph.p_memsz - 1) ? UINT64_MAX : ph.p_vaddr + (ph.p_memsz - 1);

@@ -23,9 +23,10 @@ struct pvh_kernel {
 };
 
 /* Loads the kernel image `image` (len bytes, the file's contents) into guest memory at its
- * physical addresses, refusing anything below `min_paddr`. On failure returns -1 with a
- * one-line reason in err. */
-int pvh_load_elf(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
+ * physical addresses, refusing anything below `min_paddr`; its segments are the file's pages
+ * copy-on-write where gm_write_file can (fd: the file, or -1 to copy). On failure returns -1
+ * with a one-line reason in err. */
+int pvh_load_elf(const uint8_t *image, size_t len, int fd, const struct guest_mem *gm, uint64_t min_paddr,
                  struct pvh_kernel *k, char *err, size_t errlen);
 
 /* Writes hvm_start_info at `at` with one RAM range [0, ram) minus the legacy hole, the

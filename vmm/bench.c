@@ -16,6 +16,7 @@
 #include "firmware/fdt.h"
 #include "devices/bench_bell.h"
 #include "vmm/bench.h"
+#include "vmm/bench_launch.h"
 #include "vmm/smaps.h"
 #include "vmm/spawn.h"
 #include "vmm/bench_floor.h"
@@ -432,7 +433,7 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
 }
 
 /* What a run measures: --only traps,boot,memory picks some (all by default). */
-enum { PART_TRAPS = 1, PART_BOOT = 2, PART_MEMORY = 4, PART_TIMELINE = 8 }; /* timeline: the traps with --trace-file */
+enum { PART_TRAPS = 1, PART_BOOT = 2, PART_MEMORY = 4, PART_TIMELINE = 8, PART_LAUNCH = 16 }; /* timeline: the traps with --trace-file */
 
 static bool parse_parts(const char *arg, unsigned *parts) {
     char buf[64];
@@ -443,6 +444,7 @@ static bool parse_parts(const char *arg, unsigned *parts) {
         if (strcmp(w, "traps") == 0) *parts |= PART_TRAPS;
         else if (strcmp(w, "boot") == 0) *parts |= PART_BOOT;
         else if (strcmp(w, "memory") == 0) *parts |= PART_MEMORY;
+        else if (strcmp(w, "launch") == 0) *parts |= PART_LAUNCH;
         else if (strcmp(w, "timeline") == 0) *parts |= PART_TIMELINE | PART_TRAPS;
         else return false;
     }
@@ -451,7 +453,7 @@ static bool parse_parts(const char *arg, unsigned *parts) {
 
 int bench_main(int argc, char **argv, const char *kernel) {
     bool as_json = false;
-    unsigned parts = PART_TRAPS | PART_BOOT | PART_MEMORY | PART_TIMELINE;
+    unsigned parts = PART_TRAPS | PART_BOOT | PART_MEMORY | PART_TIMELINE | PART_LAUNCH;
     const char *plot_path = NULL;
     unsigned rounds = DEFAULT_ROUNDS;
     for (int i = 1; i < argc; i++) {
@@ -477,7 +479,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
             snprintf(guest_args, sizeof guest_args, " samples=%lu", n);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             if (!parse_parts(argv[++i], &parts)) {
-                fprintf(stderr, "bellhop: bench: --only %s: a list of traps, boot, memory, timeline\n", argv[i]);
+                fprintf(stderr, "bellhop: bench: --only %s: a list of traps, boot, memory, timeline, launch\n", argv[i]);
                 return 2;
             }
         } else {
@@ -562,6 +564,9 @@ int bench_main(int argc, char **argv, const char *kernel) {
                                   {.image = "vmlinux (PVH)", .path = "build/linux/vmlinux"}};
     if (parts & PART_BOOT)
         for (unsigned i = 0; i < 2; i++) boot_to_init(self, &boots[i], rounds, out, OUT_MAX);
+    /* Process start to the guest's first instruction, per image kind (vmm/bench_launch.h). */
+    static struct bench_launch launch;
+    if (parts & PART_LAUNCH) bench_launch_run(self, kernel, rounds, strcmp(where, "pvm") == 0, ghz, &launch);
     /* Memory while the tiny guest idles: bellhop's, and QEMU microvm's with the same guest. */
     struct bench_memory mem_bh = {-1, -1}, mem_q = {-1, -1};
     char *const argv_idle[] = {self, "run", "--mem", "128M", "--cmdline", "wait", NULL};
@@ -605,6 +610,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
             for (unsigned r = 0; r < boots[i].rounds; r++) printf("%s%llu", r ? ", " : "", boots[i].qemu_refs[r]);
             printf("], \"bellhop_kept\": %u, \"qemu_microvm_kept\": %u}, ", boots[i].bellhop_kept, boots[i].qemu_kept);
         }
+        if (parts & PART_LAUNCH) bench_launch_print(&launch, true);
         printf("\"rss_beyond_guest_kib\": %ld, \"anon_beyond_guest_kib\": %ld, \"qemu_rss_beyond_guest_kib\": %ld, "
                "\"qemu_anon_beyond_guest_kib\": %ld}\n",
                mem_bh.rss_kib, mem_bh.anon_kib, mem_q.rss_kib, mem_q.anon_kib);
@@ -651,6 +657,7 @@ int bench_main(int argc, char **argv, const char *kernel) {
                 if (b->setup_phases[0]) printf("    first boot's setup, ms: %s\n", b->setup_phases);
             }
         }
+        if (parts & PART_LAUNCH) bench_launch_print(&launch, false);
         if (mem_bh.rss_kib >= 0) {
             printf("memory beyond guest RAM, idle tiny guest: bellhop %ld KiB resident, %ld KiB anonymous",
                    mem_bh.rss_kib, mem_bh.anon_kib);

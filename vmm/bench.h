@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define BENCH_USAGE "bellhop bench [--json] [--plot FILE.svg] [--only traps,boot,memory,timeline] [--rounds N] [--samples N]"
+#define BENCH_USAGE "bellhop bench [--json] [--plot FILE.svg] [--only traps,boot,memory,timeline,launch] [--rounds N] [--samples N]"
 
 int bench_main(int argc, char **argv, const char *kernel);
 /* A VMM's memory beyond its guest's RAM (the largest mapping): resident (the pages of shared

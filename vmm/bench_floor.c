@@ -40,7 +40,7 @@ static int load(const char *kernel, const struct guest_mem *gm, uint64_t *entry,
     }
     struct pvh_kernel k;
     char err[160];
-    int r = pvh_load_elf(img, (size_t)n, gm, 0x100000, &k, err, sizeof err);
+    int r = pvh_load_elf(img, (size_t)n, -1, gm, 0x100000, &k, err, sizeof err);
     free(img);
     if (r != 0) {
         fprintf(stderr, "bellhop bench: floor: %s\n", err);
@@ -114,7 +114,7 @@ int bench_floor_run(const char *kernel, const char *extra_args, char *out, size_
         die("guest memory");
         goto out;
     }
-    struct guest_mem gm = {mem, RAM};
+    struct guest_mem gm = {mem, RAM, NULL};
     uint64_t entry;
     if (load(kernel, &gm, &entry, extra_args) != 0) goto out;
     efd = eventfd(0, EFD_CLOEXEC); /* blocking: the waker sleeps in read() */

@@ -11,7 +11,7 @@
 #include "vmm/file_map.h"
 
 int file_map_open(const char *path, size_t max, const char *limit, struct file_map *f, char *err, size_t errlen) {
-    *f = (struct file_map){0};
+    *f = (struct file_map){.fd = -1};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return snprintf(err, errlen, "%s", strerror(errno)), -1;
     struct stat st;
@@ -23,13 +23,13 @@ int file_map_open(const char *path, size_t max, const char *limit, struct file_m
     } else if ((uint64_t)st.st_size > max) {
         snprintf(err, errlen, "too large for %s (%lld bytes)", limit, (long long)st.st_size);
     } else {
-        /* MAP_POPULATE: one call maps it all, rather than a fault per 64 KiB */
-        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+        /* Not populated: a kernel or initrd that guest RAM maps is mostly never read here. */
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
             snprintf(err, errlen, "cannot map it: %s", strerror(errno));
         } else {
-            *f = (struct file_map){p, (size_t)st.st_size};
-            r = 0;
+            *f = (struct file_map){p, (size_t)st.st_size, fd};
+            return 0;
         }
     }
     close(fd);
@@ -38,7 +38,8 @@ int file_map_open(const char *path, size_t max, const char *limit, struct file_m
 
 void file_map_close(struct file_map *f) {
     if (f->data) munmap((void *)f->data, f->len);
-    *f = (struct file_map){0};
+    if (f->fd >= 0) close(f->fd);
+    *f = (struct file_map){.fd = -1};
 }
 
 static sigjmp_buf *guard;

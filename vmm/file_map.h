@@ -11,11 +11,13 @@
 struct file_map {
     const uint8_t *data;
     size_t len;
+    int fd; /* the file, open read-only (-1 once closed or taken by another owner) */
 };
 
 /* Maps `path` when it is a non-empty regular file of at most `max` bytes; otherwise err says
  * why ("not a regular file", "empty file", "too large for LIMIT (N bytes)", errno's words). */
 int file_map_open(const char *path, size_t max, const char *limit, struct file_map *f, char *err, size_t errlen);
+/* Unmaps it and closes f->fd unless taken. */
 void file_map_close(struct file_map *f);
 
 /* read(f, arg) under the SIGBUS guard: its result, or FILE_MAP_SHRANK when the file shrank

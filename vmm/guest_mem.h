@@ -8,11 +8,24 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
+
+/* The parts of guest RAM that are a file's pages, copy-on-write (gm_write_file): a write,
+ * by the guest or the VMM, gives that page its own copy; until then it is the page cache's. */
+#define GM_MAX_FILE_RANGES 16
+struct gm_files {
+    unsigned n;
+    struct {
+        uint64_t gpa, len;
+    } range[GM_MAX_FILE_RANGES];
+    uint64_t mapped; /* bytes taken from files rather than copied */
+};
 
 struct guest_mem {
     uint8_t *host; /* guest-physical 0 */
     uint64_t size;
+    /* NULL when RAM cannot take a file's pages: it is not the VMM's own private anonymous
+     * mapping (another process shares it, as vhost-user's memfd; a test's buffer) */
+    struct gm_files *files;
 };
 
 static inline bool gm_valid(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
@@ -36,12 +49,26 @@ static inline bool gm_write(const struct guest_mem *gm, uint64_t gpa, const void
     return p != NULL;
 }
 
+/* Puts bytes [off, off+len) of a file at gpa. `image` is the whole file mapped read-only
+ * (image_len bytes); `fd`, when not -1, is that file open and protected against writers (a
+ * read lease, vmm/image_lease.h): then the whole pages of the range become the file's pages
+ * copy-on-write, where RAM allows it (gm->files) and the file offset and gpa fall alike within
+ * a page; the rest is copied. False when the range is outside the file or RAM. */
+bool gm_write_file(const struct guest_mem *gm, uint64_t gpa, const uint8_t *image, size_t image_len, int fd,
+                   uint64_t off, uint64_t len);
+
+/* Zeroes [gpa, gpa+len). RAM that the VMM has not touched is zero already: whole pages of it
+ * are dropped rather than written, so that they take no memory until the guest uses them. */
+bool gm_zero(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+
 /* Gives [gpa, gpa+len) (whole host pages) back to the host: it reads as zeros until written
- * again (guest RAM is private anonymous memory, vmm/guest.c). False when any of it is outside
- * RAM or the host refused. */
-static inline bool gm_discard(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
-    void *p = gm_ptr(gm, gpa, len);
-    return p && madvise(p, len, MADV_DONTNEED) == 0;
-}
+ * again. False when any of it is outside RAM or the host refused. */
+bool gm_discard(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+
+/* Replaces every range that was a file's pages with anonymous memory holding the same bytes
+ * (the file is about to change): guest RAM stops depending on the files. Nothing may write
+ * guest RAM meanwhile (a write to a page already copied would be lost): vCPUs stopped,
+ * devices quiet. 0, or -1 when the host refused memory for some of it. */
+int gm_unshare(const struct guest_mem *gm);
 
 #endif

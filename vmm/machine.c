@@ -438,11 +438,13 @@ int machine_run(const struct machine_config *cfg) {
     m->dispatch_loop = cfg->dispatch_loop;
     m->loop_call.handler = run_loop_call;
     m->setup_last_ns = cfg->start_ns;
+    if (cfg->main_ns > cfg->start_ns) machine_setup_phase_until(m, "exec", cfg->main_ns);
     machine_setup_phase(m, "options");
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;
     for (unsigned i = 0; i < IOAPIC_PINS; i++) m->irqfds[i] = -1;
+    image_leases_init(&m->leases);
     int status = 1;
     unsigned ndevices_kicked = 0;
     zx_status_t st = zx_guest_create(0, &m->guest);
@@ -479,6 +481,10 @@ int machine_run(const struct machine_config *cfg) {
         goto out;
     }
     m->env.mem.size = cfg->mem;
+    /* RAM of its own (not a snapshot's file, not shared with a vhost-user backend) can take
+     * the kernel's and initrd's pages from the page cache rather than copies of them; not
+     * with --dispatch loop, whose vCPUs cannot be paused from the loop (vmm/image_lease.h). */
+    if (!cfg->restore && !shared_memory && !cfg->dispatch_loop) m->env.mem.files = &m->mem_files;
     /* --trace-file: every handler the loop runs is a slice on its track (Fuchsia's prologue
      * and epilogue around each) */
     async_loop_config_t loop_config = kAsyncLoopConfigNeverAttachToThread;
@@ -509,6 +515,13 @@ int machine_run(const struct machine_config *cfg) {
         machine_setup_phase(m, "restore");
     } else {
         if (machine_boot_setup(m) != 0) goto out;
+        if (cfg->boot_markers && m->mem_files.mapped)
+            fprintf(stderr, "bellhop: %" PRIu64 " KiB of guest RAM are the files' pages (kernel, initrd), copy-on-write\n",
+                    m->mem_files.mapped >> 10);
+        if (machine_watch_files(m) != 0) {
+            machine_fail("cannot watch the kernel's and initrd's leases");
+            goto out;
+        }
         machine_setup_phase(m, "boot data");
     }
     if (cfg->trace_traps) disasm_load(); /* vCPU threads trace, and cannot load it later */
@@ -576,6 +589,7 @@ out:
     terminal_restore();
     machine_devices_destroy(m);
     if (m->guest) zx_handle_close(m->guest);
+    image_leases_release(&m->leases); /* guest RAM is gone: nothing depends on the files */
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) free(m->cpus[i].saved);
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);

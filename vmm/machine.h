@@ -64,7 +64,8 @@ struct machine_config {
     const char *profile_symbols; /* a System.map / kallsyms listing naming them; NULL: the kernel's */
     bool sandbox;       /* each thread under its seccomp allowlist once set up (vmm/sandbox.h) */
     bool pvm_anyway;    /* on a PVM host, run a kernel linked in the top 2 GiB all the same */
-    uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started, for boot markers */
+    uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started (or its launcher, --start-time-us), for boot markers */
+    uint64_t main_ns;   /* when bellhop's own code started: start_ns to it is exec and the dynamic loader */
     struct machine_control *control; /* NULL: none */
     const struct machine_restore *restore; /* NULL: boot the kernel */
 };

@@ -5,21 +5,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zircon/status.h>
 #include <zircon/syscalls.h>
 
 #include "devices/uart16550.h"
+#include "devices/virtio.h"
 #include "firmware/acpi.h"
 #include "vmm/file_map.h"
 #include "firmware/vmgenid.h"
 #include "vmm/machine_parts.h"
 
-/* A kernel or initrd, mapped read-only (vmm/file_map.h): the loaders copy from the page cache
- * straight into guest memory (reading it into a buffer first would copy and zero-fill it once
- * more). */
-static int map_file(const char *what, const char *path, size_t max, struct file_map *f) {
+/* A kernel or initrd, mapped read-only (vmm/file_map.h): the loaders read it from the page
+ * cache, and guest RAM takes its pages copy-on-write where it can (gm_write_file): then the
+ * file is held under a read lease (vmm/image_lease.h) and f->fd is -1, *shared its fd;
+ * otherwise *shared is -1 and the loaders copy. */
+static int map_file(struct machine *m, const char *what, const char *path, size_t max, struct file_map *f,
+                    int *shared) {
     char err[160];
+    *shared = -1;
     if (file_map_open(path, max, "guest memory", f, err, sizeof err) != 0) return machine_fail("%s %s: %s", what, path, err);
 #ifdef BELLHOP_TEST_HOOKS
     /* Test hook (bellhop_run's bad input, on build/bellhop-hooks only: it destroys the
@@ -28,6 +33,14 @@ static int map_file(const char *what, const char *path, size_t max, struct file_
     if (probe && strcmp(probe, what) == 0 && truncate(path, 0) != 0) { /* the test sees no error */
     }
 #endif
+    if (!m->env.mem.files || (*shared = image_lease_take(&m->leases, f->fd)) < 0) return 0;
+    f->fd = -1;
+    /* Leased, it can no longer change under us; it may have before. */
+    struct stat st;
+    if (fstat(*shared, &st) != 0 || (uint64_t)st.st_size < f->len) {
+        file_map_close(f);
+        return machine_fail("%s %s: the file shrank while it was being loaded", what, path);
+    }
     return 0;
 }
 
@@ -54,6 +67,7 @@ static int copy_guarded(struct machine *m, const char *what, const char *path, c
 
 struct load_error {
     char text[400];
+    int fd; /* the kernel file, to share its pages (-1: copy) */
 };
 
 /* A kernel whose code lies where a PVM host keeps its own (vmm/kvm_host.h) would run only
@@ -72,7 +86,7 @@ static bool refused_on_pvm(const struct machine *m, uint64_t lo, uint64_t hi, st
 static int load_kernel_image(struct machine *m, const struct file_map *kernel, void *arg) {
     struct load_error *e = arg;
     if (!bzimage_detect(kernel->data, kernel->len)) {
-        int r = pvh_load_elf(kernel->data, kernel->len, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, e->text,
+        int r = pvh_load_elf(kernel->data, kernel->len, e->fd, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, e->text,
                              sizeof e->text);
         return r == 0 && refused_on_pvm(m, m->kernel.vaddr_lo, m->kernel.vaddr_hi, e) ? -1 : r;
     }
@@ -89,8 +103,11 @@ static int load_kernel_image(struct machine *m, const struct file_map *kernel, v
         uint64_t t1 = stats_now_ns();
         char where[40] = "not randomized";
         if (u->kaslr) snprintf(where, sizeof where, "KASLR %+" PRId64 " MiB", (int64_t)(u->virt_offset >> 20));
-        fprintf(stderr, "bellhop: kernel unpacked (%s, %" PRIu64 " KiB, %s) in %" PRIu64 ".%03" PRIu64 " ms\n",
-                u->format, u->size >> 10, where, (t1 - t0) / 1000000, (t1 - t0) / 1000 % 1000);
+        fprintf(stderr,
+                "bellhop: kernel unpacked (%s, %" PRIu64 " KiB, %s) in %.3f ms (decoding %.1f, relocating %.1f, "
+                "placing %.1f)\n",
+                u->format, u->size >> 10, where, (double)(t1 - t0) / 1e6, (double)u->decode_ns / 1e6,
+                (double)u->relocate_ns / 1e6, (double)u->place_ns / 1e6);
     }
     return r;
 }
@@ -98,8 +115,8 @@ static int load_kernel_image(struct machine *m, const struct file_map *kernel, v
 int machine_load_kernel(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     struct file_map kernel;
-    if (map_file("kernel", cfg->kernel, cfg->mem, &kernel) != 0) return -1;
     struct load_error e;
+    if (map_file(m, "kernel", cfg->kernel, cfg->mem, &kernel, &e.fd) != 0) return -1;
     int r = copy_guarded(m, "kernel", cfg->kernel, &kernel, load_kernel_image, &e);
     file_map_close(&kernel);
     if (r == FILE_MAP_SHRANK) return -1;
@@ -111,9 +128,51 @@ int machine_load_kernel(struct machine *m) {
     return 0;
 }
 
-static int copy_initrd(struct machine *m, const struct file_map *initrd, void *at) {
-    gm_write(&m->env.mem, *(const uint64_t *)at, initrd->data, initrd->len);
+struct initrd_place {
+    uint64_t at;
+    int fd; /* the file, to share its pages (-1: copy) */
+};
+
+static int copy_initrd(struct machine *m, const struct file_map *initrd, void *arg) {
+    const struct initrd_place *p = arg;
+    gm_write_file(&m->env.mem, p->at, initrd->data, initrd->len, p->fd, 0, initrd->len);
     return 0;
+}
+
+/* A kernel or initrd file whose pages guest RAM shares is about to change (its lease broke,
+ * vmm/image_lease.h): RAM takes its own copies, with the vCPUs stopped and the devices'
+ * requests in flight completed, since a write to a page already copied would be lost. Under
+ * m->lock, so that the control plane cannot resume the vCPUs meanwhile. */
+static void unshare_files(void *arg) {
+    struct machine *m = arg;
+    char err[160];
+    bool paused = machine_paused(m);
+    for (unsigned tries = 0;; tries++) {
+        if (!paused && machine_pause(m, err, sizeof err) != 0) {
+            fprintf(stderr, "bellhop: a kernel or initrd file is being changed and %s: the guest may see it\n", err);
+            return;
+        }
+        struct virtio_dev *vd;
+        for (unsigned i = 0; (vd = machine_device(m, i)); i++)
+            if (vd->ops->quiesce) vd->ops->quiesce(vd);
+        pthread_mutex_lock(&m->lock);
+        bool all_parked = true;
+        for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
+            all_parked &= m->cpus[i].vcpu == ZX_HANDLE_INVALID || m->cpus[i].parked;
+        if (all_parked || m->exiting || tries == 10) { /* else the control plane resumed them */
+            if (gm_unshare(&m->env.mem) != 0)
+                fprintf(stderr, "bellhop: a kernel or initrd file is being changed and the host refused memory "
+                                "for the guest's own copy: the guest may see it\n");
+            pthread_mutex_unlock(&m->lock);
+            break;
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+    if (!paused) machine_resume(m);
+}
+
+int machine_watch_files(struct machine *m) {
+    return image_leases_watch(&m->leases, m->env.loop, unshare_files, m);
 }
 
 int machine_boot_setup(struct machine *m) {
@@ -136,7 +195,8 @@ int machine_boot_setup(struct machine *m) {
     if (!k.is_linux) mods[nmods++] = (struct pvh_module){LAYOUT_DTB, (uint64_t)dtb_size};
     if (cfg->initrd) {
         struct file_map initrd;
-        if (map_file("initrd", cfg->initrd, cfg->mem, &initrd) != 0) return -1;
+        struct initrd_place place;
+        if (map_file(m, "initrd", cfg->initrd, cfg->mem, &initrd, &place.fd) != 0) return -1;
         size_t ilen = initrd.len;
         uint64_t top = cfg->mem;
         if (m->bzimage && top > (uint64_t)m->bz.initrd_addr_max + 1) top = (uint64_t)m->bz.initrd_addr_max + 1;
@@ -145,7 +205,8 @@ int machine_boot_setup(struct machine *m) {
             file_map_close(&initrd);
             return machine_fail("initrd %s: does not fit in guest memory above the kernel", cfg->initrd);
         }
-        int r = copy_guarded(m, "initrd", cfg->initrd, &initrd, copy_initrd, &at);
+        place.at = at;
+        int r = copy_guarded(m, "initrd", cfg->initrd, &initrd, copy_initrd, &place);
         file_map_close(&initrd);
         if (r != 0) return -1;
         mods[nmods++] = (struct pvh_module){at, ilen};

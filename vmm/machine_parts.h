@@ -28,6 +28,7 @@
 #include "firmware/bzimage.h"
 #include "firmware/fdt.h"
 #include "firmware/pvh.h"
+#include "vmm/image_lease.h"
 #include "vmm/kvm_host.h"
 #include "vmm/machine.h"
 
@@ -125,6 +126,8 @@ struct machine {
     uint64_t setup_last_ns;
     char setup_phases[160];
     struct bzimage_kernel bz;
+    struct gm_files mem_files;    /* env.mem.files when RAM can take the kernel's and initrd's pages */
+    struct image_leases leases;   /* on those files, while RAM shares their pages */
     struct pci_bus pci;
     struct virtio_pci *vpci[MAX_PCI_DEVICES];
     unsigned nvpci;
@@ -157,6 +160,9 @@ __attribute__((format(printf, 1, 2))) int machine_fail(const char *fmt, ...);
 /* machine_boot.c: called in this order by machine_run, each -1 (said) on failure */
 int machine_load_kernel(struct machine *m);
 int machine_boot_setup(struct machine *m);
+/* From here on, a kernel or initrd file about to change first has guest RAM stop sharing its
+ * pages (vmm/image_lease.h), on the loop. */
+int machine_watch_files(struct machine *m);
 /* The boot vCPU's registers for its entry: PVH's start_info in EBX, or for a bzImage the zero
  * page in RSI and long mode. */
 zx_status_t machine_boot_registers(struct machine *m, zx_handle_t vcpu);
@@ -186,5 +192,7 @@ void machine_crash_report(struct cpu *c);
 void machine_print_stats(struct machine *m);
 /* Setup's phase `name` ends now (--boot-markers only). */
 void machine_setup_phase(struct machine *m, const char *name);
+/* ... or at `now` (CLOCK_MONOTONIC ns). */
+void machine_setup_phase_until(struct machine *m, const char *name, uint64_t now);
 
 #endif

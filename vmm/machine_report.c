@@ -162,9 +162,10 @@ void machine_metrics_line(struct machine *m, char *buf, size_t len) {
 
 /* Setup's phase `name` ends now (--boot-markers only): its time joins m->setup_phases, which
  * the guest-entered line shows, so that a slow setup says where it went. */
-void machine_setup_phase(struct machine *m, const char *name) {
+void machine_setup_phase(struct machine *m, const char *name) { machine_setup_phase_until(m, name, stats_now_ns()); }
+
+void machine_setup_phase_until(struct machine *m, const char *name, uint64_t now) {
     if (!m->cfg->boot_markers) return;
-    uint64_t now = stats_now_ns();
     size_t len = strlen(m->setup_phases);
     snprintf(m->setup_phases + len, sizeof m->setup_phases - len, "%s%s %.1f", len ? ", " : "", name,
              (double)(now - m->setup_last_ns) / 1e6);

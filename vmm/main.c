@@ -88,6 +88,8 @@ static void usage(FILE *f) {
             "                       each exit, bell handler and interrupt, boot markers and\n"
             "                       console lines, exits per 100 ms (docs/timeline.md)\n"
             "  --boot-markers       print the time since start of each boot marker (outl to 0x80)\n"
+            "  --start-time-us US   count that time (and --trace-file's) from US, the launcher's\n"
+            "                       CLOCK_MONOTONIC in microseconds when it started bellhop\n"
             "  --stats              when the VM ends, print exits by kind, and per trap and per\n"
             "                       virtio queue: counts and handler times\n"
             "  --dispatch KIND      run register accesses inline on the vCPU thread (default) or\n"
@@ -187,7 +189,8 @@ static bool add_device(struct machine_config *cfg, const struct virtio_device_op
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
                                  .start_ns = stats_now_ns(), .sandbox = sandbox_supported()};
-    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE, O_FS };
+    cfg.main_ns = cfg.start_ns;
+    enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE, O_FS, O_START_TIME };
     struct virtio_blk_params disks[MAX_DISKS];
     struct vhost_user_params vhost_disks[MAX_DISKS], fs = {0};
     const struct virtio_device_ops *disk_ops[MAX_DISKS];
@@ -204,7 +207,7 @@ static int cmd_run(int argc, char **argv) {
         {"config-file", required_argument, 0, O_CONFIG_FILE}, {"restore", required_argument, 0, O_RESTORE},
         {"mem-file", required_argument, 0, O_MEM_FILE}, {"fs", required_argument, 0, O_FS}, {"trace-file", required_argument, 0, O_TRACE_FILE},
         {"trace", required_argument, 0, O_TRACE},   {"help", no_argument, 0, 'h'},
-        {"boot-markers", no_argument, 0, O_MARKERS}, {"net", required_argument, 0, O_NET},
+        {"boot-markers", no_argument, 0, O_MARKERS}, {"start-time-us", required_argument, 0, O_START_TIME}, {"net", required_argument, 0, O_NET},
         {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
         {"no-seccomp", no_argument, 0, O_NO_SECCOMP}, {"bench-bell", no_argument, 0, O_BENCH_BELL},
         {"profile", required_argument, 0, O_PROFILE}, {"profile-symbols", required_argument, 0, O_PROFILE_SYMBOLS},
@@ -295,6 +298,16 @@ static int cmd_run(int argc, char **argv) {
             break;
         }
         case O_MARKERS: cfg.boot_markers = true; break;
+        case O_START_TIME: {
+            char *end;
+            errno = 0;
+            unsigned long long us = strtoull(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] < '0' || optarg[0] > '9' || us == 0 || us > cfg.main_ns / 1000)
+                return bad_usage("--start-time-us %s: the launcher's CLOCK_MONOTONIC time in microseconds, not in the "
+                                 "future", optarg);
+            cfg.start_ns = us * 1000;
+            break;
+        }
         case O_GUEST_DECOMPRESS: cfg.guest_decompress = true; break;
         case O_STATS: cfg.stats = true; break;
         case O_NO_SECCOMP: cfg.sandbox = false; break;

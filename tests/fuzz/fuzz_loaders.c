@@ -11,7 +11,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static uint8_t *mem;
     if (!mem && !(mem = calloc(1, RAM))) abort();
-    struct guest_mem gm = {mem, RAM};
+    struct guest_mem gm = {mem, RAM, NULL};
     char err[160];
     if (bzimage_detect(data, size)) {
         struct bzimage_kernel k;
@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
     } else {
         struct pvh_kernel k;
-        if (pvh_load_elf(data, size, &gm, 0x100000, &k, err, sizeof err) == 0 && (k.end > RAM || k.entry >= k.end))
+        if (pvh_load_elf(data, size, -1, &gm, 0x100000, &k, err, sizeof err) == 0 && (k.end > RAM || k.entry >= k.end))
             abort();
     }
     return 0;

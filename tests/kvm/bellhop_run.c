@@ -455,6 +455,40 @@ TEST_TIMEOUT(flushed_blocks_survive_sigkill, 120) {
     unlink(disk);
 }
 
+/* The kernel's pages are the file's, copy-on-write, under a read lease: rewriting the file in
+ * place (truncated, then zeros) while the guest runs waits until bellhop has given guest RAM
+ * its own copies, and the guest counts on, its memory intact. Without them its code would
+ * read as zeros from the truncated file. */
+TEST_TIMEOUT(a_kernel_file_rewritten_while_the_guest_runs_changes_nothing_in_it, 120) {
+    find_bellhop();
+    char copy[] = "/tmp/bellhop-test-kernel-XXXXXX";
+    int in = open(test_guest_elf(), O_RDONLY), out_fd = mkstemp(copy);
+    CHECK(in >= 0 && out_fd >= 0);
+    static char elf[1 << 20];
+    ssize_t len = read(in, elf, sizeof elf);
+    CHECK(len > 0 && len < (ssize_t)sizeof elf);
+    CHECK_EQ(write(out_fd, elf, (size_t)len), len);
+    close(in);
+    close(out_fd);
+    char *const argv[] = {bellhop, "run", "--kernel", copy, "--boot-markers", "--cmdline", "count", NULL};
+    int rd;
+    pid_t pid = spawn_piped(argv, NULL, false, &rd);
+    CHECK(pid > 0);
+    size_t n = spawn_read_until(rd, out, sizeof out, (const char *const[]){"count 2:", NULL});
+    int w = open(copy, O_WRONLY | O_TRUNC); /* waits for bellhop to let go */
+    memset(elf, 0, sizeof elf);
+    bool rewritten = w >= 0 && write(w, elf, (size_t)len) == len;
+    if (w >= 0) close(w);
+    spawn_read_until(rd, out + n, sizeof out - n, (const char *const[]){"count 6:", NULL});
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(rd);
+    unlink(copy);
+    CHECK(rewritten);
+    CHECK_MSG(strstr(out, "KiB of guest RAM are the files' pages"), "not shared with its file:\n%s", out);
+    CHECK_MSG(strstr(out, "count 5: memory ok") && !strstr(out, "BAD"), "%s", out);
+}
+
 #define HOSTILE_RSS_BOUND_KIB (16 * 1024)
 
 
