@@ -58,10 +58,10 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%) \
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
              $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))
 GUEST_BINS := build/guest/guest.elf build/guest/guest.map
-# The decompressors of bzImage payloads (firmware/bzimage_unpack.c) and liburing (virtio-blk), linked in: five more
-# shared libraries would cost every start their loading and relocation.
-UNPACK_LIBS := -Wl,-Bstatic -llz4 -lzstd -llzma -lz -luring -Wl,-Bdynamic
-VMM_LIBS  := -lfdt -ldl -ljansson -lhttp_parser $(UNPACK_LIBS)
+# Every library but the C library linked in (libfdt, the API's JSON and HTTP parsers, the
+# bzImage decompressors, liburing): each shared library would cost every start its loading
+# and relocation (bellhop bench --only launch shows the dynamic loader's share).
+VMM_LIBS  := -Wl,-Bstatic -lfdt -ljansson -lhttp_parser -llz4 -lzstd -llzma -lz -luring -Wl,-Bdynamic -ldl
 
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins install
@@ -315,7 +315,7 @@ FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen/dsdt
 
 build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ -lfdt -ldl -ljansson -lhttp_parser $(UNPACK_LIBS)
+	$(Q)clang -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ $(VMM_LIBS)
 
 fuzz-bins: $(FUZZ_BINS)
 

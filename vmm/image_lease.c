@@ -52,9 +52,12 @@ int image_lease_take(struct image_leases *l, int fd) {
     return fd;
 }
 
-static void release(struct image_leases *l) {
+/* unlock: let the lease go even where another process shares the open file (a fork's child:
+ * close alone would leave it, and the writer waiting). */
+static void release(struct image_leases *l, bool unlock) {
     for (unsigned i = 0; i < l->n; i++) {
-        close(l->fd[i]); /* the lease goes with it (and fcntl is not in the sandbox) */
+        if (unlock) fcntl(l->fd[i], F_SETLEASE, F_UNLCK);
+        close(l->fd[i]);
         l->fd[i] = -1;
     }
     l->n = 0;
@@ -72,7 +75,7 @@ static void on_break(async_dispatcher_t *loop, async_wait_t *wait, zx_status_t s
     if (l->n == 0) return;
     /* Which lease broke does not matter: copying the rest costs about what loading did. */
     l->unshare(l->arg);
-    release(l);
+    release(l, true);
 }
 
 int image_leases_watch(struct image_leases *l, async_dispatcher_t *loop, void (*unshare)(void *arg), void *arg) {
@@ -88,5 +91,5 @@ int image_leases_watch(struct image_leases *l, async_dispatcher_t *loop, void (*
 void image_leases_release(struct image_leases *l) {
     if (l->handle != ZX_HANDLE_INVALID) zx_handle_close(l->handle); /* ends the wait */
     l->handle = ZX_HANDLE_INVALID;
-    release(l);
+    release(l, false); /* the end: closing is enough, and all the main thread's sandbox allows */
 }

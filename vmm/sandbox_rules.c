@@ -126,7 +126,11 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
     }
     case SANDBOX_LOOP: /* (with --dispatch loop, register writes run here: vhost-user's too) */
         rc = allow_device_io(ctx);
-        return rc ? rc : allow_vhost_user(ctx);
+        if (!rc) rc = allow_vhost_user(ctx);
+        /* a kernel's or initrd's read lease let go, guest RAM no longer sharing its pages
+         * (vmm/image_lease.h) */
+        if (!rc) rc = ALLOW_IF(fcntl, 2, arg_eq(1, F_SETLEASE), arg_eq(2, F_UNLCK));
+        return rc;
     case SANDBOX_VCPU: {
         static const unsigned long kvm[] = {KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS,
                                             KVM_SET_MP_STATE, KVM_CREATE_VCPU, KVM_SET_CPUID2,
