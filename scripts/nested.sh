@@ -59,9 +59,10 @@ copy_libs() { # the dynamic loader and libraries an ELF needs, at their host pat
     done
     return 0
 }
-# Libraries bellhop opens itself (dlopen), at their host paths.
-for lib in /usr/lib/x86_64-linux-gnu/libcapstone.so.4; do
-    [ -e "$lib" ] && { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+# Libraries bellhop opens itself (dlopen), at their host paths, with what they need (bellhop
+# being static, nothing else brings the C library).
+for lib in /usr/lib/x86_64-linux-gnu/libcapstone.so.4 /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2; do
+    [ -e "$lib" ] && { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; copy_libs "$lib"; }
 done
 for f in "${files[@]}"; do
     mkdir -p "$root/bellhop/$(dirname "$f")"

@@ -226,4 +226,5 @@ void bench_launch_print(const struct bench_launch *l, bool as_json) {
         }
     }
     if (l->loader_ms > 0) printf("  of exec: the dynamic loader %.2f ms (LD_DEBUG=statistics)\n", l->loader_ms);
+    else printf("  of exec: no dynamic loader (bellhop is linked static-pie)\n");
 }

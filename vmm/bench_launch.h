@@ -25,7 +25,7 @@ struct launch_kind {
 struct bench_launch {
     struct launch_kind kind[LAUNCH_KINDS];
     double lz4_ms;    /* the lz4 tool on the bzImage's payload, to /dev/null (median); -1: none */
-    double loader_ms; /* the dynamic loader's startup, LD_DEBUG=statistics; -1: unknown */
+    double loader_ms; /* the dynamic loader's startup, LD_DEBUG=statistics; -1: none ran (static) */
 };
 
 /* Launches each kind `rounds` times (warm cache: one untimed launch first), stopping each VM

@@ -118,6 +118,10 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         if (!rc) rc = ALLOW_IF(mprotect, 1, arg_masked(2, PROT_WRITE | PROT_EXEC, PROT_EXEC));
         if (!rc) rc = ALLOW(lseek);
         if (!rc) rc = ALLOW(pread64);
+        /* ...which, bellhop being static, brings a C library of its own: it reads the stack's
+         * limit (prlimit64, setting none) and seeds its malloc (getrandom) */
+        if (!rc) rc = ALLOW_IF(prlimit64, 2, arg_eq(0, 0), arg_eq(2, 0));
+        if (!rc) rc = ALLOW(getrandom);
         if (!rc) rc = ALLOW(newfstatat);
         /* Tearing down: bells and fd waits leave the loop's epoll set, timers disarm. */
         if (!rc) rc = ALLOW(epoll_ctl);
