@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -151,6 +152,39 @@ TEST(bench_refuses_bad_arguments) {
         int status = spawn_capture(argv, NULL, out, sizeof out);
         CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 2 && strstr(out, "bellhop: bench: "), "%s %s: %#x %s",
                   bad[i][0], bad[i][1] ? bad[i][1] : "", status, out);
+    }
+}
+
+/* bellhop bench --only launch: the tiny guest (and the Linux images, where make linux-files
+ * made them) launched, timed from the bench's fork phase by phase through --start-time-us,
+ * and stopped once entered. */
+TEST_TIMEOUT(bench_launch_times_each_kind_phase_by_phase, 180) {
+    find_bellhop();
+    if (sanitized()) test_skip("a sanitizer build: the bench's report is checked in the plain build");
+    char *const argv[] = {bellhop, "bench", "--only", "launch", "--rounds", "1", NULL};
+    int status = spawn_capture(argv, NULL, out, sizeof out);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bench status %#x: %s", status, out);
+    const char *tiny = strstr(out, "  tiny guest ");
+    CHECK_MSG(tiny && strstr(tiny, " ms: exec ") && strstr(tiny, ", vcpu "), "%s", out);
+    bool linux_files = access("build/linux/vmlinux", R_OK) == 0 && access("build/linux/initrd.cpio", R_OK) == 0;
+    const char *pvh = strstr(out, "  vmlinux (PVH) ");
+    CHECK_MSG(pvh && (linux_files ? strstr(pvh, "KiB of RAM the files' pages") != NULL : strstr(pvh, "did not launch") != NULL),
+              "%s", out);
+    if (linux_files) CHECK_MSG(strstr(out, "decoding its payload into guest RAM"), "%s", out);
+}
+
+/* --start-time-us: the launcher's clock, which --boot-markers count from (an exec phase
+ * first); anything but a time not in the future is refused. */
+TEST(start_time_us_counts_from_the_launcher) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    char us[32];
+    snprintf(us, sizeof us, "%llu", (unsigned long long)t.tv_sec * 1000000 + (unsigned long long)t.tv_nsec / 1000);
+    CHECK_EQ(RUN("--start-time-us", us, "--boot-markers", "--cmdline", "exit=0"), 0);
+    CHECK_MSG(strstr(out, "(setup, ms: exec "), "%s", out);
+    static const char *const bad[] = {"", "-5", "12x", "0", "99999999999999999", "18446744073709551616"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_MSG(RUN("--start-time-us", bad[i]) == 2 && strstr(out, "--start-time-us"), "'%s': %s", bad[i], out);
     }
 }
 

@@ -37,12 +37,28 @@ static void make_file(char *path, int *fd, const uint8_t **image, uint8_t salt) 
     CHECK(*image != MAP_FAILED);
 }
 
-/* RAM as bellhop has it: private anonymous, able to take files' pages. */
-static struct guest_mem make_ram(struct gm_files *files) {
-    *files = (struct gm_files){0};
+/* A file (make_file) and RAM as bellhop has it: private anonymous, able to take files' pages. */
+struct fixture {
+    char path[64];
+    int fd; /* -1 once a lease owns it */
+    const uint8_t *image;
+    struct gm_files files;
+    struct guest_mem gm;
+};
+
+static void setup(struct fixture *f, uint8_t salt) {
+    make_file(f->path, &f->fd, &f->image, salt);
+    f->files = (struct gm_files){0};
     uint8_t *host = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     CHECK(host != MAP_FAILED);
-    return (struct guest_mem){host, RAM, files};
+    f->gm = (struct guest_mem){host, RAM, &f->files};
+}
+
+static void teardown(struct fixture *f) {
+    munmap(f->gm.host, RAM);
+    munmap((void *)f->image, FILE_LEN);
+    if (f->fd >= 0) close(f->fd);
+    unlink(f->path);
 }
 
 static bool ram_holds(const struct guest_mem *gm, uint64_t gpa, uint64_t off, uint64_t len, uint8_t salt) {
@@ -57,90 +73,69 @@ static bool file_holds(int fd, uint64_t off, uint8_t want) {
 }
 
 TEST(file_pages_mapped_with_partial_pages_copied) {
-    char path[64];
-    int fd;
-    const uint8_t *image;
-    make_file(path, &fd, &image, 1);
-    struct gm_files files;
-    struct guest_mem gm = make_ram(&files);
+    struct fixture f;
+    setup(&f, 1);
     /* gpa and offset alike within a page, neither page-aligned: a copied head and tail */
     uint64_t gpa = 0x100300, off = 0x2300, len = 0x80000 + 0x123;
-    CHECK(gm_write_file(&gm, gpa, image, FILE_LEN, fd, off, len));
-    CHECK_EQ(files.n, 1u);
-    CHECK_EQ(files.range[0].gpa, 0x101000u);
-    CHECK_EQ(files.mapped, 0x80000u - PAGE);
-    CHECK(ram_holds(&gm, gpa, off, len, 1));
-    CHECK_EQ(gm.host[gpa - 1], 0); /* nothing outside the range */
-    CHECK_EQ(gm.host[gpa + len], 0);
+    CHECK(gm_write_file(&f.gm, gpa, f.image, FILE_LEN, f.fd, off, len));
+    CHECK_EQ(f.files.n, 1u);
+    CHECK_EQ(f.files.range[0].gpa, 0x101000u);
+    CHECK_EQ(f.files.mapped, 0x80000u - PAGE);
+    CHECK(ram_holds(&f.gm, gpa, off, len, 1));
+    CHECK_EQ(f.gm.host[gpa - 1], 0); /* nothing outside the range */
+    CHECK_EQ(f.gm.host[gpa + len], 0);
     /* a guest's write stays in guest RAM */
-    gm.host[0x110000] ^= 0xff;
-    CHECK(file_holds(fd, off + (0x110000 - gpa), byte_at(off + (0x110000 - gpa), 1)));
+    f.gm.host[0x110000] ^= 0xff;
+    CHECK(file_holds(f.fd, off + (0x110000 - gpa), byte_at(off + (0x110000 - gpa), 1)));
     /* zeroing or discarding mapped pages gives zeros, not the file once more */
-    CHECK(gm_zero(&gm, 0x120000, 3 * PAGE));
-    CHECK(gm_discard(&gm, 0x130000, 2 * PAGE));
-    for (unsigned i = 0; i < 3 * PAGE; i++) CHECK_EQ(gm.host[0x120000 + i], 0);
-    for (unsigned i = 0; i < 2 * PAGE; i++) CHECK_EQ(gm.host[0x130000 + i], 0);
-    CHECK(ram_holds(&gm, 0x132000, 0x132000 - gpa + off, PAGE, 1));
+    CHECK(gm_zero(&f.gm, 0x120000, 3 * PAGE));
+    CHECK(gm_discard(&f.gm, 0x130000, 2 * PAGE));
+    for (unsigned i = 0; i < 3 * PAGE; i++) CHECK_EQ(f.gm.host[0x120000 + i], 0);
+    for (unsigned i = 0; i < 2 * PAGE; i++) CHECK_EQ(f.gm.host[0x130000 + i], 0);
+    CHECK(ram_holds(&f.gm, 0x132000, 0x132000 - gpa + off, PAGE, 1));
     /* outside the file or RAM: refused, nothing written */
-    CHECK(!gm_write_file(&gm, 0, image, FILE_LEN, fd, FILE_LEN - 10, 11));
-    CHECK(!gm_write_file(&gm, RAM - PAGE, image, FILE_LEN, fd, 0, 2 * PAGE));
-    munmap(gm.host, RAM);
-    munmap((void *)image, FILE_LEN);
-    close(fd);
-    unlink(path);
+    CHECK(!gm_write_file(&f.gm, 0, f.image, FILE_LEN, f.fd, FILE_LEN - 10, 11));
+    CHECK(!gm_write_file(&f.gm, RAM - PAGE, f.image, FILE_LEN, f.fd, 0, 2 * PAGE));
+    teardown(&f);
 }
 
 TEST(copied_where_pages_cannot_be_shared) {
-    char path[64];
-    int fd;
-    const uint8_t *image;
-    make_file(path, &fd, &image, 2);
-    struct gm_files files;
-    struct guest_mem gm = make_ram(&files);
+    struct fixture f;
+    setup(&f, 2);
     /* offset and gpa apart within a page; too short; no fd; RAM that cannot take files */
-    CHECK(gm_write_file(&gm, 0x200000, image, FILE_LEN, fd, 0x10, 0x40000));
-    CHECK(gm_write_file(&gm, 0x300000, image, FILE_LEN, fd, 0, PAGE - 1));
-    CHECK(gm_write_file(&gm, 0x400000, image, FILE_LEN, -1, 0, 0x40000));
-    struct guest_mem shared = {gm.host, RAM, NULL};
-    CHECK(gm_write_file(&shared, 0x500000, image, FILE_LEN, fd, 0, 0x40000));
-    CHECK_EQ(files.n, 0u);
-    CHECK(ram_holds(&gm, 0x200000, 0x10, 0x40000, 2));
-    CHECK(ram_holds(&gm, 0x300000, 0, PAGE - 1, 2));
-    CHECK(ram_holds(&gm, 0x400000, 0, 0x40000, 2));
-    CHECK(ram_holds(&gm, 0x500000, 0, 0x40000, 2));
+    CHECK(gm_write_file(&f.gm, 0x200000, f.image, FILE_LEN, f.fd, 0x10, 0x40000));
+    CHECK(gm_write_file(&f.gm, 0x300000, f.image, FILE_LEN, f.fd, 0, PAGE - 1));
+    CHECK(gm_write_file(&f.gm, 0x400000, f.image, FILE_LEN, -1, 0, 0x40000));
+    struct guest_mem shared = {f.gm.host, RAM, NULL};
+    CHECK(gm_write_file(&shared, 0x500000, f.image, FILE_LEN, f.fd, 0, 0x40000));
+    CHECK_EQ(f.files.n, 0u);
+    CHECK(ram_holds(&f.gm, 0x200000, 0x10, 0x40000, 2));
+    CHECK(ram_holds(&f.gm, 0x300000, 0, PAGE - 1, 2));
+    CHECK(ram_holds(&f.gm, 0x400000, 0, 0x40000, 2));
+    CHECK(ram_holds(&f.gm, 0x500000, 0, 0x40000, 2));
     /* zeroing copied RAM: dropped whole pages read as zeros too */
-    CHECK(gm_zero(&gm, 0x200010, 0x20000));
-    for (unsigned i = 0; i < 0x20000; i++) CHECK_EQ(gm.host[0x200010 + i], 0);
-    CHECK(ram_holds(&gm, 0x220010, 0x20020, 0x100, 2));
-    munmap(gm.host, RAM);
-    munmap((void *)image, FILE_LEN);
-    close(fd);
-    unlink(path);
+    CHECK(gm_zero(&f.gm, 0x200010, 0x20000));
+    for (unsigned i = 0; i < 0x20000; i++) CHECK_EQ(f.gm.host[0x200010 + i], 0);
+    CHECK(ram_holds(&f.gm, 0x220010, 0x20020, 0x100, 2));
+    teardown(&f);
 }
 
 TEST(unshared_ram_no_longer_follows_the_file) {
-    char path[64];
-    int fd;
-    const uint8_t *image;
-    make_file(path, &fd, &image, 3);
-    struct gm_files files;
-    struct guest_mem gm = make_ram(&files);
-    CHECK(gm_write_file(&gm, 0x100000, image, FILE_LEN, fd, 0, FILE_LEN));
-    CHECK_EQ(files.mapped, (uint64_t)FILE_LEN);
-    gm.host[0x100000 + 5 * PAGE] ^= 0xff; /* a page the guest wrote, another it did not */
-    CHECK_EQ(gm_unshare(&gm), 0);
-    int w = open(path, O_WRONLY | O_TRUNC);
+    struct fixture f;
+    setup(&f, 3);
+    CHECK(gm_write_file(&f.gm, 0x100000, f.image, FILE_LEN, f.fd, 0, FILE_LEN));
+    CHECK_EQ(f.files.mapped, (uint64_t)FILE_LEN);
+    f.gm.host[0x100000 + 5 * PAGE] ^= 0xff; /* a page the guest wrote, another it did not */
+    CHECK_EQ(gm_unshare(&f.gm), 0);
+    int w = open(f.path, O_WRONLY | O_TRUNC);
     CHECK(w >= 0);
     static uint8_t other[FILE_LEN];
     memset(other, 0xee, sizeof other);
     CHECK_EQ(pwrite(w, other, FILE_LEN, 0), (ssize_t)FILE_LEN);
     close(w);
-    gm.host[0x100000 + 5 * PAGE] ^= 0xff;
-    CHECK(ram_holds(&gm, 0x100000, 0, FILE_LEN, 3));
-    munmap(gm.host, RAM);
-    munmap((void *)image, FILE_LEN);
-    close(fd);
-    unlink(path);
+    f.gm.host[0x100000 + 5 * PAGE] ^= 0xff;
+    CHECK(ram_holds(&f.gm, 0x100000, 0, FILE_LEN, 3));
+    teardown(&f);
 }
 
 static void unshare(void *gm) { CHECK_EQ(gm_unshare(gm), 0); }
@@ -148,28 +143,25 @@ static void unshare(void *gm) { CHECK_EQ(gm_unshare(gm), 0); }
 /* Another process rewrites the file in place (open O_TRUNC, write) while guest RAM shares its
  * pages under a lease: its open waits for bellhop's loop, which copies what RAM shares first. */
 TEST_TIMEOUT(a_leased_file_rewritten_in_place_leaves_ram_as_loaded, 60) {
-    char path[64];
-    int fd;
-    const uint8_t *image;
-    make_file(path, &fd, &image, 4);
-    struct gm_files files;
-    struct guest_mem gm = make_ram(&files);
+    struct fixture f;
+    setup(&f, 4);
     struct image_leases leases;
     image_leases_init(&leases);
-    int shared = image_lease_take(&leases, fd);
+    int shared = image_lease_take(&leases, f.fd);
     if (shared < 0 && errno == EACCES) test_skip("no lease on a file of one's own here");
-    CHECK_EQ(shared, fd);
-    CHECK(gm_write_file(&gm, 0x100000, image, FILE_LEN, shared, 0, FILE_LEN));
+    CHECK_EQ(shared, f.fd);
+    f.fd = -1; /* the lease's now */
+    CHECK(gm_write_file(&f.gm, 0x100000, f.image, FILE_LEN, shared, 0, FILE_LEN));
     /* held: a writer that will not wait is refused at once */
-    CHECK_EQ(open(path, O_WRONLY | O_NONBLOCK), -1);
+    CHECK_EQ(open(f.path, O_WRONLY | O_NONBLOCK), -1);
     CHECK_EQ(errno, EWOULDBLOCK);
     async_loop_t *loop;
     CHECK_EQ(async_loop_create(&kAsyncLoopConfigNeverAttachToThread, &loop), ZX_OK);
-    CHECK_EQ(image_leases_watch(&leases, async_loop_get_dispatcher(loop), unshare, &gm), 0);
+    CHECK_EQ(image_leases_watch(&leases, async_loop_get_dispatcher(loop), unshare, &f.gm), 0);
     pid_t child = fork();
     CHECK(child >= 0);
     if (child == 0) {
-        int w = open(path, O_WRONLY | O_TRUNC);
+        int w = open(f.path, O_WRONLY | O_TRUNC);
         static uint8_t other[FILE_LEN];
         memset(other, 0x5a, sizeof other);
         _exit(w >= 0 && write(w, other, FILE_LEN) == (ssize_t)FILE_LEN ? 0 : 1);
@@ -179,15 +171,13 @@ TEST_TIMEOUT(a_leased_file_rewritten_in_place_leaves_ram_as_loaded, 60) {
     waitpid(child, &status, 0);
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer status %#x", status);
     CHECK_EQ(leases.n, 0u); /* let go */
-    CHECK(ram_holds(&gm, 0x100000, 0, FILE_LEN, 4));
-    int now = open(path, O_RDONLY); /* fd went with the lease */
+    CHECK(ram_holds(&f.gm, 0x100000, 0, FILE_LEN, 4));
+    int now = open(f.path, O_RDONLY); /* (the fd went with the lease) */
     CHECK(file_holds(now, 0, 0x5a));
     close(now);
     image_leases_release(&leases);
     async_loop_destroy(loop);
-    munmap(gm.host, RAM);
-    munmap((void *)image, FILE_LEN);
-    unlink(path);
+    teardown(&f);
 }
 
 TEST(no_lease_on_a_file_open_for_writing) {
