@@ -40,10 +40,10 @@ trap cleanup EXIT
 req() {
     s=$1; shift
     if [ $# -ge 3 ]; then
-        body=$($curl -s -m 30 --unix-socket $s -X "$1" "http://localhost$2" -H 'Content-Type: application/json' \
+        body=$($curl -s -m 90 --unix-socket $s -X "$1" "http://localhost$2" -H 'Content-Type: application/json' \
                -d "$3" -w ' %{http_code}')
     else
-        body=$($curl -s -m 30 --unix-socket $s -X "$1" "http://localhost$2" -w ' %{http_code}')
+        body=$($curl -s -m 90 --unix-socket $s -X "$1" "http://localhost$2" -w ' %{http_code}')
     fi
     code=${body##* }
     body=${body% *}
