@@ -354,9 +354,9 @@ bench: deps all linux-files
 	@BELLHOP_RUN_FILES="build/bellhop build/guest /usr/bin/qemu-storage-daemon $(QEMU_FILES)" scripts/run.sh $(B)/bench/disk_bench build/bellhop 3
 	@echo
 	@if [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ]; then \
-	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory,timeline && echo && \
-	    BELLHOP_RUN_WHERE=nested BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux" scripts/run.sh build/bellhop bench --only boot; \
-	else BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux" scripts/run.sh build/bellhop bench; fi
+	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory,timeline,launch && echo && \
+	    BELLHOP_RUN_WHERE=nested BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux /usr/bin/lz4" scripts/run.sh build/bellhop bench --only boot,launch; \
+	else BELLHOP_RUN_FILES="$(QEMU_FILES) build/linux /usr/bin/lz4" scripts/run.sh build/bellhop bench; fi
 
 clean:
 	rm -rf build/obj build/asan build/tsan build/tests build/guest build/*.a build/bellhop build/bellhop-hooks
