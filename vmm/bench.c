@@ -15,6 +15,7 @@
 
 #include "firmware/fdt.h"
 #include "devices/bench_bell.h"
+#include "devices/device.h"
 #include "vmm/bench.h"
 #include "vmm/bench_launch.h"
 #include "vmm/smaps.h"
@@ -46,17 +47,11 @@ static uint64_t rdtsc(void) {
     return (uint64_t)hi << 32 | lo;
 }
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 double bench_tsc_ghz(void) {
-    uint64_t t0 = now_ns(), c0 = rdtsc();
-    while (now_ns() - t0 < 50000000u) {
+    uint64_t t0 = stats_now_ns(), c0 = rdtsc();
+    while (stats_now_ns() - t0 < 50000000u) {
     }
-    return (double)(rdtsc() - c0) / (double)(now_ns() - t0);
+    return (double)(rdtsc() - c0) / (double)(stats_now_ns() - t0);
 }
 
 /* Milliseconds from the start of argv until each of lines[0..n) shows up in its output (-1 for
@@ -65,7 +60,7 @@ static void time_to_lines(char *const argv[], const char *const lines[], double 
                           size_t outlen) {
     int rd;
     for (unsigned i = 0; i < n; i++) ms[i] = -1;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = stats_now_ns();
     pid_t pid = spawn_piped(argv, NULL, true, &rd);
     if (pid < 0) return;
     size_t len = 0;
@@ -74,7 +69,7 @@ static void time_to_lines(char *const argv[], const char *const lines[], double 
         len += (size_t)n_read;
         out[len] = 0;
         for (unsigned i = 0; i < n; i++)
-            if (ms[i] < 0 && strstr(out, lines[i])) ms[i] = (double)(now_ns() - t0) / 1e6;
+            if (ms[i] < 0 && strstr(out, lines[i])) ms[i] = (double)(stats_now_ns() - t0) / 1e6;
     }
     close(rd);
     kill(-pid, SIGKILL);
@@ -334,14 +329,6 @@ struct boot_times {
     unsigned long long bellhop_refs[BENCH_MAX_ROUNDS], qemu_refs[BENCH_MAX_ROUNDS];
 };
 
-static double median_ms(const double *v, unsigned n) {
-    unsigned long long us[BENCH_MAX_ROUNDS];
-    unsigned k = 0;
-    for (unsigned i = 0; i < n; i++)
-        if (v[i] > 0) us[k++] = (unsigned long long)(v[i] * 1000);
-    return k ? (double)bench_median(us, k) / 1000 : -1;
-}
-
 /* How fast the host is just now: the median cpuid exit of the tiny guest in "reference" mode
  * (see guest/bench.h), 0 if it did not run. */
 static unsigned long long host_reference(char *self, char *out, size_t outlen) {
@@ -364,7 +351,7 @@ static double kept_median_ms(const double *v, const unsigned long long *refs, un
     *kept = 0;
     for (unsigned i = 0; i < n; i++)
         if (bench_ref_ok(refs[i], best)) k[(*kept)++] = v[i];
-    return *kept ? median_ms(k, *kept) : median_ms(v, n);
+    return *kept ? bench_median_ms(k, *kept) : bench_median_ms(v, n);
 }
 
 

@@ -12,24 +12,11 @@
 
 #include "devices/device.h"
 #include "vmm/bench_launch.h"
+#include "vmm/bench_results.h"
 #include "vmm/spawn.h"
 
 #define INITRD "build/linux/initrd.cpio"
 #define OUT_LEN 16384
-
-static double median_of(const double *v, unsigned n) {
-    double s[LAUNCH_MAX_ROUNDS];
-    unsigned k = 0;
-    for (unsigned i = 0; i < n; i++)
-        if (v[i] >= 0) s[k++] = v[i];
-    if (!k) return -1;
-    for (unsigned i = 1; i < k; i++)
-        for (unsigned j = i; j > 0 && s[j - 1] > s[j]; j--) {
-            double t = s[j];
-            s[j] = s[j - 1], s[j - 1] = t;
-        }
-    return k % 2 ? s[k / 2] : (s[k / 2 - 1] + s[k / 2]) / 2;
-}
 
 /* "exec 1.2, options 0.3, ..." into the kind's phases, for launch `r`. */
 static void add_phases(struct launch_kind *k, const char *list, unsigned r) {
@@ -43,7 +30,7 @@ static void add_phases(struct launch_kind *k, const char *list, unsigned r) {
         while (i < k->nphases && strcmp(k->phase[i], name) != 0) i++;
         if (i == k->nphases && k->nphases < LAUNCH_MAX_PHASES) {
             snprintf(k->phase[k->nphases], sizeof k->phase[0], "%s", name);
-            for (unsigned j = 0; j < LAUNCH_MAX_ROUNDS; j++) k->phase_ms[k->nphases][j] = -1;
+            for (unsigned j = 0; j < BENCH_MAX_ROUNDS; j++) k->phase_ms[k->nphases][j] = -1;
             k->nphases++;
         }
         if (i < k->nphases) k->phase_ms[i][r] = ms;
@@ -59,7 +46,8 @@ static void launch(const char *self, struct launch_kind *k, bool pvm, int r, cha
     snprintf(start, sizeof start, "%llu", (unsigned long long)(stats_now_ns() / 1000));
     char *argv[16] = {(char *)self, "run", "--kernel", (char *)k->kernel, "--initrd", INITRD, "--mem", "512M",
                       "--boot-markers", "--start-time-us", start, "--cmdline", "console=ttyS0 quiet exit=0"};
-    if (pvm && strcmp(k->name, "tiny guest") != 0) argv[13] = "--pvm-anyway";
+    unsigned argc = 13;
+    if (pvm && strcmp(k->name, "tiny guest") != 0) argv[argc++] = "--pvm-anyway";
     int rd;
     pid_t pid = spawn_piped(argv, NULL, false, &rd);
     if (pid < 0) {
@@ -89,12 +77,10 @@ static void launch(const char *self, struct launch_kind *k, bool pvm, int r, cha
     const char *unpacked = strstr(out, "kernel unpacked");
     const char *dec = unpacked ? strstr(unpacked, "(decoding ") : NULL;
     k->decode_ms[r] = dec ? strtod(dec + strlen("(decoding "), NULL) : -1;
-    const char *shared = strstr(out, "KiB of guest RAM are the files' pages");
-    if (shared) {
-        while (shared > out && shared[-1] != ' ') shared--; /* the size before it */
-        while (shared > out && shared[-1] == ' ') shared--;
-        while (shared > out && shared[-1] >= '0' && shared[-1] <= '9') shared--;
-        k->shared_kib = strtoul(shared, NULL, 10);
+    const char *shared = strstr(out, " KiB of guest RAM are the files' pages");
+    if (shared) { /* "bellhop: N KiB of ...": from the start of that line */
+        while (shared > out && shared[-1] != '\n') shared--;
+        sscanf(shared, "bellhop: %lu KiB", &k->shared_kib);
     }
 }
 
@@ -154,14 +140,14 @@ void bench_launch_run(const char *self, const char *tiny, unsigned rounds, bool 
     *l = (struct bench_launch){.lz4_ms = -1, .loader_ms = -1};
     static const char *const names[LAUNCH_KINDS] = {"tiny guest", "vmlinux (PVH)", "bzImage"};
     const char *kernels[LAUNCH_KINDS] = {tiny, "build/linux/vmlinux", "build/linux/bzImage"};
-    if (rounds > LAUNCH_MAX_ROUNDS) rounds = LAUNCH_MAX_ROUNDS;
+    if (rounds > BENCH_MAX_ROUNDS) rounds = BENCH_MAX_ROUNDS;
     char *out = malloc(OUT_LEN);
     if (!out) return;
     for (unsigned i = 0; i < LAUNCH_KINDS; i++) {
         struct launch_kind *k = &l->kind[i];
         k->name = names[i];
         k->kernel = kernels[i];
-        for (unsigned r = 0; r < LAUNCH_MAX_ROUNDS; r++) k->total_ms[r] = k->decode_ms[r] = -1;
+        for (unsigned r = 0; r < BENCH_MAX_ROUNDS; r++) k->total_ms[r] = k->decode_ms[r] = -1;
         if (access(k->kernel, R_OK) != 0 || access(INITRD, R_OK) != 0) {
             snprintf(k->error, sizeof k->error, "%s or %s missing (make linux-files)", k->kernel, INITRD);
             continue;
@@ -177,10 +163,10 @@ void bench_launch_run(const char *self, const char *tiny, unsigned rounds, bool 
     char payload[64];
     snprintf(payload, sizeof payload, "/tmp/bellhop-bench-payload-%d.lz4", (int)getpid());
     if (extract_payload("build/linux/bzImage", payload) == 0) {
-        double t[LAUNCH_MAX_ROUNDS];
+        double t[BENCH_MAX_ROUNDS];
         lz4_once(payload); /* warm */
         for (unsigned r = 0; r < rounds; r++) t[r] = lz4_once(payload);
-        l->lz4_ms = median_of(t, rounds);
+        l->lz4_ms = bench_median_ms(t, rounds);
         unlink(payload);
     }
     l->loader_ms = loader_ms(self, ghz, out);
@@ -194,10 +180,10 @@ void bench_launch_print(const struct bench_launch *l, bool as_json) {
         for (unsigned i = 0; i < LAUNCH_KINDS; i++) {
             const struct launch_kind *k = &l->kind[i];
             printf(", \"%s\": {\"launches\": %u, \"to_first_instruction_ms\": %.2f, \"decode_ms\": %.2f, "
-                   "\"shared_kib\": %lu, \"phases_ms\": {", key[i], k->n, median_of(k->total_ms, k->n),
-                   median_of(k->decode_ms, k->n), k->shared_kib);
+                   "\"shared_kib\": %lu, \"phases_ms\": {", key[i], k->n, bench_median_ms(k->total_ms, k->n),
+                   bench_median_ms(k->decode_ms, k->n), k->shared_kib);
             for (unsigned p = 0; p < k->nphases; p++)
-                printf("%s\"%s\": %.2f", p ? ", " : "", k->phase[p], median_of(k->phase_ms[p], k->n));
+                printf("%s\"%s\": %.2f", p ? ", " : "", k->phase[p], bench_median_ms(k->phase_ms[p], k->n));
             printf("}}");
         }
         printf("}, ");
@@ -211,12 +197,12 @@ void bench_launch_print(const struct bench_launch *l, bool as_json) {
             printf("  %-14s did not launch: %s\n", k->name, k->error[0] ? k->error : "no figure");
             continue;
         }
-        printf("  %-14s %7.2f ms:", k->name, median_of(k->total_ms, k->n));
+        printf("  %-14s %7.2f ms:", k->name, bench_median_ms(k->total_ms, k->n));
         for (unsigned p = 0; p < k->nphases; p++)
-            printf("%s %s %.2f", p ? "," : "", k->phase[p], median_of(k->phase_ms[p], k->n));
+            printf("%s %s %.2f", p ? "," : "", k->phase[p], bench_median_ms(k->phase_ms[p], k->n));
         if (k->shared_kib) printf(" (%lu KiB of RAM the files' pages)", k->shared_kib);
         printf("\n");
-        double dec = median_of(k->decode_ms, k->n);
+        double dec = bench_median_ms(k->decode_ms, k->n);
         if (dec > 0) {
             printf("  %-14s decoding its payload into guest RAM %.2f ms", "", dec);
             if (l->lz4_ms > 0)

@@ -6,18 +6,19 @@
 
 #include <stdbool.h>
 
+#include "vmm/bench_results.h" /* BENCH_MAX_ROUNDS: what --rounds allows */
+
 #define LAUNCH_KINDS 3 /* the tiny guest, vmlinux (PVH), bzImage; each with the test initrd */
-#define LAUNCH_MAX_ROUNDS 64
 #define LAUNCH_MAX_PHASES 12
 
 struct launch_kind {
     const char *name, *kernel;
     unsigned n;                          /* launches timed */
-    double total_ms[LAUNCH_MAX_ROUNDS];  /* process start to the first guest instruction */
+    double total_ms[BENCH_MAX_ROUNDS];  /* process start to the first guest instruction */
     unsigned nphases;
     char phase[LAUNCH_MAX_PHASES][16];
-    double phase_ms[LAUNCH_MAX_PHASES][LAUNCH_MAX_ROUNDS];
-    double decode_ms[LAUNCH_MAX_ROUNDS]; /* the bzImage's: its payload decoded into guest RAM */
+    double phase_ms[LAUNCH_MAX_PHASES][BENCH_MAX_ROUNDS];
+    double decode_ms[BENCH_MAX_ROUNDS]; /* the bzImage's: its payload decoded into guest RAM */
     unsigned long shared_kib;            /* guest RAM that is the files' pages */
     char error[200];                     /* why it did not launch, if it did not */
 };

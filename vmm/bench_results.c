@@ -14,6 +14,14 @@ unsigned long long bench_median(unsigned long long *v, unsigned n) {
     return n ? v[n / 2] : 0;
 }
 
+double bench_median_ms(const double *v, unsigned n) {
+    unsigned long long us[BENCH_MAX_ROUNDS];
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && i < BENCH_MAX_ROUNDS; i++)
+        if (v[i] >= 0) us[k++] = (unsigned long long)(v[i] * 1000);
+    return k ? (double)bench_median(us, k) / 1000 : -1;
+}
+
 const struct bench_result *bench_find(const struct bench_run *run, const char *kind) {
     for (unsigned i = 0; i < run->nr; i++)
         if (strcmp(run->r[i].kind, kind) == 0) return &run->r[i];

@@ -45,5 +45,8 @@ bool bench_ref_ok(unsigned long long ref, unsigned long long best);
 const struct bench_result *bench_find(const struct bench_run *run, const char *kind);
 /* Sorts v. */
 unsigned long long bench_median(unsigned long long *v, unsigned n);
+/* The median of the figures in v[0..n) that are not negative (-1: that round has none), to the
+ * microsecond; -1 when none is. n is at most BENCH_MAX_ROUNDS. */
+double bench_median_ms(const double *v, unsigned n);
 
 #endif

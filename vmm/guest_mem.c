@@ -5,6 +5,12 @@
 
 #define PAGE 4096ull
 
+/* The whole pages inside [gpa, gpa+len): *head bytes before them, their length returned. */
+static uint64_t whole_pages(uint64_t gpa, uint64_t len, uint64_t *head) {
+    *head = (PAGE - gpa % PAGE) % PAGE;
+    return len > *head ? (len - *head) & ~(PAGE - 1) : 0;
+}
+
 static bool in_files(const struct gm_files *f, uint64_t gpa, uint64_t len) {
     for (unsigned i = 0; f && i < f->n; i++)
         if (gpa < f->range[i].gpa + f->range[i].len && f->range[i].gpa < gpa + len) return true;
@@ -15,7 +21,7 @@ bool gm_write_file(const struct guest_mem *gm, uint64_t gpa, const uint8_t *imag
                    uint64_t off, uint64_t len) {
     if (!gm_valid(gm, gpa, len) || off > image_len || len > image_len - off) return false;
     struct gm_files *f = gm->files;
-    uint64_t head = (PAGE - gpa % PAGE) % PAGE, pages = len > head ? (len - head) & ~(PAGE - 1) : 0;
+    uint64_t head, pages = whole_pages(gpa, len, &head);
     if (fd < 0 || !f || f->n == GM_MAX_FILE_RANGES || (gpa - off) % PAGE || pages == 0)
         return gm_write(gm, gpa, image + off, len);
     uint8_t *at = gm->host + gpa + head;
@@ -34,7 +40,7 @@ bool gm_write_file(const struct guest_mem *gm, uint64_t gpa, const uint8_t *imag
 bool gm_zero(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
     uint8_t *p = gm_ptr(gm, gpa, len);
     if (!p) return false;
-    uint64_t head = (PAGE - gpa % PAGE) % PAGE, pages = len > head ? (len - head) & ~(PAGE - 1) : 0;
+    uint64_t head, pages = whole_pages(gpa, len, &head);
     /* Only the VMM's private anonymous RAM reads as zeros once dropped (a file's page would
      * read as the file again). */
     if (!gm->files || !pages || in_files(gm->files, gpa + head, pages) ||

@@ -67,7 +67,6 @@ static void on_break(async_dispatcher_t *loop, async_wait_t *wait, zx_status_t s
                      const zx_packet_signal_t *signal) {
     (void)loop, (void)signal;
     struct image_leases *l = container_of(wait, struct image_leases, wait);
-    l->waiting = false;
     if (status != ZX_OK) return;
     uint64_t count;
     if (read(break_efd, &count, sizeof count) < 0) { /* another machine's loop took it: breaks are shared */
@@ -84,8 +83,7 @@ int image_leases_watch(struct image_leases *l, async_dispatcher_t *loop, void (*
     if (l->n == 0) return 0;
     if (zx_fd_create(break_efd, 0, &l->handle) != ZX_OK) return -1;
     l->wait = (async_wait_t){.handler = on_break, .object = l->handle, .trigger = ZX_FD_READABLE};
-    l->waiting = async_begin_wait(loop, &l->wait) == ZX_OK;
-    return l->waiting ? 0 : -1;
+    return async_begin_wait(loop, &l->wait) == ZX_OK ? 0 : -1;
 }
 
 void image_leases_release(struct image_leases *l) {

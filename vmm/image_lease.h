@@ -25,7 +25,6 @@ struct image_leases {
     void *arg;
     zx_handle_t handle; /* the break signal's eventfd, waited on by the loop */
     async_wait_t wait;
-    bool waiting;
 };
 
 void image_leases_init(struct image_leases *l);

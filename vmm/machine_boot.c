@@ -11,7 +11,6 @@
 #include <zircon/syscalls.h>
 
 #include "devices/uart16550.h"
-#include "devices/virtio.h"
 #include "firmware/acpi.h"
 #include "vmm/file_map.h"
 #include "firmware/vmgenid.h"
@@ -65,15 +64,15 @@ static int copy_guarded(struct machine *m, const char *what, const char *path, c
     return r;
 }
 
-struct load_error {
-    char text[400];
+struct kernel_load {
     int fd; /* the kernel file, to share its pages (-1: copy) */
+    char text[400]; /* why it was refused */
 };
 
 /* A kernel whose code lies where a PVM host keeps its own (vmm/kvm_host.h) would run only
  * through KVM's emulator, slowly, until an instruction it lacks stops it: refused before it
  * runs, unless the user insists. */
-static bool refused_on_pvm(const struct machine *m, uint64_t lo, uint64_t hi, struct load_error *e) {
+static bool refused_on_pvm(const struct machine *m, uint64_t lo, uint64_t hi, struct kernel_load *e) {
     if (m->host != KVM_HOST_PVM || m->cfg->pvm_anyway || kvm_host_pvm_can_run(lo, hi)) return false;
     snprintf(e->text, sizeof e->text,
              "linked at %#" PRIx64 ", in the top 2 GiB that a PVM host keeps for itself: this host's KVM is PVM, "
@@ -84,7 +83,7 @@ static bool refused_on_pvm(const struct machine *m, uint64_t lo, uint64_t hi, st
 }
 
 static int load_kernel_image(struct machine *m, const struct file_map *kernel, void *arg) {
-    struct load_error *e = arg;
+    struct kernel_load *e = arg;
     if (!bzimage_detect(kernel->data, kernel->len)) {
         int r = pvh_load_elf(kernel->data, kernel->len, e->fd, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, e->text,
                              sizeof e->text);
@@ -115,7 +114,7 @@ static int load_kernel_image(struct machine *m, const struct file_map *kernel, v
 int machine_load_kernel(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     struct file_map kernel;
-    struct load_error e;
+    struct kernel_load e;
     if (map_file(m, "kernel", cfg->kernel, cfg->mem, &kernel, &e.fd) != 0) return -1;
     int r = copy_guarded(m, "kernel", cfg->kernel, &kernel, load_kernel_image, &e);
     file_map_close(&kernel);
@@ -152,9 +151,7 @@ static void unshare_files(void *arg) {
             fprintf(stderr, "bellhop: a kernel or initrd file is being changed and %s: the guest may see it\n", err);
             return;
         }
-        struct virtio_dev *vd;
-        for (unsigned i = 0; (vd = machine_device(m, i)); i++)
-            if (vd->ops->quiesce) vd->ops->quiesce(vd);
+        machine_quiesce_devices(m);
         pthread_mutex_lock(&m->lock);
         bool all_parked = true;
         for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)

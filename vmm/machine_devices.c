@@ -161,6 +161,12 @@ struct virtio_dev *machine_device(struct machine *m, unsigned i) {
     return i < m->nvirtio ? virtio_mmio_dev(m->virtio[i]) : NULL;
 }
 
+void machine_quiesce_devices(struct machine *m) {
+    struct virtio_dev *vd;
+    for (unsigned i = 0; (vd = machine_device(m, i)); i++)
+        if (vd->ops->quiesce) vd->ops->quiesce(vd);
+}
+
 void machine_ctrl_alt_del(struct machine *m) { i8042_ctrl_alt_del(m->i8042); }
 
 void machine_devices_destroy(struct machine *m) {

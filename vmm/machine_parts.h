@@ -163,6 +163,9 @@ int machine_boot_setup(struct machine *m);
 /* From here on, a kernel or initrd file about to change first has guest RAM stop sharing its
  * pages (vmm/image_lease.h), on the loop. */
 int machine_watch_files(struct machine *m);
+/* Every device's requests in flight completed (their quiesce hooks): before guest RAM or
+ * the interrupt controllers are read or replaced with the vCPUs paused. */
+void machine_quiesce_devices(struct machine *m);
 /* The boot vCPU's registers for its entry: PVH's start_info in EBX, or for a bzImage the zero
  * page in RSI and long mode. */
 zx_status_t machine_boot_registers(struct machine *m, zx_handle_t vcpu);

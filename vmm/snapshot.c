@@ -101,9 +101,7 @@ int machine_snapshot(struct machine *m, const char *config_json, const char *sta
         return snprintf(err, errlen, "%s is the memory file this VM runs on; write to another", mem_path), -1;
     /* Requests still in the kernel's hands (virtio-blk's) completed first: the interrupts they
      * raise must be in the interrupt controllers' and vCPUs' state saved next. */
-    struct virtio_dev *vd;
-    for (unsigned i = 0; (vd = machine_device(m, i)); i++)
-        if (vd->ops->quiesce) vd->ops->quiesce(vd);
+    machine_quiesce_devices(m);
     unsigned ncpus;
     if (save_cpus(m, &ncpus, err, errlen) != 0) return -1;
     struct snapshot_writer w;
