@@ -46,22 +46,32 @@ bool bzimage_detect(const uint8_t *image, size_t len) {
     return len > OFF_MAGIC + 4 && memcmp(image + OFF_MAGIC, "HdrS", 4) == 0;
 }
 
-int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, bool unpack,
-                 uint64_t random, struct bzimage_kernel *k, char *err, size_t errlen) {
-    memset(k, 0, sizeof *k);
+/* Where the protected-mode kernel starts in the file. */
+static uint64_t pm_offset(const uint8_t *image) {
+    unsigned setup_sects = image[OFF_SETUP_SECTS] ? image[OFF_SETUP_SECTS] : 4;
+    return (setup_sects + 1ull) * 512;
+}
+
+int bzimage_check(const uint8_t *image, size_t len, char *err, size_t errlen) {
     if (len < 0x270 || !bzimage_detect(image, len)) return FAIL("not a bzImage (no HdrS setup header)");
     uint16_t version = rd16(image + OFF_VERSION);
     if (version < 0x020c) return FAIL("boot protocol %u.%02u is too old (2.12 or later has the 64-bit entry)",
                                       version >> 8, version & 0xff);
     if (!(image[OFF_LOADFLAGS] & LOADED_HIGH) || !(rd16(image + OFF_XLOADFLAGS) & XLF_KERNEL_64))
         return FAIL("kernel has no 64-bit entry point");
-    unsigned setup_sects = image[OFF_SETUP_SECTS] ? image[OFF_SETUP_SECTS] : 4;
-    uint64_t pm_off = (setup_sects + 1ull) * 512;
-    if (pm_off >= len) return FAIL("truncated bzImage (no protected-mode kernel)");
-    uint64_t pm_len = len - pm_off;
+    if (pm_offset(image) >= len) return FAIL("truncated bzImage (no protected-mode kernel)");
+    uint64_t align = rd32(image + OFF_KERNEL_ALIGNMENT), load = rd64(image + OFF_PREF_ADDRESS);
+    if (align == 0 || (align & (align - 1)) || load % align) return FAIL("bad kernel alignment in the setup header");
+    return 0;
+}
+
+int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, bool unpack,
+                 uint64_t random, struct bzimage_kernel *k, char *err, size_t errlen) {
+    memset(k, 0, sizeof *k);
+    if (bzimage_check(image, len, err, errlen) != 0) return -1;
+    uint64_t pm_off = pm_offset(image), pm_len = len - pm_off;
     uint64_t init_size = rd32(image + OFF_INIT_SIZE), align = rd32(image + OFF_KERNEL_ALIGNMENT);
     uint64_t load = rd64(image + OFF_PREF_ADDRESS);
-    if (align == 0 || (align & (align - 1)) || load % align) return FAIL("bad kernel alignment in the setup header");
     if (init_size < pm_len) init_size = pm_len;
     struct bzimage_unpacked *u = &k->unpacked;
     int r = unpack ? bzimage_unpack(image, len, gm, min_paddr, align, random, u, err, errlen)

@@ -30,7 +30,10 @@ struct bzimage_kernel {
 
 /* Is this a bzImage (the "HdrS" setup header)? */
 bool bzimage_detect(const uint8_t *image, size_t len);
-/* Loads the kernel: with `unpack`, the kernel proper unpacked in place at or above min_paddr
+/* Checks the setup header against the file (magic, protocol version, 64-bit entry, sizes,
+ * alignment) without loading anything: 0, or -1 with a one-line reason. */
+int bzimage_check(const uint8_t *image, size_t len, char *err, size_t errlen);
+/* Checks it (bzimage_check), then loads the kernel: with `unpack`, the kernel proper unpacked in place at or above min_paddr
  * and entered at its startup_64 (firmware/bzimage_unpack.h) when bellhop can, randomized by
  * `random` (0: not); otherwise the protected-mode kernel, whose decompressor then runs in the
  * guest. On failure -1 and a one-line reason. */

@@ -426,7 +426,9 @@ void kmain(const struct hvm_start_info *si) {
     if (strstr_word(cmdline, "triple-fault")) {
         printf("guest: triple-faulting on purpose\n");
         static const struct { uint16_t limit; uint64_t base; } __attribute__((packed)) no_idt = {0, 0};
-        __asm__ volatile("lidt %0; int3" ::"m"(no_idt));
+        /* #UD, which the CPU raises: on PVM a software interrupt (INT3, INT n) goes to KVM's
+         * emulator, which stops a guest not built for PVM before any fault is delivered */
+        __asm__ volatile("lidt %0; ud2" ::"m"(no_idt));
     }
     if (strstr_word(cmdline, "unemulatable")) {
         printf("guest: asking KVM to emulate cmpxchg16b\n");

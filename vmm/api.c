@@ -60,12 +60,13 @@ static void answer_json(struct api *a, struct api_ticket t, int status, json_t *
 }
 
 __attribute__((format(printf, 3, 4))) static void fault(struct api *a, struct api_ticket t, const char *fmt, ...) {
-    char msg[400];
+    char *msg; /* whole, however long: a reason names paths */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
     va_end(ap);
-    answer_json(a, t, 400, json_pack("{s:s}", "fault_message", msg));
+    answer_json(a, t, 400, json_pack("{s:s}", "fault_message", msg ? msg : "out of memory"));
+    free(msg);
 }
 
 static const char *state_name(struct api *a) {

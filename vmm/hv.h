@@ -86,6 +86,7 @@ struct guest {
     int kvm, vm;
     int run_size;
     struct kvm_cpuid2 *cpuid;
+    bool irqchip, pit; /* made (guest_irqchip) (lock) */
     pthread_rwlock_t lock;
     struct mem_region regions[GUEST_MAX_REGIONS];
     unsigned nregions;
@@ -189,6 +190,10 @@ void bell_wake_waiters(struct guest *g);
 int vcpu_state_parse(const void *buf, size_t size, const uint8_t *found[VCPU_STATE_RECORDS],
                      uint32_t lens[VCPU_STATE_RECORDS], char *err, size_t errlen);
 
+/* guest.c: makes the in-kernel interrupt controllers and PIT if they are not yet (after RAM:
+ * see there); _locked with g->lock held for writing. */
+zx_status_t guest_irqchip(struct guest *g);
+zx_status_t guest_irqchip_locked(struct guest *g);
 /* vcpu.c: records why a call on v failed (bellhop_vcpu_last_error) and returns st. */
 __attribute__((format(printf, 3, 4))) zx_status_t vcpu_failed(struct vcpu *v, zx_status_t st, const char *fmt, ...);
 /* vcpu.c: the vCPU behind h, referenced, when it is the calling thread's (else ZX_ERR_BAD_STATE). */

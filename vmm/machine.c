@@ -2,6 +2,7 @@
  * threading model). */
 #include <errno.h>
 #include <lib/async-loop/default.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -26,16 +27,24 @@
 #include "vmm/terminal.h"
 #include "vmm/timeline.h"
 
-static _Thread_local char last_error[256];
+/* Room for the longest reason: a path (PATH_MAX) and the words around it, of which the longest
+ * (a kernel refused on PVM) are some 300 bytes. stderr gets the line without this copy. */
+static _Thread_local char last_error[PATH_MAX + 1024];
 
 const char *machine_last_error(void) { return last_error; }
 
 int machine_fail(const char *fmt, ...) {
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
+    va_copy(again, ap);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "bellhop: %s\n", last_error);
+    flockfile(stderr);
+    fputs("bellhop: ", stderr);
+    vfprintf(stderr, fmt, again);
+    fputc('\n', stderr);
+    funlockfile(stderr);
+    va_end(again);
     return -1;
 }
 

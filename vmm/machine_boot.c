@@ -13,6 +13,7 @@
 #include "devices/uart16550.h"
 #include "firmware/acpi.h"
 #include "vmm/file_map.h"
+#include "vmm/kernel_load.h"
 #include "firmware/vmgenid.h"
 #include "vmm/machine_parts.h"
 
@@ -64,41 +65,18 @@ static int copy_guarded(struct machine *m, const char *what, const char *path, c
     return r;
 }
 
-struct kernel_load {
-    int fd; /* the kernel file, to share its pages (-1: copy) */
-    char text[400]; /* why it was refused */
+struct kernel_file {
+    struct kernel_load_opts opts;
+    char text[KERNEL_LOAD_ERR_MAX]; /* why it was refused */
 };
 
-/* A kernel whose code lies where a PVM host keeps its own (vmm/kvm_host.h) would run only
- * through KVM's emulator, slowly, until an instruction it lacks stops it: refused before it
- * runs, unless the user insists. */
-static bool refused_on_pvm(const struct machine *m, uint64_t lo, uint64_t hi, struct kernel_load *e) {
-    if (m->host != KVM_HOST_PVM || m->cfg->pvm_anyway || kvm_host_pvm_can_run(lo, hi)) return false;
-    snprintf(e->text, sizeof e->text,
-             "linked at %#" PRIx64 ", in the top 2 GiB that a PVM host keeps for itself: this host's KVM is PVM, "
-             "which runs only kernels built for it (CONFIG_PVM_GUEST); run it in the nested KVM host "
-             "(BELLHOP_RUN_WHERE=nested scripts/run.sh build/bellhop run ...), or try it here with --pvm-anyway",
-             lo > KVM_HOST_PVM_RESERVED ? lo : (uint64_t)KVM_HOST_PVM_RESERVED); /* where it enters that range */
-    return true;
-}
-
 static int load_kernel_image(struct machine *m, const struct file_map *kernel, void *arg) {
-    struct kernel_load *e = arg;
-    if (!bzimage_detect(kernel->data, kernel->len)) {
-        int r = pvh_load_elf(kernel->data, kernel->len, e->fd, &m->env.mem, LAYOUT_KERNEL_MIN, &m->kernel, e->text,
-                             sizeof e->text);
-        return r == 0 && refused_on_pvm(m, m->kernel.vaddr_lo, m->kernel.vaddr_hi, e) ? -1 : r;
-    }
-    /* The 64-bit boot protocol's kernel is x86-64 Linux, linked in the top 2 GiB
-     * (__START_KERNEL_map): no need to unpack it to know. */
-    if (refused_on_pvm(m, KVM_HOST_PVM_RESERVED, UINT64_MAX, e)) return -1;
-    m->bzimage = true;
+    struct kernel_file *e = arg;
     uint64_t t0 = stats_now_ns();
-    int r = bzimage_load(kernel->data, kernel->len, &m->env.mem, LAYOUT_KERNEL_MIN, !m->cfg->guest_decompress,
-                         bzimage_kaslr_random(m->cfg->cmdline), &m->bz, e->text, sizeof e->text);
-    m->kernel = (struct pvh_kernel){.entry = m->bz.entry, .end = m->bz.end, .is_linux = true};
-    const struct bzimage_unpacked *u = &m->bz.unpacked;
-    if (r == 0 && u->format && m->cfg->boot_markers) {
+    int r = kernel_load(kernel->data, kernel->len, &m->env.mem, LAYOUT_KERNEL_MIN, &e->opts, &m->loaded, e->text,
+                        sizeof e->text);
+    const struct bzimage_unpacked *u = &m->loaded.bz.unpacked;
+    if (r == 0 && m->loaded.bzimage && u->format && m->cfg->boot_markers) {
         uint64_t t1 = stats_now_ns();
         char where[40] = "not randomized";
         if (u->kaslr) snprintf(where, sizeof where, "KASLR %+" PRId64 " MiB", (int64_t)(u->virt_offset >> 20));
@@ -111,19 +89,31 @@ static int load_kernel_image(struct machine *m, const struct file_map *kernel, v
     return r;
 }
 
+/* The host's kind as the kernel's loader sees it. */
+static enum kvm_host_kind loader_host(const struct machine *m) {
+#ifdef BELLHOP_TEST_HOOKS
+    /* Test hook (bellhop_run, on build/bellhop-hooks only): this host taken for PVM, so that
+     * what a PVM host answers is tested end to end on every host. */
+    const char *as = getenv("BELLHOP_HOST_AS");
+    if (as && strcmp(as, "pvm") == 0) return KVM_HOST_PVM;
+#endif
+    return m->host;
+}
+
 int machine_load_kernel(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     struct file_map kernel;
-    struct kernel_load e;
-    if (map_file(m, "kernel", cfg->kernel, cfg->mem, &kernel, &e.fd) != 0) return -1;
+    struct kernel_file e = {.opts = {.host = loader_host(m), .pvm_anyway = cfg->pvm_anyway,
+                                     .unpack = !cfg->guest_decompress, .random = bzimage_kaslr_random(cfg->cmdline)}};
+    if (map_file(m, "kernel", cfg->kernel, cfg->mem, &kernel, &e.opts.fd) != 0) return -1;
     int r = copy_guarded(m, "kernel", cfg->kernel, &kernel, load_kernel_image, &e);
     file_map_close(&kernel);
     if (r == FILE_MAP_SHRANK) return -1;
     if (r != 0) return machine_fail("kernel %s: %s", cfg->kernel, e.text);
-    m->cpus[0].entry = m->kernel.entry;
+    m->cpus[0].entry = m->loaded.kernel.entry;
     /* Linux finds virtio devices on PCI and starts its other CPUs itself. */
-    m->linux_smp = m->kernel.is_linux;
-    m->virtio_pci = m->kernel.is_linux;
+    m->linux_smp = m->loaded.kernel.is_linux;
+    m->virtio_pci = m->loaded.kernel.is_linux;
     return 0;
 }
 
@@ -174,7 +164,7 @@ int machine_watch_files(struct machine *m) {
 
 int machine_boot_setup(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
-    struct pvh_kernel k = m->kernel;
+    struct pvh_kernel k = m->loaded.kernel;
     uint64_t kend = k.end;
 
     struct pvh_module mods[2];
@@ -196,7 +186,8 @@ int machine_boot_setup(struct machine *m) {
         if (map_file(m, "initrd", cfg->initrd, cfg->mem, &initrd, &place.fd) != 0) return -1;
         size_t ilen = initrd.len;
         uint64_t top = cfg->mem;
-        if (m->bzimage && top > (uint64_t)m->bz.initrd_addr_max + 1) top = (uint64_t)m->bz.initrd_addr_max + 1;
+        uint64_t initrd_top = (uint64_t)m->loaded.bz.initrd_addr_max + 1;
+        if (m->loaded.bzimage && top > initrd_top) top = initrd_top;
         uint64_t at = (top - ilen) & ~0xfffull;
         if (ilen > top || at < kend) {
             file_map_close(&initrd);
@@ -212,9 +203,9 @@ int machine_boot_setup(struct machine *m) {
     reset_vector_stub(&m->env.mem);
     if (!vmgenid_renew(&m->env.mem)) return machine_fail("cannot make the VM generation ID (no randomness?)");
     if (!rsdp) return machine_fail("cannot build the ACPI tables");
-    if (m->bzimage) {
+    if (m->loaded.bzimage) {
         uint64_t initrd = nmods ? mods[nmods - 1].paddr : 0, initrd_size = nmods ? mods[nmods - 1].size : 0;
-        if (bzimage_write_boot_params(&m->env.mem, &m->bz, cfg->cmdline, initrd, initrd_size, rsdp) != 0)
+        if (bzimage_write_boot_params(&m->env.mem, &m->loaded.bz, cfg->cmdline, initrd, initrd_size, rsdp) != 0)
             return machine_fail("command line too long for this kernel");
     } else if (pvh_write_start_info(&m->env.mem, LAYOUT_START_INFO, cfg->cmdline, mods, nmods, rsdp) != 0) {
         return machine_fail("command line too long (at most 4095 bytes)");
@@ -227,7 +218,7 @@ zx_status_t machine_boot_registers(struct machine *m, zx_handle_t vcpu) {
     zx_vcpu_state_t r;
     zx_status_t st = zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
     if (st != ZX_OK) return st;
-    if (m->bzimage) {
+    if (m->loaded.bzimage) {
         r.rsi = BOOT_ZERO_PAGE_ADDR;
         st = bellhop_vcpu_set_long_mode(vcpu, BOOT_PML4_ADDR, BOOT_GDT_ADDR, 4 * 8 - 1);
         if (st != ZX_OK) return st;

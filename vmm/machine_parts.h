@@ -29,6 +29,7 @@
 #include "firmware/fdt.h"
 #include "firmware/pvh.h"
 #include "vmm/image_lease.h"
+#include "vmm/kernel_load.h"
 #include "vmm/kvm_host.h"
 #include "vmm/machine.h"
 
@@ -120,12 +121,10 @@ struct machine {
     struct bench_bell *bench_bell;
     bool linux_smp; /* CPUs 1.. wait for INIT/SIPI from the guest's own LAPIC */
     bool virtio_pci; /* virtio devices on PCI rather than virtio-mmio */
-    struct pvh_kernel kernel;
-    bool bzimage;                 /* booted through the Linux boot protocol, not PVH */
+    struct kernel_loaded loaded;  /* the kernel, and how it boots */
     /* --boot-markers: where setup's time went, phase by phase ("vm 20.3, memory 4.1, ...") */
     uint64_t setup_last_ns;
     char setup_phases[160];
-    struct bzimage_kernel bz;
     struct gm_files mem_files;    /* env.mem.files when RAM can take the kernel's and initrd's pages */
     struct image_leases leases;   /* on those files, while RAM shares their pages */
     struct pci_bus pci;

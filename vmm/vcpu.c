@@ -223,9 +223,10 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
     pthread_mutex_init(&v->err_lock, NULL);
     v->guest = g; /* takes the reference */
     v->id = id;
-    v->fd = ioctl(g->vm, KVM_CREATE_VCPU, (unsigned long)id);
+    st = guest_irqchip(g); /* KVM gives a vCPU its LAPIC only if the irqchip came first */
+    v->fd = st == ZX_OK ? ioctl(g->vm, KVM_CREATE_VCPU, (unsigned long)id) : -1;
     v->tid = (pid_t)syscall(SYS_gettid);
-    st = v->fd >= 0 ? ZX_OK : ZX_ERR_NO_RESOURCES;
+    if (st == ZX_OK && v->fd < 0) st = ZX_ERR_NO_RESOURCES;
     if (st == ZX_OK) {
         v->run = mmap(NULL, (size_t)g->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
         if (v->run == MAP_FAILED) {

@@ -284,6 +284,11 @@ zx_status_t bellhop_guest_save(zx_handle_t handle, void *buf, size_t size, size_
     struct guest *g;
     zx_status_t st = guest_get(handle, ZX_RIGHT_INSPECT, &g);
     if (st != ZX_OK) return st;
+    st = guest_irqchip(g);
+    if (st != ZX_OK) {
+        object_unref(&g->obj);
+        return st;
+    }
     struct rec_writer w = {.buf = buf, .size = buf && actual ? size : 0};
     bool ok = buf && actual;
     for (size_t i = 0; ok && i < NGUEST_RECORDS; i++) {
@@ -317,6 +322,7 @@ zx_status_t bellhop_guest_restore(zx_handle_t handle, const void *buf, size_t si
     struct guest *g;
     zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
     if (st != ZX_OK) return st;
+    st = guest_irqchip(g);
     const uint8_t *found[NGUEST_RECORDS] = {0};
     const uint8_t *p = buf, *end = p + (buf ? size : 0), *data;
     struct rec_hdr h;

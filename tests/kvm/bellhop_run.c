@@ -420,6 +420,54 @@ TEST_TIMEOUT(a_stock_linux_kernel_is_refused_on_pvm, 120) {
               "%s", out);
 }
 
+static void expect_one_line_error(int status, const char *words);
+
+/* The same refusal on every host, with this one taken for PVM (build/bellhop-hooks): the
+ * longest of bellhop's messages, whole, naming a kernel at a long path; and a broken file
+ * still refused for what is wrong with it. */
+TEST_TIMEOUT(a_kernel_refused_on_pvm_gets_one_whole_line_and_a_broken_one_its_own_reason, 120) {
+    char dir[PATH_MAX] = "/tmp/bellhop-test-pvm-XXXXXX", path[PATH_MAX];
+    CHECK(mkdtemp(dir) != NULL);
+    char name[201];
+    memset(name, 'k', 200);
+    name[200] = 0;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK_EQ(mkdir(path, 0700), 0);
+    snprintf(path + strlen(path), sizeof path - strlen(path), "/%s", name); /* a kernel at 428 bytes of path */
+    static uint8_t bz[8192];
+    memset(bz, 0, sizeof bz);
+    memcpy(bz + 0x202, "HdrS", 4);
+    bz[0x1f1] = 1, bz[0x206] = 0x0f, bz[0x207] = 0x02, bz[0x211] = 1, bz[0x236] = 1; /* 2.15, 64-bit */
+    bz[0x232] = 0x20;                                                                  /* aligned to 2 MiB */
+    bz[0x25a] = 0x20;                                                                  /* at 2 MiB */
+    FILE *f = fopen(path, "w");
+    CHECK(f && fwrite(bz, 1, sizeof bz, f) == sizeof bz);
+    fclose(f);
+    setenv("BELLHOP_HOST_AS", "pvm", 1);
+    use_hooks = true;
+    int status = RUN("--kernel", path);
+    char want[PATH_MAX + 512];
+    snprintf(want, sizeof want,
+             "bellhop: kernel %s: linked at 0xffffffff80000000, in the top 2 GiB that a PVM host keeps for itself: "
+             "this host's KVM is PVM, which runs only kernels built for it (CONFIG_PVM_GUEST); run it in the nested "
+             "KVM host (BELLHOP_RUN_WHERE=nested scripts/run.sh build/bellhop run ...), or try it here with "
+             "--pvm-anyway\n",
+             path);
+    CHECK_MSG(status == 1 && strcmp(out, want) == 0, "status %d: %s", status, out);
+    bz[0x206] = 0x01; /* 2.01: no 64-bit entry */
+    f = fopen(path, "w");
+    CHECK(f && fwrite(bz, 1, sizeof bz, f) == sizeof bz);
+    fclose(f);
+    status = RUN("--kernel", path);
+    use_hooks = false;
+    unsetenv("BELLHOP_HOST_AS");
+    expect_one_line_error(status, "boot protocol 2.01 is too old");
+    unlink(path);
+    *strrchr(path, '/') = 0;
+    rmdir(path);
+    rmdir(dir);
+}
+
 TEST_TIMEOUT(an_instruction_kvm_cannot_emulate_is_named, 120) {
     /* CMPXCHG16B on MMIO: KVM's emulator lacks it (PVM stops stock kernels on it) */
     CHECK_EQ(RUN("--cmdline", "unemulatable"), 1);
@@ -708,7 +756,8 @@ TEST_TIMEOUT(the_shipped_binary_has_no_test_hooks, 120) {
     size_t n = fread(image, 1, sizeof image, f);
     fclose(f);
     CHECK_MSG(n > 0 && n < sizeof image, "%zu bytes", n);
-    CHECK_MSG(!memmem(image, n, "BELLHOP_LOAD_PROBE", 18) && !memmem(image, n, "BELLHOP_SANDBOX_PROBE", 21),
+    CHECK_MSG(!memmem(image, n, "BELLHOP_LOAD_PROBE", 18) && !memmem(image, n, "BELLHOP_SANDBOX_PROBE", 21) &&
+                  !memmem(image, n, "BELLHOP_HOST_AS", 15),
               "%s names a test hook", bellhop);
     /* and so the variables change nothing: the kernel file stays whole, no probe runs */
     char copy[] = "/tmp/bellhop-test-kernel-XXXXXX";

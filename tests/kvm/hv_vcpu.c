@@ -21,7 +21,7 @@ GUEST_SNIPPET(triple_fault_guest,
     "    movw $0, 0x3900\n"               /* an empty IDT */
     "    movl $0, 0x3902\n"
     "    lidt 0x3900\n"
-    "    int3\n");
+    "    ud2\n");                          /* raised by the CPU: an INT3 would go to PVM's emulator */
 
 static void *enter_elsewhere(void *arg) {
     zx_port_packet_t p;

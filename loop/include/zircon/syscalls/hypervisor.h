@@ -57,6 +57,11 @@ static_assert(sizeof(zx_vcpu_mem_t) == 16, "zx_vcpu_mem_t");
  *    is added with zx_guest_map_memory: the guest allocates it (anonymous, 2 MiB-aligned,
  *    MADV_HUGEPAGE), owns it, and unmaps it when it is destroyed. BELL and MEM traps are holes
  *    in that memory, as in Zircon: the trapped range stops being RAM.
+ *  - The KVM objects come in this order on every path: the VM, then the guest's RAM, then the
+ *    in-kernel interrupt controllers (PIC, IOAPIC, a LAPIC per vCPU) and PIT, made when the
+ *    first vCPU, irqfd, MSI route or saved interrupt-controller state needs them, then vCPUs.
+ *    Map RAM before any of those: on PVM, RAM registered after the irqchip costs 5-11 ms at
+ *    128 MiB (0.06-0.08 ms before it); KVM accepts RAM added later, at that price.
  *  - A new vCPU starts as a PVH entry does: 32-bit protected mode, flat 4 GiB CS/DS/ES/SS,
  *    paging off, EFLAGS = 0x2, EIP = entry. Its local APIC id is its creation index (0, 1..).
  *  - Bell traps are KVM ioeventfds. The first BELL_FAST_SLOTS (16) 4-byte-aligned addresses
@@ -97,7 +102,12 @@ static_assert(sizeof(zx_vcpu_mem_t) == 16, "zx_vcpu_mem_t");
  *        ZX_ERR_INTERNAL           KVM internal error: an instruction KVM could not emulate (PVM
  *                                  emulates every instruction a guest runs outside long mode,
  *                                  and lacks CMPXCHG16B and XSAVE/XRSTOR; hardware KVM only
- *                                  MMIO accesses), see bellhop_vcpu_failed_instruction
+ *                                  MMIO accesses), see bellhop_vcpu_failed_instruction. On PVM
+ *                                  a software interrupt (INT n, INT3) in a guest not built for
+ *                                  PVM ends here too, before any fault is delivered: KVM's
+ *                                  emulator takes them only in real mode; the report names the
+ *                                  instruction. Exceptions the CPU raises (UD2, #PF, ...) are
+ *                                  delivered, and an undeliverable one is a triple fault.
  *    bellhop_vcpu_last_error() describes the last failure (kind, address, RIP) in words.
  */
 #define BELLHOP_VCPU_CTL_PORT 0x4F0u
