@@ -44,7 +44,7 @@ Q := @
 endif
 
 LOOP_SRCS := $(wildcard loop/*.c)
-VMM_SRCS  := $(filter-out vmm/main.c vmm/sandbox_rules.c,$(wildcard vmm/*.c)) $(wildcard devices/*.c) $(wildcard firmware/*.c)
+VMM_SRCS  := $(wildcard base/*.c) $(filter-out vmm/main.c vmm/sandbox_rules.c,$(wildcard vmm/*.c)) $(wildcard devices/*.c) $(wildcard firmware/*.c)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 KVM_SRCS  := $(wildcard tests/kvm/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
@@ -225,7 +225,7 @@ build/linux/disk.img:
 	echo "from the host" > build/linux/disk-root/from-host.txt
 	rm -f $@ && mke2fs -q -t ext4 -d build/linux/disk-root $@ 8M
 
-$(B)/bench/api_bench: $(B)/obj/bench/api_bench.o
+$(B)/bench/api_bench: $(B)/obj/bench/api_bench.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
@@ -233,7 +233,7 @@ $(B)/bench/disk_bench: $(B)/obj/bench/disk_bench.o $(B)/libbellhop.a $(B)/libloo
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
-$(B)/bench/snapshot_bench: $(B)/obj/bench/snapshot_bench.o
+$(B)/bench/snapshot_bench: $(B)/obj/bench/snapshot_bench.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 

@@ -3,7 +3,7 @@
 # between nested boots, so a change is only judged against its baseline in the same boot.
 # Alternates the binaries (named a, b, c... in the output) ROUNDS times, each running
 # `bellhop bench --only PARTS`.
-#   bench/ab.sh [--rounds N] [--only PARTS] BELLHOP_A [BELLHOP_B...]
+#   [BELLHOP_RUN_WHERE=nested] bench/ab.sh [--rounds N] [--only PARTS] BELLHOP_A [BELLHOP_B...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3 only=traps
@@ -25,7 +25,7 @@ for bin in "$@"; do
     names+=("$name")
 done
 cmd="for i in \$(seq $rounds); do for x in ${names[*]}; do echo \"== \$x round \$i\"; $work/\$x bench --only $only; done; done"
-if build/tests/kvm-probe >/dev/null 2>&1; then
+if [ "${BELLHOP_RUN_WHERE:-auto}" != nested ] && build/tests/kvm-probe >/dev/null 2>&1; then
     exec bash -c "$cmd"
 fi
 files=(--file "$work" --file build/guest --file build/tests/kvm-probe)

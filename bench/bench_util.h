@@ -1,6 +1,6 @@
-/* What the benchmarks (api_bench, snapshot_bench, disk_bench, loop_bench) share: a
- * monotonic clock, medians, running a program with its output in a file made anew, looking
- * for a line in that file, and one request to bellhop's API. */
+/* What the benchmarks (api_bench, snapshot_bench, disk_bench, loop_bench) share: the
+ * project's clock in milliseconds, medians, running a program with its output in a file made
+ * anew, looking for a line in that file, and one request to bellhop's API. */
 #ifndef BELLHOP_BENCH_BENCH_UTIL_H
 #define BELLHOP_BENCH_BENCH_UTIL_H
 
@@ -14,14 +14,9 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <zircon/syscalls.h>
 
-static inline uint64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static inline double now_ms(void) { return (double)now_ns() / 1e6; }
+static inline double now_ms(void) { return (double)zx_clock_get_monotonic() / 1e6; }
 
 static inline int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

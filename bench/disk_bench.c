@@ -100,7 +100,7 @@ static bool run_host(const char *img, int round) {
         const struct phase *p = &phases[i];
         uint64_t blocks = (uint64_t)size / p->bytes, seed = 12345, next = 0, started[DEPTH] = {0};
         unsigned posted = 0, done = 0;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = zx_clock_get_monotonic();
         while (done < p->ops && ok) {
             for (unsigned slot = 0; posted < p->ops && posted - done < p->depth; posted++) {
                 while (started[slot]) slot++;
@@ -110,7 +110,7 @@ static bool run_host(const char *img, int round) {
                 if (p->write) io_uring_prep_write(sqe, fd, bufs[slot], p->bytes, at);
                 else io_uring_prep_read(sqe, fd, bufs[slot], p->bytes, at);
                 io_uring_sqe_set_data64(sqe, slot);
-                started[slot] = now_ns();
+                started[slot] = zx_clock_get_monotonic();
             }
             io_uring_submit(&ring);
             struct io_uring_cqe *cqe;
@@ -120,11 +120,11 @@ static bool run_host(const char *img, int round) {
             }
             unsigned slot = (unsigned)io_uring_cqe_get_data64(cqe);
             io_uring_cqe_seen(&ring, cqe);
-            if (done < 4096) lat[done] = now_ns() - started[slot];
+            if (done < 4096) lat[done] = zx_clock_get_monotonic() - started[slot];
             started[slot] = 0;
             done++;
         }
-        double s = (double)(now_ns() - t0) / 1e9;
+        double s = (double)(zx_clock_get_monotonic() - t0) / 1e9;
         unsigned n = done < 4096 ? done : 4096;
         qsort(lat, n, sizeof *lat, cmp_u64);
         results[HOST][i][round] = (struct result){done / s, (double)done * p->bytes / 1e6 / s, (double)lat[n / 2] / 1e3,

@@ -47,10 +47,10 @@ static double bellhop_receiver_rate(void) {
     async_loop_t *loop;
     must(async_loop_create(&kAsyncLoopConfigNeverAttachToThread, &loop) == ZX_OK, "loop");
     struct rx x = {.r = {.handler = rx_handler}, .left = iterations};
-    uint64_t t0 = now_ns();
+    uint64_t t0 = zx_clock_get_monotonic();
     async_queue_packet(async_loop_get_dispatcher(loop), &x.r, NULL);
     async_loop_run(loop, ZX_TIME_INFINITE, false);
-    uint64_t t1 = now_ns();
+    uint64_t t1 = zx_clock_get_monotonic();
     async_loop_destroy(loop);
     return iterations / ((t1 - t0) / 1e9);
 }
@@ -70,10 +70,10 @@ static double libuv_async_rate(void) {
     uv_loop_init(&loop);
     struct uvx x = {.left = iterations};
     uv_async_init(&loop, &x.a, on_uv_async);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = zx_clock_get_monotonic();
     uv_async_send(&x.a);
     uv_run(&loop, UV_RUN_DEFAULT);
-    uint64_t t1 = now_ns();
+    uint64_t t1 = zx_clock_get_monotonic();
     uv_loop_close(&loop);
     return iterations / ((t1 - t0) / 1e9);
 }
@@ -83,13 +83,13 @@ static double raw_eventfd_rate(long iterations) {
     struct epoll_event ev = {.events = EPOLLIN};
     must(epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) == 0, "epoll_ctl");
     uint64_t one = 1, v;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = zx_clock_get_monotonic();
     for (long i = 0; i < iterations; i++) {
         must(write(efd, &one, 8) == 8, "write");
         must(epoll_wait(ep, &ev, 1, -1) == 1, "epoll_wait");
         must(read(efd, &v, 8) == 8, "read");
     }
-    uint64_t t1 = now_ns();
+    uint64_t t1 = zx_clock_get_monotonic();
     close(efd);
     close(ep);
     return iterations / ((t1 - t0) / 1e9);
@@ -123,11 +123,11 @@ static double bellhop_fd_rate(long n) {
     must(zx_fd_create(efd, 0, &h) == ZX_OK, "zx_fd_create");
     struct fdw x = {.w = {.handler = fdw_handler, .object = h, .trigger = ZX_FD_READABLE}, .efd = efd, .left = n};
     uint64_t one = 1;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = zx_clock_get_monotonic();
     must(write(efd, &one, 8) == 8, "write");
     async_begin_wait(async_loop_get_dispatcher(loop), &x.w);
     async_loop_run(loop, ZX_TIME_INFINITE, false);
-    uint64_t t1 = now_ns();
+    uint64_t t1 = zx_clock_get_monotonic();
     async_loop_destroy(loop);
     zx_handle_close(h);
     close(efd);
@@ -156,10 +156,10 @@ static double libuv_fd_rate(long n) {
     uv_poll_init(&loop, &x.p, efd);
     uv_poll_start(&x.p, UV_READABLE, on_uv_poll);
     uint64_t one = 1;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = zx_clock_get_monotonic();
     must(write(efd, &one, 8) == 8, "write");
     uv_run(&loop, UV_RUN_DEFAULT);
-    uint64_t t1 = now_ns();
+    uint64_t t1 = zx_clock_get_monotonic();
     uv_loop_close(&loop);
     close(efd);
     return n / ((t1 - t0) / 1e9);
@@ -173,7 +173,7 @@ static _Atomic uint64_t sent_at;
 static atomic_long acked;
 
 static void record(void) {
-    uint64_t t = now_ns();
+    uint64_t t = zx_clock_get_monotonic();
     lat[nlat++] = t - atomic_load(&sent_at);
     atomic_store(&acked, nlat);
 }
@@ -191,7 +191,7 @@ static void pace(void) { /* let the consumer fall asleep again: every sample is 
 static void produce(void (*send)(void *), void *arg) {
     for (long i = 0; i < wake_samples; i++) {
         pace();
-        atomic_store(&sent_at, now_ns());
+        atomic_store(&sent_at, zx_clock_get_monotonic());
         send(arg);
         while (atomic_load(&acked) <= i) {
         }

@@ -2,10 +2,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <zircon/syscalls.h>
 #include <zircon/syscalls/hypervisor.h>
 
 #include "devices/boot_marker.h"
-#include "vmm/timeline.h"
+#include "base/timeline_record.h"
 
 struct boot_marker {
     zx_handle_t guest;
@@ -24,9 +25,9 @@ __attribute__((hot)) static uint64_t marker_read(void *dev, uint64_t off, uint8_
 __attribute__((hot)) static void marker_write(void *dev, uint64_t off, uint8_t size, uint64_t value) {
     struct boot_marker *b = dev;
     if (off != 0 || size != 4) return;
-    uint64_t t = stats_now_ns() - b->start_ns;
+    uint64_t t = zx_clock_get_monotonic() - b->start_ns;
     if (b->env_timeline) {
-        struct timeline_record e = {.ts_ns = timeline_now_ns(), .arg = value, .kind = TIMELINE_MARK};
+        struct timeline_record e = {.ts_ns = zx_clock_get_monotonic(), .arg = value, .kind = TIMELINE_MARK};
         snprintf(e.text, sizeof e.text, "boot marker %#x", (unsigned)value);
         timeline_put(timeline_ring(b->env_timeline, "vcpu"), &e);
     }
@@ -50,7 +51,7 @@ __attribute__((hot)) static void marker_write(void *dev, uint64_t off, uint8_t s
 }
 
 void boot_marker_guest_entered(struct boot_marker *b, const char *setup) {
-    uint64_t t = stats_now_ns() - b->start_ns;
+    uint64_t t = zx_clock_get_monotonic() - b->start_ns;
     if (b->print)
         fprintf(stderr, "bellhop: guest entered at %llu.%03llu ms (setup, ms: %s)\n", (unsigned long long)(t / 1000000),
                 (unsigned long long)(t / 1000 % 1000), setup);

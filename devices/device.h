@@ -15,7 +15,7 @@
 #include <string.h>
 #include <zircon/types.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 struct io_ops {
     const char *name;
@@ -73,7 +73,6 @@ struct handler_stats {
 void handler_stats_add(struct handler_stats *h, uint64_t ns);
 /* The value below which fraction q of the samples lie, to within a power of two. */
 uint64_t handler_stats_quantile(const struct handler_stats *h, double q);
-uint64_t stats_now_ns(void);
 /* Milliseconds since env->trace_start_ns, the stamp on every trace line. */
 double trace_ms(const struct vm_env *env);
 

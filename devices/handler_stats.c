@@ -1,16 +1,11 @@
 /* --stats bookkeeping for device handlers. */
 #include <time.h>
+#include <zircon/syscalls.h>
 
 #include "devices/device.h"
 
-uint64_t stats_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 double trace_ms(const struct vm_env *env) {
-    return (double)(stats_now_ns() - env->trace_start_ns) / 1e6;
+    return (double)(zx_clock_get_monotonic() - env->trace_start_ns) / 1e6;
 }
 
 void handler_stats_add(struct handler_stats *h, uint64_t ns) {

@@ -11,7 +11,7 @@
 
 #include "devices/console_input.h"
 #include "devices/uart16550.h"
-#include "vmm/timeline.h"
+#include "base/timeline_record.h"
 
 #define RX_FIFO 64
 
@@ -126,7 +126,7 @@ __attribute__((cold)) static void line_on_timeline(struct uart16550 *u, uint8_t 
         if (v != '\r' && u->nline < sizeof u->line - 1) u->line[u->nline++] = (char)v;
         return;
     }
-    struct timeline_record e = {.ts_ns = timeline_now_ns(), .kind = TIMELINE_MARK};
+    struct timeline_record e = {.ts_ns = zx_clock_get_monotonic(), .kind = TIMELINE_MARK};
     snprintf(e.text, sizeof e.text, "%.*s", (int)u->nline, u->line);
     timeline_put(timeline_ring(u->env->timeline, "vcpu"), &e);
     u->nline = 0;

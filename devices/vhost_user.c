@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "devices/vhost_user.h"
-#include "vmm/error_text.h"
+#include "base/error_text.h"
 
 struct vring_state {
     uint32_t index, num;

@@ -4,9 +4,10 @@
 #include <string.h>
 
 #include <unistd.h>
+#include <zircon/syscalls.h>
 
 #include "devices/virtio.h"
-#include "vmm/timeline.h"
+#include "base/timeline_record.h"
 #include "devices/virtqueue.h"
 
 int virtio_dev_create(struct virtio_dev *vd, const struct virtio_device_ops *ops, const void *params,
@@ -138,7 +139,7 @@ void virtio_config_changed(struct virtio_dev *vd) {
 
 void virtio_raise(struct virtio_dev *vd, struct virtio_irq irq) {
     if (vd->env->timeline && (irq.fd >= 0 || irq.pin >= 0)) {
-        struct timeline_record e = {.ts_ns = timeline_now_ns(), .kind = TIMELINE_IRQ,
+        struct timeline_record e = {.ts_ns = zx_clock_get_monotonic(), .kind = TIMELINE_IRQ,
                                     .flow = timeline_flow(vd->env->timeline), .what = vd->ops->name,
                                     .of = irq.fd >= 0 ? "msi" : "irq pin", .arg = irq.fd >= 0 ? 0 : (uint64_t)irq.pin};
         timeline_put(timeline_ring(vd->env->timeline, "loop"), &e);
@@ -205,22 +206,22 @@ size_t virtq_req_write(const struct virtq_req *r, uint64_t off, const void *src,
 }
 
 static void run_queue_notify(struct virtio_dev *vd, unsigned q) {
-    uint64_t t0 = vd->env->stats ? stats_now_ns() : 0;
+    uint64_t t0 = vd->env->stats ? zx_clock_get_monotonic() : 0;
     vd->ops->queue_notify(vd, q);
-    if (vd->env->stats) handler_stats_add(&vd->bells[q], stats_now_ns() - t0);
+    if (vd->env->stats) handler_stats_add(&vd->bells[q], zx_clock_get_monotonic() - t0);
 }
 
 /* --trace-file: the bell (an instant where its flow starts) and its handler (a slice where
  * the flow ends), on the loop's timeline. */
 __attribute__((cold)) static void bell_on_timeline(struct virtio_dev *vd, unsigned q, uint64_t addr) {
     struct timeline_ring *r = timeline_ring(vd->env->timeline, "loop");
-    struct timeline_record bell = {.ts_ns = timeline_now_ns(), .arg = addr, .kind = TIMELINE_BELL,
+    struct timeline_record bell = {.ts_ns = zx_clock_get_monotonic(), .arg = addr, .kind = TIMELINE_BELL,
                                    .flow = timeline_flow(vd->env->timeline), .what = vd->ops->name};
     timeline_put(r, &bell);
-    struct timeline_record h = {.ts_ns = timeline_now_ns(), .arg = q, .kind = TIMELINE_HANDLER, .flow = bell.flow,
+    struct timeline_record h = {.ts_ns = zx_clock_get_monotonic(), .arg = q, .kind = TIMELINE_HANDLER, .flow = bell.flow,
                                 .what = vd->ops->name};
     run_queue_notify(vd, q);
-    h.dur_ns = timeline_now_ns() - h.ts_ns;
+    h.dur_ns = zx_clock_get_monotonic() - h.ts_ns;
     timeline_put(r, &h);
 }
 

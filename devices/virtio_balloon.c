@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "devices/virtio_balloon.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 enum { INFLATE_Q, DEFLATE_Q };
 #define PAGE_SIZE_4K (1u << VIRTIO_BALLOON_PFN_SHIFT)

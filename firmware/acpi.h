@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #define ACPI_TABLES_ADDR 0xe0000u /* the BIOS area where RSDP scans look */
 #define ACPI_TABLES_SIZE 0x10000u

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "firmware/bzimage_unpack.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 /* Guest-physical places of the boot structures (below 1 MiB, outside the kernel). */
 #define BOOT_GDT_ADDR 0x500u

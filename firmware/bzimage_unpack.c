@@ -11,6 +11,7 @@
 #include <time.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <zircon/syscalls.h>
 
 #include "firmware/bzimage_unpack.h"
 
@@ -28,12 +29,6 @@
 #define START_KERNEL_MAP 0xffffffff80000000ull /* x86-64's kernel image mapping */
 #define KERNEL_IMAGE_SIZE (1ull << 30)         /* its size when the kernel is randomizable */
 #define KASLR_ALIGN (2ull << 20)               /* CONFIG_PHYSICAL_ALIGN, the kernel's own slot size */
-
-static uint64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 static uint32_t rd32(const uint8_t *p) {
     uint32_t v;
@@ -276,9 +271,9 @@ int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm,
     if (base < min_paddr || !gm_valid(gm, base, size) || !gm_valid(gm, last->paddr, last->memsz))
         return BZIMAGE_UNPACK_GUEST;
 
-    uint64_t t0 = now_ns();
+    uint64_t t0 = zx_clock_get_monotonic();
     if (!f->all(p, inlen, gm_ptr(gm, base, size), size)) return FAIL("its %s-compressed kernel is corrupt", f->name);
-    uint64_t t1 = now_ns();
+    uint64_t t1 = zx_clock_get_monotonic();
     /* Randomized when asked, and when the kernel can be: relocation tables after its ELF
      * (CONFIG_RANDOMIZE_BASE), and its image at the usual place in the kernel mapping. */
     uint64_t span = last->paddr + last->memsz - seg[0].paddr, delta = 0;
@@ -289,7 +284,7 @@ int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm,
         if (delta && relocate(gm, base, seg, nseg, elf_end, size, delta) != 0)
             return FAIL("its unpacked kernel's relocation tables name places outside it");
     }
-    uint64_t t2 = now_ns();
+    uint64_t t2 = zx_clock_get_monotonic();
     /* Segments bound lower first, in file order, then those bound higher, in reverse: neither
      * overwrites a segment still to move (the layout is sorted and disjoint both ways). */
     for (int i = 0; i < nseg; i++)
@@ -301,6 +296,6 @@ int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm,
     *u = (struct bzimage_unpacked){.format = f->name, .entry = entry, .start = seg[0].paddr,
                                    .end = last->paddr + last->memsz, .size = size, .kaslr = kaslr,
                                    .virt_offset = delta, .decode_ns = t1 - t0, .relocate_ns = t2 - t1,
-                                   .place_ns = now_ns() - t2};
+                                   .place_ns = zx_clock_get_monotonic() - t2};
     return BZIMAGE_UNPACK_OK;
 }

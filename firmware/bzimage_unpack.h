@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 struct bzimage_unpacked {
     const char *format; /* "gzip", "xz", "lz4", "zstd" */

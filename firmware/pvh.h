@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #define PVH_MAX_MODULES 4
 

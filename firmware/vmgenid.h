@@ -8,7 +8,7 @@
 
 #include <stdbool.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #define VMGENID_ADDR 0xf0000u /* in the BIOS area: reserved in the e820 map, left out of PVH's */
 #define VMGENID_SIZE 16u

@@ -144,7 +144,7 @@ static void put_actions(struct api *a, struct api_ticket t, json_t *body) {
     if (strcmp(action, "InstanceStart") == 0) {
         if (a->state != NOT_STARTED) return fault(a, t, "InstanceStart: the VM has already started");
         if (!a->spec.kernel) return fault(a, t, "InstanceStart: no boot source: PUT /boot-source first");
-        a->request_ns = stats_now_ns();
+        a->request_ns = zx_clock_get_monotonic();
         return request_start(a, t, true);
     }
     if (strcmp(action, "FlushMetrics") == 0) {
@@ -235,7 +235,7 @@ static void snapshot_load(struct api *a, struct api_ticket t, json_t *body) {
     if (overrides && json_array_size(overrides)) return fault(a, t, "snapshot/load: network_overrides are not supported");
     if (a->state != NOT_STARTED) return fault(a, t, "snapshot/load: the VM has already started");
     char err[400];
-    uint64_t t0 = stats_now_ns(); /* reading the files is part of the load */
+    uint64_t t0 = zx_clock_get_monotonic(); /* reading the files is part of the load */
     if (load_snapshot(a, state_path, mem_path ? mem_path : backend_path, resume, err, sizeof err) != 0)
         return fault(a, t, "snapshot/load: %s", err);
     a->request_ns = t0;
@@ -384,10 +384,10 @@ static void handle(void *ctx, struct api_server *s, struct api_ticket t, const s
     (void)s;
     struct api *a = ctx;
     struct timeline *tl = a->state == RUNNING ? machine_timeline(a->m) : NULL;
-    uint64_t t0 = tl ? timeline_now_ns() : 0;
+    uint64_t t0 = tl ? zx_clock_get_monotonic() : 0;
     route(a, t, r);
     if (tl) { /* a slice within the loop's turn that served it */
-        struct timeline_record e = {.ts_ns = t0, .dur_ns = timeline_now_ns() - t0, .kind = TIMELINE_TURN,
+        struct timeline_record e = {.ts_ns = t0, .dur_ns = zx_clock_get_monotonic() - t0, .kind = TIMELINE_TURN,
                                     .what = "api", .of = request_label(r)};
         timeline_put(timeline_ring(tl, "loop"), &e);
     }

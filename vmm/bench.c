@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zircon/syscalls.h>
 
 #include "firmware/fdt.h"
 #include "devices/bench_bell.h"
@@ -48,10 +49,10 @@ static uint64_t rdtsc(void) {
 }
 
 double bench_tsc_ghz(void) {
-    uint64_t t0 = stats_now_ns(), c0 = rdtsc();
-    while (stats_now_ns() - t0 < 50000000u) {
+    uint64_t t0 = zx_clock_get_monotonic(), c0 = rdtsc();
+    while (zx_clock_get_monotonic() - t0 < 50000000u) {
     }
-    return (double)(rdtsc() - c0) / (double)(stats_now_ns() - t0);
+    return (double)(rdtsc() - c0) / (double)(zx_clock_get_monotonic() - t0);
 }
 
 /* Milliseconds from the start of argv until each of lines[0..n) shows up in its output (-1 for
@@ -60,7 +61,7 @@ static void time_to_lines(char *const argv[], const char *const lines[], double 
                           size_t outlen) {
     int rd;
     for (unsigned i = 0; i < n; i++) ms[i] = -1;
-    uint64_t t0 = stats_now_ns();
+    uint64_t t0 = zx_clock_get_monotonic();
     pid_t pid = spawn_piped(argv, NULL, true, &rd);
     if (pid < 0) return;
     size_t len = 0;
@@ -69,7 +70,7 @@ static void time_to_lines(char *const argv[], const char *const lines[], double 
         len += (size_t)n_read;
         out[len] = 0;
         for (unsigned i = 0; i < n; i++)
-            if (ms[i] < 0 && strstr(out, lines[i])) ms[i] = (double)(stats_now_ns() - t0) / 1e6;
+            if (ms[i] < 0 && strstr(out, lines[i])) ms[i] = (double)(zx_clock_get_monotonic() - t0) / 1e6;
     }
     close(rd);
     kill(-pid, SIGKILL);
@@ -438,34 +439,51 @@ static bool parse_parts(const char *arg, unsigned *parts) {
     return *parts != 0;
 }
 
-int bench_main(int argc, char **argv, const char *kernel) {
-    bool as_json = false;
-    unsigned parts = PART_TRAPS | PART_BOOT | PART_MEMORY | PART_TIMELINE | PART_LAUNCH;
-    const char *plot_path = NULL;
-    unsigned rounds = DEFAULT_ROUNDS;
+/* What one `bellhop bench` measures and prints: its options, then each part's results. */
+struct bench {
+    bool as_json;
+    unsigned parts, rounds;
+    const char *plot_path, *where, *kernel;
+    char self[PATH_MAX];
+    char *out; /* OUT_MAX bytes: a run's output */
+    bool pinned;
+    double ghz;
+    struct bench_run runs[6]; /* bellhop, floor, qemu, bellhop_loop_dispatch, bellhop_no_seccomp, bellhop_timeline */
+    unsigned nruns, trap_rounds;
+    struct boot_times boots[2];
+    struct bench_launch launch;
+    struct bench_memory mem_bh, mem_q;
+};
+
+/* A number from lo to hi, or false. */
+static bool parse_count(const char *arg, unsigned long lo, unsigned long hi, unsigned long *n) {
+    char *end;
+    *n = strtoul(arg, &end, 10);
+    return !*end && end != arg && *n >= lo && *n <= hi;
+}
+
+/* 0, or the exit status of a usage error (said on stderr). */
+static int parse_args(struct bench *b, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
+        unsigned long n;
         if (strcmp(argv[i], "--json") == 0) {
-            as_json = true;
+            b->as_json = true;
         } else if (strcmp(argv[i], "--plot") == 0 && i + 1 < argc) {
-            plot_path = argv[++i];
+            b->plot_path = argv[++i];
         } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
-            char *end;
-            unsigned long n = strtoul(argv[++i], &end, 10);
-            if (*end || end == argv[i] || n < 1 || n > BENCH_MAX_ROUNDS) {
+            if (!parse_count(argv[++i], 1, BENCH_MAX_ROUNDS, &n)) {
                 fprintf(stderr, "bellhop: bench: --rounds %s: a number from 1 to %d\n", argv[i], BENCH_MAX_ROUNDS);
                 return 2;
             }
-            rounds = (unsigned)n;
+            b->rounds = (unsigned)n;
         } else if (strcmp(argv[i], "--samples") == 0 && i + 1 < argc) {
-            char *end;
-            unsigned long n = strtoul(argv[++i], &end, 10);
-            if (*end || end == argv[i] || n < 10 || n > 1000) {
+            if (!parse_count(argv[++i], 10, 1000, &n)) {
                 fprintf(stderr, "bellhop: bench: --samples %s: a number from 10 to 1000\n", argv[i]);
                 return 2;
             }
             snprintf(guest_args, sizeof guest_args, " samples=%lu", n);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
-            if (!parse_parts(argv[++i], &parts)) {
+            if (!parse_parts(argv[++i], &b->parts)) {
                 fprintf(stderr, "bellhop: bench: --only %s: a list of traps, boot, memory, timeline, launch\n", argv[i]);
                 return 2;
             }
@@ -474,210 +492,280 @@ int bench_main(int argc, char **argv, const char *kernel) {
             return 2;
         }
     }
-    const char *where = measured_on();
-    if ((parts & PART_BOOT) && strcmp(where, "pvm") == 0) {
+    return 0;
+}
+
+/* Trap round trips: bellhop, the floor, QEMU, and bellhop's variants, in turn each round. */
+static int run_traps(struct bench *b) {
+    char *kernel = (char *)b->kernel, *self = b->self, *out = b->out;
+    struct bench_run *runs = b->runs;
+    char bench_vcpu[96], bench_bell[96];
+    snprintf(bench_vcpu, sizeof bench_vcpu, "bench vcpu-ctl bell=" BENCH_BELL_ADDR_STR "%s", guest_args);
+    snprintf(bench_bell, sizeof bench_bell, "bench bell=" BENCH_BELL_ADDR_STR "%s", guest_args);
+    char *const argv_bh[] = {self, "run", "--kernel", kernel, "--rng", "--bench-bell", "--cmdline", bench_vcpu, NULL};
+    char *const argv_loop[] = {self, "run", "--kernel", kernel, "--rng", "--bench-bell", "--dispatch",
+                               "loop", "--cmdline", bench_bell, NULL};
+    /* What the sandbox costs per exit: KVM_RUN through the kernel's seccomp path or not. */
+    char *const argv_open[] = {self, "run", "--kernel", kernel, "--rng", "--bench-bell", "--no-seccomp",
+                               "--cmdline", bench_bell, NULL};
+    /* What recording the timeline costs per exit (--trace-file; docs/timeline.md). */
+    char timeline[64];
+    snprintf(timeline, sizeof timeline, "/tmp/bellhop-bench-timeline-%d.json", (int)getpid());
+    char *const argv_tl[] = {self, "run", "--kernel", kernel, "--rng", "--bench-bell", "--trace-file", timeline,
+                             "--cmdline", bench_bell, NULL};
+    bool floor_ok = true, peer_ok = true;
+    unsigned need = kept_needed(b->rounds);
+    for (unsigned round = 0; another_round(round, b->rounds, round >= b->rounds && !bench_settle(runs, 6, need));
+         round++) {
+        b->trap_rounds = round + 1;
+        spawn_capture(argv_bh, NULL, out, OUT_MAX);
+        bench_add_round(&runs[0], out);
+        if (!runs[0].ok) {
+            fprintf(stderr, "bellhop: bench: the bellhop run did not finish:\n%s\n", out);
+            return -1;
+        }
+        if (floor_ok && (floor_ok = bench_floor_run(kernel, guest_args, out, OUT_MAX) == 0)) bench_add_round(&runs[1], out);
+        if (floor_ok && peer_ok && (peer_ok = run_peer(kernel, out, OUT_MAX) == 0)) bench_add_round(&runs[2], out);
+        spawn_capture(argv_loop, NULL, out, OUT_MAX);
+        bench_add_round(&runs[3], out);
+        if (sandbox_supported()) {
+            spawn_capture(argv_open, NULL, out, OUT_MAX);
+            bench_add_round(&runs[4], out);
+        }
+        if (b->parts & PART_TIMELINE) {
+            spawn_capture(argv_tl, NULL, out, OUT_MAX);
+            bench_add_round(&runs[5], out);
+            unlink(timeline);
+        }
+    }
+    bench_settle(runs, 6, need);
+    b->nruns = !floor_ok ? 1 : peer_ok && runs[2].nr ? 3 : 2;
+    return 0;
+}
+
+/* Linux boot to init, bellhop against QEMU microvm (with its RTC), same kernel and initrd:
+ * the compressed bzImage, and the same kernel's ELF vmlinux through PVH, which both boot. */
+static int run_boots(struct bench *b) {
+    for (unsigned i = 0; i < 2; i++) boot_to_init(b->self, &b->boots[i], b->rounds, b->out, OUT_MAX);
+    return 0;
+}
+
+/* Process start to the guest's first instruction, per image kind (vmm/bench_launch.h). */
+static int run_launch(struct bench *b) {
+    bench_launch_run(b->self, b->kernel, b->rounds, strcmp(b->where, "pvm") == 0, b->ghz, &b->launch);
+    return 0;
+}
+
+/* Memory while the tiny guest idles: bellhop's, and QEMU microvm's with the same guest. */
+static int run_memory(struct bench *b) {
+    char *const argv_idle[] = {b->self, "run", "--mem", "128M", "--cmdline", "wait", NULL};
+    idle_memory(argv_idle, &b->mem_bh);
+    char qdir[PATH_MAX], dtb_path[64];
+    const char *qemu = bench_qemu_path(qdir, sizeof qdir);
+    if (qemu && peer_dtb("wait", dtb_path) == 0) {
+        char *argv_qidle[40];
+        peer_argv(argv_qidle, qemu, qdir, b->kernel, dtb_path, "wait");
+        idle_memory(argv_qidle, &b->mem_q);
+        unlink(dtb_path);
+    }
+    return 0;
+}
+
+static void json_traps(const struct bench *b) {
+    /* every run that finished */
+    struct bench_run all[6];
+    unsigned k = 0;
+    for (unsigned i = 0; i < 6; i++)
+        if (b->runs[i].nr && (i < b->nruns || i >= 3)) all[k++] = b->runs[i];
+    json(b->where, all, k, b->rounds, b->trap_rounds, b->ghz);
+}
+
+static void json_boots(const struct bench *b) {
+    static const char *const image_key[2] = {"linux", "linux_pvh"};
+    static const char *const moment_key[BOOT_MOMENTS] = {"boot_to_init", "boot_to_modules"};
+    for (unsigned i = 0; i < 2; i++)
+        for (unsigned j = 0; j < BOOT_MOMENTS; j++) {
+            const struct boot_times *t = &b->boots[i];
+            printf("\"%s_%s_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f, \"bellhop_rounds\": [", image_key[i],
+                   moment_key[j], t->bellhop_ms[j], t->qemu_ms[j]);
+            for (unsigned r = 0; r < t->rounds; r++) printf("%s%.1f", r ? ", " : "", t->bellhop_rounds[j][r]);
+            printf("], \"qemu_microvm_rounds\": [");
+            for (unsigned r = 0; r < t->rounds; r++) printf("%s%.1f", r ? ", " : "", t->qemu_rounds[j][r]);
+            printf("]}, ");
+        }
+    for (unsigned i = 0; i < 2; i++) {
+        const struct boot_times *t = &b->boots[i];
+        printf("\"%s_bellhop_setup_ms\": %.1f, \"%s_bellhop_setup_phases_ms\": \"%s\", \"%s_refs\": {\"bellhop\": [",
+               image_key[i], t->setup_ms, image_key[i], t->setup_phases, image_key[i]);
+        for (unsigned r = 0; r < t->rounds; r++) printf("%s%llu", r ? ", " : "", t->bellhop_refs[r]);
+        printf("], \"qemu_microvm\": [");
+        for (unsigned r = 0; r < t->rounds; r++) printf("%s%llu", r ? ", " : "", t->qemu_refs[r]);
+        printf("], \"bellhop_kept\": %u, \"qemu_microvm_kept\": %u}, ", t->bellhop_kept, t->qemu_kept);
+    }
+}
+
+static void json_launch(const struct bench *b) {
+    if (b->parts & PART_LAUNCH) bench_launch_print(&b->launch, true);
+}
+
+static void json_memory(const struct bench *b) {
+    printf("\"rss_beyond_guest_kib\": %ld, \"anon_beyond_guest_kib\": %ld, \"qemu_rss_beyond_guest_kib\": %ld, "
+           "\"qemu_anon_beyond_guest_kib\": %ld}\n",
+           b->mem_bh.rss_kib, b->mem_bh.anon_kib, b->mem_q.rss_kib, b->mem_q.anon_kib);
+}
+
+static void print_traps(const struct bench *b) {
+    if (!b->nruns) return;
+    printf("bellhop bench: %u rounds (%u asked), each configuration in turn; per round 1000 samples per kind after "
+           "100 warm-up rounds, timed in the guest with the TSC (%.3f GHz); p50 and p99 are the medians of the "
+           "rounds kept: a kind's round is set aside when the cpuid exits timed among its samples (answered in "
+           "the host kernel, no VMM code) ran more than %d%% above their best for that kind in this run, for "
+           "then the host itself was slow; %s; inline dispatch on the vCPU thread\n",
+           b->trap_rounds, b->rounds, b->ghz, BENCH_REF_SLACK_PCT,
+           b->pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
+    printf("floor: the same guest under a raw KVM_RUN loop, its bell an ioeventfd that a thread blocked in read() "
+           "answers with a flag in guest memory; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
+           "same guest.elf%s\n", b->nruns > 2 ? "" : " (not available here)");
+    printf("bellhop's bell_write and bell_to_flag: a bell trap (--bench-bell) whose handler on the loop bumps that "
+           "flag; virtio_notify: virtio-rng's doorbell; virtio_polled and bell_to_irq: a whole virtio-rng request, "
+           "completion polled or by interrupt\n\n");
+    table(b->runs, b->nruns, b->ghz);
+    set_aside(b->runs, 5);
+}
+
+static void print_boot(const struct boot_times *b, bool first) {
+    printf("%sLinux (Debian cloud kernel as %s, test initrd, 512M, 1 CPU), in turn, medians of the boots kept "
+           "(the host's reference beside them within %d%% of its best): bellhop %u of %u, QEMU %u of %u\n",
+           first ? "\n" : "", b->image, BENCH_REF_SLACK_PCT, b->bellhop_kept, b->rounds, b->qemu_kept, b->rounds);
+    static const char *const moment[BOOT_MOMENTS] = {"boot to init", "to its 11 modules loaded"};
+    for (unsigned j = 0; j < BOOT_MOMENTS; j++) {
+        printf("  %-25s bellhop %5.0f ms", moment[j], b->bellhop_ms[j]);
+        if (b->qemu_ms[j] > 0)
+            printf(", QEMU microvm,rtc=on %5.0f ms (%.2fx)", b->qemu_ms[j], b->bellhop_ms[j] / b->qemu_ms[j]);
+        printf("; bellhop's marker %#x (first boot): %s\n", j + 1, b->marker[j]);
+    }
+    if (b->setup_ms <= 0) return;
+    /* The rest is the guest's own work (bar its exits), the same under either VMM: the bound
+     * on any VMM's ratio to QEMU on this host. */
+    printf("  bellhop's setup, from its start to the guest's first instruction: %.0f ms", b->setup_ms);
+    if (b->qemu_ms[BOOT_INIT] > 0)
+        printf("; without it, boot to init would be %.2fx QEMU's", (b->bellhop_ms[BOOT_INIT] - b->setup_ms) / b->qemu_ms[BOOT_INIT]);
+    printf("\n");
+    if (b->setup_phases[0]) printf("    first boot's setup, ms: %s\n", b->setup_phases);
+}
+
+static void print_boots(const struct bench *b) {
+    for (unsigned i = 0; i < 2; i++)
+        if (b->boots[i].bellhop_ms[BOOT_INIT] > 0) print_boot(&b->boots[i], i == 0);
+}
+
+static void print_launch(const struct bench *b) {
+    if (b->parts & PART_LAUNCH) bench_launch_print(&b->launch, false);
+}
+
+static void print_memory(const struct bench *b) {
+    if (b->mem_bh.rss_kib < 0) return;
+    printf("memory beyond guest RAM, idle tiny guest: bellhop %ld KiB resident, %ld KiB anonymous", b->mem_bh.rss_kib,
+           b->mem_bh.anon_kib);
+    if (b->mem_q.rss_kib >= 0)
+        printf("; QEMU microvm %ld KiB resident, %ld KiB anonymous", b->mem_q.rss_kib, b->mem_q.anon_kib);
+    printf("\n  (resident counts the shared library pages each touched; anonymous is heap, stacks and written data)\n");
+}
+
+/* bellhop's variants against itself: --dispatch loop, --no-seccomp, --trace-file. */
+static void print_variants(const struct bench *b) {
+    const struct bench_run *runs = b->runs, *floor = b->nruns > 1 ? &runs[1] : NULL;
+    double ghz = b->ghz;
+    if (runs[3].nr) {
+        printf("\nwith --dispatch loop (register accesses handed to the loop thread, the vCPU waiting):\n");
+        static const char *const registers[] = {"io_out", "io_in", "mmio_write", "mmio_read", NULL};
+        some_kinds(&runs[3], registers, floor, NULL, ghz);
+    }
+    if (runs[4].nr) {
+        /* The vCPU's KVM_RUN and, for bells, the loop thread's wait go through seccomp. */
+        printf("\nwith --no-seccomp (inline dispatch; what the sandbox adds to each exit's KVM_RUN and each "
+               "bell's loop turn):\n");
+        static const char *const filtered[] = {"io_out", "io_in", "mmio_write", "mmio_read", "bell_write",
+                                               "virtio_notify", "bell_to_flag", NULL};
+        some_kinds(&runs[4], filtered, floor, &runs[0], ghz);
+    }
+    if (runs[5].nr) {
+        printf("\nwith --trace-file (every exit and bell recorded on the timeline; what that adds to each):\n");
+        static const char *const recorded[] = {"io_out", "io_in", "mmio_write", "mmio_read", "bell_to_flag",
+                                               "virtio_polled", NULL};
+        for (unsigned i = 0; recorded[i]; i++) {
+            const struct bench_result *t = bench_find(&runs[5], recorded[i]), *o = bench_find(&runs[0], recorded[i]);
+            if (t && o)
+                printf("%-15s p50 %9.2f us  %+lld cycles (%+.2f us) over bellhop without it\n", t->kind,
+                       t->p50 / ghz / 1000, (long long)t->p50 - (long long)o->p50,
+                       ((double)t->p50 - (double)o->p50) / ghz / 1000);
+        }
+    }
+}
+
+/* The parts, in the order they run and print: what --only selects, how each runs, and how it
+ * prints as text and as JSON (a JSON printer runs whether or not its part ran, keeping every
+ * key; NULL prints nothing). */
+static const struct bench_part {
+    unsigned bit;
+    int (*run)(struct bench *b);
+    void (*print)(const struct bench *b);
+    void (*json)(const struct bench *b);
+} bench_parts[] = {
+    {PART_TRAPS, run_traps, print_traps, json_traps},
+    {PART_BOOT, run_boots, print_boots, json_boots},
+    {PART_LAUNCH, run_launch, print_launch, json_launch},
+    {PART_MEMORY, run_memory, print_memory, json_memory},
+    {PART_TRAPS, NULL, print_variants, NULL},
+};
+
+int bench_main(int argc, char **argv, const char *kernel) {
+    static struct bench b = {
+        .parts = PART_TRAPS | PART_BOOT | PART_MEMORY | PART_TIMELINE | PART_LAUNCH,
+        .rounds = DEFAULT_ROUNDS,
+        .runs = {{.name = "bellhop"}, {.name = "floor"}, {.name = "qemu"}, {.name = "bellhop_loop_dispatch"},
+                 {.name = "bellhop_no_seccomp"}, {.name = "bellhop_timeline"}},
+        .boots = {{.image = "bzImage", .path = "build/linux/bzImage"},
+                  {.image = "vmlinux (PVH)", .path = "build/linux/vmlinux"}},
+        .mem_bh = {-1, -1},
+        .mem_q = {-1, -1},
+    };
+    b.kernel = kernel;
+    int usage = parse_args(&b, argc, argv);
+    if (usage) return usage;
+    b.where = measured_on();
+    if ((b.parts & PART_BOOT) && strcmp(b.where, "pvm") == 0) {
         /* A stock Linux kernel does not run on PVM (vmm/kvm_host.h): its boots are for the nested
          * KVM host (make bench runs them there). */
         fprintf(stderr, "bellhop: bench: Linux boots need hardware virtualization, which this PVM host lacks: "
                         "left out (scripts/run.sh with BELLHOP_RUN_WHERE=nested runs them in the nested KVM host)\n");
-        parts &= ~(unsigned)PART_BOOT;
-        if (!parts) return 0;
+        b.parts &= ~(unsigned)PART_BOOT;
+        if (!b.parts) return 0;
     }
-    if (!as_json)
-        printf("bellhop bench on %s KVM%s\n\n", where,
-               strcmp(where, "nested") == 0 ? " (SVM KVM in a Linux VM under QEMU's software emulation)" : "");
+    if (!b.as_json)
+        printf("bellhop bench on %s KVM%s\n\n", b.where,
+               strcmp(b.where, "nested") == 0 ? " (SVM KVM in a Linux VM under QEMU's software emulation)" : "");
     /* Everything on one CPU: the guest, its VMM's threads, the floor. */
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(0, &one);
-    bool pinned = sched_setaffinity(0, sizeof one, &one) == 0;
-    double ghz = bench_tsc_ghz();
-    static struct bench_run runs[6] = {{.name = "bellhop"}, {.name = "floor"}, {.name = "qemu"}, {.name = "bellhop_loop_dispatch"},
-                                 {.name = "bellhop_no_seccomp"}, {.name = "bellhop_timeline"}};
-    char *out = malloc(OUT_MAX);
-    if (!out) return 1;
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n < 0) return 1;
-    self[n] = 0;
-    unsigned nruns = 0, trap_rounds = 0;
-    if (parts & PART_TRAPS) {
-        char bench_vcpu[96], bench_bell[96];
-        snprintf(bench_vcpu, sizeof bench_vcpu, "bench vcpu-ctl bell=" BENCH_BELL_ADDR_STR "%s", guest_args);
-        snprintf(bench_bell, sizeof bench_bell, "bench bell=" BENCH_BELL_ADDR_STR "%s", guest_args);
-        char *const argv_bh[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--cmdline",
-                                 bench_vcpu, NULL};
-        char *const argv_loop[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--dispatch",
-                                   "loop", "--cmdline", bench_bell, NULL};
-        /* What the sandbox costs per exit: KVM_RUN through the kernel's seccomp path or not. */
-        char *const argv_open[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--no-seccomp",
-                                   "--cmdline", bench_bell, NULL};
-        /* What recording the timeline costs per exit (--trace-file; docs/timeline.md). */
-        char timeline[64];
-        snprintf(timeline, sizeof timeline, "/tmp/bellhop-bench-timeline-%d.json", (int)getpid());
-        char *const argv_tl[] = {self, "run", "--kernel", (char *)kernel, "--rng", "--bench-bell", "--trace-file", timeline,
-                                 "--cmdline", bench_bell, NULL};
-        bool floor_ok = true, peer_ok = true;
-        unsigned need = kept_needed(rounds);
-        for (unsigned round = 0; another_round(round, rounds, round >= rounds && !bench_settle(runs, 6, need)); round++) {
-            trap_rounds = round + 1;
-            spawn_capture(argv_bh, NULL, out, OUT_MAX);
-            bench_add_round(&runs[0], out);
-            if (!runs[0].ok) {
-                fprintf(stderr, "bellhop: bench: the bellhop run did not finish:\n%s\n", out);
-                free(out);
-                return 1;
-            }
-            if (floor_ok && (floor_ok = bench_floor_run(kernel, guest_args, out, OUT_MAX) == 0)) bench_add_round(&runs[1], out);
-            if (floor_ok && peer_ok && (peer_ok = run_peer(kernel, out, OUT_MAX) == 0)) bench_add_round(&runs[2], out);
-            spawn_capture(argv_loop, NULL, out, OUT_MAX);
-            bench_add_round(&runs[3], out);
-            if (sandbox_supported()) {
-                spawn_capture(argv_open, NULL, out, OUT_MAX);
-                bench_add_round(&runs[4], out);
-            }
-            if (parts & PART_TIMELINE) {
-                spawn_capture(argv_tl, NULL, out, OUT_MAX);
-                bench_add_round(&runs[5], out);
-                unlink(timeline);
-            }
+    b.pinned = sched_setaffinity(0, sizeof one, &one) == 0;
+    b.ghz = bench_tsc_ghz();
+    ssize_t n = readlink("/proc/self/exe", b.self, sizeof b.self - 1);
+    if (n < 0 || !(b.out = malloc(OUT_MAX))) return 1;
+    b.self[n] = 0;
+    const size_t nparts = sizeof bench_parts / sizeof bench_parts[0];
+    for (size_t i = 0; i < nparts; i++)
+        if (bench_parts[i].run && (b.parts & bench_parts[i].bit) && bench_parts[i].run(&b) != 0) {
+            free(b.out);
+            return 1;
         }
-        bench_settle(runs, 6, need);
-        nruns = !floor_ok ? 1 : peer_ok && runs[2].nr ? 3 : 2;
+    if (b.plot_path && plot(b.plot_path, b.runs, b.nruns, b.ghz) != 0)
+        fprintf(stderr, "bellhop: bench: cannot write %s: %s\n", b.plot_path, strerror(errno));
+    for (size_t i = 0; i < nparts; i++) {
+        void (*print)(const struct bench *) = b.as_json ? bench_parts[i].json : bench_parts[i].print;
+        if (print) print(&b);
     }
-    /* Linux boot to init, bellhop against QEMU microvm (with its RTC), same kernel and initrd:
-     * the compressed bzImage, and the same kernel's ELF vmlinux through PVH, which both boot. */
-    struct boot_times boots[2] = {{.image = "bzImage", .path = "build/linux/bzImage"},
-                                  {.image = "vmlinux (PVH)", .path = "build/linux/vmlinux"}};
-    if (parts & PART_BOOT)
-        for (unsigned i = 0; i < 2; i++) boot_to_init(self, &boots[i], rounds, out, OUT_MAX);
-    /* Process start to the guest's first instruction, per image kind (vmm/bench_launch.h). */
-    static struct bench_launch launch;
-    if (parts & PART_LAUNCH) bench_launch_run(self, kernel, rounds, strcmp(where, "pvm") == 0, ghz, &launch);
-    /* Memory while the tiny guest idles: bellhop's, and QEMU microvm's with the same guest. */
-    struct bench_memory mem_bh = {-1, -1}, mem_q = {-1, -1};
-    char *const argv_idle[] = {self, "run", "--mem", "128M", "--cmdline", "wait", NULL};
-    if (parts & PART_MEMORY) idle_memory(argv_idle, &mem_bh);
-    char qdir[PATH_MAX], dtb_path[64];
-    const char *qemu = bench_qemu_path(qdir, sizeof qdir);
-    if ((parts & PART_MEMORY) && qemu && peer_dtb("wait", dtb_path) == 0) {
-        char *argv_qidle[40];
-        peer_argv(argv_qidle, qemu, qdir, kernel, dtb_path, "wait");
-        idle_memory(argv_qidle, &mem_q);
-        unlink(dtb_path);
-    }
-
-    if (plot_path && plot(plot_path, runs, nruns, ghz) != 0)
-        fprintf(stderr, "bellhop: bench: cannot write %s: %s\n", plot_path, strerror(errno));
-    if (as_json) {
-        /* every run that finished */
-        struct bench_run all[6];
-        unsigned k = 0;
-        for (unsigned i = 0; i < 6; i++)
-            if (runs[i].nr && (i < nruns || i >= 3)) all[k++] = runs[i];
-        json(where, all, k, rounds, trap_rounds, ghz);
-        static const char *const image_key[2] = {"linux", "linux_pvh"};
-        static const char *const moment_key[BOOT_MOMENTS] = {"boot_to_init", "boot_to_modules"};
-        for (unsigned i = 0; i < 2; i++)
-            for (unsigned j = 0; j < BOOT_MOMENTS; j++) {
-                printf("\"%s_%s_ms\": {\"bellhop\": %.1f, \"qemu_microvm\": %.1f, \"bellhop_rounds\": [", image_key[i],
-                       moment_key[j], boots[i].bellhop_ms[j], boots[i].qemu_ms[j]);
-                for (unsigned r = 0; r < boots[i].rounds; r++)
-                    printf("%s%.1f", r ? ", " : "", boots[i].bellhop_rounds[j][r]);
-                printf("], \"qemu_microvm_rounds\": [");
-                for (unsigned r = 0; r < boots[i].rounds; r++)
-                    printf("%s%.1f", r ? ", " : "", boots[i].qemu_rounds[j][r]);
-                printf("]}, ");
-            }
-        for (unsigned i = 0; i < 2; i++) {
-            printf("\"%s_bellhop_setup_ms\": %.1f, \"%s_bellhop_setup_phases_ms\": \"%s\", \"%s_refs\": {\"bellhop\": [",
-                   image_key[i], boots[i].setup_ms, image_key[i], boots[i].setup_phases, image_key[i]);
-            for (unsigned r = 0; r < boots[i].rounds; r++) printf("%s%llu", r ? ", " : "", boots[i].bellhop_refs[r]);
-            printf("], \"qemu_microvm\": [");
-            for (unsigned r = 0; r < boots[i].rounds; r++) printf("%s%llu", r ? ", " : "", boots[i].qemu_refs[r]);
-            printf("], \"bellhop_kept\": %u, \"qemu_microvm_kept\": %u}, ", boots[i].bellhop_kept, boots[i].qemu_kept);
-        }
-        if (parts & PART_LAUNCH) bench_launch_print(&launch, true);
-        printf("\"rss_beyond_guest_kib\": %ld, \"anon_beyond_guest_kib\": %ld, \"qemu_rss_beyond_guest_kib\": %ld, "
-               "\"qemu_anon_beyond_guest_kib\": %ld}\n",
-               mem_bh.rss_kib, mem_bh.anon_kib, mem_q.rss_kib, mem_q.anon_kib);
-    } else {
-        if (nruns) {
-            printf("bellhop bench: %u rounds (%u asked), each configuration in turn; per round 1000 samples per kind after "
-                   "100 warm-up rounds, timed in the guest with the TSC (%.3f GHz); p50 and p99 are the medians of the "
-                   "rounds kept: a kind's round is set aside when the cpuid exits timed among its samples (answered in "
-                   "the host kernel, no VMM code) ran more than %d%% above their best for that kind in this run, for "
-                   "then the host itself was slow; %s; inline dispatch on the vCPU thread\n",
-                   trap_rounds, rounds, ghz, BENCH_REF_SLACK_PCT,
-                   pinned ? "VMM, vCPU and loop threads pinned to CPU 0" : "not pinned");
-            printf("floor: the same guest under a raw KVM_RUN loop, its bell an ioeventfd that a thread blocked in read() "
-                   "answers with a flag in guest memory; QEMU: qemu-system-x86_64 -M microvm -accel kvm, "
-                   "same guest.elf%s\n", nruns > 2 ? "" : " (not available here)");
-            printf("bellhop's bell_write and bell_to_flag: a bell trap (--bench-bell) whose handler on the loop bumps that "
-                   "flag; virtio_notify: virtio-rng's doorbell; virtio_polled and bell_to_irq: a whole virtio-rng request, "
-                   "completion polled or by interrupt\n\n");
-            table(runs, nruns, ghz);
-            set_aside(runs, 5);
-        }
-        for (unsigned i = 0; i < 2; i++) {
-            const struct boot_times *b = &boots[i];
-            if (b->bellhop_ms[BOOT_INIT] <= 0) continue;
-            printf("%sLinux (Debian cloud kernel as %s, test initrd, 512M, 1 CPU), in turn, medians of the boots kept "
-                   "(the host's reference beside them within %d%% of its best): bellhop %u of %u, QEMU %u of %u\n",
-                   i == 0 ? "\n" : "", b->image, BENCH_REF_SLACK_PCT, b->bellhop_kept, b->rounds, b->qemu_kept,
-                   b->rounds);
-            static const char *const moment[BOOT_MOMENTS] = {"boot to init", "to its 11 modules loaded"};
-            for (unsigned j = 0; j < BOOT_MOMENTS; j++) {
-                printf("  %-25s bellhop %5.0f ms", moment[j], b->bellhop_ms[j]);
-                if (b->qemu_ms[j] > 0)
-                    printf(", QEMU microvm,rtc=on %5.0f ms (%.2fx)", b->qemu_ms[j], b->bellhop_ms[j] / b->qemu_ms[j]);
-                printf("; bellhop's marker %#x (first boot): %s\n", j + 1, b->marker[j]);
-            }
-            if (b->setup_ms > 0) {
-                /* The rest is the guest's own work (bar its exits), the same under either VMM: the bound
-                 * on any VMM's ratio to QEMU on this host. */
-                printf("  bellhop's setup, from its start to the guest's first instruction: %.0f ms", b->setup_ms);
-                if (b->qemu_ms[BOOT_INIT] > 0)
-                    printf("; without it, boot to init would be %.2fx QEMU's",
-                           (b->bellhop_ms[BOOT_INIT] - b->setup_ms) / b->qemu_ms[BOOT_INIT]);
-                printf("\n");
-                if (b->setup_phases[0]) printf("    first boot's setup, ms: %s\n", b->setup_phases);
-            }
-        }
-        if (parts & PART_LAUNCH) bench_launch_print(&launch, false);
-        if (mem_bh.rss_kib >= 0) {
-            printf("memory beyond guest RAM, idle tiny guest: bellhop %ld KiB resident, %ld KiB anonymous",
-                   mem_bh.rss_kib, mem_bh.anon_kib);
-            if (mem_q.rss_kib >= 0)
-                printf("; QEMU microvm %ld KiB resident, %ld KiB anonymous", mem_q.rss_kib, mem_q.anon_kib);
-            printf("\n  (resident counts the shared library pages each touched; anonymous is heap, stacks and written data)\n");
-        }
-        if (runs[3].nr) {
-            printf("\nwith --dispatch loop (register accesses handed to the loop thread, the vCPU waiting):\n");
-            static const char *const registers[] = {"io_out", "io_in", "mmio_write", "mmio_read", NULL};
-            some_kinds(&runs[3], registers, nruns > 1 ? &runs[1] : NULL, NULL, ghz);
-        }
-        if (runs[4].nr) {
-            /* The vCPU's KVM_RUN and, for bells, the loop thread's wait go through seccomp. */
-            printf("\nwith --no-seccomp (inline dispatch; what the sandbox adds to each exit's KVM_RUN and each "
-                   "bell's loop turn):\n");
-            static const char *const filtered[] = {"io_out", "io_in", "mmio_write", "mmio_read", "bell_write",
-                                                   "virtio_notify", "bell_to_flag", NULL};
-            some_kinds(&runs[4], filtered, nruns > 1 ? &runs[1] : NULL, &runs[0], ghz);
-        }
-        if (runs[5].nr) {
-            printf("\nwith --trace-file (every exit and bell recorded on the timeline; what that adds to each):\n");
-            static const char *const recorded[] = {"io_out", "io_in", "mmio_write", "mmio_read", "bell_to_flag",
-                                                   "virtio_polled", NULL};
-            for (unsigned i = 0; recorded[i]; i++) {
-                const struct bench_result *t = bench_find(&runs[5], recorded[i]), *b = bench_find(&runs[0], recorded[i]);
-                if (t && b)
-                    printf("%-15s p50 %9.2f us  %+lld cycles (%+.2f us) over bellhop without it\n", t->kind,
-                           t->p50 / ghz / 1000, (long long)t->p50 - (long long)b->p50,
-                           ((double)t->p50 - (double)b->p50) / ghz / 1000);
-            }
-        }
-    }
-    free(out);
+    free(b.out);
     return 0;
 }

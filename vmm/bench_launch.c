@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zircon/syscalls.h>
 
 #include "devices/device.h"
 #include "vmm/bench_launch.h"
@@ -43,7 +44,7 @@ static void add_phases(struct launch_kind *k, const char *list, unsigned r) {
  * (SIGKILL) once it says the guest entered. */
 static void launch(const char *self, struct launch_kind *k, bool pvm, int r, char *out) {
     char start[32];
-    snprintf(start, sizeof start, "%llu", (unsigned long long)(stats_now_ns() / 1000));
+    snprintf(start, sizeof start, "%llu", (unsigned long long)(zx_clock_get_monotonic() / 1000));
     char *argv[16] = {(char *)self, "run", "--kernel", (char *)k->kernel, "--initrd", INITRD, "--mem", "512M",
                       "--boot-markers", "--start-time-us", start, "--cmdline", "console=ttyS0 quiet exit=0"};
     unsigned argc = 13;
@@ -109,7 +110,7 @@ static int extract_payload(const char *bzimage, const char *path) {
  * the host's, or the one scripts/nested.sh copied under /bellhop. */
 static double lz4_once(const char *payload) {
     const char *lz4 = access("/bellhop/usr/bin/lz4", X_OK) == 0 ? "/bellhop/usr/bin/lz4" : "lz4";
-    uint64_t t0 = stats_now_ns();
+    uint64_t t0 = zx_clock_get_monotonic();
     pid_t pid = fork();
     if (pid == 0) {
         int null = open("/dev/null", O_WRONLY);
@@ -119,7 +120,7 @@ static double lz4_once(const char *payload) {
     }
     int status;
     if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
-    return (double)(stats_now_ns() - t0) / 1e6;
+    return (double)(zx_clock_get_monotonic() - t0) / 1e6;
 }
 
 /* The dynamic loader's own count of its startup (glibc's LD_DEBUG=statistics), in ms. */

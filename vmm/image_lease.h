@@ -14,7 +14,7 @@
 #include <lib/async/wait.h>
 #include <stdbool.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #define IMAGE_LEASE_MAX 2 /* the kernel, the initrd */
 

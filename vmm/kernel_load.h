@@ -10,7 +10,7 @@
 
 #include "firmware/bzimage.h"
 #include "firmware/pvh.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 #include "vmm/kvm_host.h"
 
 struct kernel_load_opts {

@@ -113,7 +113,7 @@ __attribute__((hot)) static uint64_t dispatch_now(struct machine *m, const zx_po
 __attribute__((hot)) static uint64_t dispatch(struct machine *m, const zx_port_packet_t *p) {
     if (!m->env.stats) return dispatch_now(m, p);
     struct io_mapping *map = (struct io_mapping *)(uintptr_t)p->key;
-    uint64_t t0 = stats_now_ns(), v = dispatch_now(m, p), ns = stats_now_ns() - t0;
+    uint64_t t0 = zx_clock_get_monotonic(), v = dispatch_now(m, p), ns = zx_clock_get_monotonic() - t0;
     pthread_mutex_lock(&map->stats->lock);
     handler_stats_add(&map->stats->h, ns);
     pthread_mutex_unlock(&map->stats->lock);
@@ -157,7 +157,7 @@ __attribute__((hot)) static zx_status_t handle_packet(struct machine *m, struct 
 __attribute__((cold, noinline)) static zx_status_t handle_on_timeline(struct machine *m, struct cpu *c, zx_handle_t vcpu,
                                                                      const zx_port_packet_t *p, uint64_t t0) {
     zx_status_t st = handle_packet(m, c, vcpu, p);
-    struct timeline_record e = {.ts_ns = t0, .dur_ns = timeline_now_ns() - t0, .kind = TIMELINE_EXIT};
+    struct timeline_record e = {.ts_ns = t0, .dur_ns = zx_clock_get_monotonic() - t0, .kind = TIMELINE_EXIT};
     const struct io_mapping *map = (const struct io_mapping *)(uintptr_t)p->key;
     if (p->type == ZX_PKT_TYPE_GUEST_IO) {
         e.arg = p->guest_io.port;
@@ -198,7 +198,7 @@ __attribute__((hot, noinline)) static void cpu_loop(struct machine *m, struct cp
     for (;;) {
         zx_status_t st = zx_vcpu_enter(vcpu, &p);
         if (st == ZX_OK)
-            st = __builtin_expect(m->env.timeline != NULL, 0) ? handle_on_timeline(m, c, vcpu, &p, timeline_now_ns())
+            st = __builtin_expect(m->env.timeline != NULL, 0) ? handle_on_timeline(m, c, vcpu, &p, zx_clock_get_monotonic())
                                                               : handle_packet(m, c, vcpu, &p);
         if (st == ZX_OK) continue;
         if (st == ZX_ERR_TIMED_OUT) { /* the profile's tick */
@@ -411,7 +411,7 @@ static void setup_done(struct machine *m) {
 
 static void loop_turn_begins(async_loop_t *loop, void *data) {
     (void)loop;
-    ((struct machine *)data)->loop_turn_ns = timeline_now_ns();
+    ((struct machine *)data)->loop_turn_ns = zx_clock_get_monotonic();
 }
 
 /* Handlers the loop's teardown cancels run on the main thread: they are no turns of the loop
@@ -420,14 +420,16 @@ static void loop_turn_ends(async_loop_t *loop, void *data) {
     (void)loop;
     struct machine *m = data;
     if (!on_loop_thread) return;
-    struct timeline_record e = {.ts_ns = m->loop_turn_ns, .dur_ns = timeline_now_ns() - m->loop_turn_ns,
+    struct timeline_record e = {.ts_ns = m->loop_turn_ns, .dur_ns = zx_clock_get_monotonic() - m->loop_turn_ns,
                                 .kind = TIMELINE_TURN, .what = "loop handler"};
     timeline_put(timeline_ring(m->env.timeline, "loop"), &e);
 }
 
-int machine_run(const struct machine_config *cfg) {
+/* The machine before any KVM object, with its timeline file open: NULL (said why) when it
+ * cannot be. */
+static struct machine *machine_new(const struct machine_config *cfg) {
     struct machine *m = aligned_alloc(4096, (sizeof *m + 4095) & ~(size_t)4095);
-    if (!m) return machine_fail("out of memory"), 1;
+    if (!m) return machine_fail("out of memory"), NULL;
     memset(m, 0, sizeof *m);
     m->cfg = cfg;
     m->env.mem_fd = -1;
@@ -441,7 +443,7 @@ int machine_run(const struct machine_config *cfg) {
         if (!(m->env.timeline = timeline_create(cfg->trace_file, err, sizeof err))) {
             machine_fail("--trace-file %s", err);
             free(m);
-            return 1;
+            return NULL;
         }
     }
     m->dispatch_loop = cfg->dispatch_loop;
@@ -454,46 +456,53 @@ int machine_run(const struct machine_config *cfg) {
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) m->cpus[i].vcpu = ZX_HANDLE_INVALID;
     for (unsigned i = 0; i < IOAPIC_PINS; i++) m->irqfds[i] = -1;
     image_leases_init(&m->leases);
-    int status = 1;
-    unsigned ndevices_kicked = 0;
+    return m;
+}
+
+static int create_vm(struct machine *m) {
     zx_status_t st = zx_guest_create(0, &m->guest);
     if (st != ZX_OK) {
         struct kvm_host host;
         kvm_host_classify(&host); /* why, in words */
         if (host.kind == KVM_HOST_NONE)
-            machine_fail("cannot create a VM: %s; scripts/run.sh runs bellhop in the nested KVM host instead", host.why);
-        else
-            machine_fail("cannot create a VM: %s", zx_status_get_string(st));
-        goto out;
+            return machine_fail("cannot create a VM: %s; scripts/run.sh runs bellhop in the nested KVM host instead",
+                                host.why);
+        return machine_fail("cannot create a VM: %s", zx_status_get_string(st));
     }
     m->env.guest = m->guest;
     char why[160];
     m->host = kvm_host_kind_of_working_kvm(why, sizeof why);
-    if (cfg->boot_markers) fprintf(stderr, "bellhop: this host's KVM: %s (%s)\n", kvm_host_name(m->host), why);
+    if (m->cfg->boot_markers) fprintf(stderr, "bellhop: this host's KVM: %s (%s)\n", kvm_host_name(m->host), why);
     machine_setup_phase(m, "vm");
-    /* A device in another process (vhost-user) maps guest memory too: then it is a memfd. */
+    return 0;
+}
+
+/* Guest RAM: a snapshot's memory file, a memfd a vhost-user backend maps too, or anonymous. */
+static int map_ram(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
     bool shared_memory = false;
     for (unsigned i = 0; i < cfg->ndevices; i++) shared_memory |= cfg->devices[i].ops->out_of_process;
-    if (cfg->restore)
-        st = bellhop_guest_map_file(m->guest, 0, cfg->mem, cfg->restore->mem_fd, 0, (void **)&m->env.mem.host);
-    else if (shared_memory)
-        st = bellhop_guest_map_shared(m->guest, 0, cfg->mem, (void **)&m->env.mem.host, &m->env.mem_fd);
-    else
-        st = zx_guest_map_memory(m->guest, 0, cfg->mem, 0, (void **)&m->env.mem.host);
-    if (st != ZX_OK && cfg->restore) {
-        machine_fail("cannot map the snapshot's memory file (%" PRIu64 " MiB): %s", cfg->mem >> 20,
-                     st == ZX_ERR_OUT_OF_RANGE ? "it is shorter than the guest's memory" : zx_status_get_string(st));
-        goto out;
-    }
-    if (st != ZX_OK) {
-        machine_fail("cannot allocate %" PRIu64 " MiB of guest memory: %s", cfg->mem >> 20, zx_status_get_string(st));
-        goto out;
-    }
+    void **host = (void **)&m->env.mem.host;
+    zx_status_t st;
+    if (cfg->restore) st = bellhop_guest_map_file(m->guest, 0, cfg->mem, cfg->restore->mem_fd, 0, host);
+    else if (shared_memory) st = bellhop_guest_map_shared(m->guest, 0, cfg->mem, host, &m->env.mem_fd);
+    else st = zx_guest_map_memory(m->guest, 0, cfg->mem, 0, host);
+    if (st != ZX_OK && cfg->restore)
+        return machine_fail("cannot map the snapshot's memory file (%" PRIu64 " MiB): %s", cfg->mem >> 20,
+                            st == ZX_ERR_OUT_OF_RANGE ? "it is shorter than the guest's memory"
+                                                      : zx_status_get_string(st));
+    if (st != ZX_OK)
+        return machine_fail("cannot allocate %" PRIu64 " MiB of guest memory: %s", cfg->mem >> 20,
+                            zx_status_get_string(st));
     m->env.mem.size = cfg->mem;
     /* RAM of its own (not a snapshot's file, not shared with a vhost-user backend) can take
      * the kernel's and initrd's pages from the page cache rather than copies of them; not
      * with --dispatch loop, whose vCPUs cannot be paused from the loop (vmm/image_lease.h). */
     if (!cfg->restore && !shared_memory && !cfg->dispatch_loop) m->env.mem.files = &m->mem_files;
+    return 0;
+}
+
+static int create_loop(struct machine *m) {
     /* --trace-file: every handler the loop runs is a slice on its track (Fuchsia's prologue
      * and epilogue around each) */
     async_loop_config_t loop_config = kAsyncLoopConfigNeverAttachToThread;
@@ -502,85 +511,112 @@ int machine_run(const struct machine_config *cfg) {
         loop_config.epilogue = loop_turn_ends;
         loop_config.data = m;
     }
-    st = async_loop_create(&loop_config, &m->loop);
-    if (st != ZX_OK) {
-        machine_fail("cannot create the async loop: %s", zx_status_get_string(st));
-        goto out;
-    }
+    zx_status_t st = async_loop_create(&loop_config, &m->loop);
+    if (st != ZX_OK) return machine_fail("cannot create the async loop: %s", zx_status_get_string(st));
     m->env.loop = async_loop_get_dispatcher(m->loop);
     pci_bus_init(&m->pci);
     machine_setup_phase(m, "memory");
-    if (cfg->restore) { /* what the kernel's kind decided, as it was */
-        m->linux_smp = cfg->restore->state->flags & SNAPSHOT_LINUX_SMP;
-        m->virtio_pci = cfg->restore->state->flags & SNAPSHOT_VIRTIO_PCI;
-    } else {
-        if (machine_load_kernel(m) != 0) goto out;
-        machine_setup_phase(m, "kernel");
-    }
-    if (machine_devices_setup(m) != 0) goto out;
+    return 0;
+}
+
+/* A fresh guest: its kernel, its devices, the boot data. */
+static int cold_boot_setup(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    if (machine_load_kernel(m) != 0) return -1;
+    machine_setup_phase(m, "kernel");
+    if (machine_devices_setup(m) != 0) return -1;
     machine_setup_phase(m, "devices");
-    if (cfg->restore) {
-        if (machine_restore_state(m) != 0) goto out;
-        machine_setup_phase(m, "restore");
-    } else {
-        if (machine_boot_setup(m) != 0) goto out;
-        if (cfg->boot_markers && m->mem_files.mapped)
-            fprintf(stderr, "bellhop: %" PRIu64 " KiB of guest RAM are the files' pages (kernel, initrd), copy-on-write\n",
-                    m->mem_files.mapped >> 10);
-        if (machine_watch_files(m) != 0) {
-            machine_fail("cannot watch the kernel's and initrd's leases");
-            goto out;
-        }
-        machine_setup_phase(m, "boot data");
-    }
-    if (cfg->trace_traps) disasm_load(); /* vCPU threads trace, and cannot load it later */
-    if (cfg->profile) {
-        char err[300];
-        m->profile = profile_open(cfg->profile, cfg->kernel, cfg->profile_symbols, cfg->cpus, cfg->start_ns, err,
-                                  sizeof err);
-        if (!m->profile) {
-            machine_fail("--profile: %s", err);
-            goto out;
-        }
-    }
-    if (cfg->restore) {
-        /* Every vCPU made and given its state (parked) before the control plane comes: a
-         * refused state fails the load as a kernel that is not one fails InstanceStart. A bell
-         * the loop had not handled when the snapshot was taken is queued before the loop runs. */
-        m->paused = true;
-        for (unsigned i = 0; i < cfg->cpus; i++)
-            if (start_cpu(m, i, 0) != 0) goto out;
-        machine_setup_phase(m, "vcpus");
-        for (struct virtio_dev *vd; (vd = machine_device(m, ndevices_kicked)); ndevices_kicked++) virtio_restore_kick(vd);
-    }
+    if (machine_boot_setup(m) != 0) return -1;
+    if (cfg->boot_markers && m->mem_files.mapped)
+        fprintf(stderr, "bellhop: %" PRIu64 " KiB of guest RAM are the files' pages (kernel, initrd), copy-on-write\n",
+                m->mem_files.mapped >> 10);
+    if (machine_watch_files(m) != 0) return machine_fail("cannot watch the kernel's and initrd's leases");
+    machine_setup_phase(m, "boot data");
+    return 0;
+}
+
+static int cold_boot_start(struct machine *m) {
+    if (start_cpu(m, 0, m->cpus[0].entry) != 0) return -1;
+    /* Linux starts its other CPUs itself, with INIT and STARTUP IPIs: they must exist. */
+    for (unsigned i = 1; m->linux_smp && i < m->cfg->cpus; i++)
+        if (start_cpu(m, i, 0) != 0) return -1;
+    return 0;
+}
+
+/* A snapshot's guest: its devices, its state, and every vCPU made and given its state
+ * (parked) before the control plane comes: a refused state fails the load as a kernel that is
+ * not one fails InstanceStart. */
+static int restore_setup(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    /* what the kernel's kind decided, as it was */
+    m->linux_smp = cfg->restore->state->flags & SNAPSHOT_LINUX_SMP;
+    m->virtio_pci = cfg->restore->state->flags & SNAPSHOT_VIRTIO_PCI;
+    if (machine_devices_setup(m) != 0) return -1;
+    machine_setup_phase(m, "devices");
+    if (machine_restore_state(m) != 0) return -1;
+    machine_setup_phase(m, "restore");
+    return 0;
+}
+
+static int restore_vcpus(struct machine *m) {
+    m->paused = true;
+    for (unsigned i = 0; i < m->cfg->cpus; i++)
+        if (start_cpu(m, i, 0) != 0) return -1;
+    machine_setup_phase(m, "vcpus");
+    /* A bell the loop had not handled when the snapshot was taken is queued before the loop runs. */
+    struct virtio_dev *vd;
+    for (unsigned i = 0; (vd = machine_device(m, i)); i++) virtio_restore_kick(vd);
+    return 0;
+}
+
+static void restore_start(struct machine *m) {
+    machine_restore_announce(m);
+    if (!m->cfg->restore->paused) machine_resume(m);
+}
+
+/* What watches the guest run: the disassembler for --trace traps (vCPU threads cannot load it
+ * later) and --profile. */
+static int open_observers(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    if (cfg->trace_traps) disasm_load();
+    if (!cfg->profile) return 0;
+    char err[300];
+    m->profile = profile_open(cfg->profile, cfg->kernel, cfg->profile_symbols, cfg->cpus, cfg->start_ns, err, sizeof err);
+    return m->profile ? 0 : machine_fail("--profile: %s", err);
+}
+
+/* The control plane, the loop thread and the vCPUs, then the main thread's sandbox. */
+static int start_running(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    if (cfg->restore && restore_vcpus(m) != 0) return -1;
     if (cfg->control) cfg->control->attach(cfg->control, m, m->env.loop);
-    if (start_loop_thread(m) != 0) goto out;
+    if (start_loop_thread(m) != 0) return -1;
     machine_setup_phase(m, "loop");
     terminal_raw(STDIN_FILENO);
-    if (cfg->restore) {
-        machine_restore_announce(m);
-        if (!cfg->restore->paused) machine_resume(m);
-    } else {
-        if (start_cpu(m, 0, m->cpus[0].entry) != 0) goto out;
-        /* Linux starts its other CPUs itself, with INIT and STARTUP IPIs: they must exist. */
-        for (unsigned i = 1; m->linux_smp && i < cfg->cpus; i++)
-            if (start_cpu(m, i, 0) != 0) goto out;
-    }
+    if (cfg->restore) restore_start(m);
+    else if (cold_boot_start(m) != 0) return -1;
     if (cfg->sandbox) {
         char err[160];
-        if (sandbox_enter(cfg->control ? SANDBOX_API_MAIN : SANDBOX_MAIN, err, sizeof err) != 0) {
-            machine_fail("%s", err);
-            goto out;
-        }
+        if (sandbox_enter(cfg->control ? SANDBOX_API_MAIN : SANDBOX_MAIN, err, sizeof err) != 0)
+            return machine_fail("%s", err);
     }
     sandbox_probe(SANDBOX_MAIN);
     if (cfg->control && cfg->control->started) cfg->control->started(cfg->control);
     setup_done(m);
+    return 0;
+}
+
+static int wait_for_exit(struct machine *m) {
     pthread_mutex_lock(&m->lock);
     while (!m->exiting) pthread_cond_wait(&m->cond, &m->lock);
-    status = m->status;
+    int status = m->status;
     pthread_mutex_unlock(&m->lock);
-out:
+    return status;
+}
+
+/* Stops what runs, reports, and releases everything the machine holds; returns status. */
+static int tear_down(struct machine *m, int status) {
+    const struct machine_config *cfg = m->cfg;
     request_exit(&m->env, status); /* stops any vCPU still running */
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
         if (m->cpus[i].running) pthread_join(m->cpus[i].thread, NULL);
@@ -604,5 +640,15 @@ out:
     pthread_mutex_destroy(&m->lock);
     free(m);
     return status;
+}
+
+int machine_run(const struct machine_config *cfg) {
+    struct machine *m = machine_new(cfg);
+    if (!m) return 1;
+    int status = 1;
+    if (create_vm(m) != 0 || map_ram(m) != 0 || create_loop(m) != 0) return tear_down(m, status);
+    if ((cfg->restore ? restore_setup(m) : cold_boot_setup(m)) != 0) return tear_down(m, status);
+    if (open_observers(m) != 0 || start_running(m) != 0) return tear_down(m, status);
+    return tear_down(m, wait_for_exit(m));
 }
 

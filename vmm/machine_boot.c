@@ -72,12 +72,12 @@ struct kernel_file {
 
 static int load_kernel_image(struct machine *m, const struct file_map *kernel, void *arg) {
     struct kernel_file *e = arg;
-    uint64_t t0 = stats_now_ns();
+    uint64_t t0 = zx_clock_get_monotonic();
     int r = kernel_load(kernel->data, kernel->len, &m->env.mem, LAYOUT_KERNEL_MIN, &e->opts, &m->loaded, e->text,
                         sizeof e->text);
     const struct bzimage_unpacked *u = &m->loaded.bz.unpacked;
     if (r == 0 && m->loaded.bzimage && u->format && m->cfg->boot_markers) {
-        uint64_t t1 = stats_now_ns();
+        uint64_t t1 = zx_clock_get_monotonic();
         char where[40] = "not randomized";
         if (u->kaslr) snprintf(where, sizeof where, "KASLR %+" PRId64 " MiB", (int64_t)(u->virt_offset >> 20));
         fprintf(stderr,

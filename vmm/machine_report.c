@@ -162,7 +162,7 @@ void machine_metrics_line(struct machine *m, char *buf, size_t len) {
 
 /* Setup's phase `name` ends now (--boot-markers only): its time joins m->setup_phases, which
  * the guest-entered line shows, so that a slow setup says where it went. */
-void machine_setup_phase(struct machine *m, const char *name) { machine_setup_phase_until(m, name, stats_now_ns()); }
+void machine_setup_phase(struct machine *m, const char *name) { machine_setup_phase_until(m, name, zx_clock_get_monotonic()); }
 
 void machine_setup_phase_until(struct machine *m, const char *name, uint64_t now) {
     if (!m->cfg->boot_markers) return;

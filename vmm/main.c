@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zircon/syscalls.h>
 
 #include "devices/device.h"
 #include "devices/virtio_blk.h"
@@ -188,7 +189,7 @@ static bool add_device(struct machine_config *cfg, const struct virtio_device_op
 
 static int cmd_run(int argc, char **argv) {
     struct machine_config cfg = {.cmdline = "", .mem = DEFAULT_MEM, .cpus = 1, .console = CONSOLE_SERIAL,
-                                 .start_ns = stats_now_ns(), .sandbox = sandbox_supported()};
+                                 .start_ns = zx_clock_get_monotonic(), .sandbox = sandbox_supported()};
     cfg.main_ns = cfg.start_ns;
     enum { O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_CONSOLE, O_RNG, O_TRACE, O_MARKERS, O_NET, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS, O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_DEVICE, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE, O_FS, O_START_TIME };
     struct virtio_blk_params disks[MAX_DISKS];

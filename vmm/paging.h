@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <zircon/syscalls/hypervisor.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 bool gva_to_gpa(const struct guest_mem *gm, const bellhop_vcpu_sregs_t *s, uint64_t gva, uint64_t *gpa);
 /* Copies up to len bytes of guest-virtual memory from gva; returns how many were readable. */

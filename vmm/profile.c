@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zircon/syscalls.h>
 
 #include "devices/device.h"
 #include "vmm/file_map.h"
@@ -131,7 +132,7 @@ static void flush(struct profile *p, unsigned cpu) {
 void profile_sample(struct profile *p, unsigned cpu, uint64_t rip) {
     if (cpu >= p->ncpus) return;
     struct profile_cpu *c = &p->cpu[cpu];
-    c->ns[c->n] = stats_now_ns();
+    c->ns[c->n] = zx_clock_get_monotonic();
     c->rip[c->n++] = rip;
     atomic_fetch_add_explicit(&p->samples, 1, memory_order_relaxed);
     if (c->n == PROFILE_BLOCK) flush(p, cpu);

@@ -19,7 +19,7 @@
 
 #include "devices/virtio.h"
 #include "firmware/vmgenid.h"
-#include "vmm/error_text.h"
+#include "base/error_text.h"
 #include "vmm/machine_parts.h"
 #include "vmm/snapshot_file.h"
 

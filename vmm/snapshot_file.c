@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vmm/error_text.h"
+#include "base/error_text.h"
 #include "vmm/snapshot_file.h"
 
 #define HEADER_LEN 16u

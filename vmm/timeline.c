@@ -13,22 +13,6 @@
 #define TID_IRQS 1001
 #define COUNTER_NS 100000000ull
 
-struct timeline_ring {
-    char name[16];
-    struct timeline_record *recs;
-    uint64_t written; /* owner thread only; read after it stopped */
-};
-
-struct timeline {
-    int fd;
-    _Atomic unsigned nrings;
-    _Atomic uint64_t next_flow;
-    struct timeline_ring rings[TIMELINE_MAX_THREADS];
-};
-
-static _Thread_local struct timeline *tls_owner;
-static _Thread_local struct timeline_ring *tls_ring;
-
 struct timeline *timeline_create(const char *path, char *err, size_t errlen) {
     struct timeline *t = calloc(1, sizeof *t);
     if (!t) return snprintf(err, errlen, "out of memory"), NULL;
@@ -46,34 +30,6 @@ void timeline_destroy(struct timeline *t) {
     close(t->fd);
     for (unsigned i = 0; i < TIMELINE_MAX_THREADS; i++) free(t->rings[i].recs);
     free(t);
-}
-
-struct timeline_ring *timeline_ring(struct timeline *t, const char *thread_name) {
-    if (tls_owner == t) return tls_ring;
-    tls_owner = t;
-    tls_ring = NULL;
-    unsigned i = atomic_fetch_add(&t->nrings, 1);
-    if (i >= TIMELINE_MAX_THREADS) return NULL;
-    struct timeline_ring *r = &t->rings[i];
-    r->recs = malloc(sizeof *r->recs * TIMELINE_RING_RECORDS);
-    /* Touched now, at the thread's start: no record's first write takes a page fault later,
-     * on an exit's path. */
-    if (r->recs) memset(r->recs, 0, sizeof *r->recs * TIMELINE_RING_RECORDS);
-    snprintf(r->name, sizeof r->name, "%s", thread_name);
-    return tls_ring = r->recs ? r : NULL;
-}
-
-void timeline_put(struct timeline_ring *r, const struct timeline_record *rec) {
-    if (!r) return;
-    r->recs[r->written++ % TIMELINE_RING_RECORDS] = *rec;
-}
-
-uint64_t timeline_flow(struct timeline *t) { return atomic_fetch_add(&t->next_flow, 1) + 1; }
-
-uint64_t timeline_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* A JSON string's body: quotes, backslashes and control characters escaped. */

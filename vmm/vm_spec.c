@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "devices/virtio_devices.h"
-#include "vmm/error_text.h"
+#include "base/error_text.h"
 #include "vmm/vm_spec.h"
 
 #define DEFAULT_MEM_MIB 128

@@ -12,7 +12,7 @@
 
 #include <lib/async-loop/loop.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 #include "vmm/image_lease.h"
 #include "tests/lib/check.h"
 

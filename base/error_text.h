@@ -2,8 +2,8 @@
  * formatted into the caller's err, -1 returned, so that a check and its reason are one line:
  *     if (len > max) return error_text(err, errlen, "%zu bytes, at most %zu", len, max);
  */
-#ifndef BELLHOP_VMM_ERROR_TEXT_H
-#define BELLHOP_VMM_ERROR_TEXT_H
+#ifndef BELLHOP_BASE_ERROR_TEXT_H
+#define BELLHOP_BASE_ERROR_TEXT_H
 
 #include <stdarg.h>
 #include <stddef.h>

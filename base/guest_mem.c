@@ -1,7 +1,7 @@
 /* Guest RAM's accessors that change how it is mapped (see guest_mem.h). */
 #include <sys/mman.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #define PAGE 4096ull
 

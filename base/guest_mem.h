@@ -1,8 +1,8 @@
 /* Guest-physical memory as the VMM and devices see it: every access goes through these
  * bounds-checked accessors (an address or length the guest controls can never reach
  * outside its RAM). */
-#ifndef BELLHOP_VMM_GUEST_MEM_H
-#define BELLHOP_VMM_GUEST_MEM_H
+#ifndef BELLHOP_BASE_GUEST_MEM_H
+#define BELLHOP_BASE_GUEST_MEM_H
 
 #include <stdbool.h>
 #include <stddef.h>
