@@ -44,7 +44,10 @@ Q := @
 endif
 
 LOOP_SRCS := $(wildcard loop/*.c)
-VMM_SRCS  := $(wildcard base/*.c) $(filter-out vmm/main.c vmm/sandbox_rules.c,$(wildcard vmm/*.c)) $(wildcard devices/*.c) $(wildcard firmware/*.c)
+# The product's code but main(): the floor, the VMM's rooms, devices, firmware, and `bellhop
+# bench` (bench/bellhop_bench, linked into bellhop).
+VMM_SRCS  := $(wildcard base/*.c) $(filter-out vmm/control/main.c,$(wildcard vmm/*/*.c)) $(wildcard devices/*.c) \
+             $(wildcard firmware/*.c) $(wildcard bench/bellhop_bench/*.c)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 KVM_SRCS  := $(wildcard tests/kvm/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
@@ -66,7 +69,7 @@ VMM_LIBS  := -Wl,-Bstatic $(STATIC_LIBS) -Wl,-Bdynamic -ldl
 # bellhop itself static-pie where it can be (not under a sanitizer, whose runtime is a shared
 # library): no dynamic loader at each start (nested, exec to exit 34 ms dynamic, 18.5 ms
 # static-pie; 6.5 ms without PIE, which would give up the binary's ASLR). libcapstone stays a
-# shared library, loaded only for a crash report or --trace traps (vmm/disasm.c): glibc's
+# shared library, loaded only for a crash report or --trace traps (vmm/observe/disasm.c): glibc's
 # warning that a static program's dlopen needs the same libc at run time is left out of the
 # link's output (it does), and the link's own status kept.
 ifeq ($(SAN),)
@@ -108,7 +111,7 @@ $(B)/obj/gen/dsdt_aml.o: build/gen/dsdt_aml.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-# The names of system calls, for the sandbox's report of a forbidden one (vmm/sandbox.c).
+# The names of system calls, for the sandbox's report of a forbidden one (vmm/sandbox/sandbox.c).
 build/gen/syscall_names.c:
 	@mkdir -p $(dir $@)
 	$(Q){ echo "const char *const syscall_names[] = {"; \
@@ -121,15 +124,15 @@ $(B)/obj/gen/syscall_names.o: build/gen/syscall_names.c
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 # The sandbox's seccomp programs, built with libseccomp here rather than at every start
-# (vmm/sandbox_rules.c). A build tool: no sanitizers, whatever the variant.
-build/gen/sandbox_rules: vmm/sandbox_rules.c vmm/sandbox.h
+# (tools/sandbox_rules.c). A build tool: no sanitizers, whatever the variant.
+build/gen/sandbox_rules: tools/sandbox_rules.c vmm/sandbox/sandbox.h
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -std=gnu11 -Wall -Wextra -Werror -O1 -D_GNU_SOURCE -I. -o $@ $< -lseccomp
 
 build/gen/sandbox_filters.c: build/gen/sandbox_rules
 	$(Q)build/gen/sandbox_rules > $@.tmp && mv $@.tmp $@
 
-$(B)/obj/gen/sandbox_filters.o: build/gen/sandbox_filters.c vmm/sandbox_filters.h vmm/sandbox.h
+$(B)/obj/gen/sandbox_filters.o: build/gen/sandbox_filters.c vmm/sandbox/sandbox_filters.h vmm/sandbox/sandbox.h
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
@@ -141,19 +144,19 @@ $(B)/libbellhop.a: $(VMM_OBJS)
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(B)/bellhop: $(B)/obj/vmm/main.o $(B)/libbellhop.a $(B)/libloop.a
+$(B)/bellhop: $(B)/obj/vmm/control/main.o $(B)/libbellhop.a $(B)/libloop.a
 	$(link_bellhop)
 
 # bellhop with its test hooks (BELLHOP_TEST_HOOKS: environment variables that truncate the
 # kernel file under its mapping, or make a forbidden system call), for the tests of what they
 # provoke. build/bellhop has none: its objects of these files are built without the flag.
-HOOK_SRCS := vmm/machine_boot.c vmm/sandbox.c
+HOOK_SRCS := vmm/machine/machine_boot.c vmm/sandbox/sandbox.c
 $(B)/obj/hooks/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -DBELLHOP_TEST_HOOKS $(DEPFLAGS) -c $< -o $@
 
-$(B)/bellhop-hooks: $(B)/obj/vmm/main.o $(HOOK_SRCS:%.c=$(B)/obj/hooks/%.o) $(B)/libbellhop.a $(B)/libloop.a
+$(B)/bellhop-hooks: $(B)/obj/vmm/control/main.o $(HOOK_SRCS:%.c=$(B)/obj/hooks/%.o) $(B)/libbellhop.a $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(link_bellhop)
 
@@ -241,7 +244,7 @@ $(B)/bench/loop_bench: $(B)/obj/bench/loop_bench.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -luv
 
-$(B)/tests/kvm-probe: $(B)/obj/tests/lib/kvm_probe.o $(B)/obj/vmm/kvm_host.o
+$(B)/tests/kvm-probe: $(B)/obj/tests/lib/kvm_probe.o $(B)/obj/vmm/hv/kvm_host.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
@@ -321,7 +324,7 @@ build/fuzz/obj/gen/syscall_names.o: build/gen/syscall_names.c
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_CFLAGS) -c $< -o $@
 
-build/fuzz/obj/gen/sandbox_filters.o: build/gen/sandbox_filters.c vmm/sandbox_filters.h vmm/sandbox.h
+build/fuzz/obj/gen/sandbox_filters.o: build/gen/sandbox_filters.c vmm/sandbox/sandbox_filters.h vmm/sandbox/sandbox.h
 	@mkdir -p $(dir $@)
 	$(Q)clang $(FUZZ_CFLAGS) -c $< -o $@
 
@@ -364,4 +367,5 @@ bench: deps all linux-files
 clean:
 	rm -rf build/obj build/asan build/tsan build/tests build/guest build/*.a build/bellhop build/bellhop-hooks
 
--include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d $(B)/obj/hooks/*/*.d build/guest/obj/*.d build/fuzz/obj/*/*.d build/fuzz/obj/*/*/*.d)
+-include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d $(B)/obj/*/*/*/*.d $(B)/obj/hooks/*/*/*.d build/guest/obj/*.d \
+    build/fuzz/obj/*/*.d build/fuzz/obj/*/*/*.d build/fuzz/obj/*/*/*/*.d)

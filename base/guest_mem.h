@@ -51,7 +51,7 @@ static inline bool gm_write(const struct guest_mem *gm, uint64_t gpa, const void
 
 /* Puts bytes [off, off+len) of a file at gpa. `image` is the whole file mapped read-only
  * (image_len bytes); `fd`, when not -1, is that file open and protected against writers (a
- * read lease, vmm/image_lease.h): then the whole pages of the range become the file's pages
+ * read lease, vmm/machine/image_lease.h): then the whole pages of the range become the file's pages
  * copy-on-write, where RAM allows it (gm->files) and the file offset and gpa fall alike within
  * a page; the rest is copied. False when the range is outside the file or RAM. */
 bool gm_write_file(const struct guest_mem *gm, uint64_t gpa, const uint8_t *image, size_t image_len, int fd,

@@ -1,8 +1,8 @@
-/* Recording a timeline (--trace-file, vmm/timeline.h): what the VMM's threads and the devices
+/* Recording a timeline (--trace-file, vmm/observe/timeline.h): what the VMM's threads and the devices
  * put on it as the guest runs. Each thread records into a ring of its own (no lock, no system
  * call: the clock is zx_clock_get_monotonic's vDSO read); a full ring overwrites its oldest
  * records. Recording sites test one pointer when there is no timeline. The writer that turns
- * the rings into a trace file is vmm/timeline.c. */
+ * the rings into a trace file is vmm/observe/timeline.c. */
 #ifndef BELLHOP_BASE_TIMELINE_RECORD_H
 #define BELLHOP_BASE_TIMELINE_RECORD_H
 
@@ -43,7 +43,7 @@ struct timeline_ring {
     uint64_t written; /* owner thread only; read after it stopped */
 };
 
-/* Made and written out by vmm/timeline.c. */
+/* Made and written out by vmm/observe/timeline.c. */
 struct timeline {
     int fd;
     _Atomic unsigned nrings;

@@ -27,7 +27,7 @@
 
 #include "bench/bench_util.h"
 #include "firmware/fdt.h"
-#include "vmm/bench.h"
+#include "bench/bellhop_bench/bench.h"
 
 #define IMAGE_MIB 64
 #define MAX_ROUNDS 9

@@ -1,6 +1,6 @@
 /* The bench's bell device (`bellhop run --bench-bell`): a bell at BENCH_BELL_ADDR whose
  * handler, on the loop thread, only bumps the 32-bit word at BENCH_BELL_FLAG in guest RAM.
- * That is exactly the work of the raw floor's reader thread (vmm/bench_floor.h), so the
+ * That is exactly the work of the raw floor's reader thread (bench/bellhop_bench/bench_floor.h), so the
  * guest's bell-to-flag round trip measures bellhop's bell path alone: ioeventfd, port
  * packet, loop dispatch. */
 #ifndef BELLHOP_DEVICES_BENCH_BELL_H

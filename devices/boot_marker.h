@@ -16,7 +16,7 @@
 struct boot_marker;
 extern const struct io_ops boot_marker_ops;
 struct boot_marker *boot_marker_create(zx_handle_t guest, uint64_t vmm_start_ns, bool print);
-/* --trace-file: each marker also an instant on the timeline (vmm/timeline.h). */
+/* --trace-file: each marker also an instant on the timeline (vmm/observe/timeline.h). */
 void boot_marker_set_timeline(struct boot_marker *b, struct timeline *t);
 void boot_marker_destroy(struct boot_marker *b);
 /* The boot CPU is about to run the guest's first instruction (once per VM); `setup` says

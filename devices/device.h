@@ -60,7 +60,7 @@ struct vm_env {
     uint64_t trace_start_ns;
     /* --stats: devices count their notifications and time their handlers. */
     bool stats;
-    /* --trace-file: devices record their handlers, interrupts and lines (vmm/timeline.h) */
+    /* --trace-file: devices record their handlers, interrupts and lines (vmm/observe/timeline.h) */
     struct timeline *timeline;
 };
 

@@ -74,7 +74,7 @@ static void report(const char *kind, unsigned n, unsigned nrefs) {
     } while (0)
 #define MEASURE(kind, ...) MEASURE_REF(kind, true, __VA_ARGS__)
 
-/* The floor's flag: a page of RAM the floor VMM writes (see vmm/bench_floor.h). */
+/* The floor's flag: a page of RAM the floor VMM writes (see bench/bellhop_bench/bench_floor.h). */
 #define FLOOR_FLAG_ADDR 0x5000u
 
 static void bell_flag(uint64_t bell) {

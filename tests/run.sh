@@ -89,7 +89,7 @@ fi
 if [ ${#kvms[@]} -gt 0 ]; then
     kvm=${kvms[0]}
     before=$(wc -l < "$results")
-    # Where each binary runs (vmm/kvm_host.h has the kinds): on hardware KVM, all directly; on
+    # Where each binary runs (vmm/hv/kvm_host.h has the kinds): on hardware KVM, all directly; on
     # PVM, the ones that boot Linux (tests/kvm/linux_*) in the nested host, which has the full
     # x86 virtualization they need, and the rest directly, so both KVMs are covered; with no
     # usable /dev/kvm, all nested. KVM=direct or KVM=nested forces one place for all.

@@ -4,7 +4,7 @@
  * or a spec left half-changed (the result must still serialize and convert). */
 #include <jansson.h>
 
-#include "vmm/vm_spec.h"
+#include "vmm/control/vm_spec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;

@@ -16,8 +16,8 @@
 #include "devices/virtio_rng.h"
 #include "tests/fuzz/fuzz.h"
 #include "tests/lib/virtq_driver.h"
-#include "vmm/hv.h"
-#include "vmm/snapshot_file.h"
+#include "vmm/hv/hv.h"
+#include "vmm/machine/snapshot_file.h"
 
 #define RAM 0x10000u
 

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "tests/fuzz/fuzz.h"
-#include "vmm/symbols.h"
+#include "vmm/observe/symbols.h"
 
 static void check(const struct symbols *s) {
     for (size_t i = 0; i < s->n; i++) {

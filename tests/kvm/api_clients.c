@@ -19,7 +19,7 @@
 
 #include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
-#include "vmm/api_server.h"
+#include "vmm/control/api_server.h"
 
 static char dir[] = "/tmp/bellhop-api-clients.XXXXXX";
 static char sock[PATH_MAX], out[PATH_MAX];

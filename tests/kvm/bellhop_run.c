@@ -18,11 +18,11 @@
 
 #include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
-#include "vmm/spawn.h"
+#include "bench/bellhop_bench/spawn.h"
 #include "devices/bench_bell.h"
-#include "vmm/bench.h"
-#include "vmm/kvm_host.h"
-#include "vmm/smaps.h"
+#include "bench/bellhop_bench/bench.h"
+#include "vmm/hv/kvm_host.h"
+#include "vmm/observe/smaps.h"
 
 static char bellhop[PATH_MAX];
 static char bellhop_hooks[PATH_MAX]; /* bellhop with its test hooks (build/bellhop-hooks) */

@@ -9,8 +9,8 @@
 
 #include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
-#include "vmm/bench.h"
-#include "vmm/spawn.h"
+#include "bench/bellhop_bench/bench.h"
+#include "bench/bellhop_bench/spawn.h"
 
 static char bellhop[PATH_MAX];
 static char out[1 << 16];

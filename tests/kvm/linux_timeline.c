@@ -9,7 +9,7 @@
 
 #include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
-#include "vmm/spawn.h"
+#include "bench/bellhop_bench/spawn.h"
 
 #define TRACE_BOUND (32u << 20) /* a boot's timeline, at most */
 

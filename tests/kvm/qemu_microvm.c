@@ -11,8 +11,8 @@
 
 #include "firmware/fdt.h"
 #include "tests/lib/check.h"
-#include "vmm/spawn.h"
-#include "vmm/bench.h"
+#include "bench/bellhop_bench/spawn.h"
+#include "bench/bellhop_bench/bench.h"
 
 
 TEST_TIMEOUT(qemu_microvm_boots_the_tiny_guest, 180) {

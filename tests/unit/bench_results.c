@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "tests/lib/check.h"
-#include "vmm/bench_results.h"
+#include "bench/bellhop_bench/bench_results.h"
 
 /* One round's console output: one io_out line with the given p50 and reference, one cpuid. */
 static const char *round_out(unsigned long long p50, unsigned long long ref) {

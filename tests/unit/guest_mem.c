@@ -13,7 +13,7 @@
 #include <lib/async-loop/loop.h>
 
 #include "base/guest_mem.h"
-#include "vmm/image_lease.h"
+#include "vmm/machine/image_lease.h"
 #include "tests/lib/check.h"
 
 #define RAM (8u << 20)

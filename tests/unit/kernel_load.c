@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "tests/lib/check.h"
-#include "vmm/kernel_load.h"
+#include "vmm/machine/kernel_load.h"
 
 #define RAM (8u << 20)
 #define LOAD 0x200000u

@@ -1,8 +1,8 @@
 /* What differs between the host's kinds of KVM, decided without a VM: which kernels PVM can
  * run, and which port-IO instruction an exit came from when RIP is already past it. */
 #include "tests/lib/check.h"
-#include "vmm/io_insn.h"
-#include "vmm/kvm_host.h"
+#include "vmm/hv/io_insn.h"
+#include "vmm/hv/kvm_host.h"
 
 TEST(pvm_runs_only_kernels_below_the_top_2_gib) {
     CHECK(kvm_host_pvm_can_run(0x100000, 0x1fffff));                      /* the tiny guest */

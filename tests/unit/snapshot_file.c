@@ -17,8 +17,8 @@
 #include "devices/virtio_rng.h"
 #include "tests/lib/check.h"
 #include "tests/lib/virtq_driver.h"
-#include "vmm/hv.h"
-#include "vmm/snapshot_file.h"
+#include "vmm/hv/hv.h"
+#include "vmm/machine/snapshot_file.h"
 
 static void make_file(struct snapshot_writer *w) {
     snapshot_writer_init(w);

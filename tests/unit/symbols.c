@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "tests/lib/check.h"
-#include "vmm/symbols.h"
+#include "vmm/observe/symbols.h"
 
 static const char *name_at(const struct symbols *s, uint64_t addr, uint64_t *off) {
     const struct symbol *sym = symbols_find(s, addr, off);

@@ -1,4 +1,4 @@
-/* The API's and config file's configuration (vmm/vm_spec.h) without KVM: a document becomes
+/* The API's and config file's configuration (vmm/control/vm_spec.h) without KVM: a document becomes
  * the machine's configuration as Firecracker would boot it, refusals leave the spec as it
  * was, and GET /vm/config's document reads back as the same configuration. */
 #include <jansson.h>
@@ -6,7 +6,7 @@
 
 #include "devices/virtio_devices.h"
 #include "tests/lib/check.h"
-#include "vmm/vm_spec.h"
+#include "vmm/control/vm_spec.h"
 
 static json_t *parse(const char *text) {
     json_error_t je;

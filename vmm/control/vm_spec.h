@@ -1,0 +1,82 @@
+/* A VM's configuration as Firecracker's users write it: the resources of its API (boot-source,
+ * machine-config, drives, network-interfaces, entropy, logger, metrics) and the config file
+ * that holds them all (docs/api.md). The API's PUTs and PATCHes and --config-file fill one
+ * struct vm_spec through the same parsers, so a field means the same thing either way; the
+ * spec then becomes a machine_config.
+ *
+ * Every parser takes the request's JSON and either changes the spec or leaves it as it was and
+ * says why in err (unknown fields, wrong types, values out of range are all refused). */
+#ifndef BELLHOP_VMM_CONTROL_VM_SPEC_H
+#define BELLHOP_VMM_CONTROL_VM_SPEC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/virtio_blk.h"
+#include "devices/virtio_net.h"
+#include "devices/virtio_vhost_user.h"
+#include "vmm/machine/machine.h"
+
+#define VM_SPEC_MAX_DRIVES 4
+#define VM_SPEC_MAX_NETS 1
+
+struct vm_spec_drive {
+    char *id, *path;
+    char *socket; /* a vhost-user-blk backend's, in path's place (Firecracker's vhost-user drives) */
+    bool read_only, root;
+    enum blk_io_engine engine; /* io_engine: absent (auto), Async or Sync */
+    unsigned device; /* its index in the machine's devices (vm_spec_to_machine) */
+};
+
+struct vm_spec_net {
+    char *id, *host_dev_name;
+    bool has_mac;
+    uint8_t mac[6];
+};
+
+struct vm_spec {
+    char *kernel, *boot_args, *initrd; /* kernel NULL: no boot-source yet */
+    unsigned vcpus;
+    uint64_t mem_mib;
+    struct vm_spec_drive drives[VM_SPEC_MAX_DRIVES];
+    unsigned ndrives;
+    struct vm_spec_net nets[VM_SPEC_MAX_NETS];
+    unsigned nnets;
+    bool entropy;
+    char *log_path, *log_level;
+    bool log_show_level, log_show_origin;
+    char *metrics_path;
+    /* what a machine_config built from this points into (vm_spec_to_machine) */
+    struct virtio_blk_params blk[VM_SPEC_MAX_DRIVES];
+    struct vhost_user_params vhost[VM_SPEC_MAX_DRIVES];
+    struct virtio_net_params net[VM_SPEC_MAX_NETS];
+    char *cmdline;
+};
+
+void vm_spec_init(struct vm_spec *s);
+void vm_spec_free(struct vm_spec *s);
+
+int vm_spec_boot_source(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+/* PUT replaces the machine configuration (absent fields take their defaults); PATCH changes
+ * only the fields it names. */
+int vm_spec_machine_config(struct vm_spec *s, json_t *body, bool patch, char *err, size_t errlen);
+/* id: the URL's (NULL in a config file: the body's drive_id names it). */
+int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen);
+int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen);
+/* PATCH /drives/{id} of a running VM: the drive's index (*path: its new file, NULL for none)
+ * or -1 with the reason. */
+int vm_spec_drive_patch(struct vm_spec *s, const char *id, json_t *body, const char **path, char *err, size_t errlen);
+int vm_spec_entropy(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+int vm_spec_logger(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+int vm_spec_metrics(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+/* A whole config file's document. */
+int vm_spec_document(struct vm_spec *s, json_t *doc, char *err, size_t errlen);
+/* The config file that describes s (GET /vm/config); a new reference. */
+json_t *vm_spec_to_json(const struct vm_spec *s);
+json_t *vm_spec_machine_config_json(const struct vm_spec *s);
+/* Fills cfg's kernel, initrd, command line, memory, CPUs and devices (pointing into s, which
+ * must outlive the machine). 0, or -1 with the reason (no boot source). */
+int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err, size_t errlen);
+
+#endif

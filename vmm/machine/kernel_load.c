@@ -1,0 +1,36 @@
+/* Which kind of kernel a file is, whether it is whole, and whether this host can run it. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vmm/machine/kernel_load.h"
+
+/* A kernel whose code lies where a PVM host keeps its own (vmm/hv/kvm_host.h) would run only
+ * through KVM's emulator, slowly, until an instruction it lacks stops it: refused before it
+ * runs, unless the user insists. */
+static bool refused_on_pvm(const struct kernel_load_opts *o, uint64_t lo, uint64_t hi, char *err, size_t errlen) {
+    if (o->host != KVM_HOST_PVM || o->pvm_anyway || kvm_host_pvm_can_run(lo, hi)) return false;
+    snprintf(err, errlen,
+             "linked at %#" PRIx64 ", in the top 2 GiB that a PVM host keeps for itself: this host's KVM is PVM, "
+             "which runs only kernels built for it (CONFIG_PVM_GUEST); run it in the nested KVM host "
+             "(BELLHOP_RUN_WHERE=nested scripts/run.sh build/bellhop run ...), or try it here with --pvm-anyway",
+             lo > KVM_HOST_PVM_RESERVED ? lo : (uint64_t)KVM_HOST_PVM_RESERVED); /* where it enters that range */
+    return true;
+}
+
+int kernel_load(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
+                const struct kernel_load_opts *o, struct kernel_loaded *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (!bzimage_detect(image, len)) {
+        int r = pvh_load_elf(image, len, o->fd, gm, min_paddr, &out->kernel, err, errlen);
+        return r == 0 && refused_on_pvm(o, out->kernel.vaddr_lo, out->kernel.vaddr_hi, err, errlen) ? -1 : r;
+    }
+    /* The 64-bit boot protocol's kernel is x86-64 Linux, linked in the top 2 GiB
+     * (__START_KERNEL_map): no need to unpack it to know, once its header holds up. */
+    if (bzimage_check(image, len, err, errlen) != 0) return -1;
+    if (refused_on_pvm(o, KVM_HOST_PVM_RESERVED, UINT64_MAX, err, errlen)) return -1;
+    out->bzimage = true;
+    int r = bzimage_load(image, len, gm, min_paddr, o->unpack, o->random, &out->bz, err, errlen);
+    out->kernel = (struct pvh_kernel){.entry = out->bz.entry, .end = out->bz.end, .is_linux = true};
+    return r;
+}

@@ -1,0 +1,114 @@
+/* The machine: guest memory, the PVH boot, devices wired to traps, vCPU threads and the
+ * async loop.
+ *
+ * Threading model:
+ *   - one thread per vCPU runs zx_vcpu_enter and dispatches its synchronous packets (MEM, IO)
+ *     inline to the device's ops (or, with --dispatch loop, as a task on the loop thread that it
+ *     waits for), and its GUEST_VCPU packets (start a CPU, send interrupts);
+ *   - one async-loop thread runs everything asynchronous: bells (virtqueue notifications),
+ *     fd waits (console input, disks), timers;
+ *   - the main thread sets up, waits for the VM to end, then tears down in order: vCPUs
+ *     (kicked and joined), the loop (shut down), devices, the guest; it prints the crash
+ *     report a vCPU left.
+ * Once set up, each thread confines itself to its role's seccomp allowlist (vmm/sandbox/sandbox.h).
+ */
+#ifndef BELLHOP_VMM_MACHINE_MACHINE_H
+#define BELLHOP_VMM_MACHINE_MACHINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MACHINE_MAX_DEVICES 12
+#define MACHINE_MAX_CPUS 16
+#define MACHINE_MIN_MEM (4ull << 20)
+#define MACHINE_MAX_MEM (3ull << 30) /* below the 32-bit MMIO hole */
+
+enum console_kind { CONSOLE_SERIAL, CONSOLE_VIRTIO };
+
+struct virtio_device_ops;
+struct snapshot;
+
+/* A machine brought back from a snapshot rather than booted (vmm/machine/snapshot.c). */
+struct machine_restore {
+    const struct snapshot *state; /* parsed and checked (vmm/machine/snapshot_file.h) */
+    int mem_fd;                   /* the memory file: mapped private, read as the guest touches it */
+    bool paused;                  /* the vCPUs wait for machine_resume */
+};
+
+/* One virtio device: its declaration (devices/virtio_devices.h) and its parameters (the
+ * device's params struct, or NULL; they must outlive machine_run). Placed in list order. */
+struct machine_device {
+    const struct virtio_device_ops *ops;
+    const void *params;
+};
+
+struct machine_config {
+    const char *kernel; /* a PVH ELF or a bzImage */
+    bool guest_decompress; /* a bzImage's kernel unpacked by its own decompressor, not by bellhop */
+    const char *initrd; /* NULL: none */
+    const char *cmdline;
+    uint64_t mem;
+    unsigned cpus;
+    struct machine_device devices[MACHINE_MAX_DEVICES];
+    unsigned ndevices;
+    enum console_kind console; /* CONSOLE_SERIAL: the 16550 has stdin (a virtio-console is a device) */
+    bool trace_traps;
+    const char *trace_file; /* --trace-file: the timeline written there at the end (vmm/observe/timeline.h) */
+    bool boot_markers;  /* print each boot marker (outl to port 0x80) */
+    bool bench_bell;    /* the bench's flag-bumping bell (devices/bench_bell.h) */
+    bool dispatch_loop; /* register accesses run on the loop thread, not the vCPU's */
+    bool stats;         /* print per-trap counts and handler times when the VM ends */
+    bool metrics;       /* count per trap and queue all the same, for machine_metrics_line */
+    const char *profile;         /* sample each vCPU's RIP into this file (vmm/observe/profile.h); NULL: no */
+    const char *profile_symbols; /* a System.map / kallsyms listing naming them; NULL: the kernel's */
+    bool sandbox;       /* each thread under its seccomp allowlist once set up (vmm/sandbox/sandbox.h) */
+    bool pvm_anyway;    /* on a PVM host, run a kernel linked in the top 2 GiB all the same */
+    uint64_t start_ns;  /* CLOCK_MONOTONIC when the VMM started (or its launcher, --start-time-us), for boot markers */
+    uint64_t main_ns;   /* when bellhop's own code started: start_ns to it is exec and the dynamic loader */
+    struct machine_control *control; /* NULL: none */
+    const struct machine_restore *restore; /* NULL: boot the kernel */
+};
+
+struct machine;
+struct async_dispatcher;
+struct virtio_dev;
+
+/* A control plane (vmm/control/api.h) beside the machine: told when the machine is set up and about
+ * to run, so that it can serve on the machine's loop and call the functions below from there. */
+struct machine_control {
+    /* Main thread, the loop not yet running: the machine is set up (nothing failed). */
+    void (*attach)(struct machine_control *c, struct machine *m, struct async_dispatcher *loop);
+    /* Main thread, every thread of the machine started: the guest runs. */
+    void (*started)(struct machine_control *c);
+};
+
+/* For the control plane, on the loop thread. machine_pause: every vCPU out of KVM_RUN and
+ * parked (0), or -1 with the reason; machine_resume lets them go on where they stopped. */
+int machine_pause(struct machine *m, char *err, size_t errlen);
+void machine_resume(struct machine *m);
+bool machine_paused(struct machine *m);
+/* One line of JSON (no newline): the time and the machine's counters, for a metrics file. */
+void machine_metrics_line(struct machine *m, char *buf, size_t len);
+/* The instance made from cfg->devices[i]; NULL past them. */
+struct virtio_dev *machine_device(struct machine *m, unsigned i);
+/* --trace-file's timeline (vmm/observe/timeline.h), or NULL. */
+struct timeline *machine_timeline(struct machine *m);
+/* The keyboard's Ctrl+Alt+Del, as a Linux guest's i8042 driver sees it. */
+void machine_ctrl_alt_del(struct machine *m);
+/* Paused, on the loop thread: writes the snapshot's state file (config_json: the machine's
+ * configuration, what restoring it makes again) and its memory file. 0, or -1 with the
+ * reason; the machine is as it was either way. */
+int machine_snapshot(struct machine *m, const char *config_json, const char *state_path, const char *mem_path,
+                     char *err, size_t errlen);
+
+/* The one-line reason the last machine_run on this thread failed before the guest ran. */
+const char *machine_last_error(void);
+
+/* Runs the VM to its end. Returns the VMM's exit status: the guest's (exit device), 0 on
+ * guest power-off or reset; on failure prints one line to stderr and returns 1. */
+int machine_run(const struct machine_config *cfg);
+
+#define EXIT_GUEST_CRASH 1
+
+#endif

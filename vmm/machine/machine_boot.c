@@ -1,0 +1,229 @@
+/* The kernel and initrd into guest memory, the boot data beside them (device tree, ACPI, PVH
+ * start_info or the Linux zero page) and the boot vCPU's registers. */
+#include <stdbool.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zircon/status.h>
+#include <zircon/syscalls.h>
+
+#include "devices/uart16550.h"
+#include "firmware/acpi.h"
+#include "vmm/machine/file_map.h"
+#include "vmm/machine/kernel_load.h"
+#include "firmware/vmgenid.h"
+#include "vmm/machine/machine_parts.h"
+
+/* A kernel or initrd, mapped read-only (vmm/machine/file_map.h): the loaders read it from the page
+ * cache, and guest RAM takes its pages copy-on-write where it can (gm_write_file): then the
+ * file is held under a read lease (vmm/machine/image_lease.h) and f->fd is -1, *shared its fd;
+ * otherwise *shared is -1 and the loaders copy. */
+static int map_file(struct machine *m, const char *what, const char *path, size_t max, struct file_map *f,
+                    int *shared) {
+    char err[160];
+    *shared = -1;
+    if (file_map_open(path, max, "guest memory", f, err, sizeof err) != 0) return machine_fail("%s %s: %s", what, path, err);
+#ifdef BELLHOP_TEST_HOOKS
+    /* Test hook (bellhop_run's bad input, on build/bellhop-hooks only: it destroys the
+     * file): the file shrinks under its mapping, as when another process truncates it. */
+    const char *probe = getenv("BELLHOP_LOAD_PROBE");
+    if (probe && strcmp(probe, what) == 0 && truncate(path, 0) != 0) { /* the test sees no error */
+    }
+#endif
+    if (!m->env.mem.files || (*shared = image_lease_take(&m->leases, f->fd)) < 0) return 0;
+    f->fd = -1;
+    /* Leased, it can no longer change under us; it may have before. */
+    struct stat st;
+    if (fstat(*shared, &st) != 0 || (uint64_t)st.st_size < f->len) {
+        file_map_close(f);
+        return machine_fail("%s %s: the file shrank while it was being loaded", what, path);
+    }
+    return 0;
+}
+
+/* load(m, f, arg) under file_map_guarded. When the file (`what` at `path`) shrank under it,
+ * says so and returns FILE_MAP_SHRANK. */
+struct guarded_load {
+    struct machine *m;
+    int (*load)(struct machine *m, const struct file_map *f, void *arg);
+    void *arg;
+};
+
+static int run_guarded_load(const struct file_map *f, void *arg) {
+    struct guarded_load *g = arg;
+    return g->load(g->m, f, g->arg);
+}
+
+static int copy_guarded(struct machine *m, const char *what, const char *path, const struct file_map *f,
+                        int (*load)(struct machine *m, const struct file_map *f, void *arg), void *arg) {
+    struct guarded_load g = {m, load, arg};
+    int r = file_map_guarded(f, run_guarded_load, &g);
+    if (r == FILE_MAP_SHRANK) machine_fail("%s %s: the file shrank while it was being loaded", what, path);
+    return r;
+}
+
+struct kernel_file {
+    struct kernel_load_opts opts;
+    char text[KERNEL_LOAD_ERR_MAX]; /* why it was refused */
+};
+
+static int load_kernel_image(struct machine *m, const struct file_map *kernel, void *arg) {
+    struct kernel_file *e = arg;
+    uint64_t t0 = zx_clock_get_monotonic();
+    int r = kernel_load(kernel->data, kernel->len, &m->env.mem, LAYOUT_KERNEL_MIN, &e->opts, &m->loaded, e->text,
+                        sizeof e->text);
+    const struct bzimage_unpacked *u = &m->loaded.bz.unpacked;
+    if (r == 0 && m->loaded.bzimage && u->format && m->cfg->boot_markers) {
+        uint64_t t1 = zx_clock_get_monotonic();
+        char where[40] = "not randomized";
+        if (u->kaslr) snprintf(where, sizeof where, "KASLR %+" PRId64 " MiB", (int64_t)(u->virt_offset >> 20));
+        fprintf(stderr,
+                "bellhop: kernel unpacked (%s, %" PRIu64 " KiB, %s) in %.3f ms (decoding %.1f, relocating %.1f, "
+                "placing %.1f)\n",
+                u->format, u->size >> 10, where, (double)(t1 - t0) / 1e6, (double)u->decode_ns / 1e6,
+                (double)u->relocate_ns / 1e6, (double)u->place_ns / 1e6);
+    }
+    return r;
+}
+
+/* The host's kind as the kernel's loader sees it. */
+static enum kvm_host_kind loader_host(const struct machine *m) {
+#ifdef BELLHOP_TEST_HOOKS
+    /* Test hook (bellhop_run, on build/bellhop-hooks only): this host taken for PVM, so that
+     * what a PVM host answers is tested end to end on every host. */
+    const char *as = getenv("BELLHOP_HOST_AS");
+    if (as && strcmp(as, "pvm") == 0) return KVM_HOST_PVM;
+#endif
+    return m->host;
+}
+
+int machine_load_kernel(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    struct file_map kernel;
+    struct kernel_file e = {.opts = {.host = loader_host(m), .pvm_anyway = cfg->pvm_anyway,
+                                     .unpack = !cfg->guest_decompress, .random = bzimage_kaslr_random(cfg->cmdline)}};
+    if (map_file(m, "kernel", cfg->kernel, cfg->mem, &kernel, &e.opts.fd) != 0) return -1;
+    int r = copy_guarded(m, "kernel", cfg->kernel, &kernel, load_kernel_image, &e);
+    file_map_close(&kernel);
+    if (r == FILE_MAP_SHRANK) return -1;
+    if (r != 0) return machine_fail("kernel %s: %s", cfg->kernel, e.text);
+    m->cpus[0].entry = m->loaded.kernel.entry;
+    /* Linux finds virtio devices on PCI and starts its other CPUs itself. */
+    m->linux_smp = m->loaded.kernel.is_linux;
+    m->virtio_pci = m->loaded.kernel.is_linux;
+    return 0;
+}
+
+struct initrd_place {
+    uint64_t at;
+    int fd; /* the file, to share its pages (-1: copy) */
+};
+
+static int copy_initrd(struct machine *m, const struct file_map *initrd, void *arg) {
+    const struct initrd_place *p = arg;
+    gm_write_file(&m->env.mem, p->at, initrd->data, initrd->len, p->fd, 0, initrd->len);
+    return 0;
+}
+
+/* A kernel or initrd file whose pages guest RAM shares is about to change (its lease broke,
+ * vmm/machine/image_lease.h): RAM takes its own copies, with the vCPUs stopped and the devices'
+ * requests in flight completed, since a write to a page already copied would be lost. Under
+ * m->lock, so that the control plane cannot resume the vCPUs meanwhile. */
+static void unshare_files(void *arg) {
+    struct machine *m = arg;
+    char err[160];
+    bool paused = machine_paused(m);
+    for (unsigned tries = 0;; tries++) {
+        if (!paused && machine_pause(m, err, sizeof err) != 0) {
+            fprintf(stderr, "bellhop: a kernel or initrd file is being changed and %s: the guest may see it\n", err);
+            return;
+        }
+        machine_quiesce_devices(m);
+        pthread_mutex_lock(&m->lock);
+        bool all_parked = true;
+        for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
+            all_parked &= m->cpus[i].vcpu == ZX_HANDLE_INVALID || m->cpus[i].parked;
+        if (all_parked || m->exiting || tries == 10) { /* else the control plane resumed them */
+            if (gm_unshare(&m->env.mem) != 0)
+                fprintf(stderr, "bellhop: a kernel or initrd file is being changed and the host refused memory "
+                                "for the guest's own copy: the guest may see it\n");
+            pthread_mutex_unlock(&m->lock);
+            break;
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+    if (!paused) machine_resume(m);
+}
+
+int machine_watch_files(struct machine *m) {
+    return image_leases_watch(&m->leases, m->env.loop, unshare_files, m);
+}
+
+int machine_boot_setup(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    struct pvh_kernel k = m->loaded.kernel;
+    uint64_t kend = k.end;
+
+    struct pvh_module mods[2];
+    unsigned nmods = 0;
+    struct fdt_machine *fm = &m->fdt;
+    fm->ram_size = cfg->mem;
+    fm->ncpus = cfg->cpus;
+    fm->cmdline = cfg->cmdline;
+    fm->uart_port = UART_COM1_PORT;
+    fm->uart_irq = UART_COM1_IRQ;
+    int dtb_size = fdt_build(fm, gm_ptr(&m->env.mem, LAYOUT_DTB, LAYOUT_DTB_SIZE), LAYOUT_DTB_SIZE);
+    if (dtb_size < 0) return machine_fail("device tree: %d", dtb_size);
+    /* Linux takes module 0 as its initrd (and x86 Linux reads no device tree); other PVH
+     * kernels get the device tree first. */
+    if (!k.is_linux) mods[nmods++] = (struct pvh_module){LAYOUT_DTB, (uint64_t)dtb_size};
+    if (cfg->initrd) {
+        struct file_map initrd;
+        struct initrd_place place;
+        if (map_file(m, "initrd", cfg->initrd, cfg->mem, &initrd, &place.fd) != 0) return -1;
+        size_t ilen = initrd.len;
+        uint64_t top = cfg->mem;
+        uint64_t initrd_top = (uint64_t)m->loaded.bz.initrd_addr_max + 1;
+        if (m->loaded.bzimage && top > initrd_top) top = initrd_top;
+        uint64_t at = (top - ilen) & ~0xfffull;
+        if (ilen > top || at < kend) {
+            file_map_close(&initrd);
+            return machine_fail("initrd %s: does not fit in guest memory above the kernel", cfg->initrd);
+        }
+        place.at = at;
+        int r = copy_guarded(m, "initrd", cfg->initrd, &initrd, copy_initrd, &place);
+        file_map_close(&initrd);
+        if (r != 0) return -1;
+        mods[nmods++] = (struct pvh_module){at, ilen};
+    }
+    uint64_t rsdp = acpi_build(&m->env.mem, cfg->cpus, FDT_IOAPIC_BASE);
+    reset_vector_stub(&m->env.mem);
+    if (!vmgenid_renew(&m->env.mem)) return machine_fail("cannot make the VM generation ID (no randomness?)");
+    if (!rsdp) return machine_fail("cannot build the ACPI tables");
+    if (m->loaded.bzimage) {
+        uint64_t initrd = nmods ? mods[nmods - 1].paddr : 0, initrd_size = nmods ? mods[nmods - 1].size : 0;
+        if (bzimage_write_boot_params(&m->env.mem, &m->loaded.bz, cfg->cmdline, initrd, initrd_size, rsdp) != 0)
+            return machine_fail("command line too long for this kernel");
+    } else if (pvh_write_start_info(&m->env.mem, LAYOUT_START_INFO, cfg->cmdline, mods, nmods, rsdp) != 0) {
+        return machine_fail("command line too long (at most 4095 bytes)");
+    }
+    return 0;
+}
+
+
+zx_status_t machine_boot_registers(struct machine *m, zx_handle_t vcpu) {
+    zx_vcpu_state_t r;
+    zx_status_t st = zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
+    if (st != ZX_OK) return st;
+    if (m->loaded.bzimage) {
+        r.rsi = BOOT_ZERO_PAGE_ADDR;
+        st = bellhop_vcpu_set_long_mode(vcpu, BOOT_PML4_ADDR, BOOT_GDT_ADDR, 4 * 8 - 1);
+        if (st != ZX_OK) return st;
+    } else {
+        r.rbx = LAYOUT_START_INFO;
+    }
+    return zx_vcpu_write_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
+}
