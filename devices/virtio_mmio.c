@@ -160,13 +160,7 @@ const struct io_ops virtio_mmio_ops = {.name = "virtio-mmio", .read = mmio_read,
                                        .save = mmio_save, .restore = mmio_restore};
 
 struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_device_ops *ops,
-                                       const void *params, struct fdt_machine *fdt, char *err, size_t errlen) {
-    if (fdt->nvirtio == FDT_MAX_VIRTIO) {
-        snprintf(err, errlen, "%s: no virtio-mmio window left (at most %d)", ops->name, FDT_MAX_VIRTIO);
-        return NULL;
-    }
-    uint64_t base = VIRTIO_MMIO_WINDOWS + (uint64_t)fdt->nvirtio * VIRTIO_MMIO_SIZE;
-    uint32_t irq = VIRTIO_MMIO_IRQ_BASE + fdt->nvirtio;
+                                       const void *params, uint64_t base, uint32_t irq, char *err, size_t errlen) {
     struct virtio_mmio *m = calloc(1, sizeof *m);
     if (!m) {
         snprintf(err, errlen, "%s: out of memory", ops->name);
@@ -191,7 +185,6 @@ struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_d
             return NULL;
         }
     }
-    fdt->virtio[fdt->nvirtio++] = (struct fdt_virtio_mmio){base, VIRTIO_MMIO_SIZE, irq};
     return m;
 }
 

@@ -73,7 +73,7 @@ static void device(uint8_t which, const uint8_t *data, size_t size) {
         break;
     }
     case 6: {
-        struct virtio_mmio *m = virtio_mmio_create(&vm.env, &virtio_rng_ops, NULL, &(struct fdt_machine){0}, err, sizeof err);
+        struct virtio_mmio *m = virtio_mmio_create(&vm.env, &virtio_rng_ops, NULL, 0xd0000000, 5, err, sizeof err);
         if (!m) abort();
         if (virtio_mmio_ops.restore(m, data, size, err, sizeof err) == 0) {
             struct virtio_dev *vd = virtio_mmio_dev(m);

@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct fake_vm vm;
     fake_vm_init(&vm, RAM);
     char err[200];
-    struct virtio_mmio *m = virtio_mmio_create(&vm.env, &virtio_rng_ops, NULL, &(struct fdt_machine){0}, err, sizeof err);
+    struct virtio_mmio *m = virtio_mmio_create(&vm.env, &virtio_rng_ops, NULL, 0xd0000000, 5, err, sizeof err);
     if (!m) abort();
     struct virtio_dev *vd = virtio_mmio_dev(m);
     struct cursor c = {data, size};

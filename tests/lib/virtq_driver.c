@@ -82,7 +82,7 @@ uint32_t tdev_init(struct test_dev *d, struct fake_vm *vm, const struct virtio_d
     memset(d, 0, sizeof *d);
     d->vm = vm;
     char err[200];
-    d->mmio = virtio_mmio_create(&vm->env, ops, params, &(struct fdt_machine){0}, err, sizeof err);
+    d->mmio = virtio_mmio_create(&vm->env, ops, params, 0xd0000000, 5, err, sizeof err);
     if (!d->mmio) {
         fprintf(stderr, "tdev_init: %s\n", err);
         abort();

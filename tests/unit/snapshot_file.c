@@ -148,7 +148,7 @@ TEST(a_virtio_device_comes_back_mid_request_and_hostile_states_are_refused) {
     /* A fresh device with the same parameters takes the state and serves the request. */
     struct test_dev e = {.vm = &vm};
     char err[200];
-    e.mmio = virtio_mmio_create(&vm.env, &virtio_rng_ops, NULL, &(struct fdt_machine){0}, err, sizeof err);
+    e.mmio = virtio_mmio_create(&vm.env, &virtio_rng_ops, NULL, 0xd0000000, 5, err, sizeof err);
     CHECK(e.mmio != NULL);
     CHECK_EQ(virtio_mmio_ops.restore(e.mmio, state, n, err, sizeof err), 0);
     memcpy(e.q, d.q, sizeof e.q);
@@ -231,7 +231,7 @@ TEST(a_receive_buffer_virtio_net_held_is_taken_again_after_a_restore) {
     struct test_dev e = {.vm = &vm};
     char err[200];
     e.mmio = virtio_mmio_create(&vm.env, &virtio_net_ops, &(struct virtio_net_params){.fd = b[0], .name = "b"},
-                                &(struct fdt_machine){0}, err, sizeof err);
+                                0xd0000000, 5, err, sizeof err);
     CHECK(e.mmio != NULL);
     CHECK_EQ(virtio_mmio_ops.restore(e.mmio, state, n, err, sizeof err), 0);
     memcpy(e.q, d.q, sizeof e.q);

@@ -89,15 +89,21 @@ static int add_virtio_pci(struct machine *m, const struct virtio_device_ops *ops
 }
 
 /* The virtio device `ops` made from `params` on the machine's transport (PCI for Linux,
- * virtio-mmio otherwise), which places it (window, interrupt, device-tree node); its
- * registers trapped here. 0, or -1 (said). */
+ * virtio-mmio otherwise), placed here (an MMIO window and IOAPIC pin, described in the device
+ * tree), its registers trapped here. 0, or -1 (said). */
 static int add_virtio(struct machine *m, const struct virtio_device_ops *ops, const void *params) {
     if (m->virtio_pci) return add_virtio_pci(m, ops, params);
+    struct fdt_machine *fdt = &m->fdt;
+    if (fdt->nvirtio == FDT_MAX_VIRTIO)
+        return machine_fail("%s: no virtio-mmio window left (at most %d)", ops->name, FDT_MAX_VIRTIO);
+    uint64_t base = LAYOUT_VIRTIO_MMIO + (uint64_t)fdt->nvirtio * VIRTIO_MMIO_SIZE;
+    uint32_t irq = LAYOUT_VIRTIO_MMIO_IRQ + fdt->nvirtio;
     char err[200];
-    struct virtio_mmio *vmmio = virtio_mmio_create(&m->env, ops, params, &m->fdt, err, sizeof err);
+    struct virtio_mmio *vmmio = virtio_mmio_create(&m->env, ops, params, base, irq, err, sizeof err);
     if (!vmmio) return machine_fail("%s", err);
     m->virtio[m->nvirtio++] = vmmio;
-    return map_device(m, ZX_GUEST_TRAP_MEM, virtio_mmio_base(vmmio), VIRTIO_MMIO_SIZE, &virtio_mmio_ops, vmmio);
+    fdt->virtio[fdt->nvirtio++] = (struct fdt_virtio_mmio){base, VIRTIO_MMIO_SIZE, irq};
+    return map_device(m, ZX_GUEST_TRAP_MEM, base, VIRTIO_MMIO_SIZE, &virtio_mmio_ops, vmmio);
 }
 
 /* Every port no device claimed reads all ones (see devices/unassigned.h). */

@@ -38,6 +38,10 @@
 #define LAYOUT_DTB 0x10000u
 #define LAYOUT_DTB_SIZE 0x10000u
 #define LAYOUT_KERNEL_MIN 0x100000u
+/* virtio-mmio devices (the tiny guest's and other PVH kernels'): windows a page apart from
+ * here, and IOAPIC pins from here (4 is COM1's), each described in the device tree. */
+#define LAYOUT_VIRTIO_MMIO 0xd0000000u
+#define LAYOUT_VIRTIO_MMIO_IRQ 5u
 #define MAX_MAPPINGS 48
 #define MAX_PCI_DEVICES 16
 #define IOAPIC_PINS 24
