@@ -856,7 +856,7 @@ TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
     expect_one_line_error(RUN("--bogus"), "unknown option");
     expect_one_line_error(RUN("--initrd", "/nonexistent/initrd"), "initrd");
     expect_one_line_error(RUN("--disk", "/nonexistent/disk.img"), "disk /nonexistent/disk.img");
-    expect_one_line_error(RUN("--disk", "/tmp"), "disk /tmp: Is a directory");
+    expect_one_line_error(RUN("--disk", "/tmp"), "--disk /tmp: drive: path_on_host /tmp: not a regular file");
     expect_one_line_error(RUN("--disk", "/tmp/x,rw"), "unknown option rw");
     expect_one_line_error(RUN("--disk", "/tmp/x,queues=5"), "queues=5: 1 to 4");
     expect_one_line_error(RUN("--trace", "everything"), "--trace everything");
@@ -864,7 +864,7 @@ TEST_TIMEOUT(bad_input_gives_a_one_line_error, 120) {
     expect_one_line_error(RUN("--cpus", "two"), "--cpus two");
     expect_one_line_error(RUN("--mem", "0"), "--mem 0");
     expect_one_line_error(RUN("--mem", "99999999999999999999G"), "not a size");
-    expect_one_line_error(RUN("--mem", "16777217"), "not a multiple of 4K");
+    expect_one_line_error(RUN("--mem", "16777217"), "not a whole number of MiB");
     expect_one_line_error(RUN("--net", "eth0"), "expected tap=NAME");
     expect_one_line_error(RUN("--net", "tap=a", "--net", "tap=b"), "only one network device");
     expect_one_line_error(RUN("--dispatch", "sideways"), "--dispatch sideways");

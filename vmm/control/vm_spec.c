@@ -51,6 +51,8 @@ void vm_spec_free(struct vm_spec *s) {
     for (unsigned i = 0; i < s->ndrives; i++) free(s->drives[i].id), free(s->drives[i].path), free(s->drives[i].socket);
     for (unsigned i = 0; i < s->nnets; i++) free(s->nets[i].id), free(s->nets[i].host_dev_name);
     free(s->log_path), free(s->log_level), free(s->metrics_path);
+    free(s->fs_socket), free(s->fs_tag);
+    for (unsigned i = 0; i < s->ndevices; i++) free(s->devices[i]);
     vm_spec_init(s);
 }
 
@@ -102,13 +104,17 @@ int vm_spec_machine_config(struct vm_spec *s, json_t *body, bool patch, char *er
 
 int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen) {
     const char *drive_id, *path = NULL, *socket = NULL, *partuuid = NULL, *cache = NULL, *engine = NULL;
-    int root, ro = 0;
-    json_t *limiter = NULL;
+    int root, ro = 0, direct = 0;
+    json_t *limiter = NULL, *ext = NULL;
+    json_int_t queues = 0;
     json_error_t je;
-    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:s, s?:s, s:b, s?:b, s?:s, s?:s, s?:s, s?:o}", "drive_id",
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:s, s?:s, s:b, s?:b, s?:s, s?:s, s?:s, s?:o, s?:o}", "drive_id",
                        &drive_id, "path_on_host", &path, "socket", &socket, "is_root_device", &root, "is_read_only",
-                       &ro, "partuuid", &partuuid, "cache_type", &cache, "io_engine", &engine, "rate_limiter", &limiter))
+                       &ro, "partuuid", &partuuid, "cache_type", &cache, "io_engine", &engine, "rate_limiter", &limiter,
+                       "bellhop", &ext))
         return unpack_failed("drive", &je, err, errlen);
+    if (ext && json_unpack_ex(ext, &je, JSON_STRICT, "{s?:b, s?:I}", "direct", &direct, "queues", &queues))
+        return unpack_failed("drive: bellhop", &je, err, errlen);
     if (id && strcmp(id, drive_id) != 0)
         return error_text(err, errlen, "drive: drive_id %s differs from the path's %s", drive_id, id);
     if (!path == !socket) return error_text(err, errlen, "drive %s: either path_on_host or socket (vhost-user)", drive_id);
@@ -122,6 +128,9 @@ int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, si
         return error_text(err, errlen, "drive %s: io_engine %s: Async (io_uring) or Sync", drive_id, engine);
     if (engine && socket) return error_text(err, errlen, "drive %s: io_engine: a vhost-user drive's I/O is its backend's", drive_id);
     if (limiter && !json_is_null(limiter)) return error_text(err, errlen, "drive %s: rate_limiter: not supported", drive_id);
+    if (queues < 0 || queues > VIRTIO_MAX_QUEUES)
+        return error_text(err, errlen, "drive %s: queues %lld: 1 to %d", drive_id, (long long)queues, VIRTIO_MAX_QUEUES);
+    if (socket && (direct || queues)) return error_text(err, errlen, "drive %s: direct and queues: a vhost-user drive's are its backend's", drive_id);
     unsigned i = 0;
     while (i < s->ndrives && strcmp(s->drives[i].id, drive_id) != 0) i++;
     for (unsigned j = 0; root && j < s->ndrives; j++)
@@ -138,6 +147,7 @@ int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, si
     set_str(path ? &d->path : &d->socket, path ? path : socket);
     d->read_only = ro, d->root = root;
     d->engine = !engine ? BLK_IO_AUTO : strcmp(engine, "Sync") == 0 ? BLK_IO_SYNC : BLK_IO_ASYNC;
+    d->direct = direct, d->queues = (unsigned)queues;
     return 0;
 }
 
@@ -240,6 +250,30 @@ int vm_spec_metrics(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
     return 0;
 }
 
+int vm_spec_bellhop(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
+    const char *socket = NULL, *tag = NULL;
+    json_t *devices = NULL;
+    json_error_t je;
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s?:{s:s, s:s}, s?:o}", "shared_dir", "socket", &socket, "tag", &tag,
+                       "devices", &devices))
+        return unpack_failed("bellhop", &je, err, errlen);
+    if (socket && (!*socket || !*tag)) return error_text(err, errlen, "bellhop: shared_dir: socket and tag must not be empty");
+    if (devices && !json_is_array(devices)) return error_text(err, errlen, "bellhop: devices: expected an array of names");
+    size_t n = devices ? json_array_size(devices) : 0;
+    if (n > VM_SPEC_MAX_DEVICES) return error_text(err, errlen, "bellhop: devices: at most %d", VM_SPEC_MAX_DEVICES);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = json_string_value(json_array_get(devices, i));
+        if (!name) return error_text(err, errlen, "bellhop: devices: expected an array of names");
+        if (!virtio_device_find(name)) return error_text(err, errlen, "bellhop: devices: %s: no such device", name);
+    }
+    set_str(&s->fs_socket, socket);
+    set_str(&s->fs_tag, socket ? tag : NULL);
+    for (unsigned i = 0; i < s->ndevices; i++) free(s->devices[i]);
+    s->ndevices = 0;
+    for (size_t i = 0; i < n; i++) s->devices[s->ndevices++] = strdup(json_string_value(json_array_get(devices, i)));
+    return 0;
+}
+
 typedef int each_fn(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen);
 
 static int each(struct vm_spec *s, json_t *arr, const char *what, each_fn *fn, char *err, size_t errlen) {
@@ -252,10 +286,11 @@ static int each(struct vm_spec *s, json_t *arr, const char *what, each_fn *fn, c
 
 int vm_spec_document(struct vm_spec *s, json_t *doc, char *err, size_t errlen) {
     json_t *boot = NULL, *machine = NULL, *drives = NULL, *nets = NULL, *entropy = NULL, *logger = NULL, *metrics = NULL;
+    json_t *ext = NULL;
     json_error_t je;
-    if (json_unpack_ex(doc, &je, JSON_STRICT, "{s:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o}", "boot-source", &boot,
+    if (json_unpack_ex(doc, &je, JSON_STRICT, "{s:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o}", "boot-source", &boot,
                        "machine-config", &machine, "drives", &drives, "network-interfaces", &nets, "entropy", &entropy,
-                       "logger", &logger, "metrics", &metrics))
+                       "logger", &logger, "metrics", &metrics, "bellhop", &ext))
         return unpack_failed("config file", &je, err, errlen);
     if (vm_spec_boot_source(s, boot, err, errlen)) return -1;
     if (machine && vm_spec_machine_config(s, machine, false, err, errlen)) return -1;
@@ -264,6 +299,7 @@ int vm_spec_document(struct vm_spec *s, json_t *doc, char *err, size_t errlen) {
     if (entropy && vm_spec_entropy(s, entropy, err, errlen)) return -1;
     if (logger && vm_spec_logger(s, logger, err, errlen)) return -1;
     if (metrics && vm_spec_metrics(s, metrics, err, errlen)) return -1;
+    if (ext && vm_spec_bellhop(s, ext, err, errlen)) return -1;
     return 0;
 }
 
@@ -285,6 +321,12 @@ json_t *vm_spec_to_json(const struct vm_spec *s) {
                               d->socket ? d->socket : d->path, "is_root_device", d->root, "is_read_only", d->read_only);
         if (!d->socket && d->engine != BLK_IO_AUTO)
             json_object_set_new(j, "io_engine", json_string(d->engine == BLK_IO_SYNC ? "Sync" : "Async"));
+        if (d->direct || d->queues) {
+            json_t *ext = json_object();
+            if (d->direct) json_object_set_new(ext, "direct", json_true());
+            if (d->queues) json_object_set_new(ext, "queues", json_integer(d->queues));
+            json_object_set_new(j, "bellhop", ext);
+        }
         json_array_append_new(drives, j);
     }
     json_object_set_new(doc, "drives", drives);
@@ -305,13 +347,25 @@ json_t *vm_spec_to_json(const struct vm_spec *s) {
                                                      s->log_level, "show_level", s->log_show_level,
                                                      "show_log_origin", s->log_show_origin));
     if (s->metrics_path) json_object_set_new(doc, "metrics", json_pack("{s:s}", "metrics_path", s->metrics_path));
+    if (s->fs_socket || s->ndevices) {
+        json_t *ext = json_object();
+        if (s->fs_socket)
+            json_object_set_new(ext, "shared_dir", json_pack("{s:s, s:s}", "socket", s->fs_socket, "tag", s->fs_tag));
+        if (s->ndevices) {
+            json_t *names = json_array();
+            for (unsigned i = 0; i < s->ndevices; i++) json_array_append_new(names, json_string(s->devices[i]));
+            json_object_set_new(ext, "devices", names);
+        }
+        json_object_set_new(doc, "bellhop", ext);
+    }
     return doc;
 }
 
-/* After the devices the command line gave (a virtio console). */
-static void add(struct machine_config *cfg, const char *name, const void *params) {
-    if (cfg->ndevices < MACHINE_MAX_DEVICES)
-        cfg->devices[cfg->ndevices++] = (struct machine_device){virtio_device_find(name), params};
+/* After the devices the command line gave (a virtio console). false when there is no room. */
+static bool add(struct machine_config *cfg, const char *name, const void *params) {
+    if (cfg->ndevices == MACHINE_MAX_DEVICES) return false;
+    cfg->devices[cfg->ndevices++] = (struct machine_device){virtio_device_find(name), params};
+    return true;
 }
 
 int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err, size_t errlen) {
@@ -340,8 +394,10 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
                 add(cfg, "vhost-user-blk", &s->vhost[n++]);
                 continue;
             }
-            s->blk[n] = (struct virtio_blk_params){.path = s->drives[i].path, .read_only = s->drives[i].read_only,
-                                                   .engine = s->drives[i].engine, .queues = virtio_blk_queues(s->vcpus)};
+            const struct vm_spec_drive *d = &s->drives[i];
+            s->blk[n] = (struct virtio_blk_params){.path = d->path, .read_only = d->read_only, .direct = d->direct,
+                                                   .engine = d->engine,
+                                                   .queues = d->queues ? d->queues : virtio_blk_queues(s->vcpus)};
             add(cfg, "virtio-blk", &s->blk[n++]);
         }
     for (unsigned i = 0; i < s->nnets; i++) {
@@ -350,5 +406,10 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
         add(cfg, "virtio-net", &s->net[i]);
     }
     if (s->entropy) add(cfg, "virtio-rng", NULL);
+    s->fs = (struct vhost_user_params){.socket = s->fs_socket, .tag = s->fs_tag};
+    if (s->fs_socket) add(cfg, "vhost-user-fs", &s->fs);
+    for (unsigned i = 0; i < s->ndevices; i++)
+        if (!add(cfg, s->devices[i], NULL))
+            return error_text(err, errlen, "at most %d virtio devices", MACHINE_MAX_DEVICES);
     return 0;
 }

@@ -20,12 +20,15 @@
 
 #define VM_SPEC_MAX_DRIVES 4
 #define VM_SPEC_MAX_NETS 1
+#define VM_SPEC_MAX_DEVICES 8
 
 struct vm_spec_drive {
     char *id, *path;
     char *socket; /* a vhost-user-blk backend's, in path's place (Firecracker's vhost-user drives) */
     bool read_only, root;
     enum blk_io_engine engine; /* io_engine: absent (auto), Async or Sync */
+    bool direct;     /* bellhop's: O_DIRECT, the host's page cache bypassed */
+    unsigned queues; /* bellhop's: request queues (0: one per vCPU) */
     unsigned device; /* its index in the machine's devices (vm_spec_to_machine) */
 };
 
@@ -44,6 +47,11 @@ struct vm_spec {
     struct vm_spec_net nets[VM_SPEC_MAX_NETS];
     unsigned nnets;
     bool entropy;
+    /* bellhop's own (the document's "bellhop" object): a vhost-user-fs shared directory
+     * (socket NULL: none), and virtio devices by name, without parameters */
+    char *fs_socket, *fs_tag;
+    char *devices[VM_SPEC_MAX_DEVICES];
+    unsigned ndevices;
     char *log_path, *log_level;
     bool log_show_level, log_show_origin;
     char *metrics_path;
@@ -51,6 +59,7 @@ struct vm_spec {
     struct virtio_blk_params blk[VM_SPEC_MAX_DRIVES];
     struct vhost_user_params vhost[VM_SPEC_MAX_DRIVES];
     struct virtio_net_params net[VM_SPEC_MAX_NETS];
+    struct vhost_user_params fs;
     char *cmdline;
 };
 
@@ -70,13 +79,18 @@ int vm_spec_drive_patch(struct vm_spec *s, const char *id, json_t *body, const c
 int vm_spec_entropy(struct vm_spec *s, json_t *body, char *err, size_t errlen);
 int vm_spec_logger(struct vm_spec *s, json_t *body, char *err, size_t errlen);
 int vm_spec_metrics(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+/* bellhop's extensions, a document's "bellhop" object (docs/api.md): {"shared_dir": {"socket",
+ * "tag"}, "devices": [NAME...]}. */
+int vm_spec_bellhop(struct vm_spec *s, json_t *body, char *err, size_t errlen);
 /* A whole config file's document. */
 int vm_spec_document(struct vm_spec *s, json_t *doc, char *err, size_t errlen);
 /* The config file that describes s (GET /vm/config); a new reference. */
 json_t *vm_spec_to_json(const struct vm_spec *s);
 json_t *vm_spec_machine_config_json(const struct vm_spec *s);
 /* Fills cfg's kernel, initrd, command line, memory, CPUs and devices (pointing into s, which
- * must outlive the machine). 0, or -1 with the reason (no boot source). */
+ * must outlive the machine), the devices after any cfg has (a virtio console): the drives
+ * (the root device first), network interfaces, entropy, the shared directory, the named
+ * devices. 0, or -1 with the reason (no boot source, too many devices). */
 int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err, size_t errlen);
 
 #endif
