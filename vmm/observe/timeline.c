@@ -69,6 +69,65 @@ static void count_exit(struct counts *c, uint64_t ts, uint64_t start, const char
     else c->other[b]++;
 }
 
+/* One record of the thread on track `tid`, as trace events. */
+static void put_record(FILE *f, const struct timeline_record *e, unsigned tid, uint64_t start_ns, struct counts *counts) {
+    double ts = us(e->ts_ns, start_ns);
+    char name[80];
+    switch (e->kind) {
+    case TIMELINE_EXIT:
+    case TIMELINE_HANDLER:
+    case TIMELINE_TURN:
+        fprintf(f, ",\n{\"ph\": \"X\", \"cat\": \"%s\", \"name\": ",
+                e->kind == TIMELINE_EXIT ? "exit" : e->kind == TIMELINE_HANDLER ? "handler" : "loop");
+        if (e->kind == TIMELINE_HANDLER)
+            snprintf(name, sizeof name, "%s queue %llu", e->what, (unsigned long long)e->arg);
+        else
+            snprintf(name, sizeof name, "%s%s%s", e->what, e->of ? " " : "", e->of ? e->of : "");
+        put_string(f, name);
+        if (e->kind == TIMELINE_EXIT) count_exit(counts, e->ts_ns, start_ns, e->what);
+        fprintf(f, ", \"pid\": 1, \"tid\": %u, \"ts\": %.3f, \"dur\": %.3f, \"args\": {\"at\": \"%#llx\"}}", tid, ts,
+                (double)e->dur_ns / 1000.0, (unsigned long long)e->arg);
+        if (e->flow) /* the bell's flow ends here */
+            fprintf(f, ",\n{\"ph\": \"f\", \"bp\": \"e\", \"cat\": \"bell\", \"name\": \"bell\", \"id\": %llu, \"pid\": 1, "
+                       "\"tid\": %u, \"ts\": %.3f}", (unsigned long long)e->flow, tid, ts);
+        break;
+    case TIMELINE_BELL:
+        snprintf(name, sizeof name, "bell %s", e->what);
+        fprintf(f, ",\n{\"ph\": \"i\", \"s\": \"t\", \"name\": ");
+        put_string(f, name);
+        fprintf(f, ", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"args\": {\"at\": \"%#llx\"}}", TID_BELLS, ts,
+                (unsigned long long)e->arg);
+        fprintf(f, ",\n{\"ph\": \"s\", \"cat\": \"bell\", \"name\": \"bell\", \"id\": %llu, \"pid\": 1, \"tid\": %d, "
+                   "\"ts\": %.3f}", (unsigned long long)e->flow, TID_BELLS, ts);
+        break;
+    case TIMELINE_IRQ: /* from the handler (this thread) to the interrupts' track */
+        snprintf(name, sizeof name, "%s %s", e->what, e->of);
+        fprintf(f, ",\n{\"ph\": \"s\", \"cat\": \"irq\", \"name\": \"irq\", \"id\": %llu, \"pid\": 1, \"tid\": %u, "
+                   "\"ts\": %.3f}", (unsigned long long)e->flow, tid, ts);
+        fprintf(f, ",\n{\"ph\": \"i\", \"s\": \"t\", \"name\": ");
+        put_string(f, name);
+        fprintf(f, ", \"pid\": 1, \"tid\": %d, \"ts\": %.3f}", TID_IRQS, ts);
+        fprintf(f, ",\n{\"ph\": \"f\", \"bp\": \"e\", \"cat\": \"irq\", \"name\": \"irq\", \"id\": %llu, \"pid\": 1, "
+                   "\"tid\": %d, \"ts\": %.3f}", (unsigned long long)e->flow, TID_IRQS, ts);
+        break;
+    default: /* TIMELINE_MARK */
+        fprintf(f, ",\n{\"ph\": \"i\", \"s\": \"t\", \"name\": ");
+        put_string(f, e->text);
+        fprintf(f, ", \"pid\": 1, \"tid\": %u, \"ts\": %.3f}", tid, ts);
+    }
+}
+
+/* All of text to fd. 0, or -1 with the reason. */
+static int write_all(int fd, const char *text, size_t len, char *err, size_t errlen) {
+    for (size_t done = 0; done < len;) {
+        ssize_t w = write(fd, text + done, len - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return snprintf(err, errlen, "cannot write the trace: %s", strerror(errno)), -1;
+        done += (size_t)w;
+    }
+    return 0;
+}
+
 int timeline_write(struct timeline *t, uint64_t start_ns, char *err, size_t errlen) {
     char *text = NULL;
     size_t len = 0;
@@ -95,57 +154,8 @@ int timeline_write(struct timeline *t, uint64_t start_ns, char *err, size_t errl
         dropped += first;
         for (uint64_t k = first; k < r->written; k++) {
             const struct timeline_record *e = &r->recs[k % TIMELINE_RING_RECORDS];
-            double ts = us(e->ts_ns, start_ns);
             if (e->ts_ns + e->dur_ns > last) last = e->ts_ns + e->dur_ns;
-            switch (e->kind) {
-            case TIMELINE_EXIT:
-            case TIMELINE_HANDLER:
-            case TIMELINE_TURN:
-                fprintf(f, ",\n{\"ph\": \"X\", \"cat\": \"%s\", \"name\": ",
-                        e->kind == TIMELINE_EXIT ? "exit" : e->kind == TIMELINE_HANDLER ? "handler" : "loop");
-                {
-                    char name[80];
-                    if (e->kind == TIMELINE_HANDLER)
-                        snprintf(name, sizeof name, "%s queue %llu", e->what, (unsigned long long)e->arg);
-                    else
-                        snprintf(name, sizeof name, "%s%s%s", e->what, e->of ? " " : "", e->of ? e->of : "");
-                    put_string(f, name);
-                }
-                if (e->kind == TIMELINE_EXIT) count_exit(&counts, e->ts_ns, start_ns, e->what);
-                fprintf(f, ", \"pid\": 1, \"tid\": %u, \"ts\": %.3f, \"dur\": %.3f, \"args\": {\"at\": \"%#llx\"}}", tid, ts,
-                        (double)e->dur_ns / 1000.0, (unsigned long long)e->arg);
-                if (e->flow) /* the bell's flow ends here */
-                    fprintf(f, ",\n{\"ph\": \"f\", \"bp\": \"e\", \"cat\": \"bell\", \"name\": \"bell\", \"id\": %llu, \"pid\": 1, "
-                               "\"tid\": %u, \"ts\": %.3f}", (unsigned long long)e->flow, tid, ts);
-                break;
-            case TIMELINE_BELL: {
-                char name[80];
-                snprintf(name, sizeof name, "bell %s", e->what);
-                fprintf(f, ",\n{\"ph\": \"i\", \"s\": \"t\", \"name\": ");
-                put_string(f, name);
-                fprintf(f, ", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"args\": {\"at\": \"%#llx\"}}", TID_BELLS, ts,
-                        (unsigned long long)e->arg);
-                fprintf(f, ",\n{\"ph\": \"s\", \"cat\": \"bell\", \"name\": \"bell\", \"id\": %llu, \"pid\": 1, \"tid\": %d, "
-                           "\"ts\": %.3f}", (unsigned long long)e->flow, TID_BELLS, ts);
-                break;
-            }
-            case TIMELINE_IRQ: { /* from the handler (this thread) to the interrupts' track */
-                char name[80];
-                snprintf(name, sizeof name, "%s %s", e->what, e->of);
-                fprintf(f, ",\n{\"ph\": \"s\", \"cat\": \"irq\", \"name\": \"irq\", \"id\": %llu, \"pid\": 1, \"tid\": %u, "
-                           "\"ts\": %.3f}", (unsigned long long)e->flow, tid, ts);
-                fprintf(f, ",\n{\"ph\": \"i\", \"s\": \"t\", \"name\": ");
-                put_string(f, name);
-                fprintf(f, ", \"pid\": 1, \"tid\": %d, \"ts\": %.3f}", TID_IRQS, ts);
-                fprintf(f, ",\n{\"ph\": \"f\", \"bp\": \"e\", \"cat\": \"irq\", \"name\": \"irq\", \"id\": %llu, \"pid\": 1, "
-                           "\"tid\": %d, \"ts\": %.3f}", (unsigned long long)e->flow, TID_IRQS, ts);
-                break;
-            }
-            default: /* TIMELINE_MARK */
-                fprintf(f, ",\n{\"ph\": \"i\", \"s\": \"t\", \"name\": ");
-                put_string(f, e->text);
-                fprintf(f, ", \"pid\": 1, \"tid\": %u, \"ts\": %.3f}", tid, ts);
-            }
+            put_record(f, e, tid, start_ns, &counts);
         }
     }
     for (size_t b = 0; b < counts.n && start_ns + b * COUNTER_NS <= last; b++)
@@ -156,16 +166,7 @@ int timeline_write(struct timeline *t, uint64_t start_ns, char *err, size_t errl
     fprintf(f, "\n], \"displayTimeUnit\": \"ns\", \"otherData\": {\"dropped_records\": %llu, \"ring_records\": %u}}\n",
             (unsigned long long)dropped, TIMELINE_RING_RECORDS);
     if (fclose(f) != 0) return free(text), snprintf(err, errlen, "out of memory"), -1;
-    for (size_t done = 0; done < len;) {
-        ssize_t w = write(t->fd, text + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            snprintf(err, errlen, "cannot write the trace: %s", strerror(errno));
-            free(text);
-            return -1;
-        }
-        done += (size_t)w;
-    }
+    int r = write_all(t->fd, text, len, err, errlen);
     free(text);
-    return 0;
+    return r;
 }
