@@ -18,7 +18,7 @@ run_binary() { # BINARY, or BINARY@TEST: that binary from TEST on (--from)
     start=$(date +%s)
     echo "running $t"
     # a read loop, not sed: sed would hold the lines back in its buffer until the binary ends
-    { ASAN_OPTIONS=detect_leaks=0 TSAN_OPTIONS=halt_on_error=1 timeout 600 "$t" ${from:+--from "$from"} 2>&1; echo $? > "$rcf"; } |
+    { ASAN_OPTIONS=detect_leaks=0 TSAN_OPTIONS=halt_on_error=1 timeout 900 "$t" ${from:+--from "$from"} 2>&1; echo $? > "$rcf"; } |
         while IFS= read -r line; do
             case $line in
                 PASS\ *|FAIL\ *|SKIP\ *) line="${line%% *} $prefix${line#* }" ;;

@@ -20,7 +20,7 @@ static void find_bellhop(void) { snprintf(bellhop, sizeof bellhop, "%s", test_bu
 /* Sanitizer builds (build/asan, build/tsan) are slower in ways that say nothing of bellhop. */
 static bool sanitized(void) { return test_sanitized_build(); }
 
-TEST_TIMEOUT(bench_times_linux_boots_with_the_hosts_reference_beside_each, 300) {
+TEST_TIMEOUT(bench_times_linux_boots_with_the_hosts_reference_beside_each, 600) {
     /* bellhop bench --only boot: a warm-up boot and one timed boot per VMM and image (a second
      * when the host's reference says the first met a slow host), each with the reference taken
      * before and after it; QEMU's when this machine has it */
