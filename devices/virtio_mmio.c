@@ -188,8 +188,6 @@ struct virtio_mmio *virtio_mmio_create(struct vm_env *env, const struct virtio_d
     return m;
 }
 
-uint64_t virtio_mmio_base(const struct virtio_mmio *m) { return m->base; }
-
 struct virtio_dev *virtio_mmio_dev(struct virtio_mmio *m) { return &m->vd; }
 
 /* The guest (its doorbells) and the loop must be gone first. */

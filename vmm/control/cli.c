@@ -80,7 +80,7 @@ struct vm_flags {
         const char *arg;                /* as given, for messages */
         const char *path, *socket;      /* one of them */
         bool ro, direct;
-        const char *engine;             /* NULL, "Sync" or "Async" */
+        enum blk_io_engine engine;      /* BLK_IO_AUTO unless sync or async */
         unsigned queues;
     } disks[CLI_MAX_DISKS];
     unsigned ndisks;
@@ -108,8 +108,8 @@ static int parse_disk(char *arg, struct vm_flags *f) {
         if ((next = strchr(opt, ','))) *next++ = 0;
         if (strcmp(opt, "ro") == 0) d.ro = true;
         else if (strcmp(opt, "direct") == 0) d.direct = true;
-        else if (strcmp(opt, "sync") == 0) d.engine = "Sync";
-        else if (strcmp(opt, "async") == 0) d.engine = "Async";
+        else if (strcmp(opt, "sync") == 0) d.engine = BLK_IO_SYNC;
+        else if (strcmp(opt, "async") == 0) d.engine = BLK_IO_ASYNC;
         else if (strncmp(opt, "queues=", 7) == 0) {
             char *end;
             unsigned long n = strtoul(opt + 7, &end, 10);
@@ -275,17 +275,10 @@ static json_t *drive_body(const struct vm_flags *f, unsigned i) {
     char id[16];
     snprintf(id, sizeof id, "disk%u", i);
     __typeof__(f->disks[0]) const *d = &f->disks[i];
-    json_t *b = json_pack("{s:s, s:s, s:b}", "drive_id", id, d->socket ? "socket" : "path_on_host",
-                          d->socket ? d->socket : d->path, "is_root_device", 0);
-    if (d->ro) json_object_set_new(b, "is_read_only", json_true());
-    if (d->engine) json_object_set_new(b, "io_engine", json_string(d->engine));
-    if (d->direct || d->queues) {
-        json_t *ext = json_object();
-        if (d->direct) json_object_set_new(ext, "direct", json_true());
-        if (d->queues) json_object_set_new(ext, "queues", json_integer(d->queues));
-        json_object_set_new(b, "bellhop", ext);
-    }
-    return b;
+    const struct vm_spec_drive drive = {
+        .id = id, .path = (char *)d->path, .socket = (char *)d->socket, .read_only = d->ro, .direct = d->direct,
+        .queues = d->queues, .engine = d->engine};
+    return vm_spec_drive_json(&drive);
 }
 
 /* The flags' VM into r->spec, through the parsers the config file goes through. */
@@ -309,13 +302,8 @@ static int spec_from_flags(struct cli_run *r, const struct vm_flags *f) {
     if (f->tap && spec_put(s, put_net, json_pack("{s:s, s:s}", "iface_id", "net0", "host_dev_name", f->tap), "--net"))
         return 1;
     if (f->rng && spec_put(s, vm_spec_entropy, json_object(), "--rng")) return 1;
-    json_t *ext = json_object(), *names = json_array();
-    for (unsigned i = 0; i < f->ndevices; i++) json_array_append_new(names, json_string(f->devices[i]));
-    if (f->ndevices) json_object_set_new(ext, "devices", names);
-    else json_decref(names);
-    if (f->fs_socket)
-        json_object_set_new(ext, "shared_dir", json_pack("{s:s, s:s}", "socket", f->fs_socket, "tag", f->fs_tag));
-    return spec_put(s, vm_spec_bellhop, ext, "--fs, --device");
+    json_t *ext = vm_spec_bellhop_json(f->fs_socket, f->fs_tag, f->devices, f->ndevices);
+    return spec_put(s, vm_spec_bellhop, ext ? ext : json_object(), "--fs, --device");
 }
 
 /* The flags' checks among themselves, once all are read. */

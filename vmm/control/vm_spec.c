@@ -309,26 +309,40 @@ json_t *vm_spec_machine_config_json(const struct vm_spec *s) {
                      "None");
 }
 
+json_t *vm_spec_drive_json(const struct vm_spec_drive *d) {
+    json_t *j = json_pack("{s:s, s:s, s:b, s:b}", "drive_id", d->id, d->socket ? "socket" : "path_on_host",
+                          d->socket ? d->socket : d->path, "is_root_device", d->root, "is_read_only", d->read_only);
+    if (!j) return NULL;
+    if (!d->socket && d->engine != BLK_IO_AUTO)
+        json_object_set_new(j, "io_engine", json_string(d->engine == BLK_IO_SYNC ? "Sync" : "Async"));
+    if (d->direct || d->queues) {
+        json_t *ext = json_object();
+        if (d->direct) json_object_set_new(ext, "direct", json_true());
+        if (d->queues) json_object_set_new(ext, "queues", json_integer(d->queues));
+        json_object_set_new(j, "bellhop", ext);
+    }
+    return j;
+}
+
+json_t *vm_spec_bellhop_json(const char *fs_socket, const char *fs_tag, const char *const *devices, unsigned ndevices) {
+    if (!fs_socket && !ndevices) return NULL;
+    json_t *ext = json_object();
+    if (fs_socket) json_object_set_new(ext, "shared_dir", json_pack("{s:s, s:s}", "socket", fs_socket, "tag", fs_tag));
+    if (ndevices) {
+        json_t *names = json_array();
+        for (unsigned i = 0; i < ndevices; i++) json_array_append_new(names, json_string(devices[i]));
+        json_object_set_new(ext, "devices", names);
+    }
+    return ext;
+}
+
 json_t *vm_spec_to_json(const struct vm_spec *s) {
     json_t *doc = json_object(), *drives = json_array(), *nets = json_array();
     if (s->kernel)
         json_object_set_new(doc, "boot-source", json_pack("{s:s, s:s?, s:s?}", "kernel_image_path", s->kernel,
                                                           "boot_args", s->boot_args, "initrd_path", s->initrd));
     json_object_set_new(doc, "machine-config", vm_spec_machine_config_json(s));
-    for (unsigned i = 0; i < s->ndrives; i++) {
-        const struct vm_spec_drive *d = &s->drives[i];
-        json_t *j = json_pack("{s:s, s:s, s:b, s:b}", "drive_id", d->id, d->socket ? "socket" : "path_on_host",
-                              d->socket ? d->socket : d->path, "is_root_device", d->root, "is_read_only", d->read_only);
-        if (!d->socket && d->engine != BLK_IO_AUTO)
-            json_object_set_new(j, "io_engine", json_string(d->engine == BLK_IO_SYNC ? "Sync" : "Async"));
-        if (d->direct || d->queues) {
-            json_t *ext = json_object();
-            if (d->direct) json_object_set_new(ext, "direct", json_true());
-            if (d->queues) json_object_set_new(ext, "queues", json_integer(d->queues));
-            json_object_set_new(j, "bellhop", ext);
-        }
-        json_array_append_new(drives, j);
-    }
+    for (unsigned i = 0; i < s->ndrives; i++) json_array_append_new(drives, vm_spec_drive_json(&s->drives[i]));
     json_object_set_new(doc, "drives", drives);
     for (unsigned i = 0; i < s->nnets; i++) {
         json_t *n = json_pack("{s:s, s:s}", "iface_id", s->nets[i].id, "host_dev_name", s->nets[i].host_dev_name);
@@ -347,17 +361,8 @@ json_t *vm_spec_to_json(const struct vm_spec *s) {
                                                      s->log_level, "show_level", s->log_show_level,
                                                      "show_log_origin", s->log_show_origin));
     if (s->metrics_path) json_object_set_new(doc, "metrics", json_pack("{s:s}", "metrics_path", s->metrics_path));
-    if (s->fs_socket || s->ndevices) {
-        json_t *ext = json_object();
-        if (s->fs_socket)
-            json_object_set_new(ext, "shared_dir", json_pack("{s:s, s:s}", "socket", s->fs_socket, "tag", s->fs_tag));
-        if (s->ndevices) {
-            json_t *names = json_array();
-            for (unsigned i = 0; i < s->ndevices; i++) json_array_append_new(names, json_string(s->devices[i]));
-            json_object_set_new(ext, "devices", names);
-        }
-        json_object_set_new(doc, "bellhop", ext);
-    }
+    json_t *ext = vm_spec_bellhop_json(s->fs_socket, s->fs_tag, (const char *const *)s->devices, s->ndevices);
+    if (ext) json_object_set_new(doc, "bellhop", ext);
     return doc;
 }
 

@@ -84,6 +84,10 @@ int vm_spec_metrics(struct vm_spec *s, json_t *body, char *err, size_t errlen);
 int vm_spec_bellhop(struct vm_spec *s, json_t *body, char *err, size_t errlen);
 /* A whole config file's document. */
 int vm_spec_document(struct vm_spec *s, json_t *doc, char *err, size_t errlen);
+/* A drive as the config file writes it; a new reference. */
+json_t *vm_spec_drive_json(const struct vm_spec_drive *d);
+/* The document's "bellhop" object; NULL when there is nothing to say. A new reference. */
+json_t *vm_spec_bellhop_json(const char *fs_socket, const char *fs_tag, const char *const *devices, unsigned ndevices);
 /* The config file that describes s (GET /vm/config); a new reference. */
 json_t *vm_spec_to_json(const struct vm_spec *s);
 json_t *vm_spec_machine_config_json(const struct vm_spec *s);

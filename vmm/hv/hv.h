@@ -190,7 +190,7 @@ void bell_wake_waiters(struct guest *g);
 int vcpu_state_parse(const void *buf, size_t size, const uint8_t *found[VCPU_STATE_RECORDS],
                      uint32_t lens[VCPU_STATE_RECORDS], char *err, size_t errlen);
 
-/* guest.c: makes the in-kernel interrupt controllers and PIT if they are not yet (after RAM:
+/* vm.c: makes the in-kernel interrupt controllers and PIT if they are not yet (after RAM:
  * see there); _locked with g->lock held for writing. */
 zx_status_t guest_irqchip(struct guest *g);
 zx_status_t guest_irqchip_locked(struct guest *g);

@@ -322,7 +322,8 @@ zx_status_t bellhop_guest_restore(zx_handle_t handle, const void *buf, size_t si
     struct guest *g;
     zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
     if (st != ZX_OK) return st;
-    st = guest_irqchip(g);
+    if ((st = guest_irqchip(g)) != ZX_OK)
+        guest_refused(err, errlen, st, "guest state", "KVM refused the interrupt controllers");
     const uint8_t *found[NGUEST_RECORDS] = {0};
     const uint8_t *p = buf, *end = p + (buf ? size : 0), *data;
     struct rec_hdr h;
