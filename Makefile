@@ -86,7 +86,7 @@ endef
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins install
 all: $(B)/libloop.a $(B)/bellhop $(B)/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
-     $(B)/bench/loop_bench $(B)/bench/api_bench $(B)/bench/snapshot_bench $(B)/bench/disk_bench
+     $(B)/bench/loop_bench $(B)/bench/api_bench $(B)/bench/snapshot_bench $(B)/bench/disk_bench $(B)/bench/vsock_bench
 
 unit-bins: $(UNIT_BINS)
 
@@ -174,6 +174,12 @@ $(B)/tests/kvm/%: tests/kvm/%.sh
 	@mkdir -p $(dir $@)
 	cp $< $@ && chmod +x $@
 
+# api_firecracker checks docs/api.md's table of Firecracker's endpoints: the file goes into the
+# script in place of its line @API_MD@.
+$(B)/tests/kvm/api_firecracker: tests/kvm/api_firecracker.sh docs/api.md
+	@mkdir -p $(dir $@)
+	sed -e '/^@API_MD@$$/{' -e 'r docs/api.md' -e 'd' -e '}' $< > $@ && chmod +x $@
+
 $(B)/tests/unit/%: tests/unit/%.sh
 	@mkdir -p $(dir $@)
 	cp $< $@ && chmod +x $@
@@ -198,7 +204,8 @@ install: all build/bellhop.1
 
 # What the Linux guest tests boot (needs scripts/deps.sh's kernel): the Debian cloud bzImage,
 # an initramfs with busybox and the virtio modules, an ext4 disk with one file on it.
-LINUX_FILES := build/linux/bzImage build/linux/vmlinux build/linux/initrd.cpio build/linux/disk.img build/linux/tools.sqfs
+LINUX_FILES := build/linux/bzImage build/linux/vmlinux build/linux/initrd.cpio build/linux/disk.img build/linux/tools.sqfs \
+               build/linux/vsock_host
 linux-files: $(LINUX_FILES)
 
 build/linux/bzImage: build/cache/kernel/bzImage
@@ -218,10 +225,23 @@ build/linux/initrd.cpio: tests/linux/init-acceptance.sh tests/linux/mkinitramfs.
 	@mkdir -p $(dir $@)
 	tests/linux/mkinitramfs.sh $@ tests/linux/init-acceptance.sh build/linux/bootmark
 
-# fio for the Linux guest's disk test, from the host's Debian package, on a disk of its own.
-build/linux/tools.sqfs: tests/linux/mktoolsdisk.sh /usr/bin/fio
+# fio for the Linux guest's disk test and socat for its vsock test and bench/vsock_bench, from
+# the host's Debian packages, on a disk of their own; made again when the list changes too
+# (build/linux/tools.list), not only when a program does.
+TOOLS_PROGRAMS := /usr/bin/fio /usr/bin/socat
+build/linux/tools.sqfs: tests/linux/mktoolsdisk.sh $(TOOLS_PROGRAMS) build/linux/tools.list
 	@mkdir -p $(dir $@)
-	tests/linux/mktoolsdisk.sh $@ /usr/bin/fio
+	tests/linux/mktoolsdisk.sh $@ $(TOOLS_PROGRAMS)
+
+.PHONY: build/linux/tools.list.check
+build/linux/tools.list: build/linux/tools.list.check
+	@mkdir -p $(dir $@)
+	@echo '$(TOOLS_PROGRAMS)' | cmp -s - $@ 2>/dev/null || echo '$(TOOLS_PROGRAMS)' > $@
+
+# The host's end of the guest's vsock test, static: it goes where build/linux goes (nested too).
+build/linux/vsock_host: tests/linux/vsock_host.c tests/linux/vsock_uds.h
+	@mkdir -p $(dir $@)
+	gcc -static -O2 -Wall -Wextra -Werror -o $@ $<
 
 build/linux/disk.img:
 	@mkdir -p build/linux/disk-root
@@ -235,6 +255,10 @@ $(B)/bench/api_bench: $(B)/obj/bench/api_bench.o $(B)/libloop.a
 $(B)/bench/disk_bench: $(B)/obj/bench/disk_bench.o $(B)/libbellhop.a $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
+
+$(B)/bench/vsock_bench: $(B)/obj/bench/vsock_bench.o $(B)/libloop.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
 $(B)/bench/snapshot_bench: $(B)/obj/bench/snapshot_bench.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
@@ -344,8 +368,8 @@ fuzz: deps fuzz-bins
 	    | grep -E "^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==ERROR|SUMMARY)" ; done
 
 # The loop against libuv and the eventfd floor; then trap round trips from inside the guest
-# under bellhop, the raw KVM floor and QEMU microvm (nested when /dev/kvm is missing), and
-# Linux boots (nested on a PVM host, where a stock kernel cannot run).
+# under bellhop, the raw KVM floor and QEMU microvm (nested when /dev/kvm is missing), vsock
+# beside virtio-net and Linux boots (both nested on a PVM host, where a stock kernel cannot run).
 QEMU_FILES := /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin \
               /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin
 bench: deps all linux-files
@@ -358,6 +382,9 @@ bench: deps all linux-files
 	@BELLHOP_RUN_FILES="build/bellhop build/guest" scripts/run.sh $(B)/bench/snapshot_bench build/bellhop 5
 	@echo
 	@BELLHOP_RUN_FILES="build/bellhop build/guest /usr/bin/qemu-storage-daemon $(QEMU_FILES)" scripts/run.sh $(B)/bench/disk_bench build/bellhop 3
+	@echo
+	@where=auto; [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ] && where=nested; \
+	    BELLHOP_RUN_WHERE=$$where BELLHOP_RUN_FILES="build/bellhop build/linux" scripts/run.sh $(B)/bench/vsock_bench build/bellhop
 	@echo
 	@if [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ]; then \
 	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory,timeline,launch && echo && \

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define TIMELINE_RING_RECORDS (1u << 16) /* per thread: about 5 MiB at most */
-#define TIMELINE_MAX_THREADS 24
+#define TIMELINE_MAX_THREADS 40 /* a machine's 32 vCPUs (MACHINE_MAX_CPUS), its loop, and a few more */
 #define TIMELINE_TEXT 40
 
 enum timeline_kind {

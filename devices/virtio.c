@@ -175,6 +175,12 @@ bool virtio_pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r) {
     return got;
 }
 
+void virtio_unpop(struct virtio_dev *vd, unsigned q, uint32_t generation) {
+    pthread_mutex_lock(&vd->lock);
+    if (generation == vd->generation && q < vd->nqueues) vd->queues[q].last_avail--;
+    pthread_mutex_unlock(&vd->lock);
+}
+
 void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, uint32_t written) {
     virtio_push_used(vd, q, r->head, r->generation, written);
 }
@@ -252,4 +258,60 @@ bool virtio_notify_again(struct virtio_dev *vd, unsigned q) {
     if (async_post_task(vd->env->loop, &a->task) != ZX_OK) return false;
     a->pending = true;
     return true;
+}
+
+/* ---- rate limits ---- */
+
+static void serve_waiting(struct virtio_throttle *t) {
+    uint32_t waiting = t->waiting;
+    t->waiting = 0; /* a queue the limiter refuses again waits again */
+    for (; waiting; waiting &= waiting - 1) {
+        unsigned q = (unsigned)__builtin_ctz(waiting);
+        if (t->vd->env->trace)
+            fprintf(stderr, "trace: %10.3f ms loop LIMIT key %s queue %u\n", trace_ms(t->vd->env), t->vd->ops->name, q);
+        if (t->resume) t->resume(t->vd, q);
+        else run_queue_notify(t->vd, q);
+    }
+}
+
+static void throttle_due(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
+    (void)d;
+    struct virtio_throttle *t = container_of(task, struct virtio_throttle, timer);
+    t->timer_posted = false;
+    if (st != ZX_OK) return; /* the loop is shutting down */
+    serve_waiting(t);
+}
+
+/* The timer at now + wait, unless it is posted for sooner (one timer serves every waiting
+ * queue; each refused again waits again). */
+static void throttle_arm(struct virtio_throttle *t, uint64_t now, uint64_t wait) {
+    async_dispatcher_t *loop = t->vd->env->loop;
+    if (!loop) return;
+    zx_time_t deadline = wait < (uint64_t)ZX_TIME_INFINITE - now ? (zx_time_t)(now + wait) : ZX_TIME_INFINITE;
+    if (t->timer_posted && (t->timer.deadline <= deadline || async_cancel_task(loop, &t->timer) != ZX_OK)) return;
+    t->timer = (async_task_t){.handler = throttle_due, .deadline = deadline};
+    t->timer_posted = async_post_task(loop, &t->timer) == ZX_OK;
+}
+
+void virtio_throttle_init(struct virtio_throttle *t, struct virtio_dev *vd, const struct rate_limiter_config *c) {
+    *t = (struct virtio_throttle){.vd = vd};
+    rate_limiter_init(&t->limiter, c, (uint64_t)zx_clock_get_monotonic());
+}
+
+bool virtio_throttle_take(struct virtio_throttle *t, unsigned q, uint64_t bytes, uint64_t ops) {
+    uint64_t now = (uint64_t)zx_clock_get_monotonic();
+    if (rate_limiter_consume(&t->limiter, bytes, ops, now)) return true;
+    t->waiting |= 1u << q;
+    throttle_arm(t, now, rate_limiter_wait_ns(&t->limiter, bytes, ops, now));
+    return false;
+}
+
+void virtio_throttle_stop(struct virtio_throttle *t) {
+    if (t->timer_posted && async_cancel_task(t->vd->env->loop, &t->timer) == ZX_OK) t->timer_posted = false;
+}
+
+void virtio_throttle_set(struct virtio_throttle *t, const struct rate_limiter_config *c) {
+    rate_limiter_update(&t->limiter, c, (uint64_t)zx_clock_get_monotonic());
+    virtio_throttle_stop(t);
+    serve_waiting(t);
 }

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "devices/device.h"
+#include "devices/rate_limiter.h"
 
 /* The spec's numbers, from the Linux uapi headers, under the names bellhop uses. */
 #define VIRTIO_F_INDIRECT_DESC VIRTIO_RING_F_INDIRECT_DESC
@@ -201,11 +202,44 @@ bool virtio_notify_again(struct virtio_dev *vd, unsigned q);
 /* For devices (loop thread). virtio_pop: true with a validated request, false when the
  * queue is empty, not ready, or the chain was bad (then the device is failed). */
 bool virtio_pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r);
+/* Gives the last request popped from q back to its ring, untouched, to be popped again first
+ * (a request the device cannot serve yet). generation: the request's; after a reset since
+ * (another generation), there is no such ring any more, and nothing is given back. */
+void virtio_unpop(struct virtio_dev *vd, unsigned q, uint32_t generation);
 /* Returns the request's buffers with `written` bytes written; interrupts the driver when
  * it asked for it (EVENT_IDX) or always without EVENT_IDX. */
 void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, uint32_t written);
 /* The same for a request kept only as its head and generation (while the kernel works on it). */
 void virtio_push_used(struct virtio_dev *vd, unsigned q, uint16_t head, uint32_t generation, uint32_t written);
+
+/* A rate limiter (devices/rate_limiter.h) over some of a device's queues (loop thread). A
+ * request is costed once popped: one the limiter cannot pay yet goes back to its ring
+ * (virtio_unpop), or waits where the device keeps it, and its queue waits for a task on the
+ * loop, timed for when the limiter will pay it, which serves every waiting queue again. No
+ * request is dropped or overtaken: the one refused is the first served again. */
+struct virtio_throttle {
+    struct rate_limiter limiter;
+    struct virtio_dev *vd;
+    /* What serves a waiting queue again: the device's queue_notify, unless set */
+    void (*resume)(struct virtio_dev *vd, unsigned q);
+    async_task_t timer;
+    bool timer_posted;
+    uint32_t waiting; /* queues that wait for the timer, a bit each */
+};
+/* From c (all zero: no limit), before the loop runs. */
+void virtio_throttle_init(struct virtio_throttle *t, struct virtio_dev *vd, const struct rate_limiter_config *c);
+/* Whether the throttle limits at all: with this false (a zeroed config) a device skips the
+ * rest, one branch per request. */
+static inline bool virtio_throttle_limits(const struct virtio_throttle *t) { return t->limiter.limits; }
+/* A request of queue q costs bytes and ops: true when the limiter paid it; false when it cannot
+ * yet, and q waits for the timer (the caller gives the request back, or keeps it). Without a
+ * loop (device tests) q waits for its next notification instead. */
+bool virtio_throttle_take(struct virtio_throttle *t, unsigned q, uint64_t bytes, uint64_t ops);
+/* A new limit from c, replacing the old (its buckets start full); the waiting queues are served
+ * again at once, before this returns, under the new one. */
+void virtio_throttle_set(struct virtio_throttle *t, const struct rate_limiter_config *c);
+/* The timer canceled, where it is still posted (the device's destroy). */
+void virtio_throttle_stop(struct virtio_throttle *t);
 
 /* The one walk over a request's buffers: the part [off, off + len) of its device-readable
  * (out) or device-writable (in) side, piece by piece, each piece within one buffer:

@@ -62,6 +62,7 @@ struct virtio_blk {
     uint32_t starved; /* queues left unread because every slot was in flight */
     struct blk_io *free, *slots[BLK_DEPTH]; /* slots: every one allocated, for destroy */
     struct blk_io sync_io; /* the synchronous path's one request */
+    struct virtio_throttle limit; /* over every queue (loop thread) */
 };
 
 /* The configuration space we offer: virtio 1.2 §5.2.4 up to write_zeroes_may_unmap (the
@@ -313,6 +314,24 @@ static void drain(struct virtio_blk *b) {
     reap(b, true);
 }
 
+/* What a request costs the limiter in bytes, besides its one op (as Firecracker counts): a
+ * read's or a write's data, as the guest asked for it (one parse will refuse costs the same);
+ * none for flush, get-id, discard and write-zeroes, which move no data through us. pop made
+ * sure of the header and the status byte. */
+static uint64_t data_bytes(const struct virtq_req *r) {
+    struct virtio_blk_outhdr hdr;
+    if (virtq_req_read(r, 0, &hdr, sizeof hdr) != sizeof hdr) return 0;
+    return hdr.type == VIRTIO_BLK_T_IN ? r->in_len - 1 : hdr.type == VIRTIO_BLK_T_OUT ? r->out_len - sizeof hdr : 0;
+}
+
+/* The request just popped from q, once the limiter paid it; false when it went back to its
+ * ring to wait for the limiter's timer. */
+static bool within_limit(struct virtio_blk *b, unsigned q, const struct virtq_req *r) {
+    if (virtio_throttle_take(&b->limit, q, data_bytes(r), 1)) return true;
+    virtio_unpop(b->vd, q, r->generation);
+    return false;
+}
+
 static bool pop(struct virtio_dev *vd, unsigned q, struct virtq_req *r) {
     if (!virtio_pop(vd, q, r)) return false;
     if (r->out_len >= 16 && r->in_len >= 1) return true; /* a header to read, a status byte to write */
@@ -331,7 +350,7 @@ static void blk_notify(struct virtio_dev *vd, unsigned q) {
             b->starved |= 1u << q;
             break;
         }
-        if (!pop(vd, q, r)) {
+        if (!pop(vd, q, r) || (virtio_throttle_limits(&b->limit) && !within_limit(b, q, r))) {
             if (b->ring) put_slot(b, io);
             break;
         }
@@ -374,7 +393,8 @@ static int open_disk(const char *path, bool read_only, bool direct, int *fds, ui
     fds[0] = open(path, flags | (direct ? O_DIRECT : 0));
     if (fds[0] < 0) {
         if (direct && errno == EINVAL) snprintf(err, errlen, "disk %s: its filesystem does not take O_DIRECT", path);
-        else snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
+        else /* Firecracker's words, which its clients match */
+            snprintf(err, errlen, "Error manipulating the backing file: %s (os error %d) %s", strerror(errno), errno, path);
         return -1;
     }
     struct stat st;
@@ -432,6 +452,10 @@ int virtio_blk_replace(struct virtio_dev *vd, const char *path, char *err, size_
     return 0;
 }
 
+void virtio_blk_set_limiter(struct virtio_dev *vd, const struct rate_limiter_config *c) {
+    virtio_throttle_set(&blk_of(vd)->limit, c);
+}
+
 bool virtio_blk_async(const struct virtio_dev *vd) { return ((const struct virtio_blk *)vd->priv)->ring != NULL; }
 
 /* The ring, or the synchronous path with a line saying why. */
@@ -483,6 +507,7 @@ static int blk_create(struct virtio_dev *vd, const void *params, char *err, size
     b->vd = vd;
     b->ring_handle = ZX_HANDLE_INVALID;
     snprintf(b->id, sizeof b->id, "bellhop-%llx", (unsigned long long)ino);
+    virtio_throttle_init(&b->limit, vd, &p->limiter);
     vd->priv = b;
     if (p->engine != BLK_IO_SYNC) start_ring(b, p->path);
     if (p->queues > 1) vd->nqueues = p->queues;
@@ -498,6 +523,7 @@ static int blk_create(struct virtio_dev *vd, const void *params, char *err, size
 static void blk_destroy(struct virtio_dev *vd) {
     struct virtio_blk *b = blk_of(vd);
     b->starved = 0;
+    virtio_throttle_stop(&b->limit);
     drain(b);
     if (b->ring_handle != ZX_HANDLE_INVALID) zx_handle_close(b->ring_handle);
     blk_uring_destroy(b->ring);

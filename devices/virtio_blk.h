@@ -30,12 +30,19 @@ struct virtio_blk_params {
     enum blk_io_engine engine;
     unsigned queues; /* request queues offered (VIRTIO_BLK_F_MQ above 1); 0 is 1 */
     unsigned depth;  /* requests in flight at most; 0 is BLK_DEPTH */
+    /* Firecracker's rate_limiter (all zero: none), over all its queues together: a read or a
+     * write costs its data's bytes and one op; any other request one op. A request the limiter
+     * cannot pay yet waits in its ring until it can. */
+    struct rate_limiter_config limiter;
 };
 
 /* Backs the disk with the file at path from now on (loop thread, between requests: where they
  * run), opened as the first was; its new size reaches the driver with a configuration
  * interrupt (the API's PATCH /drives). 0, or -1 with the reason (the old file stays). */
 int virtio_blk_replace(struct virtio_dev *vd, const char *path, char *err, size_t errlen);
+/* Its rate limit from now on, replacing the old one (loop thread: the API's PATCH /drives);
+ * requests waiting on the old one are looked at again at once. */
+void virtio_blk_set_limiter(struct virtio_dev *vd, const struct rate_limiter_config *c);
 /* The queues a disk offers a guest with `cpus` CPUs: one each, as far as a device has queues. */
 static inline unsigned virtio_blk_queues(unsigned cpus) { return cpus < VIRTIO_MAX_QUEUES ? cpus : VIRTIO_MAX_QUEUES; }
 /* Whether requests go through io_uring (false: the synchronous path, by choice or fallback). */

@@ -7,10 +7,11 @@
 #include "devices/virtio_net.h"
 #include "devices/virtio_rng.h"
 #include "devices/virtio_vhost_user.h"
+#include "devices/virtio_vsock.h"
 
 static const struct virtio_device_ops *const all[] = {
     &virtio_blk_ops, &virtio_console_ops, &virtio_net_ops, &virtio_rng_ops, &virtio_balloon_ops,
-    &vhost_user_blk_ops, &vhost_user_fs_ops,
+    &vhost_user_blk_ops, &vhost_user_fs_ops, &virtio_vsock_ops,
 };
 
 const struct virtio_device_ops *virtio_device_at(unsigned i) {

@@ -28,8 +28,11 @@ struct virtio_net {
     zx_handle_t handle;
     bool waiting; /* loop thread */
     bool have_rx;      /* rx holds a receive buffer taken from the ring (loop thread) */
+    bool rx_full;      /* ... and a frame of rx_len bytes read into it, not yet the driver's */
+    uint32_t rx_len;
     struct virtq_req *rx;
     uint8_t mac[6];
+    struct virtio_throttle rx_limit, tx_limit;
 };
 
 static struct virtio_net *net_of(struct virtio_dev *vd) { return vd->priv; }
@@ -41,24 +44,52 @@ static void arm(struct virtio_net *n) {
         n->waiting = async_begin_wait(n->env->loop, &n->wait) == ZX_OK;
 }
 
+/* The frame waiting at the tap, read into the held receive buffer: its length (0 for a buffer
+ * too small for the header, or a tap error: the buffer goes back empty), or -1 for none. */
+static ssize_t read_frame(struct virtio_net *n) {
+    struct virtq_req *r = n->rx;
+    struct iovec iov[VIRTQ_MAX_SEGMENTS];
+    for (unsigned i = 0; i < r->nin; i++) iov[i] = (struct iovec){r->in[i].p, r->in[i].len};
+    ssize_t len = readv(n->fd, iov, (int)r->nin);
+    if (len < 0 && (errno == EAGAIN || errno == EINTR)) return -1;
+    return len < HDR_LEN ? 0 : len;
+}
+
+/* The held buffer and its frame to the driver. */
+static void deliver(struct virtio_net *n) {
+    uint16_t one = 1; /* num_buffers is 1 without VIRTIO_NET_F_MRG_RXBUF */
+    if (n->rx_len) virtq_req_write(n->rx, 10, &one, 2);
+    virtio_push(n->vd, RXQ, n->rx, n->rx_len);
+    n->have_rx = n->rx_full = false;
+}
+
 /* Frames from the tap into receive buffers, while both last (loop thread). A buffer taken
- * when no frame was waiting is kept for the next frame (the avail ring cannot give it back). */
+ * when no frame was waiting is kept for the next frame.
+ * A frame's cost for the rx limit is its length, known only once it is read: a tap cannot be
+ * peeked at as a socket can. So it is read into its buffer, and charged there; one the limiter
+ * cannot pay yet stays in that buffer, not the driver's, until the limiter's timer brings us
+ * back, and no other frame is read meanwhile: the tap's own queue keeps the rest, in order,
+ * and (past its length) drops them as a link that is too slow would. */
 static void receive(struct virtio_net *n) {
     for (;;) {
         if (!n->have_rx && !(n->have_rx = virtio_pop(n->vd, RXQ, n->rx)))
             return; /* no buffers: the driver's next receive notify resumes */
-        struct virtq_req *r = n->rx;
-        struct iovec iov[VIRTQ_MAX_SEGMENTS];
-        for (unsigned i = 0; i < r->nin; i++) iov[i] = (struct iovec){r->in[i].p, r->in[i].len};
-        ssize_t len = readv(n->fd, iov, (int)r->nin);
-        if (len < 0 && (errno == EAGAIN || errno == EINTR)) break;
-        if (len < HDR_LEN) len = 0; /* a buffer too small for the header, or a tap error */
-        uint16_t one = 1; /* num_buffers is 1 without VIRTIO_NET_F_MRG_RXBUF */
-        if (len) virtq_req_write(r, 10, &one, 2);
-        virtio_push(n->vd, RXQ, r, (uint32_t)len);
-        n->have_rx = false;
+        if (!n->rx_full) {
+            ssize_t len = read_frame(n);
+            if (len < 0) break;
+            n->rx_full = true;
+            n->rx_len = (uint32_t)len;
+        }
+        if (virtio_throttle_limits(&n->rx_limit) && n->rx_len && !virtio_throttle_take(&n->rx_limit, RXQ, n->rx_len, 1))
+            return; /* the frame waits for the limiter's timer, the tap with it */
+        deliver(n);
     }
     arm(n);
+}
+
+static void rx_resume(struct virtio_dev *vd, unsigned q) {
+    (void)q;
+    receive(net_of(vd));
 }
 
 static void on_readable(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
@@ -68,9 +99,15 @@ static void on_readable(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, 
     if (st == ZX_OK) receive(n);
 }
 
+/* Frames from the transmit queue to the tap; with a tx limit, a frame the limiter cannot pay
+ * yet goes back to its ring until the limiter's timer brings us back. */
 static void transmit(struct virtio_net *n) {
     struct virtq_req req, *r = &req;
     while (virtio_pop(n->vd, TXQ, r)) {
+        if (virtio_throttle_limits(&n->tx_limit) && !virtio_throttle_take(&n->tx_limit, TXQ, r->out_len, 1)) {
+            virtio_unpop(n->vd, TXQ, r->generation);
+            return;
+        }
         struct iovec iov[VIRTQ_MAX_SEGMENTS];
         for (unsigned i = 0; i < r->nout; i++) iov[i] = (struct iovec){r->out[i].p, r->out[i].len};
         if (r->out_len >= HDR_LEN && writev(n->fd, iov, (int)r->nout) < 0 && errno != EAGAIN) {
@@ -86,8 +123,9 @@ static void net_notify(struct virtio_dev *vd, unsigned q) {
     else arm(n); /* new receive buffers: wait for frames again */
 }
 
-/* The device over fd, which it takes; its MAC address is mac, or else seeded from name. */
-static int net_make(struct virtio_dev *vd, int fd, const char *name, const uint8_t *mac, char *err, size_t errlen) {
+/* The device over fd, which it takes; its MAC address is p's, or else seeded from name. */
+static int net_make(struct virtio_dev *vd, int fd, const char *name, const struct virtio_net_params *p, char *err,
+                    size_t errlen) {
     struct virtio_net *n = calloc(1, sizeof *n);
     if (!n || !(n->rx = malloc(sizeof *n->rx))) {
         snprintf(err, errlen, "%s: out of memory", name);
@@ -103,9 +141,12 @@ static int net_make(struct virtio_dev *vd, int fd, const char *name, const uint8
     uint32_t h = 2166136261u;
     for (const char *c = name; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
     uint8_t seeded[6] = {0x52, 0x54, (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h};
-    memcpy(n->mac, mac ? mac : seeded, 6);
+    memcpy(n->mac, p->has_mac ? p->mac : seeded, 6);
     if (zx_fd_create(fd, 0, &n->handle) == ZX_OK)
         n->wait = (async_wait_t){.handler = on_readable, .object = n->handle, .trigger = ZX_FD_READABLE};
+    virtio_throttle_init(&n->rx_limit, vd, &p->rx_limiter);
+    n->rx_limit.resume = rx_resume;
+    virtio_throttle_init(&n->tx_limit, vd, &p->tx_limiter);
     vd->priv = n;
     vd->features = 1ull << F_MAC;
     vd->config_size = 6;
@@ -141,25 +182,41 @@ static int net_create(struct virtio_dev *vd, const void *params, char *err, size
         snprintf(err, errlen, "virtio-net: no tap interface (--net tap=NAME)");
         return -1;
     }
-    const uint8_t *mac = p->has_mac ? p->mac : NULL;
-    if (!p->tap) return net_make(vd, p->fd, p->name ? p->name : "virtio-net", mac, err, errlen);
+    if (!p->tap) return net_make(vd, p->fd, p->name ? p->name : "virtio-net", p, err, errlen);
     int fd = open_tap(p->tap, err, errlen);
-    return fd < 0 ? -1 : net_make(vd, fd, p->tap, mac, err, errlen);
+    return fd < 0 ? -1 : net_make(vd, fd, p->tap, p, err, errlen);
 }
 
-/* The loop is gone first. */
+void virtio_net_set_limiters(struct virtio_dev *vd, const struct rate_limiter_config *rx,
+                             const struct rate_limiter_config *tx) {
+    struct virtio_net *n = net_of(vd);
+    virtio_throttle_set(&n->rx_limit, rx);
+    virtio_throttle_set(&n->tx_limit, tx);
+}
+
+/* The loop is gone first (the limiters' timers ran or were canceled). */
 static void net_destroy(struct virtio_dev *vd) {
     struct virtio_net *n = net_of(vd);
+    virtio_throttle_stop(&n->rx_limit);
+    virtio_throttle_stop(&n->tx_limit);
     if (n->handle != ZX_HANDLE_INVALID) zx_handle_close(n->handle);
     close(n->fd);
     free(n->rx);
     free(n);
 }
 
+/* Before a snapshot saves anything (every vCPU parked): a frame held for the rx limiter goes to
+ * the driver now, whatever the limiter says, so that the snapshot does not lose it with its
+ * buffer (the restored device's buckets start full: Firecracker saves none). */
+static void net_quiesce(struct virtio_dev *vd) {
+    struct virtio_net *n = net_of(vd);
+    if (n->rx_full) deliver(n);
+}
+
 /* A receive buffer taken from the ring and kept for the next frame is not in the snapshot: the
  * restored device takes it from the ring again (its avail entry is still there), so that no
- * buffer the driver gave is lost. (Loop thread, or before the guest runs; nothing else is kept
- * here: the tap, the MAC, are the parameters'.) */
+ * buffer the driver gave is lost. (Loop thread, after quiesce, or before the guest runs;
+ * nothing else is kept here: the tap, the MAC, the limits are the parameters'.) */
 static size_t net_save(struct virtio_dev *vd, uint8_t *buf, size_t len) {
     if (len < 1) return 0;
     buf[0] = net_of(vd)->have_rx;
@@ -168,11 +225,7 @@ static size_t net_save(struct virtio_dev *vd, uint8_t *buf, size_t len) {
 
 static int net_restore(struct virtio_dev *vd, const uint8_t *buf, size_t len) {
     if (len != 1 || buf[0] > 1) return -1;
-    if (buf[0]) { /* the virtio core set the queues before this */
-        pthread_mutex_lock(&vd->lock);
-        vd->queues[RXQ].last_avail--;
-        pthread_mutex_unlock(&vd->lock);
-    }
+    if (buf[0]) virtio_unpop(vd, RXQ, vd->generation); /* the virtio core restored the queues and generation */
     return 0;
 }
 
@@ -187,4 +240,5 @@ const struct virtio_device_ops virtio_net_ops = {
     .destroy = net_destroy,
     .config_read = net_config,
     .queue_notify = net_notify,
+    .quiesce = net_quiesce,
 };

@@ -17,6 +17,15 @@ struct virtio_net_params {
     const char *name;
     bool has_mac; /* the guest's MAC address is mac, not one seeded from the name */
     uint8_t mac[6];
+    /* Firecracker's rx_rate_limiter and tx_rate_limiter (all zero: none): a frame costs its
+     * length as it crosses the tap (the vnet header's included) and one op. A frame to send
+     * the limiter cannot pay yet waits in its ring; one received waits in its buffer. */
+    struct rate_limiter_config rx_limiter, tx_limiter;
 };
+
+/* Its rate limits from now on, each replacing the old one (loop thread: the API's PATCH
+ * /network-interfaces); frames waiting on the old ones are looked at again at once. */
+void virtio_net_set_limiters(struct virtio_dev *vd, const struct rate_limiter_config *rx,
+                             const struct rate_limiter_config *tx);
 
 #endif

@@ -11,6 +11,8 @@
 #define MSR_EFER 0xc0000080
 #define MSR_FS_BASE 0xc0000100
 #define EFER_LME 0x100
+/* One stack per CPU bellhop can start (MACHINE_MAX_CPUS), by id (a power of two: ids wrap) */
+#define AP_STACKS 32
 
 /* Paging on the tables at pml4, SSE on, long mode, then a far jump to 64-bit code. */
 .macro LOAD_DATA_SEGMENTS
@@ -116,7 +118,7 @@ ap_start64:
     movw $0x4f0, %dx            /* vCPU-control: this CPU's id */
     inl %dx, %eax
     movl %eax, %edi
-    andq $15, %rax
+    andq $(AP_STACKS - 1), %rax
     incq %rax
     shlq $13, %rax
     movabsq $ap_stacks, %rsp
@@ -154,5 +156,5 @@ tls_block:
     .skip 64
     .balign 16
 ap_stacks:
-    .skip 16 * 8192
+    .skip AP_STACKS * 8192
     .section .note.GNU-stack, "", @progbits

@@ -1,10 +1,14 @@
 /* Freestanding pieces of a C library: what our code and libfdt need. */
 #include "guest/lib.h"
 
+/* memcpy and memset as string instructions, eight bytes a step: where KVM emulates the guest
+ * (a PVM host), each step of a loop costs microseconds, so a step per byte would make copying
+ * a 64 KiB buffer take most of a second. (The direction flag is clear: entry.S's cld.) */
 void *memcpy(void *d, const void *s, size_t n) {
-    uint8_t *dd = d;
-    const uint8_t *ss = s;
-    while (n--) *dd++ = *ss++;
+    void *dd = d;
+    size_t words = n / 8, bytes = n % 8;
+    __asm__ volatile("rep movsq" : "+D"(dd), "+S"(s), "+c"(words)::"memory");
+    __asm__ volatile("rep movsb" : "+D"(dd), "+S"(s), "+c"(bytes)::"memory");
     return d;
 }
 void *memmove(void *d, const void *s, size_t n) {
@@ -15,8 +19,11 @@ void *memmove(void *d, const void *s, size_t n) {
     return d;
 }
 void *memset(void *d, int c, size_t n) {
-    uint8_t *dd = d;
-    while (n--) *dd++ = (uint8_t)c;
+    void *dd = d;
+    size_t words = n / 8, bytes = n % 8;
+    uint64_t v = (uint8_t)c * 0x0101010101010101ull;
+    __asm__ volatile("rep stosq" : "+D"(dd), "+c"(words) : "a"(v) : "memory");
+    __asm__ volatile("rep stosb" : "+D"(dd), "+c"(bytes) : "a"(v) : "memory");
     return d;
 }
 int memcmp(const void *a, const void *b, size_t n) {

@@ -4,11 +4,15 @@
 #include <libfdt.h>
 
 #include "firmware/hvm_start_info.h"
+#include "guest/balloon.h"
 #include "guest/bench.h"
 #include "guest/devices.h"
+#include "guest/diskrate.h"
 #include "guest/hostile.h"
 #include "guest/irq.h"
 #include "guest/virtio.h"
+#include "guest/vsock.h"
+#include "guest/vsock_test.h"
 
 static int failures;
 
@@ -46,7 +50,6 @@ static uint64_t ram_size(const struct hvm_start_info *si) {
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG 4
-#define VIRTIO_ID_BALLOON 5
 #define BLK_F_SEG_MAX 2
 #define BLK_F_RO 5
 #define BLK_F_BLK_SIZE 6
@@ -68,25 +71,6 @@ static void test_console(struct vdev *d) {
     static char msg[] = "virtio-console: hello from the tiny guest\n";
     long n = vdev_request(d, 1, &(struct vbuf){msg, sizeof msg - 1, false}, 1, false);
     result("virtio-console", n == 0, n == 0 ? "sent a line on port 0" : "transmit timed out");
-}
-
-/* A page handed to the balloon comes back zeroed: the host really took it. */
-static void test_balloon(struct vdev *d) {
-    static uint32_t pfn;
-    uint8_t *page = alloc_pages(4096);
-    memset(page, 0xa5, 4096);
-    pfn = (uint32_t)((uintptr_t)page >> 12);
-    long in = vdev_request(d, 0, &(struct vbuf){&pfn, sizeof pfn, false}, 1, false);
-    mmio_write32(d->base + 0x100 + 4, 1); /* actual: one page */
-    bool zeroed = true;
-    for (unsigned i = 0; i < 4096; i++) zeroed &= page[i] == 0;
-    long out = vdev_request(d, 1, &(struct vbuf){&pfn, sizeof pfn, false}, 1, true);
-    mmio_write32(d->base + 0x100 + 4, 0);
-    page[0] = 1; /* deflated: the guest's again */
-    char detail[96];
-    snprintf(detail, sizeof detail, "target %u pages; page 0x%x inflated (%s), deflated (%s), %s", vdev_config32(d, 0),
-             pfn, in == 0 ? "done" : "timed out", out == 0 ? "done" : "timed out", zeroed ? "read back as zeros" : "kept its data");
-    result("virtio-balloon", in == 0 && out == 0 && zeroed && page[0] == 1, detail);
 }
 
 struct blk_hdr {
@@ -119,6 +103,8 @@ static void durability(struct vdev *d) {
 
 static struct vdev *blk_dev; /* the disk, for "ticks" to watch */
 static struct vdev *rng_dev, *console_dev; /* for "count" */
+static struct vdev *vsock_dev, *balloon_dev; /* for "vsock" and "balloon" */
+static bool vsock_mode;
 
 static void test_blk(struct vdev *d) {
     blk_dev = d;
@@ -331,6 +317,18 @@ static void smp_selftest(const void *dtb) {
     result("smp-interrupt", ipis, detail);
 }
 
+/* vdev_init with what the tiny guest wants of each kind of device. */
+static int start_device(struct vdev *d, uint64_t base, unsigned pin) {
+    switch (d->device_id) {
+    case VIRTIO_ID_BLOCK:
+        return vdev_init(d, base, pin, 1ull << BLK_F_RO | 1ull << BLK_F_FLUSH | 1ull << BLK_F_BLK_SIZE | 1ull << BLK_F_SEG_MAX, 1);
+    case VIRTIO_ID_CONSOLE: return vdev_init(d, base, pin, 0, 2);
+    case VIRTIO_ID_BALLOON: return balloon_start(d, base, pin);
+    case VIRTIO_ID_VSOCK: return vdev_init(d, base, pin, VSOCK_WANT_FEATURES, VSOCK_NQUEUES);
+    default: return vdev_init(d, base, pin, 0, 1);
+    }
+}
+
 static struct vdev *virtio_selftests(const void *dtb, bool bench) {
     struct vdev *rng = NULL;
     static struct vdev devs[8];
@@ -346,11 +344,7 @@ static struct vdev *virtio_selftests(const void *dtb, bool bench) {
         unsigned pin = fdt32_to_cpu(irq[0]);
         d->device_id = mmio_read32(base + 8);
         if (d->device_id == 0) continue; /* an empty transport (QEMU microvm has eight) */
-        uint64_t want = d->device_id == VIRTIO_ID_BLOCK
-                            ? 1ull << BLK_F_RO | 1ull << BLK_F_FLUSH | 1ull << BLK_F_BLK_SIZE | 1ull << BLK_F_SEG_MAX
-                            : 0;
-        unsigned nvqs = d->device_id == VIRTIO_ID_CONSOLE || d->device_id == VIRTIO_ID_BALLOON ? 2 : 1;
-        int r = vdev_init(d, base, pin, want, nvqs);
+        int r = start_device(d, base, pin);
         char detail[80];
         snprintf(detail, sizeof detail, "device %u at %p irq %u: %s", d->device_id, (void *)base, pin,
                  r == 0 ? "ready" : "setup failed");
@@ -360,11 +354,15 @@ static struct vdev *virtio_selftests(const void *dtb, bool bench) {
         if (d->device_id == VIRTIO_ID_RNG) rng = rng_dev = d;
         if (d->device_id == VIRTIO_ID_BLOCK && !blk_dev) blk_dev = d;
         if (d->device_id == VIRTIO_ID_CONSOLE) console_dev = d;
+        if (d->device_id == VIRTIO_ID_BALLOON && !balloon_dev) balloon_dev = d;
         if (bench) continue;
         if (d->device_id == VIRTIO_ID_RNG) test_rng(d);
         else if (d->device_id == VIRTIO_ID_CONSOLE) test_console(d);
         else if (d->device_id == VIRTIO_ID_BLOCK) test_blk(d);
-        else if (d->device_id == VIRTIO_ID_BALLOON) test_balloon(d);
+        else if (d->device_id == VIRTIO_ID_BALLOON) balloon_selftest(d, result);
+        else if (d->device_id == VIRTIO_ID_VSOCK && !vsock_dev && vsock_selftest(d, vsock_mode, result)) vsock_dev = d;
+        /* (an interrupt raised while the test never had to wait is still pending: taken here) */
+        if (irq_count(pin) == 0) irq_wait();
         bool irqs = irq_count(pin) > 0;
         snprintf(detail, sizeof detail, "%llu interrupts on pin %u", (unsigned long long)irq_count(pin), pin);
         result("virtio-irq", irqs, detail);
@@ -382,6 +380,8 @@ void kmain(const struct hvm_start_info *si) {
         guest_exit(98);
     }
     const char *cmdline = si->cmdline_paddr ? (const char *)(uintptr_t)si->cmdline_paddr : "";
+    vsock_mode = strstr_word(cmdline, "vsock") != NULL;
+    balloon_find_ram(si);
     printf("bellhop tiny guest: %u MiB RAM, command line \"%s\"\n",
            (unsigned)(ram_size(si) >> 20), cmdline);
     const void *dtb = find_dtb(si);
@@ -399,6 +399,12 @@ void kmain(const struct hvm_start_info *si) {
         if (strstr_word(cmdline, "diskbench")) {
             virtio_selftests(dtb, true);
             disk_bench();
+            guest_exit(0);
+        }
+        const char *rate = strstr_word(cmdline, "diskrate=");
+        if (rate) {
+            virtio_selftests(dtb, true);
+            disk_rate(blk_dev, rate + 9);
             guest_exit(0);
         }
         struct vdev *rng = virtio_selftests(dtb, bench);
@@ -455,6 +461,16 @@ void kmain(const struct hvm_start_info *si) {
         }
     }
     if (strstr_word(cmdline, "count")) count_forever();
+    /* "vsock": the guest's echo listener; "balloon": the balloon follows the host's target;
+     * each until the VMM ends */
+    if (vsock_mode && vsock_dev) {
+        printf("guest: %d failed, serving vsock\n", failures);
+        vsock_serve(result);
+    }
+    if (strstr_word(cmdline, "balloon") && balloon_dev) {
+        printf("guest: %d failed, serving the balloon\n", failures);
+        balloon_serve(balloon_dev);
+    }
     if (strstr_word(cmdline, "wait")) { /* until the VMM is told to quit (Ctrl-A x) */
         printf("guest: waiting\n");
         for (;;) irq_wait();

@@ -43,16 +43,24 @@ static void on_irq(void *arg) {
     uint32_t isr = rd(d, INTERRUPT_STATUS);
     wr(d, INTERRUPT_ACK, isr);
     d->isr_seen |= isr;
+    if (d->on_interrupt) d->on_interrupt(d);
 }
 
 uint8_t vdev_status(struct vdev *d) { return (uint8_t)rd(d, STATUS); }
 uint32_t vdev_config32(struct vdev *d, unsigned off) { return rd(d, CONFIG + off); }
 
-int vdev_init(struct vdev *d, uint64_t base, unsigned irq, uint64_t want, unsigned nvqs) {
+bool vdev_failed(struct vdev *d) {
+    /* only a configuration interrupt says so: the status is not read at every wait */
+    if (!d->broken && (d->isr_seen & 2) && (vdev_status(d) & 0x40)) d->broken = true;
+    return d->broken;
+}
+
+int vdev_negotiate(struct vdev *d, uint64_t base, unsigned irq, uint64_t want) {
     d->base = base;
     d->irq = irq;
     if (rd(d, MAGIC) != 0x74726976 || rd(d, VERSION) != 2) return -1;
     d->device_id = rd(d, DEVICE_ID);
+    d->broken = false; /* the reset clears DEVICE_NEEDS_RESET */
     wr(d, STATUS, 0);
     wr(d, STATUS, 1);     /* ACKNOWLEDGE */
     wr(d, STATUS, 1 | 2); /* DRIVER */
@@ -68,6 +76,11 @@ int vdev_init(struct vdev *d, uint64_t base, unsigned irq, uint64_t want, unsign
     }
     wr(d, STATUS, 1 | 2 | 8); /* FEATURES_OK */
     if (!(rd(d, STATUS) & 8)) return -2;
+    return 0;
+}
+
+int vdev_start(struct vdev *d, unsigned nvqs) {
+    if (nvqs > sizeof d->vqs / sizeof d->vqs[0]) return -3;
     d->nvqs = nvqs;
     for (unsigned i = 0; i < nvqs; i++) {
         struct vq *q = &d->vqs[i];
@@ -87,9 +100,14 @@ int vdev_init(struct vdev *d, uint64_t base, unsigned irq, uint64_t want, unsign
         wr64(d, QUEUE_DEVICE, (uint64_t)q->used);
         wr(d, QUEUE_READY, 1);
     }
-    irq_route(irq, on_irq, d);
+    irq_route(d->irq, on_irq, d);
     wr(d, STATUS, 1 | 2 | 8 | 4); /* DRIVER_OK */
     return 0;
+}
+
+int vdev_init(struct vdev *d, uint64_t base, unsigned irq, uint64_t want, unsigned nvqs) {
+    int r = vdev_negotiate(d, base, irq, want);
+    return r ? r : vdev_start(d, nvqs);
 }
 
 static uint16_t used_idx(struct vq *q) { return __atomic_load_n((volatile uint16_t *)(q->used + 2), __ATOMIC_ACQUIRE); }
@@ -136,11 +154,7 @@ long vdev_request(struct vdev *d, unsigned qi, const struct vbuf *bufs, unsigned
     uint64_t deadline = irq_ticks + 20 * IRQ_TICKS_PER_SEC;
     while (used_idx(q) == q->last_used || !(d->isr_seen & 1)) {
         if (irq_ticks > deadline) return -1;
-        /* a configuration interrupt: the device may have failed (DEVICE_NEEDS_RESET) */
-        if ((d->isr_seen & 2) && (vdev_status(d) & 0x40)) {
-            d->broken = true;
-            return -1;
-        }
+        if (vdev_failed(d)) return -1;
         irq_wait();
     }
     return take_used(q);
@@ -165,7 +179,8 @@ bool vdev_post(struct vdev *d, unsigned qi, unsigned slot, const struct vbuf *bu
         t[i] = (struct vdesc){(uint64_t)bufs[i].p, bufs[i].len,
                               (uint16_t)((i + 1 < n ? DESC_NEXT : 0) | (bufs[i].device_writes ? DESC_WRITE : 0)),
                               (uint16_t)(i + 1)};
-    q->desc[slot] = (struct vdesc){(uint64_t)t, 16 * n, DESC_INDIRECT, 0};
+    /* one buffer needs no table (nor a device that offers INDIRECT_DESC) */
+    q->desc[slot] = n == 1 ? t[0] : (struct vdesc){(uint64_t)t, 16 * n, DESC_INDIRECT, 0};
     q->avail[2 + q->avail_idx % q->num] = (uint16_t)slot;
     q->avail_idx++;
     __atomic_store_n(&q->avail[1], q->avail_idx, __ATOMIC_RELEASE);
@@ -191,11 +206,7 @@ int vdev_reap(struct vdev *d, unsigned qi, uint32_t *len, bool wait) {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     uint64_t deadline = irq_ticks + 20 * IRQ_TICKS_PER_SEC;
     while (used_idx(q) == q->last_used) {
-        if (d->broken || irq_ticks > deadline) return -1;
-        if ((d->isr_seen & 2) && (vdev_status(d) & 0x40)) {
-            d->broken = true;
-            return -1;
-        }
+        if (vdev_failed(d) || irq_ticks > deadline) return -1;
         irq_wait();
     }
     volatile uint8_t *elem = q->used + 4 + 8 * (q->last_used % q->num);
@@ -203,4 +214,19 @@ int vdev_reap(struct vdev *d, unsigned qi, uint32_t *len, bool wait) {
     *len = *(volatile uint32_t *)(elem + 4);
     q->last_used++;
     return slot;
+}
+
+int vdev_poll(struct vdev *d, unsigned qi, uint32_t *len) {
+    struct vq *q = &d->vqs[qi];
+    if (used_idx(q) == q->last_used) {
+        /* none: an interrupt at the next one, then a second look for one that came meanwhile */
+        if (d->features >> F_EVENT_IDX & 1) q->avail[2 + q->num] = q->last_used;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (used_idx(q) == q->last_used) return -2;
+    }
+    volatile uint8_t *elem = q->used + 4 + 8 * (q->last_used % q->num);
+    uint32_t id = *(volatile uint32_t *)elem;
+    *len = *(volatile uint32_t *)(elem + 4);
+    q->last_used++;
+    return id < q->num ? (int)id : -1;
 }

@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
@@ -41,6 +42,9 @@ static struct scmp_arg_cmp arg_masked(unsigned arg, uint64_t mask, uint64_t valu
 
 #define ALLOW(name) seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(name), 0)
 #define ALLOW_IF(name, ...) seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(name), __VA_ARGS__)
+
+/* socket(2)'s type without SOCK_NONBLOCK and SOCK_CLOEXEC (the kernel's linux/net.h has it) */
+#define SOCK_TYPE_MASK 0xf
 
 static int allow_calls(scmp_filter_ctx ctx, const int *calls, size_t n) {
     int rc = 0;
@@ -123,9 +127,11 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         if (!rc) rc = ALLOW_IF(prlimit64, 2, arg_eq(0, 0), arg_eq(2, 0));
         if (!rc) rc = ALLOW(getrandom);
         if (!rc) rc = ALLOW(newfstatat);
-        /* Tearing down: bells and fd waits leave the loop's epoll set, timers disarm. */
+        /* Tearing down: bells and fd waits leave the loop's epoll set, timers disarm; a vsock
+         * device's socket file is removed (devices/vsock_conn.c) */
         if (!rc) rc = ALLOW(epoll_ctl);
         if (!rc) rc = ALLOW(timerfd_settime);
+        if (!rc) rc = ALLOW(unlink);
         return rc;
     }
     case SANDBOX_LOOP: /* (with --dispatch loop, register writes run here: vhost-user's too) */
@@ -134,6 +140,13 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         /* a kernel's or initrd's read lease let go, guest RAM no longer sharing its pages
          * (vmm/machine/image_lease.h) */
         if (!rc) rc = ALLOW_IF(fcntl, 2, arg_eq(1, F_SETLEASE), arg_eq(2, F_UNLCK));
+        /* virtio-vsock (devices/vsock_conn.c): the host's clients accepted, the guest's
+         * connections made to Unix sockets (stream sockets of AF_UNIX, no other kind), their
+         * directions shut down */
+        if (!rc) rc = ALLOW(accept4);
+        if (!rc) rc = ALLOW_IF(socket, 2, arg_eq(0, AF_UNIX), arg_masked(1, SOCK_TYPE_MASK, SOCK_STREAM));
+        if (!rc) rc = ALLOW(connect);
+        if (!rc) rc = ALLOW(shutdown);
         return rc;
     case SANDBOX_VCPU: {
         static const unsigned long kvm[] = {KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS,
@@ -164,16 +177,14 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         if (!rc) rc = ALLOW(rt_sigtimedwait);
         return rc;
     }
-    case SANDBOX_API_MAIN: /* and, at the end, removes the API's socket */
-        rc = allow_own_calls(ctx, SANDBOX_MAIN);
-        if (!rc) rc = ALLOW(unlink);
-        return rc;
-    case SANDBOX_API_LOOP: { /* and serves the API: accepts its clients (the socket is made before),
-                              * opens a drive's new file (PATCH /drives: never created or cut), writes
-                              * a snapshot's two files (created or cut, never appended to) and reads
-                              * what KVM keeps of the whole guest for it */
+    case SANDBOX_API_MAIN: /* and, at the end, removes the API's socket (unlink, as main may) */
+        return allow_own_calls(ctx, SANDBOX_MAIN);
+    case SANDBOX_API_LOOP: { /* and serves the API: accepts its clients (accept4, as loop may; the
+                              * socket is made before), opens a drive's new file (PATCH /drives:
+                              * never created or cut), writes a snapshot's two files (created or
+                              * cut, never appended to) and reads what KVM keeps of the whole
+                              * guest for it */
         rc = allow_own_calls(ctx, SANDBOX_LOOP);
-        if (!rc) rc = ALLOW(accept4);
         if (!rc) rc = ALLOW_IF(openat, 1, arg_masked(2, O_APPEND, 0));
         if (!rc) rc = ALLOW(ftruncate);
         if (!rc) rc = ALLOW(newfstatat);

@@ -1,5 +1,6 @@
 /* vCPUs on real KVM: thread binding, kick, interrupts through the in-kernel LAPIC, register
- * state, GUEST_VCPU packets from the vCPU-control device, and how a guest's end is reported. */
+ * state, GUEST_VCPU packets from the vCPU-control device, the CPU topology CPUID shows each
+ * vCPU, and how a guest's end is reported. */
 #include <sched.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -328,6 +329,169 @@ TEST(startup_and_interrupt_packets) {
     CHECK_EQ(p.guest_vcpu.type, ZX_PKT_GUEST_VCPU_INTERRUPT);
     CHECK_EQ(p.guest_vcpu.interrupt.mask, 0x8000000000000005ull);
     CHECK_EQ(p.guest_vcpu.interrupt.vector, 0x41);
+    CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_UNAVAILABLE);
+    zx_handle_close(vcpu);
+    zx_handle_close(h.guest);
+}
+
+/* Each vCPU runs the CPUID queries the host left at 0x5000 ({leaf, subleaf} pairs up to a
+ * leaf of ~0) and stores {eax, ebx, ecx, edx} of each at 0x10000 + 0x200 * its id. */
+GUEST_SNIPPET(cpuid_guest,
+    "    movw $0x4f0, %dx\n"
+    "    inl %dx, %eax\n"                   /* this vCPU's id */
+    "    shll $9, %eax\n"
+    "    leal 0x10000(%eax), %edi\n"
+    "    movl $0x5000, %esi\n"
+    "1:  movl (%esi), %eax\n"
+    "    cmpl $0xffffffff, %eax\n"
+    "    je 2f\n"
+    "    movl 4(%esi), %ecx\n"
+    "    cpuid\n"
+    "    movl %eax, (%edi)\n"
+    "    movl %ebx, 4(%edi)\n"
+    "    movl %ecx, 8(%edi)\n"
+    "    movl %edx, 12(%edi)\n"
+    "    addl $8, %esi\n"
+    "    addl $16, %edi\n"
+    "    jmp 1b\n"
+    "2:  POWEROFF\n");
+
+enum { Q_MAX_BASIC, Q_1, Q_4, Q_B = Q_4 + 4, Q_1F = Q_B + 3, Q_MAX_EXT = Q_1F + 3, Q_80000008, Q_8000001D,
+       Q_8000001E = Q_8000001D + 4, Q_COUNT };
+static const uint32_t cpuid_queries[Q_COUNT][2] = {
+    [Q_MAX_BASIC] = {0, 0}, [Q_1] = {1, 0}, [Q_4] = {4, 0}, {4, 1}, {4, 2}, {4, 3},
+    [Q_B] = {0xb, 0}, {0xb, 1}, {0xb, 2}, [Q_1F] = {0x1f, 0}, {0x1f, 1}, {0x1f, 2},
+    [Q_MAX_EXT] = {0x80000000, 0}, [Q_80000008] = {0x80000008, 0},
+    [Q_8000001D] = {0x8000001d, 0}, {0x8000001d, 1}, {0x8000001d, 2}, {0x8000001d, 3},
+    [Q_8000001E] = {0x8000001e, 0},
+};
+_Static_assert(Q_COUNT * 16 <= 0x200, "one vCPU's answers fit its slot");
+
+struct cpuid_regs {
+    uint32_t eax, ebx, ecx, edx;
+};
+
+/* A guest of n vCPUs (threads per core as bellhop_guest_set_topology has it, 0: not called),
+ * each run in turn on this thread; out[id] gets vCPU id's answers. */
+static void cpuid_of_every_vcpu(unsigned n, unsigned threads, struct cpuid_regs (*out)[Q_COUNT]) {
+    struct hv h;
+    hv_init(&h, cpuid_guest, cpuid_guest_end);
+    for (unsigned q = 0; q < Q_COUNT; q++) memcpy(h.ram + 0x5000 + 8 * q, cpuid_queries[q], 8);
+    memset(h.ram + 0x5000 + 8 * Q_COUNT, 0xff, 8);
+    if (threads) CHECK_EQ(bellhop_guest_set_topology(h.guest, n, threads), ZX_OK);
+    for (unsigned id = 0; id < n; id++) {
+        zx_handle_t vcpu;
+        zx_port_packet_t p;
+        CHECK_EQ(zx_vcpu_create(h.guest, 0, GUEST_CODE, &vcpu), ZX_OK);
+        CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_UNAVAILABLE);
+        zx_handle_close(vcpu);
+        memcpy(out[id], h.ram + 0x10000 + 0x200 * id, sizeof out[id]);
+    }
+    zx_handle_close(h.guest);
+}
+
+static unsigned bits_for(unsigned n) {
+    unsigned k = 0;
+    while ((1u << k) < n) k++;
+    return k;
+}
+
+#define FIELD(v, lo, width) (((v) >> (lo)) & ((1u << (width)) - 1))
+#define CHECK_CPU(cond) CHECK_MSG(cond, "vCPU %u of %u, %u thread(s) per core: %s", id, n, threads, #cond)
+
+/* Leaf 0xB's or 0x1F's levels: SMT (threads to a core), core (the package), then none; the
+ * x2APIC id is the vCPU's, its thread bits below its core number. */
+static void check_levels(const struct cpuid_regs *l, unsigned id, unsigned n, unsigned threads) {
+    unsigned smt = bits_for(threads), logical = (n + threads - 1) / threads * threads;
+    CHECK_CPU(FIELD(l[0].ecx, 0, 16) == (1u << 8 | 0) && FIELD(l[0].ebx, 0, 16) == threads);
+    CHECK_CPU(FIELD(l[0].eax, 0, 5) == smt);
+    CHECK_CPU(FIELD(l[1].ecx, 0, 16) == (2u << 8 | 1) && FIELD(l[1].ebx, 0, 16) == logical);
+    CHECK_CPU(FIELD(l[1].eax, 0, 5) == smt + bits_for(logical / threads));
+    CHECK_CPU(FIELD(l[2].ecx, 8, 8) == 0 && FIELD(l[2].ecx, 0, 8) == 2 && l[2].ebx == 0);
+    for (unsigned k = 0; k < 3; k++) CHECK_CPU(l[k].edx == id);
+    CHECK_CPU(l[0].edx >> FIELD(l[0].eax, 0, 5) == id / threads); /* threads 2k, 2k+1 share core k */
+    CHECK_CPU(l[1].edx >> FIELD(l[1].eax, 0, 5) == 0);            /* one package */
+}
+
+/* Deterministic cache parameters: L1 and L2 a core's, L3 the package's; cores per package. */
+static void check_caches(const struct cpuid_regs *c, bool amd, unsigned id, unsigned n, unsigned threads) {
+    unsigned logical = (n + threads - 1) / threads * threads;
+    for (unsigned k = 0; k < 4 && FIELD(c[k].eax, 0, 5); k++) {
+        unsigned sharing = FIELD(c[k].eax, 14, 12) + 1, level = FIELD(c[k].eax, 5, 3);
+        unsigned want = level <= 2 ? threads : amd ? logical : 1u << bits_for(logical);
+        CHECK_MSG(sharing == want, "vCPU %u of %u: %s subleaf %u (L%u) shared by %u, not %u", id, n,
+                  amd ? "0x8000001d" : "leaf 4", k, level, sharing, want);
+        if (!amd) CHECK_CPU(FIELD(c[k].eax, 26, 6) + 1 == 1u << bits_for(logical / threads));
+    }
+}
+
+static void check_topology(const struct cpuid_regs *r, unsigned id, unsigned n, unsigned threads) {
+    unsigned max_basic = r[Q_MAX_BASIC].eax, max_ext = r[Q_MAX_EXT].eax;
+    unsigned logical = (n + threads - 1) / threads * threads;
+    bool amd = r[Q_MAX_BASIC].ebx == 0x68747541; /* "Auth" */
+    CHECK_CPU(FIELD(r[Q_1].ebx, 24, 8) == id);
+    CHECK_CPU(FIELD(r[Q_1].ebx, 16, 8) == logical && (r[Q_1].edx >> 28 & 1) == (logical > 1));
+    if (max_basic >= 4) check_caches(&r[Q_4], false, id, n, threads);
+    if (max_basic >= 0xb) check_levels(&r[Q_B], id, n, threads);
+    if (max_basic >= 0x1f) check_levels(&r[Q_1F], id, n, threads);
+    if (amd && max_ext >= 0x80000008)
+        CHECK_CPU(FIELD(r[Q_80000008].ecx, 0, 8) == logical - 1 &&
+                  FIELD(r[Q_80000008].ecx, 12, 4) == bits_for(threads) + bits_for(logical / threads));
+    if (amd && max_ext >= 0x8000001d) check_caches(&r[Q_8000001D], true, id, n, threads);
+    if (amd && max_ext >= 0x8000001e) {
+        CHECK_CPU(r[Q_8000001E].eax == id && FIELD(r[Q_8000001E].ebx, 0, 8) == id / threads);
+        CHECK_CPU(FIELD(r[Q_8000001E].ebx, 8, 8) == threads - 1);
+    }
+}
+
+TEST(cpuid_with_two_threads_per_core_pairs_the_vcpus) {
+    static struct cpuid_regs r[32][Q_COUNT];
+    static const unsigned sizes[] = {1, 2, 6, 32};
+    for (unsigned s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        cpuid_of_every_vcpu(sizes[s], 2, r);
+        for (unsigned id = 0; id < sizes[s]; id++) check_topology(r[id], id, sizes[s], 2);
+    }
+}
+
+TEST(cpuid_with_one_thread_per_core_has_a_core_per_vcpu) {
+    static struct cpuid_regs r[5][Q_COUNT];
+    cpuid_of_every_vcpu(5, 1, r);
+    for (unsigned id = 0; id < 5; id++) check_topology(r[id], id, 5, 1);
+}
+
+/* No topology asked for (bellhop without smt): KVM's CPUID as it is, with each vCPU's own
+ * APIC id; of threads it says one per core, if anything (the rest is the host's: PVM here
+ * sets HTT and leaf 1's count of 2 whatever the vCPUs). */
+TEST(cpuid_without_a_topology_is_kvms_with_each_vcpus_ids) {
+    static struct cpuid_regs r[3][Q_COUNT];
+    const unsigned n = 3, threads = 1;
+    cpuid_of_every_vcpu(n, 0, r);
+    for (unsigned id = 0; id < n; id++) {
+        CHECK_CPU(FIELD(r[id][Q_1].ebx, 24, 8) == id);
+        if (r[id][Q_MAX_BASIC].eax >= 0xb) {
+            const struct cpuid_regs *smt = &r[id][Q_B];
+            CHECK_CPU(smt->edx == id);
+            CHECK_CPU(FIELD(smt->ecx, 8, 8) != 1 || FIELD(smt->ebx, 0, 16) <= 1);
+        }
+        if (r[id][Q_MAX_EXT].eax >= 0x8000001e) CHECK_CPU(FIELD(r[id][Q_8000001E].ebx, 8, 8) == 0);
+    }
+}
+
+TEST(a_topology_is_set_before_the_first_vcpu_and_checked) {
+    struct hv h;
+    hv_init(&h, poweroff_guest, poweroff_guest_end);
+    CHECK_EQ(bellhop_guest_set_topology(h.guest, 0, 2), ZX_ERR_INVALID_ARGS);
+    CHECK_EQ(bellhop_guest_set_topology(h.guest, BELLHOP_MAX_VCPUS + 1, 2), ZX_ERR_INVALID_ARGS);
+    CHECK_EQ(bellhop_guest_set_topology(h.guest, 4, 0), ZX_ERR_INVALID_ARGS);
+    CHECK_EQ(bellhop_guest_set_topology(h.guest, 4, 3), ZX_ERR_INVALID_ARGS);
+    CHECK_EQ(bellhop_guest_set_topology(ZX_HANDLE_INVALID, 4, 2), ZX_ERR_BAD_HANDLE);
+    /* asked again, the last one holds */
+    CHECK_EQ(bellhop_guest_set_topology(h.guest, 4, 1), ZX_OK);
+    CHECK_EQ(bellhop_guest_set_topology(h.guest, BELLHOP_MAX_VCPUS, 2), ZX_OK);
+    zx_handle_t vcpu;
+    CHECK_EQ(zx_vcpu_create(h.guest, 0, GUEST_CODE, &vcpu), ZX_OK);
+    CHECK_EQ(bellhop_guest_set_topology(h.guest, 4, 2), ZX_ERR_BAD_STATE);
+    zx_port_packet_t p;
     CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_UNAVAILABLE);
     zx_handle_close(vcpu);
     zx_handle_close(h.guest);

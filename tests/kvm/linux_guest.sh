@@ -14,7 +14,9 @@ tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
        hwrng_gives_bytes virtio_net_reaches_the_tap
        kernel_unpacked_by_bellhop_with_kaslr reboot_ends_the_vm_with_0
        the_kernels_own_decompressor_boots_it intx_fallback_without_msi nokaslr_leaves_it_in_place
-       pvh_vmlinux_boots api_boots_linux_to_its_init send_ctrl_alt_del_shuts_it_down
+       pvh_vmlinux_boots api_boots_linux_to_its_init vsock_host_connects_to_a_guest_listener
+       vsock_guest_connects_to_a_host_listener balloon_statistics_come_from_linux
+       balloon_gives_guest_memory_back_to_the_host send_ctrl_alt_del_shuts_it_down
        a_snapshot_after_init_restores_in_a_new_vmm restored_shell_goes_on restored_disk_writes_land_in_the_image
        restored_tcp_over_virtio_net virtiofs_reads_a_file_the_host_wrote virtiofs_writes_a_file_the_host_reads"
 if [ "${1:-}" = --list ]; then
@@ -180,33 +182,109 @@ elif [ -f $L/vmlinux ]; then
 else
     skip pvh_vmlinux_boots "no $L/vmlinux"
 fi
-# The same kernel configured through the API (curl, as Firecracker's users drive it), then
-# shut down with the keyboard's Ctrl+Alt+Del.
+# The same kernel configured through the API (curl, as Firecracker's users drive it), with a
+# vsock and a balloon, then shut down with the keyboard's Ctrl+Alt+Del.
 curl=$(command -v curl || true)
 [ -x /bellhop/usr/bin/curl ] && curl=/bellhop/usr/bin/curl
 sock=/tmp/bellhop-linux-api.sock
 put() { $curl -s -m 30 --unix-socket $sock -X PUT "http://localhost$1" -d "$2" -w '%{http_code} '; }
+# The vsock: the guest's end is socat from the tools disk, the host's build/linux/vsock_host.
+vsock=/tmp/bellhop-linux-vsock.sock vsock_out=/tmp/bellhop-vsock.out
+vsock_tests="vsock_host_connects_to_a_guest_listener vsock_guest_connects_to_a_host_listener"
+balloon_tests="balloon_statistics_come_from_linux balloon_gives_guest_memory_back_to_the_host"
+# vsock_tests_run: the guest's echo answers the host's line; the guest's line reached the
+# host's listener (started before the boot, $vlistener).
+vsock_tests_run() {
+    echoed=$($L/vsock_host echo $vsock 5001 "ping over vsock" 2>$vsock_out.err)
+    [ "$echoed" = "ping over vsock" ] && pass vsock_host_connects_to_a_guest_listener ||
+        fail vsock_host_connects_to_a_guest_listener "echoed '$echoed': $(cat $vsock_out.err) $(grep -i vsock $out | tail -2 | tr '\n' '|')"
+    kill $vlistener 2>/dev/null; wait $vlistener 2>/dev/null
+    grep -q "hello from the guest over vsock" $vsock_out && grep -q "linux-guest: vsock sent" $out &&
+        pass vsock_guest_connects_to_a_host_listener ||
+        fail vsock_guest_connects_to_a_host_listener "the host got '$(cat $vsock_out)': $(grep -i vsock $out | tail -2 | tr '\n' '|')"
+    rm -f $vsock_out $vsock_out.err ${vsock}_5000
+}
+balloon_stats() { $curl -s -m 30 --unix-socket $sock http://localhost/balloon/statistics; }
+patch_balloon() { $curl -s -m 30 --unix-socket $sock -X PATCH http://localhost/balloon -d "{\"amount_mib\": $1}" -w '%{http_code}'; }
+field() { sed -n "s/.*\"$1\": *\([0-9][0-9]*\).*/\1/p"; } # a number in the JSON on stdin
+rss_kib() { awk '/^VmRSS:/ {print $2}' /proc/$vmm/status 2>/dev/null; }
+# wait_balloon TEST MIB SECONDS: until the balloon's actual_mib TEST (-ge, -le) MIB, while
+# bellhop lives, SECONDS at most ($actual: the last figure, empty if there was none)
+wait_balloon() {
+    i=0
+    while actual=$(balloon_stats | field actual_mib); { [ -z "$actual" ] || ! [ "$actual" $1 $2 ]; } &&
+          [ $i -lt $3 ] && kill -0 $vmm 2>/dev/null; do
+        sleep 1; i=$((i + 1))
+    done
+}
+# balloon_tests_run: Linux's statistics (total and free memory within the guest's 512 MiB);
+# then 300 MiB in the balloon gives the host back at least 100 MiB of bellhop's resident set
+# (the guest touched 200 MiB and freed it), and a target of 0 deflates it.
+balloon_tests_run() {
+    i=0; while ! balloon_stats | grep -q total_memory && [ $i -lt 20 ]; do sleep 1; i=$((i + 1)); done
+    stats=$(balloon_stats)
+    total=$(echo "$stats" | field total_memory) free=$(echo "$stats" | field free_memory)
+    echo "    balloon statistics: $stats"
+    [ "${total:-0}" -gt 0 ] && [ "$total" -le $((512 * 1048576)) ] && [ "${free:-0}" -gt 0 ] && [ "$free" -le "$total" ] &&
+        pass balloon_statistics_come_from_linux || fail balloon_statistics_come_from_linux "$stats"
+    before=$(rss_kib)
+    inflate=$(patch_balloon 300)
+    wait_balloon -ge 300 120
+    inflated=${actual:-0} after=$(rss_kib)
+    deflate=$(patch_balloon 0)
+    wait_balloon -le 0 120
+    deflated=${actual:-$inflated}
+    echo "    bellhop's VmRSS $before KiB, $after KiB with $inflated MiB in the balloon; back to $deflated MiB in it"
+    [ "$inflate $deflate" = "204 204" ] && grep -q "linux-guest: memory touched" $out && [ "$inflated" -ge 300 ] &&
+        [ $((${before:-0} - ${after:-0})) -ge 102400 ] && [ "$deflated" -lt "$inflated" ] &&
+        pass balloon_gives_guest_memory_back_to_the_host ||
+        fail balloon_gives_guest_memory_back_to_the_host "PATCH $inflate $deflate, VmRSS $before -> $after KiB, actual $inflated then $deflated MiB, $(grep 'memory touched' $out)"
+}
 if [ -n "$sanitized" ]; then # the API's sanitizer runs are tests/kvm/api.sh's, with the tiny guest
-    skip api_boots_linux_to_its_init "a sanitizer build (tests/kvm/api.sh covers its API)"
-    skip send_ctrl_alt_del_shuts_it_down "a sanitizer build (tests/kvm/api.sh covers its API)"
+    for t in api_boots_linux_to_its_init $vsock_tests $balloon_tests send_ctrl_alt_del_shuts_it_down; do
+        skip $t "a sanitizer build (tests/kvm/api.sh covers its API)"
+    done
 elif [ -n "$curl" ]; then
     cp $L/disk.img $disk
-    rm -f $sock
+    rm -f $sock $vsock ${vsock}_5000
+    # socat runs from the tools disk, which the guest gets beside its root disk
+    vlistener= tools_drive=
+    if [ -f $L/tools.sqfs ] && [ -x $L/vsock_host ]; then
+        $L/vsock_host listen ${vsock}_5000 600 > $vsock_out 2>&1 &
+        vlistener=$!
+        tools_drive='{"drive_id": "tools", "path_on_host": "'$L/tools.sqfs'", "is_root_device": false, "is_read_only": true}'
+    fi
     $bellhop run --api-sock $sock > $out 2>&1 < /dev/null &
     vmm=$!
     wait_sock $sock
     codes=$(put /boot-source '{"kernel_image_path": "'$L/bzImage'", "initrd_path": "'$L/initrd.cpio'",
-                              "boot_args": "console=ttyS0 quiet bellhop.wait"}'
+                              "boot_args": "console=ttyS0 quiet bellhop.wait bellhop.vsock"}'
             put /machine-config '{"vcpu_count": 2, "mem_size_mib": 512}'
             put /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true}'
+            [ -n "$tools_drive" ] && put /drives/tools "$tools_drive"
             put /entropy '{}'
+            put /balloon '{"amount_mib": 0, "deflate_on_oom": true, "stats_polling_interval_s": 1}'
+            put /vsock '{"guest_cid": 3, "uds_path": "'$vsock'"}'
             put /actions '{"action_type": "InstanceStart"}')
     wait_out "linux-guest: waiting" 1800
-    if [ "$codes" = "204 204 204 204 204 " ] && grep -q "linux-guest: waiting" $out &&
+    want="204 204 204 204 204 204 204 "
+    [ -n "$tools_drive" ] && want="204 $want"
+    if [ "$codes" = "$want" ] && grep -q "linux-guest: waiting" $out &&
        grep -q "linux-guest: disk written" $out && grep -q "linux-guest: cpus 2" $out; then
         pass api_boots_linux_to_its_init
     else
         fail api_boots_linux_to_its_init "$codes: $(tail -3 $out | tr '\n' '|')"
+    fi
+    if ! grep -q "linux-guest: waiting" $out; then
+        for t in $vsock_tests $balloon_tests; do fail $t "the guest did not get to its wait"; done
+        kill $vlistener 2>/dev/null
+    else
+        if [ -n "$vlistener" ]; then
+            vsock_tests_run
+        else
+            for t in $vsock_tests; do skip $t "no $L/tools.sqfs (socat, squashfs-tools) or $L/vsock_host"; done
+        fi
+        balloon_tests_run
     fi
     cad=$(put /actions '{"action_type": "SendCtrlAltDel"}')
     wait_end 600
@@ -215,9 +293,11 @@ elif [ -n "$curl" ]; then
     [ "$cad" = "204 " ] && [ $status -eq 0 ] && grep -q "linux-guest: ctrl-alt-del: rebooting" $out && [ ! -e $sock ] &&
         pass send_ctrl_alt_del_shuts_it_down ||
         fail send_ctrl_alt_del_shuts_it_down "$cad, status $status: $(tail -3 $out | tr '\n' '|')"
+    rm -f $vsock
 else
-    skip api_boots_linux_to_its_init "no curl"
-    skip send_ctrl_alt_del_shuts_it_down "no curl"
+    for t in api_boots_linux_to_its_init $vsock_tests $balloon_tests send_ctrl_alt_del_shuts_it_down; do
+        skip $t "no curl"
+    done
 fi
 # A snapshot of Linux after its init ran (disk, network, two CPUs), restored in a new bellhop
 # from the command line: its shell takes commands typed on the console, its disk writes reach

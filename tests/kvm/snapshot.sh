@@ -9,7 +9,7 @@ tests="a_paused_guest_is_saved_to_two_files the_restored_guest_counts_on_from_wh
        its_devices_work_after_restore each_restore_is_a_new_generation_and_told_so restore_from_the_command_line_counts_on
        two_restores_at_once_count_on_each_with_its_own_disk a_snapshot_of_a_restored_guest_restores_too
        bad_snapshot_files_are_refused_with_a_reason bad_snapshot_requests_get_400_with_a_reason
-       another_device_set_is_refused"
+       another_device_set_is_refused a_guest_of_32_vcpus_comes_back_with_every_one"
 if [ "${1:-}" = --list ]; then
     for t in $tests; do echo "$suite.$t"; done
     exit 0
@@ -148,6 +148,8 @@ if [ -z "$sanitized" ]; then
 fi
 # (refused before anything is written: checked with the bad requests)
 req $sock PUT /snapshot/create '{"snapshot_path": "'$dir/b.state'", "mem_file_path": "'$mem'"}'; same=$code:$body
+req $sock PUT /snapshot/create '{"snapshot_type": "Diff", "snapshot_path": "'$dir/x'", "mem_file_path": "'$dir/y'"}'; diff_type=$code:$body
+req $sock PUT /snapshot/create '{"snapshot_path": "'$dir/x'"}'; no_mem=$code:$body
 kill -9 $second; wait $second 2>/dev/null
 
 # From the command line, no API at all.
@@ -241,6 +243,29 @@ else
     fail another_device_set_is_refused "status $rc: $(head -c 300 $dir/dev.out)"
 fi
 
+# 32 vCPUs, twice as many as bellhop once ran: the state file holds a section for each, and
+# the restore (which refuses a vCPU count other than the configuration's) sets every one.
+sock=$dir/h.sock out=$dir/h.out
+serve $sock $out; big=$pid
+req $sock PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "count"}'
+req $sock PUT /machine-config '{"vcpu_count": 32, "mem_size_mib": 32}'
+req $sock PUT /actions '{"action_type": "InstanceStart"}'
+wait_for $out "^count 2:" 90
+req $sock PATCH /vm '{"state": "Paused"}'; hp=$code
+req $sock PUT /snapshot/create '{"snapshot_path": "'$dir/h.state'", "mem_file_path": "'$dir/h.mem'"}'; hc=$code:$body
+hsaved=$(($(next_count $out) - 1))
+kill -9 $big; wait $big 2>/dev/null
+$bellhop run --console virtio --restore $dir/h.state --mem-file $dir/h.mem > $dir/i.out 2>&1 < /dev/null &
+pid=$!; pids="$pids $pid"
+if [ "$hp $hc" = "204 204:" ] && grep -q "smp-startup      PASS: 32 of 32 CPUs running" $out &&
+   wait_for $dir/i.out "^count $((hsaved + 2)):" 60 && [ "$(first_count $dir/i.out)" = $((hsaved + 1)) ] &&
+   ! grep -q -e 'WARNING: ThreadSanitizer' -e 'ERROR: AddressSanitizer' -e 'runtime error' $out $dir/i.out; then
+    pass a_guest_of_32_vcpus_comes_back_with_every_one
+else
+    fail a_guest_of_32_vcpus_comes_back_with_every_one "pause $hp, create $hc, saved at $hsaved: $(tail -2 $out | tr '\n' '|') then $(tail -3 $dir/i.out | tr '\n' '|')"
+fi
+kill -9 $pid; wait $pid 2>/dev/null
+
 sock=$dir/g.sock
 serve $sock $dir/g.out; last=$pid
 nbad=0 bad_seen=
@@ -251,19 +276,19 @@ bad() { # METHOD PATH BODY WANT
         *) bad_seen="$bad_seen [$1 $2 -> $code $body; wanted 400 with '$4']" ;;
     esac
 }
-bad PUT /snapshot/create '{"snapshot_path": "'$dir/x'", "mem_file_path": "'$dir/y'"}' "the VM is not running"
-bad PUT /snapshot/create '{"snapshot_type": "Diff", "snapshot_path": "'$dir/x'", "mem_file_path": "'$dir/y'"}' "only Full"
-bad PUT /snapshot/create '{"snapshot_path": "'$dir/x'"}' "mem_file_path"
-bad PUT /snapshot/load '{"snapshot_path": "'$state'"}' "either mem_backend or mem_file_path"
+bad PUT /snapshot/create '{"snapshot_path": "'$dir/x'", "mem_file_path": "'$dir/y'"}' "not supported before starting the microVM"
+bad PUT /snapshot/load '{"snapshot_path": "'$state'"}' 'either `mem_backend` or `mem_file_path` is required'
 bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_backend": {"backend_type": "Uffd", "backend_path": "/x"}}' "only File"
 bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'", "enable_diff_snapshots": true}' "diff snapshots"
 bad PUT /snapshot/load '{"snapshot_path": "'$dir/cut.state'", "mem_file_path": "'$mem'"}' "CRC mismatch"
 bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$dir/short.mem'"}' "the snapshot's guest has"
 bad PUT /snapshot/load '{"snapshot_path": 7, "mem_file_path": "'$mem'"}' "Expected string"
-bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'", "extra": 1}' "left unpacked: extra"
+bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'", "extra": 1}' 'unknown field `extra`'
 req $sock PUT /boot-source '{"kernel_image_path": "'$guest'"}'
 bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'"}' "nothing configured"
 case "$same" in "400:"*"is the memory file this VM runs on"*) ;; *) bad_seen="$bad_seen [create onto its own memory file: $same]" ;; esac
+case "$diff_type" in "400:"*"only Full"*) ;; *) bad_seen="$bad_seen [a Diff snapshot: $diff_type]" ;; esac
+case "$no_mem" in "400:"*"mem_file_path"*) ;; *) bad_seen="$bad_seen [no mem_file_path: $no_mem]" ;; esac
 if [ -z "$bad_seen" ] && [ -z "${bad_running:-}" ]; then pass bad_snapshot_requests_get_400_with_a_reason; else
     fail bad_snapshot_requests_get_400_with_a_reason "$nbad requests:$bad_seen"; fi
 kill -9 $last; wait $last 2>/dev/null

@@ -1,6 +1,18 @@
 # The acceptance guest's program (after mkinitramfs.sh's module loading): every line the
 # test checks starts with "linux-guest:".
 say() { echo "linux-guest: $*"; }
+# The tools disk (tests/linux/mktoolsdisk.sh) at /opt: /dev/vdb beside the root disk, or the
+# only disk; tool PROGRAM ARGS runs a program from it with its own libraries.
+tools_at_opt=
+mount_tools() {
+    [ -n "$tools_at_opt" ] && return 0
+    mkdir -p /opt
+    for d in /dev/vdb /dev/vda; do
+        [ -b $d ] && mount -t squashfs -o ro $d /opt 2>/dev/null && tools_at_opt=$d && return 0
+    done
+    return 1
+}
+tool() { p=$1; shift; /opt/lib/ld.so --library-path /opt/lib /opt/bin/$p "$@"; }
 bootmark 0x2 && say "modules loaded"
 say "cpus $(grep -c ^processor /proc/cpuinfo)"
 say "disk queues $(ls /sys/block/vda/mq 2>/dev/null | wc -l)"
@@ -8,9 +20,10 @@ if mount -t ext4 /dev/vda /mnt; then
     say "disk read: $(cat /mnt/from-host.txt)"
     echo "written by the guest at boot" > /mnt/from-guest.txt && sync
     # fio from the tools disk (tests/linux/mktoolsdisk.sh), when there is one: two jobs of
-    # direct random writes, 16 in flight each, every block read back and checked.
-    if [ -b /dev/vdb ] && mkdir -p /opt && mount -t squashfs -o ro /dev/vdb /opt; then
-        if /opt/lib/ld.so --library-path /opt/lib /opt/bin/fio --name=verify --directory=/mnt --size=1M --bs=4k \
+    # direct random writes, 16 in flight each, every block read back and checked (not in the
+    # vsock boot, which brings the disk for socat).
+    if [ -b /dev/vdb ] && ! grep -qw bellhop.vsock /proc/cmdline && mount_tools; then
+        if tool fio --name=verify --directory=/mnt --size=1M --bs=4k \
             --rw=randwrite --ioengine=libaio --iodepth=16 --direct=1 --numjobs=2 --thread --verify=crc32c \
             --verify_fatal=1 --output=/tmp/fio.out 2>/tmp/fio.err; then
             say "fio verified $(grep -c 'err= 0' /tmp/fio.out) jobs"
@@ -18,7 +31,7 @@ if mount -t ext4 /dev/vda /mnt; then
             say "fio failed: $(cat /tmp/fio.err /tmp/fio.out | tail -4 | tr '\n' ' ')"
         fi
         rm -f /mnt/verify.*
-        umount /opt
+        umount /opt && tools_at_opt=
     fi
     umount /mnt && say "disk written"
 fi
@@ -34,6 +47,28 @@ if grep -q bellhop.fs /proc/cmdline; then # a host directory over virtio-fs (vho
         echo "written by the guest over virtio-fs" > /host/from-guest.txt && sync && say "fs written"
         umount /host
     fi
+fi
+if grep -qw bellhop.vsock /proc/cmdline; then # virtio-vsock and the balloon (the API boot)
+    if mount_tools; then
+        # an echo for the host's connection, and a line to the host's listener (uds_path_5000),
+        # there before the guest started
+        tool socat VSOCK-LISTEN:5001,fork EXEC:cat &
+        echo "hello from the guest over vsock" | tool socat - VSOCK-CONNECT:2:5000 && say "vsock sent"
+    fi
+    # Memory the host then holds for the guest (bellhop's resident set), free again in the
+    # guest, for the balloon to take back.
+    mkdir -p /fill && mount -t tmpfs -o size=256m fill /fill && dd if=/dev/zero of=/fill/f bs=1M count=200 2>/dev/null &&
+        rm /fill/f && umount /fill && say "memory touched: 200 MiB"
+fi
+if grep -qw bellhop.vsockbench /proc/cmdline && mount_tools; then
+    # bench/vsock_bench: the same three servers on vsock and TCP: a sink, a 64 MiB source, an echo
+    for a in VSOCK-LISTEN TCP-LISTEN; do
+        o=; [ $a = TCP-LISTEN ] && o=,nodelay
+        tool socat -u $a:5101,fork$o OPEN:/dev/null &
+        tool socat -U $a:5102,fork$o OPEN:/dev/zero,readbytes=67108864 &
+        tool socat $a:5103,fork$o PIPE &
+    done
+    say "bench ready in $(cut -d' ' -f1 /proc/uptime) s"
 fi
 say done
 if grep -q bellhop.wait /proc/cmdline; then

@@ -18,7 +18,9 @@ order="drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko
        drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko
        drivers/char/hw_random/virtio-rng.ko drivers/char/virtio_console.ko
        net/core/failover.ko drivers/net/net_failover.ko drivers/net/virtio_net.ko
-       fs/fuse/fuse.ko fs/fuse/virtiofs.ko fs/squashfs/squashfs.ko"
+       fs/fuse/fuse.ko fs/fuse/virtiofs.ko fs/squashfs/squashfs.ko
+       net/vmw_vsock/vsock.ko net/vmw_vsock/vmw_vsock_virtio_transport_common.ko
+       net/vmw_vsock/vmw_vsock_virtio_transport.ko drivers/virtio/virtio_balloon.ko"
 : > "$root/lib/modules/order"
 for m in $order; do
     cp "$mods/$m" "$root/lib/modules/"

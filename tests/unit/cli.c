@@ -14,6 +14,7 @@
 #include "devices/virtio_devices.h"
 #include "devices/virtio_net.h"
 #include "devices/virtio_vhost_user.h"
+#include "devices/virtio_vsock.h"
 #include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
 #include "vmm/control/cli.h"
@@ -35,24 +36,25 @@ static int parse_flags(struct cli_run *r) {
     snprintf(d0, sizeof d0, "%s,ro,direct,sync,queues=2", disk);
     snprintf(d1, sizeof d1, "%s", disk);
     char *argv[] = {"run", "--rng", "--net", "tap=tap7", "--kernel", (char *)test_guest_elf(), "--initrd", disk,
-                    "--cmdline", "console=ttyS0 quiet", "--mem", "256M", "--cpus", "2", "--disk", d0, "--disk", d1,
+                    "--cmdline", "console=ttyS0 quiet", "--mem", "256M", "--cpus", "2", "--smt", "--disk", d0, "--disk", d1,
                     "--disk", "vhost-user=/tmp/bellhop-cli-vhost.sock", "--fs", (char[]){"/tmp/bellhop-cli-fs.sock,tag=share"},
-                    "--device", "virtio-balloon", NULL};
+                    "--device", "virtio-balloon", "--vsock", (char[]){"cid=7,uds=/tmp/bellhop-cli-v.sock"}, NULL};
     return cli_parse_run((int)(sizeof argv / sizeof argv[0]) - 1, argv, r);
 }
 
 static json_t *config_doc(void) {
     json_t *d = json_pack(
-        "{s:{s:s, s:s, s:s}, s:{s:i, s:i}, s:[{s:s, s:s, s:b, s:b, s:s, s:{s:b, s:i}}, {s:s, s:s, s:b},"
-        " {s:s, s:s, s:b}], s:[{s:s, s:s}], s:{}, s:{s:{s:s, s:s}, s:[s]}}",
+        "{s:{s:s, s:s, s:s}, s:{s:i, s:i, s:b}, s:[{s:s, s:s, s:b, s:b, s:s, s:{s:b, s:i}}, {s:s, s:s, s:b},"
+        " {s:s, s:s, s:b}], s:[{s:s, s:s}], s:{}, s:{s:i, s:s}, s:{s:{s:s, s:s}, s:[s]}}",
         "boot-source", "kernel_image_path", test_guest_elf(), "boot_args", "console=ttyS0 quiet", "initrd_path", disk,
-        "machine-config", "vcpu_count", 2, "mem_size_mib", 256,
+        "machine-config", "vcpu_count", 2, "mem_size_mib", 256, "smt", 1,
         "drives", "drive_id", "disk0", "path_on_host", disk, "is_root_device", 0, "is_read_only", 1, "io_engine", "Sync",
         "bellhop", "direct", 1, "queues", 2,
         "drive_id", "disk1", "path_on_host", disk, "is_root_device", 0,
         "drive_id", "disk2", "socket", "/tmp/bellhop-cli-vhost.sock", "is_root_device", 0,
         "network-interfaces", "iface_id", "net0", "host_dev_name", "tap7",
         "entropy",
+        "vsock", "guest_cid", 7, "uds_path", "/tmp/bellhop-cli-v.sock",
         "bellhop", "shared_dir", "socket", "/tmp/bellhop-cli-fs.sock", "tag", "share", "devices", "virtio-balloon");
     CHECK(d != NULL);
     return d;
@@ -64,6 +66,7 @@ static void check_same_machine(const struct machine_config *a, const struct mach
     CHECK_STR_EQ(a->cmdline, b->cmdline);
     CHECK_EQ(a->mem, b->mem);
     CHECK_EQ(a->cpus, b->cpus);
+    CHECK(a->smt == b->smt && a->smt);
     CHECK_EQ(a->ndevices, b->ndevices);
     for (unsigned i = 0; i < a->ndevices; i++) {
         const struct virtio_device_ops *ops = a->devices[i].ops;
@@ -77,6 +80,10 @@ static void check_same_machine(const struct machine_config *a, const struct mach
                   x->queues == y->queues);
         } else if (ops == &virtio_net_ops) {
             CHECK_STR_EQ(((const struct virtio_net_params *)pa)->tap, ((const struct virtio_net_params *)pb)->tap);
+        } else if (ops == &virtio_vsock_ops) {
+            const struct virtio_vsock_params *x = pa, *y = pb;
+            CHECK_STR_EQ(x->uds_path, y->uds_path);
+            CHECK_EQ(x->guest_cid, y->guest_cid);
         } else if (ops == &vhost_user_blk_ops || ops == &vhost_user_fs_ops) {
             const struct vhost_user_params *x = pa, *y = pb;
             CHECK_STR_EQ(x->socket, y->socket);
@@ -104,9 +111,9 @@ TEST(the_flags_and_the_config_file_describe_the_same_machine) {
     CHECK_MSG(vm_spec_to_machine(&s, &mb, err, sizeof err) == 0, "%s", err);
     check_same_machine(&ma, &mb);
     /* the devices in the one order, whatever the flags' order: drives, network, entropy, the
-     * shared directory, the named devices */
+     * balloon, vsock, the shared directory, the named devices */
     static const char *const order[] = {"virtio-blk", "virtio-blk", "vhost-user-blk", "virtio-net", "virtio-rng",
-                                        "vhost-user-fs", "virtio-balloon"};
+                                        "virtio-vsock", "vhost-user-fs", "virtio-balloon"};
     CHECK_EQ(ma.ndevices, sizeof order / sizeof order[0]);
     for (unsigned i = 0; i < ma.ndevices; i++) CHECK_STR_EQ(ma.devices[i].ops->name, order[i]);
     vm_spec_free(&r.spec);
@@ -136,9 +143,9 @@ TEST(print_config_shows_a_config_file_that_reads_back_as_the_same_vm) {
     snprintf(d1, sizeof d1, "%s", disk);
     char *const argv[] = {(char *)test_build_file("bellhop"), "run", "--print-config", "--rng", "--net", "tap=tap7",
                           "--kernel", (char *)test_guest_elf(), "--initrd", disk, "--cmdline", "console=ttyS0 quiet",
-                          "--mem", "256M", "--cpus", "2", "--disk", d0, "--disk", d1,
+                          "--mem", "256M", "--cpus", "2", "--smt", "--disk", d0, "--disk", d1,
                           "--disk", "vhost-user=/tmp/bellhop-cli-vhost.sock", "--fs", "/tmp/bellhop-cli-fs.sock,tag=share",
-                          "--device", "virtio-balloon", NULL};
+                          "--device", "virtio-balloon", "--vsock", (char[]){"cid=7,uds=/tmp/bellhop-cli-v.sock"}, NULL};
     static char out[1 << 16];
     int status = spawn_capture(argv, NULL, out, sizeof out);
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, out);

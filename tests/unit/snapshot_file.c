@@ -88,6 +88,29 @@ TEST(versions_architectures_and_damage_are_refused) {
     snapshot_writer_free(&w);
 }
 
+/* A machine's every vCPU (32) fits a file, numbered as files of 2 were; one past is refused. */
+TEST(a_file_holds_32_vcpus_and_refuses_a_33rd) {
+    struct snapshot_writer w;
+    snapshot_writer_init(&w);
+    uint8_t head[16] = {0};
+    uint64_t mem = 4096;
+    memcpy(head, &mem, 8);
+    snapshot_add(&w, SNAP_MACHINE, 0, head, sizeof head, "{}", 3);
+    snapshot_add(&w, SNAP_GUEST, 0, NULL, 0, "guest", 5);
+    for (uint32_t i = 0; i < SNAPSHOT_MAX_VCPUS; i++) snapshot_add(&w, SNAP_VCPU, i, NULL, 0, &i, sizeof i);
+    CHECK_EQ(snapshot_finish(&w), 0);
+    struct snapshot s;
+    char err[200];
+    CHECK_EQ(snapshot_parse(w.buf, w.len, &s, err, sizeof err), 0);
+    CHECK_EQ(s.nvcpus, 32);
+    CHECK(s.vcpus[31].len == 4 && memcmp(s.vcpus[31].data, &(uint32_t){31}, 4) == 0);
+    w.len -= 8; /* the CRC: one section more, then a new one */
+    snapshot_add(&w, SNAP_VCPU, SNAPSHOT_MAX_VCPUS, NULL, 0, "x", 1);
+    CHECK_EQ(snapshot_finish(&w), 0);
+    CHECK(strstr(parse_error(w.buf, w.len), "vCPU 32: more than bellhop runs"));
+    snapshot_writer_free(&w);
+}
+
 TEST(sections_that_lie_are_refused) {
     struct snapshot_writer w;
     snapshot_writer_init(&w);

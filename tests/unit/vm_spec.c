@@ -44,7 +44,8 @@ TEST(a_config_file_becomes_the_machine_firecracker_would_boot) {
     const struct virtio_net_params *net = cfg.devices[2].params;
     CHECK(net->has_mac && net->mac[0] == 0x06 && net->mac[2] == 0xac && net->mac[5] == 0x02);
     CHECK(strcmp(net->tap, "tap7") == 0);
-    CHECK(cfg.devices[3].ops == virtio_device_find("virtio-rng") && !cfg.devices[3].params);
+    CHECK(cfg.devices[3].ops == virtio_device_find("virtio-rng"));
+    CHECK(!rate_limiter_limits(&((const struct virtio_rng_params *)cfg.devices[3].params)->limiter));
     vm_spec_free(&s);
 }
 
@@ -72,7 +73,7 @@ TEST(a_refused_request_changes_nothing_and_patch_changes_only_what_it_names) {
     json_decref(j);
     j = parse("{\"drive_id\": \"b\", \"path_on_host\": \"/proc/self/exe\", \"is_root_device\": true}");
     CHECK(vm_spec_drive(&s, "b", j, err, sizeof err) != 0);
-    CHECK_MSG(strstr(err, "already the root device"), "%s", err);
+    CHECK_MSG(strstr(err, "A root block device already exists"), "%s", err);
     json_decref(j);
     CHECK_EQ(s.ndrives, 1);
     vm_spec_free(&s);
@@ -91,4 +92,128 @@ TEST(the_configuration_reads_back_as_itself) {
     CHECK(json_equal(out, again));
     json_decref(out), json_decref(again);
     vm_spec_free(&s), vm_spec_free(&t);
+}
+
+/* Firecracker's devices beyond the disks: the balloon, vsock and rate limiters, as its API
+ * and config file write them, become the machine's devices and read back as themselves. */
+static const char fc_doc[] =
+    "{\"boot-source\": {\"kernel_image_path\": \"/proc/self/exe\"},"
+    " \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256, \"smt\": true, \"track_dirty_pages\": true},"
+    " \"drives\": [{\"drive_id\": \"rootfs\", \"path_on_host\": \"/proc/self/exe\", \"is_root_device\": true,"
+    "              \"partuuid\": null, \"cache_type\": \"Unsafe\", \"io_engine\": null, \"socket\": null,"
+    "              \"rate_limiter\": {\"bandwidth\": {\"size\": 1048576, \"one_time_burst\": null, \"refill_time\": 1000},"
+    "                               \"ops\": {\"size\": 500, \"one_time_burst\": 100, \"refill_time\": 1000}}}],"
+    " \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap7\", \"mtu\": null,"
+    "                          \"tx_rate_limiter\": {\"ops\": {\"size\": 10, \"refill_time\": 100}}, \"rx_rate_limiter\": {}}],"
+    " \"entropy\": {\"rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}},"
+    " \"balloon\": {\"amount_mib\": 16, \"deflate_on_oom\": true, \"stats_polling_interval_s\": 5},"
+    " \"vsock\": {\"guest_cid\": 42, \"uds_path\": \"/tmp/v.sock\"},"
+    " \"logger\": null, \"metrics\": null}";
+
+TEST(firecrackers_balloon_vsock_and_rate_limiters_become_devices_and_read_back) {
+    struct vm_spec s, t;
+    vm_spec_init(&s), vm_spec_init(&t);
+    char err[300] = "";
+    json_t *j = parse(fc_doc);
+    CHECK_MSG(vm_spec_document(&s, j, err, sizeof err) == 0, "%s", err);
+    json_decref(j);
+    struct machine_config cfg = {0};
+    CHECK_MSG(vm_spec_to_machine(&s, &cfg, err, sizeof err) == 0, "%s", err);
+    CHECK(cfg.smt && s.track_dirty_pages);
+    CHECK_EQ(cfg.ndevices, 5); /* disk, net, rng, balloon, vsock */
+    const struct virtio_blk_params *blk = cfg.devices[0].params;
+    CHECK_EQ(blk->limiter.bandwidth.size, 1048576);
+    CHECK_EQ(blk->limiter.bandwidth.one_time_burst, 0);
+    CHECK_EQ(blk->limiter.ops.one_time_burst, 100);
+    CHECK_EQ(blk->limiter.ops.refill_time_ms, 1000);
+    const struct virtio_net_params *net = cfg.devices[1].params;
+    CHECK(!rate_limiter_limits(&net->rx_limiter) && net->tx_limiter.ops.size == 10);
+    CHECK(cfg.devices[2].ops == virtio_device_find("virtio-rng"));
+    CHECK_EQ(((const struct virtio_rng_params *)cfg.devices[2].params)->limiter.bandwidth.size, 1000);
+    CHECK(cfg.devices[3].ops == virtio_device_find("virtio-balloon"));
+    const struct virtio_balloon_params *b = cfg.devices[3].params;
+    CHECK(b->target_pages == 16 * 256 && b->deflate_on_oom && b->stats_interval_s == 5);
+    CHECK(cfg.devices[4].ops == virtio_device_find("virtio-vsock"));
+    const struct virtio_vsock_params *v = cfg.devices[4].params;
+    CHECK(v->guest_cid == 42 && strcmp(v->uds_path, "/tmp/v.sock") == 0);
+    json_t *out = vm_spec_to_json(&s);
+    char *text = json_dumps(out, JSON_SORT_KEYS);
+    /* Firecracker's shape: unset fields are null, a bucket's unset burst too */
+    CHECK_MSG(strstr(text, "\"one_time_burst\": null") && strstr(text, "\"partuuid\": null") &&
+                  strstr(text, "\"rx_rate_limiter\": null") && strstr(text, "\"metrics\": null"),
+              "%s", text);
+    CHECK_MSG(vm_spec_document(&t, out, err, sizeof err) == 0, "%s", err);
+    json_t *again = vm_spec_to_json(&t);
+    CHECK_MSG(json_equal(out, again), "%s", text);
+    free(text);
+    json_decref(out), json_decref(again);
+    vm_spec_free(&s), vm_spec_free(&t);
+}
+
+/* Each refusal names what Firecracker's clients look for, and leaves the spec as it was. */
+static void refused(struct vm_spec *s, int (*fn)(struct vm_spec *, json_t *, char *, size_t), const char *body,
+                    const char *want) {
+    char err[300] = "";
+    json_t *j = parse(body);
+    CHECK_MSG(fn(s, j, err, sizeof err) != 0, "%s was taken", body);
+    CHECK_MSG(strstr(err, want), "%s: \"%s\", not \"%s\"", body, err, want);
+    json_decref(j);
+}
+
+static int machine_put(struct vm_spec *s, json_t *b, char *e, size_t n) { return vm_spec_machine_config(s, b, false, e, n); }
+static int machine_patch(struct vm_spec *s, json_t *b, char *e, size_t n) { return vm_spec_machine_config(s, b, true, e, n); }
+static int drive_put(struct vm_spec *s, json_t *b, char *e, size_t n) { return vm_spec_drive(s, NULL, b, e, n); }
+
+TEST(refusals_speak_firecrackers_words_and_change_nothing) {
+    struct vm_spec s;
+    vm_spec_init(&s);
+    refused(&s, machine_put, "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"vcpus\": 2}", "unknown field `vcpus`");
+    refused(&s, machine_patch, "{}", "Empty PATCH request.");
+    refused(&s, machine_put, "{\"vcpu_count\": 33, \"mem_size_mib\": 128}", "must be 1 to 32");
+    refused(&s, machine_put, "{\"vcpu_count\": 3, \"mem_size_mib\": 128, \"smt\": true}", "1 or an even number");
+    refused(&s, drive_put, "{\"drive_id\": \"a!\", \"path_on_host\": \"/proc/self/exe\", \"is_root_device\": false}",
+            "only letters, digits and underscores");
+    refused(&s, drive_put, "{\"drive_id\": \"a\", \"path_on_host\": \"/proc/self/exe\", \"is_root_device\": false,"
+                           " \"rate_limiter\": {\"bandwidth\": {\"size\": -1, \"refill_time\": 100}}}", "negative");
+    refused(&s, drive_put, "{\"drive_id\": \"a\", \"path_on_host\": \"/proc/self/exe\", \"is_root_device\": false,"
+                           " \"rate_limiter\": {\"bandwith\": {\"size\": 1, \"refill_time\": 100}}}", "unknown field `bandwith`");
+    refused(&s, vm_spec_balloon, "{\"amount_mib\": 129, \"deflate_on_oom\": false}", "at most the guest's memory");
+    refused(&s, vm_spec_balloon_patch, "{\"amount_mib\": 1}", "no balloon device");
+    refused(&s, vm_spec_vsock, "{\"guest_cid\": 2, \"uds_path\": \"/tmp/v\"}", "guest_cid 2");
+    refused(&s, vm_spec_vsock, "{\"guest_cid\": 4294967296, \"uds_path\": \"/tmp/v\"}", "guest_cid 4294967296");
+    CHECK(s.vcpus == 1 && s.ndrives == 0 && !s.balloon.set && !s.vsock.uds_path && !s.smt);
+    char err[300];
+    json_t *j = parse("{\"amount_mib\": 4, \"deflate_on_oom\": false, \"stats_polling_interval_s\": 1}");
+    CHECK(vm_spec_balloon(&s, j, err, sizeof err) == 0);
+    json_decref(j);
+    refused(&s, vm_spec_balloon_stats_patch, "{\"stats_polling_interval_s\": 0}", "only their interval can change");
+    CHECK_EQ(s.balloon.stats_interval_s, 1);
+    /* deprecated fields work and say so */
+    j = parse("{\"vsock_id\": \"v1\", \"guest_cid\": 3, \"uds_path\": \"/tmp/v\"}");
+    CHECK(vm_spec_vsock(&s, j, err, sizeof err) == 0 && s.deprecation && strstr(s.deprecation, "vsock_id"));
+    json_decref(j);
+    s.deprecation = NULL;
+    j = parse("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": \"None\"}");
+    CHECK(vm_spec_machine_config(&s, j, false, err, sizeof err) == 0 && s.deprecation &&
+          strstr(s.deprecation, "cpu_template"));
+    json_decref(j);
+    vm_spec_free(&s);
+}
+
+TEST(a_patched_rate_limiter_changes_only_the_buckets_it_names) {
+    struct rate_limiter_config c = {.bandwidth = {100, 0, 10}, .ops = {5, 1, 20}};
+    char err[200];
+    json_t *j = parse("{\"ops\": {\"size\": 7, \"refill_time\": 30}}");
+    CHECK(vm_spec_rate_limiter("x", j, true, &c, err, sizeof err) == 0);
+    CHECK(c.bandwidth.size == 100 && c.ops.size == 7 && c.ops.one_time_burst == 0 && c.ops.refill_time_ms == 30);
+    CHECK(vm_spec_rate_limiter("x", j, false, &c, err, sizeof err) == 0); /* a PUT: what it names, nothing else */
+    CHECK(c.bandwidth.size == 0 && c.ops.size == 7);
+    json_decref(j);
+    j = parse("{}");
+    CHECK(vm_spec_rate_limiter("x", j, true, &c, err, sizeof err) == 0 && c.ops.size == 7);
+    CHECK(vm_spec_rate_limiter("x", j, false, &c, err, sizeof err) == 0 && !rate_limiter_limits(&c));
+    json_decref(j);
+    json_t *none = vm_spec_rate_limiter_json(&c);
+    CHECK(json_is_null(none));
+    json_decref(none);
 }

@@ -57,12 +57,8 @@ static const char *reason(int status) {
     case 200: return "OK";
     case 204: return "No Content";
     case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Payload Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
     default: return "Unknown";
     }
 }
@@ -80,13 +76,14 @@ static void close_client(struct client *c) {
 }
 
 /* A response in one write: a client that does not read its answers is not waited for. */
-static void send_response(struct client *c, int status, const char *json) {
-    char head[256];
+static void send_response(struct client *c, int status, const char *json, const char *headers) {
+    char head[512];
     size_t len = json ? strlen(json) : 0;
     bool close_now = c->close_after_answer || !c->parser.http_major;
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: bellhop\r\n%sContent-Length: %zu\r\n%s\r\n", status,
-                     reason(status), json ? "Content-Type: application/json\r\n" : "", len,
-                     close_now ? "Connection: close\r\n" : "");
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: bellhop\r\n%s%sContent-Length: %zu\r\n%s\r\n",
+                     status, reason(status), json ? "Content-Type: application/json\r\n" : "", headers ? headers : "",
+                     len, close_now ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof head) n = 0, close_now = true; /* headers too long for the head: nothing sent */
     size_t total = (size_t)n + len;
     char *msg = malloc(total);
     if (msg) {
@@ -105,7 +102,7 @@ static void refuse(struct client *c, int status, const char *why) {
     char body[200];
     snprintf(body, sizeof body, "{\"fault_message\":\"%s\"}", why);
     c->close_after_answer = true;
-    send_response(c, status, body);
+    send_response(c, status, body, NULL);
 }
 
 /* ---- http-parser callbacks (the client is parser.data) ---- */
@@ -343,11 +340,15 @@ void api_server_detach(struct api_server *s) {
     s->d = NULL;
 }
 
-void api_respond(struct api_server *s, struct api_ticket t, int status, const char *json) {
+void api_respond_with(struct api_server *s, struct api_ticket t, int status, const char *json, const char *headers) {
     if (t.slot >= API_MAX_CLIENTS) return;
     struct client *c = &s->clients[t.slot];
     if (c->fd < 0 || c->generation != t.generation || !c->awaiting_answer) return;
-    send_response(c, status, json);
+    send_response(c, status, json, headers);
+}
+
+void api_respond(struct api_server *s, struct api_ticket t, int status, const char *json) {
+    api_respond_with(s, t, status, json, NULL);
 }
 
 void api_server_destroy(struct api_server *s) {

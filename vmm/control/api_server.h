@@ -51,6 +51,8 @@ void api_server_detach(struct api_server *s);
 /* Answers the request behind t (status, and a JSON body or NULL for none); nothing when that
  * client is gone. */
 void api_respond(struct api_server *s, struct api_ticket t, int status, const char *json);
+/* The same with more header lines (each ending in "\r\n"; NULL for none). */
+void api_respond_with(struct api_server *s, struct api_ticket t, int status, const char *json, const char *headers);
 /* Closes every connection and the socket, and removes its path. */
 void api_server_destroy(struct api_server *s);
 

@@ -76,6 +76,7 @@ struct vm_flags {
     const char *kernel, *initrd, *cmdline;
     uint64_t mem;
     unsigned cpus;
+    bool smt;
     struct {
         const char *arg;                /* as given, for messages */
         const char *path, *socket;      /* one of them */
@@ -86,6 +87,8 @@ struct vm_flags {
     unsigned ndisks;
     bool rng;
     const char *tap, *fs_socket, *fs_tag;
+    const char *vsock_uds;
+    unsigned long long vsock_cid;
     const char *devices[VM_SPEC_MAX_DEVICES];
     unsigned ndevices;
     const char *first; /* the first of them given, for the refusal beside --api-sock and the like */
@@ -126,7 +129,7 @@ static int parse_disk(char *arg, struct vm_flags *f) {
 }
 
 enum {
-    O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_DISK, O_RNG, O_NET, O_DEVICE, O_FS, /* the VM's */
+    O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_SMT, O_DISK, O_RNG, O_NET, O_DEVICE, O_FS, O_VSOCK, /* the VM's */
     O_CONSOLE, O_TRACE, O_MARKERS, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS,
     O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE, O_START_TIME,
     O_PRINT_CONFIG,
@@ -143,6 +146,7 @@ static const struct option options[] = {
     {"trace-file", required_argument, 0, O_TRACE_FILE}, {"trace", required_argument, 0, O_TRACE},
     {"help", no_argument, 0, 'h'}, {"boot-markers", no_argument, 0, O_MARKERS},
     {"start-time-us", required_argument, 0, O_START_TIME}, {"net", required_argument, 0, O_NET},
+    {"vsock", required_argument, 0, O_VSOCK}, {"smt", no_argument, 0, O_SMT},
     {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
     {"no-seccomp", no_argument, 0, O_NO_SECCOMP}, {"bench-bell", no_argument, 0, O_BENCH_BELL},
     {"profile", required_argument, 0, O_PROFILE}, {"profile-symbols", required_argument, 0, O_PROFILE_SYMBOLS},
@@ -174,6 +178,7 @@ static int vm_flag(struct vm_flags *f, int c, char *arg) {
         f->cpus = (unsigned)n;
         return 0;
     }
+    case O_SMT: f->smt = true; return 0;
     case O_DISK: return parse_disk(arg, f);
     case O_RNG: f->rng = true; return 0;
     case O_FS: {
@@ -189,6 +194,15 @@ static int vm_flag(struct vm_flags *f, int c, char *arg) {
         if (f->ndevices == VM_SPEC_MAX_DEVICES) return cli_bad_usage("--device: at most %d", VM_SPEC_MAX_DEVICES);
         f->devices[f->ndevices++] = arg;
         return 0;
+    case O_VSOCK: {
+        char *end, *uds = strstr(arg, ",uds=");
+        if (strncmp(arg, "cid=", 4) != 0 || !uds || !uds[5]) return cli_bad_usage("--vsock %s: expected cid=N,uds=PATH", arg);
+        if (f->vsock_uds) return cli_bad_usage("--vsock: only one vsock device");
+        f->vsock_cid = strtoull(arg + 4, &end, 10);
+        if (end != uds || arg[4] < '0' || arg[4] > '9') return cli_bad_usage("--vsock %s: cid=%.*s: not a number", arg, (int)(uds - arg - 4), arg + 4);
+        f->vsock_uds = uds + 5;
+        return 0;
+    }
     case O_NET:
         if (strncmp(arg, "tap=", 4) != 0 || !arg[4]) return cli_bad_usage("--net %s: expected tap=NAME", arg);
         if (f->tap) return cli_bad_usage("--net: only one network device");
@@ -291,8 +305,9 @@ static int spec_from_flags(struct cli_run *r, const struct vm_flags *f) {
                            "initrd_path", f->initrd),
                  f->kernel ? "--kernel" : "the bundled guest") ||
         spec_put(s, put_machine,
-                 json_pack("{s:I, s:I}", "vcpu_count", (json_int_t)f->cpus, "mem_size_mib", (json_int_t)(f->mem >> 20)),
-                 "--mem, --cpus"))
+                 json_pack("{s:I, s:I, s:b}", "vcpu_count", (json_int_t)f->cpus, "mem_size_mib", (json_int_t)(f->mem >> 20),
+                           "smt", f->smt),
+                 "--mem, --cpus, --smt"))
         return 1;
     for (unsigned i = 0; i < f->ndisks; i++) {
         char flag[PATH_MAX + 16];
@@ -302,6 +317,11 @@ static int spec_from_flags(struct cli_run *r, const struct vm_flags *f) {
     if (f->tap && spec_put(s, put_net, json_pack("{s:s, s:s}", "iface_id", "net0", "host_dev_name", f->tap), "--net"))
         return 1;
     if (f->rng && spec_put(s, vm_spec_entropy, json_object(), "--rng")) return 1;
+    if (f->vsock_uds && spec_put(s, vm_spec_vsock,
+                                 json_pack("{s:I, s:s}", "guest_cid", (json_int_t)(f->vsock_cid > INT64_MAX ? -1 : (long long)f->vsock_cid),
+                                           "uds_path", f->vsock_uds),
+                                 "--vsock"))
+        return 1;
     json_t *ext = vm_spec_bellhop_json(f->fs_socket, f->fs_tag, f->devices, f->ndevices);
     return spec_put(s, vm_spec_bellhop, ext ? ext : json_object(), "--fs, --device");
 }
@@ -334,9 +354,10 @@ int cli_parse_run(int argc, char **argv, struct cli_run *r) {
             r->help = true;
             return 0;
         }
-        if (c >= O_KERNEL && c <= O_FS && !f.first) f.first = argv[optind - 1][0] == '-' ? argv[optind - 1] : argv[optind - 2];
+        bool vm = c >= O_KERNEL && c <= O_VSOCK;
+        if (vm && !f.first) f.first = argv[optind - 1][0] == '-' ? argv[optind - 1] : argv[optind - 2];
         int st = path_flag(r, c, options[idx].name, optarg);
-        if (st < 0) st = c >= O_KERNEL && c <= O_FS ? vm_flag(&f, c, optarg) : vmm_flag(r, c, optarg);
+        if (st < 0) st = vm ? vm_flag(&f, c, optarg) : vmm_flag(r, c, optarg);
         if (st > 0) return st;
         if (st < 0) {
             if (optopt) return cli_bad_usage("option -%c: unknown or missing its argument", optopt);

@@ -1,11 +1,13 @@
 /* The resources of Firecracker's API and config file, parsed with jansson's strict unpacking:
  * an unknown field, a field of the wrong type or a missing required one is refused with
  * jansson's own words ("1 object item(s) left unpacked: foo", "Expected integer, got string"). */
+#include <ctype.h>
 #include <errno.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "devices/virtio_devices.h"
 #include "base/error_text.h"
@@ -13,8 +15,28 @@
 
 #define DEFAULT_MEM_MIB 128
 
+int vm_spec_unpack_error(const char *what, const json_error_t *je, char *err, size_t errlen) {
+    /* jansson says "1 object item(s) left unpacked: foo, bar"; Firecracker's clients look for
+     * serde's "unknown field `foo`" */
+    static const char missing[] = "Object item not found: ";
+    if (strncmp(je->text, missing, sizeof missing - 1) == 0)
+        return error_text(err, errlen, "%s: missing field `%s`", what, je->text + sizeof missing - 1);
+    const char *left = strstr(je->text, "left unpacked: ");
+    if (!left) return error_text(err, errlen, "%s: %s", what, je->text);
+    left += strlen("left unpacked: ");
+    int n = (int)strcspn(left, ",");
+    return error_text(err, errlen, "%s: unknown field `%.*s`", what, n, left);
+}
+
 static int unpack_failed(const char *what, const json_error_t *je, char *err, size_t errlen) {
-    return error_text(err, errlen, "%s: %s", what, je->text);
+    return vm_spec_unpack_error(what, je, err, errlen);
+}
+
+bool vm_spec_valid_id(const char *id) {
+    if (!*id) return false;
+    for (const char *c = id; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '_') return false;
+    return true;
 }
 
 /* A field that may be a string, null or absent (NULL for the last two). */
@@ -53,6 +75,7 @@ void vm_spec_free(struct vm_spec *s) {
     free(s->log_path), free(s->log_level), free(s->metrics_path);
     free(s->fs_socket), free(s->fs_tag);
     for (unsigned i = 0; i < s->ndevices; i++) free(s->devices[i]);
+    free(s->vsock.uds_path);
     vm_spec_init(s);
 }
 
@@ -67,6 +90,9 @@ int vm_spec_boot_source(struct vm_spec *s, json_t *body, char *err, size_t errle
         nullable_string("boot-source: initrd_path", initrd_v, &initrd, err, errlen))
         return -1;
     if (!*kernel) return error_text(err, errlen, "boot-source: kernel_image_path is empty");
+    if (access(kernel, R_OK) != 0) /* in the words Firecracker's clients match */
+        return error_text(err, errlen, "boot-source: The kernel file cannot be opened: %s (os error %d): %s",
+                          strerror(errno), errno, kernel);
     if (check_file("boot-source: kernel_image_path", kernel, err, errlen) ||
         (initrd && *initrd && check_file("boot-source: initrd_path", initrd, err, errlen)))
         return -1;
@@ -78,20 +104,24 @@ int vm_spec_boot_source(struct vm_spec *s, json_t *body, char *err, size_t errle
 
 int vm_spec_machine_config(struct vm_spec *s, json_t *body, bool patch, char *err, size_t errlen) {
     json_int_t vcpus = patch ? (json_int_t)s->vcpus : -1, mem = patch ? (json_int_t)s->mem_mib : -1;
-    int smt = 0, dirty = 0;
+    int smt = patch ? s->smt : 0, dirty = patch ? s->track_dirty_pages : 0;
     const char *tmpl = NULL, *huge = NULL;
     json_error_t je;
+    if (patch && json_object_size(body) == 0) return error_text(err, errlen, "Empty PATCH request.");
     const char *fmt = patch ? "{s?:I, s?:I, s?:b, s?:b, s?:s, s?:s}" : "{s:I, s:I, s?:b, s?:b, s?:s, s?:s}";
     if (json_unpack_ex(body, &je, JSON_STRICT, fmt, "vcpu_count", &vcpus, "mem_size_mib", &mem, "smt", &smt,
                        "track_dirty_pages", &dirty, "cpu_template", &tmpl, "huge_pages", &huge))
         return unpack_failed("machine-config", &je, err, errlen);
     if (vcpus < 1 || vcpus > MACHINE_MAX_CPUS)
         return error_text(err, errlen, "machine-config: vcpu_count %lld: must be 1 to %d", (long long)vcpus, MACHINE_MAX_CPUS);
+    if (smt && vcpus > 1 && vcpus % 2)
+        return error_text(err, errlen, "machine-config: vcpu_count %lld: with smt, 1 or an even number", (long long)vcpus);
+    if (mem == 0)
+        return error_text(err, errlen, "machine-config: The memory size (MiB) is either 0, or not a multiple of the "
+                                       "configured page size.");
     if (mem < (json_int_t)(MACHINE_MIN_MEM >> 20) || mem > (json_int_t)(MACHINE_MAX_MEM >> 20))
         return error_text(err, errlen, "machine-config: mem_size_mib %lld: must be %llu to %llu", (long long)mem,
                       MACHINE_MIN_MEM >> 20, MACHINE_MAX_MEM >> 20);
-    if (smt) return error_text(err, errlen, "machine-config: smt: bellhop's vCPUs are single-threaded cores");
-    if (dirty) return error_text(err, errlen, "machine-config: track_dirty_pages: no dirty-page tracking (no snapshots yet)");
     if (tmpl && strcmp(tmpl, "None") != 0)
         return error_text(err, errlen, "machine-config: cpu_template %s: only None (the host's CPUID, as KVM gives it)", tmpl);
     if (huge && strcmp(huge, "None") != 0)
@@ -99,71 +129,115 @@ int vm_spec_machine_config(struct vm_spec *s, json_t *body, bool patch, char *er
                       "where the host allows)", huge);
     s->vcpus = (unsigned)vcpus;
     s->mem_mib = (uint64_t)mem;
+    s->smt = smt, s->track_dirty_pages = dirty;
+    if (tmpl) s->deprecation = patch ? "PATCH /machine-config: cpu_template field is deprecated."
+                                     : "PUT /machine-config: cpu_template field is deprecated.";
     return 0;
 }
 
+/* A drive's optional fields, each a string or null (GET /vm/config writes null for unset). */
+struct drive_fields {
+    const char *path, *socket, *partuuid, *cache, *engine;
+};
+
+static int drive_strings(json_t *v[5], struct drive_fields *f, char *err, size_t errlen) {
+    return nullable_string("drive: path_on_host", v[0], &f->path, err, errlen) ||
+           nullable_string("drive: socket", v[1], &f->socket, err, errlen) ||
+           nullable_string("drive: partuuid", v[2], &f->partuuid, err, errlen) ||
+           nullable_string("drive: cache_type", v[3], &f->cache, err, errlen) ||
+           nullable_string("drive: io_engine", v[4], &f->engine, err, errlen) ? -1 : 0;
+}
+
+static int check_drive(const char *id, const struct drive_fields *f, bool ro, bool direct, json_int_t queues, char *err,
+                       size_t errlen) {
+    if (!f->path == !f->socket) return error_text(err, errlen, "drive %s: either path_on_host or socket (vhost-user)", id);
+    if (!*(f->path ? f->path : f->socket)) return error_text(err, errlen, "drive %s: path_on_host must not be empty", id);
+    if (f->socket && ro) return error_text(err, errlen, "drive %s: a vhost-user drive is read-only as its backend says", id);
+    if (f->path && check_file("drive: path_on_host", f->path, err, errlen)) return -1;
+    if (f->partuuid) return error_text(err, errlen, "drive %s: partuuid: the root device is always /dev/vda", id);
+    if (f->cache && strcmp(f->cache, "Unsafe") != 0 && strcmp(f->cache, "Writeback") != 0)
+        return error_text(err, errlen, "drive %s: cache_type %s: Unsafe or Writeback", id, f->cache);
+    if (f->engine && strcmp(f->engine, "Sync") != 0 && strcmp(f->engine, "Async") != 0)
+        return error_text(err, errlen, "drive %s: io_engine %s: Async (io_uring) or Sync", id, f->engine);
+    if (f->engine && f->socket) return error_text(err, errlen, "drive %s: io_engine: a vhost-user drive's I/O is its backend's", id);
+    if (queues < 0 || queues > VIRTIO_MAX_QUEUES)
+        return error_text(err, errlen, "drive %s: queues %lld: 1 to %d", id, (long long)queues, VIRTIO_MAX_QUEUES);
+    if (f->socket && (direct || queues)) return error_text(err, errlen, "drive %s: direct and queues: a vhost-user drive's are its backend's", id);
+    return 0;
+}
+
+/* The slot for drive id: its own, or a new one (-1 with the reason when it cannot be). */
+static int drive_slot(struct vm_spec *s, const char *id, bool root, char *err, size_t errlen) {
+    unsigned i = 0;
+    while (i < s->ndrives && strcmp(s->drives[i].id, id) != 0) i++;
+    for (unsigned j = 0; root && j < s->ndrives; j++)
+        if (j != i && s->drives[j].root)
+            return error_text(err, errlen, "drive %s: A root block device already exists (drive %s)", id, s->drives[j].id);
+    if (i == s->ndrives && s->ndrives == VM_SPEC_MAX_DRIVES)
+        return error_text(err, errlen, "drive %s: at most %d drives", id, VM_SPEC_MAX_DRIVES);
+    return (int)i;
+}
+
 int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen) {
-    const char *drive_id, *path = NULL, *socket = NULL, *partuuid = NULL, *cache = NULL, *engine = NULL;
-    int root, ro = 0, direct = 0;
-    json_t *limiter = NULL, *ext = NULL;
+    const char *drive_id;
+    int root, direct = 0;
+    json_t *v[5] = {0}, *ro_v = NULL, *limiter = NULL, *ext = NULL;
     json_int_t queues = 0;
     json_error_t je;
-    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:s, s?:s, s:b, s?:b, s?:s, s?:s, s?:s, s?:o, s?:o}", "drive_id",
-                       &drive_id, "path_on_host", &path, "socket", &socket, "is_root_device", &root, "is_read_only",
-                       &ro, "partuuid", &partuuid, "cache_type", &cache, "io_engine", &engine, "rate_limiter", &limiter,
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:o, s?:o, s:b, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o}", "drive_id",
+                       &drive_id, "path_on_host", &v[0], "socket", &v[1], "is_root_device", &root, "is_read_only",
+                       &ro_v, "partuuid", &v[2], "cache_type", &v[3], "io_engine", &v[4], "rate_limiter", &limiter,
                        "bellhop", &ext))
         return unpack_failed("drive", &je, err, errlen);
     if (ext && json_unpack_ex(ext, &je, JSON_STRICT, "{s?:b, s?:I}", "direct", &direct, "queues", &queues))
         return unpack_failed("drive: bellhop", &je, err, errlen);
+    if (ro_v && !json_is_null(ro_v) && !json_is_boolean(ro_v))
+        return error_text(err, errlen, "drive: is_read_only: expected a boolean or null");
+    bool ro = json_is_true(ro_v);
+    struct drive_fields f;
+    if (drive_strings(v, &f, err, errlen)) return -1;
     if (id && strcmp(id, drive_id) != 0)
         return error_text(err, errlen, "drive: drive_id %s differs from the path's %s", drive_id, id);
-    if (!path == !socket) return error_text(err, errlen, "drive %s: either path_on_host or socket (vhost-user)", drive_id);
-    if (!*drive_id || !*(path ? path : socket)) return error_text(err, errlen, "drive: drive_id and path_on_host must not be empty");
-    if (socket && ro) return error_text(err, errlen, "drive %s: a vhost-user drive is read-only as its backend says", drive_id);
-    if (path && check_file("drive: path_on_host", path, err, errlen)) return -1;
-    if (partuuid) return error_text(err, errlen, "drive %s: partuuid: the root device is always /dev/vda", drive_id);
-    if (cache && strcmp(cache, "Unsafe") != 0 && strcmp(cache, "Writeback") != 0)
-        return error_text(err, errlen, "drive %s: cache_type %s: Unsafe or Writeback", drive_id, cache);
-    if (engine && strcmp(engine, "Sync") != 0 && strcmp(engine, "Async") != 0)
-        return error_text(err, errlen, "drive %s: io_engine %s: Async (io_uring) or Sync", drive_id, engine);
-    if (engine && socket) return error_text(err, errlen, "drive %s: io_engine: a vhost-user drive's I/O is its backend's", drive_id);
-    if (limiter && !json_is_null(limiter)) return error_text(err, errlen, "drive %s: rate_limiter: not supported", drive_id);
-    if (queues < 0 || queues > VIRTIO_MAX_QUEUES)
-        return error_text(err, errlen, "drive %s: queues %lld: 1 to %d", drive_id, (long long)queues, VIRTIO_MAX_QUEUES);
-    if (socket && (direct || queues)) return error_text(err, errlen, "drive %s: direct and queues: a vhost-user drive's are its backend's", drive_id);
-    unsigned i = 0;
-    while (i < s->ndrives && strcmp(s->drives[i].id, drive_id) != 0) i++;
-    for (unsigned j = 0; root && j < s->ndrives; j++)
-        if (j != i && s->drives[j].root)
-            return error_text(err, errlen, "drive %s: drive %s is already the root device", drive_id, s->drives[j].id);
-    if (i == s->ndrives) {
-        if (s->ndrives == VM_SPEC_MAX_DRIVES) return error_text(err, errlen, "drive %s: at most %d drives", drive_id, VM_SPEC_MAX_DRIVES);
-        s->ndrives++;
-    }
+    if (!vm_spec_valid_id(drive_id))
+        return error_text(err, errlen, "drive: drive_id %s: only letters, digits and underscores", drive_id);
+    if (check_drive(drive_id, &f, ro, direct, queues, err, errlen)) return -1;
+    struct rate_limiter_config limits = {0};
+    if (vm_spec_rate_limiter("drive: rate_limiter", limiter, false, &limits, err, errlen)) return -1;
+    if (f.socket && rate_limiter_limits(&limits))
+        return error_text(err, errlen, "drive %s: rate_limiter: a vhost-user drive's I/O is its backend's", drive_id);
+    int i = drive_slot(s, drive_id, root, err, errlen);
+    if (i < 0) return -1;
+    if ((unsigned)i == s->ndrives) s->ndrives++;
     struct vm_spec_drive *d = &s->drives[i];
     set_str(&d->id, drive_id);
     free(d->path), free(d->socket);
     d->path = d->socket = NULL;
-    set_str(path ? &d->path : &d->socket, path ? path : socket);
+    set_str(f.path ? &d->path : &d->socket, f.path ? f.path : f.socket);
     d->read_only = ro, d->root = root;
-    d->engine = !engine ? BLK_IO_AUTO : strcmp(engine, "Sync") == 0 ? BLK_IO_SYNC : BLK_IO_ASYNC;
+    d->engine = !f.engine ? BLK_IO_AUTO : strcmp(f.engine, "Sync") == 0 ? BLK_IO_SYNC : BLK_IO_ASYNC;
     d->direct = direct, d->queues = (unsigned)queues;
+    d->limiter = limits;
     return 0;
 }
 
-int vm_spec_drive_patch(struct vm_spec *s, const char *id, json_t *body, const char **path, char *err, size_t errlen) {
+int vm_spec_drive_patch(struct vm_spec *s, const char *id, json_t *body, const char **path,
+                        struct rate_limiter_config *limiter, char *err, size_t errlen) {
     const char *drive_id;
-    json_t *limiter = NULL;
+    json_t *limiter_v = NULL;
     json_error_t je;
     *path = NULL;
     if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:s, s?:o}", "drive_id", &drive_id, "path_on_host", path,
-                       "rate_limiter", &limiter))
+                       "rate_limiter", &limiter_v))
         return unpack_failed("drive", &je, err, errlen);
     if (strcmp(id, drive_id) != 0) return error_text(err, errlen, "drive: drive_id %s differs from the path's %s", drive_id, id);
-    if (limiter && !json_is_null(limiter)) return error_text(err, errlen, "drive %s: rate_limiter: not supported", id);
     for (unsigned i = 0; i < s->ndrives; i++) {
         if (strcmp(s->drives[i].id, id) != 0) continue;
-        if (s->drives[i].socket && *path) return error_text(err, errlen, "drive %s: a vhost-user drive's file is its backend's", id);
+        /* Firecracker's words for both: a virtio-blk PATCH must change something, a vhost-user
+         * drive's file and I/O are its backend's */
+        if (s->drives[i].socket || (!*path && !limiter_v))
+            return error_text(err, errlen, "drive %s: Running method expected different backend.", id);
+        *limiter = s->drives[i].limiter;
+        if (vm_spec_rate_limiter("drive: rate_limiter", limiter_v, true, limiter, err, errlen)) return -1;
         return (int)i; /* the new file is checked as it is opened (a running VM's seccomp role has no stat) */
     }
     return error_text(err, errlen, "drive %s: no such drive", id);
@@ -181,26 +255,40 @@ static bool parse_mac(const char *text, uint8_t mac[6]) {
 }
 
 int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen) {
-    const char *iface, *dev, *mac_text = NULL;
-    json_t *rx = NULL, *tx = NULL;
+    const char *iface, *dev, *mac_text;
+    json_t *rx = NULL, *tx = NULL, *mac_v = NULL, *mtu = NULL;
     json_error_t je;
-    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s:s, s?:s, s?:o, s?:o}", "iface_id", &iface, "host_dev_name",
-                       &dev, "guest_mac", &mac_text, "rx_rate_limiter", &rx, "tx_rate_limiter", &tx))
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s:s, s?:o, s?:o, s?:o, s?:o}", "iface_id", &iface, "host_dev_name",
+                       &dev, "guest_mac", &mac_v, "rx_rate_limiter", &rx, "tx_rate_limiter", &tx, "mtu", &mtu))
         return unpack_failed("network-interface", &je, err, errlen);
+    if (nullable_string("network-interface: guest_mac", mac_v, &mac_text, err, errlen)) return -1;
     if (id && strcmp(id, iface) != 0)
         return error_text(err, errlen, "network-interface: iface_id %s differs from the path's %s", iface, id);
-    if (!*iface || !*dev) return error_text(err, errlen, "network-interface: iface_id and host_dev_name must not be empty");
-    if ((rx && !json_is_null(rx)) || (tx && !json_is_null(tx)))
-        return error_text(err, errlen, "network-interface %s: rate limiters: not supported", iface);
+    if (!vm_spec_valid_id(iface))
+        return error_text(err, errlen, "network-interface: iface_id %s: only letters, digits and underscores", iface);
+    if (!*dev) return error_text(err, errlen, "network-interface %s: host_dev_name must not be empty", iface);
+    if (mtu && !json_is_null(mtu)) return error_text(err, errlen, "network-interface %s: mtu: not supported", iface);
+    struct rate_limiter_config rx_limits, tx_limits;
+    if (vm_spec_rate_limiter("network-interface: rx_rate_limiter", rx, false, &rx_limits, err, errlen) ||
+        vm_spec_rate_limiter("network-interface: tx_rate_limiter", tx, false, &tx_limits, err, errlen))
+        return -1;
     uint8_t mac[6];
     if (mac_text && !parse_mac(mac_text, mac))
         return error_text(err, errlen, "network-interface %s: guest_mac %s: not a unicast MAC address (xx:xx:xx:xx:xx:xx)",
                       iface, mac_text);
     unsigned i = 0;
     while (i < s->nnets && strcmp(s->nets[i].id, iface) != 0) i++;
+    for (unsigned j = 0; j < s->nnets; j++) { /* Firecracker's words for both */
+        if (j == i) continue;
+        if (mac_text && s->nets[j].has_mac && memcmp(s->nets[j].mac, mac, 6) == 0)
+            return error_text(err, errlen, "network-interface %s: The MAC address is already in use: %s", iface, mac_text);
+        if (strcmp(s->nets[j].host_dev_name, dev) == 0)
+            return error_text(err, errlen, "network-interface %s: Could not create the network device: the tap %s is "
+                              "interface %s's", iface, dev, s->nets[j].id);
+    }
     if (i == s->nnets) {
         if (s->nnets == VM_SPEC_MAX_NETS)
-            return error_text(err, errlen, "network-interface %s: at most %d network interface", iface, VM_SPEC_MAX_NETS);
+            return error_text(err, errlen, "network-interface %s: at most %d network interfaces", iface, VM_SPEC_MAX_NETS);
         s->nnets++;
     }
     struct vm_spec_net *n = &s->nets[i];
@@ -208,7 +296,29 @@ int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size
     set_str(&n->host_dev_name, dev);
     n->has_mac = mac_text != NULL;
     if (mac_text) memcpy(n->mac, mac, 6);
+    n->rx_limiter = rx_limits, n->tx_limiter = tx_limits;
     return 0;
+}
+
+int vm_spec_net_patch(struct vm_spec *s, const char *id, json_t *body, struct rate_limiter_config *rx,
+                      struct rate_limiter_config *tx, char *err, size_t errlen) {
+    const char *iface;
+    json_t *rx_v = NULL, *tx_v = NULL;
+    json_error_t je;
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:o, s?:o}", "iface_id", &iface, "rx_rate_limiter", &rx_v,
+                       "tx_rate_limiter", &tx_v))
+        return unpack_failed("network-interface", &je, err, errlen);
+    if (strcmp(id, iface) != 0)
+        return error_text(err, errlen, "network-interface: iface_id %s differs from the path's %s", iface, id);
+    for (unsigned i = 0; i < s->nnets; i++) {
+        if (strcmp(s->nets[i].id, id) != 0) continue;
+        *rx = s->nets[i].rx_limiter, *tx = s->nets[i].tx_limiter;
+        if (vm_spec_rate_limiter("network-interface: rx_rate_limiter", rx_v, true, rx, err, errlen) ||
+            vm_spec_rate_limiter("network-interface: tx_rate_limiter", tx_v, true, tx, err, errlen))
+            return -1;
+        return (int)i;
+    }
+    return error_text(err, errlen, "network-interface %s: no such interface", id);
 }
 
 int vm_spec_entropy(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
@@ -216,8 +326,75 @@ int vm_spec_entropy(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
     json_error_t je;
     if (json_unpack_ex(body, &je, JSON_STRICT, "{s?:o}", "rate_limiter", &limiter))
         return unpack_failed("entropy", &je, err, errlen);
-    if (limiter && !json_is_null(limiter)) return error_text(err, errlen, "entropy: rate_limiter: not supported");
+    struct rate_limiter_config limits;
+    if (vm_spec_rate_limiter("entropy: rate_limiter", limiter, false, &limits, err, errlen)) return -1;
     s->entropy = true;
+    s->entropy_limiter = limits;
+    return 0;
+}
+
+/* PUT /balloon: the target may not exceed guest RAM (checked again as the machine is made, in
+ * case machine-config changes after). */
+int vm_spec_balloon(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
+    json_int_t amount, interval = 0;
+    int deflate, hinting = 0, reporting = 0;
+    json_error_t je;
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:I, s:b, s?:I, s?:b, s?:b}", "amount_mib", &amount, "deflate_on_oom",
+                       &deflate, "stats_polling_interval_s", &interval, "free_page_hinting", &hinting,
+                       "free_page_reporting", &reporting))
+        return unpack_failed("balloon", &je, err, errlen);
+    if (amount < 0 || (uint64_t)amount > s->mem_mib)
+        return error_text(err, errlen, "balloon: amount_mib %lld: at most the guest's memory, %llu MiB", (long long)amount,
+                          (unsigned long long)s->mem_mib);
+    if (interval < 0 || interval > UINT32_MAX)
+        return error_text(err, errlen, "balloon: stats_polling_interval_s %lld: 0 to %u", (long long)interval, UINT32_MAX);
+    if (hinting || reporting) return error_text(err, errlen, "balloon: free page hinting and reporting: not supported");
+    s->balloon = (struct vm_spec_balloon){.set = true, .amount_mib = (uint64_t)amount, .deflate_on_oom = deflate,
+                                          .stats_interval_s = (unsigned)interval};
+    return 0;
+}
+
+int vm_spec_balloon_patch(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
+    json_int_t amount;
+    json_error_t je;
+    if (!s->balloon.set) return error_text(err, errlen, "balloon: no balloon device: PUT /balloon before InstanceStart");
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:I}", "amount_mib", &amount)) return unpack_failed("balloon", &je, err, errlen);
+    if (amount < 0 || (uint64_t)amount > s->mem_mib)
+        return error_text(err, errlen, "balloon: amount_mib %lld: at most the guest's memory, %llu MiB", (long long)amount,
+                          (unsigned long long)s->mem_mib);
+    s->balloon.amount_mib = (uint64_t)amount;
+    return 0;
+}
+
+int vm_spec_balloon_stats_patch(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
+    json_int_t interval;
+    json_error_t je;
+    if (!s->balloon.set) return error_text(err, errlen, "balloon: no balloon device: PUT /balloon before InstanceStart");
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:I}", "stats_polling_interval_s", &interval))
+        return unpack_failed("balloon/statistics", &je, err, errlen);
+    if (interval < 0 || interval > UINT32_MAX)
+        return error_text(err, errlen, "balloon/statistics: stats_polling_interval_s %lld: 0 to %u", (long long)interval, UINT32_MAX);
+    /* as Firecracker: statistics cannot be turned on or off once the device exists */
+    if (!s->balloon.stats_interval_s != !interval)
+        return error_text(err, errlen, "balloon/statistics: statistics were %s when the device was configured: only their "
+                          "interval can change", s->balloon.stats_interval_s ? "on" : "off");
+    s->balloon.stats_interval_s = (unsigned)interval;
+    return 0;
+}
+
+int vm_spec_vsock(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
+    json_int_t cid;
+    const char *path, *id = NULL;
+    json_error_t je;
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:I, s:s, s?:s}", "guest_cid", &cid, "uds_path", &path, "vsock_id", &id))
+        return unpack_failed("vsock", &je, err, errlen);
+    if (cid < VIRTIO_VSOCK_MIN_CID || (uint64_t)cid > VIRTIO_VSOCK_MAX_CID)
+        return error_text(err, errlen, "vsock: guest_cid %lld: %d to %llu", (long long)cid, VIRTIO_VSOCK_MIN_CID,
+                          VIRTIO_VSOCK_MAX_CID);
+    if (!*path) return error_text(err, errlen, "vsock: uds_path is empty");
+    set_str(&s->vsock.uds_path, path);
+    s->vsock.guest_cid = (uint64_t)cid;
+    if (id) s->deprecation = "PUT /vsock: vsock_id field is deprecated.";
     return 0;
 }
 
@@ -284,37 +461,45 @@ static int each(struct vm_spec *s, json_t *arr, const char *what, each_fn *fn, c
     return 0;
 }
 
+static bool given(json_t *v) { return v && !json_is_null(v); }
+
 int vm_spec_document(struct vm_spec *s, json_t *doc, char *err, size_t errlen) {
     json_t *boot = NULL, *machine = NULL, *drives = NULL, *nets = NULL, *entropy = NULL, *logger = NULL, *metrics = NULL;
-    json_t *ext = NULL;
+    json_t *balloon = NULL, *vsock = NULL, *ext = NULL;
     json_error_t je;
-    if (json_unpack_ex(doc, &je, JSON_STRICT, "{s:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o}", "boot-source", &boot,
-                       "machine-config", &machine, "drives", &drives, "network-interfaces", &nets, "entropy", &entropy,
-                       "logger", &logger, "metrics", &metrics, "bellhop", &ext))
+    if (json_unpack_ex(doc, &je, JSON_STRICT, "{s:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o}",
+                       "boot-source", &boot, "machine-config", &machine, "drives", &drives, "network-interfaces", &nets,
+                       "entropy", &entropy, "logger", &logger, "metrics", &metrics, "balloon", &balloon, "vsock",
+                       &vsock, "bellhop", &ext))
         return unpack_failed("config file", &je, err, errlen);
     if (vm_spec_boot_source(s, boot, err, errlen)) return -1;
-    if (machine && vm_spec_machine_config(s, machine, false, err, errlen)) return -1;
-    if (drives && each(s, drives, "drives", vm_spec_drive, err, errlen)) return -1;
-    if (nets && each(s, nets, "network-interfaces", vm_spec_net, err, errlen)) return -1;
-    if (entropy && vm_spec_entropy(s, entropy, err, errlen)) return -1;
-    if (logger && vm_spec_logger(s, logger, err, errlen)) return -1;
-    if (metrics && vm_spec_metrics(s, metrics, err, errlen)) return -1;
-    if (ext && vm_spec_bellhop(s, ext, err, errlen)) return -1;
+    if (given(machine) && vm_spec_machine_config(s, machine, false, err, errlen)) return -1;
+    if (given(drives) && each(s, drives, "drives", vm_spec_drive, err, errlen)) return -1;
+    if (given(nets) && each(s, nets, "network-interfaces", vm_spec_net, err, errlen)) return -1;
+    if (given(entropy) && vm_spec_entropy(s, entropy, err, errlen)) return -1;
+    if (given(logger) && vm_spec_logger(s, logger, err, errlen)) return -1;
+    if (given(metrics) && vm_spec_metrics(s, metrics, err, errlen)) return -1;
+    if (given(balloon) && vm_spec_balloon(s, balloon, err, errlen)) return -1;
+    if (given(vsock) && vm_spec_vsock(s, vsock, err, errlen)) return -1;
+    if (given(ext) && vm_spec_bellhop(s, ext, err, errlen)) return -1;
     return 0;
 }
 
 json_t *vm_spec_machine_config_json(const struct vm_spec *s) {
-    return json_pack("{s:I, s:I, s:b, s:b, s:s, s:s}", "vcpu_count", (json_int_t)s->vcpus, "mem_size_mib",
-                     (json_int_t)s->mem_mib, "smt", 0, "track_dirty_pages", 0, "cpu_template", "None", "huge_pages",
+    return json_pack("{s:I, s:I, s:b, s:b, s:s}", "vcpu_count", (json_int_t)s->vcpus, "mem_size_mib",
+                     (json_int_t)s->mem_mib, "smt", s->smt, "track_dirty_pages", s->track_dirty_pages, "huge_pages",
                      "None");
 }
 
+/* As Firecracker writes a drive in GET /vm/config: every field, null where unset. */
 json_t *vm_spec_drive_json(const struct vm_spec_drive *d) {
-    json_t *j = json_pack("{s:s, s:s, s:b, s:b}", "drive_id", d->id, d->socket ? "socket" : "path_on_host",
-                          d->socket ? d->socket : d->path, "is_root_device", d->root, "is_read_only", d->read_only);
+    const char *engine = d->socket || d->engine == BLK_IO_AUTO ? NULL : d->engine == BLK_IO_SYNC ? "Sync" : "Async";
+    json_t *j = json_pack("{s:s, s:n, s:b, s:s, s:o, s:s?, s:o, s:s?, s:s?}", "drive_id", d->id, "partuuid",
+                          "is_root_device", d->root, "cache_type", "Unsafe", "is_read_only",
+                          d->socket ? json_null() : json_boolean(d->read_only), "path_on_host", d->path,
+                          "rate_limiter", vm_spec_rate_limiter_json(&d->limiter), "io_engine", engine, "socket",
+                          d->socket);
     if (!j) return NULL;
-    if (!d->socket && d->engine != BLK_IO_AUTO)
-        json_object_set_new(j, "io_engine", json_string(d->engine == BLK_IO_SYNC ? "Sync" : "Async"));
     if (d->direct || d->queues) {
         json_t *ext = json_object();
         if (d->direct) json_object_set_new(ext, "direct", json_true());
@@ -336,6 +521,24 @@ json_t *vm_spec_bellhop_json(const char *fs_socket, const char *fs_tag, const ch
     return ext;
 }
 
+static json_t *net_json(const struct vm_spec_net *n) {
+    char mac[18];
+    const uint8_t *m = n->mac;
+    snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+    return json_pack("{s:s, s:s, s:s?, s:n, s:o, s:o}", "iface_id", n->id, "host_dev_name", n->host_dev_name,
+                     "guest_mac", n->has_mac ? mac : NULL, "mtu", "rx_rate_limiter",
+                     vm_spec_rate_limiter_json(&n->rx_limiter), "tx_rate_limiter",
+                     vm_spec_rate_limiter_json(&n->tx_limiter));
+}
+
+json_t *vm_spec_balloon_json(const struct vm_spec *s) {
+    if (!s->balloon.set) return json_null();
+    return json_pack("{s:I, s:b, s:I, s:b, s:b}", "amount_mib", (json_int_t)s->balloon.amount_mib, "deflate_on_oom",
+                     s->balloon.deflate_on_oom, "stats_polling_interval_s", (json_int_t)s->balloon.stats_interval_s,
+                     "free_page_hinting", 0, "free_page_reporting", 0);
+}
+
+/* Firecracker's document: every resource it knows, null where there is none. */
 json_t *vm_spec_to_json(const struct vm_spec *s) {
     json_t *doc = json_object(), *drives = json_array(), *nets = json_array();
     if (s->kernel)
@@ -344,23 +547,21 @@ json_t *vm_spec_to_json(const struct vm_spec *s) {
     json_object_set_new(doc, "machine-config", vm_spec_machine_config_json(s));
     for (unsigned i = 0; i < s->ndrives; i++) json_array_append_new(drives, vm_spec_drive_json(&s->drives[i]));
     json_object_set_new(doc, "drives", drives);
-    for (unsigned i = 0; i < s->nnets; i++) {
-        json_t *n = json_pack("{s:s, s:s}", "iface_id", s->nets[i].id, "host_dev_name", s->nets[i].host_dev_name);
-        if (s->nets[i].has_mac) {
-            const uint8_t *m = s->nets[i].mac;
-            char text[18];
-            snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-            json_object_set_new(n, "guest_mac", json_string(text));
-        }
-        json_array_append_new(nets, n);
-    }
+    for (unsigned i = 0; i < s->nnets; i++) json_array_append_new(nets, net_json(&s->nets[i]));
     json_object_set_new(doc, "network-interfaces", nets);
-    if (s->entropy) json_object_set_new(doc, "entropy", json_object());
-    if (s->log_path || s->log_level)
-        json_object_set_new(doc, "logger", json_pack("{s:s?, s:s?, s:b, s:b}", "log_path", s->log_path, "level",
-                                                     s->log_level, "show_level", s->log_show_level,
-                                                     "show_log_origin", s->log_show_origin));
-    if (s->metrics_path) json_object_set_new(doc, "metrics", json_pack("{s:s}", "metrics_path", s->metrics_path));
+    json_object_set_new(doc, "entropy", s->entropy ? json_pack("{s:o}", "rate_limiter",
+                                                               vm_spec_rate_limiter_json(&s->entropy_limiter))
+                                                   : json_null());
+    json_object_set_new(doc, "balloon", vm_spec_balloon_json(s));
+    json_object_set_new(doc, "vsock", s->vsock.uds_path ? json_pack("{s:I, s:s}", "guest_cid", (json_int_t)s->vsock.guest_cid,
+                                                                   "uds_path", s->vsock.uds_path)
+                                                        : json_null());
+    json_object_set_new(doc, "logger", s->log_path || s->log_level
+                                           ? json_pack("{s:s?, s:s?, s:b, s:b}", "log_path", s->log_path, "level",
+                                                       s->log_level, "show_level", s->log_show_level,
+                                                       "show_log_origin", s->log_show_origin)
+                                           : json_null());
+    json_object_set_new(doc, "metrics", s->metrics_path ? json_pack("{s:s}", "metrics_path", s->metrics_path) : json_null());
     json_t *ext = vm_spec_bellhop_json(s->fs_socket, s->fs_tag, (const char *const *)s->devices, s->ndevices);
     if (ext) json_object_set_new(doc, "bellhop", ext);
     return doc;
@@ -373,11 +574,16 @@ static bool add(struct machine_config *cfg, const char *name, const void *params
     return true;
 }
 
+static int too_many(char *err, size_t errlen) {
+    return error_text(err, errlen, "at most %d virtio devices in all", MACHINE_MAX_DEVICES);
+}
+
 int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err, size_t errlen) {
     if (!s->kernel) return error_text(err, errlen, "no boot source: PUT /boot-source with a kernel_image_path first");
     cfg->kernel = s->kernel;
     cfg->initrd = s->initrd;
     cfg->cpus = s->vcpus;
+    cfg->smt = s->smt;
     cfg->mem = s->mem_mib << 20;
     /* As Firecracker does: the root device is the first disk, and the kernel is told so. */
     const struct vm_spec_drive *root = NULL;
@@ -396,25 +602,40 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
             s->drives[i].device = cfg->ndevices;
             if (s->drives[i].socket) {
                 s->vhost[n] = (struct vhost_user_params){.socket = s->drives[i].socket};
-                add(cfg, "vhost-user-blk", &s->vhost[n++]);
+                if (!add(cfg, "vhost-user-blk", &s->vhost[n++])) return too_many(err, errlen);
                 continue;
             }
             const struct vm_spec_drive *d = &s->drives[i];
             s->blk[n] = (struct virtio_blk_params){.path = d->path, .read_only = d->read_only, .direct = d->direct,
                                                    .engine = d->engine,
-                                                   .queues = d->queues ? d->queues : virtio_blk_queues(s->vcpus)};
-            add(cfg, "virtio-blk", &s->blk[n++]);
+                                                   .queues = d->queues ? d->queues : virtio_blk_queues(s->vcpus),
+                                                   .limiter = d->limiter};
+            if (!add(cfg, "virtio-blk", &s->blk[n++])) return too_many(err, errlen);
         }
     for (unsigned i = 0; i < s->nnets; i++) {
-        s->net[i] = (struct virtio_net_params){.tap = s->nets[i].host_dev_name, .has_mac = s->nets[i].has_mac};
+        s->net[i] = (struct virtio_net_params){.tap = s->nets[i].host_dev_name, .has_mac = s->nets[i].has_mac,
+                                               .rx_limiter = s->nets[i].rx_limiter, .tx_limiter = s->nets[i].tx_limiter};
         memcpy(s->net[i].mac, s->nets[i].mac, 6);
-        add(cfg, "virtio-net", &s->net[i]);
+        s->nets[i].device = cfg->ndevices;
+        if (!add(cfg, "virtio-net", &s->net[i])) return too_many(err, errlen);
     }
-    if (s->entropy) add(cfg, "virtio-rng", NULL);
+    s->rng = (struct virtio_rng_params){.limiter = s->entropy_limiter};
+    if (s->entropy && !add(cfg, "virtio-rng", &s->rng)) return too_many(err, errlen);
+    if (s->balloon.set) {
+        if (s->balloon.amount_mib > s->mem_mib)
+            return error_text(err, errlen, "balloon: amount_mib %llu: more than the guest's memory, %llu MiB",
+                              (unsigned long long)s->balloon.amount_mib, (unsigned long long)s->mem_mib);
+        s->balloon_params = (struct virtio_balloon_params){.target_pages = (uint32_t)(s->balloon.amount_mib << 8),
+                                                          .deflate_on_oom = s->balloon.deflate_on_oom,
+                                                          .stats_interval_s = s->balloon.stats_interval_s};
+        s->balloon.device = cfg->ndevices;
+        if (!add(cfg, "virtio-balloon", &s->balloon_params)) return too_many(err, errlen);
+    }
+    s->vsock_params = (struct virtio_vsock_params){.guest_cid = s->vsock.guest_cid, .uds_path = s->vsock.uds_path};
+    if (s->vsock.uds_path && !add(cfg, "virtio-vsock", &s->vsock_params)) return too_many(err, errlen);
     s->fs = (struct vhost_user_params){.socket = s->fs_socket, .tag = s->fs_tag};
-    if (s->fs_socket) add(cfg, "vhost-user-fs", &s->fs);
+    if (s->fs_socket && !add(cfg, "vhost-user-fs", &s->fs)) return too_many(err, errlen);
     for (unsigned i = 0; i < s->ndevices; i++)
-        if (!add(cfg, s->devices[i], NULL))
-            return error_text(err, errlen, "at most %d virtio devices", MACHINE_MAX_DEVICES);
+        if (!add(cfg, s->devices[i], NULL)) return too_many(err, errlen);
     return 0;
 }

@@ -13,13 +13,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "devices/rate_limiter.h"
+#include "devices/virtio_balloon.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
+#include "devices/virtio_rng.h"
 #include "devices/virtio_vhost_user.h"
+#include "devices/virtio_vsock.h"
 #include "vmm/machine/machine.h"
 
 #define VM_SPEC_MAX_DRIVES 4
-#define VM_SPEC_MAX_NETS 1
+#define VM_SPEC_MAX_NETS 4
 #define VM_SPEC_MAX_DEVICES 8
 
 struct vm_spec_drive {
@@ -29,6 +33,7 @@ struct vm_spec_drive {
     enum blk_io_engine engine; /* io_engine: absent (auto), Async or Sync */
     bool direct;     /* bellhop's: O_DIRECT, the host's page cache bypassed */
     unsigned queues; /* bellhop's: request queues (0: one per vCPU) */
+    struct rate_limiter_config limiter; /* all zero: none */
     unsigned device; /* its index in the machine's devices (vm_spec_to_machine) */
 };
 
@@ -36,17 +41,37 @@ struct vm_spec_net {
     char *id, *host_dev_name;
     bool has_mac;
     uint8_t mac[6];
+    struct rate_limiter_config rx_limiter, tx_limiter;
+    unsigned device;
+};
+
+/* PUT /balloon's: a target in MiB, deflate on OOM, statistics every interval (0: none). */
+struct vm_spec_balloon {
+    bool set;
+    uint64_t amount_mib;
+    bool deflate_on_oom;
+    unsigned stats_interval_s;
+    unsigned device;
+};
+
+struct vm_spec_vsock {
+    char *uds_path; /* NULL: no vsock */
+    uint64_t guest_cid;
 };
 
 struct vm_spec {
     char *kernel, *boot_args, *initrd; /* kernel NULL: no boot-source yet */
     unsigned vcpus;
     uint64_t mem_mib;
+    bool smt, track_dirty_pages;
     struct vm_spec_drive drives[VM_SPEC_MAX_DRIVES];
     unsigned ndrives;
     struct vm_spec_net nets[VM_SPEC_MAX_NETS];
     unsigned nnets;
     bool entropy;
+    struct rate_limiter_config entropy_limiter;
+    struct vm_spec_balloon balloon;
+    struct vm_spec_vsock vsock;
     /* bellhop's own (the document's "bellhop" object): a vhost-user-fs shared directory
      * (socket NULL: none), and virtio devices by name, without parameters */
     char *fs_socket, *fs_tag;
@@ -59,8 +84,14 @@ struct vm_spec {
     struct virtio_blk_params blk[VM_SPEC_MAX_DRIVES];
     struct vhost_user_params vhost[VM_SPEC_MAX_DRIVES];
     struct virtio_net_params net[VM_SPEC_MAX_NETS];
+    struct virtio_rng_params rng;
+    struct virtio_balloon_params balloon_params;
+    struct virtio_vsock_params vsock_params;
     struct vhost_user_params fs;
     char *cmdline;
+    /* Set by a parser that met one of Firecracker's deprecated fields: the message its answer's
+     * "Deprecation: true" header stands for (the API logs it and clears this). */
+    const char *deprecation;
 };
 
 void vm_spec_init(struct vm_spec *s);
@@ -73,10 +104,33 @@ int vm_spec_machine_config(struct vm_spec *s, json_t *body, bool patch, char *er
 /* id: the URL's (NULL in a config file: the body's drive_id names it). */
 int vm_spec_drive(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen);
 int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen);
-/* PATCH /drives/{id} of a running VM: the drive's index (*path: its new file, NULL for none)
- * or -1 with the reason. */
-int vm_spec_drive_patch(struct vm_spec *s, const char *id, json_t *body, const char **path, char *err, size_t errlen);
+/* PATCH /drives/{id} of a running VM: the drive's index (*path: its new file, NULL for none;
+ * *limiter: its rate limiter with the request's changes) or -1 with the reason. The spec is
+ * not changed: the caller records what the device took. */
+int vm_spec_drive_patch(struct vm_spec *s, const char *id, json_t *body, const char **path,
+                        struct rate_limiter_config *limiter, char *err, size_t errlen);
+/* PATCH /network-interfaces/{id} of a running VM, the same way: its rate limiters. */
+int vm_spec_net_patch(struct vm_spec *s, const char *id, json_t *body, struct rate_limiter_config *rx,
+                      struct rate_limiter_config *tx, char *err, size_t errlen);
 int vm_spec_entropy(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+/* PUT /balloon; PATCH /balloon (its amount_mib) and PATCH /balloon/statistics (its interval:
+ * statistics cannot be turned on or off once the device exists), which change the spec only. */
+int vm_spec_balloon(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+int vm_spec_balloon_patch(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+int vm_spec_balloon_stats_patch(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+/* GET /balloon's object (null without a balloon); a new reference. */
+json_t *vm_spec_balloon_json(const struct vm_spec *s);
+int vm_spec_vsock(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+/* A rate limiter (vmm/control/vm_spec_limits.c): v null or absent is none (a PATCH: no change);
+ * a PATCH changes only the buckets it names. */
+int vm_spec_rate_limiter(const char *what, json_t *v, bool patch, struct rate_limiter_config *inout, char *err,
+                         size_t errlen);
+/* null when it limits nothing; a new reference. */
+json_t *vm_spec_rate_limiter_json(const struct rate_limiter_config *c);
+/* jansson's reason for a refused unpack, in the words Firecracker's clients look for. */
+int vm_spec_unpack_error(const char *what, const json_error_t *je, char *err, size_t errlen);
+/* A resource id as Firecracker takes it: letters, digits and underscores, not empty. */
+bool vm_spec_valid_id(const char *id);
 int vm_spec_logger(struct vm_spec *s, json_t *body, char *err, size_t errlen);
 int vm_spec_metrics(struct vm_spec *s, json_t *body, char *err, size_t errlen);
 /* bellhop's extensions, a document's "bellhop" object (docs/api.md): {"shared_dir": {"socket",
@@ -93,7 +147,7 @@ json_t *vm_spec_to_json(const struct vm_spec *s);
 json_t *vm_spec_machine_config_json(const struct vm_spec *s);
 /* Fills cfg's kernel, initrd, command line, memory, CPUs and devices (pointing into s, which
  * must outlive the machine), the devices after any cfg has (a virtio console): the drives
- * (the root device first), network interfaces, entropy, the shared directory, the named
+ * (the root device first), network interfaces, entropy, the balloon, vsock, the shared directory, the named
  * devices. 0, or -1 with the reason (no boot source, too many devices). */
 int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err, size_t errlen);
 

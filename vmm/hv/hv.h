@@ -1,4 +1,5 @@
-/* The hypervisor layer's internals, shared by vmm/hv/vm.c, trap.c, bell.c and vcpu.c.
+/* The hypervisor layer's internals, shared by vmm/hv/vm.c, trap.c, bell.c, vcpu.c and
+ * cpuid_topology.c.
  * The API is <zircon/syscalls/hypervisor.h>; nothing outside these files sees KVM.
  *
  * Locking: guest->lock (trap trees, memory, vCPU table) is a leaf for readers on the vCPU
@@ -16,6 +17,7 @@
 #include <zircon/syscalls/hypervisor.h>
 
 #include "loop/object.h"
+#include "vmm/hv/cpuid_topology.h"
 
 #define GUEST_MAX_REGIONS 16
 #define GUEST_MAX_SLOTS 64
@@ -85,7 +87,8 @@ struct guest {
     struct zx_object obj;
     int kvm, vm;
     int run_size;
-    struct kvm_cpuid2 *cpuid;
+    struct kvm_cpuid2 *cpuid; /* every vCPU's, but for its ids (lock: set_topology replaces it) */
+    struct cpu_topology topo; /* bellhop_guest_set_topology's (lock) */
     bool irqchip, pit; /* made (guest_irqchip) (lock) */
     pthread_rwlock_t lock;
     struct mem_region regions[GUEST_MAX_REGIONS];

@@ -155,17 +155,19 @@ __attribute__((cold)) static zx_status_t internal_error(struct vcpu *v) {
 
 /* ---- creation: the PVH entry state ---- */
 
+/* The guest's CPUID with this vCPU's ids in it (vmm/hv/cpuid_topology.c). */
 static zx_status_t set_cpuid(struct vcpu *v) {
-    const struct kvm_cpuid2 *src = v->guest->cpuid;
+    struct guest *g = v->guest;
+    pthread_rwlock_rdlock(&g->lock);
+    const struct kvm_cpuid2 *src = g->cpuid;
     size_t sz = sizeof *src + src->nent * sizeof src->entries[0];
     struct kvm_cpuid2 *c = malloc(sz);
-    if (!c) return ZX_ERR_NO_MEMORY;
-    memcpy(c, src, sz);
-    for (unsigned i = 0; i < c->nent; i++) {
-        struct kvm_cpuid_entry2 *e = &c->entries[i];
-        if (e->function == 1) e->ebx = (e->ebx & 0x00ffffffu) | (v->id << 24);
-        if (e->function == 0xb || e->function == 0x1f) e->edx = v->id;
+    if (c) {
+        memcpy(c, src, sz);
+        for (unsigned i = 0; i < c->nent; i++) cpuid_for_vcpu(&g->topo, &c->entries[i], v->id);
     }
+    pthread_rwlock_unlock(&g->lock);
+    if (!c) return ZX_ERR_NO_MEMORY;
     int r = ioctl(v->fd, KVM_SET_CPUID2, c);
     free(c);
     return r == 0 ? ZX_OK : ZX_ERR_INTERNAL;

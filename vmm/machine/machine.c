@@ -4,6 +4,7 @@
 #include <lib/async-loop/default.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
@@ -47,6 +48,9 @@ int machine_fail(const char *fmt, ...) {
     va_end(again);
     return -1;
 }
+
+/* GUEST_VCPU interrupts name their CPUs in a 64-bit mask; vCPU ids are the machine's cpu numbers. */
+_Static_assert(MACHINE_MAX_CPUS <= 64 && MACHINE_MAX_CPUS <= BELLHOP_MAX_VCPUS, "a mask bit and a vCPU per cpu");
 
 static void request_exit(struct vm_env *env, int status) {
     struct machine *m = machine_of(env);
@@ -428,6 +432,15 @@ static void loop_turn_ends(async_loop_t *loop, void *data) {
 /* The machine before any KVM object, with its timeline file open: NULL (said why) when it
  * cannot be. */
 static struct machine *machine_new(const struct machine_config *cfg) {
+    if (cfg->cpus == 0 || cfg->cpus > MACHINE_MAX_CPUS)
+        return machine_fail("%u vCPUs: a machine has 1 to %d", cfg->cpus, MACHINE_MAX_CPUS), NULL;
+    if (cfg->smt && cfg->cpus > 1 && cfg->cpus % 2)
+        return machine_fail("%u vCPUs with smt: two threads per core take 1 or an even number", cfg->cpus), NULL;
+    /* glibc's malloc counts the host's CPUs, reading /sys, when a thread first wants a 9th
+     * arena: with more than 8 vCPUs that thread is a new vCPU's, under its creator's seccomp
+     * filter, which allows no open. The limit it would find is set here, before any thread. */
+    long host_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    mallopt(M_ARENA_MAX, 8 * (int)(host_cpus > 0 ? host_cpus : 1));
     struct machine *m = aligned_alloc(4096, (sizeof *m + 4095) & ~(size_t)4095);
     if (!m) return machine_fail("out of memory"), NULL;
     memset(m, 0, sizeof *m);
@@ -470,6 +483,9 @@ static int create_vm(struct machine *m) {
         return machine_fail("cannot create a VM: %s", zx_status_get_string(st));
     }
     m->env.guest = m->guest;
+    /* Without smt the guest keeps KVM's CPUID (one thread per core), as before smt was offered. */
+    if (m->cfg->smt && (st = bellhop_guest_set_topology(m->guest, m->cfg->cpus, 2)) != ZX_OK)
+        return machine_fail("cannot give the guest two threads per core: %s", zx_status_get_string(st));
     char why[160];
     m->host = kvm_host_kind_of_working_kvm(why, sizeof why);
     if (m->cfg->boot_markers) fprintf(stderr, "bellhop: this host's KVM: %s (%s)\n", kvm_host_name(m->host), why);

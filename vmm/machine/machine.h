@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define MACHINE_MAX_DEVICES 12
-#define MACHINE_MAX_CPUS 16
+#define MACHINE_MAX_CPUS 32 /* Firecracker's vcpu_count bound; the vCPU-control device's masks hold 64 */
 #define MACHINE_MIN_MEM (4ull << 20)
 #define MACHINE_MAX_MEM (3ull << 30) /* below the 32-bit MMIO hole */
 
@@ -50,6 +50,9 @@ struct machine_config {
     const char *cmdline;
     uint64_t mem;
     unsigned cpus;
+    /* machine-config's smt: the guest's CPUID shows two threads per core, cpu 2k and 2k+1
+     * the threads of core k (cpus 1 or even); false: one thread per core, KVM's CPUID as it is */
+    bool smt;
     struct machine_device devices[MACHINE_MAX_DEVICES];
     unsigned ndevices;
     enum console_kind console; /* CONSOLE_SERIAL: the 16550 has stdin (a virtio-console is a device) */

@@ -26,6 +26,8 @@
 #define DEVICE_STATE_MAX 65536u
 #define SAVE_TIMEOUT_S 5
 
+_Static_assert(SNAPSHOT_MAX_VCPUS >= MACHINE_MAX_CPUS, "a snapshot holds every vCPU a machine runs");
+
 /* The devices whose state a snapshot holds, in the order they are mapped (a device with
  * several windows counts once). */
 static unsigned stateful_devices(struct machine *m, const struct io_mapping *out[SNAPSHOT_MAX_DEVICES]) {

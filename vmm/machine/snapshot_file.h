@@ -22,7 +22,9 @@
 #define SNAPSHOT_MINOR 0u
 #define SNAPSHOT_PATCH 0u
 #define SNAPSHOT_MAX_FILE (16u << 20)
-#define SNAPSHOT_MAX_VCPUS 16u
+/* A file holds one section per vCPU, numbered from 0: raising this bound left older files,
+ * with fewer, as they were (an older bellhop refuses a file with more, naming the vCPU). */
+#define SNAPSHOT_MAX_VCPUS 32u
 #define SNAPSHOT_MAX_DEVICES 32u
 #define SNAPSHOT_NAME_MAX 48u
 

@@ -123,7 +123,9 @@ void sandbox_probe(enum sandbox_role role) {
 #ifdef BELLHOP_TEST_HOOKS
     const char *want = getenv("BELLHOP_SANDBOX_PROBE");
     if (!want || strcmp(want, role_names[role]) != 0) return;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* A datagram socket: no role may make one (the loop's may make Unix stream sockets only,
+     * for virtio-vsock), so this proves the call's arguments are checked, not just its name. */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd >= 0) close(fd);
     fprintf(stderr, "bellhop: sandbox probe: the %s thread's socket() was allowed\n", role_names[role]);
 #else

@@ -4,7 +4,8 @@
  *
  *   main  waits for the VM to end and tears it down; prints crash reports (so it may load
  *         libcapstone: read-only opens and executable mappings);
- *   loop  bells, virtqueues, disk and tap I/O, timers, console input;
+ *   loop  bells, virtqueues, disk and tap I/O, timers, console input, virtio-vsock's Unix
+ *         sockets (accepted, connected, shut down: AF_UNIX stream sockets only);
  *   vcpu  KVM_RUN and the vCPU's register ioctls, inline device dispatch, creating the other
  *         vCPUs' threads (which inherit this filter and then load their own).
  *
@@ -18,7 +19,8 @@
 #include <stddef.h>
 
 /* api-main and api-loop: main and loop of a VMM with a control plane (vmm/control/api.h), which
- * also remove the API's socket at the end and accept its clients. */
+ * also remove the API's socket at the end and accept its clients (main removes a vsock
+ * device's socket too, and loop accepts vsock clients, so only the API's other calls differ). */
 enum sandbox_role { SANDBOX_MAIN, SANDBOX_LOOP, SANDBOX_VCPU, SANDBOX_API_MAIN, SANDBOX_API_LOOP, SANDBOX_ROLES };
 
 #define SANDBOX_EXIT_STATUS 159 /* 128 + SIGSYS, as a shell reports a death by SIGSYS */
@@ -39,8 +41,9 @@ void sandbox_adopt(enum sandbox_role role);
 /* The test hook of `bellhop run`'s BELLHOP_SANDBOX_PROBE=ROLE, built only into the test
  * binary build/bellhop-hooks (BELLHOP_TEST_HOOKS; in build/bellhop it does nothing): a
  * thread of that role calls sandbox_probe() right after entering its sandbox, and makes a
- * call no role allows: socket(), the way to the network. Under the sandbox that stops the
- * VMM; without one it is allowed, which the probe reports on stderr. */
+ * call no role allows: socket() for a datagram socket (the loop may make AF_UNIX stream
+ * sockets, for virtio-vsock; nobody may make any other kind). Under the sandbox that stops
+ * the VMM; without one it is allowed, which the probe reports on stderr. */
 void sandbox_probe(enum sandbox_role role);
 
 #endif

@@ -179,6 +179,17 @@ enum {
 };
 zx_status_t bellhop_guest_exit_counts(zx_handle_t guest, uint64_t counts[BELLHOP_EXIT_KINDS]);
 
+/* bellhop: the CPU topology the guest's CPUID describes: `cpus` vCPUs (1 to
+ * BELLHOP_MAX_VCPUS) in one package, `threads_per_core` (1 or 2) hardware threads to a core.
+ * vCPU n (local APIC id n) is thread n % threads_per_core of core n / threads_per_core, so
+ * with 2 the threads pair as (2k, 2k+1). Leaves 1 (logical processor count, HTT), 4 (cache
+ * sharing, cores per package), 0xB and 0x1F (SMT and core levels) say so, and on AMD hosts
+ * 0x80000008, 0x8000001D and 0x8000001E; a leaf KVM does not offer is not added. Before the
+ * first vCPU is created (ZX_ERR_BAD_STATE after). Without this call a vCPU gets KVM's CPUID
+ * as it is (the host's counts, no levels in leaf 0xB, one thread per core in 0x8000001E),
+ * with only its APIC id in leaves 1, 0xB and 0x1F. */
+zx_status_t bellhop_guest_set_topology(zx_handle_t guest, uint32_t cpus, uint32_t threads_per_core);
+
 /* bellhop: what zx_vcpu_state_t leaves out, for crash reports and tracing. Owning thread. */
 typedef struct bellhop_vcpu_sregs {
     uint64_t rip, cr0, cr2, cr3, cr4, efer;

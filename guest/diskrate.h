@@ -1,0 +1,11 @@
+#ifndef BELLHOP_GUEST_DISKRATE_H
+#define BELLHOP_GUEST_DISKRATE_H
+
+#include "guest/virtio.h"
+
+/* cmdline "diskrate=OPS,BYTES": OPS reads of BYTES each (4 KiB to 64 KiB), one at a time, from
+ * the disk's start onwards, with a line "diskrate: N done" after every tenth of them, so that
+ * the host, timing the lines as they come, sees the rate a limit holds the disk to. */
+void disk_rate(struct vdev *blk, const char *args);
+
+#endif
