@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <lib/async/time.h>
 #include <lib/container_of.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
+#include "base/unix_socket.h"
 #include "devices/vsock_conn.h"
 
 #define ACCEPTS_PER_TURN 16
@@ -383,27 +385,6 @@ static void on_listener(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, 
     listen_arm(v);
 }
 
-/* A socket at path is replaced only when nobody serves on it (a VMM that died, or the one a
- * snapshot was taken in, left it); a connect that succeeds or waits for an accept is someone. */
-static int claim_path(const char *path, char *err, size_t errlen) {
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return errno == ENOENT ? 0 : (snprintf(err, errlen, "virtio-vsock: %s: %s", path, strerror(errno)), -1);
-    if (!S_ISSOCK(st.st_mode)) return snprintf(err, errlen, "virtio-vsock: %s exists and is not a socket", path), -1;
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (probe < 0) return snprintf(err, errlen, "virtio-vsock: %s: %s", path, strerror(errno)), -1;
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    memcpy(a.sun_path, path, strlen(path));
-    int rc = connect(probe, (struct sockaddr *)&a, sizeof a), why = errno;
-    close(probe);
-    if (rc == 0 || why == EAGAIN)
-        return snprintf(err, errlen, "virtio-vsock: %s: another process is serving on it", path), -1;
-    if (why != ECONNREFUSED) return snprintf(err, errlen, "virtio-vsock: %s: %s", path, strerror(why)), -1;
-    if (unlink(path) != 0)
-        return snprintf(err, errlen, "virtio-vsock: %s: cannot remove the stale socket: %s", path, strerror(errno)), -1;
-    return 0;
-}
-
 static int bind_listener(struct vsock *v, char *err, size_t errlen) {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     memcpy(a.sun_path, v->path, strlen(v->path));
@@ -424,7 +405,8 @@ int vsock_listen(struct vsock *v, const char *path, char *err, size_t errlen) {
     if (!*path || strlen(path) + sizeof "_4294967295" > sizeof v->path)
         return snprintf(err, errlen, "virtio-vsock: %s: too long for a Unix socket with _PORT after it", path), -1;
     memcpy(v->path, path, strlen(path) + 1);
-    if (claim_path(path, err, errlen) != 0) return -1;
+    char why[PATH_MAX + 100];
+    if (unix_socket_claim(path, why, sizeof why) != 0) return snprintf(err, errlen, "virtio-vsock: %s", why), -1;
     if (bind_listener(v, err, errlen) != 0) {
         vsock_unlisten(v);
         return -1;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
+#include "base/unix_socket.h"
 #include "vmm/control/api_server.h"
 
 #define READ_CHUNK 4096
@@ -262,33 +263,13 @@ static void on_sweep(async_dispatcher_t *d, async_task_t *t, zx_status_t st) {
     if (async_post_task(d, &s->sweep) == ZX_OK) s->sweeping = true;
 }
 
-/* Refuses a path that exists unless it is a socket nobody accepts on. */
-static int claim_path(const char *path, char *err, size_t errlen) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", path, strerror(errno)), -1);
-    if (!S_ISSOCK(st.st_mode)) return snprintf(err, errlen, "%s exists and is not a socket", path), -1;
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
-    bool live = probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof a) == 0;
-    if (probe >= 0) close(probe);
-    if (live) return snprintf(err, errlen, "%s: another process is serving on it", path), -1;
-    if (unlink(path) != 0) return snprintf(err, errlen, "%s: cannot remove the stale socket: %s", path, strerror(errno)), -1;
-    return 0;
-}
-
 struct api_server *api_server_create(const char *path, api_handler_fn *fn, void *ctx, char *err, size_t errlen) {
     struct api_server *s = calloc(1, sizeof *s);
     if (!s) return snprintf(err, errlen, "out of memory"), NULL;
     s->fd = -1;
     s->handle = ZX_HANDLE_INVALID;
     for (unsigned i = 0; i < API_MAX_CLIENTS; i++) s->clients[i].fd = -1;
-    if (strlen(path) >= sizeof s->path) {
-        snprintf(err, errlen, "%s: path too long for a Unix socket", path);
-        free(s);
-        return NULL;
-    }
-    if (claim_path(path, err, errlen) != 0) {
+    if (unix_socket_claim(path, err, errlen) != 0) { /* (a path too long for sun_path too) */
         free(s);
         return NULL;
     }
