@@ -94,11 +94,19 @@ static uint64_t bucket_wait(const struct token_bucket *b0, uint64_t cost, uint64
 void rate_limiter_init(struct rate_limiter *l, const struct rate_limiter_config *c, uint64_t now_ns) {
     l->bandwidth = bucket_new(&c->bandwidth, now_ns);
     l->ops = bucket_new(&c->ops, now_ns);
+    l->config = *c;
     l->limits = rate_limiter_limits(c);
 }
 
+static bool same_bucket(const struct token_bucket_config *a, const struct token_bucket_config *b) {
+    return a->size == b->size && a->one_time_burst == b->one_time_burst && a->refill_time_ms == b->refill_time_ms;
+}
+
 void rate_limiter_update(struct rate_limiter *l, const struct rate_limiter_config *c, uint64_t now_ns) {
-    rate_limiter_init(l, c, now_ns);
+    if (!same_bucket(&c->bandwidth, &l->config.bandwidth)) l->bandwidth = bucket_new(&c->bandwidth, now_ns);
+    if (!same_bucket(&c->ops, &l->config.ops)) l->ops = bucket_new(&c->ops, now_ns);
+    l->config = *c;
+    l->limits = rate_limiter_limits(c);
 }
 
 bool rate_limiter_consume(struct rate_limiter *l, uint64_t bytes, uint64_t ops, uint64_t now_ns) {

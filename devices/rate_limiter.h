@@ -42,13 +42,15 @@ struct token_bucket {
 
 struct rate_limiter {
     struct token_bucket bandwidth, ops;
+    struct rate_limiter_config config; /* what made them */
     bool limits; /* either bucket limits: false costs a device one branch per request */
 };
 
 /* Both buckets from c, full (plus their one-time bursts), as of now_ns. */
 void rate_limiter_init(struct rate_limiter *l, const struct rate_limiter_config *c, uint64_t now_ns);
-/* A run-time change (Firecracker's PATCH): both buckets replaced by new ones from c, full, as
- * Firecracker makes them; what the old ones held is forgotten. */
+/* A run-time change (Firecracker's PATCH): a bucket whose configuration changes is replaced by
+ * a new one, full, as Firecracker makes it; one whose configuration stays (a PATCH that names
+ * only the other, or none) keeps what it holds, as Firecracker's does. */
 void rate_limiter_update(struct rate_limiter *l, const struct rate_limiter_config *c, uint64_t now_ns);
 /* A request that costs `bytes` and `ops`: true when both buckets can pay it now (it is paid);
  * false, with the limiter left exactly as it was, when either cannot yet. A cost larger than

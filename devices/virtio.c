@@ -262,15 +262,38 @@ bool virtio_notify_again(struct virtio_dev *vd, unsigned q) {
 
 /* ---- rate limits ---- */
 
+/* q waits for the timer: at the end of the line, or at its head when it was the one being served. */
+static void wait_in_line(struct virtio_throttle *t, unsigned q) {
+    if (t->waiting & (1u << q)) return;
+    t->waiting |= 1u << q;
+    if (t->serving == (int)q) {
+        memmove(t->line + 1, t->line, t->in_line);
+        t->line[0] = (uint8_t)q;
+    } else {
+        t->line[t->in_line] = (uint8_t)q;
+    }
+    t->in_line++;
+}
+
+static unsigned leave_line(struct virtio_throttle *t) {
+    unsigned q = t->line[0];
+    memmove(t->line, t->line + 1, --t->in_line);
+    t->waiting &= ~(1u << q);
+    return q;
+}
+
+/* The waiting queues in their order, until one is refused again (it heads the line again and
+ * the timer is set for it). */
 static void serve_waiting(struct virtio_throttle *t) {
-    uint32_t waiting = t->waiting;
-    t->waiting = 0; /* a queue the limiter refuses again waits again */
-    for (; waiting; waiting &= waiting - 1) {
-        unsigned q = (unsigned)__builtin_ctz(waiting);
+    while (t->in_line) {
+        unsigned q = leave_line(t);
         if (t->vd->env->trace)
             fprintf(stderr, "trace: %10.3f ms loop LIMIT key %s queue %u\n", trace_ms(t->vd->env), t->vd->ops->name, q);
+        t->serving = (int)q;
         if (t->resume) t->resume(t->vd, q);
         else run_queue_notify(t->vd, q);
+        t->serving = -1;
+        if (t->waiting & (1u << q)) return;
     }
 }
 
@@ -294,14 +317,18 @@ static void throttle_arm(struct virtio_throttle *t, uint64_t now, uint64_t wait)
 }
 
 void virtio_throttle_init(struct virtio_throttle *t, struct virtio_dev *vd, const struct rate_limiter_config *c) {
-    *t = (struct virtio_throttle){.vd = vd};
+    *t = (struct virtio_throttle){.vd = vd, .serving = -1};
     rate_limiter_init(&t->limiter, c, (uint64_t)zx_clock_get_monotonic());
 }
 
 bool virtio_throttle_take(struct virtio_throttle *t, unsigned q, uint64_t bytes, uint64_t ops) {
+    if (t->in_line && t->serving != (int)q && t->line[0] != q) { /* others came first */
+        wait_in_line(t, q);
+        return false;
+    }
     uint64_t now = (uint64_t)zx_clock_get_monotonic();
     if (rate_limiter_consume(&t->limiter, bytes, ops, now)) return true;
-    t->waiting |= 1u << q;
+    wait_in_line(t, q);
     throttle_arm(t, now, rate_limiter_wait_ns(&t->limiter, bytes, ops, now));
     return false;
 }

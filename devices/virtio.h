@@ -225,6 +225,12 @@ struct virtio_throttle {
     async_task_t timer;
     bool timer_posted;
     uint32_t waiting; /* queues that wait for the timer, a bit each */
+    /* ...in the order they came to wait: the first is served first, and a queue that is not
+     * waiting does not pass one that is (a request too large to pass until the bucket is
+     * full would otherwise never pass while other queues keep taking) */
+    uint8_t line[VIRTIO_MAX_QUEUES];
+    unsigned in_line;
+    int serving; /* the queue serve_waiting has resumed, -1 for none */
 };
 /* From c (all zero: no limit), before the loop runs. */
 void virtio_throttle_init(struct virtio_throttle *t, struct virtio_dev *vd, const struct rate_limiter_config *c);

@@ -51,8 +51,16 @@ _Static_assert(VIRTIO_BALLOON_STAT_TAGS <= 16, "has_stat holds a bit per tag");
 
 static struct virtio_balloon *balloon_of(struct virtio_dev *vd) { return vd->priv; }
 
+/* Linux puts at most 256 frame numbers in a request (VIRTIO_BALLOON_ARRAY_PFNS_MAX); past
+ * INFLATE_MAX_PFNS a request's frames are not given back (the driver has given them up all the
+ * same), so that one request of gigabytes of frame numbers cannot hold the loop, and at most
+ * INFLATE_REQUESTS_PER_TURN requests are served before the other devices get their turn. */
+#define INFLATE_MAX_PFNS 1024u
+#define INFLATE_REQUESTS_PER_TURN 32u
+
 static void inflate(const struct guest_mem *gm, const struct virtq_req *r) {
-    struct virtq_cursor c = virtq_cursor(r, false, 0, r->out_len - r->out_len % 4);
+    uint64_t len = r->out_len - r->out_len % 4;
+    struct virtq_cursor c = virtq_cursor(r, false, 0, len < INFLATE_MAX_PFNS * 4 ? len : INFLATE_MAX_PFNS * 4);
     uint8_t pfn_bytes[4];
     unsigned have = 0;
     /* A frame number may straddle two buffers: gathered byte by byte across pieces. */
@@ -125,7 +133,8 @@ static void balloon_notify(struct virtio_dev *vd, unsigned q) {
         return;
     }
     struct virtq_req req, *r = &req;
-    while (virtio_pop(vd, q, r)) {
+    for (unsigned served = 0; (served < INFLATE_REQUESTS_PER_TURN || !virtio_notify_again(vd, q)) && virtio_pop(vd, q, r);
+         served++) {
         if (q == INFLATE_Q) inflate(&vd->env->mem, r);
         virtio_push(vd, q, r, 0);
     }

@@ -70,7 +70,17 @@ static void deliver(struct virtio_net *n) {
  * cannot pay yet stays in that buffer, not the driver's, until the limiter's timer brings us
  * back, and no other frame is read meanwhile: the tap's own queue keeps the rest, in order,
  * and (past its length) drops them as a link that is too slow would. */
+/* A buffer taken before the driver reset the device belongs to no ring now: forgotten (its
+ * frame, if one was read into it, with it), never written. */
+static bool held_is_current(struct virtio_net *n) {
+    pthread_mutex_lock(&n->vd->lock);
+    bool current = n->rx->generation == n->vd->generation && n->vd->queues[RXQ].ready;
+    pthread_mutex_unlock(&n->vd->lock);
+    return current;
+}
+
 static void receive(struct virtio_net *n) {
+    if (n->have_rx && !held_is_current(n)) n->have_rx = n->rx_full = false;
     for (;;) {
         if (!n->have_rx && !(n->have_rx = virtio_pop(n->vd, RXQ, n->rx)))
             return; /* no buffers: the driver's next receive notify resumes */
@@ -219,13 +229,15 @@ static void net_quiesce(struct virtio_dev *vd) {
  * nothing else is kept here: the tap, the MAC, the limits are the parameters'.) */
 static size_t net_save(struct virtio_dev *vd, uint8_t *buf, size_t len) {
     if (len < 1) return 0;
-    buf[0] = net_of(vd)->have_rx;
+    struct virtio_net *n = net_of(vd);
+    buf[0] = n->have_rx && held_is_current(n);
     return 1;
 }
 
 static int net_restore(struct virtio_dev *vd, const uint8_t *buf, size_t len) {
     if (len != 1 || buf[0] > 1) return -1;
-    if (buf[0]) virtio_unpop(vd, RXQ, vd->generation); /* the virtio core restored the queues and generation */
+    /* the virtio core restored the queues and generation */
+    if (buf[0] && vd->queues[RXQ].ready) virtio_unpop(vd, RXQ, vd->generation);
     return 0;
 }
 

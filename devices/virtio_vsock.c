@@ -356,7 +356,11 @@ struct vsock_wire {
 #define VSOCK_WIRE_VERSION 1
 
 static size_t vsock_save(struct virtio_dev *vd, uint8_t *buf, size_t len) {
-    struct vsock_wire w = {.version = VSOCK_WIRE_VERSION, .have_rx = vsock_of(vd)->have_rx};
+    struct vsock *v = vsock_of(vd);
+    pthread_mutex_lock(&vd->lock); /* a buffer from before a reset belongs to no ring */
+    bool held = v->have_rx && v->rx->generation == vd->generation && vd->queues[RXQ].ready;
+    pthread_mutex_unlock(&vd->lock);
+    struct vsock_wire w = {.version = VSOCK_WIRE_VERSION, .have_rx = held};
     return DEVICE_SAVE(buf, len, w);
 }
 

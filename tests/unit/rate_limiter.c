@@ -173,7 +173,7 @@ TEST(a_request_larger_than_the_bucket_passes_when_it_is_full_at_the_limits_rate)
     CHECK_EQ(rate_limiter_wait_ns(&l, 1, 1, MS), 400 * MS + 100000 - MS);
 }
 
-TEST(an_update_replaces_the_buckets_with_full_ones) {
+TEST(an_update_replaces_the_buckets_it_changes_with_full_ones) {
     struct rate_limiter l = limiter((struct token_bucket_config){.size = 1000, .refill_time_ms = 1000},
                                     (struct token_bucket_config){0}, 0);
     CHECK(rate_limiter_consume(&l, 1000, 1, 0));
@@ -188,11 +188,16 @@ TEST(an_update_replaces_the_buckets_with_full_ones) {
     rate_limiter_update(&l, &(struct rate_limiter_config){0}, 0);
     CHECK(!l.limits);
     CHECK(rate_limiter_consume(&l, UINT64_MAX, 1, 0));
-    /* an oversized request's debt goes with the old bucket */
+    /* a bucket whose configuration stays keeps its state (its debt too); a changed one does not */
     rate_limiter_update(&l, &(struct rate_limiter_config){.ops = {.size = 1, .refill_time_ms = 1}}, 0);
     CHECK(rate_limiter_consume(&l, 0, 1000, 0));
     CHECK_EQ(rate_limiter_wait_ns(&l, 0, 1, 0), 1000 * MS);
-    rate_limiter_update(&l, &(struct rate_limiter_config){.ops = {.size = 1, .refill_time_ms = 1}}, 0);
+    rate_limiter_update(&l, &(struct rate_limiter_config){.ops = {.size = 1, .refill_time_ms = 1},
+                                                          .bandwidth = {.size = 9, .refill_time_ms = 9}}, 0);
+    CHECK(!rate_limiter_consume(&l, 0, 1, 0));
+    CHECK_EQ(rate_limiter_wait_ns(&l, 0, 1, 0), 1000 * MS);
+    CHECK(rate_limiter_consume(&l, 9, 0, 0)); /* the new bandwidth bucket, full */
+    rate_limiter_update(&l, &(struct rate_limiter_config){.ops = {.size = 2, .refill_time_ms = 1}}, 0);
     CHECK(rate_limiter_consume(&l, 0, 1, 0));
 }
 

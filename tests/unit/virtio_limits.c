@@ -496,3 +496,34 @@ TEST(unpop_after_a_reset_leaves_the_new_rings_alone) {
     tdev_destroy(&d);
     fake_vm_destroy(&vm);
 }
+
+/* Queues that share a limiter (a disk's) wait in line: one that came to wait first is served
+ * first, and one that is not waiting does not pass it, so a request too large to pass until
+ * the bucket is full is not starved by small ones from other queues. */
+static unsigned resumed[8], nresumed;
+static void note_resume(struct virtio_dev *vd, unsigned q) {
+    (void)vd;
+    if (nresumed < 8) resumed[nresumed++] = q;
+}
+
+TEST(queues_sharing_a_limiter_wait_in_line) {
+    struct fake_vm vm;
+    fake_vm_init(&vm, RAM);
+    async_loop_t *loop = new_loop(&vm);
+    struct virtio_dev vd = {.env = &vm.env, .ops = &virtio_blk_ops};
+    struct virtio_throttle t;
+    virtio_throttle_init(&t, &vd, &(struct rate_limiter_config){.bandwidth = per_100ms(100)});
+    t.resume = note_resume;
+    CHECK(virtio_throttle_take(&t, 0, 100, 1));   /* the bucket, emptied */
+    CHECK(!virtio_throttle_take(&t, 1, 1000, 1)); /* larger than the bucket: waits for it full */
+    CHECK(!virtio_throttle_take(&t, 0, 1, 1));    /* would fit once a token is back: in line behind 1 */
+    CHECK(!virtio_throttle_take(&t, 2, 0, 1));    /* even a request that costs nothing here */
+    CHECK_EQ(t.waiting, 7u);
+    async_loop_run(loop, zx_deadline_after(ZX_MSEC(300)), true); /* the bucket is full again */
+    CHECK_EQ(nresumed, 3);
+    CHECK(resumed[0] == 1 && resumed[1] == 0 && resumed[2] == 2);
+    CHECK_EQ(t.waiting, 0u);
+    virtio_throttle_stop(&t);
+    async_loop_destroy(loop);
+    fake_vm_destroy(&vm);
+}

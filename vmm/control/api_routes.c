@@ -165,7 +165,9 @@ static int patch_balloon(struct api *a, struct call *c) {
 
 static int patch_balloon_stats(struct api *a, struct call *c) {
     struct virtio_dev *vd = balloon_device(a, c);
+    unsigned before = a->spec.balloon.stats_interval_s;
     if (!vd || vm_spec_balloon_stats_patch(&a->spec, c->body, c->err, sizeof c->err)) return -1;
+    if (a->spec.balloon.stats_interval_s == before) return 0; /* as Firecracker: nothing to do */
     if (virtio_balloon_set_stats_interval(vd, a->spec.balloon.stats_interval_s) != 0)
         return fail(c, "balloon/statistics: the device has no statistics");
     return 0;

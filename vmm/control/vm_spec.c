@@ -346,8 +346,8 @@ int vm_spec_balloon(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
     if (amount < 0 || (uint64_t)amount > s->mem_mib)
         return error_text(err, errlen, "balloon: amount_mib %lld: at most the guest's memory, %llu MiB", (long long)amount,
                           (unsigned long long)s->mem_mib);
-    if (interval < 0 || interval > UINT32_MAX)
-        return error_text(err, errlen, "balloon: stats_polling_interval_s %lld: 0 to %u", (long long)interval, UINT32_MAX);
+    if (interval < 0 || interval > UINT16_MAX) /* Firecracker's is a u16 */
+        return error_text(err, errlen, "balloon: stats_polling_interval_s %lld: 0 to %u", (long long)interval, UINT16_MAX);
     if (hinting || reporting) return error_text(err, errlen, "balloon: free page hinting and reporting: not supported");
     s->balloon = (struct vm_spec_balloon){.set = true, .amount_mib = (uint64_t)amount, .deflate_on_oom = deflate,
                                           .stats_interval_s = (unsigned)interval};
@@ -372,8 +372,8 @@ int vm_spec_balloon_stats_patch(struct vm_spec *s, json_t *body, char *err, size
     if (!s->balloon.set) return error_text(err, errlen, "balloon: no balloon device: PUT /balloon before InstanceStart");
     if (json_unpack_ex(body, &je, JSON_STRICT, "{s:I}", "stats_polling_interval_s", &interval))
         return unpack_failed("balloon/statistics", &je, err, errlen);
-    if (interval < 0 || interval > UINT32_MAX)
-        return error_text(err, errlen, "balloon/statistics: stats_polling_interval_s %lld: 0 to %u", (long long)interval, UINT32_MAX);
+    if (interval < 0 || interval > UINT16_MAX)
+        return error_text(err, errlen, "balloon/statistics: stats_polling_interval_s %lld: 0 to %u", (long long)interval, UINT16_MAX);
     /* as Firecracker: statistics cannot be turned on or off once the device exists */
     if (!s->balloon.stats_interval_s != !interval)
         return error_text(err, errlen, "balloon/statistics: statistics were %s when the device was configured: only their "
