@@ -26,7 +26,7 @@ void disk_rate(struct vdev *blk, const char *args) {
         hdr = (struct blk_req_hdr){0, 0, span ? (i % span) * (bytes / 512) : 0};
         status = 0xff;
         struct vbuf bufs[3] = {{&hdr, sizeof hdr, false}, {data, (uint32_t)bytes, true}, {&status, 1, true}};
-        if (vdev_request(blk, 0, bufs, 3, false) < 0 || status != 0) failed++;
+        if (vdev_request_polled(blk, 0, bufs, 3) < 0 || status != 0) failed++;
         if ((i + 1) % step == 0) printf("diskrate: %lu done\n", i + 1);
     }
     printf("diskrate: end, %lu failed\n", failed);
