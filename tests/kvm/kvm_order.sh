@@ -31,11 +31,18 @@ if [ -z "$strace" ] || [ -z "$curl" ]; then
 fi
 dir=$(mktemp -d /tmp/bellhop-order.XXXXXX)
 pids=
-# stop PID: kills bellhop under the strace PID, and strace ends with its log whole (strace
-# killed itself would lose the log's tail and let bellhop go on)
-stop() { for c in $(pgrep -P $1); do kill -9 $c 2>/dev/null; done; wait $1 2>/dev/null; }
+# kill_bellhops PID: every bellhop below PID, however deep (a background `traced` may be a
+# subshell above strace above bellhop), killed; strace, above it, then ends with its log whole
+# (strace killed itself would lose the log's tail and leave bellhop running, detached)
+kill_bellhops() {
+    for c in $(pgrep -P $1); do
+        kill_bellhops $c
+        case "$(cat /proc/$c/comm 2>/dev/null)" in bellhop*) kill -9 $c 2>/dev/null ;; esac
+    done
+}
+stop() { kill_bellhops $1; wait $1 2>/dev/null; }
 cleanup() {
-    for p in $pids; do for c in $(pgrep -P $p); do kill -9 $c 2>/dev/null; done; kill -9 $p 2>/dev/null; done
+    for p in $pids; do kill_bellhops $p; kill -9 $p 2>/dev/null; done
     rm -rf "$dir"
 }
 trap cleanup EXIT
