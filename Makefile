@@ -55,7 +55,8 @@ BENCH_SRCS := $(wildcard bench/*.c)
 LOOP_OBJS := $(LOOP_SRCS:%.c=$(B)/obj/%.o)
 VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/dsdt_aml.o $(B)/obj/gen/syscall_names.o \
              $(B)/obj/gen/sandbox_filters.o
-CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o $(B)/obj/tests/lib/build_paths.o
+CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o $(B)/obj/tests/lib/build_paths.o \
+             $(B)/obj/tests/lib/uffd_handler.o
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%) \
              $(patsubst tests/unit/%.sh,$(B)/tests/unit/%,$(wildcard tests/unit/*.sh))
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
@@ -260,7 +261,7 @@ $(B)/bench/vsock_bench: $(B)/obj/bench/vsock_bench.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
-$(B)/bench/snapshot_bench: $(B)/obj/bench/snapshot_bench.o $(B)/libloop.a
+$(B)/bench/snapshot_bench: $(B)/obj/bench/snapshot_bench.o $(B)/obj/tests/lib/uffd_handler.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
 
@@ -329,7 +330,7 @@ endif
 # `make test` runs each for FUZZ_SMOKE_SECONDS (tests/run.sh --fuzz).
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_LIB_SRCS := $(LOOP_SRCS) $(VMM_SRCS) tests/lib/virtq_driver.c
+FUZZ_LIB_SRCS := $(LOOP_SRCS) $(VMM_SRCS) tests/lib/virtq_driver.c tests/lib/uffd_handler.c
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -pthread -D_GNU_SOURCE -Iloop/include -I. \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SECONDS ?= 600

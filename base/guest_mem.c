@@ -20,6 +20,7 @@ static bool in_files(const struct gm_files *f, uint64_t gpa, uint64_t len) {
 bool gm_write_file(const struct guest_mem *gm, uint64_t gpa, const uint8_t *image, size_t image_len, int fd,
                    uint64_t off, uint64_t len) {
     if (!gm_valid(gm, gpa, len) || off > image_len || len > image_len - off) return false;
+    gm_mark(gm, gpa, len); /* the file's pages are the guest's bytes now, copied or not */
     struct gm_files *f = gm->files;
     uint64_t head, pages = whole_pages(gpa, len, &head);
     if (fd < 0 || !f || f->n == GM_MAX_FILE_RANGES || (gpa - off) % PAGE || pages == 0)
@@ -38,7 +39,7 @@ bool gm_write_file(const struct guest_mem *gm, uint64_t gpa, const uint8_t *imag
 }
 
 bool gm_zero(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
-    uint8_t *p = gm_ptr(gm, gpa, len);
+    uint8_t *p = gm_ptr_write(gm, gpa, len);
     if (!p) return false;
     uint64_t head, pages = whole_pages(gpa, len, &head);
     /* Only the VMM's private anonymous RAM reads as zeros once dropped (a file's page would
@@ -52,7 +53,8 @@ bool gm_zero(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
 }
 
 bool gm_discard(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
-    void *p = gm_ptr(gm, gpa, len);
+    /* zeros from now on: written, for a diff snapshot, as much as any other change */
+    void *p = gm_ptr_write(gm, gpa, len);
     if (!p) return false;
     /* Dropped, a file's page would read as the file again: anonymous memory replaces it. */
     if (in_files(gm->files, gpa, len))

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/dirty_pages.h"
+
 /* The parts of guest RAM that are a file's pages, copy-on-write (gm_write_file): a write,
  * by the guest or the VMM, gives that page its own copy; until then it is the page cache's. */
 #define GM_MAX_FILE_RANGES 16
@@ -26,6 +28,10 @@ struct guest_mem {
     /* NULL when RAM cannot take a file's pages: it is not the VMM's own private anonymous
      * mapping (another process shares it, as vhost-user's memfd; a test's buffer) */
     struct gm_files *files;
+    /* Dirty page tracking (machine-config's track_dirty_pages): every page the VMM writes
+     * through these accessors is marked here (KVM's dirty log has the guest's own writes).
+     * NULL: not tracking. */
+    struct dirty_pages *written;
 };
 
 static inline bool gm_valid(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
@@ -43,8 +49,25 @@ static inline bool gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, 
     return p != NULL;
 }
 
-static inline bool gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len) {
+/* Marks [gpa, gpa+len) written, for a write through a pointer from gm_ptr (a virtqueue's
+ * buffers, which devices fill long after they were checked). */
+static inline void gm_mark(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
+    if (gm->written) dirty_pages_mark(gm->written, gpa, len);
+}
+static inline void gm_mark_host(const struct guest_mem *gm, const void *p, uint64_t len) {
+    if (gm->written) dirty_pages_mark(gm->written, (uint64_t)((const uint8_t *)p - gm->host), len);
+}
+
+/* gm_ptr for a caller that writes there (a loader building tables in place): the range
+ * counts as written. */
+static inline void *gm_ptr_write(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
     void *p = gm_ptr(gm, gpa, len);
+    if (p) gm_mark(gm, gpa, len);
+    return p;
+}
+
+static inline bool gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len) {
+    void *p = gm_ptr_write(gm, gpa, len);
     if (p) memcpy(p, src, len);
     return p != NULL;
 }

@@ -5,6 +5,11 @@
  *   - once it counts, PATCH /vm Paused, then PUT /snapshot/create: the request's time;
  *   - PUT /snapshot/load on a new bellhop: the load request to the guest's first instruction;
  *   - bellhop run --restore: exec to the guest's first instruction.
+ * Then, on the last round's snapshot, PUT /snapshot/load through the Uffd backend, the tests'
+ * page-fault handler (tests/lib/uffd_handler.h) serving the memory file from a child process,
+ * on demand and all at once: the load request to the guest's first instruction.
+ * Then Diff snapshots: a 1 GiB guest with track_dirty_pages that writes 1% of its RAM between
+ * two snapshots, snapshot/create Full and then Diff.
  * Then what lazy memory costs: touching each page of the memory file's private mapping, read
  * then written, beside anonymous memory's first touch, in this process. Needs a usable
  * /dev/kvm (make bench runs it in the nested KVM host when there is none).
@@ -27,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "bench/bench_util.h"
+#include "tests/lib/uffd_handler.h"
 
 /* One request on a connection of its own (the socket may not be there yet: up to 5 s). */
 static int request(const char *sock, const char *method, const char *path, const char *body) {
@@ -100,6 +106,156 @@ static void lazy_memory(const char *mem_file) {
     munmap(anon, len);
     munmap(file, len);
     close(fd);
+}
+
+/* The handler in a child, serving one VMM: its pid, and the read end of a pipe its counts come
+ * back on when it is done; -1 when it could not start. */
+static pid_t start_handler(const char *sock, const char *mem, enum uffd_serve_mode mode, int *counts_fd) {
+    int lfd = uffd_handler_listen(sock), p[2];
+    if (lfd < 0 || pipe2(p, O_CLOEXEC) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct uffd_handler_options o = {.mode = mode, .timeout_ms = 30000};
+        struct uffd_handler_counts c = {0};
+        char err[300];
+        int rc = uffd_handler_serve(lfd, mem, &o, &c, err, sizeof err);
+        if (rc != 0) fprintf(stderr, "snapshot_bench: the page-fault handler: %s\n", err);
+        _exit(rc == 0 && write(p[1], &c, sizeof c) == sizeof c ? 0 : 1);
+    }
+    close(lfd);
+    close(p[1]);
+    *counts_fd = p[0];
+    return pid;
+}
+
+/* One PUT /snapshot/load through the Uffd backend: the load request to the guest's first
+ * instruction in *ms, the pages the handler had copied once the guest counted in *pages, and
+ * how long copying them all took it (all at once) in *copy_ms. False when the round failed. */
+static bool uffd_load(char *bellhop, const char *dir, const char *state, const char *mem, enum uffd_serve_mode mode,
+                      double *ms, double *pages, double *copy_ms) {
+    char hsock[PATH_MAX], sock[PATH_MAX], out[PATH_MAX], body[PATH_MAX * 2 + 200];
+    snprintf(hsock, sizeof hsock, "%s/uffd.sock", dir);
+    snprintf(sock, sizeof sock, "%s/api.sock", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    int counts_fd;
+    pid_t handler = start_handler(hsock, mem, mode, &counts_fd);
+    if (handler < 0) return false;
+    unlink(sock);
+    pid_t pid = spawn_to((char *[]){bellhop, "run", "--api-sock", sock, "--boot-markers", NULL}, out);
+    snprintf(body, sizeof body, "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_type\": \"Uffd\", "
+             "\"backend_path\": \"%s\"}, \"resume_vm\": true}", state, hsock);
+    double count;
+    bool ok = request(sock, "PUT", "/snapshot/load", body) == 204 &&
+              find_line(out, "bellhop: guest entered at %lf ms", ms, 10000) && find_line(out, "count %lf:", &count, 30000);
+    stop(pid);
+    struct uffd_handler_counts c = {0};
+    ok = read(counts_fd, &c, sizeof c) == sizeof c && ok;
+    close(counts_fd);
+    int st;
+    waitpid(handler, &st, 0);
+    *pages = (double)c.pages_copied;
+    *copy_ms = (double)c.copy_all_ns / 1e6;
+    return ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* Restores through the Uffd backend, on demand and all at once, `rounds` times each: one line.
+ * All at once, the guest's first instruction races the handler's copy: what set-up touches
+ * (low in RAM, copied first) may be there before set-up asks, and the guest then waits only for
+ * the pages it touches that are not yet copied. */
+static void uffd_figures(char *bellhop, const char *dir, const char *state, const char *mem, unsigned mib, int rounds) {
+    static const char *const kinds[] = {"on demand", "all at once"};
+    double ms[2][100], pages[2][100], copy[2][100];
+    for (int k = 0; k < 2; k++)
+        for (int r = 0; r < rounds; r++)
+            if (!uffd_load(bellhop, dir, state, mem, k ? UFFD_SERVE_ALL_AT_ONCE : UFFD_SERVE_ON_DEMAND, &ms[k][r],
+                           &pages[k][r], &copy[k][r])) {
+                printf("  through a page-fault handler (Uffd): not measured (%s, round %d failed: no userfaultfd here?)\n",
+                       kinds[k], r + 1);
+                return;
+            }
+    printf("  through a page-fault handler (Uffd: the tests' handler serving the memory file), median of %d: restore "
+           "%.2f ms on demand (%.0f of %u pages copied by the guest's first count); all at once %.2f ms, the handler "
+           "copying all %u MiB in %.1f ms\n", rounds, median(ms[0], rounds), median(pages[0], rounds), mib * 256,
+           median(ms[1], rounds), mib, median(copy[1], rounds));
+    fflush(stdout);
+}
+
+/* The highest count the guest printed in file so far (0: none). */
+static unsigned last_count(const char *file) {
+    FILE *f = fopen(file, "r");
+    char line[512];
+    unsigned n = 0, c;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "count %u:", &c) == 1 && c > n) n = c;
+    if (f) fclose(f);
+    return n;
+}
+
+static bool count_reaches(const char *file, unsigned n, double wait_ms) {
+    for (double until = now_ms() + wait_ms; last_count(file) < n; usleep(1000))
+        if (now_ms() >= until) return false;
+    return true;
+}
+
+/* A timed PUT /snapshot/create of `type` into dir/NAME.state and .mem, the VM paused: its time in
+ * *ms and the memory file's KiB on disk in *kib. */
+static bool timed_create(const char *sock, const char *dir, const char *type, const char *name, double *ms, double *kib) {
+    char body[PATH_MAX * 2 + 200], mem[PATH_MAX];
+    snprintf(mem, sizeof mem, "%s/%s.mem", dir, name);
+    snprintf(body, sizeof body, "{\"snapshot_type\": \"%s\", \"snapshot_path\": \"%s/%s.state\", \"mem_file_path\": \"%s\"}",
+             type, dir, name, mem);
+    if (request(sock, "PATCH", "/vm", "{\"state\": \"Paused\"}") != 204) return false;
+    double t0 = now_ms();
+    bool ok = request(sock, "PUT", "/snapshot/create", body) == 204;
+    *ms = now_ms() - t0;
+    struct stat st;
+    *kib = stat(mem, &st) == 0 ? (double)st.st_blocks / 2 : 0;
+    return ok;
+}
+
+/* One round of Diff snapshots: a 1 GiB guest with track_dirty_pages writing 10 MiB ("count
+ * dirty=10", 1% of its RAM) before each count line; a Full snapshot once it counts, and a
+ * Diff two counts after it (a whole count's writes in between). full and diff: {ms, KiB}.
+ * Each into new files (the last round's removed first): cutting a file the kernel may still
+ * be writing back waits for it, which is the file system's time, not the snapshot's. */
+static bool diff_round(char *bellhop, const char *guest, const char *dir, double full[2], double diff[2]) {
+    char sock[PATH_MAX], out[PATH_MAX], body[PATH_MAX + 100];
+    snprintf(sock, sizeof sock, "%s/api.sock", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    unlink(sock);
+    static const char *const files[] = {"full.state", "full.mem", "diff.state", "diff.mem"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(body, sizeof body, "%s/%s", dir, files[i]);
+        unlink(body);
+    }
+    pid_t pid = spawn_to((char *[]){bellhop, "run", "--api-sock", sock, NULL}, out);
+    snprintf(body, sizeof body, "{\"kernel_image_path\": \"%s\", \"boot_args\": \"count dirty=10\"}", guest);
+    bool ok = request(sock, "PUT", "/boot-source", body) == 204 &&
+              request(sock, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 1024, \"track_dirty_pages\": true}") == 204 &&
+              request(sock, "PUT", "/entropy", "{}") == 204 &&
+              request(sock, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}") == 204 && count_reaches(out, 1, 30000) &&
+              timed_create(sock, dir, "Full", "full", &full[0], &full[1]);
+    unsigned at = last_count(out);
+    ok = ok && request(sock, "PATCH", "/vm", "{\"state\": \"Resumed\"}") == 204 && count_reaches(out, at + 2, 30000) &&
+         timed_create(sock, dir, "Diff", "diff", &diff[0], &diff[1]);
+    stop(pid);
+    return ok;
+}
+
+static void diff_figures(char *bellhop, const char *guest, const char *dir, int rounds) {
+    double full[100], diff[100], full_kib = 0, diff_kib = 0;
+    for (int r = 0; r < rounds; r++) {
+        double f[2], d[2];
+        if (!diff_round(bellhop, guest, dir, f, d)) {
+            printf("snapshot 1024 MiB, Diff: not measured (round %d failed)\n", r + 1);
+            return;
+        }
+        full[r] = f[0], diff[r] = d[0], full_kib = f[1], diff_kib = d[1];
+    }
+    printf("snapshot 1024 MiB with track_dirty_pages, the guest writing 10 MiB (1%% of its RAM) between snapshots, "
+           "median of %d: snapshot/create Full %.2f ms (memory file %.0f KiB on disk), then Diff %.2f ms (%.0f KiB)\n",
+           rounds, median(full, rounds), full_kib, median(diff, rounds), diff_kib);
+    fflush(stdout);
 }
 
 int main(int argc, char **argv) {
@@ -179,8 +335,10 @@ int main(int argc, char **argv) {
                "                                 --restore from exec: %s\n"
                "                                 fresh boot from InstanceStart: %s\n", load_phases, cli_phases, fresh_phases);
         fflush(stdout);
+        uffd_figures(bellhop, dir, state, mem, sizes[s], rounds);
         if (s == 0) lazy_memory(mem); /* the 128 MiB guest's file (both mappings of 1 GiB may not fit a small host) */
     }
+    if (status == 0) diff_figures(bellhop, guest, dir, rounds);
     char cmd[PATH_MAX];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) status = 1;

@@ -11,13 +11,16 @@ struct bench_bell {
     /* Checked once: guest RAM stays mapped, unmoved, as long as the machine. Beside the trap,
      * so the handler's data is one page (as the floor reader's is). */
     uint32_t *flag;
+    struct dirty_pages *written; /* guest RAM's, when dirty pages are tracked (set before devices) */
 };
 
 __attribute__((hot)) static void on_bell(async_dispatcher_t *d, async_guest_bell_trap_t *trap, zx_status_t st,
                     const zx_packet_guest_bell_t *bell) {
     (void)d, (void)bell;
     struct bench_bell *b = container_of(trap, struct bench_bell, trap);
-    if (st == ZX_OK) __atomic_fetch_add(b->flag, 1, __ATOMIC_RELEASE); /* the floor reader's work */
+    if (st != ZX_OK) return;
+    __atomic_fetch_add(b->flag, 1, __ATOMIC_RELEASE); /* the floor reader's work */
+    if (b->written) dirty_pages_mark(b->written, BENCH_BELL_FLAG, sizeof *b->flag);
 }
 
 struct bench_bell *bench_bell_create(struct vm_env *env, char *err, size_t errlen) {
@@ -26,6 +29,7 @@ struct bench_bell *bench_bell_create(struct vm_env *env, char *err, size_t errle
         snprintf(err, errlen, "bench bell: out of memory");
         return NULL;
     }
+    b->written = env->mem.written;
     b->flag = gm_ptr(&env->mem, BENCH_BELL_FLAG, sizeof *b->flag);
     if (!b->flag) {
         snprintf(err, errlen, "bench bell: its flag at %#x is outside guest RAM", BENCH_BELL_FLAG);

@@ -182,6 +182,9 @@ void virtio_unpop(struct virtio_dev *vd, unsigned q, uint32_t generation) {
 }
 
 void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, uint32_t written) {
+    /* Its in-buffers, whole: a buffer a device held across a snapshot (virtio-net's receive
+     * buffer) was marked when popped, before that snapshot cleared the marks. */
+    for (unsigned i = 0; vd->env->mem.written && i < r->nin; i++) gm_mark_host(&vd->env->mem, r->in[i].p, r->in[i].len);
     virtio_push_used(vd, q, r->head, r->generation, written);
 }
 

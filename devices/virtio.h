@@ -209,7 +209,9 @@ void virtio_unpop(struct virtio_dev *vd, unsigned q, uint32_t generation);
 /* Returns the request's buffers with `written` bytes written; interrupts the driver when
  * it asked for it (EVENT_IDX) or always without EVENT_IDX. */
 void virtio_push(struct virtio_dev *vd, unsigned q, const struct virtq_req *r, uint32_t written);
-/* The same for a request kept only as its head and generation (while the kernel works on it). */
+/* The same for a request kept only as its head and generation (while the kernel works on it).
+ * Its in-buffers were marked written when popped (base/guest_mem.h), which is enough: a
+ * snapshot completes such requests (quiesce) before it reads and clears the marks. */
 void virtio_push_used(struct virtio_dev *vd, unsigned q, uint16_t head, uint32_t generation, uint32_t written);
 
 /* A rate limiter (devices/rate_limiter.h) over some of a device's queues (loop thread). A

@@ -32,6 +32,9 @@ static enum virtq_take_result add_buf(struct virtq_req *r, const struct guest_me
     if (!p) return BAD("buffer outside guest memory");
     if (r->nout + r->nin == VIRTQ_MAX_SEGMENTS) return BAD("too many buffers in one chain");
     if (d->flags & VIRTQ_DESC_F_WRITE) {
+        /* Written from here on, maybe by the kernel (io_uring's reads) long before the
+         * request is pushed back: marked now, and again at the push (devices/virtio.c). */
+        gm_mark(gm, d->addr, d->len);
         r->in[r->nin++] = (struct virtq_buf){p, d->len};
         r->in_len += d->len;
     } else {
@@ -53,6 +56,7 @@ enum virtq_take_result virtq_take(struct virtq *q, const struct guest_mem *gm, b
     if (pending == 0) {
         if (event_idx) { /* ask to be notified about the next one, then look once more */
             store16(used + USED_ENTRY(q->num), q->last_avail); /* avail_event */
+            gm_mark(gm, q->used + USED_ENTRY(q->num), sizeof(__virtio16));
             atomic_thread_fence(memory_order_seq_cst);
             avail_idx = load16(avail + AVAIL_IDX);
             pending = (uint16_t)(avail_idx - q->last_avail);
@@ -105,8 +109,10 @@ bool virtq_put(struct virtq *q, const struct guest_mem *gm, bool event_idx, uint
     if (!used || !avail) return false;
     struct vring_used_elem elem = {.id = head, .len = written};
     memcpy(used + USED_ENTRY(q->used_idx % q->num), &elem, sizeof elem);
+    gm_mark(gm, q->used + USED_ENTRY(q->used_idx % q->num), sizeof elem);
     uint16_t old = q->used_idx++;
     store16(used + USED_IDX, q->used_idx);
+    gm_mark(gm, q->used + USED_IDX, sizeof(__virtio16));
     atomic_thread_fence(memory_order_seq_cst);
     if (!event_idx) return !(load16(avail + offsetof(struct vring_avail, flags)) & VRING_AVAIL_F_NO_INTERRUPT);
     /* did the new index step past used_event since old? */

@@ -95,7 +95,7 @@ static struct gas io_port(uint16_t port) {
 
 uint64_t acpi_build(const struct guest_mem *gm, unsigned ncpus, uint64_t ioapic_addr) {
     uint64_t base = ACPI_TABLES_ADDR;
-    uint8_t *p = gm_ptr(gm, base, ACPI_TABLES_SIZE);
+    uint8_t *p = gm_ptr_write(gm, base, ACPI_TABLES_SIZE);
     if (!p || ncpus == 0 || ncpus > 255) return 0;
     memset(p, 0, ACPI_TABLES_SIZE);
     uint64_t rsdp_at = base, xsdt_at = base + 0x40, fadt_at = base + 0x100, madt_at = base + 0x300,

@@ -131,7 +131,7 @@ int bzimage_write_boot_params(const struct guest_mem *gm, const struct bzimage_k
 
     /* Identity map of the first 4 GiB with 2 MiB pages: PML4, PDPT, 4 PDs. */
     uint64_t pml4 = BOOT_PML4_ADDR, pdpt = pml4 + 0x1000, pd = pdpt + 0x1000;
-    uint8_t *tables = gm_ptr(gm, pml4, 6 * 0x1000);
+    uint8_t *tables = gm_ptr_write(gm, pml4, 6 * 0x1000);
     if (!tables) return -1;
     memset(tables, 0, 6 * 0x1000);
     uint64_t e = pdpt | 3;
@@ -145,7 +145,7 @@ int bzimage_write_boot_params(const struct guest_mem *gm, const struct bzimage_k
         memcpy(tables + 0x2000 + 8 * i, &e, 8);
     }
 
-    uint8_t *zp = gm_ptr(gm, BOOT_ZERO_PAGE_ADDR, 4096);
+    uint8_t *zp = gm_ptr_write(gm, BOOT_ZERO_PAGE_ADDR, 4096);
     if (!zp) return -1;
     memset(zp, 0, 4096);
     memcpy(zp + HDR_START, k->header, k->header_len);

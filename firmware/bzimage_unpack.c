@@ -234,7 +234,7 @@ static int relocate(const struct guest_mem *gm, uint64_t base, const struct segm
 }
 
 static void move_segment(const struct guest_mem *gm, uint64_t base, const struct segment *s) {
-    memmove(gm_ptr(gm, s->paddr, s->filesz), gm_ptr(gm, base + s->off, s->filesz), s->filesz);
+    memmove(gm_ptr_write(gm, s->paddr, s->filesz), gm_ptr(gm, base + s->off, s->filesz), s->filesz);
 }
 
 int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, uint64_t align,
@@ -272,7 +272,7 @@ int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm,
         return BZIMAGE_UNPACK_GUEST;
 
     uint64_t t0 = zx_clock_get_monotonic();
-    if (!f->all(p, inlen, gm_ptr(gm, base, size), size)) return FAIL("its %s-compressed kernel is corrupt", f->name);
+    if (!f->all(p, inlen, gm_ptr_write(gm, base, size), size)) return FAIL("its %s-compressed kernel is corrupt", f->name);
     uint64_t t1 = zx_clock_get_monotonic();
     /* Randomized when asked, and when the kernel can be: relocation tables after its ELF
      * (CONFIG_RANDOMIZE_BASE), and its image at the usual place in the kernel mapping. */

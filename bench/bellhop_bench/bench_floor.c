@@ -118,7 +118,7 @@ int bench_floor_run(const char *kernel, const char *extra_args, char *out, size_
     }
     struct kvm_pit_config pit = {0};
     ioctl(vm, KVM_CREATE_PIT2, &pit);
-    struct guest_mem gm = {mem, RAM, NULL};
+    struct guest_mem gm = {mem, RAM, NULL, NULL};
     uint64_t entry;
     if (load(kernel, &gm, &entry, extra_args) != 0) goto out;
     efd = eventfd(0, EFD_CLOEXEC); /* blocking: the waker sleeps in read() */

@@ -11,7 +11,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static uint8_t *mem;
     if (!mem && !(mem = calloc(1, RAM))) abort();
-    struct guest_mem gm = {mem, RAM, NULL};
+    struct guest_mem gm = {mem, RAM, NULL, NULL};
     char err[160];
     if (bzimage_detect(data, size)) {
         struct bzimage_kernel k;

@@ -278,7 +278,7 @@ bad() { # METHOD PATH BODY WANT
 }
 bad PUT /snapshot/create '{"snapshot_path": "'$dir/x'", "mem_file_path": "'$dir/y'"}' "not supported before starting the microVM"
 bad PUT /snapshot/load '{"snapshot_path": "'$state'"}' 'either `mem_backend` or `mem_file_path` is required'
-bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_backend": {"backend_type": "Uffd", "backend_path": "/x"}}' "only File"
+bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_backend": {"backend_type": "Uffd", "backend_path": "/x"}}' "handler's socket /x: No such file"
 bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'", "enable_diff_snapshots": true}' "diff snapshots"
 bad PUT /snapshot/load '{"snapshot_path": "'$dir/cut.state'", "mem_file_path": "'$mem'"}' "CRC mismatch"
 bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$dir/short.mem'"}' "the snapshot's guest has"
@@ -287,7 +287,7 @@ bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'",
 req $sock PUT /boot-source '{"kernel_image_path": "'$guest'"}'
 bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'"}' "nothing configured"
 case "$same" in "400:"*"is the memory file this VM runs on"*) ;; *) bad_seen="$bad_seen [create onto its own memory file: $same]" ;; esac
-case "$diff_type" in "400:"*"only Full"*) ;; *) bad_seen="$bad_seen [a Diff snapshot: $diff_type]" ;; esac
+case "$diff_type" in "400:"*"track_dirty_pages"*) ;; *) bad_seen="$bad_seen [a Diff snapshot without tracking: $diff_type]" ;; esac
 case "$no_mem" in "400:"*"mem_file_path"*) ;; *) bad_seen="$bad_seen [no mem_file_path: $no_mem]" ;; esac
 if [ -z "$bad_seen" ] && [ -z "${bad_running:-}" ]; then pass bad_snapshot_requests_get_400_with_a_reason; else
     fail bad_snapshot_requests_get_400_with_a_reason "$nbad requests:$bad_seen"; fi

@@ -140,7 +140,7 @@ static struct load *fresh_load(void) {
     struct load *l = calloc(1, sizeof *l);
     CHECK(l != NULL && (l->ram = malloc(RAM)) != NULL);
     memset(l->ram, 0xee, RAM);
-    l->gm = (struct guest_mem){l->ram, RAM, NULL};
+    l->gm = (struct guest_mem){l->ram, RAM, NULL, NULL};
     return l;
 }
 

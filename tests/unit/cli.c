@@ -162,3 +162,28 @@ TEST(print_config_shows_a_config_file_that_reads_back_as_the_same_vm) {
     vm_spec_free(&s);
     unlink(disk);
 }
+
+/* --restore takes its memory from one source: the memory file, or a page-fault handler's socket. */
+TEST(restore_takes_its_memory_from_a_file_or_a_page_fault_handler) {
+    struct cli_run r;
+    char *file[] = {"run", "--restore", "vm.state", "--mem-file", "vm.mem", NULL};
+    CHECK_EQ(cli_parse_run(5, file, &r), 0);
+    CHECK(r.mem_file && !r.mem_uffd);
+    vm_spec_free(&r.spec);
+    char *uffd[] = {"run", "--restore", "vm.state", "--mem-uffd", "/tmp/uffd.sock", NULL};
+    CHECK_EQ(cli_parse_run(5, uffd, &r), 0);
+    CHECK(r.mem_uffd && !r.mem_file && strcmp(r.mem_uffd, "/tmp/uffd.sock") == 0);
+    vm_spec_free(&r.spec);
+    char *both[] = {"run", "--restore", "vm.state", "--mem-file", "vm.mem", "--mem-uffd", "/tmp/uffd.sock", NULL};
+    CHECK_EQ(cli_parse_run(7, both, &r), CLI_EXIT_USAGE);
+    vm_spec_free(&r.spec);
+    char *neither[] = {"run", "--restore", "vm.state", NULL};
+    CHECK_EQ(cli_parse_run(3, neither, &r), CLI_EXIT_USAGE);
+    vm_spec_free(&r.spec);
+    char *alone[] = {"run", "--mem-uffd", "/tmp/uffd.sock", NULL};
+    CHECK_EQ(cli_parse_run(3, alone, &r), CLI_EXIT_USAGE);
+    vm_spec_free(&r.spec);
+    char *empty[] = {"run", "--restore", "vm.state", "--mem-uffd", "", NULL};
+    CHECK_EQ(cli_parse_run(5, empty, &r), CLI_EXIT_USAGE);
+    vm_spec_free(&r.spec);
+}

@@ -51,7 +51,7 @@ static void setup(struct fixture *f, uint8_t salt) {
     f->files = (struct gm_files){0};
     uint8_t *host = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     CHECK(host != MAP_FAILED);
-    f->gm = (struct guest_mem){host, RAM, &f->files};
+    f->gm = (struct guest_mem){host, RAM, &f->files, NULL};
 }
 
 static void teardown(struct fixture *f) {
@@ -106,7 +106,7 @@ TEST(copied_where_pages_cannot_be_shared) {
     CHECK(gm_write_file(&f.gm, 0x200000, f.image, FILE_LEN, f.fd, 0x10, 0x40000));
     CHECK(gm_write_file(&f.gm, 0x300000, f.image, FILE_LEN, f.fd, 0, PAGE - 1));
     CHECK(gm_write_file(&f.gm, 0x400000, f.image, FILE_LEN, -1, 0, 0x40000));
-    struct guest_mem shared = {f.gm.host, RAM, NULL};
+    struct guest_mem shared = {f.gm.host, RAM, NULL, NULL};
     CHECK(gm_write_file(&shared, 0x500000, f.image, FILE_LEN, f.fd, 0, 0x40000));
     CHECK_EQ(f.files.n, 0u);
     CHECK(ram_holds(&f.gm, 0x200000, 0x10, 0x40000, 2));

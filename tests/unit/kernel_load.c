@@ -13,7 +13,7 @@
 #define STOCK_VADDR 0xffffffff81000000ull
 
 static uint8_t ram[RAM], file[0x3000];
-static const struct guest_mem gm = {ram, RAM, NULL};
+static const struct guest_mem gm = {ram, RAM, NULL, NULL};
 
 /* A bzImage header of boot protocol `version` (2.15 is whole) around a page of kernel. */
 static size_t make_bzimage(uint16_t version) {

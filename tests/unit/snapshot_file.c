@@ -68,10 +68,10 @@ TEST(versions_architectures_and_damage_are_refused) {
     make_file(&w);
     w.buf[8] = SNAPSHOT_MAJOR + 1; /* major 2 */
     fix_crc(&w);
-    CHECK(strstr(parse_error(w.buf, w.len), "snapshot format 2.0.0; this bellhop reads 1.0.0 to 1.0.x"));
+    CHECK(strstr(parse_error(w.buf, w.len), "snapshot format 2.0.0; this bellhop reads 1.0.0 to 1.1.x"));
     w.buf[8] = SNAPSHOT_MAJOR, w.buf[10] = SNAPSHOT_MINOR + 1; /* a newer minor */
     fix_crc(&w);
-    CHECK(strstr(parse_error(w.buf, w.len), "snapshot format 1.1.0"));
+    CHECK(strstr(parse_error(w.buf, w.len), "snapshot format 1.2.0"));
     w.buf[10] = SNAPSHOT_MINOR, w.buf[12] = 7; /* a newer patch reads */
     fix_crc(&w);
     CHECK_STR_EQ(parse_error(w.buf, w.len), "");

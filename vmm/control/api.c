@@ -85,11 +85,11 @@ void api_request_start(struct api *a, struct api_ticket t, bool has_ticket) {
 }
 
 /* A fresh VMM's configuration and state from a snapshot (PUT /snapshot/load, --restore). */
-int api_load_snapshot(struct api *a, const char *state_path, const char *mem_path, bool resume, char *err,
-                         size_t errlen) {
+int api_load_snapshot(struct api *a, const char *state_path, enum snapshot_backend backend, const char *mem_path,
+                      bool resume, char *err, size_t errlen) {
     if (a->spec.kernel || a->spec.ndrives || a->spec.nnets || a->restoring)
         return snprintf(err, errlen, "a snapshot loads into a VMM with nothing configured yet"), -1;
-    if (snapshot_open(state_path, mem_path, &a->image, err, errlen) != 0) return -1;
+    if (snapshot_open(state_path, backend, mem_path, &a->image, err, errlen) != 0) return -1;
     json_error_t je;
     json_t *doc = json_loads(a->image.state.config_json, 0, &je);
     int rc = doc ? vm_spec_document(&a->spec, doc, err, errlen)
@@ -105,7 +105,8 @@ int api_load_snapshot(struct api *a, const char *state_path, const char *mem_pat
         snapshot_close(&a->image);
         return -1;
     }
-    a->restore = (struct machine_restore){.state = &a->image.state, .mem_fd = a->image.mem_fd, .paused = !resume};
+    a->restore = (struct machine_restore){
+        .state = &a->image.state, .mem_fd = a->image.mem_fd, .uffd_socket = a->image.uffd_socket, .paused = !resume};
     a->restoring = true;
     return 0;
 }
@@ -201,7 +202,7 @@ static int run_machine(struct api *a) {
 }
 
 int api_run(const struct machine_config *base, const char *sock, const char *config_file, const char *restore_state,
-            const char *restore_mem) {
+            enum snapshot_backend restore_backend, const char *restore_mem) {
     struct api *a = calloc(1, sizeof *a);
     if (!a) return fprintf(stderr, "bellhop: out of memory\n"), 1;
     a->base = *base;
@@ -214,7 +215,7 @@ int api_run(const struct machine_config *base, const char *sock, const char *con
     int status = 1;
     char err[300];
     if (config_file && load_config_file(a, config_file) != 0) goto out;
-    if (restore_state && api_load_snapshot(a, restore_state, restore_mem, true, err, sizeof err) != 0) {
+    if (restore_state && api_load_snapshot(a, restore_state, restore_backend, restore_mem, true, err, sizeof err) != 0) {
         fprintf(stderr, "bellhop: --restore: %s\n", err);
         goto out;
     }

@@ -10,13 +10,15 @@
 #define BELLHOP_VMM_CONTROL_API_H
 
 #include "vmm/machine/machine.h"
+#include "vmm/machine/snapshot_file.h"
 
 /* Runs a VM configured by the config file (NULL: none) and, with sock (NULL: none), by the
  * API served there. base: what the command line set (observability, sandbox, console); the
- * configuration supplies kernel, memory, CPUs and devices. restore_state and restore_mem (NULL:
- * none): the VM is the snapshot in those files, running at once (--restore). Returns the exit
+ * configuration supplies kernel, memory, CPUs and devices. restore_state (NULL: none): the VM is
+ * the snapshot in that file, its memory from restore_mem as restore_backend says (the memory
+ * file, or a page-fault handler's socket), running at once (--restore). Returns the exit
  * status. */
 int api_run(const struct machine_config *base, const char *sock, const char *config_file, const char *restore_state,
-            const char *restore_mem);
+            enum snapshot_backend restore_backend, const char *restore_mem);
 
 #endif

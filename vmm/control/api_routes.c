@@ -213,20 +213,23 @@ static int patch_vm(struct api *a, struct call *c) {
     return 0;
 }
 
-/* PUT /snapshot/create: a paused VM's state and memory into two files. */
+/* PUT /snapshot/create: a paused VM's state and memory into two files; a Diff's memory file
+ * holds only the pages written since the last snapshot (track_dirty_pages). */
 static int snapshot_create(struct api *a, struct call *c) {
     const char *type = "Full", *state_path, *mem_path, *version = NULL;
     json_error_t je;
     if (json_unpack_ex(c->body, &je, JSON_STRICT, "{s?:s, s:s, s:s, s?:s}", "snapshot_type", &type, "snapshot_path",
                        &state_path, "mem_file_path", &mem_path, "version", &version))
         return vm_spec_unpack_error("snapshot/create", &je, c->err, sizeof c->err);
-    if (strcmp(type, "Full") != 0) return fail(c, "snapshot/create: snapshot_type %s: only Full is supported", type);
+    bool diff = strcmp(type, "Diff") == 0;
+    if (!diff && strcmp(type, "Full") != 0)
+        return fail(c, "snapshot/create: unknown variant `%s`, expected `Full` or `Diff`", type);
     if (!*state_path || !*mem_path) return fail(c, "snapshot/create: empty path");
     json_t *config = vm_spec_to_json(&a->spec);
     char *text = config ? json_dumps(config, JSON_COMPACT) : NULL;
     json_decref(config);
     char err[400];
-    int rc = text ? machine_snapshot(a->m, text, state_path, mem_path, err, sizeof err) : -1;
+    int rc = text ? machine_snapshot(a->m, text, state_path, mem_path, diff, err, sizeof err) : -1;
     free(text);
     return rc ? fail(c, "snapshot/create: %s", text ? err : "out of memory") : 0;
 }
@@ -246,8 +249,8 @@ static int snapshot_load(struct api *a, struct call *c) {
     a->spec.deprecation = deprecated;
     if (backend_type && strcmp(backend_type, "File") != 0 && strcmp(backend_type, "Uffd") != 0)
         return fail(c, "snapshot/load: unknown variant `%s`, expected `File` or `Uffd`", backend_type);
-    if (backend_type && strcmp(backend_type, "File") != 0)
-        return fail(c, "snapshot/load: backend_type %s: only File is supported", backend_type);
+    enum snapshot_backend backend = backend_type && strcmp(backend_type, "Uffd") == 0 ? SNAPSHOT_BACKEND_UFFD
+                                                                                      : SNAPSHOT_BACKEND_FILE;
     if (!mem_path && !backend_path) return fail(c, "missing field: either `mem_backend` or `mem_file_path` is required");
     if (mem_path && backend_path)
         return fail(c, "too many fields: either `mem_backend` or `mem_file_path` exclusively is required");
@@ -255,7 +258,7 @@ static int snapshot_load(struct api *a, struct call *c) {
     if (overrides && json_array_size(overrides)) return fail(c, "snapshot/load: network_overrides are not supported");
     char err[400];
     uint64_t t0 = zx_clock_get_monotonic(); /* reading the files is part of the load */
-    if (api_load_snapshot(a, state_path, mem_path ? mem_path : backend_path, resume, err, sizeof err) != 0) {
+    if (api_load_snapshot(a, state_path, backend, mem_path ? mem_path : backend_path, resume, err, sizeof err) != 0) {
         a->spec.deprecation = deprecated; /* the failed load started the spec afresh */
         return fail(c, "snapshot/load: %s", err);
     }

@@ -48,8 +48,9 @@ void api_request_start(struct api *a, struct api_ticket t, bool has_ticket);
 int api_flush_metrics(struct api *a, char *err, size_t errlen);
 int api_put_logger(struct api *a, json_t *body, char *err, size_t errlen);
 int api_put_metrics(struct api *a, json_t *body, char *err, size_t errlen);
-/* A fresh VMM's configuration and state from a snapshot (PUT /snapshot/load, --restore). */
-int api_load_snapshot(struct api *a, const char *state_path, const char *mem_path, bool resume, char *err,
-                      size_t errlen);
+/* A fresh VMM's configuration and state from a snapshot (PUT /snapshot/load, --restore);
+ * mem_path: the memory file, or the Uffd backend's socket. */
+int api_load_snapshot(struct api *a, const char *state_path, enum snapshot_backend backend, const char *mem_path,
+                      bool resume, char *err, size_t errlen);
 
 #endif

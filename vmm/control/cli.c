@@ -132,7 +132,7 @@ enum {
     O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_SMT, O_DISK, O_RNG, O_NET, O_DEVICE, O_FS, O_VSOCK, /* the VM's */
     O_CONSOLE, O_TRACE, O_MARKERS, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS,
     O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE, O_START_TIME,
-    O_PRINT_CONFIG,
+    O_PRINT_CONFIG, O_MEM_UFFD,
 };
 
 static const struct option options[] = {
@@ -151,7 +151,7 @@ static const struct option options[] = {
     {"no-seccomp", no_argument, 0, O_NO_SECCOMP}, {"bench-bell", no_argument, 0, O_BENCH_BELL},
     {"profile", required_argument, 0, O_PROFILE}, {"profile-symbols", required_argument, 0, O_PROFILE_SYMBOLS},
     {"guest-decompress", no_argument, 0, O_GUEST_DECOMPRESS}, {"pvm-anyway", no_argument, 0, O_PVM_ANYWAY},
-    {"print-config", no_argument, 0, O_PRINT_CONFIG}, {0, 0, 0, 0},
+    {"print-config", no_argument, 0, O_PRINT_CONFIG}, {"mem-uffd", required_argument, 0, O_MEM_UFFD}, {0, 0, 0, 0},
 };
 
 /* A flag that describes the VM. 0, or 2 when told why. */
@@ -258,7 +258,7 @@ static int path_flag(struct cli_run *r, int c, const char *name, const char *arg
         const char **to;
     } paths[] = {{O_API_SOCK, &r->api_sock},     {O_TRACE_FILE, &r->cfg.trace_file}, {O_CONFIG_FILE, &r->config_file},
                  {O_RESTORE, &r->restore},       {O_MEM_FILE, &r->mem_file},         {O_PROFILE, &r->cfg.profile},
-                 {O_PROFILE_SYMBOLS, &r->cfg.profile_symbols}};
+                 {O_PROFILE_SYMBOLS, &r->cfg.profile_symbols}, {O_MEM_UFFD, &r->mem_uffd}};
     for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
         if (paths[p].opt != c) continue;
         if (!*arg) return cli_bad_usage("--%s: empty path", name);
@@ -328,7 +328,10 @@ static int spec_from_flags(struct cli_run *r, const struct vm_flags *f) {
 
 /* The flags' checks among themselves, once all are read. */
 static int check_together(const struct cli_run *r, const struct vm_flags *f) {
-    if (!r->restore != !r->mem_file) return cli_bad_usage("--restore STATE and --mem-file MEM go together");
+    if (r->restore && !r->mem_file == !r->mem_uffd)
+        return cli_bad_usage("--restore STATE takes its memory from one of --mem-file MEM and --mem-uffd SOCKET");
+    if (!r->restore && (r->mem_file || r->mem_uffd))
+        return cli_bad_usage("%s goes with --restore STATE", r->mem_file ? "--mem-file" : "--mem-uffd");
     if (r->restore && r->config_file) return cli_bad_usage("--restore: the snapshot is the configuration; no --config-file");
     if ((r->api_sock || r->config_file || r->restore) && f->first)
         return cli_bad_usage("%s: with %s, the kernel, memory, CPUs and devices come from there, not from flags",
@@ -383,7 +386,8 @@ int cli_run(struct cli_run *r) {
     if (r->cfg.console == CONSOLE_VIRTIO)
         r->cfg.devices[r->cfg.ndevices++] = (struct machine_device){&virtio_console_ops, &r->console};
     if (r->api_sock || r->config_file || r->restore)
-        return api_run(&r->cfg, r->api_sock, r->config_file, r->restore, r->mem_file);
+        return api_run(&r->cfg, r->api_sock, r->config_file, r->restore,
+                       r->mem_uffd ? SNAPSHOT_BACKEND_UFFD : SNAPSHOT_BACKEND_FILE, r->mem_uffd ? r->mem_uffd : r->mem_file);
     char err[300];
     if (vm_spec_to_machine(&r->spec, &r->cfg, err, sizeof err) != 0) return cli_bad_usage("%s", err);
     return machine_run(&r->cfg);

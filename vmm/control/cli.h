@@ -19,7 +19,7 @@ struct cli_run {
     struct machine_config cfg; /* the VMM's options, and the virtio console when asked for */
     struct vm_spec spec;       /* the VM, as the flags describe it (vm_spec_init'ed; vm_spec_free it) */
     struct virtio_console_params console;
-    const char *api_sock, *config_file, *restore, *mem_file; /* NULL: not given */
+    const char *api_sock, *config_file, *restore, *mem_file, *mem_uffd; /* NULL: not given */
     bool print_config, help;
 };
 

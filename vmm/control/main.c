@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "vmm/control/cli.h"
+#include "vmm/control/snapshot_cmd.h"
 #include "bench/bellhop_bench/bench.h"
 #include "vmm/machine/machine.h"
 #include "vmm/control/version.h"
@@ -16,6 +17,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: bellhop run [options]\n"
             "       bellhop --version\n"
+            "       " SNAPSHOT_CMD_USAGE "\n"
+            "                       a Diff snapshot's memory file copied onto its base's\n"
             "       " BENCH_USAGE "\n"
             "                       trap round trips against the raw KVM floor and QEMU, Linux\n"
             "                       boot to init, idle memory, and the traps with --trace-file\n"
@@ -59,6 +62,8 @@ static void usage(FILE *f) {
             "                       the kernel, memory, CPUs and devices: their flags are refused\n"
             "  --restore STATE      run the snapshot in STATE and --mem-file MEM (PUT /snapshot/\n"
             "  --mem-file MEM       create's files): it goes on where it was paused (docs/snapshots.md)\n"
+            "  --mem-uffd SOCKET    with --restore, guest RAM served by the page-fault handler\n"
+            "                       listening on SOCKET (Firecracker's Uffd backend) instead\n"
             "  --trace traps        print every trap packet with the guest instruction\n"
             "  --trace-file FILE    a timeline of the run for Perfetto (Chrome's JSON trace format):\n"
             "                       each exit, bell handler and interrupt, boot markers and\n"
@@ -121,6 +126,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "snapshot") == 0) return cmd_snapshot(argc - 1, argv + 1);
     if (strcmp(argv[1], "bench") == 0) {
         const char *k = cli_bundled_kernel();
         if (!k) return cli_bad_usage("cannot find the bundled guest");

@@ -584,6 +584,7 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
     cfg->initrd = s->initrd;
     cfg->cpus = s->vcpus;
     cfg->smt = s->smt;
+    cfg->track_dirty = s->track_dirty_pages;
     cfg->mem = s->mem_mib << 20;
     /* As Firecracker does: the root device is the first disk, and the kernel is told so. */
     const struct vm_spec_drive *root = NULL;

@@ -76,6 +76,9 @@ struct mem_region {
     size_t map_size; /* the mmap, aligned up for huge pages */
     uint8_t *map;
     int fd; /* a shareable region's memfd (the guest's); -1 */
+    /* while dirty pages are tracked: the pages of slots KVM has given its log for (a take,
+     * or a slot deleted when traps moved) that no take has taken yet, a bit each */
+    uint64_t *dirty;
 };
 
 struct mem_slot {
@@ -95,6 +98,7 @@ struct guest {
     unsigned nregions;
     struct mem_slot slots[GUEST_MAX_SLOTS];
     unsigned nslots;
+    bool track_dirty; /* every slot logs the guest's writes (bellhop_guest_track_dirty) */
     struct trap_tree mem_tree; /* BELL and MEM */
     struct trap_tree io_tree;
     struct trap ctl_trap;      /* the vCPU-control ports, in io_tree */
@@ -192,6 +196,11 @@ void bell_wake_waiters(struct guest *g);
 #define VCPU_STATE_RECORDS 9
 int vcpu_state_parse(const void *buf, size_t size, const uint8_t *found[VCPU_STATE_RECORDS],
                      uint32_t lens[VCPU_STATE_RECORDS], char *err, size_t errlen);
+
+/* dirty_log.c, with guest->lock held for writing: slot's dirty log moved into its region's
+ * carry (before the slot is deleted); a region's carry made, for a region tracked. */
+zx_status_t guest_dirty_harvest_locked(struct guest *g, unsigned slot);
+zx_status_t guest_dirty_region_init(struct mem_region *r);
 
 /* vm.c: makes the in-kernel interrupt controllers and PIT if they are not yet (after RAM:
  * see there); _locked with g->lock held for writing. */

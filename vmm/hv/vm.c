@@ -158,6 +158,7 @@ static void guest_destroy(struct zx_object *obj) {
     for (unsigned i = 0; i < g->nregions; i++) {
         munmap(g->regions[i].map, g->regions[i].map_size);
         if (g->regions[i].fd >= 0) close(g->regions[i].fd);
+        free(g->regions[i].dirty);
     }
     free(g->cpuid);
     pthread_cond_destroy(&g->bell_cond);
@@ -171,6 +172,7 @@ static void guest_destroy(struct zx_object *obj) {
 static zx_status_t set_slot(struct guest *g, unsigned i, const struct mem_slot *s) {
     struct kvm_userspace_memory_region r = {
         .slot = i,
+        .flags = s && g->track_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
         .guest_phys_addr = s ? s->gpa : 0,
         .memory_size = s ? s->size : 0,
         .userspace_addr = s ? (uintptr_t)s->host : 0,
@@ -205,7 +207,10 @@ zx_status_t guest_sync_slots_locked(struct guest *g) {
     }
     /* KVM cannot move or shrink a slot in place: delete the changed ones, then add. */
     for (unsigned i = 0; i < g->nslots; i++)
-        if (i >= n || !same_slot(&g->slots[i], &want[i])) set_slot(g, i, NULL);
+        if (i >= n || !same_slot(&g->slots[i], &want[i])) {
+            if (g->track_dirty) guest_dirty_harvest_locked(g, i); /* its log goes with it */
+            set_slot(g, i, NULL);
+        }
     for (unsigned i = 0; i < n; i++) {
         if (i < g->nslots && same_slot(&g->slots[i], &want[i])) continue;
         zx_status_t st = set_slot(g, i, &want[i]);
@@ -235,14 +240,22 @@ static zx_status_t add_region(zx_handle_t handle, zx_gpaddr_t addr, size_t size,
         if (addr < r->gpa + r->size && r->gpa < addr + size) st = ZX_ERR_ALREADY_EXISTS;
     }
     if (st == ZX_OK && g->nregions == GUEST_MAX_REGIONS) st = ZX_ERR_NO_RESOURCES;
+    struct mem_region *r = &g->regions[g->nregions];
     if (st == ZX_OK) {
-        g->regions[g->nregions++] = (struct mem_region){
-            .gpa = addr, .size = size, .host = host, .map = map, .map_size = map_size, .fd = fd};
+        *r = (struct mem_region){.gpa = addr, .size = size, .host = host, .map = map, .map_size = map_size, .fd = fd};
+        if (g->track_dirty) st = guest_dirty_region_init(r);
+    }
+    if (st == ZX_OK) {
+        g->nregions++;
         st = guest_sync_slots_locked(g);
         if (st != ZX_OK) {
             g->nregions--;
             guest_sync_slots_locked(g);
         }
+    }
+    if (st != ZX_OK && r < g->regions + GUEST_MAX_REGIONS) {
+        free(r->dirty);
+        r->dirty = NULL;
     }
     pthread_rwlock_unlock(&g->lock);
     if (st != ZX_OK) {

@@ -26,6 +26,7 @@
 #include "vmm/sandbox/sandbox.h"
 #include "vmm/machine/snapshot_file.h"
 #include "vmm/machine/terminal.h"
+#include "vmm/machine/uffd_backend.h"
 #include "vmm/observe/timeline.h"
 
 /* Room for the longest reason: a path (PATH_MAX) and the words around it, of which the longest
@@ -493,17 +494,18 @@ static int create_vm(struct machine *m) {
     return 0;
 }
 
-/* Guest RAM: a snapshot's memory file, a memfd a vhost-user backend maps too, or anonymous. */
+/* Guest RAM: a snapshot's memory file, a memfd a vhost-user backend maps too, or anonymous
+ * (which a snapshot's page-fault handler fills in, when it is restored through one). */
 static int map_ram(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
-    bool shared_memory = false;
+    bool shared_memory = false, uffd = cfg->restore && cfg->restore->uffd_socket;
     for (unsigned i = 0; i < cfg->ndevices; i++) shared_memory |= cfg->devices[i].ops->out_of_process;
     void **host = (void **)&m->env.mem.host;
     zx_status_t st;
-    if (cfg->restore) st = bellhop_guest_map_file(m->guest, 0, cfg->mem, cfg->restore->mem_fd, 0, host);
-    else if (shared_memory) st = bellhop_guest_map_shared(m->guest, 0, cfg->mem, host, &m->env.mem_fd);
+    if (cfg->restore && !uffd) st = bellhop_guest_map_file(m->guest, 0, cfg->mem, cfg->restore->mem_fd, 0, host);
+    else if (shared_memory && !uffd) st = bellhop_guest_map_shared(m->guest, 0, cfg->mem, host, &m->env.mem_fd);
     else st = zx_guest_map_memory(m->guest, 0, cfg->mem, 0, host);
-    if (st != ZX_OK && cfg->restore)
+    if (st != ZX_OK && cfg->restore && !uffd)
         return machine_fail("cannot map the snapshot's memory file (%" PRIu64 " MiB): %s", cfg->mem >> 20,
                             st == ZX_ERR_OUT_OF_RANGE ? "it is shorter than the guest's memory"
                                                       : zx_status_get_string(st));
@@ -511,6 +513,10 @@ static int map_ram(struct machine *m) {
         return machine_fail("cannot allocate %" PRIu64 " MiB of guest memory: %s", cfg->mem >> 20,
                             zx_status_get_string(st));
     m->env.mem.size = cfg->mem;
+    char err[PATH_MAX + 200];
+    if (uffd && !(m->uffd = uffd_backend_open(m->env.mem.host, cfg->mem, cfg->restore->uffd_socket, cfg->sandbox, err,
+                                              sizeof err)))
+        return machine_fail("%s", err);
     /* RAM of its own (not a snapshot's file, not shared with a vhost-user backend) can take
      * the kernel's and initrd's pages from the page cache rather than copies of them; not
      * with --dispatch loop, whose vCPUs cannot be paused from the loop (vmm/machine/image_lease.h). */
@@ -559,6 +565,15 @@ static int cold_boot_start(struct machine *m) {
     return 0;
 }
 
+/* The page-fault handler serving guest RAM went away while the VM ran (on the handler's
+ * watching thread, which then wakes whatever waits for a page: the vCPUs, told to stop here
+ * first, leave KVM_RUN before the guest runs on). */
+static void uffd_handler_gone(void *ctx, const char *why) {
+    struct machine *m = ctx;
+    machine_fail("%s", why);
+    request_exit(&m->env, 1);
+}
+
 /* A snapshot's guest: its devices, its state, and every vCPU made and given its state
  * (parked) before the control plane comes: a refused state fails the load as a kernel that is
  * not one fails InstanceStart. */
@@ -570,6 +585,9 @@ static int restore_setup(struct machine *m) {
     if (machine_devices_setup(m) != 0) return -1;
     machine_setup_phase(m, "devices");
     if (machine_restore_state(m) != 0) return -1;
+    char err[PATH_MAX + 200];
+    if (m->uffd && uffd_backend_running(m->uffd, uffd_handler_gone, m, err, sizeof err) != 0)
+        return machine_fail("%s", err);
     machine_setup_phase(m, "restore");
     return 0;
 }
@@ -634,6 +652,7 @@ static int wait_for_exit(struct machine *m) {
 static int tear_down(struct machine *m, int status) {
     const struct machine_config *cfg = m->cfg;
     request_exit(&m->env, status); /* stops any vCPU still running */
+    uffd_backend_close(m->uffd);   /* and wakes any waiting for a page its handler never sent */
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++)
         if (m->cpus[i].running) pthread_join(m->cpus[i].thread, NULL);
     if (m->loop) async_loop_destroy(m->loop);
@@ -650,6 +669,7 @@ static int tear_down(struct machine *m, int status) {
     terminal_restore();
     machine_devices_destroy(m);
     if (m->guest) zx_handle_close(m->guest);
+    machine_dirty_free(m);
     image_leases_release(&m->leases); /* guest RAM is gone: nothing depends on the files */
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) free(m->cpus[i].saved);
     pthread_cond_destroy(&m->cond);
@@ -662,7 +682,8 @@ int machine_run(const struct machine_config *cfg) {
     struct machine *m = machine_new(cfg);
     if (!m) return 1;
     int status = 1;
-    if (create_vm(m) != 0 || map_ram(m) != 0 || create_loop(m) != 0) return tear_down(m, status);
+    if (create_vm(m) != 0 || map_ram(m) != 0 || machine_track_dirty(m) != 0 || create_loop(m) != 0)
+        return tear_down(m, status);
     if ((cfg->restore ? restore_setup(m) : cold_boot_setup(m)) != 0) return tear_down(m, status);
     if (open_observers(m) != 0 || start_running(m) != 0) return tear_down(m, status);
     return tear_down(m, wait_for_exit(m));

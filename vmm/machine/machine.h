@@ -9,7 +9,9 @@
  *     fd waits (console input, disks), timers;
  *   - the main thread sets up, waits for the VM to end, then tears down in order: vCPUs
  *     (kicked and joined), the loop (shut down), devices, the guest; it prints the crash
- *     report a vCPU left.
+ *     report a vCPU left;
+ *   - restored through a page-fault handler, one more thread watches the handler
+ *     (vmm/machine/uffd_backend.h).
  * Once set up, each thread confines itself to its role's seccomp allowlist (vmm/sandbox/sandbox.h).
  */
 #ifndef BELLHOP_VMM_MACHINE_MACHINE_H
@@ -33,6 +35,9 @@ struct snapshot;
 struct machine_restore {
     const struct snapshot *state; /* parsed and checked (vmm/machine/snapshot_file.h) */
     int mem_fd;                   /* the memory file: mapped private, read as the guest touches it */
+    /* or, not NULL: the socket of a page-fault handler process that serves guest RAM, which
+     * is anonymous (Firecracker's Uffd backend, vmm/machine/uffd_backend.h; mem_fd is -1) */
+    const char *uffd_socket;
     bool paused;                  /* the vCPUs wait for machine_resume */
 };
 
@@ -53,6 +58,9 @@ struct machine_config {
     /* machine-config's smt: the guest's CPUID shows two threads per core, cpu 2k and 2k+1
      * the threads of core k (cpus 1 or even); false: one thread per core, KVM's CPUID as it is */
     bool smt;
+    /* machine-config's track_dirty_pages: KVM's dirty log and the VMM's own writes into guest
+     * RAM are kept, for diff snapshots (machine_snapshot) */
+    bool track_dirty;
     struct machine_device devices[MACHINE_MAX_DEVICES];
     unsigned ndevices;
     enum console_kind console; /* CONSOLE_SERIAL: the 16550 has stdin (a virtio-console is a device) */
@@ -100,10 +108,12 @@ struct timeline *machine_timeline(struct machine *m);
 /* The keyboard's Ctrl+Alt+Del, as a Linux guest's i8042 driver sees it. */
 void machine_ctrl_alt_del(struct machine *m);
 /* Paused, on the loop thread: writes the snapshot's state file (config_json: the machine's
- * configuration, what restoring it makes again) and its memory file. 0, or -1 with the
- * reason; the machine is as it was either way. */
+ * configuration, what restoring it makes again) and its memory file: all of guest RAM, or
+ * with `diff` (track_dirty only) the pages written since the last snapshot (since boot or the
+ * restore for the first). 0, or -1 with the reason; the machine is as it was either way (a
+ * failed snapshot does not count as the last). */
 int machine_snapshot(struct machine *m, const char *config_json, const char *state_path, const char *mem_path,
-                     char *err, size_t errlen);
+                     bool diff, char *err, size_t errlen);
 
 /* The one-line reason the last machine_run on this thread failed before the guest ran. */
 const char *machine_last_error(void);

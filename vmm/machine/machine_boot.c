@@ -175,7 +175,7 @@ int machine_boot_setup(struct machine *m) {
     fm->cmdline = cfg->cmdline;
     fm->uart_port = UART_COM1_PORT;
     fm->uart_irq = UART_COM1_IRQ;
-    int dtb_size = fdt_build(fm, gm_ptr(&m->env.mem, LAYOUT_DTB, LAYOUT_DTB_SIZE), LAYOUT_DTB_SIZE);
+    int dtb_size = fdt_build(fm, gm_ptr_write(&m->env.mem, LAYOUT_DTB, LAYOUT_DTB_SIZE), LAYOUT_DTB_SIZE);
     if (dtb_size < 0) return machine_fail("device tree: %d", dtb_size);
     /* Linux takes module 0 as its initrd (and x86 Linux reads no device tree); other PVH
      * kernels get the device tree first. */

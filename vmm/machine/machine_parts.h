@@ -131,6 +131,10 @@ struct machine {
     char setup_phases[160];
     struct gm_files mem_files;    /* env.mem.files when RAM can take the kernel's and initrd's pages */
     struct image_leases leases;   /* on those files, while RAM shares their pages */
+    /* cfg->track_dirty (snapshot_dirty.c): the pages written since the last snapshot
+     * (env.mem.written: the VMM marks its writes here, and each snapshot gathers KVM's log of
+     * the guest's), and those written before it since the machine started */
+    struct dirty_pages dirty, touched;
     struct pci_bus pci;
     struct virtio_pci *vpci[MAX_PCI_DEVICES];
     unsigned nvpci;
@@ -149,6 +153,7 @@ struct machine {
     async_task_t loop_sandbox_task; /* the loop thread's first: confines it (--no-seccomp: not) */
     int loop_sandbox;        /* m->lock: 0 until the loop thread tried, then 1 or -1 */
     char loop_sandbox_err[160];
+    struct uffd_backend *uffd; /* restored through a page-fault handler: what serves RAM; else NULL */
 };
 
 _Static_assert(offsetof(struct machine, maps) + sizeof(((struct machine *)0)->maps) <= 4096,
@@ -189,6 +194,21 @@ int machine_restore_state(struct machine *m);
 void machine_restore_announce(struct machine *m);
 /* The vCPU's state from the snapshot, on its own thread before its first enter. */
 zx_status_t machine_restore_cpu(struct cpu *c, zx_handle_t vcpu);
+
+/* snapshot_dirty.c */
+struct snapshot_writer;
+/* cfg->track_dirty: KVM's dirty log on, the VMM's writes marked; before anything writes guest
+ * RAM. 0, or -1 (said). machine_dirty_free: at teardown (guest RAM unmapped). */
+int machine_track_dirty(struct machine *m);
+void machine_dirty_free(struct machine *m);
+/* For machine_snapshot, vCPUs parked and devices quiet: KVM's log gathered into m->dirty; for a
+ * diff, its section (the probes) added to the state; the memory file written (0, or -1 with
+ * errno, or 1: a Diff on a filesystem whose holes are coarser than pages); once both files
+ * are written, the snapshot counted as the last. */
+int machine_snapshot_gather(struct machine *m, char *err, size_t errlen);
+void machine_snapshot_add_diff(struct machine *m, struct snapshot_writer *w);
+int machine_snapshot_write_memory(struct machine *m, int fd, bool diff);
+void machine_snapshot_taken(struct machine *m);
 
 /* machine_report.c */
 void machine_trace_packet(struct cpu *c, zx_handle_t vcpu, const zx_port_packet_t *p);

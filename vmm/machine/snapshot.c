@@ -3,9 +3,9 @@
  * Taking one: the control plane has paused the machine, so every vCPU is parked on its own
  * thread and the loop thread (ours) runs no handler; each vCPU saves its own state (KVM wants
  * a vCPU's calls from its thread), then the guest's KVM state, every device's, and the memory
- * are written. Bringing one back: machine_run makes the same machine from the snapshot's
- * configuration, maps the memory file in place of fresh RAM, and sets the states here before
- * any vCPU runs. */
+ * are written (a Diff's memory: the pages written since the last snapshot, snapshot_dirty.c).
+ * Bringing one back: machine_run makes the same machine from the snapshot's configuration,
+ * maps the memory file in place of fresh RAM, and sets the states here before any vCPU runs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -96,31 +96,38 @@ static int same_file(int fd, const char *path) {
     return fd >= 0 && fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-int machine_snapshot(struct machine *m, const char *config_json, const char *state_path, const char *mem_path,
-                     char *err, size_t errlen) {
-    if (!machine_paused(m)) return snprintf(err, errlen, "the VM is not paused: PATCH /vm {\"state\": \"Paused\"} first"), -1;
+/* Whether this snapshot can be taken at all (nothing is saved yet): 0, or -1 with why. */
+static int may_snapshot(struct machine *m, const char *mem_path, bool diff, char *err, size_t errlen) {
+    if (!machine_paused(m)) return error_text(err, errlen, "the VM is not paused: PATCH /vm {\"state\": \"Paused\"} first");
     if (m->cfg->restore && same_file(m->cfg->restore->mem_fd, mem_path))
-        return snprintf(err, errlen, "%s is the memory file this VM runs on; write to another", mem_path), -1;
-    /* Requests still in the kernel's hands (virtio-blk's) completed first: the interrupts they
-     * raise must be in the interrupt controllers' and vCPUs' state saved next. */
-    machine_quiesce_devices(m);
-    unsigned ncpus;
-    if (save_cpus(m, &ncpus, err, errlen) != 0) return -1;
-    struct snapshot_writer w;
-    snapshot_writer_init(&w);
+        return error_text(err, errlen, "%s is the memory file this VM runs on; write to another", mem_path);
+    if (diff && !m->cfg->track_dirty)
+        return error_text(err, errlen, "a Diff snapshot needs dirty page tracking: machine-config's track_dirty_pages, "
+                                       "set before the VM starts");
+    for (unsigned i = 0; diff && i < m->cfg->ndevices; i++)
+        if (m->cfg->devices[i].ops->out_of_process)
+            return error_text(err, errlen, "a Diff snapshot cannot see what device %u's vhost-user backend writes into "
+                                           "guest memory", i);
+    return 0;
+}
+
+/* The state file's sections but the diff's: the machine, the guest's KVM state, each vCPU's
+ * (saved by save_cpus) and each device's. 0, or -1 with the reason. */
+static int add_sections(struct machine *m, const char *config_json, unsigned ncpus, struct snapshot_writer *w,
+                        char *err, size_t errlen) {
     uint8_t head[16] = {0};
     uint32_t flags = (m->linux_smp ? SNAPSHOT_LINUX_SMP : 0) | (m->virtio_pci ? SNAPSHOT_VIRTIO_PCI : 0);
     memcpy(head, &m->env.mem.size, 8);
     memcpy(head + 8, &flags, 4);
-    snapshot_add(&w, SNAP_MACHINE, 0, head, sizeof head, config_json, strlen(config_json) + 1);
+    snapshot_add(w, SNAP_MACHINE, 0, head, sizeof head, config_json, strlen(config_json) + 1);
     uint8_t *buf = malloc(DEVICE_STATE_MAX);
     size_t len = 0;
     zx_status_t st = buf ? bellhop_guest_save(m->guest, buf, DEVICE_STATE_MAX, &len) : ZX_ERR_NO_MEMORY;
     int rc = 0;
     if (st != ZX_OK) rc = error_text(err, errlen, "saving the guest's KVM state: %s", zx_status_get_string(st));
-    else snapshot_add(&w, SNAP_GUEST, 0, NULL, 0, buf, len);
+    else snapshot_add(w, SNAP_GUEST, 0, NULL, 0, buf, len);
     for (unsigned i = 0; rc == 0 && i < ncpus; i++)
-        snapshot_add(&w, SNAP_VCPU, i, NULL, 0, m->cpus[i].saved, m->cpus[i].saved_len);
+        snapshot_add(w, SNAP_VCPU, i, NULL, 0, m->cpus[i].saved, m->cpus[i].saved_len);
     const struct io_mapping *devs[SNAPSHOT_MAX_DEVICES];
     unsigned ndevs = stateful_devices(m, devs);
     for (unsigned i = 0; rc == 0 && i < ndevs; i++) {
@@ -128,21 +135,53 @@ int machine_snapshot(struct machine *m, const char *config_json, const char *sta
         if (len == 0)
             rc = error_text(err, errlen, "device %u (%s) cannot be saved: its state is not all in bellhop (vhost-user) or "
                       "larger than %u bytes", i, devs[i]->ops->name, DEVICE_STATE_MAX);
-        else snapshot_add(&w, SNAP_DEVICE, i, devs[i]->ops->name, strlen(devs[i]->ops->name) + 1, buf, len);
+        else snapshot_add(w, SNAP_DEVICE, i, devs[i]->ops->name, strlen(devs[i]->ops->name) + 1, buf, len);
     }
     free(buf);
-    if (rc == 0 && snapshot_finish(&w) != 0) rc = error_text(err, errlen, "out of memory");
-    int fd = rc == 0 ? create_file("snapshot_path", state_path, err, errlen) : -1;
-    if (rc == 0 && fd < 0) rc = -1;
-    if (rc == 0 && (write(fd, w.buf, w.len) != (ssize_t)w.len || fsync(fd) != 0))
+    return rc;
+}
+
+static int write_state(const struct snapshot_writer *w, const char *state_path, char *err, size_t errlen) {
+    int fd = create_file("snapshot_path", state_path, err, errlen);
+    if (fd < 0) return -1;
+    int rc = 0;
+    if (write(fd, w->buf, w->len) != (ssize_t)w->len || fsync(fd) != 0)
         rc = error_text(err, errlen, "snapshot_path %s: %s", state_path, strerror(errno));
-    if (fd >= 0) close(fd);
+    close(fd);
+    return rc;
+}
+
+static int write_memory(struct machine *m, const char *mem_path, bool diff, char *err, size_t errlen) {
+    int fd = create_file("mem_file_path", mem_path, err, errlen);
+    if (fd < 0) return -1;
+    int rc = machine_snapshot_write_memory(m, fd, diff);
+    if (rc > 0)
+        rc = error_text(err, errlen, "mem_file_path %s: its filesystem keeps data in units larger than a 4 KiB page, so "
+                                     "a Diff's holes cannot say which pages it holds: write it on another (ext4, xfs, tmpfs)",
+                        mem_path);
+    else if (rc < 0) rc = error_text(err, errlen, "mem_file_path %s: %s", mem_path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+int machine_snapshot(struct machine *m, const char *config_json, const char *state_path, const char *mem_path,
+                     bool diff, char *err, size_t errlen) {
+    if (may_snapshot(m, mem_path, diff, err, errlen) != 0) return -1;
+    /* Requests still in the kernel's hands (virtio-blk's) completed first: the interrupts they
+     * raise must be in the interrupt controllers' and vCPUs' state saved next, and what they
+     * wrote into guest RAM in the memory file. */
+    machine_quiesce_devices(m);
+    unsigned ncpus;
+    if (save_cpus(m, &ncpus, err, errlen) != 0 || machine_snapshot_gather(m, err, errlen) != 0) return -1;
+    struct snapshot_writer w;
+    snapshot_writer_init(&w);
+    int rc = add_sections(m, config_json, ncpus, &w, err, errlen);
+    if (rc == 0 && diff) machine_snapshot_add_diff(m, &w);
+    if (rc == 0 && snapshot_finish(&w) != 0) rc = error_text(err, errlen, "out of memory");
+    if (rc == 0) rc = write_state(&w, state_path, err, errlen);
     snapshot_writer_free(&w);
-    fd = rc == 0 ? create_file("mem_file_path", mem_path, err, errlen) : -1;
-    if (rc == 0 && fd < 0) rc = -1;
-    if (rc == 0 && snapshot_write_memory(fd, m->env.mem.host, m->env.mem.size) != 0)
-        rc = error_text(err, errlen, "mem_file_path %s: %s", mem_path, strerror(errno));
-    if (fd >= 0) close(fd);
+    if (rc == 0) rc = write_memory(m, mem_path, diff, err, errlen);
+    if (rc == 0) machine_snapshot_taken(m); /* the next Diff counts from here */
     return rc;
 }
 

@@ -4,22 +4,26 @@
  *   magic       8 bytes, "BHSNAP" and the architecture ("x86_64" packs as 0x8664)
  *   version     MAJOR, MINOR, PATCH (uint16 each, little-endian), then 2 zero bytes: the
  *               format's, independent of bellhop's own; a file is read when its MAJOR is
- *               this bellhop's and its MINOR no newer
+ *               this bellhop's and its MINOR no newer. A writer puts the oldest MINOR that
+ *               has every section it wrote: a Full snapshot's file is 1.0.0, which any 1.0
+ *               reader takes; a Diff's, with the section 1.1 added, is 1.1.0
  *   sections    each {uint32 kind, uint32 index, uint64 length, bytes}, in any order
  *   crc64       of everything before it (CRC-64/XZ, ECMA-182 polynomial, as xz's files)
  *
  * The sections: the machine (its configuration as the API's JSON, and the memory size), the
  * guest's KVM state, one per vCPU (index: its number), one per device (index: its place;
- * the bytes start with the device's name, NUL-terminated). */
+ * the bytes start with the device's name, NUL-terminated), and for a diff snapshot (1.1) the
+ * diff's. */
 #ifndef BELLHOP_VMM_MACHINE_SNAPSHOT_FILE_H
 #define BELLHOP_VMM_MACHINE_SNAPSHOT_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define SNAPSHOT_MAGIC "BHSNAP\x86\x64"
 #define SNAPSHOT_MAJOR 1u
-#define SNAPSHOT_MINOR 0u
+#define SNAPSHOT_MINOR 1u /* 1.1: SNAP_DIFF */
 #define SNAPSHOT_PATCH 0u
 #define SNAPSHOT_MAX_FILE (16u << 20)
 /* A file holds one section per vCPU, numbered from 0: raising this bound left older files,
@@ -33,6 +37,16 @@ enum snapshot_section {
     SNAP_GUEST,       /* bellhop_guest_save's records */
     SNAP_VCPU,        /* bellhop_vcpu_save's records */
     SNAP_DEVICE,      /* name\0, then the device's own state */
+    /* (1.1) The memory file holds only the pages written since the snapshot before (holes
+     * elsewhere), to be rebased onto that one's. Up to SNAPSHOT_MAX_PROBES {uint64 page,
+     * uint64 CRC-64 of its 4 KiB}: pages it does not hold that are not zeros, which the
+     * memory file given to a restore must hold (the diff's own would have holes there). */
+    SNAP_DIFF,
+};
+#define SNAPSHOT_MAX_PROBES 8u
+
+struct snapshot_probe {
+    uint64_t page, crc;
 };
 
 #define SNAPSHOT_LINUX_SMP 1u  /* cpus past the first wait for the guest's INIT/SIPI */
@@ -59,21 +73,34 @@ struct snapshot {
     unsigned nvcpus;
     struct snapshot_device devices[SNAPSHOT_MAX_DEVICES];
     unsigned ndevices;
+    bool diff; /* a SNAP_DIFF section, its probes below */
+    struct snapshot_probe probes[SNAPSHOT_MAX_PROBES];
+    unsigned nprobes;
 };
 
 /* Checks buf (a whole state file) and fills *s: 0, or -1 with a one-line reason. */
 int snapshot_parse(const uint8_t *buf, size_t len, struct snapshot *s, char *err, size_t errlen);
 
-/* A snapshot opened for restoring: its state file read whole and checked, its memory file
- * open (and as long as the state says guest memory is). */
+/* Where a restored guest's memory comes from (PUT /snapshot/load's mem_backend). */
+enum snapshot_backend {
+    SNAPSHOT_BACKEND_FILE, /* the memory file, mapped private */
+    SNAPSHOT_BACKEND_UFFD, /* a page-fault handler on a Unix socket (vmm/machine/uffd_backend.h) */
+};
+
+/* A snapshot opened for restoring: its state file read whole and checked, and its memory file
+ * open (and as long as the state says guest memory is), or for the Uffd backend the handler's
+ * socket path (bellhop never sees the file the handler serves from). */
 struct snapshot_image {
     uint8_t *buf;
     size_t len;
     struct snapshot state;
-    int mem_fd;
+    int mem_fd;        /* -1 with the Uffd backend */
+    char *uffd_socket; /* the Uffd backend's socket (the image's copy); NULL with a file */
 };
-/* 0, or -1 with a one-line reason (nothing left open). */
-int snapshot_open(const char *state_path, const char *mem_path, struct snapshot_image *img, char *err, size_t errlen);
+/* mem_path: the memory file, or the handler's socket. 0, or -1 with a one-line reason
+ * (nothing left open). */
+int snapshot_open(const char *state_path, enum snapshot_backend backend, const char *mem_path,
+                  struct snapshot_image *img, char *err, size_t errlen);
 void snapshot_close(struct snapshot_image *img);
 
 /* A state file being made in memory. */
@@ -89,8 +116,6 @@ void snapshot_add(struct snapshot_writer *w, enum snapshot_section kind, uint32_
 int snapshot_finish(struct snapshot_writer *w);
 void snapshot_writer_free(struct snapshot_writer *w);
 
-/* Writes guest memory to fd as a file of exactly `size` bytes whose all-zero pages are
- * holes (a fresh guest's memory is mostly zeros). 0, or -1 with errno. */
-int snapshot_write_memory(int fd, const uint8_t *mem, uint64_t size);
+/* The memory file: vmm/machine/snapshot_memory.h. */
 
 #endif

@@ -32,7 +32,8 @@ extern const unsigned syscall_names_len;
 static __thread enum sandbox_role thread_role;
 static __thread bool thread_sandboxed;
 static const char *const role_names[] = {[SANDBOX_MAIN] = "main", [SANDBOX_LOOP] = "loop", [SANDBOX_VCPU] = "vcpu",
-                                             [SANDBOX_API_MAIN] = "api-main", [SANDBOX_API_LOOP] = "api-loop"};
+                                             [SANDBOX_API_MAIN] = "api-main", [SANDBOX_API_LOOP] = "api-loop",
+                                             [SANDBOX_UFFD] = "uffd"};
 
 bool sandbox_supported(void) {
 #ifdef SANITIZED

@@ -7,7 +7,9 @@
  *   loop  bells, virtqueues, disk and tap I/O, timers, console input, virtio-vsock's Unix
  *         sockets (accepted, connected, shut down: AF_UNIX stream sockets only);
  *   vcpu  KVM_RUN and the vCPU's register ioctls, inline device dispatch, creating the other
- *         vCPUs' threads (which inherit this filter and then load their own).
+ *         vCPUs' threads (which inherit this filter and then load their own);
+ *   uffd  a restore through a page-fault handler: watches the handler's socket, and when it
+ *         goes away unregisters guest RAM from the userfaultfd (vmm/machine/uffd_backend.h).
  *
  * A forbidden call stops the whole VMM at once: SIGSYS, one line on stderr naming the thread,
  * the call and its first arguments, the terminal restored, exit status SANDBOX_EXIT_STATUS.
@@ -21,7 +23,9 @@
 /* api-main and api-loop: main and loop of a VMM with a control plane (vmm/control/api.h), which
  * also remove the API's socket at the end and accept its clients (main removes a vsock
  * device's socket too, and loop accepts vsock clients, so only the API's other calls differ). */
-enum sandbox_role { SANDBOX_MAIN, SANDBOX_LOOP, SANDBOX_VCPU, SANDBOX_API_MAIN, SANDBOX_API_LOOP, SANDBOX_ROLES };
+enum sandbox_role {
+    SANDBOX_MAIN, SANDBOX_LOOP, SANDBOX_VCPU, SANDBOX_API_MAIN, SANDBOX_API_LOOP, SANDBOX_UFFD, SANDBOX_ROLES
+};
 
 #define SANDBOX_EXIT_STATUS 159 /* 128 + SIGSYS, as a shell reports a death by SIGSYS */
 

@@ -242,6 +242,20 @@ zx_status_t bellhop_guest_map_shared(zx_handle_t guest, zx_gpaddr_t addr, size_t
 zx_status_t bellhop_guest_map_file(zx_handle_t guest, zx_gpaddr_t addr, size_t size, int fd, uint64_t offset,
                                    void **host);
 
+/* bellhop, for diff snapshots: KVM's dirty log over all of the guest's RAM, from now on for as
+ * long as the guest lives (KVM_MEM_LOG_DIRTY_PAGES on each memory slot, RAM mapped later
+ * too). Each page the guest writes, or KVM writes for it (its clock, steal time), is kept
+ * until bellhop_guest_take_dirty takes it. What the VMM writes through its own mapping of RAM
+ * is not seen here (base/guest_mem.h marks that). While tracking, KVM catches each first
+ * write to a page with a fault, and maps RAM in 4 KiB pages. Any thread. */
+zx_status_t bellhop_guest_track_dirty(zx_handle_t guest);
+/* bellhop: ORs into bitmap (bit i % 64 of word i / 64: the page at addr + i * 4096) every page
+ * of [addr, addr+size) written since tracking began or the last take, and forgets them. addr
+ * and size page-aligned; bitmap holds size / 4096 bits. ZX_ERR_BAD_STATE when not tracking.
+ * With every vCPU out of zx_vcpu_enter nothing is missed; a page written during the call is
+ * in this take or the next. Any thread. */
+zx_status_t bellhop_guest_take_dirty(zx_handle_t guest, zx_gpaddr_t addr, size_t size, uint64_t *bitmap);
+
 #ifdef __cplusplus
 }
 #endif
