@@ -56,7 +56,7 @@ LOOP_OBJS := $(LOOP_SRCS:%.c=$(B)/obj/%.o)
 VMM_OBJS  := $(VMM_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/dsdt_aml.o $(B)/obj/gen/syscall_names.o \
              $(B)/obj/gen/sandbox_filters.o
 CHECK_OBJ := $(B)/obj/tests/lib/check.o $(B)/obj/tests/lib/virtq_driver.o $(B)/obj/tests/lib/build_paths.o \
-             $(B)/obj/tests/lib/uffd_handler.o
+             $(B)/obj/tests/lib/uffd_handler.o $(B)/obj/tests/lib/output_file.o
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%) \
              $(patsubst tests/unit/%.sh,$(B)/tests/unit/%,$(wildcard tests/unit/*.sh))
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \

@@ -14,22 +14,16 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
+#include "tests/lib/output_file.h"
 #include "vmm/control/api_server.h"
 
 static char dir[] = "/tmp/bellhop-api-clients.XXXXXX";
 static char sock[PATH_MAX], out[PATH_MAX];
 static pid_t vmm;
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static int connect_api(void) {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -78,8 +72,8 @@ static unsigned ticks(void) {
 }
 
 static void wait_ticks_beyond(unsigned n) {
-    double until = now_s() + 30;
-    while (ticks() <= n && now_s() < until) usleep(50000);
+    double until = test_now_s() + 30;
+    while (ticks() <= n && test_now_s() < until) usleep(50000);
     CHECK_MSG(ticks() > n, "the guest stopped ticking at %u", n);
 }
 
@@ -102,8 +96,8 @@ static void start_vm(void) {
         execl(bellhop, bellhop, "run", "--config-file", config, "--api-sock", sock, (char *)NULL);
         _exit(127);
     }
-    double until = now_s() + 60;
-    while (ticks() < 2 && now_s() < until) usleep(50000);
+    double until = test_now_s() + 60;
+    while (ticks() < 2 && test_now_s() < until) usleep(50000);
     CHECK_MSG(ticks() >= 2, "the guest did not start ticking");
 }
 
@@ -127,13 +121,13 @@ TEST_TIMEOUT(hostile_clients_neither_stall_the_guest_nor_the_api, 300) {
     static const char partial[] = "GET / HTTP/1.1\r\nHost: loc";
     for (size_t i = 0; i < sizeof partial - 1; i++) CHECK(write(slow, partial + i, 1) == 1);
     unsigned t0 = ticks();
-    double start = now_s();
+    double start = test_now_s();
     CHECK_EQ(get_root(answer, sizeof answer), 200);
     CHECK_MSG(strstr(answer, "\"state\":\"Running\""), "%s", answer);
-    CHECK_MSG(now_s() - start < 2, "a slow client held the API for %.1f s", now_s() - start);
+    CHECK_MSG(test_now_s() - start < 2, "a slow client held the API for %.1f s", test_now_s() - start);
     wait_ticks_beyond(t0);
     CHECK_EQ(exchange(slow, NULL, 0, answer, sizeof answer), 408);
-    CHECK_MSG(now_s() - start < API_REQUEST_TIMEOUT_S + 5, "the slow client lasted %.1f s", now_s() - start);
+    CHECK_MSG(test_now_s() - start < API_REQUEST_TIMEOUT_S + 5, "the slow client lasted %.1f s", test_now_s() - start);
     close(slow);
 
     /* Four times the clients the API keeps, all idle: the newest is still served. */

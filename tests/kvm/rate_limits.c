@@ -15,23 +15,17 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench/bellhop_bench/spawn.h"
 #include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
+#include "tests/lib/output_file.h"
 
 #define MAX_MARKS 16
 
 static char dir[] = "/tmp/bellhop-rate.XXXXXX";
 static char disk[PATH_MAX], config[PATH_MAX], sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void setup(void) {
     if (disk[0]) return;
@@ -78,14 +72,14 @@ static void start(struct run *r, const char *limiter, const char *args) {
 
 /* Reads the guest's lines as they come until its end line (or 60 s), stamping each. */
 static void follow(struct run *r, void (*at_line)(struct run *r, unsigned done)) {
-    double deadline = now_s() + 60;
+    double deadline = test_now_s() + 60;
     size_t seen = 0;
-    while (now_s() < deadline && !strstr(r->out, " failed\n")) {
+    while (test_now_s() < deadline && !strstr(r->out, " failed\n")) {
         struct pollfd p = {r->rd, POLLIN, 0};
         if (poll(&p, 1, 200) <= 0) continue;
         ssize_t n = read(r->rd, r->out + r->len, sizeof r->out - 1 - r->len);
         if (n <= 0) break;
-        double t = now_s();
+        double t = test_now_s();
         r->len += (size_t)n;
         r->out[r->len] = 0;
         for (char *line; (line = strchr(r->out + seen, '\n')); seen = (size_t)(line - r->out) + 1) {

@@ -21,11 +21,11 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
+#include "tests/lib/output_file.h"
 #include "tests/lib/uffd_handler.h"
 
 #define GUEST_MIB 32
@@ -36,33 +36,9 @@ static char counts_file[PATH_MAX];
 static pid_t vmm, handler;
 static int saved_count; /* the last whole count line the saved guest printed */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* The whole of a file (NUL-terminated, in a static buffer). */
-static const char *slurp(const char *path) {
-    static char text[1 << 17];
-    text[0] = 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return text;
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = 0;
-    fclose(f);
-    return text;
-}
-
-static bool wait_output(const char *path, const char *needle, double seconds) {
-    for (double until = now_s() + seconds; now_s() < until; usleep(20000))
-        if (strstr(slurp(path), needle)) return true;
-    return strstr(slurp(path), needle) != NULL;
-}
-
 /* The first and the last "count N:" line's N in a file (0: none). */
 static void counts_in(const char *path, int *first, int *last) {
-    const char *text = slurp(path);
+    const char *text = test_file_text(path);
     *first = *last = 0;
     for (const char *p = text; (p = strstr(p, "count ")); p++) {
         int n;
@@ -126,8 +102,8 @@ static int api(const char *sock, const char *method, const char *path, const cha
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     memcpy(a.sun_path, sock, strlen(sock) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    for (double until = now_s() + 10; connect(fd, (struct sockaddr *)&a, sizeof a) != 0; usleep(20000))
-        CHECK_MSG(now_s() < until, "connect %s: %s", sock, strerror(errno));
+    for (double until = test_now_s() + 10; connect(fd, (struct sockaddr *)&a, sizeof a) != 0; usleep(20000))
+        CHECK_MSG(test_now_s() < until, "connect %s: %s", sock, strerror(errno));
     char req[PATH_MAX * 3], answer[4096];
     int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                                       "Content-Length: %zu\r\n\r\n%s", method, path, strlen(req_body), req_body);
@@ -165,8 +141,8 @@ static void make_snapshot(bool balloon) {
     snprintf(first, sizeof first, "%s.first", out);
     pid_t pid = spawn_bellhop((const char *const[]){"--config-file", config, "--api-sock", api_sock, NULL}, first);
     /* (its pattern written: "counting" comes after it) */
-    CHECK_MSG(wait_output(first, balloon ? "serving the balloon" : "counting", 60), "the guest did not start: %s",
-              slurp(first));
+    CHECK_MSG(test_wait_for_text(first, balloon ? "serving the balloon" : "counting", 60), "the guest did not start: %s",
+              test_file_text(first));
     CHECK_EQ(api(api_sock, "PATCH", "/vm", "{\"state\": \"Paused\"}", NULL, 0), 204);
     snprintf(body, sizeof body, "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\", \"mem_file_path\": \"%s\"}",
              state, mem);
@@ -220,7 +196,7 @@ static struct uffd_handler_counts handler_done(void) {
 static void stop_vmm(void) {
     if (vmm > 0) kill(vmm, SIGKILL), waitpid(vmm, NULL, 0);
     vmm = 0;
-    const char *text = slurp(out);
+    const char *text = test_file_text(out);
     CHECK_MSG(!strstr(text, "ERROR: AddressSanitizer") && !strstr(text, "WARNING: ThreadSanitizer") &&
                   !strstr(text, "runtime error"), "%s", text);
 }
@@ -235,14 +211,14 @@ static void remove_dir(void) {
 /* The restored guest counts on from where it was saved (a whole count line, which ends in
  * "announced"), its memory as it wrote it. */
 static void counts_on(void) {
-    CHECK_MSG(wait_output(out, "announced", 60), "saved at count %d; restored: %s", saved_count, slurp(out));
+    CHECK_MSG(test_wait_for_text(out, "announced", 60), "saved at count %d; restored: %s", saved_count, test_file_text(out));
     int first, last;
     counts_in(out, &first, &last);
     /* (the line the pause cut short, if any, is the next one printed) */
     CHECK_MSG(first == saved_count + 1 || first == saved_count + 2, "saved at count %d, restored from %d", saved_count,
               first);
-    CHECK_MSG(strstr(slurp(out), "memory ok") && !strstr(slurp(out), "memory BAD"), "the restored guest's memory "
-              "differs: %s", slurp(out));
+    CHECK_MSG(strstr(test_file_text(out), "memory ok") && !strstr(test_file_text(out), "memory BAD"), "the restored guest's memory "
+              "differs: %s", test_file_text(out));
 }
 
 TEST_TIMEOUT(a_guest_restored_through_an_on_demand_handler_counts_on, 120) {
@@ -317,9 +293,9 @@ TEST_TIMEOUT(the_balloon_s_discards_reach_the_handler_as_remove_events, 120) {
     vmm = spawn_bellhop((const char *const[]){"--restore", state, "--mem-uffd", handler_sock, "--api-sock", api_sock,
                                               NULL}, out);
     CHECK_EQ(api(api_sock, "PATCH", "/balloon", "{\"amount_mib\": 4}", NULL, 0), 204);
-    CHECK_MSG(wait_output(out, "balloon: target 1024 pages, actual 1024", 30), "%s", slurp(out));
+    CHECK_MSG(test_wait_for_text(out, "balloon: target 1024 pages, actual 1024", 30), "%s", test_file_text(out));
     CHECK_EQ(api(api_sock, "PATCH", "/balloon", "{\"amount_mib\": 0}", NULL, 0), 204);
-    CHECK_MSG(wait_output(out, "balloon: target 0 pages, actual 0", 30), "%s", slurp(out));
+    CHECK_MSG(test_wait_for_text(out, "balloon: target 0 pages, actual 0", 30), "%s", test_file_text(out));
     stop_vmm();
     struct uffd_handler_counts c = handler_done();
     CHECK_MSG(c.pages_removed >= 1024, "%llu pages removed", (unsigned long long)c.pages_removed);
@@ -331,12 +307,12 @@ TEST_TIMEOUT(the_balloon_s_discards_reach_the_handler_as_remove_events, 120) {
 static void ends_with_one_line(const char *want, double seconds) {
     int status = 0;
     pid_t got = 0;
-    for (double until = now_s() + seconds; (got = waitpid(vmm, &status, WNOHANG)) == 0 && now_s() < until;)
+    for (double until = test_now_s() + seconds; (got = waitpid(vmm, &status, WNOHANG)) == 0 && test_now_s() < until;)
         usleep(20000);
-    CHECK_MSG(got == vmm, "bellhop still runs %.0f s on: %s", seconds, slurp(out));
+    CHECK_MSG(got == vmm, "bellhop still runs %.0f s on: %s", seconds, test_file_text(out));
     vmm = 0;
-    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 1, "bellhop's status %d: %s", status, slurp(out));
-    const char *text = slurp(out);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 1, "bellhop's status %d: %s", status, test_file_text(out));
+    const char *text = test_file_text(out);
     unsigned lines = 0;
     for (const char *p = text; (p = strstr(p, "bellhop: ")); p++) lines += p == text || p[-1] == '\n';
     CHECK_MSG(strstr(text, want) && lines == 1, "wanted the one line '%s': %s", want, text);
@@ -411,13 +387,13 @@ TEST_TIMEOUT(a_handler_that_never_answers_fails_the_restore_after_10_s, 60) {
     make_dir();
     make_snapshot(false);
     start_silent_handler(false);
-    double t0 = now_s();
+    double t0 = test_now_s();
     vmm = spawn_bellhop((const char *const[]){"--restore", state, "--mem-uffd", handler_sock, NULL}, out);
     char want[PATH_MAX + 96];
     snprintf(want, sizeof want, "bellhop: the page-fault handler (%s) did not serve bellhop's set-up within 10 s\n",
              handler_sock);
     ends_with_one_line(want, 20);
-    CHECK_MSG(now_s() - t0 >= 9.5, "gave up after %.1f s", now_s() - t0);
+    CHECK_MSG(test_now_s() - t0 >= 9.5, "gave up after %.1f s", test_now_s() - t0);
     remove_dir();
 }
 
@@ -466,8 +442,8 @@ TEST_TIMEOUT(the_watching_thread_runs_under_its_own_filter, 120) {
     CHECK(waitpid(vmm, &status, 0) == vmm);
     vmm = 0;
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 159 &&
-                  strstr(slurp(out), "bellhop: seccomp: the uffd thread made a forbidden system call: socket("),
-              "status %d: %s", status, slurp(out));
+                  strstr(test_file_text(out), "bellhop: seccomp: the uffd thread made a forbidden system call: socket("),
+              "status %d: %s", status, test_file_text(out));
     remove_dir();
 }
 
@@ -490,12 +466,12 @@ TEST_TIMEOUT(a_handler_that_never_accepts_fails_the_restore_after_5_s, 60) {
         filler = c;
     }
     CHECK(filler >= 0);
-    double t0 = now_s();
+    double t0 = test_now_s();
     vmm = spawn_bellhop((const char *const[]){"--restore", state, "--mem-uffd", handler_sock, NULL}, out);
     char want[PATH_MAX + 96];
     snprintf(want, sizeof want, "bellhop: the page-fault handler's socket %s: nobody accepted within 5 s\n", handler_sock);
     ends_with_one_line(want, 15);
-    CHECK_MSG(now_s() - t0 >= 4.5, "gave up after %.1f s", now_s() - t0);
+    CHECK_MSG(test_now_s() - t0 >= 4.5, "gave up after %.1f s", test_now_s() - t0);
     remove_dir();
 }
 

@@ -18,11 +18,11 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tests/lib/build_paths.h"
 #include "tests/lib/check.h"
+#include "tests/lib/output_file.h"
 
 #define GUEST_CID 3
 #define ECHO_PORT 5000  /* guest/vsock_test.h's VSOCK_TEST_ECHO_PORT */
@@ -35,16 +35,10 @@ static char uds[PATH_MAX], out[PATH_MAX];
 static pid_t vmm;
 static pthread_t echo_thread;
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* Waits for fd to be ready for events, until the deadline: false at the deadline. */
 static bool ready(int fd, short events, double deadline) {
     for (;;) {
-        double left = deadline - now_s();
+        double left = deadline - test_now_s();
         if (left <= 0) return false;
         struct pollfd p = {.fd = fd, .events = events};
         int n = poll(&p, 1, (int)(left * 1000) + 1);
@@ -53,32 +47,14 @@ static bool ready(int fd, short events, double deadline) {
     }
 }
 
-/* The whole of a file (NUL-terminated, in a static buffer). */
-static const char *slurp(const char *path) {
-    static char text[1 << 17];
-    text[0] = 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return text;
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = 0;
-    fclose(f);
-    return text;
-}
-
-static bool wait_output(const char *path, const char *needle, double seconds) {
-    for (double until = now_s() + seconds; now_s() < until; usleep(50000))
-        if (strstr(slurp(path), needle)) return true;
-    return strstr(slurp(path), needle) != NULL;
-}
-
 /* The host's echo listener for the guest's self-test: one connection, echoed until EOF. Its
  * answer: the bytes echoed, or -1. */
 static void *echo_listener(void *arg) {
     int lfd = (int)(intptr_t)arg, fd = -1;
     long total = -1;
-    if (ready(lfd, POLLIN, now_s() + 60) && (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+    if (ready(lfd, POLLIN, test_now_s() + 60) && (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
         static char buf[65536];
-        double deadline = now_s() + 60;
+        double deadline = test_now_s() + 60;
         for (total = 0; ready(fd, POLLIN, deadline);) {
             ssize_t n = read(fd, buf, sizeof buf);
             if (n <= 0) break;
@@ -158,8 +134,8 @@ static void start_vm_with_input(int *input) {
     char flag[PATH_MAX + 32];
     snprintf(flag, sizeof flag, "cid=%u,uds=%s", GUEST_CID, uds);
     vmm = spawn_bellhop((const char *const[]){"--vsock", flag, "--cmdline", "vsock", NULL}, out, input);
-    CHECK_MSG(wait_output(out, "serving vsock", 60), "the guest did not get to serving vsock: %s", slurp(out));
-    CHECK_MSG(strstr(slurp(out), SERVING), "a self-test failed: %s", slurp(out));
+    CHECK_MSG(test_wait_for_text(out, "serving vsock", 60), "the guest did not get to serving vsock: %s", test_file_text(out));
+    CHECK_MSG(strstr(test_file_text(out), SERVING), "a self-test failed: %s", test_file_text(out));
     long echoed = join_echo_listener();
     CHECK_MSG(echoed == ECHO_BYTES, "the host's listener echoed %ld bytes", echoed);
 }
@@ -170,7 +146,7 @@ static bool vmm_alive(void) { return waitpid(vmm, NULL, WNOHANG) == 0; }
 
 /* A sanitizer build's bellhop reports what it found in its output, and may go on. */
 static void no_sanitizer_report(void) {
-    const char *text = slurp(out);
+    const char *text = test_file_text(out);
     CHECK_MSG(!strstr(text, "ERROR: AddressSanitizer") && !strstr(text, "WARNING: ThreadSanitizer") &&
                   !strstr(text, "runtime error"),
               "%s", text);
@@ -206,7 +182,7 @@ static int connect_guest(unsigned port, char *ok, size_t cap) {
     char req[32];
     int n = snprintf(req, sizeof req, "CONNECT %u\n", port);
     CHECK(write(fd, req, (size_t)n) == n);
-    read_line(fd, now_s() + 10, ok, cap);
+    read_line(fd, test_now_s() + 10, ok, cap);
     if (strncmp(ok, "OK ", 3) == 0) return fd;
     close(fd);
     return -1;
@@ -219,10 +195,10 @@ static uint8_t data_byte(size_t i) { return (uint8_t)(i * 131 + (i >> 9)); }
 static void echo_through(int fd, size_t n, double seconds) {
     static uint8_t chunk[8192], back[65536];
     size_t sent = 0, got = 0;
-    double deadline = now_s() + seconds;
+    double deadline = test_now_s() + seconds;
     while (got < n) {
         struct pollfd p = {.fd = fd, .events = POLLIN | (sent < n ? POLLOUT : 0)};
-        CHECK_MSG(poll(&p, 1, (int)((deadline - now_s()) * 1000) + 1) > 0, "stalled: %zu of %zu sent, %zu back", sent, n, got);
+        CHECK_MSG(poll(&p, 1, (int)((deadline - test_now_s()) * 1000) + 1) > 0, "stalled: %zu of %zu sent, %zu back", sent, n, got);
         if (p.revents & POLLOUT) {
             size_t len = n - sent < sizeof chunk ? n - sent : sizeof chunk;
             for (size_t i = 0; i < len; i++) chunk[i] = data_byte(sent + i);
@@ -246,28 +222,28 @@ static void echo_through(int fd, size_t n, double seconds) {
 static void guest_echoes(size_t n, double retry_s) {
     char ok[64], want[128];
     int fd;
-    for (double until = now_s() + retry_s; (fd = connect_guest(SERVE_PORT, ok, sizeof ok)) < 0 && now_s() < until;)
+    for (double until = test_now_s() + retry_s; (fd = connect_guest(SERVE_PORT, ok, sizeof ok)) < 0 && test_now_s() < until;)
         usleep(200000);
-    CHECK_MSG(fd >= 0, "CONNECT %u refused: '%s'; %s", SERVE_PORT, ok, slurp(out));
+    CHECK_MSG(fd >= 0, "CONNECT %u refused: '%s'; %s", SERVE_PORT, ok, test_file_text(out));
     unsigned long port = strtoul(ok + 3, NULL, 10);
     CHECK_MSG(port >= 1ul << 30 && port <= UINT32_MAX, "'%s'", ok);
     echo_through(fd, n, 30);
     close(fd);
     snprintf(want, sizeof want, "from host port %lu: %zu bytes echoed, then shut down", port, n);
-    CHECK_MSG(wait_output(out, want, 10), "the guest did not report '%s': %s", want, slurp(out));
+    CHECK_MSG(test_wait_for_text(out, want, 10), "the guest did not report '%s': %s", want, test_file_text(out));
 }
 
 TEST_TIMEOUT(the_guest_echoes_through_a_host_listener, 120) {
     int input;
     start_vm_with_input(&input);
-    const char *text = slurp(out);
+    const char *text = test_file_text(out);
     CHECK_MSG(strstr(text, "selftest vsock-refused    PASS") && strstr(text, "selftest vsock-echo       PASS: 262144 bytes"),
               "%s", text);
     /* Ctrl-A x ends the VM, and the device's listener goes with it */
     CHECK(write(input, "\x01x", 2) == 2);
     int status = -1;
-    for (double until = now_s() + 20; now_s() < until && waitpid(vmm, &status, WNOHANG) == 0;) usleep(50000);
-    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, slurp(out));
+    for (double until = test_now_s() + 20; test_now_s() < until && waitpid(vmm, &status, WNOHANG) == 0;) usleep(50000);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, test_file_text(out));
     vmm = 0;
     close(input);
     struct stat st;
@@ -279,7 +255,7 @@ TEST_TIMEOUT(a_host_client_reaches_the_guest_listener, 120) {
     start_vm();
     /* more than the guest's window (32 KiB) and the device's (64 KiB), both ways at once */
     guest_echoes(200000, 0);
-    CHECK_MSG(strstr(slurp(out), "vsock-accept     PASS: connection 1 from host port"), "%s", slurp(out));
+    CHECK_MSG(strstr(test_file_text(out), "vsock-accept     PASS: connection 1 from host port"), "%s", test_file_text(out));
     guest_echoes(1000, 0);
     stop_vm();
 }
@@ -287,11 +263,11 @@ TEST_TIMEOUT(a_host_client_reaches_the_guest_listener, 120) {
 /* The client's connection is closed by bellhop within `seconds`, with no "OK" line. */
 static void closed_without_ok(int fd, double seconds, const char *what) {
     char buf[64];
-    double start = now_s();
+    double start = test_now_s();
     ssize_t n = 0;
     if (ready(fd, POLLIN, start + seconds)) n = read(fd, buf, sizeof buf - 1);
     CHECK_MSG(n == 0 || (n < 0 && errno == ECONNRESET), "%s: %s after %.1f s", what, n > 0 ? "an answer" : "still open",
-              now_s() - start);
+              test_now_s() - start);
     close(fd);
 }
 
@@ -334,7 +310,7 @@ TEST_TIMEOUT(two_hundred_clients_at_once_leave_the_vm_serving, 120) {
     crowd_connects(fds, N);
     /* each is answered (OK, from the guest's backlog) or closed, within a few seconds */
     unsigned answered = 0, closed = 0, connected = 0;
-    double deadline = now_s() + 15;
+    double deadline = test_now_s() + 15;
     for (unsigned i = 0; i < N; i++) {
         if (fds[i] < 0) continue;
         connected++;
@@ -363,7 +339,7 @@ static int api(const char *sock, const char *method, const char *path, const cha
                                       "Content-Length: %zu\r\n\r\n%s", method, path, strlen(body), body);
     CHECK(n > 0 && (size_t)n < sizeof req && write(fd, req, (size_t)n) == n);
     size_t got = 0;
-    for (double deadline = now_s() + 60; got < sizeof answer - 1 && ready(fd, POLLIN, deadline);) {
+    for (double deadline = test_now_s() + 60; got < sizeof answer - 1 && ready(fd, POLLIN, deadline);) {
         ssize_t r = read(fd, answer + got, sizeof answer - 1 - got);
         if (r <= 0) break;
         got += (size_t)r;
@@ -392,7 +368,7 @@ static void boot_and_snapshot(const char *state, const char *mem) {
     fclose(f);
     start_echo_listener();
     vmm = spawn_bellhop((const char *const[]){"--config-file", config, "--api-sock", sock, NULL}, out, NULL);
-    CHECK_MSG(wait_output(out, "serving vsock", 60) && strstr(slurp(out), SERVING), "%s", slurp(out));
+    CHECK_MSG(test_wait_for_text(out, "serving vsock", 60) && strstr(test_file_text(out), SERVING), "%s", test_file_text(out));
     CHECK_EQ(join_echo_listener(), ECHO_BYTES);
     guest_echoes(4096, 0);
     api(sock, "PATCH", "/vm", "{\"state\": \"Paused\"}");
@@ -415,7 +391,7 @@ TEST_TIMEOUT(a_restored_guest_hears_transport_reset_and_serves_again, 120) {
     vmm = spawn_bellhop((const char *const[]){"--restore", state, "--mem-file", mem, NULL}, out, NULL);
     char want[96];
     snprintf(want, sizeof want, "vsock: transport reset: 0 connection(s) dropped, guest cid %u", GUEST_CID);
-    CHECK_MSG(wait_output(out, want, 30), "%s", slurp(out));
+    CHECK_MSG(test_wait_for_text(out, want, 30), "%s", test_file_text(out));
     guest_echoes(65536, 0);
     CHECK(vmm_alive());
     stop_vm();
