@@ -171,15 +171,18 @@ $(B)/tests/kvm/%: $(B)/obj/tests/kvm/%.o $(CHECK_OBJ) $(B)/libbellhop.a $(B)/lib
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
-$(B)/tests/kvm/%: tests/kvm/%.sh
+# The scripts' shared helpers go into each in place of its line @KVM_TEST_SH@: a built test
+# stays one file (the nested KVM host is sent it alone).
+SPLICE_KVM_TEST := -e '/^@KVM_TEST_SH@$$/{' -e 'r tests/lib/kvm_test.sh' -e 'd' -e '}'
+$(B)/tests/kvm/%: tests/kvm/%.sh tests/lib/kvm_test.sh
 	@mkdir -p $(dir $@)
-	cp $< $@ && chmod +x $@
+	sed $(SPLICE_KVM_TEST) $< > $@ && chmod +x $@
 
 # api_firecracker checks docs/api.md's table of Firecracker's endpoints: the file goes into the
-# script in place of its line @API_MD@.
-$(B)/tests/kvm/api_firecracker: tests/kvm/api_firecracker.sh docs/api.md
+# script in place of its line @API_MD@ (and the helpers in place of theirs).
+$(B)/tests/kvm/api_firecracker: tests/kvm/api_firecracker.sh tests/lib/kvm_test.sh docs/api.md
 	@mkdir -p $(dir $@)
-	sed -e '/^@API_MD@$$/{' -e 'r docs/api.md' -e 'd' -e '}' $< > $@ && chmod +x $@
+	sed $(SPLICE_KVM_TEST) -e '/^@API_MD@$$/{' -e 'r docs/api.md' -e 'd' -e '}' $< > $@ && chmod +x $@
 
 $(B)/tests/unit/%: tests/unit/%.sh
 	@mkdir -p $(dir $@)

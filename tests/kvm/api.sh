@@ -9,24 +9,8 @@ tests="requests_are_refused_before_start a_kernel_that_is_not_a_kernel_is_refuse
        flush_metrics_writes_exit_counts patch_drive_swaps_the_backing_file bad_requests_get_400_with_a_reason the_vm_runs_after_them
        the_socket_is_removed_at_the_end config_file_alone_boots_the_same_vm
        an_existing_file_is_not_taken_for_the_socket requests_are_slices_on_the_loop_track"
-if [ "${1:-}" = --list ]; then
-    for t in $tests; do echo "$suite.$t"; done
-    exit 0
-fi
-[ "${1:-}" = --from ] && echo "(api: every test runs; --from ignored)"
-pass() { echo "PASS $suite.$1"; }
-fail() { echo "FAIL $suite.$1: $2"; failed=1; }
-skip() { echo "SKIP $suite.$1: $2"; }
-failed=0
-here=$(cd "$(dirname "$0")/../.." && pwd)
-bellhop=$here/bellhop guest=$here/guest/guest.elf
-[ -f $guest ] || guest=$(cd $here/.. && pwd)/guest/guest.elf # the sanitizer builds' (build/asan)
-curl=$(command -v curl || true)
-[ -x /bellhop/usr/bin/curl ] && curl=/bellhop/usr/bin/curl # inside the nested host
-if [ -z "$curl" ]; then
-    for t in $tests; do skip $t "no curl"; done
-    exit 0
-fi
+@KVM_TEST_SH@
+[ -n "$curl" ] || skip_all "no curl"
 dir=$(mktemp -d /tmp/bellhop-api.XXXXXX)
 sock=$dir/api.sock out=$dir/out disk=$dir/disk.img metrics=$dir/metrics.json
 dd if=/dev/zero of=$disk bs=1024 count=1024 2>/dev/null
@@ -34,37 +18,11 @@ pid=
 cleanup() { [ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 
-# req METHOD PATH [BODY]: sets code (the HTTP status) and body (the answer)
-req() {
-    if [ $# -ge 3 ]; then
-        body=$($curl -s -m 20 --unix-socket $sock -X "$1" "http://localhost$2" -H 'Content-Type: application/json' \
-               -d "$3" -w ' %{http_code}')
-    else
-        body=$($curl -s -m 20 --unix-socket $sock -X "$1" "http://localhost$2" -w ' %{http_code}')
-    fi
-    code=${body##* }
-    body=${body% *}
-}
-# bad METHOD PATH BODY WANT: a 400 whose fault_message has WANT in it; else noted in $bad_seen
-bad() {
-    if [ $# -ge 4 ]; then req "$1" "$2" "$3"; want=$4; else req "$1" "$2"; want=$3; fi
-    nbad=$((nbad + 1))
-    case "$code $body" in
-        "400 {\"fault_message\":\""*"$want"*) ;;
-        *) bad_seen="$bad_seen [$1 $2 -> $code $body; wanted 400 with '$want']" ;;
-    esac
-}
-wait_for() { # FILE TEXT SECONDS
-    i=0
-    while ! grep -qE "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1; sleep 0.1
-    done
-}
 ticks() { grep -c '^tick ' $out; }
 
 $bellhop run --api-sock $sock > $out 2>&1 &
 pid=$!
-i=0; while [ ! -S $sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+wait_sock $sock
 
 nbad=0 bad_seen=
 bad PUT /machine-config '{"vcpu_count": 0, "mem_size_mib": 128}' "vcpu_count 0: must be 1 to"
@@ -90,46 +48,46 @@ bad GET /machine-config '{"vcpu_count": 1}' "GET request cannot have a body."
 
 # Not a kernel: refused at InstanceStart with the loader's reason; the API stays, and a real
 # kernel then starts.
-req PUT /boot-source '{"kernel_image_path": "'$disk'"}'
-req PUT /actions '{"action_type": "InstanceStart"}'
+req $sock PUT /boot-source '{"kernel_image_path": "'$disk'"}'
+req $sock PUT /actions '{"action_type": "InstanceStart"}'
 case "$code $body" in
     "400 {\"fault_message\":\"InstanceStart: "*) pass a_kernel_that_is_not_a_kernel_is_refused_at_start ;;
     *) fail a_kernel_that_is_not_a_kernel_is_refused_at_start "$code $body" ;;
 esac
 
 # Firecracker's getting-started requests, with the tiny guest
-req PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "ticks"}'; c1=$code
-req PUT /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true, "is_read_only": false}'; c2=$code
-req PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256}'; c3=$code
-req PUT /entropy '{}'; c4=$code
-req PUT /metrics '{"metrics_path": "'$metrics'"}'; c5=$code
-req PUT /actions '{"action_type": "InstanceStart"}'
+req $sock PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "ticks"}'; c1=$code
+req $sock PUT /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true, "is_read_only": false}'; c2=$code
+req $sock PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256}'; c3=$code
+req $sock PUT /entropy '{}'; c4=$code
+req $sock PUT /metrics '{"metrics_path": "'$metrics'"}'; c5=$code
+req $sock PUT /actions '{"action_type": "InstanceStart"}'
 if [ "$c1$c2$c3$c4$c5$code" = 204204204204204204 ] && wait_for $out "guest: 0 failed" 60 &&
    grep -q "selftest virtio-blk-rw    PASS" $out && grep -q "selftest virtio-rng       PASS" $out; then
     pass instance_start_boots_the_guest
 else
     fail instance_start_boots_the_guest "statuses $c1 $c2 $c3 $c4 $c5 $code: $(tail -5 $out)"
 fi
-req GET /
+req $sock GET /
 case "$body" in *'"state":"Running"'*) pass get_reports_running ;; *) fail get_reports_running "$code $body" ;; esac
 
 wait_for $out "^tick 2" 30
-req PATCH /vm '{"state": "Paused"}'; cp=$code
-req GET /; state=$body
+req $sock PATCH /vm '{"state": "Paused"}'; cp=$code
+req $sock GET /; state=$body
 n1=$(ticks); sleep 1; n2=$(ticks)
 case "$cp $state" in
     *'204 '*'"state":"Paused"'*) [ "$n1" = "$n2" ] && pass pause_stops_the_guest ||
                                   fail pause_stops_the_guest "ticks went on while paused: $n1 then $n2" ;;
     *) fail pause_stops_the_guest "$cp $state" ;;
 esac
-req PATCH /vm '{"state": "Resumed"}'
+req $sock PATCH /vm '{"state": "Resumed"}'
 if [ "$code" = 204 ] && wait_for $out "^tick $((n2 + 2))([^0-9]|\$)" 30; then
     pass resume_goes_on
 else
     fail resume_goes_on "$code $body; $(ticks) ticks after $n2"
 fi
 
-req PUT /actions '{"action_type": "FlushMetrics"}'
+req $sock PUT /actions '{"action_type": "FlushMetrics"}'
 exits=$(grep -o '"exits":[0-9]*' $metrics 2>/dev/null | tail -1)
 if [ "$code" = 204 ] && [ -n "$exits" ] && [ "${exits#*:}" -gt 0 ] && grep -q '"exit_io":[1-9]' $metrics; then
     pass flush_metrics_writes_exit_counts
@@ -141,9 +99,9 @@ fi
 disk2=$dir/disk2.img
 dd if=/dev/zero of=$disk2 bs=1024 count=2048 2>/dev/null
 printf 'the second disk' | dd of=$disk2 conv=notrunc 2>/dev/null
-req PATCH /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk2'"}'
+req $sock PATCH /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk2'"}'
 cpd=$code
-req GET /vm/config
+req $sock GET /vm/config
 if [ "$cpd" = 204 ] && wait_for $out "guest: disk changed: 4096 sectors, read 0, sector 0: the second disk" 30 &&
    case "$body" in *"$disk2"*) true ;; *) false ;; esac; then
     pass patch_drive_swaps_the_backing_file
@@ -180,7 +138,7 @@ bad DELETE / "Invalid request method and/or path: DELETE /."
 bad PUT /drives/ '{}' "The ID cannot be empty."
 if [ -z "$bad_seen" ] && [ $nbad -ge 20 ]; then pass bad_requests_get_400_with_a_reason; else
     fail bad_requests_get_400_with_a_reason "$nbad requests:$bad_seen"; fi
-req GET /
+req $sock GET /
 n3=$(ticks)
 if case "$body" in *'"state":"Running"'*) true ;; *) false ;; esac && wait_for $out "^tick $((n3 + 1))([^0-9]|\$)" 30; then
     pass the_vm_runs_after_them
@@ -221,14 +179,14 @@ mkfifo $dir/console
 $bellhop run --api-sock $sock --trace-file $dir/trace.json < $dir/console > $out 2>&1 &
 pid=$!
 exec 9> $dir/console
-i=0; while [ ! -S $sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-req PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "wait"}'
-req PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
-req PUT /actions '{"action_type": "InstanceStart"}'
+wait_sock $sock
+req $sock PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "wait"}'
+req $sock PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+req $sock PUT /actions '{"action_type": "InstanceStart"}'
 wait_for $out "guest: waiting" 60
-req GET /; c1=$code
-req PATCH /vm '{"state": "Paused"}'; c2=$code
-req PATCH /vm '{"state": "Resumed"}'; c3=$code
+req $sock GET /; c1=$code
+req $sock PATCH /vm '{"state": "Paused"}'; c2=$code
+req $sock PATCH /vm '{"state": "Resumed"}'; c3=$code
 printf '\001x' >&9
 exec 9>&-
 wait $pid; st=$?; pid=

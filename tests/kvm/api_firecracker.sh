@@ -62,25 +62,11 @@ tests="test_api_happy_start test_drive_io_engine test_api_put_update_pre_boot te
        test_rate_limiters_api_config test_api_patch_pre_boot test_negative_api_patch_post_boot test_drive_patch
        test_api_version test_api_vsock test_api_entropy test_api_balloon test_get_full_config
        test_get_full_config_after_restoring_snapshot test_negative_snapshot_load_api the_docs_table_is_true"
-if [ "${1:-}" = --list ]; then
-    for t in $tests; do echo "$suite.$t"; done
-    exit 0
-fi
-[ "${1:-}" = --from ] && echo "(api_firecracker: every test runs; --from ignored)"
-skip() { echo "SKIP $suite.$1: $2"; }
-failed=0
-here=$(cd "$(dirname "$0")/../.." && pwd)
-bellhop=$here/bellhop guest=$here/guest/guest.elf
-[ -f $guest ] || guest=$(cd $here/.. && pwd)/guest/guest.elf # the sanitizer builds' (build/asan)
-curl=$(command -v curl || true)
-[ -x /bellhop/usr/bin/curl ] && curl=/bellhop/usr/bin/curl # inside the nested host
-qsd=$(command -v qemu-storage-daemon || true)
-[ -x /bellhop/usr/bin/qemu-storage-daemon ] && qsd=/bellhop/usr/bin/qemu-storage-daemon
-if [ -z "$curl" ]; then
-    for t in $tests; do skip $t "no curl"; done
-    exit 0
-fi
+@KVM_TEST_SH@
+qsd=$(tool qemu-storage-daemon)
+[ -n "$curl" ] || skip_all "no curl"
 dir=$(mktemp -d /tmp/bellhop-fcapi.XXXXXX)
+req_head=$dir/head # (each answer's head, for has_header)
 NOT_BEFORE='The requested operation is not supported before starting the microVM.'
 NOT_AFTER='The requested operation is not supported after starting the microVM'
 tab=$(printf '\t')
@@ -96,8 +82,7 @@ trap 'exit 1' INT TERM
 
 # The taps for the tests that boot with a network interface: fctap0..3 in a namespace of ours,
 # removed at the end with everything in it (no interface of the machine itself is touched).
-ipcmd=$(command -v ip || true)
-[ -x /bellhop/usr/bin/ip ] && ipcmd=/bellhop/usr/bin/ip # iproute2 inside the nested host
+ipcmd=$(tool ip) # iproute2
 net_reason="not root"
 if [ "$(id -u)" = 0 ]; then
     net_reason="no ip command"
@@ -127,30 +112,10 @@ vmm() {
     sock=$vdir/api.sock out=$vdir/out
     (cd $vdir && exec $in_ns $bellhop run --api-sock $sock > $out 2>&1 < /dev/null) &
     pid=$!
-    i=0; while [ ! -S $sock ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+    wait_sock $sock
     [ -S $sock ] || problem "bellhop did not serve on its socket: $(tail -3 $out | tr '\n' '|')"
 }
 alive() { [ -n "$pid" ] && kill -0 $pid 2>/dev/null && [ -S $sock ]; }
-# req METHOD PATH [BODY]: code (the HTTP status; 000 when nothing answered), body, and the
-# answer's head in $dir/head
-req() {
-    : > $dir/head
-    if [ $# -ge 3 ]; then
-        body=$($curl -s -m 20 -D $dir/head --unix-socket $sock -X "$1" "http://localhost$2" \
-               -H 'Content-Type: application/json' --data-raw "$3" -w ' %{http_code}')
-    else
-        body=$($curl -s -m 20 -D $dir/head --unix-socket $sock -X "$1" "http://localhost$2" -w ' %{http_code}')
-    fi
-    code=${body##* }
-    body=${body% *}
-}
-wait_for() { # FILE TEXT SECONDS
-    i=0
-    while ! grep -qE "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1; sleep 0.1
-    done
-}
-
 # JSON on stdin as one line per leaf, "PATH<tab>VALUE": PATH .a.b[0].c, VALUE the JSON text of a
 # string, number, true, false, null, {} or []; a last line "!<tab>not JSON" when it was not.
 json_flat() {
@@ -208,20 +173,17 @@ fault_message() {
 begin() { t=$1 errs= notes= ctx=; }
 problem() { errs="$errs${errs:+; }$ctx$*"; } # ctx: which round of a test, if it has several
 note() { case "; $notes; " in *"; $*; "*) ;; *) notes="$notes${notes:+; }$*" ;; esac; }
-end() {
-    if [ -n "$errs" ]; then echo "FAIL $suite.$t: $errs"; failed=1
-    else echo "PASS $suite.$t${notes:+: ($notes)}"; fi
-}
+end() { if [ -n "$errs" ]; then fail $t "$errs"; else pass $t "${notes:+($notes)}"; fi; }
 # ok METHOD PATH [BODY]: taken as Firecracker's client takes it, 204 (200 for a GET)
 ok() {
-    req "$@"
+    req $sock "$@"
     want=204; [ "$1" = GET ] && want=200
     [ "$code" = $want ] || problem "$1 $2${3:+ $3} -> $code${body:+ $body} (wanted $want)"
 }
 # refused REGEX METHOD PATH [BODY]: a 400 with a fault_message that REGEX matches (any, when empty)
 refused() {
     re=$1; shift
-    req "$@"
+    req $sock "$@"
     msg=$(fault_message)
     if [ "$code" != 400 ] || [ -z "$msg" ]; then
         problem "$1 $2${3:+ $3} -> $code${body:+ $body} (wanted 400 with a fault_message${re:+ matching /$re/})"
@@ -446,7 +408,7 @@ vhost_user_backend() { # IMG SOCKET
         --export type=vhost-user-blk,id=exp0,addr.type=unix,addr.path=$2,node-name=disk0,writable=on \
         > $dir/qsd.out 2>&1 &
     qpid=$!
-    i=0; while [ ! -S $2 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    wait_sock $2
 }
 
 test_drive_patch() {
@@ -698,33 +660,33 @@ fill() { # REQUEST D
 table_vmm() {
     vmm
     mkdir -p $dir/$1
-    req PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "wait"}'; c1=$code
-    req PUT /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$table_disk'", "is_root_device": true, "is_read_only": false}'
+    req $sock PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "wait"}'; c1=$code
+    req $sock PUT /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$table_disk'", "is_root_device": true, "is_read_only": false}'
     [ "$c1$code" = 204204 ] || { table_bad="$table_bad; $1: the VMM's boot source and rootfs: $c1, $code $body"; return; }
     [ $1 = running ] || return 0
-    req PUT /entropy '{}'
+    req $sock PUT /entropy '{}'
     ntap=0
     while IFS="$tab" read -r check before running; do
         [ "$running" = - ] && continue
         r=$(printf '%s' "$check" | tr -d '`')
-        case "$r" in PUT\ /actions*FlushMetrics*) req PUT /metrics '{"metrics_path": "'$dir/running/metrics.json'"}' ;; esac
+        case "$r" in PUT\ /actions*FlushMetrics*) req $sock PUT /metrics '{"metrics_path": "'$dir/running/metrics.json'"}' ;; esac
         case "$r" in PUT\ *) continue ;; esac
         path=${r#* }; path=${path%% *}
         case "$path" in
             /balloon*) [ -z "$balloon_set" ] &&
-                req PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 1}'
+                req $sock PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 1}'
                 balloon_set=1 ;;
             /network-interfaces/?*) id=${path#/network-interfaces/}
                 [ -n "$ns" ] && [ $ntap -le 3 ] &&
-                    req PUT /network-interfaces/$id '{"iface_id": "'$id'", "host_dev_name": "fctap'$ntap'"}'
+                    req $sock PUT /network-interfaces/$id '{"iface_id": "'$id'", "host_dev_name": "fctap'$ntap'"}'
                 ntap=$((ntap + 1)) ;;
             /drives/rootfs) ;;
             /drives/?*) id=${path#/drives/}
-                req PUT /drives/$id '{"drive_id": "'$id'", "path_on_host": "'$table_disk'", "is_root_device": false, "is_read_only": false}' ;;
+                req $sock PUT /drives/$id '{"drive_id": "'$id'", "path_on_host": "'$table_disk'", "is_root_device": false, "is_read_only": false}' ;;
         esac
     done < $dir/rows
     balloon_set=
-    req PUT /actions '{"action_type": "InstanceStart"}'
+    req $sock PUT /actions '{"action_type": "InstanceStart"}'
     [ "$code" = 204 ] && wait_for $out "guest: waiting" 30 ||
         table_bad="$table_bad; running: the VMM did not start: $code $body $(tail -2 $out | tr '\n' '|')"
 }
@@ -754,7 +716,7 @@ table_pass() { # WHEN
         r=$(fill "$r" $dir/$1)
         method=${r%% *} rest=${r#* }
         path=${rest%% *}
-        if [ "$rest" = "$path" ]; then req "$method" "$path"; else req "$method" "$path" "${rest#* }"; fi
+        if [ "$rest" = "$path" ]; then req $sock "$method" "$path"; else req $sock "$method" "$path" "${rest#* }"; fi
         [ "$code" = "$want" ] || table_bad="$table_bad; \`$method $path\` $1: wanted $want, got $code $body"
         # the next rows need the state this pass is about: a fresh VMM when a row ended or started it
         if ! alive; then table_vmm $1

@@ -7,54 +7,21 @@
 suite=balloon
 tests="the_guest_reports_its_memory the_guest_inflates_to_the_target its_free_memory_falls_by_the_balloon
        the_guest_deflates_back a_target_past_what_it_can_give_stops_at_its_limit the_vm_runs_on"
-if [ "${1:-}" = --list ]; then
-    for t in $tests; do echo "$suite.$t"; done
-    exit 0
-fi
-[ "${1:-}" = --from ] && echo "(balloon: every test runs; --from ignored)"
-pass() { echo "PASS $suite.$1"; }
-fail() { echo "FAIL $suite.$1: $2"; failed=1; }
-skip() { echo "SKIP $suite.$1: $2"; }
-failed=0
-here=$(cd "$(dirname "$0")/../.." && pwd)
-bellhop=$here/bellhop guest=$here/guest/guest.elf
-[ -f $guest ] || guest=$(cd $here/.. && pwd)/guest/guest.elf # the sanitizer builds' (build/asan)
-curl=$(command -v curl || true)
-[ -x /bellhop/usr/bin/curl ] && curl=/bellhop/usr/bin/curl # inside the nested host
-if [ -z "$curl" ]; then
-    for t in $tests; do skip $t "no curl"; done
-    exit 0
-fi
+@KVM_TEST_SH@
+[ -n "$curl" ] || skip_all "no curl"
 dir=$(mktemp -d /tmp/bellhop-balloon.XXXXXX)
 sock=$dir/api.sock out=$dir/out
 pid=
 cleanup() { [ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 
-# req METHOD PATH [BODY]: sets code (the HTTP status) and body (the answer)
-req() {
-    if [ $# -ge 3 ]; then
-        body=$($curl -s -m 20 --unix-socket $sock -X "$1" "http://localhost$2" -H 'Content-Type: application/json' \
-               -d "$3" -w ' %{http_code}')
-    else
-        body=$($curl -s -m 20 --unix-socket $sock -X "$1" "http://localhost$2" -w ' %{http_code}')
-    fi
-    code=${body##* }
-    body=${body% *}
-}
-wait_for() { # FILE TEXT SECONDS
-    i=0
-    while ! grep -qE "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1; sleep 0.1
-    done
-}
 # stat_of NAME: the number GET /balloon/statistics last gave for NAME (empty when absent)
 stat_of() { echo "$stats" | grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
 # until_stat NAME TEST VALUE SECONDS: polls the statistics until NAME -TEST VALUE holds
 until_stat() {
     i=0
     while :; do
-        req GET /balloon/statistics; stats=$body
+        req $sock GET /balloon/statistics; stats=$body
         v=$(stat_of $1)
         [ "$code" = 200 ] && [ -n "$v" ] && [ "$v" "-$2" "$3" ] && return 0
         i=$((i + 1)); [ $i -gt $(($4 * 5)) ] && return 1; sleep 0.2
@@ -63,11 +30,11 @@ until_stat() {
 
 $bellhop run --api-sock $sock > $out 2>&1 < /dev/null &
 pid=$!
-i=0; while [ ! -S $sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-req PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "balloon"}'; c1=$code
-req PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'; c2=$code
-req PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 1}'; c3=$code
-req PUT /actions '{"action_type": "InstanceStart"}'; c4=$code
+wait_sock $sock
+req $sock PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "balloon"}'; c1=$code
+req $sock PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'; c2=$code
+req $sock PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 1}'; c3=$code
+req $sock PUT /actions '{"action_type": "InstanceStart"}'; c4=$code
 
 # The guest's figures: its memory map's RAM (64 MiB less the legacy hole) and what it has free.
 ram=$((0x9fc00 + (64 << 20) - 0x100000))
@@ -81,7 +48,7 @@ else
 fi
 free0=$(stat_of free_memory)
 
-req PATCH /balloon '{"amount_mib": 8}'
+req $sock PATCH /balloon '{"amount_mib": 8}'
 if [ "$code" = 204 ] && until_stat actual_pages eq 2048 15 && [ "$(stat_of target_pages)" = 2048 ] &&
    wait_for $out "balloon: target 2048 pages, actual 2048" 5; then
     pass the_guest_inflates_to_the_target
@@ -95,7 +62,7 @@ else
     fail its_free_memory_falls_by_the_balloon "free_memory $free0 before: $stats"
 fi
 
-req PATCH /balloon '{"amount_mib": 0}'
+req $sock PATCH /balloon '{"amount_mib": 0}'
 if [ "$code" = 204 ] && until_stat actual_pages eq 0 15 && wait_for $out "balloon: target 0 pages, actual 0" 5 &&
    until_stat free_memory eq "${free0:-0}" 10; then
     pass the_guest_deflates_back
@@ -104,15 +71,15 @@ else
 fi
 
 # The whole of its memory: it gives what lies above its own image, and says that is all.
-req PATCH /balloon '{"amount_mib": 64}'
+req $sock PATCH /balloon '{"amount_mib": 64}'
 if [ "$code" = 204 ] && wait_for $out "balloon: target 16384 pages, actual [0-9]+ \\(all it can give\\)" 30 &&
    until_stat actual_pages gt 8192 5 && [ "$(stat_of actual_pages)" -lt 16384 ]; then
     pass a_target_past_what_it_can_give_stops_at_its_limit
 else
     fail a_target_past_what_it_can_give_stops_at_its_limit "$code: $stats; $(tail -3 $out)"
 fi
-req PATCH /balloon '{"amount_mib": 0}'
-req GET /
+req $sock PATCH /balloon '{"amount_mib": 0}'
+req $sock GET /
 sanitizer=$(grep -A3 -e 'WARNING: ThreadSanitizer' -e 'ERROR: AddressSanitizer' -e 'runtime error' $out | head -8 | tr '\n' '|')
 case "$body" in
     *'"state":"Running"'*) until_stat actual_pages eq 0 30 && kill -0 $pid && [ -z "$sanitizer" ] && pass the_vm_runs_on ||

@@ -6,29 +6,11 @@
 suite=kvm_order
 tests="the_command_line instance_start_through_the_api snapshot_load_through_the_api restore_from_the_command_line
        ram_shared_with_a_vhost_user_backend"
-if [ "${1:-}" = --list ]; then
-    for t in $tests; do echo "$suite.$t"; done
-    exit 0
-fi
-[ "${1:-}" = --from ] && echo "(kvm_order: every test runs; --from ignored)"
-pass() { echo "PASS $suite.$1"; }
-fail() { echo "FAIL $suite.$1: $2"; failed=1; }
-skip() { echo "SKIP $suite.$1: $2"; }
-failed=0
-here=$(cd "$(dirname "$0")/../.." && pwd)
-bellhop=$here/bellhop guest=$here/guest/guest.elf
-[ -f $guest ] || guest=$(cd $here/.. && pwd)/guest/guest.elf # the sanitizer builds' (build/asan)
-case $here in */asan|*/tsan)
-    for t in $tests; do skip $t "the plain build's only (the order is the same code in every build)"; done; exit 0 ;;
-esac
-tool() { # NAME: the host's, or the copy inside the nested host
-    if [ -x /bellhop/usr/bin/$1 ]; then echo /bellhop/usr/bin/$1; else command -v $1 || true; fi
-}
-strace=$(tool strace) curl=$(tool curl) qsd=$(tool qemu-storage-daemon)
-if [ -z "$strace" ] || [ -z "$curl" ]; then
-    for t in $tests; do skip $t "no strace or curl"; done
-    exit 0
-fi
+@KVM_TEST_SH@
+[ -z "$sanitized" ] || skip_all "the plain build's only (the order is the same code in every build)"
+strace=$(tool strace) qsd=$(tool qemu-storage-daemon)
+if [ -z "$strace" ] || [ -z "$curl" ]; then skip_all "no strace or curl"; fi
+req_timeout=90 # (the VMMs run under strace, and one saves a snapshot of 128 MiB)
 dir=$(mktemp -d /tmp/bellhop-order.XXXXXX)
 pids=
 # kill_bellhops PID: every bellhop below PID, however deep (a background `traced` may be a
@@ -50,17 +32,6 @@ traced() { # LOG ARGS...: bellhop run ARGS under strace, its KVM ioctls in LOG
     log=$1; shift
     $strace -f -qq -e trace=ioctl -o $log $bellhop run "$@"
 }
-req() { # SOCK METHOD PATH [BODY]: sets code
-    code=$($curl -s -m 90 -o /dev/null -w '%{http_code}' --unix-socket $1 -X "$2" "http://localhost$3" \
-           -H 'Content-Type: application/json' ${4:+-d "$4"})
-}
-wait_for() { # FILE TEXT SECONDS
-    i=0
-    while ! grep -qE "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1; sleep 0.1
-    done
-}
-wait_sock() { i=0; while [ ! -S $1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; }
 first() { grep -n "$2" $1 | head -1 | cut -d: -f1; }
 # check TEST LOG: the order, or what broke it
 check() {

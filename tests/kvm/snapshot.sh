@@ -10,25 +10,9 @@ tests="a_paused_guest_is_saved_to_two_files the_restored_guest_counts_on_from_wh
        two_restores_at_once_count_on_each_with_its_own_disk a_snapshot_of_a_restored_guest_restores_too
        bad_snapshot_files_are_refused_with_a_reason bad_snapshot_requests_get_400_with_a_reason
        another_device_set_is_refused a_guest_of_32_vcpus_comes_back_with_every_one"
-if [ "${1:-}" = --list ]; then
-    for t in $tests; do echo "$suite.$t"; done
-    exit 0
-fi
-[ "${1:-}" = --from ] && echo "(snapshot: every test runs; --from ignored)"
-pass() { echo "PASS $suite.$1"; }
-fail() { echo "FAIL $suite.$1: $2"; failed=1; }
-skip() { echo "SKIP $suite.$1: $2"; }
-failed=0
-here=$(cd "$(dirname "$0")/../.." && pwd)
-bellhop=$here/bellhop guest=$here/guest/guest.elf
-[ -f $guest ] || guest=$(cd $here/.. && pwd)/guest/guest.elf # the sanitizer builds' (build/asan)
-case $here in */asan|*/tsan) sanitized=1 ;; *) sanitized= ;; esac
-curl=$(command -v curl || true)
-[ -x /bellhop/usr/bin/curl ] && curl=/bellhop/usr/bin/curl # inside the nested host
-if [ -z "$curl" ]; then
-    for t in $tests; do skip $t "no curl"; done
-    exit 0
-fi
+@KVM_TEST_SH@
+[ -n "$curl" ] || skip_all "no curl"
+req_timeout=90 # (a sanitized VMM writes and reads 128 MiB snapshots slowly)
 dir=$(mktemp -d /tmp/bellhop-snap.XXXXXX)
 disk=$dir/disk.img state=$dir/vm.state mem=$dir/vm.mem
 dd if=/dev/zero of=$disk bs=1024 count=1024 2>/dev/null
@@ -36,45 +20,7 @@ pids=
 cleanup() { for p in $pids; do kill -9 $p 2>/dev/null; done; rm -rf "$dir"; }
 trap cleanup EXIT
 
-# req SOCK METHOD PATH [BODY]: sets code (the HTTP status) and body (the answer)
-req() {
-    s=$1; shift
-    if [ $# -ge 3 ]; then
-        body=$($curl -s -m 90 --unix-socket $s -X "$1" "http://localhost$2" -H 'Content-Type: application/json' \
-               -d "$3" -w ' %{http_code}')
-    else
-        body=$($curl -s -m 90 --unix-socket $s -X "$1" "http://localhost$2" -w ' %{http_code}')
-    fi
-    code=${body##* }
-    body=${body% *}
-}
-wait_for() { # FILE TEXT SECONDS
-    i=0
-    while ! grep -qE "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1; sleep 0.1
-    done
-}
-wait_sock() { i=0; while [ ! -S $1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; }
 disk_count() { tr -d '\000' < $1 | grep -o 'count [0-9]*' | head -1 | cut -d' ' -f2; } # sector 3: the last count
-last_count() { grep -o '^count [0-9]*:' $1 | tail -1 | tr -dc 0-9; }
-first_count() { grep -o '^count [0-9]*:' $1 | head -1 | tr -dc 0-9; }
-# The count a guest paused at the end of FILE prints next: one past the last whole number, or
-# two past it when the output ends inside the next count's number ("count 1" of 15, "cou").
-next_count() {
-    n=$(last_count $1) tail_line=$(tail -c 100 $1 | tr -d '\r' | tail -n 1)
-    [ -n "$(tail -c 1 $1 | tr -d '\n')" ] || tail_line= # ends with a newline: nothing cut
-    case "$tail_line" in
-        "count "*:*) ;;
-        "count "*) n=$((n + 1)) ;;
-        *) case "count " in "$tail_line"*) [ -n "$tail_line" ] && n=$((n + 1)) ;; esac ;;
-    esac
-    echo $((n + 1))
-}
-# every count line of FILE says each check passed
-# (only whole lines: a VMM killed or paused mid-line leaves one cut short)
-counts_ok() { [ -n "$(last_count $1)" ] && ! grep '^count .*announced' $1 | grep -qv 'memory ok, rng ok, blk ok, console ok'; }
-# what counts_ok did not like, and any sanitizer's report
-not_ok() { { grep '^count .*announced' $1 | grep -v 'memory ok, rng ok, blk ok, console ok'; grep -A3 -e 'WARNING: ThreadSanitizer' -e 'ERROR: AddressSanitizer' -e 'runtime error' $1; } | head -8 | tr '\n' '|'; }
 # serve SOCK OUT: a fresh bellhop on the API socket, its pid in $pid
 serve() {
     $bellhop run --console virtio --api-sock $1 > $2 2>&1 < /dev/null &
@@ -269,13 +215,6 @@ kill -9 $pid; wait $pid 2>/dev/null
 sock=$dir/g.sock
 serve $sock $dir/g.out; last=$pid
 nbad=0 bad_seen=
-bad() { # METHOD PATH BODY WANT
-    req $sock "$1" "$2" "$3"; nbad=$((nbad + 1))
-    case "$code $body" in
-        "400 {\"fault_message\":\""*"$4"*) ;;
-        *) bad_seen="$bad_seen [$1 $2 -> $code $body; wanted 400 with '$4']" ;;
-    esac
-}
 bad PUT /snapshot/create '{"snapshot_path": "'$dir/x'", "mem_file_path": "'$dir/y'"}' "not supported before starting the microVM"
 bad PUT /snapshot/load '{"snapshot_path": "'$state'"}' 'either `mem_backend` or `mem_file_path` is required'
 bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_backend": {"backend_type": "Uffd", "backend_path": "/x"}}' "handler's socket /x: No such file"

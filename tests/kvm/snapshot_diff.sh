@@ -11,66 +11,14 @@ tests="a_full_then_a_diff_are_written the_diff_alone_is_refused_at_restore
        the_rebased_pair_counts_on_from_the_second_point a_diff_of_a_restored_guest_chains_on
        the_first_diff_after_boot_is_all_the_memory a_diff_without_tracking_is_refused
        rebase_refuses_files_that_are_not_a_base_and_its_diff"
-if [ "${1:-}" = --list ]; then
-    for t in $tests; do echo "$suite.$t"; done
-    exit 0
-fi
-[ "${1:-}" = --from ] && echo "(snapshot_diff: every test runs; --from ignored)"
-pass() { echo "PASS $suite.$1"; }
-fail() { echo "FAIL $suite.$1: $2"; failed=1; }
-skip() { echo "SKIP $suite.$1: $2"; }
-failed=0
-here=$(cd "$(dirname "$0")/../.." && pwd)
-bellhop=$here/bellhop guest=$here/guest/guest.elf
-[ -f $guest ] || guest=$(cd $here/.. && pwd)/guest/guest.elf # the sanitizer builds' (build/asan)
-case $here in */asan|*/tsan) sanitized=1 ;; *) sanitized= ;; esac
-curl=$(command -v curl || true)
-[ -x /bellhop/usr/bin/curl ] && curl=/bellhop/usr/bin/curl # inside the nested host
-if [ -z "$curl" ]; then
-    for t in $tests; do skip $t "no curl"; done
-    exit 0
-fi
+@KVM_TEST_SH@
+[ -n "$curl" ] || skip_all "no curl"
+req_timeout=90 # (a sanitized VMM writes and reads 128 MiB snapshots slowly)
 dir=$(mktemp -d /tmp/bellhop-diff.XXXXXX)
 pids=
 cleanup() { for p in $pids; do kill -9 $p 2>/dev/null; done; rm -rf "$dir"; }
 trap cleanup EXIT
 
-# req SOCK METHOD PATH [BODY]: sets code (the HTTP status) and body (the answer)
-req() {
-    s=$1; shift
-    if [ $# -ge 3 ]; then
-        body=$($curl -s -m 90 --unix-socket $s -X "$1" "http://localhost$2" -H 'Content-Type: application/json' \
-               -d "$3" -w ' %{http_code}')
-    else
-        body=$($curl -s -m 90 --unix-socket $s -X "$1" "http://localhost$2" -w ' %{http_code}')
-    fi
-    code=${body##* }
-    body=${body% *}
-}
-wait_for() { # FILE TEXT SECONDS
-    i=0
-    while ! grep -qE "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1; sleep 0.1
-    done
-}
-wait_sock() { i=0; while [ ! -S $1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; }
-last_count() { grep -o '^count [0-9]*:' $1 | tail -1 | tr -dc 0-9; }
-first_count() { grep -o '^count [0-9]*:' $1 | head -1 | tr -dc 0-9; }
-# The count a guest paused at the end of FILE prints next (as tests/kvm/snapshot.sh has it).
-next_count() {
-    n=$(last_count $1) tail_line=$(tail -c 100 $1 | tr -d '\r' | tail -n 1)
-    [ -n "$(tail -c 1 $1 | tr -d '\n')" ] || tail_line=
-    case "$tail_line" in
-        "count "*:*) ;;
-        "count "*) n=$((n + 1)) ;;
-        *) case "count " in "$tail_line"*) [ -n "$tail_line" ] && n=$((n + 1)) ;; esac ;;
-    esac
-    echo $((n + 1))
-}
-# every whole count line of FILE says each check passed (the memory's: the pattern and the
-# pages the counts move on)
-counts_ok() { [ -n "$(last_count $1)" ] && ! grep '^count .*announced' $1 | grep -qv 'memory ok, rng ok, blk ok, console ok'; }
-not_ok() { { grep '^count .*announced' $1 | grep -v 'memory ok, rng ok, blk ok, console ok'; grep -A3 -e 'WARNING: ThreadSanitizer' -e 'ERROR: AddressSanitizer' -e 'runtime error' $1; } | head -8 | tr '\n' '|'; }
 blocks() { du -k $1 | cut -f1; } # KiB on disk: a sparse file's data
 clean() { ! grep -q -e 'WARNING: ThreadSanitizer' -e 'ERROR: AddressSanitizer' -e 'runtime error' "$@"; } # no sanitizer's report
 # boot SOCK OUT DISK TRACK: a fresh bellhop counting on the API socket, its pid in $pid

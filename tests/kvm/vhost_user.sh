@@ -7,42 +7,21 @@ suite=vhost_user
 tests="the_guests_disk_tests_pass_on_qemu_storage_daemon the_guests_data_is_in_the_image
        a_backend_killed_mid_run_fails_the_disk_not_the_vmm the_vmm_then_ends_cleanly
        a_missing_or_foreign_backend_is_a_one_line_error a_vhost_user_vm_is_not_snapshotted"
-if [ "${1:-}" = --list ]; then
-    for t in $tests; do echo "$suite.$t"; done
-    exit 0
-fi
-[ "${1:-}" = --from ] && echo "(vhost_user: every test runs; --from ignored)"
-pass() { echo "PASS $suite.$1"; }
-fail() { echo "FAIL $suite.$1: $2"; failed=1; }
-skip() { echo "SKIP $suite.$1: $2"; }
-failed=0
-here=$(cd "$(dirname "$0")/../.." && pwd)
-bellhop=$here/bellhop guest=$here/guest/guest.elf
-[ -f $guest ] || guest=$(cd $here/.. && pwd)/guest/guest.elf
-qsd=$(command -v qemu-storage-daemon || true)
-[ -x /bellhop/usr/bin/qemu-storage-daemon ] && qsd=/bellhop/usr/bin/qemu-storage-daemon
-if [ -z "$qsd" ]; then
-    for t in $tests; do skip $t "no qemu-storage-daemon"; done
-    exit 0
-fi
+@KVM_TEST_SH@
+qsd=$(tool qemu-storage-daemon)
+[ -n "$qsd" ] || skip_all "no qemu-storage-daemon"
 dir=$(mktemp -d /tmp/bellhop-vhost.XXXXXX)
 img=$dir/disk.img sock=$dir/blk.sock out=$dir/out
 pids=
 cleanup() { for p in $pids; do kill -9 $p 2>/dev/null; done; rm -rf "$dir"; }
 trap cleanup EXIT
-wait_for() { # FILE TEXT SECONDS
-    i=0
-    while ! grep -qE "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -gt $(($3 * 10)) ] && return 1; sleep 0.1
-    done
-}
 daemon() { # the backend on $sock, serving $img
     rm -f $sock
     $qsd --blockdev driver=file,node-name=file0,filename=$img --blockdev driver=raw,node-name=disk0,file=file0 \
         --export type=vhost-user-blk,id=exp0,addr.type=unix,addr.path=$sock,node-name=disk0,writable=on \
         > $dir/qsd.out 2>&1 &
     qpid=$!; pids="$pids $qpid"
-    i=0; while [ ! -S $sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    wait_sock $sock
 }
 
 dd if=/dev/zero of=$img bs=1024 count=1024 2>/dev/null
@@ -90,7 +69,7 @@ $bellhop run --kernel $guest --disk vhost-user=$dir/nonexistent.sock > $out 2>&1
 # A backend that speaks another protocol: bellhop's own API socket, which answers in HTTP.
 $bellhop run --api-sock $dir/http.sock > $dir/http.out 2>&1 < /dev/null &
 hpid=$!; pids="$pids $hpid"
-i=0; while [ ! -S $dir/http.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+wait_sock $dir/http.sock
 $bellhop run --kernel $guest --disk vhost-user=$dir/http.sock > $out 2>&1 < /dev/null; st=$?
 [ $st = 1 ] && [ "$(wc -l < $out)" = 1 ] && grep -q -e "not a version-1 reply" -e "closed its socket" -e "has [0-9]* bytes" $out ||
     bad="$bad [an HTTP server as the backend: status $st, $(cat $out)]"
@@ -98,8 +77,7 @@ kill -9 $hpid
 [ -z "$bad" ] && pass a_missing_or_foreign_backend_is_a_one_line_error || fail a_missing_or_foreign_backend_is_a_one_line_error "$bad"
 
 # A snapshot needs every device's state in bellhop: refused, the VM unharmed.
-if [ -x /bellhop/usr/bin/curl ] || command -v curl > /dev/null; then
-    curl=$(command -v curl || echo /bellhop/usr/bin/curl)
+if [ -n "$curl" ]; then
     daemon
     api=$dir/api.sock
     cat > $dir/vm.json <<EOF
