@@ -272,7 +272,9 @@ int main(int argc, char **argv) {
     snprintf(mem, sizeof mem, "%s/vm.mem", dir);
     snprintf(bindir, sizeof bindir, "%s", bellhop);
     snprintf(guest, sizeof guest, "%s/guest/guest.elf", dirname(bindir));
-    static const unsigned sizes[] = {128, 1024};
+    /* 3 GiB: the largest guest (RAM lies below the 32-bit MMIO hole), where registering RAM
+     * costs most */
+    static const unsigned sizes[] = {128, 1024, 3072};
     int status = 0;
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         double fresh[100], create[100], load[100], cli[100];
@@ -321,6 +323,10 @@ int main(int argc, char **argv) {
             if (!ok) break;
             done++;
         }
+        if (done < rounds && sizes[s] > 1024) { /* a small host may not hold it: the rest goes on */
+            printf("snapshot %u MiB: not measured (round %d failed: not enough memory here?)\n", sizes[s], done + 1);
+            continue;
+        }
         if (done < rounds) {
             printf("snapshot %u MiB: not measured (round %d failed; no usable /dev/kvm here?)\n", sizes[s], done + 1);
             status = 1;
@@ -335,7 +341,7 @@ int main(int argc, char **argv) {
                "                                 --restore from exec: %s\n"
                "                                 fresh boot from InstanceStart: %s\n", load_phases, cli_phases, fresh_phases);
         fflush(stdout);
-        uffd_figures(bellhop, dir, state, mem, sizes[s], rounds);
+        if (sizes[s] <= 1024) uffd_figures(bellhop, dir, state, mem, sizes[s], rounds); /* all at once: 4 s a round at 3 GiB */
         if (s == 0) lazy_memory(mem); /* the 128 MiB guest's file (both mappings of 1 GiB may not fit a small host) */
     }
     if (status == 0) diff_figures(bellhop, guest, dir, rounds);

@@ -5,7 +5,7 @@
 # POSIX sh (busybox inside the nested KVM host).
 suite=kvm_order
 tests="the_command_line instance_start_through_the_api snapshot_load_through_the_api restore_from_the_command_line
-       ram_shared_with_a_vhost_user_backend"
+       ram_shared_with_a_vhost_user_backend the_api_makes_its_vm_before_the_first_request"
 @KVM_TEST_SH@
 [ -z "$sanitized" ] || skip_all "the plain build's only (the order is the same code in every build)"
 strace=$(tool strace) qsd=$(tool qemu-storage-daemon)
@@ -28,9 +28,9 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
-traced() { # LOG ARGS...: bellhop run ARGS under strace, its KVM ioctls in LOG
+traced() { # LOG ARGS...: bellhop run ARGS under strace, its KVM ioctls (and accepts) in LOG
     log=$1; shift
-    $strace -f -qq -e trace=ioctl -o $log $bellhop run "$@"
+    $strace -f -qq -e trace=ioctl,accept4 -o $log $bellhop run "$@"
 }
 first() { grep -n "$2" $1 | head -1 | cut -d: -f1; }
 # check TEST LOG: the order, or what broke it
@@ -69,6 +69,7 @@ check instance_start_through_the_api $dir/api.log
 if [ "$saved" != 204 ]; then
     fail snapshot_load_through_the_api "snapshot/create answered $saved: $(tail -3 $dir/api.out | tr '\n' '|')"
     fail restore_from_the_command_line "no snapshot"
+    fail the_api_makes_its_vm_before_the_first_request "no snapshot"
 else
     sock=$dir/b.sock
     traced $dir/load.log --api-sock $sock > $dir/load.out 2>&1 < /dev/null &
@@ -77,6 +78,12 @@ else
     req $sock PUT /snapshot/load '{"snapshot_path": "'$dir/vm.state'", "mem_backend": {"backend_type": "File", "backend_path": "'$dir/vm.mem'"}, "resume_vm": false}'
     loaded=$code
     stop $pid
+    # the VM (KVM_CREATE_VM, the host's CPUID) is made while the API waits: the load's
+    # connection is accepted after it
+    made=$(first $dir/load.log KVM_CREATE_VM) accepted=$(first $dir/load.log accept4)
+    [ -n "$made" ] && [ -n "$accepted" ] && [ "$made" -lt "$accepted" ] && [ "$(grep -c KVM_CREATE_VM $dir/load.log)" = 1 ] &&
+        pass the_api_makes_its_vm_before_the_first_request ||
+        fail the_api_makes_its_vm_before_the_first_request "lines: VM $made, first accept $accepted: $(grep -E 'KVM_CREATE_VM|accept4' $dir/load.log | head -4 | tr '\n' '|')"
     if [ "$loaded" = 204 ]; then check snapshot_load_through_the_api $dir/load.log
     else fail snapshot_load_through_the_api "snapshot/load answered $loaded: $(tail -3 $dir/load.out | tr '\n' '|')"; fi
     traced $dir/restore.log --restore $dir/vm.state --mem-file $dir/vm.mem > $dir/restore.out 2>&1 < /dev/null &

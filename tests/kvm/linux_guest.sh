@@ -18,7 +18,8 @@ tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
        vsock_guest_connects_to_a_host_listener balloon_statistics_come_from_linux
        balloon_gives_guest_memory_back_to_the_host send_ctrl_alt_del_shuts_it_down
        a_snapshot_after_init_restores_in_a_new_vmm restored_shell_goes_on restored_disk_writes_land_in_the_image
-       restored_tcp_over_virtio_net virtiofs_reads_a_file_the_host_wrote virtiofs_writes_a_file_the_host_reads"
+       restored_tcp_over_virtio_net a_rebased_diff_holds_a_file_written_between_the_snapshots
+       virtiofs_reads_a_file_the_host_wrote virtiofs_writes_a_file_the_host_reads"
 if [ "${1:-}" = --list ]; then
     for t in $tests; do echo "$suite.$t"; done
     exit 0
@@ -301,46 +302,61 @@ else
 fi
 # A snapshot of Linux after its init ran (disk, network, two CPUs), restored in a new bellhop
 # from the command line: its shell takes commands typed on the console, its disk writes reach
-# the image, and TCP over virtio-net reaches the host end of the tap.
+# the image, and TCP over virtio-net reaches the host end of the tap. What is restored is a
+# pair: a Full snapshot, then (a file written into the guest's RAM between the two) a Diff,
+# rebased onto the Full's memory file; the restored guest reads that file back.
 snap_tests="a_snapshot_after_init_restores_in_a_new_vmm restored_shell_goes_on restored_disk_writes_land_in_the_image
-            restored_tcp_over_virtio_net virtiofs_reads_a_file_the_host_wrote virtiofs_writes_a_file_the_host_reads"
+            restored_tcp_over_virtio_net a_rebased_diff_holds_a_file_written_between_the_snapshots
+            virtiofs_reads_a_file_the_host_wrote virtiofs_writes_a_file_the_host_reads"
 if [ -n "$sanitized" ] || [ -z "$curl" ] || [ -z "$net" ]; then
     for t in $snap_tests; do skip $t "a sanitizer build, or no curl or network namespace here"; done
 else
     cp $L/disk.img $disk
-    rm -f $sock /tmp/bellhop-snap.state /tmp/bellhop-snap.mem /tmp/bellhop-console
-    $in_ns $bellhop run --api-sock $sock > $out 2>&1 < /dev/null &
-    vmm=$!
-    wait_sock $sock
-    codes=$(put /boot-source '{"kernel_image_path": "'$L/bzImage'", "initrd_path": "'$L/initrd.cpio'",
-                              "boot_args": "console=ttyS0 quiet bellhop.shell"}'
-            put /machine-config '{"vcpu_count": 2, "mem_size_mib": 512}'
-            put /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true}'
-            put /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "'$tap'"}'
-            put /entropy '{}'
-            put /actions '{"action_type": "InstanceStart"}')
-    wait_out "linux-guest: shell ready" 1800
-    paused=$($curl -s -m 30 --unix-socket $sock -X PATCH "http://localhost/vm" -d '{"state": "Paused"}' -w '%{http_code}')
-    created=$(put /snapshot/create '{"snapshot_path": "/tmp/bellhop-snap.state", "mem_file_path": "/tmp/bellhop-snap.mem"}')
-    kill -9 $vmm; wait $vmm 2>/dev/null
-    ($in_ns nc -l -p 5556 > /tmp/bellhop-net.out 2>/dev/null || $in_ns nc -l 5556 > /tmp/bellhop-net.out 2>/dev/null) &
-    listener2=$!
+    rm -f $sock /tmp/bellhop-snap.state /tmp/bellhop-snap.mem /tmp/bellhop-diff.state /tmp/bellhop-diff.mem /tmp/bellhop-console
     mkfifo /tmp/bellhop-console
-    $in_ns $bellhop run --restore /tmp/bellhop-snap.state --mem-file /tmp/bellhop-snap.mem < /tmp/bellhop-console > $out 2>&1 &
-    vmm=$!
-    exec 8> /tmp/bellhop-console
     typed() { # COMMAND ANSWER: types COMMAND on the guest's console, waits up to 60 s for ANSWER
         echo "$1" >&8
         wait_out "$2" 600
         grep -q "$2" $out
     }
-    if [ "$codes$paused $created" = "204 204 204 204 204 204 204 204 " ] && typed 'echo restored $((40 + 2))' "restored 42"; then
+    vm_state() { $curl -s -m 30 --unix-socket $sock -X PATCH "http://localhost/vm" -d "{\"state\": \"$1\"}" -w '%{http_code} '; }
+    $in_ns $bellhop run --api-sock $sock < /tmp/bellhop-console > $out 2>&1 &
+    vmm=$!
+    exec 8> /tmp/bellhop-console
+    wait_sock $sock
+    codes=$(put /boot-source '{"kernel_image_path": "'$L/bzImage'", "initrd_path": "'$L/initrd.cpio'",
+                              "boot_args": "console=ttyS0 quiet bellhop.shell"}'
+            put /machine-config '{"vcpu_count": 2, "mem_size_mib": 512, "track_dirty_pages": true}'
+            put /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true}'
+            put /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "'$tap'"}'
+            put /entropy '{}'
+            put /actions '{"action_type": "InstanceStart"}')
+    wait_out "linux-guest: shell ready" 1800
+    paused=$(vm_state Paused)
+    created=$(put /snapshot/create '{"snapshot_path": "/tmp/bellhop-snap.state", "mem_file_path": "/tmp/bellhop-snap.mem"}')
+    paused="$paused$(vm_state Resumed)"
+    typed 'echo "written between the snapshots" > /between.txt && echo "between ok"' "^between ok"
+    paused="$paused$(vm_state Paused)"
+    created="$created$(put /snapshot/create '{"snapshot_type": "Diff", "snapshot_path": "/tmp/bellhop-diff.state",
+                                             "mem_file_path": "/tmp/bellhop-diff.mem"}')"
+    kill -9 $vmm; wait $vmm 2>/dev/null
+    exec 8>&-
+    $bellhop snapshot rebase /tmp/bellhop-snap.mem /tmp/bellhop-diff.mem > /tmp/bellhop-rebase.out 2>&1 && created="${created}rebased"
+    ($in_ns nc -l -p 5556 > /tmp/bellhop-net.out 2>/dev/null || $in_ns nc -l 5556 > /tmp/bellhop-net.out 2>/dev/null) &
+    listener2=$!
+    $in_ns $bellhop run --restore /tmp/bellhop-diff.state --mem-file /tmp/bellhop-snap.mem < /tmp/bellhop-console > $out 2>&1 &
+    vmm=$!
+    exec 8> /tmp/bellhop-console
+    if [ "$(echo $codes $paused $created)" = "204 204 204 204 204 204 204 204 204 204 204 rebased" ] &&
+       typed 'echo restored $((40 + 2))' "restored 42"; then
         pass a_snapshot_after_init_restores_in_a_new_vmm
         pass restored_shell_goes_on
     else
-        fail a_snapshot_after_init_restores_in_a_new_vmm "$codes$paused $created: $(tail -3 $out | tr '\n' '|')"
+        fail a_snapshot_after_init_restores_in_a_new_vmm "$codes$paused $created: $(tail -3 $out | tr '\n' '|') $(cat /tmp/bellhop-rebase.out)"
         fail restored_shell_goes_on "no answer to a command typed after the restore"
     fi
+    typed 'cat /between.txt' "^written between the snapshots" && pass a_rebased_diff_holds_a_file_written_between_the_snapshots ||
+        fail a_rebased_diff_holds_a_file_written_between_the_snapshots "$(tail -3 $out | tr '\n' '|')"
     typed 'mount /dev/vda /mnt && echo "written after the restore" > /mnt/after-restore.txt && umount /mnt && sync && echo "disk ok"' "^disk ok"
     typed 'echo "tcp after the restore" | nc -w 10 10.0.2.1 5556 && echo "net ok"' "^net ok"
     typed 'poweroff -f' "reboot: Power down"
@@ -355,7 +371,8 @@ else
     fi
     grep -q "tcp after the restore" /tmp/bellhop-net.out && grep -q "^net ok" $out && pass restored_tcp_over_virtio_net ||
         fail restored_tcp_over_virtio_net "$(tail -3 $out | tr '\n' '|'); the host end got '$(cat /tmp/bellhop-net.out)'"
-    rm -f /tmp/bellhop-snap.state /tmp/bellhop-snap.mem /tmp/bellhop-console $sock
+    rm -f /tmp/bellhop-snap.state /tmp/bellhop-snap.mem /tmp/bellhop-diff.state /tmp/bellhop-diff.mem /tmp/bellhop-console \
+        /tmp/bellhop-rebase.out $sock
 fi
 # A host directory shared with virtiofsd (vhost-user-fs, QEMU's backend): the guest mounts it,
 # reads what the host wrote, and writes a file the host then reads.

@@ -218,7 +218,7 @@ nbad=0 bad_seen=
 bad PUT /snapshot/create '{"snapshot_path": "'$dir/x'", "mem_file_path": "'$dir/y'"}' "not supported before starting the microVM"
 bad PUT /snapshot/load '{"snapshot_path": "'$state'"}' 'either `mem_backend` or `mem_file_path` is required'
 bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_backend": {"backend_type": "Uffd", "backend_path": "/x"}}' "handler's socket /x: No such file"
-bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'", "enable_diff_snapshots": true}' "diff snapshots"
+bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$mem'", "track_dirty_pages": "yes"}' "Expected true or false"
 bad PUT /snapshot/load '{"snapshot_path": "'$dir/cut.state'", "mem_file_path": "'$mem'"}' "CRC mismatch"
 bad PUT /snapshot/load '{"snapshot_path": "'$state'", "mem_file_path": "'$dir/short.mem'"}' "the snapshot's guest has"
 bad PUT /snapshot/load '{"snapshot_path": 7, "mem_file_path": "'$mem'"}' "Expected string"

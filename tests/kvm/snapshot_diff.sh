@@ -4,12 +4,13 @@
 # with track_dirty_pages, saved Full, counting on, saved Diff; the diff alone is refused at
 # restore, rebased onto the Full's memory file it restores and counts on from the second
 # point; a Diff of that restored guest chains on; a Diff with nothing before it is all the
-# memory there is (rebased onto zeros); a Diff without tracking is a 400; rebase refuses what
+# memory there is (rebased onto zeros); a Diff without tracking is a 400, and snapshot/load's
+# track_dirty_pages turns tracking on for a guest saved without it; rebase refuses what
 # cannot be a base and its diff. POSIX sh (busybox inside the nested KVM host).
 suite=snapshot_diff
 tests="a_full_then_a_diff_are_written the_diff_alone_is_refused_at_restore
        the_rebased_pair_counts_on_from_the_second_point a_diff_of_a_restored_guest_chains_on
-       the_first_diff_after_boot_is_all_the_memory a_diff_without_tracking_is_refused
+       the_first_diff_after_boot_is_all_the_memory a_diff_without_tracking_is_refused tracking_turned_on_at_load_gives_diffs
        rebase_refuses_files_that_are_not_a_base_and_its_diff"
 @KVM_TEST_SH@
 [ -n "$curl" ] || skip_all "no curl"
@@ -116,15 +117,32 @@ else
     fail the_first_diff_after_boot_is_all_the_memory "diff $first, rebase $rb $(cat $dir/rebase3.out), saved at $saved, then $(first_count $dir/f.out): $(not_ok $dir/f.out) $(tail -2 $dir/f.out | tr '\n' '|')"
 fi
 
-boot $dir/g.sock $dir/g.out $dir/g.img false
+boot $dir/g.sock $dir/g.out $dir/g.img false; untracked_vm=$pid
 wait_for $dir/g.out "^count 1:" 90
 snap $dir/g.sock Diff untracked $dir/g.out; untracked=$sc
-kill -9 $pid; wait $pid 2>/dev/null
+snap $dir/g.sock Full gfull $dir/g.out; gfull=$sc
+kill -9 $untracked_vm; wait $untracked_vm 2>/dev/null
 case "$untracked" in
     204400:*"needs dirty page tracking"*track_dirty_pages*) [ ! -e $dir/untracked.mem ] && pass a_diff_without_tracking_is_refused ||
         fail a_diff_without_tracking_is_refused "a memory file was written" ;;
     *) fail a_diff_without_tracking_is_refused "$untracked" ;;
 esac
+
+# Firecracker's snapshot/load field turns tracking on for a VM saved without it: a Diff of it
+# then rebases onto the untracked Full and restores.
+$bellhop run --console virtio --api-sock $dir/h.sock > $dir/h.out 2>&1 < /dev/null &
+pid=$!; pids="$pids $pid"
+wait_sock $dir/h.sock
+req $dir/h.sock PUT /snapshot/load '{"snapshot_path": "'$dir/gfull.state'", "mem_backend": {"backend_type": "File", "backend_path": "'$dir/gfull.mem'"}, "track_dirty_pages": true, "resume_vm": true}'; hl=$code
+wait_for $dir/h.out "^count 4:" 60
+snap $dir/h.sock Diff hdiff $dir/h.out; hdiff=$sc
+kill -9 $pid; wait $pid 2>/dev/null
+$bellhop snapshot rebase $dir/gfull.mem $dir/hdiff.mem > $dir/rebase4.out 2>&1; rb=$?
+if [ "$gfull $hl $hdiff $rb" = "204204: 204 204204: 0" ] && restored $dir/hdiff.state $dir/gfull.mem $dir/i.out $saved; then
+    pass tracking_turned_on_at_load_gives_diffs
+else
+    fail tracking_turned_on_at_load_gives_diffs "full $gfull, load $hl, diff $hdiff, rebase $rb $(cat $dir/rebase4.out), saved at $saved, then $(first_count $dir/i.out): $(not_ok $dir/i.out) $(tail -2 $dir/i.out | tr '\n' '|')"
+fi
 
 # Hostile pairs: each a one-line refusal, status 1 (2 for bad usage); the base untouched.
 head -c 1048576 $dir/base.mem > $dir/short.mem

@@ -187,6 +187,8 @@ static int run_machine(struct api *a) {
     }
     /* --boot-markers count from InstanceStart: the time the API's user waits */
     if (a->has_ticket) a->cfg.start_ns = a->request_ns;
+    a->cfg.prepared_vm = a->prepared_vm; /* machine_run's now, whatever happens */
+    a->prepared_vm = ZX_HANDLE_INVALID;
     block_ending_signals(true);
     int status = machine_run(&a->cfg);
     block_ending_signals(false);
@@ -236,6 +238,7 @@ int api_run(const struct machine_config *base, const char *sock, const char *con
     }
     if (config_file || restore_state) api_request_start(a, (struct api_ticket){0}, false);
     for (;;) {
+        if (!a->start_requested && a->prepared_vm == ZX_HANDLE_INVALID) a->prepared_vm = machine_prepare_vm();
         if (!a->start_requested) async_loop_run(a->preboot, ZX_TIME_INFINITE, false);
         async_loop_reset_quit(a->preboot);
         a->start_requested = false;
@@ -252,6 +255,7 @@ out:
     if (a->server) api_server_detach(a->server); /* the machine's loop is gone: nothing to cancel */
     api_server_destroy(a->server);
     if (a->preboot) async_loop_destroy(a->preboot);
+    if (a->prepared_vm != ZX_HANDLE_INVALID) zx_handle_close(a->prepared_vm);
     if (a->metrics_fd >= 0) close(a->metrics_fd);
     vm_spec_free(&a->spec);
     snapshot_close(&a->image);

@@ -236,15 +236,15 @@ static int snapshot_create(struct api *a, struct call *c) {
 
 static int snapshot_load(struct api *a, struct call *c) {
     const char *state_path, *mem_path = NULL, *backend_type = NULL, *backend_path = NULL;
-    int diff = 0, resume = 0;
+    int diff = -1, track = -1, resume = 0;
     json_t *overrides = NULL;
     json_error_t je;
-    if (json_unpack_ex(c->body, &je, JSON_STRICT, "{s:s, s?:s, s?:{s:s, s:s}, s?:b, s?:b, s?:o}", "snapshot_path",
+    if (json_unpack_ex(c->body, &je, JSON_STRICT, "{s:s, s?:s, s?:{s:s, s:s}, s?:b, s?:b, s?:b, s?:o}", "snapshot_path",
                        &state_path, "mem_file_path", &mem_path, "mem_backend", "backend_type", &backend_type,
-                       "backend_path", &backend_path, "enable_diff_snapshots", &diff, "resume_vm", &resume,
-                       "network_overrides", &overrides))
+                       "backend_path", &backend_path, "enable_diff_snapshots", &diff, "track_dirty_pages", &track,
+                       "resume_vm", &resume, "network_overrides", &overrides))
         return vm_spec_unpack_error("snapshot/load", &je, c->err, sizeof c->err);
-    const char *deprecated = mem_path || diff ? "PUT /snapshot/load: mem_file_path and enable_diff_snapshots fields are "
+    const char *deprecated = mem_path || diff >= 0 ? "PUT /snapshot/load: mem_file_path and enable_diff_snapshots fields are "
                                                 "deprecated." : NULL;
     a->spec.deprecation = deprecated;
     if (backend_type && strcmp(backend_type, "File") != 0 && strcmp(backend_type, "Uffd") != 0)
@@ -254,7 +254,6 @@ static int snapshot_load(struct api *a, struct call *c) {
     if (!mem_path && !backend_path) return fail(c, "missing field: either `mem_backend` or `mem_file_path` is required");
     if (mem_path && backend_path)
         return fail(c, "too many fields: either `mem_backend` or `mem_file_path` exclusively is required");
-    if (diff) return fail(c, "snapshot/load: diff snapshots are not supported");
     if (overrides && json_array_size(overrides)) return fail(c, "snapshot/load: network_overrides are not supported");
     char err[400];
     uint64_t t0 = zx_clock_get_monotonic(); /* reading the files is part of the load */
@@ -262,6 +261,9 @@ static int snapshot_load(struct api *a, struct call *c) {
         a->spec.deprecation = deprecated; /* the failed load started the spec afresh */
         return fail(c, "snapshot/load: %s", err);
     }
+    /* Either field, as Firecracker takes them, decides whether the restored VM tracks dirty
+     * pages; with neither, the snapshot's own machine-config does. */
+    if (track >= 0 || diff >= 0) a->spec.track_dirty_pages = track > 0 || diff > 0;
     a->request_ns = t0;
     api_request_start(a, c->t, true);
     c->later = true;

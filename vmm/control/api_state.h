@@ -33,6 +33,7 @@ struct api {
     uint64_t request_ns; /* when the request that starts the machine came (--boot-markers count from it) */
     struct snapshot_image image;
     struct machine_restore restore;
+    zx_handle_t prepared_vm; /* made while waiting for the first request (machine_prepare_vm) */
 };
 
 /* The routes (api_routes.c): one request, answered now or, for what starts the machine, once

@@ -309,19 +309,30 @@ static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
     c->sandboxed = sandbox_active();
     int r = pthread_create(&c->thread, NULL, cpu_main, c);
     if (r == 0) c->running = true;
-    /* vCPU ids follow creation order: create one at a time, so that cpu N is vCPU N. */
+    /* vCPU ids follow creation order: create one at a time, so that cpu N is vCPU N. Its
+     * state, when restored, is set on its thread while the next is made (cpus_restored). */
     while (r == 0 && !c->created) pthread_cond_wait(&m->cond, &m->lock);
-    /* A restored vCPU's state is set before the next one is made: a refused one fails setup. */
-    while (r == 0 && m->cfg->restore && c->restored == 0) pthread_cond_wait(&m->cond, &m->lock);
-    bool refused = m->cfg->restore && c->restored < 0;
     pthread_mutex_unlock(&m->lock);
-    if (refused) return machine_fail("cpu%u: the snapshot's vCPU state was refused (said above)", id);
     return r == 0 ? 0 : machine_fail("cannot start cpu%u: %s", id, strerror(r));
+}
+
+/* Restoring: every vCPU has its state (0), or one was refused, which fails setup. */
+static int cpus_restored(struct machine *m) {
+    int refused = -1;
+    pthread_mutex_lock(&m->lock);
+    for (unsigned i = 0; i < m->cfg->cpus && m->cpus[i].running; i++) {
+        while (m->cpus[i].restored == 0) pthread_cond_wait(&m->cond, &m->lock);
+        if (m->cpus[i].restored < 0 && refused < 0) refused = (int)i;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return refused < 0 ? 0 : machine_fail("cpu%d: the snapshot's vCPU state was refused (said above)", refused);
 }
 
 static __thread bool on_loop_thread;
 
-/* The loop thread's first task confines it; nothing of the guest's runs before that. */
+/* The loop thread's first task confines it, then holds the loop until the control plane is
+ * attached (release_loop): nothing of the guest's runs before that, and the thread's start
+ * and sandbox overlap the rest of setup (a restore's vCPU states). */
 static void confine_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
     (void)d;
     on_loop_thread = st == ZX_OK;
@@ -337,20 +348,33 @@ static void confine_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_st
     pthread_mutex_lock(&m->lock);
     m->loop_sandbox = r;
     pthread_cond_broadcast(&m->cond);
+    while (r == 1 && !m->loop_released && !m->exiting) pthread_cond_wait(&m->cond, &m->lock);
     pthread_mutex_unlock(&m->lock);
     if (r == 1) sandbox_probe(SANDBOX_LOOP);
 }
 
+/* The loop thread, started: it confines itself meanwhile (loop_confined says how that went). */
 static int start_loop_thread(struct machine *m) {
     m->loop_sandbox_task = (async_task_t){.handler = confine_loop_thread, .deadline = ZX_TIME_INFINITE_PAST};
     if (async_post_task(m->env.loop, &m->loop_sandbox_task) != ZX_OK ||
         async_loop_start_thread(m->loop, "loop", NULL) != ZX_OK)
         return machine_fail("cannot start the loop thread");
+    return 0;
+}
+
+static int loop_confined(struct machine *m) {
     pthread_mutex_lock(&m->lock);
     while (m->loop_sandbox == 0) pthread_cond_wait(&m->cond, &m->lock);
     int r = m->loop_sandbox;
     pthread_mutex_unlock(&m->lock);
     return r == 1 ? 0 : machine_fail("%s", m->loop_sandbox_err);
+}
+
+static void release_loop(struct machine *m) {
+    pthread_mutex_lock(&m->lock);
+    m->loop_released = true;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
 }
 
 int machine_pause(struct machine *m, char *err, size_t errlen) {
@@ -473,8 +497,15 @@ static struct machine *machine_new(const struct machine_config *cfg) {
     return m;
 }
 
+zx_handle_t machine_prepare_vm(void) {
+    zx_handle_t vm = ZX_HANDLE_INVALID;
+    return zx_guest_create(0, &vm) == ZX_OK ? vm : ZX_HANDLE_INVALID;
+}
+
 static int create_vm(struct machine *m) {
-    zx_status_t st = zx_guest_create(0, &m->guest);
+    zx_status_t st = ZX_OK;
+    if (m->cfg->prepared_vm != ZX_HANDLE_INVALID) m->guest = m->cfg->prepared_vm;
+    else st = zx_guest_create(0, &m->guest);
     if (st != ZX_OK) {
         struct kvm_host host;
         kvm_host_classify(&host); /* why, in words */
@@ -592,6 +623,7 @@ static int restore_setup(struct machine *m) {
     return 0;
 }
 
+/* Every vCPU made, each setting its state on its own thread meanwhile (cpus_restored). */
 static int restore_vcpus(struct machine *m) {
     m->paused = true;
     for (unsigned i = 0; i < m->cfg->cpus; i++)
@@ -619,16 +651,24 @@ static int open_observers(struct machine *m) {
     return m->profile ? 0 : machine_fail("--profile: %s", err);
 }
 
-/* The control plane, the loop thread and the vCPUs, then the main thread's sandbox. */
+/* The loop thread, the control plane and the vCPUs, then the main thread's sandbox. The loop
+ * thread starts and confines itself while a restore's vCPUs are made and given their state. */
 static int start_running(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
-    if (cfg->restore && restore_vcpus(m) != 0) return -1;
-    if (cfg->control) cfg->control->attach(cfg->control, m, m->env.loop);
     if (start_loop_thread(m) != 0) return -1;
+    if (cfg->restore && restore_vcpus(m) != 0) return -1;
+    if (loop_confined(m) != 0) return -1;
     machine_setup_phase(m, "loop");
+    if (cfg->restore && cpus_restored(m) != 0) return -1;
+    if (cfg->restore) machine_setup_phase(m, "vcpu states");
+    if (cfg->control) cfg->control->attach(cfg->control, m, m->env.loop);
     terminal_raw(STDIN_FILENO);
     if (cfg->restore) restore_start(m);
     else if (cold_boot_start(m) != 0) return -1;
+    /* after the guest's start: waking the loop thread is one more thread to schedule (on a
+     * PVM host, a wake of an idle CPU costs milliseconds), and the guest needs none of it to
+     * run (its bells wait in the port) */
+    release_loop(m);
     if (cfg->sandbox) {
         char err[160];
         if (sandbox_enter(cfg->control ? SANDBOX_API_MAIN : SANDBOX_MAIN, err, sizeof err) != 0)
@@ -680,7 +720,10 @@ static int tear_down(struct machine *m, int status) {
 
 int machine_run(const struct machine_config *cfg) {
     struct machine *m = machine_new(cfg);
-    if (!m) return 1;
+    if (!m) {
+        if (cfg->prepared_vm != ZX_HANDLE_INVALID) zx_handle_close(cfg->prepared_vm);
+        return 1;
+    }
     int status = 1;
     if (create_vm(m) != 0 || map_ram(m) != 0 || machine_track_dirty(m) != 0 || create_loop(m) != 0)
         return tear_down(m, status);

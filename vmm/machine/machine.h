@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <zircon/types.h>
 
 #define MACHINE_MAX_DEVICES 12
 #define MACHINE_MAX_CPUS 32 /* Firecracker's vcpu_count bound; the vCPU-control device's masks hold 64 */
@@ -79,6 +80,9 @@ struct machine_config {
     uint64_t main_ns;   /* when bellhop's own code started: start_ns to it is exec and the dynamic loader */
     struct machine_control *control; /* NULL: none */
     const struct machine_restore *restore; /* NULL: boot the kernel */
+    /* A VM made before the configuration came (machine_prepare_vm), which machine_run takes
+     * over whatever happens; ZX_HANDLE_INVALID (0): it makes its own. */
+    zx_handle_t prepared_vm;
 };
 
 struct machine;
@@ -121,6 +125,13 @@ const char *machine_last_error(void);
 /* Runs the VM to its end. Returns the VMM's exit status: the guest's (exit device), 0 on
  * guest power-off or reset; on failure prints one line to stderr and returns 1. */
 int machine_run(const struct machine_config *cfg);
+
+/* The KVM VM, made while a control plane waits for the request that configures it: on a PVM
+ * host creating it (KVM_CREATE_VM, the host's CPUID) was a quarter of a restore. Nothing of
+ * it depends on the configuration (no RAM, no interrupt controllers: RAM is registered
+ * first, vmm/hv/vm.c says why). ZX_HANDLE_INVALID when it cannot be made: machine_run then
+ * tries again and says why. */
+zx_handle_t machine_prepare_vm(void);
 
 #define EXIT_GUEST_CRASH 1
 
