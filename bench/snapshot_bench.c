@@ -258,95 +258,126 @@ static void diff_figures(char *bellhop, const char *guest, const char *dir, int 
     fflush(stdout);
 }
 
+/* Where one run keeps its files, and what it runs. */
+struct bench_paths {
+    char *bellhop;
+    char dir[64], sock[PATH_MAX], out[PATH_MAX], guest[PATH_MAX], state[PATH_MAX], mem[PATH_MAX];
+};
+
+/* One round's figures at one size (ms) and the phases --boot-markers gave. */
+struct size_round {
+    double fresh, create, load, cli;
+    long long state_bytes, mem_blocks;
+};
+struct size_phases {
+    char fresh[200], load[200], cli[200];
+};
+
+/* A fresh boot through the API, counting, paused and saved Full. */
+static bool boot_and_save(const struct bench_paths *p, unsigned mib, struct size_round *r, struct size_phases *ph) {
+    char body[PATH_MAX * 2 + 200];
+    unlink(p->sock);
+    pid_t pid = spawn_to((char *[]){p->bellhop, "run", "--api-sock", (char *)p->sock, "--boot-markers", NULL}, p->out);
+    snprintf(body, sizeof body, "{\"kernel_image_path\": \"%s\", \"boot_args\": \"count\"}", p->guest);
+    bool ok = request(p->sock, "PUT", "/boot-source", body) == 204;
+    snprintf(body, sizeof body, "{\"vcpu_count\": 1, \"mem_size_mib\": %u}", mib);
+    ok = ok && request(p->sock, "PUT", "/machine-config", body) == 204;
+    ok = ok && request(p->sock, "PUT", "/entropy", "{}") == 204;
+    ok = ok && request(p->sock, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}") == 204;
+    double count;
+    ok = ok && find_line(p->out, "bellhop: guest entered at %lf ms", &r->fresh, 10000) &&
+         find_line(p->out, "count %lf:", &count, 30000);
+    phases(p->out, ph->fresh, sizeof ph->fresh);
+    ok = ok && request(p->sock, "PATCH", "/vm", "{\"state\": \"Paused\"}") == 204;
+    snprintf(body, sizeof body, "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\", \"mem_file_path\": \"%s\"}",
+             p->state, p->mem);
+    double t0 = now_ms();
+    ok = ok && request(p->sock, "PUT", "/snapshot/create", body) == 204;
+    r->create = now_ms() - t0;
+    stop(pid);
+    struct stat st;
+    if (ok && stat(p->state, &st) == 0) r->state_bytes = st.st_size;
+    if (ok && stat(p->mem, &st) == 0) r->mem_blocks = st.st_blocks;
+    return ok;
+}
+
+/* The saved VM restored by the load request, then by --restore from exec. */
+static bool restore_both_ways(const struct bench_paths *p, struct size_round *r, struct size_phases *ph) {
+    char body[PATH_MAX * 2 + 200];
+    unlink(p->sock);
+    pid_t pid = spawn_to((char *[]){p->bellhop, "run", "--api-sock", (char *)p->sock, "--boot-markers", NULL}, p->out);
+    snprintf(body, sizeof body,
+             "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"%s\"}, "
+             "\"resume_vm\": true}", p->state, p->mem);
+    double count;
+    bool ok = request(p->sock, "PUT", "/snapshot/load", body) == 204 &&
+              find_line(p->out, "bellhop: guest entered at %lf ms", &r->load, 10000) &&
+              find_line(p->out, "count %lf:", &count, 30000);
+    stop(pid);
+    phases(p->out, ph->load, sizeof ph->load);
+    if (!ok) return false;
+    pid = spawn_to((char *[]){p->bellhop, "run", "--boot-markers", "--restore", (char *)p->state, "--mem-file",
+                              (char *)p->mem, NULL}, p->out);
+    ok = find_line(p->out, "bellhop: guest entered at %lf ms", &r->cli, 10000);
+    stop(pid);
+    phases(p->out, ph->cli, sizeof ph->cli);
+    return ok;
+}
+
+/* The figures at one size: its lines, or -1 (said) when a round failed. */
+static int size_figures(const struct bench_paths *p, unsigned mib, int rounds) {
+    double fresh[100], create[100], load[100], cli[100];
+    struct size_phases ph = {"", "", ""};
+    struct size_round r = {0};
+    int done = 0;
+    for (; done < rounds && boot_and_save(p, mib, &r, &ph) && restore_both_ways(p, &r, &ph); done++)
+        fresh[done] = r.fresh, create[done] = r.create, load[done] = r.load, cli[done] = r.cli;
+    if (done < rounds) {
+        printf("snapshot %u MiB: not measured (round %d failed; %s)\n", mib, done + 1,
+               mib > 1024 ? "not enough memory here?" : "no usable /dev/kvm here?");
+        return -1;
+    }
+    double f = median(fresh, rounds), c = median(create, rounds), l = median(load, rounds), x = median(cli, rounds);
+    printf("snapshot %u MiB, median of %d: restore %.2f ms from the load request to the guest's first instruction "
+           "(%.2f ms from exec with --restore); a fresh boot %.2f ms from InstanceStart (ratio %.2fx); "
+           "snapshot/create %.1f ms (state file %lld bytes, memory file %lld KiB on disk)\n",
+           mib, rounds, l, x, f, l / f, c, r.state_bytes, r.mem_blocks / 2);
+    printf("  setup phases (ms, last round): restore from the load request: %s\n"
+           "                                 --restore from exec: %s\n"
+           "                                 fresh boot from InstanceStart: %s\n", ph.load, ph.cli, ph.fresh);
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return fprintf(stderr, "usage: snapshot_bench BELLHOP [ROUNDS]\n"), 2;
-    char *bellhop = argv[1];
     int rounds = argc > 2 ? atoi(argv[2]) : 5;
     if (rounds < 1 || rounds > 100) rounds = 5;
-    char dir[] = "/tmp/bellhop-snapshot-bench.XXXXXX";
-    if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
-    char sock[PATH_MAX], out[PATH_MAX], guest[PATH_MAX], bindir[PATH_MAX], state[PATH_MAX], mem[PATH_MAX];
-    snprintf(sock, sizeof sock, "%s/api.sock", dir);
-    snprintf(out, sizeof out, "%s/out", dir);
-    snprintf(state, sizeof state, "%s/vm.state", dir);
-    snprintf(mem, sizeof mem, "%s/vm.mem", dir);
-    snprintf(bindir, sizeof bindir, "%s", bellhop);
-    snprintf(guest, sizeof guest, "%s/guest/guest.elf", dirname(bindir));
+    static struct bench_paths p = {.dir = "/tmp/bellhop-snapshot-bench.XXXXXX"};
+    p.bellhop = argv[1];
+    if (!mkdtemp(p.dir)) return perror("mkdtemp"), 1;
+    snprintf(p.sock, sizeof p.sock, "%s/api.sock", p.dir);
+    snprintf(p.out, sizeof p.out, "%s/out", p.dir);
+    snprintf(p.state, sizeof p.state, "%s/vm.state", p.dir);
+    snprintf(p.mem, sizeof p.mem, "%s/vm.mem", p.dir);
+    char bindir[PATH_MAX];
+    snprintf(bindir, sizeof bindir, "%s", p.bellhop);
+    snprintf(p.guest, sizeof p.guest, "%s/guest/guest.elf", dirname(bindir));
     /* 3 GiB: the largest guest (RAM lies below the 32-bit MMIO hole), where registering RAM
-     * costs most */
+     * costs most; a small host may not hold it, and the rest goes on */
     static const unsigned sizes[] = {128, 1024, 3072};
     int status = 0;
-    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-        double fresh[100], create[100], load[100], cli[100];
-        char fresh_phases[200] = "", load_phases[200] = "", cli_phases[200] = "";
-        int done = 0;
-        long long state_bytes = 0, mem_blocks = 0;
-        for (int r = 0; r < rounds; r++) {
-            char body[PATH_MAX * 2 + 200];
-            unlink(sock);
-            pid_t pid = spawn_to((char *[]){bellhop, "run", "--api-sock", sock, "--boot-markers", NULL}, out);
-            snprintf(body, sizeof body, "{\"kernel_image_path\": \"%s\", \"boot_args\": \"count\"}", guest);
-            int ok = request(sock, "PUT", "/boot-source", body) == 204;
-            snprintf(body, sizeof body, "{\"vcpu_count\": 1, \"mem_size_mib\": %u}", sizes[s]);
-            ok = ok && request(sock, "PUT", "/machine-config", body) == 204;
-            ok = ok && request(sock, "PUT", "/entropy", "{}") == 204;
-            ok = ok && request(sock, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}") == 204;
-            double count;
-            ok = ok && find_line(out, "bellhop: guest entered at %lf ms", &fresh[r], 10000) &&
-                 find_line(out, "count %lf:", &count, 30000);
-            phases(out, fresh_phases, sizeof fresh_phases);
-            ok = ok && request(sock, "PATCH", "/vm", "{\"state\": \"Paused\"}") == 204;
-            snprintf(body, sizeof body, "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\", \"mem_file_path\": \"%s\"}",
-                     state, mem);
-            double t0 = now_ms();
-            ok = ok && request(sock, "PUT", "/snapshot/create", body) == 204;
-            create[r] = now_ms() - t0;
-            stop(pid);
-            if (!ok) break;
-            struct stat st;
-            if (stat(state, &st) == 0) state_bytes = st.st_size;
-            if (stat(mem, &st) == 0) mem_blocks = st.st_blocks;
-            unlink(sock);
-            pid = spawn_to((char *[]){bellhop, "run", "--api-sock", sock, "--boot-markers", NULL}, out);
-            snprintf(body, sizeof body,
-                     "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"%s\"}, "
-                     "\"resume_vm\": true}", state, mem);
-            ok = request(sock, "PUT", "/snapshot/load", body) == 204 &&
-                 find_line(out, "bellhop: guest entered at %lf ms", &load[r], 10000) && find_line(out, "count %lf:", &count, 30000);
-            stop(pid);
-            phases(out, load_phases, sizeof load_phases);
-            if (!ok) break;
-            pid = spawn_to((char *[]){bellhop, "run", "--boot-markers", "--restore", state, "--mem-file", mem, NULL}, out);
-            ok = find_line(out, "bellhop: guest entered at %lf ms", &cli[r], 10000);
-            stop(pid);
-            phases(out, cli_phases, sizeof cli_phases);
-            if (!ok) break;
-            done++;
-        }
-        if (done < rounds && sizes[s] > 1024) { /* a small host may not hold it: the rest goes on */
-            printf("snapshot %u MiB: not measured (round %d failed: not enough memory here?)\n", sizes[s], done + 1);
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0] && status == 0; s++) {
+        if (size_figures(&p, sizes[s], rounds) != 0) {
+            status = sizes[s] > 1024 ? 0 : 1;
             continue;
         }
-        if (done < rounds) {
-            printf("snapshot %u MiB: not measured (round %d failed; no usable /dev/kvm here?)\n", sizes[s], done + 1);
-            status = 1;
-            break;
-        }
-        double f = median(fresh, rounds), c = median(create, rounds), l = median(load, rounds), x = median(cli, rounds);
-        printf("snapshot %u MiB, median of %d: restore %.2f ms from the load request to the guest's first instruction "
-               "(%.2f ms from exec with --restore); a fresh boot %.2f ms from InstanceStart (ratio %.2fx); "
-               "snapshot/create %.1f ms (state file %lld bytes, memory file %lld KiB on disk)\n",
-               sizes[s], rounds, l, x, f, l / f, c, state_bytes, mem_blocks / 2);
-        printf("  setup phases (ms, last round): restore from the load request: %s\n"
-               "                                 --restore from exec: %s\n"
-               "                                 fresh boot from InstanceStart: %s\n", load_phases, cli_phases, fresh_phases);
-        fflush(stdout);
-        if (sizes[s] <= 1024) uffd_figures(bellhop, dir, state, mem, sizes[s], rounds); /* all at once: 4 s a round at 3 GiB */
-        if (s == 0) lazy_memory(mem); /* the 128 MiB guest's file (both mappings of 1 GiB may not fit a small host) */
+        if (sizes[s] <= 1024) uffd_figures(p.bellhop, p.dir, p.state, p.mem, sizes[s], rounds); /* all at once: 4 s a round at 3 GiB */
+        if (s == 0) lazy_memory(p.mem); /* the 128 MiB guest's file (both mappings of 1 GiB may not fit a small host) */
     }
-    if (status == 0) diff_figures(bellhop, guest, dir, rounds);
+    if (status == 0) diff_figures(p.bellhop, p.guest, p.dir, rounds);
     char cmd[PATH_MAX];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", p.dir);
     if (system(cmd) != 0) status = 1;
     return status;
 }
