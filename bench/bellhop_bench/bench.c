@@ -439,6 +439,9 @@ static bool parse_parts(const char *arg, unsigned *parts) {
     return *parts != 0;
 }
 
+#define BENCH_RUNS 9
+enum { RUN_WAKE = 6, RUN_WAKES = 3 }; /* runs[6..8]: how a halted vCPU waits */
+
 /* What one `bellhop bench` measures and prints: its options, then each part's results. */
 struct bench {
     bool as_json;
@@ -448,7 +451,9 @@ struct bench {
     char *out; /* OUT_MAX bytes: a run's output */
     bool pinned;
     double ghz;
-    struct bench_run runs[6]; /* bellhop, floor, qemu, bellhop_loop_dispatch, bellhop_no_seccomp, bellhop_timeline */
+    /* bellhop, floor, qemu, bellhop_loop_dispatch, bellhop_no_seccomp, bellhop_timeline, and the
+     * halted vCPU's wake: bellhop_halt_poll_0, bellhop_halt_poll_1ms, bellhop_cpu_pm */
+    struct bench_run runs[BENCH_RUNS];
     unsigned nruns, trap_rounds;
     struct boot_times boots[2];
     struct bench_launch launch;
@@ -513,9 +518,17 @@ static int run_traps(struct bench *b) {
     snprintf(timeline, sizeof timeline, "/tmp/bellhop-bench-timeline-%d.json", (int)getpid());
     char *const argv_tl[] = {self, "run", "--kernel", kernel, "--rng", "--bench-bell", "--trace-file", timeline,
                              "--cmdline", bench_bell, NULL};
+    /* How a halted vCPU waits for the interrupt that completes a request (bell_to_irq): KVM
+     * polling it not at all, polling up to 1 ms, and HLT left in the guest. */
+    char *const argv_wake[RUN_WAKES][12] = {
+        {self, "run", "--kernel", kernel, "--rng", "--bench-bell", "--halt-poll-ns", "0", "--cmdline", bench_bell, NULL},
+        {self, "run", "--kernel", kernel, "--rng", "--bench-bell", "--halt-poll-ns", "1000000", "--cmdline", bench_bell,
+         NULL},
+        {self, "run", "--kernel", kernel, "--rng", "--bench-bell", "--cpu-pm", "on", "--cmdline", bench_bell, NULL}};
+    bool wake_ok[RUN_WAKES] = {true, true, true};
     bool floor_ok = true, peer_ok = true;
     unsigned need = kept_needed(b->rounds);
-    for (unsigned round = 0; another_round(round, b->rounds, round >= b->rounds && !bench_settle(runs, 6, need));
+    for (unsigned round = 0; another_round(round, b->rounds, round >= b->rounds && !bench_settle(runs, BENCH_RUNS, need));
          round++) {
         b->trap_rounds = round + 1;
         spawn_capture(argv_bh, NULL, out, OUT_MAX);
@@ -537,8 +550,11 @@ static int run_traps(struct bench *b) {
             bench_add_round(&runs[5], out);
             unlink(timeline);
         }
+        for (unsigned w = 0; w < RUN_WAKES; w++) /* a host without the control refuses it: not measured */
+            if (wake_ok[w] && (wake_ok[w] = spawn_capture(argv_wake[w], NULL, out, OUT_MAX) == 0))
+                bench_add_round(&runs[RUN_WAKE + w], out);
     }
-    bench_settle(runs, 6, need);
+    bench_settle(runs, BENCH_RUNS, need);
     b->nruns = !floor_ok ? 1 : peer_ok && runs[2].nr ? 3 : 2;
     return 0;
 }
@@ -573,9 +589,9 @@ static int run_memory(struct bench *b) {
 
 static void json_traps(const struct bench *b) {
     /* every run that finished */
-    struct bench_run all[6];
+    struct bench_run all[BENCH_RUNS];
     unsigned k = 0;
-    for (unsigned i = 0; i < 6; i++)
+    for (unsigned i = 0; i < BENCH_RUNS; i++)
         if (b->runs[i].nr && (i < b->nruns || i >= 3)) all[k++] = b->runs[i];
     json(b->where, all, k, b->rounds, b->trap_rounds, b->ghz);
 }
@@ -703,6 +719,25 @@ static void print_variants(const struct bench *b) {
     }
 }
 
+/* A request completed by interrupt against the same polled, as a halted vCPU waits: KVM's
+ * default polling (the bellhop run), none, up to 1 ms, HLT in the guest. */
+static void print_wakes(const struct bench *b) {
+    static const char *const how[1 + RUN_WAKES] = {"the host's halt polling", "--halt-poll-ns 0",
+                                                   "--halt-poll-ns 1000000", "--cpu-pm on"};
+    bool any = false;
+    for (unsigned w = 0; w <= RUN_WAKES; w++) {
+        const struct bench_run *r = &b->runs[w ? RUN_WAKE + w - 1 : 0];
+        const struct bench_result *irq = r->nr ? bench_find(r, "bell_to_irq") : NULL;
+        const struct bench_result *polled = r->nr ? bench_find(r, "virtio_polled") : NULL;
+        if (!irq || !polled) continue;
+        if (!any) printf("\na halted vCPU's wake (bell_to_irq: a virtio-rng request completed by interrupt; "
+                         "virtio_polled: the same, polled):\n");
+        any = true;
+        printf("%-24s bell_to_irq p50 %9.2f us, %.2fx virtio_polled (%.2f us)\n", how[w], irq->p50 / b->ghz / 1000,
+               (double)irq->p50 / (double)polled->p50, polled->p50 / b->ghz / 1000);
+    }
+}
+
 /* The parts, in the order they run and print: what --only selects, how each runs, and how it
  * prints as text and as JSON (a JSON printer runs whether or not its part ran, keeping every
  * key; NULL prints nothing). */
@@ -717,6 +752,7 @@ static const struct bench_part {
     {PART_LAUNCH, run_launch, print_launch, json_launch},
     {PART_MEMORY, run_memory, print_memory, json_memory},
     {PART_TRAPS, NULL, print_variants, NULL},
+    {PART_TRAPS, NULL, print_wakes, NULL},
 };
 
 int bench_main(int argc, char **argv, const char *kernel) {
@@ -724,7 +760,8 @@ int bench_main(int argc, char **argv, const char *kernel) {
         .parts = PART_TRAPS | PART_BOOT | PART_MEMORY | PART_TIMELINE | PART_LAUNCH,
         .rounds = DEFAULT_ROUNDS,
         .runs = {{.name = "bellhop"}, {.name = "floor"}, {.name = "qemu"}, {.name = "bellhop_loop_dispatch"},
-                 {.name = "bellhop_no_seccomp"}, {.name = "bellhop_timeline"}},
+                 {.name = "bellhop_no_seccomp"}, {.name = "bellhop_timeline"}, {.name = "bellhop_halt_poll_0"},
+                 {.name = "bellhop_halt_poll_1ms"}, {.name = "bellhop_cpu_pm"}},
         .boots = {{.image = "bzImage", .path = "build/linux/bzImage"},
                   {.image = "vmlinux (PVH)", .path = "build/linux/vmlinux"}},
         .mem_bh = {-1, -1},

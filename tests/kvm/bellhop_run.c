@@ -95,6 +95,29 @@ TEST_TIMEOUT(stats_and_loop_dispatch, 120) {
     CHECK_MSG(strstr(out, "  virtio-rng     queue 0: "), "%s", out);
 }
 
+/* How a halted vCPU waits (--halt-poll-ns, --cpu-pm on): the guest's interrupts (virtio-rng's,
+ * the IPIs between its two CPUs) work with each, or a host whose KVM lacks the control refuses
+ * it in one line. */
+TEST_TIMEOUT(halt_polling_and_cpu_pm_leave_the_guests_interrupts_working, 120) {
+    static const char *const opts[][2] = {{"--halt-poll-ns", "0"}, {"--halt-poll-ns", "1000000"}, {"--cpu-pm", "on"}};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        int status = RUN("--rng", "--cpus", "2", opts[i][0], opts[i][1]);
+        const char *refusal = strstr(out, "bellhop: ");
+        if (status == 1 && refusal && strstr(refusal, "this host's KVM") && !strstr(refusal + 1, "bellhop: ")) {
+            printf("    %s %s: refused here: %s", opts[i][0], opts[i][1], refusal);
+            continue;
+        }
+        CHECK_MSG(status == 0 && strstr(out, "guest: 0 failed") &&
+                      strstr(out, "selftest smp-interrupt    PASS: 1 of 1 CPUs took vector 0x50"),
+                  "%s %s: status %d: %s", opts[i][0], opts[i][1], status, out);
+    }
+    CHECK_EQ(RUN("--halt-poll-ns", "-5"), 2);
+    CHECK_MSG(strstr(out, "--halt-poll-ns -5: nanoseconds, 0 to 4294967295"), "%s", out);
+    CHECK_EQ(RUN("--halt-poll-ns", "4294967296"), 2);
+    CHECK_EQ(RUN("--cpu-pm", "maybe"), 2);
+    CHECK_MSG(strstr(out, "--cpu-pm maybe: on or off"), "%s", out);
+}
+
 TEST_TIMEOUT(bench_measures_every_kind_against_the_floor, 180) {
     /* bellhop bench --json: our run, the loop-dispatch run, the run without the sandbox (none
      * in sanitizer builds, which have no sandbox) and the raw KVM floor, one round each (Linux

@@ -132,7 +132,7 @@ enum {
     O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_SMT, O_DISK, O_RNG, O_NET, O_DEVICE, O_FS, O_VSOCK, /* the VM's */
     O_CONSOLE, O_TRACE, O_MARKERS, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS,
     O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE, O_START_TIME,
-    O_PRINT_CONFIG, O_MEM_UFFD,
+    O_PRINT_CONFIG, O_MEM_UFFD, O_HALT_POLL, O_CPU_PM,
 };
 
 static const struct option options[] = {
@@ -151,7 +151,8 @@ static const struct option options[] = {
     {"no-seccomp", no_argument, 0, O_NO_SECCOMP}, {"bench-bell", no_argument, 0, O_BENCH_BELL},
     {"profile", required_argument, 0, O_PROFILE}, {"profile-symbols", required_argument, 0, O_PROFILE_SYMBOLS},
     {"guest-decompress", no_argument, 0, O_GUEST_DECOMPRESS}, {"pvm-anyway", no_argument, 0, O_PVM_ANYWAY},
-    {"print-config", no_argument, 0, O_PRINT_CONFIG}, {"mem-uffd", required_argument, 0, O_MEM_UFFD}, {0, 0, 0, 0},
+    {"print-config", no_argument, 0, O_PRINT_CONFIG}, {"mem-uffd", required_argument, 0, O_MEM_UFFD},
+    {"halt-poll-ns", required_argument, 0, O_HALT_POLL}, {"cpu-pm", required_argument, 0, O_CPU_PM}, {0, 0, 0, 0},
 };
 
 /* A flag that describes the VM. 0, or 2 when told why. */
@@ -242,6 +243,21 @@ static int vmm_flag(struct cli_run *r, int c, char *arg) {
         if (strcmp(arg, "inline") == 0) cfg->dispatch_loop = false;
         else if (strcmp(arg, "loop") == 0) cfg->dispatch_loop = true;
         else return cli_bad_usage("--dispatch %s: inline or loop", arg);
+        return 0;
+    case O_HALT_POLL: {
+        char *end;
+        errno = 0;
+        unsigned long long ns = strtoull(arg, &end, 10);
+        if (errno || end == arg || *end || arg[0] < '0' || arg[0] > '9' || ns > UINT32_MAX)
+            return cli_bad_usage("--halt-poll-ns %s: nanoseconds, 0 to %u", arg, UINT32_MAX);
+        cfg->halt_poll_set = true;
+        cfg->halt_poll_ns = ns;
+        return 0;
+    }
+    case O_CPU_PM:
+        if (strcmp(arg, "on") == 0) cfg->idle_in_guest = true;
+        else if (strcmp(arg, "off") == 0) cfg->idle_in_guest = false;
+        else return cli_bad_usage("--cpu-pm %s: on or off", arg);
         return 0;
     case O_TRACE:
         if (strcmp(arg, "traps") != 0) return cli_bad_usage("--trace %s: the only kind is traps", arg);

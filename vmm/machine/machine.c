@@ -518,6 +518,12 @@ static int create_vm(struct machine *m) {
     /* Without smt the guest keeps KVM's CPUID (one thread per core), as before smt was offered. */
     if (m->cfg->smt && (st = bellhop_guest_set_topology(m->guest, m->cfg->cpus, 2)) != ZX_OK)
         return machine_fail("cannot give the guest two threads per core: %s", zx_status_get_string(st));
+    if (m->cfg->halt_poll_set && (st = bellhop_guest_set_halt_poll(m->guest, m->cfg->halt_poll_ns)) != ZX_OK)
+        return machine_fail("--halt-poll-ns: %s", st == ZX_ERR_NOT_SUPPORTED ? "this host's KVM has no per-VM halt "
+                            "polling (KVM_CAP_HALT_POLL)" : zx_status_get_string(st));
+    if (m->cfg->idle_in_guest && (st = bellhop_guest_idle_in_guest(m->guest)) != ZX_OK)
+        return machine_fail("--cpu-pm on: %s", st == ZX_ERR_NOT_SUPPORTED ? "this host's KVM cannot leave HLT and "
+                            "PAUSE to the guest (KVM_CAP_X86_DISABLE_EXITS)" : zx_status_get_string(st));
     char why[160];
     m->host = kvm_host_kind_of_working_kvm(why, sizeof why);
     if (m->cfg->boot_markers) fprintf(stderr, "bellhop: this host's KVM: %s (%s)\n", kvm_host_name(m->host), why);

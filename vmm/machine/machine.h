@@ -70,6 +70,9 @@ struct machine_config {
     bool boot_markers;  /* print each boot marker (outl to port 0x80) */
     bool bench_bell;    /* the bench's flag-bumping bell (devices/bench_bell.h) */
     bool dispatch_loop; /* register accesses run on the loop thread, not the vCPU's */
+    bool halt_poll_set; /* --halt-poll-ns: KVM's halt polling for this VM is halt_poll_ns */
+    uint64_t halt_poll_ns;
+    bool idle_in_guest; /* --cpu-pm on: HLT and PAUSE stay in the guest */
     bool stats;         /* print per-trap counts and handler times when the VM ends */
     bool metrics;       /* count per trap and queue all the same, for machine_metrics_line */
     const char *profile;         /* sample each vCPU's RIP into this file (vmm/observe/profile.h); NULL: no */

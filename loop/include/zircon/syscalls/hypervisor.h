@@ -190,6 +190,15 @@ zx_status_t bellhop_guest_exit_counts(zx_handle_t guest, uint64_t counts[BELLHOP
  * with only its APIC id in leaves 1, 0xB and 0x1F. */
 zx_status_t bellhop_guest_set_topology(zx_handle_t guest, uint32_t cpus, uint32_t threads_per_core);
 
+/* bellhop: how a halted vCPU waits for its next interrupt, the cost of an interrupt that wakes
+ * it. set_halt_poll: KVM polls up to `ns` (at most 2^32 - 1) before it sleeps the vCPU's
+ * thread (KVM_CAP_HALT_POLL; 0: never). idle_in_guest: HLT and PAUSE no longer exit, for a
+ * host that gives each vCPU a CPU of its own (KVM_CAP_X86_DISABLE_EXITS, as QEMU's
+ * -overcommit cpu-pm=on): an idle guest then holds its CPU. Before the first vCPU
+ * (ZX_ERR_BAD_STATE after). ZX_ERR_NOT_SUPPORTED where the host's KVM has no such control. */
+zx_status_t bellhop_guest_set_halt_poll(zx_handle_t guest, uint64_t ns);
+zx_status_t bellhop_guest_idle_in_guest(zx_handle_t guest);
+
 /* bellhop: what zx_vcpu_state_t leaves out, for crash reports and tracing. Owning thread. */
 typedef struct bellhop_vcpu_sregs {
     uint64_t rip, cr0, cr2, cr3, cr4, efer;
