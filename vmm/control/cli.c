@@ -53,6 +53,15 @@ const char *cli_bundled_kernel(void) {
     return w < 0 || (size_t)w >= sizeof path ? NULL : path;
 }
 
+/* A whole decimal number, digits only; false on junk or overflow. */
+static bool parse_decimal(const char *s, unsigned long long *out) {
+    if (*s < '0' || *s > '9') return false;
+    char *end;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    return !errno && !*end;
+}
+
 /* "256M", "1G", "65536K", "1048576" (bytes); false on junk or overflow. */
 static bool parse_size(const char *s, uint64_t *out) {
     if (!*s || *s == '-') return false;
@@ -224,10 +233,8 @@ static int vmm_flag(struct cli_run *r, int c, char *arg) {
         return 0;
     case O_MARKERS: cfg->boot_markers = true; return 0;
     case O_START_TIME: {
-        char *end;
-        errno = 0;
-        unsigned long long us = strtoull(arg, &end, 10);
-        if (errno || end == arg || *end || arg[0] < '0' || arg[0] > '9' || us == 0 || us > cfg->main_ns / 1000)
+        unsigned long long us;
+        if (!parse_decimal(arg, &us) || us == 0 || us > cfg->main_ns / 1000)
             return cli_bad_usage("--start-time-us %s: the launcher's CLOCK_MONOTONIC time in microseconds, not in the "
                                  "future", arg);
         cfg->start_ns = us * 1000;
@@ -245,10 +252,8 @@ static int vmm_flag(struct cli_run *r, int c, char *arg) {
         else return cli_bad_usage("--dispatch %s: inline or loop", arg);
         return 0;
     case O_HALT_POLL: {
-        char *end;
-        errno = 0;
-        unsigned long long ns = strtoull(arg, &end, 10);
-        if (errno || end == arg || *end || arg[0] < '0' || arg[0] > '9' || ns > UINT32_MAX)
+        unsigned long long ns;
+        if (!parse_decimal(arg, &ns) || ns > UINT32_MAX)
             return cli_bad_usage("--halt-poll-ns %s: nanoseconds, 0 to %u", arg, UINT32_MAX);
         cfg->halt_poll_set = true;
         cfg->halt_poll_ns = ns;

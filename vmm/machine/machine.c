@@ -330,9 +330,9 @@ static int cpus_restored(struct machine *m) {
 
 static __thread bool on_loop_thread;
 
-/* The loop thread's first task confines it, then holds the loop until the control plane is
- * attached (release_loop): nothing of the guest's runs before that, and the thread's start
- * and sandbox overlap the rest of setup (a restore's vCPU states). */
+/* The loop thread's first task confines it, then holds the loop until setup is over (the
+ * control plane attached, the guest started: release_loop): no handler runs before that, and
+ * the thread's start and sandbox overlap the rest of setup (a restore's vCPU states). */
 static void confine_loop_thread(async_dispatcher_t *d, async_task_t *task, zx_status_t st) {
     (void)d;
     on_loop_thread = st == ZX_OK;

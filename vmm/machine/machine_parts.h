@@ -152,7 +152,7 @@ struct machine {
     int irqfds[IOAPIC_PINS]; /* -1 until raise_irq first needs it; the guest owns them */
     async_task_t loop_sandbox_task; /* the loop thread's first: confines it (--no-seccomp: not) */
     int loop_sandbox;        /* m->lock: 0 until the loop thread tried, then 1 or -1 */
-    bool loop_released;      /* m->lock: the control plane is attached; the loop may run handlers */
+    bool loop_released;      /* m->lock: setup is over (start_running); the loop may run handlers */
     char loop_sandbox_err[160];
     struct uffd_backend *uffd; /* restored through a page-fault handler: what serves RAM; else NULL */
 };
