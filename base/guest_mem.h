@@ -17,14 +17,22 @@
 struct gm_files {
     unsigned n;
     struct {
-        uint64_t gpa, len;
+        uint64_t off, len; /* RAM offset */
     } range[GM_MAX_FILE_RANGES];
     uint64_t mapped; /* bytes taken from files rather than copied */
 };
 
+/* Where RAM lies in the guest's physical address space: its first GM_LOW_END bytes from 0,
+ * the rest from GM_HIGH_START, above the 32-bit hole where the APIC, IOAPIC and device windows
+ * live (as on a PC). The host holds all of it in one mapping, in that order: a RAM offset
+ * (host - gm->host, a dirty bitmap's page, a snapshot memory file's offset) is the gpa below
+ * the hole and the gpa less the hole's size above it. */
+#define GM_LOW_END (3ull << 30)
+#define GM_HIGH_START (4ull << 30)
+
 struct guest_mem {
-    uint8_t *host; /* guest-physical 0 */
-    uint64_t size;
+    uint8_t *host; /* RAM offset 0 (guest-physical 0) */
+    uint64_t size; /* bytes of RAM, below and above the hole */
     /* NULL when RAM cannot take a file's pages: it is not the VMM's own private anonymous
      * mapping (another process shares it, as vhost-user's memfd; a test's buffer) */
     struct gm_files *files;
@@ -34,13 +42,45 @@ struct guest_mem {
     struct dirty_pages *written;
 };
 
+/* RAM's parts in guest-physical space: one, or two when RAM goes past GM_LOW_END. */
+struct gm_range {
+    uint64_t gpa, off, size; /* off: the RAM offset of gpa */
+};
+static inline unsigned gm_ranges(const struct guest_mem *gm, struct gm_range r[2]) {
+    uint64_t low = gm->size < GM_LOW_END ? gm->size : GM_LOW_END;
+    r[0] = (struct gm_range){0, 0, low};
+    r[1] = (struct gm_range){GM_HIGH_START, low, gm->size - low};
+    return gm->size > low ? 2 : 1;
+}
+/* The guest-physical address of RAM offset off. */
+static inline uint64_t gm_gpa_of(uint64_t off) { return off < GM_LOW_END ? off : off - GM_LOW_END + GM_HIGH_START; }
+/* The end of RAM's highest part (one past its last byte). */
+static inline uint64_t gm_end(const struct guest_mem *gm) { return gm->size ? gm_gpa_of(gm->size - 1) + 1 : 0; }
+
+/* The RAM offset of [gpa, gpa+len) in *off: false when any of it is outside RAM (in the hole,
+ * or across it). */
+static inline bool gm_offset(const struct guest_mem *gm, uint64_t gpa, uint64_t len, uint64_t *off) {
+    uint64_t low = gm->size < GM_LOW_END ? gm->size : GM_LOW_END;
+    if (gpa <= low && len <= low - gpa) {
+        *off = gpa;
+        return true;
+    }
+    if (gpa < GM_HIGH_START || gm->size <= GM_LOW_END) return false;
+    uint64_t o = gpa - GM_HIGH_START + low; /* cannot wrap: low < the hole's size */
+    if (o > gm->size || len > gm->size - o) return false;
+    *off = o;
+    return true;
+}
+
 static inline bool gm_valid(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
-    return gpa <= gm->size && len <= gm->size - gpa;
+    uint64_t off;
+    return gm_offset(gm, gpa, len, &off);
 }
 
 /* A host pointer to [gpa, gpa+len), or NULL when any of it is outside RAM. */
 static inline void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
-    return gm_valid(gm, gpa, len) ? gm->host + gpa : NULL;
+    uint64_t off;
+    return gm_offset(gm, gpa, len, &off) ? gm->host + off : NULL;
 }
 
 static inline bool gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len) {
@@ -52,7 +92,8 @@ static inline bool gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, 
 /* Marks [gpa, gpa+len) written, for a write through a pointer from gm_ptr (a virtqueue's
  * buffers, which devices fill long after they were checked). */
 static inline void gm_mark(const struct guest_mem *gm, uint64_t gpa, uint64_t len) {
-    if (gm->written) dirty_pages_mark(gm->written, gpa, len);
+    uint64_t off;
+    if (gm->written && gm_offset(gm, gpa, len, &off)) dirty_pages_mark(gm->written, off, len);
 }
 static inline void gm_mark_host(const struct guest_mem *gm, const void *p, uint64_t len) {
     if (gm->written) dirty_pages_mark(gm->written, (uint64_t)((const uint8_t *)p - gm->host), len);

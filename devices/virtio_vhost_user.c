@@ -119,12 +119,23 @@ static void backend_failed(struct vhost_dev *v, const char *what, const char *er
     virtio_fail_locked(v->vd, 0, "its vhost-user backend failed");
 }
 
+/* A region for each part of guest RAM: all of them the one memfd, each from its RAM offset. */
+static unsigned ram_regions(const struct vm_env *env, struct vhost_user_region r[2]) {
+    struct gm_range part[2];
+    unsigned n = gm_ranges(&env->mem, part);
+    for (unsigned i = 0; i < n; i++)
+        r[i] = (struct vhost_user_region){.guest_addr = part[i].gpa, .size = part[i].size,
+                                          .user_addr = (uint64_t)(uintptr_t)(env->mem.host + part[i].off),
+                                          .mmap_offset = part[i].off, .fd = env->mem_fd};
+    return n;
+}
+
 static void vhost_driver_ok(struct virtio_dev *vd) {
     struct vhost_dev *v = of(vd);
     if (v->gone || v->started) return;
-    struct vhost_user_region r = {.guest_addr = 0, .size = vd->env->mem.size, .user_addr = (uint64_t)(uintptr_t)vd->env->mem.host,
-                                  .mmap_offset = 0, .fd = vd->env->mem_fd};
-    if (r.fd < 0) return backend_failed(v, "starting", "guest memory is not shareable");
+    if (vd->env->mem_fd < 0) return backend_failed(v, "starting", "guest memory is not shareable");
+    struct vhost_user_region r[2];
+    unsigned nr = ram_regions(vd->env, r);
     struct vhost_user_vring rings[VIRTIO_MAX_QUEUES];
     unsigned n = 0;
     for (unsigned i = 0; i < v->kind->nqueues; i++) {
@@ -137,7 +148,7 @@ static void vhost_driver_ok(struct virtio_dev *vd) {
                                                .kick_fd = v->kick[i], .call_fd = v->call[i]};
     }
     char err[240];
-    if (vhost_user_start(&v->vu, vd->driver_features, &r, 1, rings, n, err, sizeof err) != 0)
+    if (vhost_user_start(&v->vu, vd->driver_features, r, nr, rings, n, err, sizeof err) != 0)
         return backend_failed(v, "starting", err);
     v->started = true;
 }

@@ -119,6 +119,17 @@ static void put_e820(uint8_t *zp, unsigned i, uint64_t addr, uint64_t size, uint
     memcpy(e + 16, &type, 4);
 }
 
+/* The same map as PVH guests get, with the ACPI area reserved: the number of entries. */
+static uint8_t put_memory_map(uint8_t *zp, const struct guest_mem *gm) {
+    struct gm_range r[2];
+    unsigned n = gm_ranges(gm, r);
+    put_e820(zp, 0, 0, 0x9fc00, E820_RAM);
+    put_e820(zp, 1, 0xe0000, 0x20000, E820_RESERVED);
+    put_e820(zp, 2, 0x100000, r[0].size - 0x100000, E820_RAM);
+    if (n == 2) put_e820(zp, 3, r[1].gpa, r[1].size, E820_RAM);
+    return (uint8_t)(2 + n);
+}
+
 int bzimage_write_boot_params(const struct guest_mem *gm, const struct bzimage_kernel *k, const char *cmdline,
                               uint64_t initrd, uint64_t initrd_size, uint64_t rsdp) {
     size_t cmdlen = strlen(cmdline);
@@ -160,10 +171,6 @@ int bzimage_write_boot_params(const struct guest_mem *gm, const struct bzimage_k
     memcpy(zp + ZP_EXT_RAMDISK_IMAGE, &hi, 4);
     memcpy(zp + ZP_EXT_RAMDISK_SIZE, &size_hi, 4);
     memcpy(zp + ZP_ACPI_RSDP, &rsdp, 8);
-    /* The same map as PVH guests get, with the ACPI area reserved. */
-    put_e820(zp, 0, 0, 0x9fc00, E820_RAM);
-    put_e820(zp, 1, 0xe0000, 0x20000, E820_RESERVED);
-    put_e820(zp, 2, 0x100000, gm->size - 0x100000, E820_RAM);
-    zp[ZP_E820_ENTRIES] = 3;
+    zp[ZP_E820_ENTRIES] = put_memory_map(zp, gm);
     return 0;
 }

@@ -2,6 +2,7 @@
 #include <libfdt.h>
 #include <stdio.h>
 
+#include "base/guest_mem.h"
 #include "firmware/fdt.h"
 
 #define IOAPIC_PHANDLE 1
@@ -16,6 +17,16 @@
 static int prop_reg64(void *fdt, uint64_t addr, uint64_t size) {
     fdt64_t reg[2] = {cpu_to_fdt64(addr), cpu_to_fdt64(size)};
     return fdt_property(fdt, "reg", reg, sizeof reg);
+}
+
+/* RAM's parts as guest memory lays them out (base/guest_mem.h): one pair, or two with the
+ * part above 4 GiB. */
+static int prop_memory_reg(void *fdt, uint64_t ram_size) {
+    struct gm_range r[2];
+    unsigned n = gm_ranges(&(struct guest_mem){.size = ram_size}, r);
+    fdt64_t reg[4];
+    for (unsigned i = 0; i < n; i++) reg[2 * i] = cpu_to_fdt64(r[i].gpa), reg[2 * i + 1] = cpu_to_fdt64(r[i].size);
+    return fdt_property(fdt, "reg", reg, (int)(n * 2 * sizeof reg[0]));
 }
 
 static int prop_irq(void *fdt, uint32_t pin) {
@@ -55,7 +66,7 @@ int fdt_build(const struct fdt_machine *m, void *buf, size_t size) {
 
     TRY(fdt_begin_node(fdt, "memory@0"));
     TRY(fdt_property_string(fdt, "device_type", "memory"));
-    TRY(prop_reg64(fdt, 0, m->ram_size));
+    TRY(prop_memory_reg(fdt, m->ram_size));
     TRY(fdt_end_node(fdt));
 
     snprintf(name, sizeof name, "ioapic@%x", FDT_IOAPIC_BASE);

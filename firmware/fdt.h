@@ -15,7 +15,7 @@ struct fdt_virtio_mmio {
 };
 
 struct fdt_machine {
-    uint64_t ram_size;
+    uint64_t ram_size; /* all of RAM: laid out as base/guest_mem.h says, above 4 GiB past 3 GiB */
     unsigned ncpus;
     const char *cmdline;
     uint16_t uart_port;

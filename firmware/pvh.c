@@ -101,9 +101,12 @@ int pvh_write_start_info(const struct guest_mem *gm, uint64_t at, const char *cm
     size_t cmdlen = strlen(cmdline) + 1;
     if (cmdlen > 0x1000 || !gm_valid(gm, at, PVH_INFO_SIZE)) return -1;
     /* The legacy area (EBDA, VGA, BIOS) stays out of the map, as on a PC. */
-    struct hvm_memmap_table_entry map[2] = {
+    struct gm_range r[2];
+    unsigned nram = gm_ranges(gm, r);
+    struct hvm_memmap_table_entry map[3] = {
         {.addr = 0, .size = 0x9fc00, .type = HVM_MEMMAP_TYPE_RAM},
-        {.addr = 0x100000, .size = gm->size - 0x100000, .type = HVM_MEMMAP_TYPE_RAM},
+        {.addr = 0x100000, .size = r[0].size - 0x100000, .type = HVM_MEMMAP_TYPE_RAM},
+        {.addr = r[1].gpa, .size = r[1].size, .type = HVM_MEMMAP_TYPE_RAM},
     };
     struct hvm_modlist_entry ml[PVH_MAX_MODULES] = {0};
     for (unsigned i = 0; i < nmods; i++) ml[i] = (struct hvm_modlist_entry){mods[i].paddr, mods[i].size, 0, 0};
@@ -115,10 +118,10 @@ int pvh_write_start_info(const struct guest_mem *gm, uint64_t at, const char *cm
         .cmdline_paddr = cmd,
         .rsdp_paddr = rsdp,
         .memmap_paddr = memmap,
-        .memmap_entries = 2,
+        .memmap_entries = 1 + nram,
     };
     gm_write(gm, at, &si, sizeof si);
-    gm_write(gm, memmap, map, sizeof map);
+    gm_write(gm, memmap, map, si.memmap_entries * sizeof map[0]);
     gm_write(gm, modlist, ml, sizeof ml);
     gm_write(gm, cmd, cmdline, cmdlen);
     return 0;

@@ -29,8 +29,8 @@ struct pvh_kernel {
 int pvh_load_elf(const uint8_t *image, size_t len, int fd, const struct guest_mem *gm, uint64_t min_paddr,
                  struct pvh_kernel *k, char *err, size_t errlen);
 
-/* Writes hvm_start_info at `at` with one RAM range [0, ram) minus the legacy hole, the
- * command line and the modules; the structures take at most PVH_INFO_SIZE bytes. */
+/* Writes hvm_start_info at `at` with RAM as gm lays it out (one range, or two past 3 GiB)
+ * less the legacy hole, the command line and the modules; the structures take at most PVH_INFO_SIZE bytes. */
 #define PVH_INFO_SIZE 0x2000
 int pvh_write_start_info(const struct guest_mem *gm, uint64_t at, const char *cmdline,
                          const struct pvh_module *mods, unsigned nmods, uint64_t rsdp);

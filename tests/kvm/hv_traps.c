@@ -368,6 +368,11 @@ TEST(set_trap_validation_follows_zircon) {
     CHECK_EQ(zx_guest_map_memory(g, 0x300001, 0x1000, 0, &host), ZX_ERR_INVALID_ARGS);
     CHECK_EQ(zx_guest_map_memory(ro_guest, 0x300000, 0x1000, 0, &host), ZX_ERR_ACCESS_DENIED);
     CHECK_EQ(zx_guest_map_memory(g, 0x300000, 0x1000, 0, &host), ZX_OK);
+    /* RAM that would go past 3 GiB goes on at 4 GiB, as on a PC: the hole stays free */
+    CHECK_EQ(zx_guest_map_memory(g, (3ull << 30) - 0x2000, 0x4000, 0, &host), ZX_OK);
+    CHECK_EQ(zx_guest_map_memory(g, (4ull << 30) + 0x1000, 0x1000, 0, &host), ZX_ERR_ALREADY_EXISTS);
+    CHECK_EQ(zx_guest_map_memory(g, 3ull << 30, 0x1000, 0, &host), ZX_OK);
+    CHECK_EQ(zx_guest_map_memory(g, (4ull << 30) + 0x2000, 0x1000, 0, &host), ZX_OK);
     zx_handle_close_many((zx_handle_t[]){g, port, event, ro_port, ro_guest}, 5);
 }
 

@@ -13,7 +13,8 @@ tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
        the_guests_file_is_in_the_image a_disk_queue_per_cpu fio_writes_and_verifies_through_io_uring
        hwrng_gives_bytes virtio_net_reaches_the_tap
        kernel_unpacked_by_bellhop_with_kaslr reboot_ends_the_vm_with_0
-       the_kernels_own_decompressor_boots_it intx_fallback_without_msi nokaslr_leaves_it_in_place
+       the_kernels_own_decompressor_boots_it intx_fallback_without_msi ram_above_4_gib_is_the_guests
+       the_disk_reads_and_writes_ram_above_4_gib nokaslr_leaves_it_in_place
        pvh_vmlinux_boots api_boots_linux_to_its_init vsock_host_connects_to_a_guest_listener
        vsock_guest_connects_to_a_host_listener balloon_statistics_come_from_linux
        balloon_gives_guest_memory_back_to_the_host send_ctrl_alt_del_shuts_it_down
@@ -162,13 +163,21 @@ else
         pass the_kernels_own_decompressor_boots_it ||
         fail the_kernels_own_decompressor_boots_it "status $status: $(grep -e unpacked -e 'init started' $out | tr '\n' '|')"
 fi
-# Without MSI (pci=nomsi) the virtio devices fall back to INTx through the IOAPIC.
+# Without MSI (pci=nomsi) the virtio devices fall back to INTx through the IOAPIC; with 4.5 GiB
+# of RAM, 1.5 GiB of it above the 32-bit hole (the e820 map's second RAM entry).
 cp $L/disk.img $disk
-$bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --disk $disk --rng --boot-markers \
-    --cmdline "console=ttyS0 quiet pci=nomsi nokaslr" > $out 2>&1 < /dev/null
+$bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 4608M --disk $disk --rng --boot-markers \
+    --cmdline "console=ttyS0 quiet pci=nomsi nokaslr bellhop.highram" > $out 2>&1 < /dev/null
 status=$?
 [ $status -eq 0 ] && grep -q "linux-guest: disk written" $out && grep -q -E "linux-guest: hwrng [0-9a-f]{32}" $out &&
     pass intx_fallback_without_msi || fail intx_fallback_without_msi "status $status: $(grep linux-guest $out | tr '\n' '|')"
+# 0x100000000-0x15fffffff: 1.5 GiB from 4 GiB; the zone above 4 GiB has its 393216 pages
+ram=$(grep "linux-guest: ram" $out)
+echo "    $ram"
+echo "$ram" | grep -q "100000000-15fffffff:SystemRAM" && grep -q "linux-guest: zone Normal 393216 pages" $out &&
+    pass ram_above_4_gib_is_the_guests || fail ram_above_4_gib_is_the_guests "$ram $(grep 'zone Normal' $out)"
+grep -q "linux-guest: high ram disk round trip ok" $out && pass the_disk_reads_and_writes_ram_above_4_gib ||
+    fail the_disk_reads_and_writes_ram_above_4_gib "$(grep linux-guest $out | tail -4 | tr '\n' '|')"
 grep -q -E "bellhop: kernel unpacked \(.*, not randomized\)" $out && pass nokaslr_leaves_it_in_place ||
     fail nokaslr_leaves_it_in_place "$(grep unpacked $out)"
 # The same kernel as an ELF vmlinux booted through its PVH entry note.

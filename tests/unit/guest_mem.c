@@ -79,7 +79,7 @@ TEST(file_pages_mapped_with_partial_pages_copied) {
     uint64_t gpa = 0x100300, off = 0x2300, len = 0x80000 + 0x123;
     CHECK(gm_write_file(&f.gm, gpa, f.image, FILE_LEN, f.fd, off, len));
     CHECK_EQ(f.files.n, 1u);
-    CHECK_EQ(f.files.range[0].gpa, 0x101000u);
+    CHECK_EQ(f.files.range[0].off, 0x101000u);
     CHECK_EQ(f.files.mapped, 0x80000u - PAGE);
     CHECK(ram_holds(&f.gm, gpa, off, len, 1));
     CHECK_EQ(f.gm.host[gpa - 1], 0); /* nothing outside the range */
@@ -198,3 +198,52 @@ TEST(no_lease_on_a_file_open_for_writing) {
     unlink(path);
 }
 
+
+/* RAM past 3 GiB lies from 4 GiB on, in the host mapping right after the low part: nothing
+ * in the hole or across it is RAM, and the dirty bitmap and the file ranges count RAM offsets. */
+TEST(ram_past_3_gib_lies_above_the_hole) {
+    const uint64_t size = GM_LOW_END + (8u << 20);
+    uint8_t *host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    CHECK(host != MAP_FAILED);
+    struct dirty_pages written;
+    CHECK_EQ(dirty_pages_init(&written, size), 0);
+    struct gm_files files = {0};
+    const struct guest_mem gm = {host, size, &files, &written};
+    struct gm_range r[2];
+    CHECK_EQ(gm_ranges(&gm, r), 2u);
+    CHECK(r[0].gpa == 0 && r[0].off == 0 && r[0].size == GM_LOW_END);
+    CHECK(r[1].gpa == GM_HIGH_START && r[1].off == GM_LOW_END && r[1].size == (8u << 20));
+    CHECK_EQ(gm_end(&gm), GM_HIGH_START + (8u << 20));
+    CHECK(gm_ptr(&gm, GM_LOW_END - PAGE, PAGE) == host + GM_LOW_END - PAGE);
+    CHECK(gm_ptr(&gm, GM_HIGH_START, PAGE) == host + GM_LOW_END);
+    CHECK(gm_ptr(&gm, GM_HIGH_START + (8u << 20) - 8, 8) == host + size - 8);
+    CHECK(!gm_valid(&gm, GM_LOW_END - PAGE, 2 * PAGE)); /* into the hole */
+    CHECK(!gm_valid(&gm, GM_LOW_END, 1));
+    CHECK(!gm_valid(&gm, GM_HIGH_START - 1, 2));
+    CHECK(!gm_valid(&gm, GM_HIGH_START + (8u << 20) - 8, 9));
+    CHECK(!gm_valid(&gm, UINT64_MAX - 3, 2));
+    CHECK(gm_write(&gm, GM_HIGH_START + PAGE, "x", 1));
+    CHECK_EQ(host[GM_LOW_END + PAGE], 'x');
+    CHECK(dirty_pages_test(&written, GM_LOW_END / PAGE + 1));
+    CHECK_EQ(dirty_pages_count(&written), 1u);
+    /* a file's pages above the hole, then zeroing there: the range is RAM offsets */
+    char path[64];
+    int fd;
+    const uint8_t *image;
+    make_file(path, &fd, &image, 7);
+    CHECK(gm_write_file(&gm, GM_HIGH_START + 2 * PAGE, image, FILE_LEN, fd, 0, 4 * PAGE));
+    CHECK_EQ(files.n, 1u);
+    CHECK_EQ(files.range[0].off, GM_LOW_END + 2 * PAGE);
+    CHECK(host[GM_LOW_END + 2 * PAGE + 5] == byte_at(5, 7));
+    CHECK(gm_zero(&gm, GM_HIGH_START + 2 * PAGE, PAGE));
+    CHECK(host[GM_LOW_END + 2 * PAGE + 5] == 0 && host[GM_LOW_END + 3 * PAGE] == byte_at(PAGE, 7));
+    /* a RAM of 3 GiB or less has nothing above the hole */
+    const struct guest_mem low = {host, GM_LOW_END, NULL, NULL};
+    CHECK_EQ(gm_ranges(&low, r), 1u);
+    CHECK(!gm_valid(&low, GM_HIGH_START, 0) && gm_valid(&low, GM_LOW_END, 0));
+    munmap((void *)image, FILE_LEN);
+    close(fd);
+    unlink(path);
+    dirty_pages_free(&written);
+    munmap(host, size);
+}

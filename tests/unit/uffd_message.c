@@ -25,6 +25,24 @@ TEST(the_region_table_is_firecrackers_json) {
     CHECK_STR_EQ(buf, "[]");
 }
 
+TEST(ram_past_3_gib_is_two_regions_one_after_the_other_in_the_memory_file) {
+    uint8_t *host = (uint8_t *)0x7f0000000000;
+    struct uffd_region r[2];
+    CHECK_EQ(uffd_ram_regions(host, 128u << 20, r), 1);
+    CHECK(r[0].host == (uintptr_t)host && r[0].size == 128u << 20 && r[0].offset == 0 && r[0].page_size == 4096);
+    CHECK_EQ(uffd_ram_regions(host, (3ull << 30) + (512u << 20), r), 2);
+    CHECK(r[0].host == (uintptr_t)host && r[0].size == 3ull << 30 && r[0].offset == 0);
+    CHECK(r[1].host == (uintptr_t)host + (3ull << 30) && r[1].size == 512u << 20 && r[1].offset == 3ull << 30 &&
+          r[1].page_size == 4096);
+    /* and the tests' handler takes the message they make */
+    char buf[512], err[200];
+    CHECK(uffd_region_table(r, 2, buf, sizeof buf) > 0);
+    struct uffd_handler_region got[4];
+    unsigned n;
+    CHECK_MSG(uffd_handler_parse(buf, strlen(buf), got, 4, &n, err, sizeof err) == 0, "%s", err);
+    CHECK(n == 2 && got[1].base == r[1].host && got[1].size == r[1].size && got[1].offset == r[1].offset);
+}
+
 static int parse(const char *json, struct uffd_handler_region *out, unsigned *n, char *err) {
     return uffd_handler_parse(json, strlen(json), out, 4, n, err, 200);
 }

@@ -21,22 +21,23 @@ zx_status_t guest_dirty_region_init(struct mem_region *r) {
     return r->dirty ? ZX_OK : ZX_ERR_NO_MEMORY;
 }
 
-static struct mem_region *region_of(struct guest *g, uint64_t gpa) {
+/* By host address: a region's slots past the 32-bit hole are not at gpa + offset. */
+static struct mem_region *region_of(struct guest *g, const uint8_t *host) {
     for (unsigned i = 0; i < g->nregions; i++)
-        if (gpa >= g->regions[i].gpa && gpa - g->regions[i].gpa < g->regions[i].size) return &g->regions[i];
+        if (host >= g->regions[i].host && (uint64_t)(host - g->regions[i].host) < g->regions[i].size) return &g->regions[i];
     return NULL;
 }
 
 zx_status_t guest_dirty_harvest_locked(struct guest *g, unsigned slot) {
     const struct mem_slot *s = &g->slots[slot];
-    struct mem_region *r = region_of(g, s->gpa);
+    struct mem_region *r = region_of(g, s->host);
     if (!r || !r->dirty) return ZX_OK; /* a region just removed again: its slots never ran */
     /* KVM's bitmap: a bit a page, in longs */
     uint64_t *log = calloc(words_of(pages_of(s->size)) ? words_of(pages_of(s->size)) : 1, sizeof *log);
     if (!log) return ZX_ERR_NO_MEMORY;
     struct kvm_dirty_log dl = {.slot = slot, .dirty_bitmap = log};
     zx_status_t st = ioctl(g->vm, KVM_GET_DIRTY_LOG, &dl) == 0 ? ZX_OK : ZX_ERR_INTERNAL;
-    if (st == ZX_OK) bitmap_or_at(r->dirty, pages_of(s->gpa - r->gpa), log, pages_of(s->size));
+    if (st == ZX_OK) bitmap_or_at(r->dirty, pages_of((uint64_t)(s->host - r->host)), log, pages_of(s->size));
     free(log);
     return st;
 }

@@ -70,6 +70,8 @@ struct trap_tree {
     unsigned n, cap;
 };
 
+/* RAM added by one map call: from gpa on, but what would go past 3 GiB goes on at 4 GiB
+ * (guest_region_parts); size counts both parts, host holds them in that order. */
 struct mem_region {
     uint64_t gpa, size;
     uint8_t *host;
@@ -197,6 +199,8 @@ void bell_wake_waiters(struct guest *g);
 int vcpu_state_parse(const void *buf, size_t size, const uint8_t *found[VCPU_STATE_RECORDS],
                      uint32_t lens[VCPU_STATE_RECORDS], char *err, size_t errlen);
 
+/* A region's guest-physical parts, each a slot before traps punch holes: 1 or 2. */
+unsigned guest_region_parts(const struct mem_region *r, struct mem_slot part[2]);
 /* dirty_log.c, with guest->lock held for writing: slot's dirty log moved into its region's
  * carry (before the slot is deleted); a region's carry made, for a region tracked. */
 zx_status_t guest_dirty_harvest_locked(struct guest *g, unsigned slot);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/guest_mem.h"
 #include "vmm/hv/hv.h"
 
 #define PAGE_SIZE 4096u
@@ -184,11 +185,34 @@ static bool same_slot(const struct mem_slot *a, const struct mem_slot *b) {
     return a->gpa == b->gpa && a->size == b->size && a->host == b->host;
 }
 
+unsigned guest_region_parts(const struct mem_region *r, struct mem_slot part[2]) {
+    if (r->gpa >= GM_LOW_END || r->size <= GM_LOW_END - r->gpa) {
+        part[0] = (struct mem_slot){r->gpa, r->size, r->host};
+        return 1;
+    }
+    uint64_t low = GM_LOW_END - r->gpa;
+    part[0] = (struct mem_slot){r->gpa, low, r->host};
+    part[1] = (struct mem_slot){GM_HIGH_START, r->size - low, r->host + low};
+    return 2;
+}
+
+static bool regions_overlap(const struct mem_region *a, const struct mem_region *b) {
+    struct mem_slot pa[2], pb[2];
+    unsigned na = guest_region_parts(a, pa), nb = guest_region_parts(b, pb);
+    for (unsigned i = 0; i < na; i++)
+        for (unsigned j = 0; j < nb; j++)
+            if (pa[i].gpa < pb[j].gpa + pb[j].size && pb[j].gpa < pa[i].gpa + pa[i].size) return true;
+    return false;
+}
+
 zx_status_t guest_sync_slots_locked(struct guest *g) {
     struct mem_slot want[GUEST_MAX_SLOTS];
     unsigned n = 0;
-    for (unsigned r = 0; r < g->nregions; r++) {
-        const struct mem_region *reg = &g->regions[r];
+    struct mem_slot parts[GUEST_MAX_REGIONS * 2];
+    unsigned nparts = 0;
+    for (unsigned r = 0; r < g->nregions; r++) nparts += guest_region_parts(&g->regions[r], parts + nparts);
+    for (unsigned r = 0; r < nparts; r++) {
+        const struct mem_slot *reg = &parts[r];
         uint64_t at = reg->gpa, end = reg->gpa + reg->size;
         /* Holes: every BELL/MEM trap inside the region (the tree is sorted). */
         for (unsigned t = 0; t < g->mem_tree.n && at < end; t++) {
@@ -235,14 +259,13 @@ static zx_status_t add_region(zx_handle_t handle, zx_gpaddr_t addr, size_t size,
         return st;
     }
     pthread_rwlock_wrlock(&g->lock);
-    for (unsigned i = 0; i < g->nregions && st == ZX_OK; i++) {
-        const struct mem_region *r = &g->regions[i];
-        if (addr < r->gpa + r->size && r->gpa < addr + size) st = ZX_ERR_ALREADY_EXISTS;
-    }
+    const struct mem_region add = {.gpa = addr, .size = size, .host = host, .map = map, .map_size = map_size, .fd = fd};
+    for (unsigned i = 0; i < g->nregions && st == ZX_OK; i++)
+        if (regions_overlap(&g->regions[i], &add)) st = ZX_ERR_ALREADY_EXISTS;
     if (st == ZX_OK && g->nregions == GUEST_MAX_REGIONS) st = ZX_ERR_NO_RESOURCES;
     struct mem_region *r = &g->regions[g->nregions];
     if (st == ZX_OK) {
-        *r = (struct mem_region){.gpa = addr, .size = size, .host = host, .map = map, .map_size = map_size, .fd = fd};
+        *r = add;
         if (g->track_dirty) st = guest_dirty_region_init(r);
     }
     if (st == ZX_OK) {

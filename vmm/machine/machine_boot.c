@@ -185,7 +185,11 @@ int machine_boot_setup(struct machine *m) {
         struct initrd_place place;
         if (map_file(m, "initrd", cfg->initrd, cfg->mem, &initrd, &place.fd) != 0) return -1;
         size_t ilen = initrd.len;
-        uint64_t top = cfg->mem;
+        /* At the top of RAM's low part: below 4 GiB, where a kernel entered in 32-bit mode
+         * (PVH) reaches it before it has page tables, and lower still if a bzImage says so. */
+        struct gm_range ram[2];
+        gm_ranges(&m->env.mem, ram);
+        uint64_t top = ram[0].size;
         uint64_t initrd_top = (uint64_t)m->loaded.bz.initrd_addr_max + 1;
         if (m->loaded.bzimage && top > initrd_top) top = initrd_top;
         uint64_t at = (top - ilen) & ~0xfffull;

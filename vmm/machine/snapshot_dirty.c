@@ -51,7 +51,7 @@ static bool may_be_nonzero(struct machine *m, struct dirty_pages *held) {
     /* A page never faulted in reads as zeros, or, where it took a file's page copy-on-write
      * (gm_write_file) or the snapshot's, as that file, whose pages count as held. */
     for (unsigned i = 0; gm->files && i < gm->files->n; i++)
-        dirty_pages_mark(held, gm->files->range[i].gpa, gm->files->range[i].len);
+        dirty_pages_mark(held, gm->files->range[i].off, gm->files->range[i].len);
     return snapshot_touched_pages(gm->host, gm->size, held) == 0;
 }
 

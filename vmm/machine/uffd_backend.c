@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/error_text.h"
+#include "base/guest_mem.h"
 #include "vmm/machine/uffd_backend.h"
 #include "vmm/sandbox/sandbox.h"
 
@@ -56,6 +57,15 @@ int uffd_region_table(const struct uffd_region *r, unsigned n, char *buf, size_t
     if (k < 0 || at >= len) return -1;
     k = snprintf(buf + at, len - at, "]");
     return k < 0 || (at += (size_t)k) >= len ? -1 : (int)at;
+}
+
+unsigned uffd_ram_regions(void *ram, uint64_t size, struct uffd_region r[2]) {
+    struct gm_range part[2];
+    unsigned n = gm_ranges(&(struct guest_mem){.size = size}, part);
+    for (unsigned i = 0; i < n; i++)
+        r[i] = (struct uffd_region){.host = (uintptr_t)ram + part[i].off, .size = part[i].size,
+                                    .offset = part[i].off, .page_size = PAGE};
+    return n;
 }
 
 /* A userfaultfd for RAM that KVM reaches too: KVM's faults on it are the kernel's, so it cannot
@@ -113,9 +123,9 @@ static int connect_handler(const char *path, char *err, size_t errlen) {
 
 /* The region table with the userfaultfd, in one message. */
 static int send_table(struct uffd_backend *u, char *err, size_t errlen) {
-    struct uffd_region r = {.host = (uintptr_t)u->ram, .size = u->size, .offset = 0, .page_size = PAGE};
+    struct uffd_region r[2];
     char json[512];
-    int n = uffd_region_table(&r, 1, json, sizeof json);
+    int n = uffd_region_table(r, uffd_ram_regions(u->ram, u->size, r), json, sizeof json);
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;

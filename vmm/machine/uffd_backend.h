@@ -6,7 +6,9 @@
  * pages; UFFD_FEATURE_EVENT_REMOVE, so that the balloon's discards reach the handler as remove
  * events), connects to the handler's Unix stream socket and sends, in one message, the region
  * table as JSON with the userfaultfd attached (SCM_RIGHTS):
- *     [{"base_host_virt_addr":H,"size":S,"offset":O,"page_size":4096,"page_size_kib":4096}]
+ *     [{"base_host_virt_addr":H,"size":S,"offset":O,"page_size":4096,"page_size_kib":4096}, ...]
+ * one region for each part of guest RAM (below the 32-bit hole, and above it when RAM goes
+ * past 3 GiB: base/guest_mem.h), as Firecracker sends one for each of its memory regions;
  * offset: where the region's bytes are in the snapshot's memory file; page_size_kib is
  * Firecracker's deprecated twin of page_size (in bytes as well), sent as Firecracker sends it.
  * Nothing else passes on the socket. The handler keeps its end open while it serves (its
@@ -42,6 +44,10 @@ struct uffd_region {
 /* The message: the region table as Firecracker's JSON (no newline, NUL-terminated). Its
  * length, or -1 when it does not fit in len. */
 int uffd_region_table(const struct uffd_region *r, unsigned n, char *buf, size_t len);
+
+/* The regions of guest RAM of `size` bytes held at `ram` (its parts, each at its RAM offset
+ * in the memory file). How many: 1 or 2. */
+unsigned uffd_ram_regions(void *ram, uint64_t size, struct uffd_region r[2]);
 
 struct uffd_backend;
 

@@ -56,7 +56,9 @@ static_assert(sizeof(zx_vcpu_mem_t) == 16, "zx_vcpu_mem_t");
  *  - zx_guest_create takes no hypervisor resource and returns no VMAR. Guest-physical memory
  *    is added with zx_guest_map_memory: the guest allocates it (anonymous, 2 MiB-aligned,
  *    MADV_HUGEPAGE), owns it, and unmaps it when it is destroyed. BELL and MEM traps are holes
- *    in that memory, as in Zircon: the trapped range stops being RAM.
+ *    in that memory, as in Zircon: the trapped range stops being RAM. RAM added below 3 GiB
+ *    that goes past it goes on at 4 GiB, as on a PC (base/guest_mem.h's layout: the 32-bit
+ *    hole holds the APIC, IOAPIC and device windows); one host mapping holds both parts.
  *  - The KVM objects come in this order on every path: the VM, then the guest's RAM, then the
  *    in-kernel interrupt controllers (PIC, IOAPIC, a LAPIC per vCPU) and PIT, made when the
  *    first vCPU, irqfd, MSI route or saved interrupt-controller state needs them, then vCPUs.
@@ -259,8 +261,9 @@ zx_status_t bellhop_guest_map_file(zx_handle_t guest, zx_gpaddr_t addr, size_t s
  * write to a page with a fault, and maps RAM in 4 KiB pages. Any thread. */
 zx_status_t bellhop_guest_track_dirty(zx_handle_t guest);
 /* bellhop: ORs into bitmap (bit i % 64 of word i / 64: the page at addr + i * 4096) every page
- * of [addr, addr+size) written since tracking began or the last take, and forgets them. addr
- * and size page-aligned; bitmap holds size / 4096 bits. ZX_ERR_BAD_STATE when not tracking.
+ * of [addr, addr+size) written since tracking began or the last take, and forgets them. RAM
+ * that goes on past the 32-bit hole counts its pages as its host mapping lays them out: the
+ * page after the last below the hole is the first at 4 GiB. addr and size page-aligned; bitmap holds size / 4096 bits. ZX_ERR_BAD_STATE when not tracking.
  * With every vCPU out of zx_vcpu_enter nothing is missed; a page written during the call is
  * in this take or the next. Any thread. */
 zx_status_t bellhop_guest_take_dirty(zx_handle_t guest, zx_gpaddr_t addr, size_t size, uint64_t *bitmap);
