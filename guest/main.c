@@ -39,6 +39,26 @@ static const void *find_dtb(const struct hvm_start_info *si) {
     return fdt_check_header(dtb) == 0 && fdt_totalsize(dtb) <= m[0].size ? dtb : NULL;
 }
 
+/* One RAM entry of the memmap: guest-physical [start, end). */
+struct ram_span {
+    uint64_t start, end;
+};
+
+#define MAPPED_END (8ull << 30) /* entry.S's identity map: the RAM the guest can reach */
+
+/* Of the RAM below `limit`, the entry that ends highest (above the 32-bit hole when there is
+ * RAM there), cut at `limit` and to whole pages. */
+static struct ram_span top_ram(const struct hvm_start_info *si, uint64_t limit) {
+    const struct hvm_memmap_table_entry *e = (const void *)(uintptr_t)si->memmap_paddr;
+    struct ram_span top = {0, 0};
+    for (uint32_t i = 0; i < si->memmap_entries; i++) {
+        if (e[i].type != HVM_MEMMAP_TYPE_RAM || e[i].addr >= limit) continue;
+        uint64_t end = (e[i].size > limit - e[i].addr ? limit : e[i].addr + e[i].size) & ~4095ull;
+        if (end > top.end && end > e[i].addr) top = (struct ram_span){e[i].addr, end};
+    }
+    return top;
+}
+
 static uint64_t ram_size(const struct hvm_start_info *si) {
     const struct hvm_memmap_table_entry *e = (const void *)(uintptr_t)si->memmap_paddr;
     uint64_t total = 0;
@@ -153,11 +173,12 @@ static void on_generation(void *arg) {
 }
 
 /* "count dirty=N": before each line, the first word of every page of the top N MiB of RAM
- * (well above the guest's image) goes from the last count to this one, each checked first:
- * the pages a diff snapshot must hold (bench/snapshot_bench: a 1 GiB guest writing 1%). */
-static uint32_t scribble(uint64_t ram, uint64_t bytes, unsigned n) {
+ * (of its highest entry: above 4 GiB when RAM goes there; at most half that entry, well above
+ * the guest's image) goes from the last count to this one, each checked first: the pages a
+ * diff snapshot must hold (bench/snapshot_bench: a 1 GiB guest writing 1%). */
+static uint32_t scribble(uint64_t end, uint64_t bytes, unsigned n) {
     uint32_t bad = 0;
-    for (uint64_t at = ram - bytes; at < ram; at += 4096) {
+    for (uint64_t at = end - bytes; at < end; at += 4096) {
         volatile uint64_t *word = (volatile uint64_t *)(uintptr_t)at;
         bad += *word != n - 1u;
         *word = n;
@@ -165,9 +186,10 @@ static uint32_t scribble(uint64_t ram, uint64_t bytes, unsigned n) {
     return bad;
 }
 
-static __attribute__((noreturn)) void count_forever(uint64_t ram, uint64_t dirty_bytes) {
+static __attribute__((noreturn)) void count_forever(struct ram_span top, uint64_t dirty_bytes) {
     uint32_t *mem = pattern;
-    if (dirty_bytes > ram / 2) dirty_bytes = ram / 2;
+    uint64_t half = (top.end - top.start) / 2 & ~4095ull;
+    if (dirty_bytes > half) dirty_bytes = half;
     irq_route(VMGENID_GSI, on_generation, NULL);
     for (uint32_t i = 0; i < PATTERN_BYTES / 4; i++) mem[i] = pattern_word(i);
     printf("guest: %d failed, counting\n", failures);
@@ -176,7 +198,7 @@ static __attribute__((noreturn)) void count_forever(uint64_t ram, uint64_t dirty
         while (rdtsc() - t0 < (1ull << 27)) __asm__ volatile("sti; pause; cli" ::: "memory");
         uint32_t bad = 0;
         for (uint32_t i = 0; i < PATTERN_BYTES / 4; i++) bad += mem[i] != pattern_word(i);
-        bad += scribble(ram, dirty_bytes, n);
+        bad += scribble(top.end, dirty_bytes, n);
         static uint8_t random[16];
         long r = rng_dev ? vdev_request(rng_dev, 0, &(struct vbuf){random, sizeof random, true}, 1, false) : -2;
         static char line[64], back[512];
@@ -399,8 +421,8 @@ void kmain(const struct hvm_start_info *si) {
     const char *cmdline = si->cmdline_paddr ? (const char *)(uintptr_t)si->cmdline_paddr : "";
     vsock_mode = strstr_word(cmdline, "vsock") != NULL;
     balloon_find_ram(si);
-    printf("bellhop tiny guest: %u MiB RAM, command line \"%s\"\n",
-           (unsigned)(ram_size(si) >> 20), cmdline);
+    printf("bellhop tiny guest: %u MiB RAM (its top at %u MiB), command line \"%s\"\n",
+           (unsigned)(ram_size(si) >> 20), (unsigned)(top_ram(si, UINT64_MAX).end >> 20), cmdline);
     const void *dtb = find_dtb(si);
     result("device-tree", dtb != NULL, dtb ? "" : "no valid DTB as the first module");
     if (dtb) {
@@ -479,7 +501,7 @@ void kmain(const struct hvm_start_info *si) {
     }
     if (strstr_word(cmdline, "count")) {
         const char *dirty = strstr_word(cmdline, "dirty=");
-        count_forever(ram_size(si), dirty ? (uint64_t)strtoul(dirty + 6, NULL, 0) << 20 : 0);
+        count_forever(top_ram(si, MAPPED_END), dirty ? (uint64_t)strtoul(dirty + 6, NULL, 0) << 20 : 0);
     }
     /* "vsock": the guest's echo listener; "balloon": the balloon follows the host's target;
      * each until the VMM ends */
