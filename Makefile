@@ -44,10 +44,11 @@ Q := @
 endif
 
 LOOP_SRCS := $(wildcard loop/*.c)
-# The product's code but main(): the floor, the VMM's rooms, devices, firmware, and `bellhop
-# bench` (bench/bellhop_bench, linked into bellhop).
+# The product's code but main(): the floor, the VMM's rooms, devices, network backends, firmware,
+# and `bellhop bench` (bench/bellhop_bench, linked into bellhop).
 VMM_SRCS  := $(wildcard base/*.c) $(filter-out vmm/control/main.c,$(wildcard vmm/*/*.c)) $(wildcard devices/*.c) \
-             $(wildcard firmware/*.c) $(wildcard bench/bellhop_bench/*.c)
+             $(filter-out net/user_main.c,$(wildcard net/*.c)) $(wildcard firmware/*.c) \
+             $(wildcard bench/bellhop_bench/*.c)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 KVM_SRCS  := $(wildcard tests/kvm/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
@@ -86,7 +87,7 @@ endef
 
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins install
-all: $(B)/libloop.a $(B)/bellhop $(B)/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
+all: $(B)/libloop.a $(B)/bellhop $(B)/bellhop-net $(B)/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
      $(B)/bench/loop_bench $(B)/bench/api_bench $(B)/bench/snapshot_bench $(B)/bench/disk_bench $(B)/bench/vsock_bench
 
 unit-bins: $(UNIT_BINS)
@@ -148,6 +149,12 @@ $(B)/libbellhop.a: $(VMM_OBJS)
 $(B)/bellhop: $(B)/obj/vmm/control/main.o $(B)/libbellhop.a $(B)/libloop.a
 	$(link_bellhop)
 
+# --net user's process (net/user.h): dynamic, as libslirp (over glib) is a shared library only;
+# linked to it (net/slirp_lib.c then finds it loaded) so that the nested host gets it copied too.
+$(B)/bellhop-net: $(B)/obj/net/user_main.o $(B)/libbellhop.a $(B)/libloop.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS) -Wl,--no-as-needed -lslirp -Wl,--as-needed
+
 # bellhop with its test hooks (BELLHOP_TEST_HOOKS: environment variables that truncate the
 # kernel file under its mapping, or make a forbidden system call), for the tests of what they
 # provoke. build/bellhop has none: its objects of these files are built without the flag.
@@ -197,6 +204,7 @@ build/bellhop.1: build/bellhop
 
 install: all build/bellhop.1
 	install -D -m 755 build/bellhop $(DESTDIR)$(PREFIX)/bin/bellhop
+	install -D -m 755 build/bellhop-net $(DESTDIR)$(PREFIX)/bin/bellhop-net
 	install -D -m 644 build/guest/guest.elf $(DESTDIR)$(PREFIX)/lib/bellhop/guest.elf
 	install -D -m 644 build/bellhop.1 $(DESTDIR)$(PREFIX)/share/man/man1/bellhop.1
 	install -D -m 644 build/libloop.a $(DESTDIR)$(PREFIX)/lib/libbellhop-loop.a

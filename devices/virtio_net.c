@@ -1,4 +1,4 @@
-/* virtio-net over tap. */
+/* virtio-net over a tap, or over user-mode networking in this process (net/user.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <lib/async/wait.h>
@@ -14,6 +14,7 @@
 #include <zircon/syscalls.h>
 
 #include "devices/virtio_net.h"
+#include "net/user.h"
 
 #define RXQ 0
 #define TXQ 1
@@ -191,6 +192,10 @@ static int net_create(struct virtio_dev *vd, const void *params, char *err, size
     if (!p) {
         snprintf(err, errlen, "virtio-net: no tap interface (--net tap=NAME)");
         return -1;
+    }
+    if (p->user) { /* bellhop-net at fd's other end: it ends when the device closes fd */
+        int fd;
+        return net_user_spawn(p->user, &fd, err, errlen) != 0 ? -1 : net_make(vd, fd, "user", p, err, errlen);
     }
     if (!p->tap) return net_make(vd, p->fd, p->name ? p->name : "virtio-net", p, err, errlen);
     int fd = open_tap(p->tap, err, errlen);

@@ -13,6 +13,9 @@ struct virtio_net_params {
      * and writes one frame (vnet header first) per call, as a tap does (a SOCK_SEQPACKET
      * socket does too), which the device takes, its MAC address seeded from `name` */
     const char *tap;
+    /* or, when not NULL, user-mode networking (net/user.h): bellhop-net started on these
+     * options (after "user": "" or ",hostfwd=...,restrict=on", checked by net_user_parse) */
+    const char *user;
     int fd;
     const char *name;
     bool has_mac; /* the guest's MAC address is mac, not one seeded from the name */

@@ -10,6 +10,7 @@
 #include "guest/diskrate.h"
 #include "guest/hostile.h"
 #include "guest/irq.h"
+#include "guest/net.h"
 #include "guest/virtio.h"
 #include "guest/vsock.h"
 #include "guest/vsock_test.h"
@@ -125,6 +126,9 @@ static struct vdev *blk_dev; /* the disk, for "ticks" to watch */
 static struct vdev *rng_dev, *console_dev; /* for "count" */
 static struct vdev *vsock_dev, *balloon_dev; /* for "vsock" and "balloon" */
 static bool vsock_mode;
+/* cmdline "dhcp": the net test waits for answers (ARP, DHCP), which only --net user's network
+ * (slirp) is sure to give; without it the test sends one frame and waits for nothing */
+static bool net_exchange;
 
 static void test_blk(struct vdev *d) {
     blk_dev = d;
@@ -364,6 +368,7 @@ static int start_device(struct vdev *d, uint64_t base, unsigned pin) {
     case VIRTIO_ID_CONSOLE: return vdev_init(d, base, pin, 0, 2);
     case VIRTIO_ID_BALLOON: return balloon_start(d, base, pin);
     case VIRTIO_ID_VSOCK: return vdev_init(d, base, pin, VSOCK_WANT_FEATURES, VSOCK_NQUEUES);
+    case VIRTIO_ID_NET: return vdev_init(d, base, pin, NET_WANT_FEATURES, NET_NQUEUES);
     default: return vdev_init(d, base, pin, 0, 1);
     }
 }
@@ -399,6 +404,7 @@ static struct vdev *virtio_selftests(const void *dtb, bool bench) {
         else if (d->device_id == VIRTIO_ID_CONSOLE) test_console(d);
         else if (d->device_id == VIRTIO_ID_BLOCK) test_blk(d);
         else if (d->device_id == VIRTIO_ID_BALLOON) balloon_selftest(d, result);
+        else if (d->device_id == VIRTIO_ID_NET) net_selftest(d, net_exchange, result);
         else if (d->device_id == VIRTIO_ID_VSOCK && !vsock_dev && vsock_selftest(d, vsock_mode, result)) vsock_dev = d;
         /* (an interrupt raised while the test never had to wait is still pending: taken here) */
         if (irq_count(pin) == 0) irq_wait();
@@ -420,6 +426,7 @@ void kmain(const struct hvm_start_info *si) {
     }
     const char *cmdline = si->cmdline_paddr ? (const char *)(uintptr_t)si->cmdline_paddr : "";
     vsock_mode = strstr_word(cmdline, "vsock") != NULL;
+    net_exchange = strstr_word(cmdline, "dhcp") != NULL;
     balloon_find_ram(si);
     printf("bellhop tiny guest: %u MiB RAM (its top at %u MiB), command line \"%s\"\n",
            (unsigned)(ram_size(si) >> 20), (unsigned)(top_ram(si, UINT64_MAX).end >> 20), cmdline);

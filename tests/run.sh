@@ -127,7 +127,7 @@ if [ ${#kvms[@]} -gt 0 ]; then
             [ -e "$f" ] && peer+=(--file "$f")
         done
         builds=() pending=("${nested[@]}")
-        for d in "${kvms[@]}"; do builds+=(--file "$d/tests/kvm" --file "$d/bellhop" --file "$d/bellhop-hooks"); done
+        for d in "${kvms[@]}"; do builds+=(--file "$d/tests/kvm" --file "$d/bellhop" --file "$d/bellhop-net" --file "$d/bellhop-hooks"); done
         # When L1 froze (nested.sh status 126: QEMU's software SVM, not a test), what had not
         # finished runs again in a fresh L1, up to 6 L1s in all: the binaries not started, and
         # the one L1 froze in from its first test without a result (BINARY@TEST). The results

@@ -14,7 +14,8 @@ tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
        hwrng_gives_bytes virtio_net_reaches_the_tap
        kernel_unpacked_by_bellhop_with_kaslr reboot_ends_the_vm_with_0
        the_kernels_own_decompressor_boots_it intx_fallback_without_msi ram_above_4_gib_is_the_guests
-       the_disk_reads_and_writes_ram_above_4_gib nokaslr_leaves_it_in_place
+       the_disk_reads_and_writes_ram_above_4_gib nokaslr_leaves_it_in_place user_net_gives_an_address_by_dhcp
+       user_net_reaches_the_hosts_loopback user_net_forwards_a_host_port
        pvh_vmlinux_boots api_boots_linux_to_its_init vsock_host_connects_to_a_guest_listener
        vsock_guest_connects_to_a_host_listener balloon_statistics_come_from_linux
        balloon_gives_guest_memory_back_to_the_host send_ctrl_alt_del_shuts_it_down
@@ -180,6 +181,33 @@ grep -q "linux-guest: high ram disk round trip ok" $out && pass the_disk_reads_a
     fail the_disk_reads_and_writes_ram_above_4_gib "$(grep linux-guest $out | tail -4 | tr '\n' '|')"
 grep -q -E "bellhop: kernel unpacked \(.*, not randomized\)" $out && pass nokaslr_leaves_it_in_place ||
     fail nokaslr_leaves_it_in_place "$(grep unpacked $out)"
+# User-mode networking (libslirp, no tap, no root needed): DHCP, a connection to a server on the
+# host's loopback through the gateway, and a host client reaching the guest's server through a
+# forwarded port on 127.0.0.1. Nothing leaves the host's loopback: in the test's network
+# namespace where it has one (the nested host's own loopback is down), else the host's.
+user_tests="user_net_gives_an_address_by_dhcp user_net_reaches_the_hosts_loopback user_net_forwards_a_host_port"
+if [ -n "$sanitized" ]; then
+    for t in $user_tests; do skip $t "a sanitizer build"; done
+else
+    ($in_ns nc -l -p 5557 > /tmp/bellhop-user.out 2>/dev/null || $in_ns nc -l 127.0.0.1 5557 > /tmp/bellhop-user.out) &
+    user_listener=$!
+    $in_ns $bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M \
+        --net user,hostfwd=tcp:127.0.0.1:5558-:5556 --cmdline "console=ttyS0 quiet bellhop.usernet=5557" > $out 2>&1 < /dev/null &
+    vmm=$!
+    wait_out "linux-guest: user net listening" 600
+    sleep 1
+    echo "hello through hostfwd" | $in_ns nc -w 5 127.0.0.1 5558 > /dev/null 2>&1
+    wait_end 300
+    kill $vmm $user_listener 2>/dev/null
+    wait $vmm
+    status=$?
+    grep -q "linux-guest: dhcp 10.0.2.15/24 via 10.0.2.2" $out && pass user_net_gives_an_address_by_dhcp ||
+        fail user_net_gives_an_address_by_dhcp "status $status: $(grep -e linux-guest -e bellhop $out | tail -4 | tr '\n' '|')"
+    grep -q "hello through the gateway" /tmp/bellhop-user.out 2>/dev/null && pass user_net_reaches_the_hosts_loopback ||
+        fail user_net_reaches_the_hosts_loopback "host got '$(cat /tmp/bellhop-user.out 2>/dev/null)'"
+    grep -q "linux-guest: hostfwd got: hello through hostfwd" $out && pass user_net_forwards_a_host_port ||
+        fail user_net_forwards_a_host_port "$(grep -e 'linux-guest: hostfwd' -e 'user net' $out | tr '\n' '|')"
+fi
 # The same kernel as an ELF vmlinux booted through its PVH entry note.
 if [ -n "$sanitized" ]; then
     skip pvh_vmlinux_boots "a sanitizer build"

@@ -71,7 +71,7 @@ void vm_spec_init(struct vm_spec *s) {
 void vm_spec_free(struct vm_spec *s) {
     free(s->kernel), free(s->boot_args), free(s->initrd), free(s->cmdline);
     for (unsigned i = 0; i < s->ndrives; i++) free(s->drives[i].id), free(s->drives[i].path), free(s->drives[i].socket);
-    for (unsigned i = 0; i < s->nnets; i++) free(s->nets[i].id), free(s->nets[i].host_dev_name);
+    for (unsigned i = 0; i < s->nnets; i++) free(s->nets[i].id), free(s->nets[i].host_dev_name), free(s->nets[i].bellhop_net);
     free(s->log_path), free(s->log_level), free(s->metrics_path);
     free(s->fs_socket), free(s->fs_tag);
     for (unsigned i = 0; i < s->ndevices; i++) free(s->devices[i]);
@@ -254,19 +254,38 @@ static bool parse_mac(const char *text, uint8_t mac[6]) {
     return !(mac[0] & 1); /* a unicast address */
 }
 
+/* bellhop_net's "user[,OPTIONS]" (the only backend of bellhop's own so far) into *user. */
+static int parse_bellhop_net(const char *iface, const char *text, struct net_user_config *user, char *err,
+                             size_t errlen) {
+    char why[200];
+    if (strncmp(text, "user", 4) != 0 || (text[4] && text[4] != ','))
+        return error_text(err, errlen, "network-interface %s: bellhop_net %s: expected user[,hostfwd=...][,restrict=on]",
+                          iface, text);
+    if (net_user_parse(text + 4, user, why, sizeof why) != 0)
+        return error_text(err, errlen, "network-interface %s: bellhop_net: %s", iface, why);
+    return 0;
+}
+
 int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen) {
-    const char *iface, *dev, *mac_text;
+    const char *iface, *dev = NULL, *mac_text, *own = NULL;
     json_t *rx = NULL, *tx = NULL, *mac_v = NULL, *mtu = NULL;
     json_error_t je;
-    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s:s, s?:o, s?:o, s?:o, s?:o}", "iface_id", &iface, "host_dev_name",
-                       &dev, "guest_mac", &mac_v, "rx_rate_limiter", &rx, "tx_rate_limiter", &tx, "mtu", &mtu))
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:s, s?:s, s?:o, s?:o, s?:o, s?:o}", "iface_id", &iface,
+                       "host_dev_name", &dev, "bellhop_net", &own, "guest_mac", &mac_v, "rx_rate_limiter", &rx,
+                       "tx_rate_limiter", &tx, "mtu", &mtu))
         return unpack_failed("network-interface", &je, err, errlen);
+    if (!dev && !own) return error_text(err, errlen, "missing field `host_dev_name`");
+    if (dev && own)
+        return error_text(err, errlen, "network-interface %s: host_dev_name (a tap) and bellhop_net (bellhop's own "
+                          "network) exclude each other", iface);
+    struct net_user_config user = {0};
+    if (own && parse_bellhop_net(iface, own, &user, err, errlen) != 0) return -1;
     if (nullable_string("network-interface: guest_mac", mac_v, &mac_text, err, errlen)) return -1;
     if (id && strcmp(id, iface) != 0)
         return error_text(err, errlen, "network-interface: iface_id %s differs from the path's %s", iface, id);
     if (!vm_spec_valid_id(iface))
         return error_text(err, errlen, "network-interface: iface_id %s: only letters, digits and underscores", iface);
-    if (!*dev) return error_text(err, errlen, "network-interface %s: host_dev_name must not be empty", iface);
+    if (dev && !*dev) return error_text(err, errlen, "network-interface %s: host_dev_name must not be empty", iface);
     if (mtu && !json_is_null(mtu)) return error_text(err, errlen, "network-interface %s: mtu: not supported", iface);
     struct rate_limiter_config rx_limits, tx_limits;
     if (vm_spec_rate_limiter("network-interface: rx_rate_limiter", rx, false, &rx_limits, err, errlen) ||
@@ -282,7 +301,7 @@ int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size
         if (j == i) continue;
         if (mac_text && s->nets[j].has_mac && memcmp(s->nets[j].mac, mac, 6) == 0)
             return error_text(err, errlen, "network-interface %s: The MAC address is already in use: %s", iface, mac_text);
-        if (strcmp(s->nets[j].host_dev_name, dev) == 0)
+        if (dev && s->nets[j].host_dev_name && strcmp(s->nets[j].host_dev_name, dev) == 0)
             return error_text(err, errlen, "network-interface %s: Could not create the network device: the tap %s is "
                               "interface %s's", iface, dev, s->nets[j].id);
     }
@@ -294,6 +313,8 @@ int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size
     struct vm_spec_net *n = &s->nets[i];
     set_str(&n->id, iface);
     set_str(&n->host_dev_name, dev);
+    set_str(&n->bellhop_net, own);
+    n->user = user;
     n->has_mac = mac_text != NULL;
     if (mac_text) memcpy(n->mac, mac, 6);
     n->rx_limiter = rx_limits, n->tx_limiter = tx_limits;
@@ -525,10 +546,12 @@ static json_t *net_json(const struct vm_spec_net *n) {
     char mac[18];
     const uint8_t *m = n->mac;
     snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-    return json_pack("{s:s, s:s, s:s?, s:n, s:o, s:o}", "iface_id", n->id, "host_dev_name", n->host_dev_name,
-                     "guest_mac", n->has_mac ? mac : NULL, "mtu", "rx_rate_limiter",
-                     vm_spec_rate_limiter_json(&n->rx_limiter), "tx_rate_limiter",
-                     vm_spec_rate_limiter_json(&n->tx_limiter));
+    json_t *j = json_pack("{s:s, s:s*, s:s?, s:n, s:o, s:o}", "iface_id", n->id, "host_dev_name", n->host_dev_name,
+                          "guest_mac", n->has_mac ? mac : NULL, "mtu", "rx_rate_limiter",
+                          vm_spec_rate_limiter_json(&n->rx_limiter), "tx_rate_limiter",
+                          vm_spec_rate_limiter_json(&n->tx_limiter));
+    if (j && n->bellhop_net) json_object_set_new(j, "bellhop_net", json_string(n->bellhop_net));
+    return j;
 }
 
 json_t *vm_spec_balloon_json(const struct vm_spec *s) {
@@ -614,7 +637,9 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
             if (!add(cfg, "virtio-blk", &s->blk[n++])) return too_many(err, errlen);
         }
     for (unsigned i = 0; i < s->nnets; i++) {
-        s->net[i] = (struct virtio_net_params){.tap = s->nets[i].host_dev_name, .has_mac = s->nets[i].has_mac,
+        s->net[i] = (struct virtio_net_params){.tap = s->nets[i].host_dev_name,
+                                               .user = s->nets[i].bellhop_net ? s->nets[i].bellhop_net + 4 : NULL,
+                                               .has_mac = s->nets[i].has_mac,
                                                .rx_limiter = s->nets[i].rx_limiter, .tx_limiter = s->nets[i].tx_limiter};
         memcpy(s->net[i].mac, s->nets[i].mac, 6);
         s->nets[i].device = cfg->ndevices;

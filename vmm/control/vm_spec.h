@@ -17,6 +17,7 @@
 #include "devices/virtio_balloon.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
+#include "net/user.h"
 #include "devices/virtio_rng.h"
 #include "devices/virtio_vhost_user.h"
 #include "devices/virtio_vsock.h"
@@ -38,7 +39,9 @@ struct vm_spec_drive {
 };
 
 struct vm_spec_net {
-    char *id, *host_dev_name;
+    char *id, *host_dev_name; /* host_dev_name: a tap; NULL for bellhop's own backends */
+    char *bellhop_net;         /* "user[,hostfwd=...]" (the config's extension field); NULL for a tap */
+    struct net_user_config user;
     bool has_mac;
     uint8_t mac[6];
     struct rate_limiter_config rx_limiter, tx_limiter;

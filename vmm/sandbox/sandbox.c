@@ -33,7 +33,7 @@ static __thread enum sandbox_role thread_role;
 static __thread bool thread_sandboxed;
 static const char *const role_names[] = {[SANDBOX_MAIN] = "main", [SANDBOX_LOOP] = "loop", [SANDBOX_VCPU] = "vcpu",
                                              [SANDBOX_API_MAIN] = "api-main", [SANDBOX_API_LOOP] = "api-loop",
-                                             [SANDBOX_UFFD] = "uffd"};
+                                             [SANDBOX_UFFD] = "uffd", [SANDBOX_NET] = "net"};
 
 bool sandbox_supported(void) {
 #ifdef SANITIZED

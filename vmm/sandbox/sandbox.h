@@ -23,8 +23,11 @@
 /* api-main and api-loop: main and loop of a VMM with a control plane (vmm/control/api.h), which
  * also remove the API's socket at the end and accept its clients (main removes a vsock
  * device's socket too, and loop accepts vsock clients, so only the API's other calls differ). */
+/* net: bellhop-net's one thread (user-mode networking in a process of its own, net/user.h): a
+ * loop's calls and the guest's connections' Internet sockets. */
 enum sandbox_role {
-    SANDBOX_MAIN, SANDBOX_LOOP, SANDBOX_VCPU, SANDBOX_API_MAIN, SANDBOX_API_LOOP, SANDBOX_UFFD, SANDBOX_ROLES
+    SANDBOX_MAIN, SANDBOX_LOOP, SANDBOX_VCPU, SANDBOX_API_MAIN, SANDBOX_API_LOOP, SANDBOX_UFFD, SANDBOX_NET,
+    SANDBOX_ROLES
 };
 
 #define SANDBOX_EXIT_STATUS 159 /* 128 + SIGSYS, as a shell reports a death by SIGSYS */

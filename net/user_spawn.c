@@ -1,0 +1,106 @@
+/* bellhop's side of user-mode networking: bellhop-net, started beside it (net/user.h).
+ *
+ * Why another process: Debian ships libslirp only as a shared library over glib, and bellhop
+ * is static-pie (a dynamic bellhop costs every launch 0.4 ms of exec on a PVM host), into
+ * which a library bringing a C library of its own cannot be loaded. The guest's connections
+ * also leave bellhop's sandbox that way: its loop makes no Internet socket. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/error_text.h"
+#include "net/user.h"
+
+#define READY_MS 10000 /* for bellhop-net to bind its forwards and say so */
+#define HIGH_FD 10     /* the fds handed over are moved above 4 first, so that dup2 onto 3 and 4 never meets itself */
+
+extern char **environ;
+
+/* bellhop-net beside the running binary: *path, or -1. */
+static int program_path(char *path, size_t len, char *err, size_t errlen) {
+    ssize_t n = readlink("/proc/self/exe", path, len - 1);
+    if (n <= 0) return error_text(err, errlen, "--net user: cannot tell where bellhop is: %s", strerror(errno));
+    path[n] = 0;
+    char *slash = strrchr(path, '/');
+    if (!slash || (size_t)(slash - path) + sizeof "/bellhop-net" > len)
+        return error_text(err, errlen, "--net user: bellhop's path is too long");
+    strcpy(slash, "/bellhop-net");
+    if (access(path, X_OK) != 0)
+        return error_text(err, errlen, "--net user: %s: %s (it is installed beside bellhop)", path, strerror(errno));
+    return 0;
+}
+
+static pid_t spawn(const char *path, const char *opts, int frames, int status) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, frames, 3);
+    posix_spawn_file_actions_adddup2(&fa, status, 4);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    char *argv[] = {"bellhop-net", "user", (char *)opts, NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, path, &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    return rc == 0 ? pid : -1;
+}
+
+/* bellhop-net's one line on its status pipe: "ok", or why it could not start. */
+static int await_ready(int fd, char *err, size_t errlen) {
+    char line[512];
+    size_t got = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (got < sizeof line - 1 && poll(&p, 1, READY_MS) == 1) {
+        ssize_t n = read(fd, line + got, sizeof line - 1 - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+        if (memchr(line, '\n', got)) break;
+    }
+    line[got] = 0;
+    line[strcspn(line, "\n")] = 0;
+    if (strcmp(line, "ok") == 0) return 0;
+    if (!got) return error_text(err, errlen, "--net user: bellhop-net ended or said nothing in %d s", READY_MS / 1000);
+    return error_text(err, errlen, "--net user: %s", line);
+}
+
+int net_user_spawn(const char *opts, int *device_fd, char *err, size_t errlen) {
+    char path[PATH_MAX];
+    if (program_path(path, sizeof path, err, errlen) != 0) return -1;
+    int pair[2], pipefd[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0)
+        return error_text(err, errlen, "--net user: socketpair: %s", strerror(errno));
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        close(pair[0]), close(pair[1]);
+        return error_text(err, errlen, "--net user: pipe: %s", strerror(errno));
+    }
+    int frames = fcntl(pair[1], F_DUPFD_CLOEXEC, HIGH_FD), status = fcntl(pipefd[1], F_DUPFD_CLOEXEC, HIGH_FD);
+    close(pair[1]), close(pipefd[1]);
+    /* Never waited for: it ends when the device's end closes, as bellhop ends, and init
+     * reaps it then (bellhop's sandbox makes no wait4). */
+    pid_t pid = frames >= 0 && status >= 0 ? spawn(path, opts, frames, status) : -1;
+    if (frames >= 0) close(frames);
+    if (status >= 0) close(status);
+    int rc = pid < 0 ? error_text(err, errlen, "--net user: cannot start %s", path) : await_ready(pipefd[0], err, errlen);
+    close(pipefd[0]);
+    if (rc != 0) {
+        if (pid > 0) kill(pid, SIGKILL);
+        close(pair[0]);
+        return -1;
+    }
+    *device_fd = pair[0];
+    return 0;
+}
