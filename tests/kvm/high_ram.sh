@@ -29,15 +29,6 @@ top_word() { word $1 $((mib * 1048576 - 4096)); }
 # scribbled FILE SAVED: the top page holds the count a guest saved after count SAVED wrote
 # (or the next one's, when it was paused between its scribble and its line)
 scribbled() { w=$(top_word $1); [ "$w" = $2 ] || [ "$w" = $(($2 + 1)) ]; }
-# snap SOCK TYPE NAME OUT: paused, a snapshot of TYPE into $dir/NAME.state and .mem; $saved is
-# the last count it holds
-snap() {
-    req $1 PATCH /vm '{"state": "Paused"}'; sp=$code
-    sleep 0.2
-    req $1 PUT /snapshot/create '{"snapshot_type": "'$2'", "snapshot_path": "'$dir/$3.state'", "mem_file_path": "'$dir/$3.mem'"}'
-    sc=$sp$code:$body
-    saved=$(($(next_count $4) - 1)) # (the restored guest's first count is saved + 1)
-}
 # counts_on OUT SAVED: the restored guest's count goes on from SAVED + 1, every check ok
 counts_on() {
     wait_for $1 "^count $(($2 + 2)):" 60 && [ "$(first_count $1)" = $(($2 + 1)) ] && counts_ok $1 && clean $1

@@ -36,15 +36,6 @@ boot() {
     req $1 PUT /entropy '{}'
     req $1 PUT /actions '{"action_type": "InstanceStart"}'; started=$code
 }
-# snap SOCK TYPE NAME OUT: paused, a snapshot of TYPE into $dir/NAME.state and .mem; $saved is
-# the last count it holds
-snap() {
-    req $1 PATCH /vm '{"state": "Paused"}'; sp=$code
-    sleep 0.2
-    req $1 PUT /snapshot/create '{"snapshot_type": "'$2'", "snapshot_path": "'$dir/$3.state'", "mem_file_path": "'$dir/$3.mem'"}'
-    sc=$sp$code:$body
-    saved=$(($(next_count $4) - 1)) # (the restored guest's first count is saved + 1)
-}
 # restored STATE MEM OUT SAVED: a --restore of the pair counts on from SAVED + 1, its checks all ok
 restored() {
     $bellhop run --console virtio --restore $1 --mem-file $2 > $3 2>&1 < /dev/null &

@@ -83,6 +83,15 @@ next_count() {
     esac
     echo $((n + 1))
 }
+# snap SOCK TYPE NAME OUT: the guest behind API socket SOCK paused, a snapshot of TYPE into
+# $dir/NAME.state and .mem; $sc the two statuses and the body, $saved the last count it holds
+snap() {
+    req $1 PATCH /vm '{"state": "Paused"}'; sp=$code
+    sleep 0.2
+    req $1 PUT /snapshot/create '{"snapshot_type": "'$2'", "snapshot_path": "'$dir/$3.state'", "mem_file_path": "'$dir/$3.mem'"}'
+    sc=$sp$code:$body
+    saved=$(($(next_count $4) - 1)) # (the restored guest's first count is saved + 1)
+}
 # counts_ok FILE: every whole count line says each check passed (the memory's too: its pattern,
 # and in "count dirty=N" the pages the counts move on); only whole lines, as a VMM killed or
 # paused mid-line leaves one cut short
