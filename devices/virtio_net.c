@@ -1,4 +1,5 @@
-/* virtio-net over a tap, or over user-mode networking in this process (net/user.h). */
+/* virtio-net over a tap, over user-mode networking (net/user.h), or over a stream socket in
+ * QEMU's format (devices/net_stream.h): passt's (net/passt.h), or any peer's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lib/async/wait.h>
@@ -13,7 +14,9 @@
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
+#include "devices/net_stream.h"
 #include "devices/virtio_net.h"
+#include "net/passt.h"
 #include "net/user.h"
 
 #define RXQ 0
@@ -34,6 +37,11 @@ struct virtio_net {
     struct virtq_req *rx;
     uint8_t mac[6];
     struct virtio_throttle rx_limit, tx_limit;
+    /* fd in QEMU's stream format: frames in pieces, the header ours (loop thread); NULL else */
+    struct net_stream *stream;
+    async_wait_t wwait; /* ...the socket writable again, for the rest of a frame it did not take */
+    bool wwaiting, down_told;
+    char *peer; /* its name, for the one line that says the link went down */
 };
 
 static struct virtio_net *net_of(struct virtio_dev *vd) { return vd->priv; }
@@ -41,13 +49,42 @@ static struct virtio_net *net_of(struct virtio_dev *vd) { return vd->priv; }
 static void net_config(struct virtio_dev *vd, uint8_t *buf) { memcpy(buf, net_of(vd)->mac, 6); }
 
 static void arm(struct virtio_net *n) {
-    if (!n->waiting && n->handle != ZX_HANDLE_INVALID)
+    if (!n->waiting && n->handle != ZX_HANDLE_INVALID && !(n->stream && n->stream->down))
         n->waiting = async_begin_wait(n->env->loop, &n->wait) == ZX_OK;
+}
+
+/* The stream's peer is gone (or broke the format): said once; the guest goes on, as with a
+ * cable pulled: its frames are dropped, nothing arrives. */
+static void tell_if_down(struct virtio_net *n) {
+    if (!n->stream->down || n->down_told) return;
+    n->down_told = true;
+    fprintf(stderr, "bellhop: virtio-net: %s: %s; the link is down (frames to it are dropped)\n", n->peer,
+            n->stream->why);
+}
+
+/* The stream's next frame read on into the held receive buffer, after a zero header: as
+ * read_frame. A frame arrives in pieces: one begun stays in the buffer for the next call. */
+static ssize_t read_stream_frame(struct virtio_net *n) {
+    static const uint8_t zero[HDR_LEN];
+    struct virtq_req *r = n->rx;
+    if (r->in_len < HDR_LEN) return 0;
+    struct iovec iov[VIRTQ_MAX_SEGMENTS];
+    unsigned k = 0;
+    struct virtq_cursor c = virtq_cursor(r, true, HDR_LEN, r->in_len - HDR_LEN);
+    for (struct virtq_buf piece; virtq_next(&c, &piece);) iov[k++] = (struct iovec){piece.p, piece.len};
+    ssize_t len = net_stream_recv(n->stream, iov, k);
+    if (len < 0) {
+        tell_if_down(n);
+        return -1;
+    }
+    virtq_req_write(r, 0, zero, HDR_LEN);
+    return len + HDR_LEN;
 }
 
 /* The frame waiting at the tap, read into the held receive buffer: its length (0 for a buffer
  * too small for the header, or a tap error: the buffer goes back empty), or -1 for none. */
 static ssize_t read_frame(struct virtio_net *n) {
+    if (n->stream) return read_stream_frame(n);
     struct virtq_req *r = n->rx;
     struct iovec iov[VIRTQ_MAX_SEGMENTS];
     for (unsigned i = 0; i < r->nin; i++) iov[i] = (struct iovec){r->in[i].p, r->in[i].len};
@@ -81,7 +118,10 @@ static bool held_is_current(struct virtio_net *n) {
 }
 
 static void receive(struct virtio_net *n) {
-    if (n->have_rx && !held_is_current(n)) n->have_rx = n->rx_full = false;
+    if (n->have_rx && !held_is_current(n)) {
+        if (n->stream) net_stream_rx_abandon(n->stream);
+        n->have_rx = n->rx_full = false;
+    }
     for (;;) {
         if (!n->have_rx && !(n->have_rx = virtio_pop(n->vd, RXQ, n->rx)))
             return; /* no buffers: the driver's next receive notify resumes */
@@ -110,13 +150,48 @@ static void on_readable(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, 
     if (st == ZX_OK) receive(n);
 }
 
+static void wait_writable(struct virtio_net *n) {
+    if (!n->wwaiting) n->wwaiting = async_begin_wait(n->env->loop, &n->wwait) == ZX_OK;
+}
+
+/* The frame of r to the stream, past its header: false when the socket took only part of it,
+ * the rest kept to be written before any other frame (a peer that reads slowly holds up the
+ * transmit queue, never cuts a frame). An empty one is dropped, as is every one once the link is down. */
+static bool send_stream_frame(struct virtio_net *n, const struct virtq_req *r) {
+    if (r->out_len <= HDR_LEN) return true;
+    struct iovec iov[VIRTQ_MAX_SEGMENTS];
+    unsigned k = 0;
+    struct virtq_cursor c = virtq_cursor(r, false, HDR_LEN, r->out_len - HDR_LEN);
+    for (struct virtq_buf piece; virtq_next(&c, &piece);) iov[k++] = (struct iovec){piece.p, piece.len};
+    enum net_stream_sent sent = net_stream_send(n->stream, iov, k);
+    tell_if_down(n);
+    return sent != NET_STREAM_PENDING;
+}
+
+/* The rest of the last frame written: true once it all went (or the link is down), false to
+ * wait until the socket is writable. */
+static bool stream_flushed(struct virtio_net *n) {
+    bool done = net_stream_flush(n->stream);
+    tell_if_down(n);
+    if (!done) wait_writable(n);
+    return done;
+}
+
 /* Frames from the transmit queue to the tap; with a tx limit, a frame the limiter cannot pay
  * yet goes back to its ring until the limiter's timer brings us back. */
 static void transmit(struct virtio_net *n) {
     struct virtq_req req, *r = &req;
+    if (n->stream && !stream_flushed(n)) return; /* the writable wait brings us back */
     while (virtio_pop(n->vd, TXQ, r)) {
         if (virtio_throttle_limits(&n->tx_limit) && !virtio_throttle_take(&n->tx_limit, TXQ, r->out_len, 1)) {
             virtio_unpop(n->vd, TXQ, r->generation);
+            return;
+        }
+        if (n->stream) {
+            bool whole = send_stream_frame(n, r);
+            virtio_push(n->vd, TXQ, r, 0); /* (its rest, if any, is the device's now) */
+            if (whole) continue;
+            wait_writable(n);
             return;
         }
         struct iovec iov[VIRTQ_MAX_SEGMENTS];
@@ -128,19 +203,44 @@ static void transmit(struct virtio_net *n) {
     }
 }
 
+static void on_writable(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
+    (void)d, (void)s;
+    struct virtio_net *n = container_of(w, struct virtio_net, wwait);
+    n->wwaiting = false;
+    if (st == ZX_OK) transmit(n);
+}
+
 static void net_notify(struct virtio_dev *vd, unsigned q) {
     struct virtio_net *n = net_of(vd);
     if (q == TXQ) transmit(n);
     else arm(n); /* new receive buffers: wait for frames again */
 }
 
-/* The device over fd, which it takes; its MAC address is p's, or else seeded from name. */
-static int net_make(struct virtio_dev *vd, int fd, const char *name, const struct virtio_net_params *p, char *err,
-                    size_t errlen) {
+/* fd's frames in QEMU's stream format, for n. */
+static bool make_stream(struct virtio_net *n, int fd, const char *name) {
+    if (!(n->stream = malloc(sizeof *n->stream)) || !(n->peer = strdup(name))) return false;
+    if (net_stream_init(n->stream, fd) == 0) return true;
+    free(n->stream);
+    n->stream = NULL;
+    return false;
+}
+
+static void net_free(struct virtio_net *n) {
+    if (n->stream) net_stream_fini(n->stream);
+    free(n->stream);
+    free(n->peer);
+    free(n->rx);
+    free(n);
+}
+
+/* The device over fd, which it takes (in QEMU's stream format when `stream`); its MAC address
+ * is p's, or else seeded from name. */
+static int net_make(struct virtio_dev *vd, int fd, const char *name, bool stream, const struct virtio_net_params *p,
+                    char *err, size_t errlen) {
     struct virtio_net *n = calloc(1, sizeof *n);
-    if (!n || !(n->rx = malloc(sizeof *n->rx))) {
+    if (!n || !(n->rx = malloc(sizeof *n->rx)) || (stream && !make_stream(n, fd, name))) {
         snprintf(err, errlen, "%s: out of memory", name);
-        free(n);
+        if (n) net_free(n);
         close(fd);
         return -1;
     }
@@ -153,8 +253,12 @@ static int net_make(struct virtio_dev *vd, int fd, const char *name, const struc
     for (const char *c = name; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
     uint8_t seeded[6] = {0x52, 0x54, (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h};
     memcpy(n->mac, p->has_mac ? p->mac : seeded, 6);
-    if (zx_fd_create(fd, 0, &n->handle) == ZX_OK)
+    if (zx_fd_create(fd, 0, &n->handle) == ZX_OK) {
         n->wait = (async_wait_t){.handler = on_readable, .object = n->handle, .trigger = ZX_FD_READABLE};
+        /* (a peer gone is a hangup, maybe never writable: what the next write finds, the link down) */
+        n->wwait = (async_wait_t){.handler = on_writable, .object = n->handle,
+                                  .trigger = ZX_FD_WRITABLE | ZX_FD_HANGUP | ZX_FD_ERROR};
+    }
     virtio_throttle_init(&n->rx_limit, vd, &p->rx_limiter);
     n->rx_limit.resume = rx_resume;
     virtio_throttle_init(&n->tx_limit, vd, &p->tx_limiter);
@@ -195,11 +299,19 @@ static int net_create(struct virtio_dev *vd, const void *params, char *err, size
     }
     if (p->user) { /* bellhop-net at fd's other end: it ends when the device closes fd */
         int fd;
-        return net_user_spawn(p->user, &fd, err, errlen) != 0 ? -1 : net_make(vd, fd, "user", p, err, errlen);
+        return net_user_spawn(p->user, &fd, err, errlen) != 0 ? -1 : net_make(vd, fd, "user", false, p, err, errlen);
     }
-    if (!p->tap) return net_make(vd, p->fd, p->name ? p->name : "virtio-net", p, err, errlen);
+    if (p->passt) { /* passt at fd's other end: it ends when the device closes fd (its -1) */
+        int fd;
+        return net_passt_spawn(p->passt, &fd, err, errlen) != 0 ? -1 : net_make(vd, fd, "passt", true, p, err, errlen);
+    }
+    if (p->stream) {
+        int fd = net_stream_connect(p->stream, err, errlen);
+        return fd < 0 ? -1 : net_make(vd, fd, p->stream, true, p, err, errlen);
+    }
+    if (!p->tap) return net_make(vd, p->fd, p->name ? p->name : "virtio-net", p->fd_stream, p, err, errlen);
     int fd = open_tap(p->tap, err, errlen);
-    return fd < 0 ? -1 : net_make(vd, fd, p->tap, p, err, errlen);
+    return fd < 0 ? -1 : net_make(vd, fd, p->tap, false, p, err, errlen);
 }
 
 void virtio_net_set_limiters(struct virtio_dev *vd, const struct rate_limiter_config *rx,
@@ -216,8 +328,7 @@ static void net_destroy(struct virtio_dev *vd) {
     virtio_throttle_stop(&n->tx_limit);
     if (n->handle != ZX_HANDLE_INVALID) zx_handle_close(n->handle);
     close(n->fd);
-    free(n->rx);
-    free(n);
+    net_free(n);
 }
 
 /* Before a snapshot saves anything (every vCPU parked): a frame held for the rx limiter goes to

@@ -6,7 +6,8 @@
 /* virtio-net (virtio 1.2 §5.1) over a Linux tap device: one receive and one transmit queue,
  * frames with the 12-byte virtio_net_hdr passed to and from the tap as its vnet header, a
  * fixed MAC address, no offloads. Receive waits on the tap on the loop, only while the
- * driver has given buffers. */
+ * driver has given buffers. Or over a stream socket in QEMU's format (passt's): there the
+ * header is the device's own, zero, and a peer gone is a link down, not an error. */
 extern const struct virtio_device_ops virtio_net_ops;
 struct virtio_net_params {
     /* the tap to open (created, if allowed); or, when NULL, any non-blocking fd that reads
@@ -16,6 +17,13 @@ struct virtio_net_params {
     /* or, when not NULL, user-mode networking (net/user.h): bellhop-net started on these
      * options (after "user": "" or ",hostfwd=...,restrict=on", checked by net_user_parse) */
     const char *user;
+    /* or, when not NULL, passt (net/passt.h) started for the device with these arguments
+     * (after "passt": "" or ",ARG,..."), its frames in QEMU's stream format (devices/net_stream.h) */
+    const char *passt;
+    /* or, when not NULL, the Unix stream socket at this path, connected to, in that format */
+    const char *stream;
+    /* fd (tap, user, passt and stream all NULL) speaks that format, not one frame a call */
+    bool fd_stream;
     int fd;
     const char *name;
     bool has_mac; /* the guest's MAC address is mac, not one seeded from the name */

@@ -9,19 +9,18 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/error_text.h"
+#include "net/spawn.h"
 #include "net/user.h"
 
 #define READY_MS 10000 /* for bellhop-net to bind its forwards and say so */
 #define HIGH_FD 10     /* the fds handed over are moved above 4 first, so that dup2 onto 3 and 4 never meets itself */
 
-extern char **environ;
 
 /* bellhop-net beside the running binary: *path, or -1. */
 static int program_path(char *path, size_t len, char *err, size_t errlen) {
@@ -38,24 +37,10 @@ static int program_path(char *path, size_t len, char *err, size_t errlen) {
 }
 
 static pid_t spawn(const char *path, const char *opts, int frames, int status) {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, frames, 3);
-    posix_spawn_file_actions_adddup2(&fa, status, 4);
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
     char *argv[] = {"bellhop-net", "user", (char *)opts, NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, path, &fa, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    return rc == 0 ? pid : -1;
+    const struct net_spawn_fd fds[] = {{frames, 3}, {status, 4}};
+    int error;
+    return net_spawn(path, false, argv, fds, 2, &error);
 }
 
 /* bellhop-net's one line on its status pipe: "ok", or why it could not start. */

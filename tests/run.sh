@@ -123,7 +123,8 @@ if [ ${#kvms[@]} -gt 0 ]; then
         peer=()
         for f in /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin \
                  /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin /usr/sbin/debugfs /usr/bin/ip /usr/bin/curl \
-                 /usr/bin/qemu-storage-daemon /usr/lib/qemu/virtiofsd /usr/bin/strace build/linux; do
+                 /usr/bin/qemu-storage-daemon /usr/lib/qemu/virtiofsd /usr/bin/strace /usr/bin/passt /usr/bin/passt.avx2 \
+                 build/linux; do
             [ -e "$f" ] && peer+=(--file "$f")
         done
         builds=() pending=("${nested[@]}")

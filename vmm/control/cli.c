@@ -95,7 +95,7 @@ struct vm_flags {
     } disks[CLI_MAX_DISKS];
     unsigned ndisks;
     bool rng;
-    const char *tap, *net_user, *fs_socket, *fs_tag;
+    const char *tap, *bellhop_net, *fs_socket, *fs_tag; /* bellhop_net: --net user, passt or stream= as given */
     const char *vsock_uds;
     unsigned long long vsock_cid;
     const char *devices[VM_SPEC_MAX_DEVICES];
@@ -214,13 +214,16 @@ static int vm_flag(struct vm_flags *f, int c, char *arg) {
         return 0;
     }
     case O_NET:
-        if (f->tap || f->net_user) return cli_bad_usage("--net: only one network device");
-        if (strncmp(arg, "user", 4) == 0 && (!arg[4] || arg[4] == ',')) {
-            f->net_user = arg;
+        if (f->tap || f->bellhop_net) return cli_bad_usage("--net: only one network device");
+        /* bellhop's own backends: the config's bellhop_net, checked there */
+        if ((strncmp(arg, "user", 4) == 0 && (!arg[4] || arg[4] == ',')) ||
+            (strncmp(arg, "passt", 5) == 0 && (!arg[5] || arg[5] == ',')) || strncmp(arg, "stream=", 7) == 0) {
+            f->bellhop_net = arg;
             return 0;
         }
         if (strncmp(arg, "tap=", 4) != 0 || !arg[4])
-            return cli_bad_usage("--net %s: expected tap=NAME or user[,hostfwd=...][,restrict=on]", arg);
+            return cli_bad_usage("--net %s: expected tap=NAME, user[,hostfwd=...][,restrict=on], passt[,ARG...] or "
+                                 "stream=PATH", arg);
         f->tap = arg + 4;
         return 0;
     }
@@ -342,8 +345,8 @@ static int spec_from_flags(struct cli_run *r, const struct vm_flags *f) {
     }
     if (f->tap && spec_put(s, put_net, json_pack("{s:s, s:s}", "iface_id", "net0", "host_dev_name", f->tap), "--net"))
         return 1;
-    if (f->net_user &&
-        spec_put(s, put_net, json_pack("{s:s, s:s}", "iface_id", "net0", "bellhop_net", f->net_user), "--net"))
+    if (f->bellhop_net &&
+        spec_put(s, put_net, json_pack("{s:s, s:s}", "iface_id", "net0", "bellhop_net", f->bellhop_net), "--net"))
         return 1;
     if (f->rng && spec_put(s, vm_spec_entropy, json_object(), "--rng")) return 1;
     if (f->vsock_uds && spec_put(s, vm_spec_vsock,

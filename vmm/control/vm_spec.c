@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "devices/virtio_devices.h"
 #include "base/error_text.h"
+#include "net/passt.h"
 #include "vmm/control/vm_spec.h"
 
 #define DEFAULT_MEM_MIB 128
@@ -254,16 +256,29 @@ static bool parse_mac(const char *text, uint8_t mac[6]) {
     return !(mac[0] & 1); /* a unicast address */
 }
 
-/* bellhop_net's "user[,OPTIONS]" (the only backend of bellhop's own so far) into *user. */
+/* The text after `word` in bellhop_net's text when it names that backend ("user", "user,..."),
+ * else NULL. */
+static const char *backend_opts(const char *text, const char *word) {
+    size_t n = strlen(word);
+    return strncmp(text, word, n) == 0 && (!text[n] || text[n] == ',') ? text + n : NULL;
+}
+
+/* bellhop_net's "user[,OPTIONS]" (into *user), "passt[,ARG...]" or "stream=PATH" checked. */
 static int parse_bellhop_net(const char *iface, const char *text, struct net_user_config *user, char *err,
                              size_t errlen) {
     char why[200];
-    if (strncmp(text, "user", 4) != 0 || (text[4] && text[4] != ','))
-        return error_text(err, errlen, "network-interface %s: bellhop_net %s: expected user[,hostfwd=...][,restrict=on]",
-                          iface, text);
-    if (net_user_parse(text + 4, user, why, sizeof why) != 0)
-        return error_text(err, errlen, "network-interface %s: bellhop_net: %s", iface, why);
-    return 0;
+    struct sockaddr_un un;
+    const char *user_opts = backend_opts(text, "user"), *passt_args = backend_opts(text, "passt");
+    int rc = 0;
+    if (user_opts) rc = net_user_parse(user_opts, user, why, sizeof why);
+    else if (passt_args) rc = net_passt_parse(passt_args, why, sizeof why);
+    else if (strncmp(text, "stream=", 7) == 0 && text[7])
+        rc = strlen(text + 7) < sizeof un.sun_path ? 0
+             : error_text(why, sizeof why, "stream=PATH: a Unix socket's path is at most %zu bytes", sizeof un.sun_path - 1);
+    else
+        return error_text(err, errlen, "network-interface %s: bellhop_net %s: expected user[,hostfwd=...][,restrict=on], "
+                          "passt[,ARG...] or stream=PATH", iface, text);
+    return rc != 0 ? error_text(err, errlen, "network-interface %s: bellhop_net: %s", iface, why) : 0;
 }
 
 int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen) {
@@ -637,8 +652,11 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
             if (!add(cfg, "virtio-blk", &s->blk[n++])) return too_many(err, errlen);
         }
     for (unsigned i = 0; i < s->nnets; i++) {
+        const char *own = s->nets[i].bellhop_net ? s->nets[i].bellhop_net : "";
         s->net[i] = (struct virtio_net_params){.tap = s->nets[i].host_dev_name,
-                                               .user = s->nets[i].bellhop_net ? s->nets[i].bellhop_net + 4 : NULL,
+                                               .user = backend_opts(own, "user"),
+                                               .passt = backend_opts(own, "passt"),
+                                               .stream = strncmp(own, "stream=", 7) == 0 ? own + 7 : NULL,
                                                .has_mac = s->nets[i].has_mac,
                                                .rx_limiter = s->nets[i].rx_limiter, .tx_limiter = s->nets[i].tx_limiter};
         memcpy(s->net[i].mac, s->nets[i].mac, 6);

@@ -40,8 +40,10 @@ struct vm_spec_drive {
 
 struct vm_spec_net {
     char *id, *host_dev_name; /* host_dev_name: a tap; NULL for bellhop's own backends */
-    char *bellhop_net;         /* "user[,hostfwd=...]" (the config's extension field); NULL for a tap */
-    struct net_user_config user;
+    /* the config's extension field: "user[,hostfwd=...]", "passt[,ARG...]" or "stream=PATH";
+     * NULL for a tap */
+    char *bellhop_net;
+    struct net_user_config user; /* user's options, parsed */
     bool has_mac;
     uint8_t mac[6];
     struct rate_limiter_config rx_limiter, tx_limiter;
