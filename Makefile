@@ -88,7 +88,8 @@ endef
 .SECONDARY:
 .PHONY: all deps run test test-unit unit-bins bench clean linux-files fuzz fuzz-bins install
 all: $(B)/libloop.a $(B)/bellhop $(B)/bellhop-net $(B)/bellhop-hooks $(UNIT_BINS) $(KVM_BINS) $(GUEST_BINS) $(B)/tests/kvm-probe \
-     $(B)/bench/loop_bench $(B)/bench/api_bench $(B)/bench/snapshot_bench $(B)/bench/disk_bench $(B)/bench/vsock_bench
+     $(B)/bench/loop_bench $(B)/bench/api_bench $(B)/bench/snapshot_bench $(B)/bench/disk_bench $(B)/bench/vsock_bench \
+     $(B)/bench/net_bench
 
 unit-bins: $(UNIT_BINS)
 
@@ -268,9 +269,13 @@ $(B)/bench/disk_bench: $(B)/obj/bench/disk_bench.o $(B)/libbellhop.a $(B)/libloo
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
-$(B)/bench/vsock_bench: $(B)/obj/bench/vsock_bench.o $(B)/libloop.a
+$(B)/bench/vsock_bench: $(B)/obj/bench/vsock_bench.o $(B)/obj/bench/tcp_xfer.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^
+
+$(B)/bench/net_bench: $(B)/obj/bench/net_bench.o $(B)/obj/bench/tcp_xfer.o $(B)/libbellhop.a $(B)/libloop.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS)
 
 $(B)/bench/snapshot_bench: $(B)/obj/bench/snapshot_bench.o $(B)/obj/tests/lib/uffd_handler.o $(B)/libloop.a
 	@mkdir -p $(dir $@)
@@ -397,6 +402,10 @@ bench: deps all linux-files
 	@echo
 	@where=auto; [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ] && where=nested; \
 	    BELLHOP_RUN_WHERE=$$where BELLHOP_RUN_FILES="build/bellhop build/linux" scripts/run.sh $(B)/bench/vsock_bench build/bellhop
+	@echo
+	@where=auto; [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ] && where=nested; \
+	    BELLHOP_RUN_WHERE=$$where BELLHOP_RUN_FILES="build/bellhop build/bellhop-net build/linux /usr/bin/passt $(QEMU_FILES)" \
+	    scripts/run.sh $(B)/bench/net_bench build/bellhop
 	@echo
 	@if [ "$$($(B)/tests/kvm-probe | cut -d: -f1)" = pvm ]; then \
 	    BELLHOP_RUN_FILES="$(QEMU_FILES)" scripts/run.sh build/bellhop bench --only traps,memory,timeline,launch && echo && \

@@ -47,18 +47,24 @@ if mount -t ext4 /dev/vda /mnt; then
     umount /mnt && say "disk written"
 fi
 say "hwrng $(dd if=/dev/hwrng bs=16 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')"
-if [ -e /sys/class/net/eth0 ] && grep -qw bellhop.usernet /proc/cmdline; then
-    # User-mode networking: an address by DHCP, the host's loopback through the gateway
-    # (10.0.2.2), and a server of ours the host reaches through its forwarded port
+# eth0 up with an address by DHCP, from a user-mode network (bellhop's, passt, QEMU's)
+dhcp_up() {
     printf '#!/bin/sh\n[ "$1" = bound ] && ip addr add $ip/$mask dev $interface && ip route add default via $router\nexit 0\n' \
         > /tmp/dhcp.sh && chmod +x /tmp/dhcp.sh
     ip link set eth0 up
     udhcpc -i eth0 -n -q -t 5 -T 2 -s /tmp/dhcp.sh >/dev/null 2>&1 &&
         say "dhcp $(ip -4 addr show eth0 | awk '/inet / { print $2 }') via $(ip route | awk '/default/ { print $3 }')"
+}
+if [ -e /sys/class/net/eth0 ] && grep -qw bellhop.usernet /proc/cmdline; then
+    # User-mode networking: an address by DHCP, the host's loopback through the gateway
+    # (10.0.2.2), and a server of ours the host reaches through its forwarded port
+    dhcp_up
     port=$(sed -n 's/.*bellhop.usernet=\([0-9]*\).*/\1/p' /proc/cmdline)
     echo "hello through the gateway" | nc -w 10 10.0.2.2 $port && say "user net sent"
     say "user net listening"
     nc -l -p 5556 -w 30 > /tmp/fwd 2>/dev/null && say "hostfwd got: $(cat /tmp/fwd)"
+elif [ -e /sys/class/net/eth0 ] && grep -qw bellhop.dhcp /proc/cmdline; then
+    dhcp_up # only that: bench/net_bench's servers come later (bellhop.vsockbench)
 elif [ -e /sys/class/net/eth0 ]; then
     ip addr add 10.0.2.2/24 dev eth0 && ip link set eth0 up
     echo "hello over virtio-net" | nc -w 10 10.0.2.1 5555 && say "net sent"
