@@ -6,6 +6,7 @@
 #include <lib/container_of.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct virtio_net {
     async_wait_t wwait; /* ...the socket writable again, for the rest of a frame it did not take */
     bool wwaiting, down_told;
     char *peer; /* its name, for the one line that says the link went down */
+    bool socket_gone; /* fd a socket (bellhop-net's), whose other end closed: nothing to wait for */
 };
 
 static struct virtio_net *net_of(struct virtio_dev *vd) { return vd->priv; }
@@ -49,7 +51,7 @@ static struct virtio_net *net_of(struct virtio_dev *vd) { return vd->priv; }
 static void net_config(struct virtio_dev *vd, uint8_t *buf) { memcpy(buf, net_of(vd)->mac, 6); }
 
 static void arm(struct virtio_net *n) {
-    if (!n->waiting && n->handle != ZX_HANDLE_INVALID && !(n->stream && n->stream->down))
+    if (!n->waiting && n->handle != ZX_HANDLE_INVALID && !(n->stream && n->stream->down) && !n->socket_gone)
         n->waiting = async_begin_wait(n->env->loop, &n->wait) == ZX_OK;
 }
 
@@ -83,6 +85,12 @@ static ssize_t read_stream_frame(struct virtio_net *n) {
 
 /* The frame waiting at the tap, read into the held receive buffer: its length (0 for a buffer
  * too small for the header, or a tap error: the buffer goes back empty), or -1 for none. */
+/* A zero-length message reads as 0 too: only a hang-up says the other end is closed (a tap has none). */
+static bool socket_closed(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
+}
+
 static ssize_t read_frame(struct virtio_net *n) {
     if (n->stream) return read_stream_frame(n);
     struct virtq_req *r = n->rx;
@@ -90,6 +98,13 @@ static ssize_t read_frame(struct virtio_net *n) {
     for (unsigned i = 0; i < r->nin; i++) iov[i] = (struct iovec){r->in[i].p, r->in[i].len};
     ssize_t len = readv(n->fd, iov, (int)r->nin);
     if (len < 0 && (errno == EAGAIN || errno == EINTR)) return -1;
+    if (len <= 0 && socket_closed(n->fd)) {
+        /* a closed end reads as 0 forever: answering each buffer with an empty frame would
+         * spin with a driver that gives them back at once */
+        if (!n->socket_gone) fprintf(stderr, "bellhop: virtio-net: its network's process ended; the link is down\n");
+        n->socket_gone = true;
+        return -1;
+    }
     return len < HDR_LEN ? 0 : len;
 }
 

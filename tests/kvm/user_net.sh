@@ -10,7 +10,7 @@ suite=user_net
 tests="the_guest_gets_its_address_by_dhcp without_dhcp_the_device_still_passes dhcp_works_with_restrict_on
        a_forwarded_host_port_is_held a_second_vmm_is_refused_the_same_port bad_options_are_refused_in_one_line
        the_api_starts_a_guest_on_user_net vm_config_shows_bellhop_net a_config_file_gives_user_net
-       no_capability_is_needed"
+       no_capability_is_needed bellhop_net_killed_is_a_link_down"
 @KVM_TEST_SH@
 dir=$(mktemp -d /tmp/bellhop-user-net.XXXXXX)
 out=$dir/out sock=$dir/api.sock
@@ -132,4 +132,27 @@ else
     [ $st = 0 ] && grep -q "^CapEff:[[:space:]]*0000000000000000" $out && dhcp_ok $out && pass no_capability_is_needed ||
         fail no_capability_is_needed "$(grep CapEff $out) $(why $out)"
 fi
+
+# bellhop-net killed while the guest waits: one line, the link down, the VMM alive and idle
+# (not answering each receive buffer with an empty frame).
+$bellhop run --kernel $guest --mem 64M --net user --cmdline "dhcp wait" > $out 2>&1 < /dev/null &
+vmm=$!; pids="$pids $vmm"
+wait_for $out "guest: waiting" 30
+net_pid=$(pgrep -P $vmm bellhop-net 2>/dev/null || true)
+if [ -z "$net_pid" ]; then
+    fail bellhop_net_killed_is_a_link_down "no bellhop-net child of bellhop ($(why $out))"
+else
+    kill -9 $net_pid
+    wait_for $out "the link is down" 10
+    t0=$(awk '{ print $14 + $15 }' /proc/$vmm/stat 2>/dev/null || echo 0)
+    sleep 1
+    t1=$(awk '{ print $14 + $15 }' /proc/$vmm/stat 2>/dev/null || echo 0)
+    if kill -0 $vmm 2>/dev/null && grep -q "^bellhop: virtio-net: its network's process ended; the link is down" $out &&
+       [ $((t1 - t0)) -lt 50 ]; then
+        pass bellhop_net_killed_is_a_link_down "$((t1 - t0)) ticks of CPU in the second after"
+    else
+        fail bellhop_net_killed_is_a_link_down "alive: $(kill -0 $vmm 2>/dev/null && echo yes || echo no), $((t1 - t0)) ticks; $(why $out)"
+    fi
+fi
+kill $vmm 2>/dev/null; wait $vmm 2>/dev/null
 exit $failed
