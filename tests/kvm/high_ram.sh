@@ -20,7 +20,6 @@ trap cleanup EXIT
 
 mib=4608 # 3 GiB of RAM from 0, the rest from 4 GiB: its top at mib + 1024 MiB
 blocks() { du -k $1 | cut -f1; } # KiB on disk: a sparse file's data
-clean() { ! grep -q -e 'WARNING: ThreadSanitizer' -e 'ERROR: AddressSanitizer' -e 'runtime error' "$@"; }
 # word FILE OFFSET: the 64-bit word there (decimal): in a memory file, a RAM offset
 word() { dd if=$1 bs=4096 skip=$(($2 / 4096)) count=1 2>/dev/null | od -An -tu8 -N8 | tr -d ' '; }
 # top_word FILE: the first word of the top page of RAM (guest-physical mib + 1024 MiB less a

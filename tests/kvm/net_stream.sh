@@ -35,13 +35,8 @@ export TMPDIR=$dir
 passt=$(tool passt) ip=$(tool ip)
 [ -z "$passt" ] || PATH=$(dirname $passt):$PATH
 # dhcp_ok FILE: the guest got the namespace's address from its gateway; nothing failed or spoke
-dhcp_ok() {
-    grep -qE "selftest net-arp +PASS: 10.0.2.2 is at " $1 &&
-        grep -qE "selftest net-dhcp +PASS: offer 192.0.2.10 from 192.0.2.1, ack" $1 && ! grep -q "^selftest .* FAIL" $1 &&
-        ! grep -q -e 'WARNING: ThreadSanitizer' -e 'ERROR: AddressSanitizer' -e 'runtime error' $1
-}
+dhcp_ok() { net_dhcp_ok $1 "10.0.2.2 is at " "192.0.2.10 from 192.0.2.1"; }
 why() { echo "status ${st:-?}: $(grep -e FAIL -e bellhop: -e 'guest:' -e passt -e Sanitizer -e 'runtime error' $1 | head -4 | tr '\n' '|')"; }
-one_line() { [ "$(wc -l < $1)" -eq 1 ] && grep -q '^bellhop: ' $1; }
 # passt_pids: the passt processes bellhop started for this test (their pid files are under $dir)
 passt_pids() {
     for p in /proc/[0-9]*; do

@@ -21,7 +21,6 @@ cleanup() { for p in $pids; do kill -9 $p 2>/dev/null; done; rm -rf "$dir"; }
 trap cleanup EXIT
 
 blocks() { du -k $1 | cut -f1; } # KiB on disk: a sparse file's data
-clean() { ! grep -q -e 'WARNING: ThreadSanitizer' -e 'ERROR: AddressSanitizer' -e 'runtime error' "$@"; } # no sanitizer's report
 # boot SOCK OUT DISK TRACK: a fresh bellhop counting on the API socket, its pid in $pid
 boot() {
     $bellhop run --console virtio --api-sock $1 > $2 2>&1 < /dev/null &

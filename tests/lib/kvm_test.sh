@@ -96,5 +96,15 @@ snap() {
 # and in "count dirty=N" the pages the counts move on); only whole lines, as a VMM killed or
 # paused mid-line leaves one cut short
 counts_ok() { [ -n "$(last_count $1)" ] && ! grep '^count .*announced' $1 | grep -qv 'memory ok, rng ok, blk ok, console ok'; }
+# clean FILE...: no sanitizer's report in them
+clean() { ! grep -q -e 'WARNING: ThreadSanitizer' -e 'ERROR: AddressSanitizer' -e 'runtime error' "$@"; }
+# one_line FILE: FILE is one line, bellhop's error
+one_line() { [ "$(wc -l < $1)" -eq 1 ] && grep -q '^bellhop: ' $1; }
+# net_dhcp_ok FILE ARP OFFER: the tiny guest's net-arp said ARP ("10.0.2.2 is at ..."), its
+# net-dhcp "offer OFFER, ack" (guest/net.c), no self-test failed, no sanitizer spoke
+net_dhcp_ok() {
+    grep -qE "selftest net-arp +PASS: $2" $1 && grep -qE "selftest net-dhcp +PASS: offer $3, ack" $1 &&
+        ! grep -q "^selftest .* FAIL" $1 && clean $1
+}
 # not_ok FILE: for a FAIL line, what counts_ok did not like, and any sanitizer's report
 not_ok() { { grep '^count .*announced' $1 | grep -v 'memory ok, rng ok, blk ok, console ok'; grep -A3 -e 'WARNING: ThreadSanitizer' -e 'ERROR: AddressSanitizer' -e 'runtime error' $1; } | head -8 | tr '\n' '|'; }
