@@ -217,3 +217,39 @@ TEST(a_patched_rate_limiter_changes_only_the_buckets_it_names) {
     CHECK(json_is_null(none));
     json_decref(none);
 }
+
+static int net_put(struct vm_spec *s, json_t *b, char *e, size_t n) { return vm_spec_net(s, NULL, b, e, n); }
+
+/* bellhop_net, the extension field for networks of bellhop's own: checked where a PUT is, one
+ * of it or host_dev_name, and read back as given. */
+TEST(bellhop_net_is_checked_and_reads_back) {
+    struct vm_spec s;
+    vm_spec_init(&s);
+    refused(&s, net_put, "{\"iface_id\": \"n\"}", "missing field `host_dev_name`");
+    refused(&s, net_put, "{\"iface_id\": \"n\", \"host_dev_name\": \"tap0\", \"bellhop_net\": \"user\"}", "exclude each other");
+    refused(&s, net_put, "{\"iface_id\": \"n\", \"bellhop_net\": \"slirp\"}", "expected user");
+    refused(&s, net_put, "{\"iface_id\": \"n\", \"bellhop_net\": \"user,hostfwd=tcp::0-:22\"}", "1 to 65535");
+    refused(&s, net_put, "{\"iface_id\": \"n\", \"bellhop_net\": \"user,restrict=maybe\"}", "restrict=maybe");
+    refused(&s, net_put, "{\"iface_id\": \"n\", \"bellhop_net\": \"stream=\"}", "expected user");
+    CHECK_EQ(s.nnets, 0u);
+    static const char *const good[] = {"user", "user,hostfwd=tcp:127.0.0.1:2222-:22,restrict=on", "passt,-t,2222:22",
+                                       "stream=/tmp/passt.sock"};
+    char err[300], body[200];
+    for (unsigned i = 0; i < sizeof good / sizeof *good; i++) {
+        snprintf(body, sizeof body, "{\"iface_id\": \"n%u\", \"bellhop_net\": \"%s\"}", i, good[i]);
+        json_t *j = parse(body);
+        CHECK_MSG(net_put(&s, j, err, sizeof err) == 0, "%s: %s", body, err);
+        json_decref(j);
+    }
+    CHECK_EQ(s.nnets, 4u);
+    json_t *doc_back = vm_spec_to_json(&s);
+    json_t *nets = json_object_get(doc_back, "network-interfaces");
+    CHECK_EQ(json_array_size(nets), 4u);
+    for (unsigned i = 0; i < 4; i++) {
+        json_t *n = json_array_get(nets, i);
+        CHECK(!json_object_get(n, "host_dev_name"));
+        CHECK_MSG(strcmp(json_string_value(json_object_get(n, "bellhop_net")), good[i]) == 0, "%u", i);
+    }
+    json_decref(doc_back);
+    vm_spec_free(&s);
+}
