@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -24,4 +25,9 @@ int unix_socket_claim(const char *path, char *err, size_t errlen) {
     if (why != ECONNREFUSED) return error_text(err, errlen, "%s: %s", path, strerror(why));
     if (unlink(path) != 0) return error_text(err, errlen, "%s: cannot remove the stale socket: %s", path, strerror(errno));
     return 0;
+}
+
+bool unix_socket_closed(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
 }

@@ -6,7 +6,6 @@
 #include <lib/container_of.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
+#include "base/unix_socket.h"
 #include "devices/net_stream.h"
 #include "devices/virtio_net.h"
 #include "net/passt.h"
@@ -84,13 +84,8 @@ static ssize_t read_stream_frame(struct virtio_net *n) {
 }
 
 /* The frame waiting at the tap, read into the held receive buffer: its length (0 for a buffer
- * too small for the header, or a tap error: the buffer goes back empty), or -1 for none. */
-/* A zero-length message reads as 0 too: only a hang-up says the other end is closed (a tap has none). */
-static bool socket_closed(int fd) {
-    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
-    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
-}
-
+ * too small for the header, or a tap error: the buffer goes back empty), or -1 for none (a
+ * socket whose other end closed too: a tap has none). */
 static ssize_t read_frame(struct virtio_net *n) {
     if (n->stream) return read_stream_frame(n);
     struct virtq_req *r = n->rx;
@@ -98,7 +93,7 @@ static ssize_t read_frame(struct virtio_net *n) {
     for (unsigned i = 0; i < r->nin; i++) iov[i] = (struct iovec){r->in[i].p, r->in[i].len};
     ssize_t len = readv(n->fd, iov, (int)r->nin);
     if (len < 0 && (errno == EAGAIN || errno == EINTR)) return -1;
-    if (len <= 0 && socket_closed(n->fd)) {
+    if (len <= 0 && unix_socket_closed(n->fd)) {
         /* a closed end reads as 0 forever: answering each buffer with an empty frame would
          * spin with a driver that gives them back at once */
         if (!n->socket_gone) fprintf(stderr, "bellhop: virtio-net: its network's process ended; the link is down\n");

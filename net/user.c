@@ -26,6 +26,7 @@
 #include <zircon/syscalls.h>
 
 #include "base/error_text.h"
+#include "base/unix_socket.h"
 #include "net/slirp_lib.h"
 #include "net/user.h"
 
@@ -285,12 +286,6 @@ static void to_slirp(struct net_user *u, const uint8_t *f, size_t len) {
     u->lib->input(u->slirp, f, (int)len);
 }
 
-/* A zero-length message reads as 0 too: only a hang-up says the device's end is closed. */
-static bool peer_gone(int fd) {
-    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
-    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
-}
-
 /* Frames from the device into slirp, FRAMES_PER_TURN at most (its wait fires again for more).
  * A frame too long for NET_USER_MAX_FRAME, or without a header and an Ethernet one, is dropped. */
 static void from_device(struct net_user *u) {
@@ -298,7 +293,7 @@ static void from_device(struct net_user *u) {
         ssize_t n = recv(u->fd, u->frame, sizeof u->frame, MSG_TRUNC | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-        if (n < 0 || (n == 0 && peer_gone(u->fd))) {
+        if (n < 0 || (n == 0 && unix_socket_closed(u->fd))) {
             u->dev_gone = true; /* no wait again: a closed end is readable forever */
             if (u->gone) u->gone(u->gone_arg);
             return;
