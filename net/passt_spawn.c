@@ -26,7 +26,6 @@
 #include "net/spawn.h"
 
 #define STEP_MS 50     /* between looks at whether passt ended, while waiting for it */
-#define HIGH_FD 10     /* the fds handed over are moved above 3 first, so that dup2 onto 1-3 never meets itself */
 #define SAID_MAX 16384 /* of passt's words read when it fails */
 #define SAID_LINES 8   /* ...and shown: its reason comes first (a usage text after it) */
 #define OWN_ARGS 10    /* bellhop's arguments for passt, before the user's */
@@ -180,11 +179,8 @@ static void show_said(int fd) {
 /* passt started on sock (the device's end's peer) and waited for: 0, or -1 with passt ended
  * and what it said shown. */
 static int start(char **argv, int sock, const struct passt_files *f, char *err, size_t errlen) {
-    int high = fcntl(sock, F_DUPFD_CLOEXEC, HIGH_FD), said = fcntl(f->said_fd, F_DUPFD_CLOEXEC, HIGH_FD);
-    int error = errno;
-    pid_t pid = high >= 0 && said >= 0 ? spawn(argv, high, said, &error) : -1;
-    if (high >= 0) close(high);
-    if (said >= 0) close(said);
+    int error;
+    pid_t pid = spawn(argv, sock, f->said_fd, &error);
     if (pid < 0)
         return error_text(err, errlen, "--net passt: cannot start passt: %s%s", strerror(error),
                           error == ENOENT ? " (Debian's package passt)" : "");

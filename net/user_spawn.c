@@ -19,7 +19,6 @@
 #include "net/user.h"
 
 #define READY_MS 10000 /* for bellhop-net to bind its forwards and say so */
-#define HIGH_FD 10     /* the fds handed over are moved above 4 first, so that dup2 onto 3 and 4 never meets itself */
 
 
 /* bellhop-net beside the running binary: *path, or -1. */
@@ -72,13 +71,10 @@ int net_user_spawn(const char *opts, int *device_fd, char *err, size_t errlen) {
         close(pair[0]), close(pair[1]);
         return error_text(err, errlen, "--net user: pipe: %s", strerror(errno));
     }
-    int frames = fcntl(pair[1], F_DUPFD_CLOEXEC, HIGH_FD), status = fcntl(pipefd[1], F_DUPFD_CLOEXEC, HIGH_FD);
-    close(pair[1]), close(pipefd[1]);
     /* Never waited for: it ends when the device's end closes, as bellhop ends, and init
      * reaps it then (bellhop's sandbox makes no wait4). */
-    pid_t pid = frames >= 0 && status >= 0 ? spawn(path, opts, frames, status) : -1;
-    if (frames >= 0) close(frames);
-    if (status >= 0) close(status);
+    pid_t pid = spawn(path, opts, pair[1], pipefd[1]);
+    close(pair[1]), close(pipefd[1]);
     int rc = pid < 0 ? error_text(err, errlen, "--net user: cannot start %s", path) : await_ready(pipefd[0], err, errlen);
     close(pipefd[0]);
     if (rc != 0) {
