@@ -13,6 +13,7 @@
 #include "devices/virtio_devices.h"
 #include "base/error_text.h"
 #include "net/passt.h"
+#include "net/user.h"
 #include "vmm/control/vm_spec.h"
 
 #define DEFAULT_MEM_MIB 128
@@ -263,14 +264,15 @@ static const char *backend_opts(const char *text, const char *word) {
     return strncmp(text, word, n) == 0 && (!text[n] || text[n] == ',') ? text + n : NULL;
 }
 
-/* bellhop_net's "user[,OPTIONS]" (into *user), "passt[,ARG...]" or "stream=PATH" checked. */
-static int parse_bellhop_net(const char *iface, const char *text, struct net_user_config *user, char *err,
-                             size_t errlen) {
+/* bellhop_net's "user[,OPTIONS]", "passt[,ARG...]" or "stream=PATH" checked (bellhop-net and
+ * passt take the text itself). */
+static int parse_bellhop_net(const char *iface, const char *text, char *err, size_t errlen) {
     char why[200];
+    struct net_user_config user;
     struct sockaddr_un un;
     const char *user_opts = backend_opts(text, "user"), *passt_args = backend_opts(text, "passt");
     int rc = 0;
-    if (user_opts) rc = net_user_parse(user_opts, user, why, sizeof why);
+    if (user_opts) rc = net_user_parse(user_opts, &user, why, sizeof why);
     else if (passt_args) rc = net_passt_parse(passt_args, why, sizeof why);
     else if (strncmp(text, "stream=", 7) == 0 && text[7])
         rc = strlen(text + 7) < sizeof un.sun_path ? 0
@@ -293,8 +295,7 @@ int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size
     if (dev && own)
         return error_text(err, errlen, "network-interface %s: host_dev_name (a tap) and bellhop_net (bellhop's own "
                           "network) exclude each other", iface);
-    struct net_user_config user = {0};
-    if (own && parse_bellhop_net(iface, own, &user, err, errlen) != 0) return -1;
+    if (own && parse_bellhop_net(iface, own, err, errlen) != 0) return -1;
     if (nullable_string("network-interface: guest_mac", mac_v, &mac_text, err, errlen)) return -1;
     if (id && strcmp(id, iface) != 0)
         return error_text(err, errlen, "network-interface: iface_id %s differs from the path's %s", iface, id);
@@ -329,7 +330,6 @@ int vm_spec_net(struct vm_spec *s, const char *id, json_t *body, char *err, size
     set_str(&n->id, iface);
     set_str(&n->host_dev_name, dev);
     set_str(&n->bellhop_net, own);
-    n->user = user;
     n->has_mac = mac_text != NULL;
     if (mac_text) memcpy(n->mac, mac, 6);
     n->rx_limiter = rx_limits, n->tx_limiter = tx_limits;

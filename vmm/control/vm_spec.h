@@ -17,7 +17,6 @@
 #include "devices/virtio_balloon.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
-#include "net/user.h"
 #include "devices/virtio_rng.h"
 #include "devices/virtio_vhost_user.h"
 #include "devices/virtio_vsock.h"
@@ -43,7 +42,6 @@ struct vm_spec_net {
     /* the config's extension field: "user[,hostfwd=...]", "passt[,ARG...]" or "stream=PATH";
      * NULL for a tap */
     char *bellhop_net;
-    struct net_user_config user; /* user's options, parsed */
     bool has_mac;
     uint8_t mac[6];
     struct rate_limiter_config rx_limiter, tx_limiter;
