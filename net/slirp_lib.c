@@ -1,16 +1,14 @@
-/* libslirp.so.0 through dlopen: a VMM without --net user should not map it and glib at every
- * start. Loaded once and never unloaded, as vmm/observe/disasm.c does libcapstone.
+/* libslirp.so.0 through dlopen, loaded once and never unloaded: the tests and fuzz targets that
+ * link net/user.c's archive (but for net_user) do not map it and glib. bellhop-net is linked to
+ * it as well (the Makefile says why), and finds it loaded.
  *
- * Not into a statically linked program, though: libslirp brings glib and a second C library,
- * and the two C libraries would share each thread's pthread_getspecific slots, each with its
- * own count of the keys it gave out. glib's first key is the program's key 0, its value
- * another's: glib crashes in its constructor (seen with bellhop static-pie, whose loop and
- * vCPUs hold keys). Debian has no static libslirp to link in instead. */
+ * Never into a statically linked program such as bellhop: libslirp brings glib and a second C
+ * library, and the two would share each thread's pthread_getspecific slots, each with its own
+ * count of the keys it gave out; glib crashes in its constructor. That is why slirp runs in
+ * bellhop-net (net/user.h). */
 #include <dlfcn.h>
-#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "base/error_text.h"
 #include "net/slirp_lib.h"
@@ -29,17 +27,7 @@ static bool missing(const char *name) {
 /* dlsym's void * into the member's own function pointer type, as POSIX allows */
 #define FIND(h, member) ((lib.member = (__typeof__(lib.member))dlsym(h, "slirp_" #member)) || missing("slirp_" #member))
 
-static int is_libc(struct dl_phdr_info *info, size_t size, void *data) {
-    (void)size, (void)data;
-    return info->dlpi_name && strstr(info->dlpi_name, "/libc.so") != NULL;
-}
-
 static void load(void) {
-    if (!dl_iterate_phdr(is_libc, NULL)) {
-        snprintf(why, sizeof why, "libslirp cannot be loaded into a statically linked bellhop (it brings a second C "
-                                  "library): --net user needs bellhop linked dynamically");
-        return;
-    }
     void *h = dlopen("libslirp.so.0", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *e = dlerror();

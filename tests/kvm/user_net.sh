@@ -25,8 +25,7 @@ dhcp_ok() { net_dhcp_ok $1 "10.0.2.2 is at 52:55:0a:00:02:02" "10.0.2.15 from 10
 why() { echo "status ${st:-?}: $(grep -e FAIL -e bellhop: -e 'guest:' -e Sanitizer -e 'runtime error' $1 | head -4 | tr '\n' '|')"; }
 
 run --net user --cmdline dhcp
-# A host without Debian's libslirp0 cannot have --net user. (A bellhop linked statically cannot
-# either, and says so: that fails here, as --net user is then broken for everyone.)
+# A host without Debian's libslirp0 cannot have --net user.
 if [ $st != 0 ] && grep -q "cannot load libslirp" $out; then skip_all "$(grep -m1 libslirp $out)"; fi
 [ $st = 0 ] && dhcp_ok $out && pass the_guest_gets_its_address_by_dhcp || fail the_guest_gets_its_address_by_dhcp "$(why $out)"
 
