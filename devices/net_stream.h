@@ -52,6 +52,11 @@ void net_stream_fini(struct net_stream *s);
  * goes on with, into the same buffer (a frame begun in it goes on where it was); or
  * NET_STREAM_DOWN. Frames too long for buf are read and dropped meanwhile. */
 ssize_t net_stream_recv(struct net_stream *s, const struct iovec *buf, unsigned niov);
+/* Whether a frame has begun in the buffer net_stream_recv was last given (its next call must
+ * have the same buffer). */
+static inline bool net_stream_rx_begun(const struct net_stream *s) {
+    return s->len_got == NET_STREAM_LEN && s->frame_got > 0;
+}
 /* The buffer the frame in progress went into is gone (the driver reset the device): the rest
  * of that frame is read and dropped. A frame not begun yet goes to the next buffer. */
 void net_stream_rx_abandon(struct net_stream *s);

@@ -15,6 +15,7 @@
 #include <zircon/syscalls.h>
 
 #include "base/unix_socket.h"
+#include "devices/net_mmds.h"
 #include "devices/net_stream.h"
 #include "devices/virtio_net.h"
 #include "net/passt.h"
@@ -44,6 +45,7 @@ struct virtio_net {
     bool wwaiting, down_told;
     char *peer; /* its name, for the one line that says the link went down */
     bool socket_gone; /* fd a socket (bellhop-net's), whose other end closed: nothing to wait for */
+    struct net_mmds *mmds; /* MMDS on this link (devices/net_mmds.h), or NULL */
 };
 
 static struct virtio_net *net_of(struct virtio_dev *vd) { return vd->priv; }
@@ -53,6 +55,7 @@ static void net_config(struct virtio_dev *vd, uint8_t *buf) { memcpy(buf, net_of
 static void arm(struct virtio_net *n) {
     if (!n->waiting && n->handle != ZX_HANDLE_INVALID && !(n->stream && n->stream->down) && !n->socket_gone)
         n->waiting = async_begin_wait(n->env->loop, &n->wait) == ZX_OK;
+    if (n->mmds) net_mmds_arm(n->mmds, n->env->loop);
 }
 
 /* The stream's peer is gone (or broke the format): said once; the guest goes on, as with a
@@ -87,10 +90,16 @@ static ssize_t read_stream_frame(struct virtio_net *n) {
  * too small for the header, or a tap error: the buffer goes back empty), or -1 for none (a
  * socket whose other end closed too: a tap has none). */
 static ssize_t read_frame(struct virtio_net *n) {
-    if (n->stream) return read_stream_frame(n);
     struct virtq_req *r = n->rx;
     struct iovec iov[VIRTQ_MAX_SEGMENTS];
     for (unsigned i = 0; i < r->nin; i++) iov[i] = (struct iovec){r->in[i].p, r->in[i].len};
+    /* MMDS's frames first (few, and answers the guest waits for), but never into a buffer a
+     * stream's frame has begun in */
+    if (n->mmds && !(n->stream && net_stream_rx_begun(n->stream))) {
+        ssize_t len = net_mmds_recv(n->mmds, iov, r->nin);
+        if (len >= 0) return len < HDR_LEN ? 0 : len;
+    }
+    if (n->stream) return read_stream_frame(n);
     ssize_t len = readv(n->fd, iov, (int)r->nin);
     if (len < 0 && (errno == EAGAIN || errno == EINTR)) return -1;
     if (len <= 0 && unix_socket_closed(n->fd)) {
@@ -160,6 +169,24 @@ static void on_readable(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, 
     if (st == ZX_OK) receive(n);
 }
 
+static void on_mmds_readable(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
+    (void)d, (void)s;
+    struct net_mmds *m = container_of(w, struct net_mmds, wait);
+    m->waiting = false;
+    if (st == ZX_OK) receive((struct virtio_net *)m->owner);
+}
+
+/* r's frame to MMDS when it is MMDS's (its Ethernet header, past the virtio_net_hdr, says). */
+static bool sent_to_mmds(struct virtio_net *n, const struct virtq_req *r) {
+    uint8_t head[HDR_LEN + 14 + 28];
+    size_t got = virtq_req_read(r, 0, head, sizeof head);
+    if (got <= HDR_LEN || !net_mmds_wants(n->mmds, head + HDR_LEN, got - HDR_LEN)) return false;
+    struct iovec iov[VIRTQ_MAX_SEGMENTS];
+    for (unsigned i = 0; i < r->nout; i++) iov[i] = (struct iovec){r->out[i].p, r->out[i].len};
+    net_mmds_send(n->mmds, iov, r->nout);
+    return true;
+}
+
 static void wait_writable(struct virtio_net *n) {
     if (!n->wwaiting) n->wwaiting = async_begin_wait(n->env->loop, &n->wwait) == ZX_OK;
 }
@@ -196,6 +223,10 @@ static void transmit(struct virtio_net *n) {
         if (virtio_throttle_limits(&n->tx_limit) && !virtio_throttle_take(&n->tx_limit, TXQ, r->out_len, 1)) {
             virtio_unpop(n->vd, TXQ, r->generation);
             return;
+        }
+        if (n->mmds && sent_to_mmds(n, r)) {
+            virtio_push(n->vd, TXQ, r, 0);
+            continue;
         }
         if (n->stream) {
             bool whole = send_stream_frame(n, r);
@@ -236,6 +267,8 @@ static bool make_stream(struct virtio_net *n, int fd, const char *name) {
 }
 
 static void net_free(struct virtio_net *n) {
+    if (n->mmds) net_mmds_stop(n->mmds);
+    free(n->mmds);
     if (n->stream) net_stream_fini(n->stream);
     free(n->stream);
     free(n->peer);
@@ -301,8 +334,36 @@ static int open_tap(const char *ifname, char *err, size_t errlen) {
     return fd;
 }
 
+/* MMDS on the link made by net_make (devices/net_mmds.h). */
+static int add_mmds(struct virtio_dev *vd, const struct virtio_net_params *p, char *err, size_t errlen) {
+    struct virtio_net *n = net_of(vd);
+    if (!(n->mmds = malloc(sizeof *n->mmds))) {
+        snprintf(err, errlen, "MMDS: out of memory");
+        return -1;
+    }
+    if (net_mmds_start(n->mmds, p->mmds_addr, p->mmds_socket, on_mmds_readable, err, errlen) != 0) {
+        free(n->mmds);
+        n->mmds = NULL;
+        return -1;
+    }
+    n->mmds->owner = n;
+    return 0;
+}
+
+static int make_link(struct virtio_dev *vd, const struct virtio_net_params *p, char *err, size_t errlen);
+
+static void net_destroy(struct virtio_dev *vd);
+
 static int net_create(struct virtio_dev *vd, const void *params, char *err, size_t errlen) {
     const struct virtio_net_params *p = params;
+    if (make_link(vd, p, err, errlen) != 0) return -1;
+    if (!p || !p->mmds_addr || add_mmds(vd, p, err, errlen) == 0) return 0;
+    net_destroy(vd);
+    return -1;
+}
+
+/* The device over its network (tap, user, passt, stream or a given fd). */
+static int make_link(struct virtio_dev *vd, const struct virtio_net_params *p, char *err, size_t errlen) {
     if (!p) {
         snprintf(err, errlen, "virtio-net: no tap interface (--net tap=NAME)");
         return -1;

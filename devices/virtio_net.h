@@ -22,6 +22,12 @@ struct virtio_net_params {
     const char *passt;
     /* or, when not NULL, the Unix stream socket at this path, connected to, in that format */
     const char *stream;
+    /* Firecracker's MMDS on this interface (net/mmds.h), when mmds_addr is not 0: the guest's
+     * frames to mmds_addr (host order; ARP and IPv4) go to bellhop-net's MMDS stack, started
+     * for the device, whose guest connections reach the HTTP server listening on the Unix
+     * socket mmds_socket; they never reach the tap, slirp or passt */
+    uint32_t mmds_addr;
+    const char *mmds_socket;
     /* fd (tap, user, passt and stream all NULL) speaks that format, not one frame a call */
     bool fd_stream;
     int fd;

@@ -35,7 +35,7 @@ static void load(void) {
         return;
     }
     if (FIND(h, new) && FIND(h, cleanup) && FIND(h, pollfds_fill) && FIND(h, pollfds_poll) && FIND(h, input) &&
-        FIND(h, handle_timer) && FIND(h, add_hostfwd))
+        FIND(h, handle_timer) && FIND(h, add_hostfwd) && FIND(h, add_unix))
         loaded = &lib;
 }
 

@@ -15,6 +15,7 @@ struct slirp_lib {
     __typeof__(slirp_input) *input;
     __typeof__(slirp_handle_timer) *handle_timer;
     __typeof__(slirp_add_hostfwd) *add_hostfwd;
+    __typeof__(slirp_add_unix) *add_unix;
 };
 
 /* The functions (the library loaded once, from any thread), or NULL with the reason in err. */

@@ -444,7 +444,38 @@ static int add_forward(struct net_user *u, const struct net_user_fwd *f, char *e
                       f->host_addr ? text : "", f->host_port, listen_failure(f));
 }
 
+#define LINK_LOCAL_MASK 0xffff0000u
+#define MMDS_PORT 80
+
+/* An MMDS stack (net/user.h): slirp on the link-local /16, knowing no host but the MMDS
+ * address (a guest forward, to bellhop's server) and its own; nothing else of the guest's goes
+ * anywhere. Its DHCP and DNS are off, their addresses never reached (virtio-net diverts only
+ * frames for those two addresses). */
+static int make_mmds_slirp(struct net_user *u, const struct net_user_config *c, char *err, size_t errlen) {
+    uint32_t host = net_user_mmds_host(c->mmds_addr);
+    SlirpConfig cfg = {
+        .version = 4, /* disable_dhcp */
+        .restricted = 1,
+        .in_enabled = true,
+        .vnetwork.s_addr = htonl(c->mmds_addr & LINK_LOCAL_MASK),
+        .vnetmask.s_addr = htonl(LINK_LOCAL_MASK),
+        .vhost.s_addr = htonl(host),
+        .vdhcp_start.s_addr = htonl(net_user_mmds_near(c->mmds_addr, 2)),
+        .vnameserver.s_addr = htonl(net_user_mmds_near(c->mmds_addr, 3)),
+        .disable_host_loopback = true,
+        .disable_dns = true,
+        .disable_dhcp = true,
+    };
+    u->slirp = u->lib->new(&cfg, &callbacks, u);
+    if (!u->slirp) return error_text(err, errlen, "libslirp refused the MMDS configuration");
+    struct in_addr at = {htonl(c->mmds_addr)};
+    if (u->lib->add_unix(u->slirp, c->mmds_socket, &at, MMDS_PORT) != 0)
+        return error_text(err, errlen, "libslirp refused MMDS's forward to %s", c->mmds_socket);
+    return 0;
+}
+
 static int make_slirp(struct net_user *u, const struct net_user_config *c, char *err, size_t errlen) {
+    if (c->mmds_addr) return make_mmds_slirp(u, c, err, errlen);
     SlirpConfig cfg = {
         .version = 4, /* timer_new_opaque */
         .restricted = c->restricted,

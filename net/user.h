@@ -41,7 +41,29 @@ struct net_user_config {
     bool restricted; /* restrict=on: the guest opens no flow of its own; the forwards work */
     unsigned nfwd;
     struct net_user_fwd fwd[NET_USER_MAX_FWD];
+    /* Not 0: this slirp is a link's MMDS stack instead (net/mmds.h; host order): the guest's
+     * frames for that address alone come to it (virtio-net diverts them), and each TCP
+     * connection to its port 80 becomes one to the Unix socket at mmds_socket, bellhop's MMDS
+     * server. It answers ARP for the address and nothing else: no DHCP, no DNS, no flow of
+     * the guest's to anywhere else (restricted). Its network is the link-local /16 around the
+     * address, with slirp's own address beside it (net_user_mmds_host). */
+    uint32_t mmds_addr;
+    char mmds_socket[108];
 };
+
+/* Addresses of the MMDS stack's /16 beside mmds_addr (host order), k = 1, 2, 3 distinct, none
+ * its network's or broadcast address. The first is slirp's own: the one it asks the guest's MAC
+ * address from, whose ARP answers virtio-net diverts to it too. */
+static inline uint32_t net_user_mmds_near(uint32_t mmds_addr, unsigned k) {
+    uint32_t low = (mmds_addr + k * 0x100u) & 0xffffu;
+    if (low == 0 || low == 0xffffu) low = (low + 0x300u) & 0xffffu;
+    return (mmds_addr & 0xffff0000u) | low;
+}
+static inline uint32_t net_user_mmds_host(uint32_t mmds_addr) { return net_user_mmds_near(mmds_addr, 1); }
+
+/* A configuration for an MMDS stack at addr (a link-local address, but 169.254.0.0 and
+ * 169.254.255.255) whose connections go to the socket at path. 0, or -1 with the reason. */
+int net_user_mmds_config(uint32_t addr, const char *path, struct net_user_config *c, char *err, size_t errlen);
 
 /* Parses QEMU's -netdev user options after "user": "" or a list of ",hostfwd=[tcp|udp]:[ADDR]:
  * HOSTPORT-[GUESTADDR]:GUESTPORT" (repeatable, tcp when the protocol is empty; ADDR an IPv4
@@ -74,6 +96,8 @@ struct net_user *net_user_start_on(async_dispatcher_t *loop, const struct net_us
  * socket in *device_fd once it says its forwards are bound; it ends when that end is closed.
  * 0, or -1 with its one-line reason. */
 int net_user_spawn(const char *opts, int *device_fd, char *err, size_t errlen);
+/* The same for an MMDS stack (net_user_mmds_config's): `bellhop-net mmds ADDR PATH`. */
+int net_user_spawn_mmds(uint32_t addr, const char *path, int *device_fd, char *err, size_t errlen);
 
 /* Stops it and closes every socket it holds (device_fd is the caller's). From the loop thread,
  * or once no handler of the loop can run (after async_loop_shutdown or _destroy: then the

@@ -124,3 +124,16 @@ int net_user_parse(const char *opts, struct net_user_config *c, char *err, size_
         if (parse_option(o, c, err, errlen) != 0) return -1;
     return parse_option(rest, c, err, errlen);
 }
+
+int net_user_mmds_config(uint32_t addr, const char *path, struct net_user_config *c, char *err, size_t errlen) {
+    enum { LINK_LOCAL = 0xa9fe0000u, MASK_16 = 0xffff0000u };
+    memset(c, 0, sizeof *c);
+    if ((addr & MASK_16) != LINK_LOCAL || addr == LINK_LOCAL || addr == (LINK_LOCAL | ~MASK_16))
+        return error_text(err, errlen, "MMDS address %u.%u.%u.%u: not a link-local host address (169.254.0.1 to 169.254.255.254)",
+                          addr >> 24, (addr >> 16) & 255, (addr >> 8) & 255, addr & 255);
+    if (!path || !*path || strlen(path) >= sizeof c->mmds_socket)
+        return error_text(err, errlen, "MMDS socket path empty or too long");
+    c->mmds_addr = addr;
+    snprintf(c->mmds_socket, sizeof c->mmds_socket, "%s", path);
+    return 0;
+}

@@ -3,7 +3,9 @@
  * (ARP, DHCP, TCP SYNs), and real sockets on 127.0.0.1 as the host: DHCP and ARP answered, the
  * guest's TCP to the gateway reaching the host's loopback, hostfwd into the guest, restrict=on,
  * the cap on the guest's sockets, a device end that does not read, and every fd released on
- * stop, from the loop thread or after the loop is gone. No DNS, no address but 127.0.0.1. */
+ * stop, from the loop thread or after the loop is gone. Then a link's MMDS stack: ARP for the
+ * MMDS address, a TCP connection to its port 80 reaching a Unix socket (bellhop's MMDS server)
+ * and bytes both ways, nothing else answered. No DNS, no address but 127.0.0.1. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <zircon/syscalls.h>
@@ -651,4 +654,135 @@ TEST(stop_before_the_first_turn) {
     close(dev);
     async_loop_destroy(loop);
     CHECK_EQ(open_fds(), fds);
+}
+
+/* ---- a link's MMDS stack (net_user_mmds_config) ---- */
+
+#define MMDS_IP 0xa9fea9feu
+
+static int unix_listener(char *path, size_t len) {
+    snprintf(path, len, "/tmp/bellhop-mmds-test-%d.sock", getpid());
+    unlink(path);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    CHECK(s >= 0);
+    CHECK_EQ(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ(listen(s, 4), 0);
+    return s;
+}
+
+static struct net mmds_net(const char *path) {
+    struct net n;
+    struct net_user_config c;
+    char err[200];
+    CHECK_MSG(net_user_mmds_config(MMDS_IP, path, &c, err, sizeof err) == 0, "%s", err);
+    net_start(&n, &c);
+    return n;
+}
+
+/* A TCP segment from the guest to dst:dport with these numbers and payload. */
+static size_t tcp_to(uint8_t *f, uint16_t sport, uint32_t dst, uint16_t dport, uint8_t flags, uint32_t seq,
+                     uint32_t ack, const char *data) {
+    static const uint8_t any_mac[6] = {0x52, 0x55, 0xa9, 0xfe, 0xa9, 0xfe};
+    size_t dlen = data ? strlen(data) : 0, n = eth(f, any_mac, 0x0800);
+    ipv4(f + n, IPPROTO_TCP, GUEST_IP, dst, TCP_LEN + dlen);
+    uint8_t *t = f + n + IP_LEN;
+    memset(t, 0, TCP_LEN);
+    put16(t, sport), put16(t + 2, dport), put32(t + 4, seq), put32(t + 8, ack);
+    t[12] = (TCP_LEN / 4) << 4;
+    t[13] = flags;
+    put16(t + 14, 65535);
+    if (dlen) memcpy(t + TCP_LEN, data, dlen);
+    uint8_t pseudo[12];
+    put32(pseudo, GUEST_IP), put32(pseudo + 4, dst), pseudo[8] = 0, pseudo[9] = IPPROTO_TCP;
+    put16(pseudo + 10, (uint16_t)(TCP_LEN + dlen));
+    put16(t + 16, fold(sum16(t, TCP_LEN + dlen, sum16(pseudo, sizeof pseudo, 0))));
+    return n + IP_LEN + TCP_LEN + dlen;
+}
+
+static bool data_to_guest(const struct seen *s, uint32_t port) {
+    return s->proto == IPPROTO_TCP && s->dst == GUEST_IP && s->dport == port && s->l4len > TCP_LEN;
+}
+
+TEST(mmds_answers_arp_for_its_address_and_for_nothing_else) {
+    char path[108];
+    int l = unix_listener(path, sizeof path);
+    struct net n = mmds_net(path);
+    uint8_t f[NET_USER_MAX_FRAME];
+    struct seen s;
+    send_frame(&n, f, arp_request(f, MMDS_IP));
+    CHECK_MSG(expect(&n, arp_reply, MMDS_IP, 3000, &s, f), "no ARP reply for 169.254.169.254");
+    send_frame(&n, f, arp_request(f, GATEWAY_IP));
+    CHECK_MSG(!expect(&n, arp_reply, GATEWAY_IP, 300, &s, f), "the MMDS stack answered ARP for 10.0.2.2");
+    net_stop(&n);
+    close(l);
+    unlink(path);
+}
+
+TEST(mmds_tcp_port_80_reaches_the_servers_unix_socket) {
+    char path[108];
+    int l = unix_listener(path, sizeof path);
+    struct net n = mmds_net(path);
+    uint8_t f[NET_USER_MAX_FRAME];
+    struct seen s;
+    send_frame(&n, f, arp_request(f, MMDS_IP));
+    CHECK(expect(&n, arp_reply, MMDS_IP, 3000, &s, f));
+    send_frame(&n, f, tcp_to(f, 41000, MMDS_IP, 80, SYN, 5000, 0, NULL));
+    CHECK_MSG(expect(&n, syn_ack_to_guest, 41000, 3000, &s, f), "no SYN-ACK from 169.254.169.254:80");
+    CHECK_EQ(s.src, MMDS_IP);
+    uint32_t their = get32(s.l4 + 4) + 1;
+    send_frame(&n, f, tcp_to(f, 41000, MMDS_IP, 80, ACK, 5001, their, "GET / HTTP/1.0\r\n\r\n"));
+    int c = accept_within(l, 3000);
+    CHECK_MSG(c >= 0, "no connection on the MMDS server's socket");
+    char got[64] = "";
+    struct pollfd p = {.fd = c, .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 3000), 1);
+    CHECK(read(c, got, sizeof got - 1) > 0);
+    CHECK_MSG(strncmp(got, "GET / HTTP/1.0", 14) == 0, "the server got '%s'", got);
+    static const char answer[] = "HTTP/1.0 200 OK\r\n\r\nami-12345678";
+    CHECK_EQ(write(c, answer, sizeof answer - 1), (ssize_t)(sizeof answer - 1));
+    CHECK_MSG(expect(&n, data_to_guest, 41000, 3000, &s, f), "the answer did not reach the guest");
+    CHECK(s.l4len - TCP_LEN == sizeof answer - 1 && memcmp(s.l4 + TCP_LEN, answer, sizeof answer - 1) == 0);
+    close(c);
+    net_stop(&n);
+    close(l);
+    unlink(path);
+}
+
+TEST(mmds_lets_no_other_flow_out) {
+    char path[108];
+    int l = unix_listener(path, sizeof path), tcp = listener(4);
+    uint16_t p = port_of(tcp);
+    struct net n = mmds_net(path);
+    uint8_t f[NET_USER_MAX_FRAME];
+    struct seen s;
+    send_frame(&n, f, arp_request(f, MMDS_IP));
+    CHECK(expect(&n, arp_reply, MMDS_IP, 3000, &s, f));
+    /* its other port, its own address, the host's loopback, the world: none opens anything */
+    send_frame(&n, f, tcp_to(f, 41001, MMDS_IP, 81, SYN, 1, 0, NULL));
+    send_frame(&n, f, tcp_to(f, 41002, net_user_mmds_host(MMDS_IP), p, SYN, 1, 0, NULL));
+    send_frame(&n, f, tcp_to(f, 41003, 0x7f000001u, p, SYN, 1, 0, NULL));
+    CHECK(!expect(&n, syn_ack_to_guest, 41001, 300, &s, f));
+    CHECK_EQ(accept_within(tcp, 300), -1);
+    CHECK_EQ(accept_within(l, 0), -1);
+    net_stop(&n);
+    close(l);
+    close(tcp);
+    unlink(path);
+}
+
+TEST(mmds_addresses_outside_link_local_are_refused) {
+    struct net_user_config c;
+    char err[200];
+    CHECK(net_user_mmds_config(0x0a000202u, "/x", &c, err, sizeof err) != 0);
+    CHECK(strstr(err, "link-local") != NULL);
+    CHECK(net_user_mmds_config(0xa9fe0000u, "/x", &c, err, sizeof err) != 0);
+    CHECK(net_user_mmds_config(0xa9feffffu, "/x", &c, err, sizeof err) != 0);
+    CHECK(net_user_mmds_config(0xa9fe0001u, "/x", &c, err, sizeof err) == 0);
+    CHECK(net_user_mmds_host(0xa9fe0001u) != 0xa9fe0001u);
+    CHECK(net_user_mmds_host(0xa9fefeffu) != 0xa9feffffu); /* never its broadcast */
+    char longpath[200];
+    memset(longpath, 'a', sizeof longpath - 1), longpath[sizeof longpath - 1] = 0;
+    CHECK(net_user_mmds_config(MMDS_IP, longpath, &c, err, sizeof err) != 0);
 }
