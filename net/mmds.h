@@ -24,8 +24,10 @@ enum mmds_version { MMDS_V1 = 1, MMDS_V2 = 2 };
 
 struct mmds;
 
-/* An empty store ({}) of at most `limit` bytes of JSON (0: MMDS_DEFAULT_LIMIT), version 1,
- * answers in IMDS format unless the guest asks for JSON. NULL when out of memory. */
+/* A store of at most `limit` bytes of JSON (0: MMDS_DEFAULT_LIMIT), version 1, answers in IMDS
+ * format unless the guest asks for JSON. Not initialized until the first mmds_put, as
+ * Firecracker's: mmds_get shows {}, mmds_patch refuses (400), the guest's GET / finds null.
+ * NULL when out of memory. */
 struct mmds *mmds_new(size_t limit);
 void mmds_free(struct mmds *m);
 
@@ -34,9 +36,10 @@ enum mmds_version mmds_get_version(const struct mmds *m);
 /* Firecracker's imds_compat: every answer in IMDS format, whatever the Accept header says. */
 void mmds_set_imds_compat(struct mmds *m, bool on);
 
-/* PUT /mmds: the store becomes body (a JSON object). The HTTP status: 204; 400 with the reason
- * in err (not JSON, not an object); 413 when it would be larger than the limit (the store stays
- * as it was). */
+/* PUT /mmds: the store becomes body (any JSON value, as Firecracker takes). The HTTP status:
+ * 204; 400 with the reason in err (not JSON); 413 when it would be larger than the limit (the
+ * store stays as it was); 500 when out of memory. The store's size is the length of its
+ * compact JSON, keys sorted, as Firecracker writes it. */
 int mmds_put(struct mmds *m, const char *body, size_t len, char *err, size_t errlen);
 /* PATCH /mmds: body merged into the store as a JSON merge patch (RFC 7396: null removes a key,
  * objects merge, anything else replaces). Statuses as mmds_put's; a patch that would take the
@@ -62,7 +65,9 @@ struct mmds_response {
     int status;               /* 200, 400, 401, 404, 405, 413, ... */
     const char *content_type; /* "text/plain" or "application/json"; NULL with no body */
     char *body;               /* malloc'd, NUL-terminated; NULL for none */
-    const char *headers;      /* static extra header lines, each ending in "\r\n" (Allow: ...), or NULL */
+    /* extra header lines, each ending in "\r\n" (Allow: ..., the token's TTL echoed), or NULL:
+     * valid until the next mmds_answer on the same store */
+    const char *headers;
 };
 
 /* Answers one request of the guest's as Firecracker's MMDS does, at now_ns on a monotonic

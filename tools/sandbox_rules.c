@@ -204,8 +204,10 @@ static int allow_own_calls(scmp_filter_ctx ctx, enum sandbox_role role) {
         if (!rc) rc = ALLOW(rt_sigtimedwait);
         return rc;
     }
-    case SANDBOX_API_MAIN: /* and, at the end, removes the API's socket (unlink, as main may) */
-        return allow_own_calls(ctx, SANDBOX_MAIN);
+    case SANDBOX_API_MAIN: /* and, at the end, removes the API's socket (unlink, as main may) and
+                            * MMDS's socket and its private directory */
+        rc = allow_own_calls(ctx, SANDBOX_MAIN);
+        return rc ? rc : ALLOW(rmdir);
     case SANDBOX_API_LOOP: { /* and serves the API: accepts its clients (accept4, as loop may; the
                               * socket is made before), opens a drive's new file (PATCH /drives:
                               * never created or cut), writes a snapshot's two files (created or

@@ -8,7 +8,11 @@ tests="requests_are_refused_before_start a_kernel_that_is_not_a_kernel_is_refuse
        instance_start_boots_the_guest get_reports_running pause_stops_the_guest resume_goes_on
        flush_metrics_writes_exit_counts patch_drive_swaps_the_backing_file bad_requests_get_400_with_a_reason the_vm_runs_after_them
        the_socket_is_removed_at_the_end config_file_alone_boots_the_same_vm
-       an_existing_file_is_not_taken_for_the_socket requests_are_slices_on_the_loop_track"
+       an_existing_file_is_not_taken_for_the_socket requests_are_slices_on_the_loop_track
+       mmds_patch_needs_a_put_first mmds_put_then_get_gives_it_back mmds_patch_merges_and_null_removes
+       mmds_past_its_limit_is_413_and_changes_nothing mmds_bad_json_is_400 mmds_config_takes_known_interfaces_only
+       metadata_fills_the_store mmds_config_is_refused_after_start mmds_store_changes_while_the_vm_runs
+       bad_metadata_is_refused"
 @KVM_TEST_SH@
 [ -n "$curl" ] || skip_all "no curl"
 dir=$(mktemp -d /tmp/bellhop-api.XXXXXX)
@@ -194,5 +198,94 @@ if [ "$c1$c2$c3" = 200204204 ] && grep -q '"api GET /"' $dir/trace.json && [ "$(
     pass requests_are_slices_on_the_loop_track
 else
     fail requests_are_slices_on_the_loop_track "status $st, requests $c1 $c2 $c3: $(grep -o '"api [^"]*"' $dir/trace.json 2>/dev/null | sort | uniq -c)"
+fi
+# MMDS from the host's side: the store through PUT, PATCH and GET /mmds (Firecracker's JSON
+# merge patch), its limit, and its configuration before start.
+kill_vmm() { [ -n "$pid" ] && kill -TERM $pid && wait $pid; pid=; }
+msock=$dir/mmds.sock
+$bellhop run --api-sock $msock --mmds-size-limit 100 > $out 2>&1 &
+pid=$!
+wait_sock $msock
+req $msock PATCH /mmds '{"latest": {}}'
+case "$code $body" in
+    *400*"not initialized"*) pass mmds_patch_needs_a_put_first ;;
+    *) fail mmds_patch_needs_a_put_first "$code $body" ;;
+esac
+store='{"latest":{"meta-data":{"ami-id":"ami-1","old":"o"}}}'
+req $msock PUT /mmds "$store"; c1=$code
+req $msock GET /mmds
+[ "$c1 $code $body" = "204 200 $store" ] && pass mmds_put_then_get_gives_it_back ||
+    fail mmds_put_then_get_gives_it_back "$c1 $code $body"
+req $msock PATCH /mmds '{"latest":{"meta-data":{"old":null,"ami-id":"ami-2"},"user-data":"u"}}'; c1=$code
+req $msock GET /mmds
+store='{"latest":{"meta-data":{"ami-id":"ami-2"},"user-data":"u"}}'
+[ "$c1 $code $body" = "204 200 $store" ] && pass mmds_patch_merges_and_null_removes ||
+    fail mmds_patch_merges_and_null_removes "$c1 $code $body"
+big='{"k":"'$(printf '%0120d' 0)'"}'
+req $msock PUT /mmds "$big"; c1="$code $body"
+req $msock PATCH /mmds "$big"; c2="$code $body"
+req $msock GET /mmds
+case "$c1|$c2" in
+    '413 {"fault_message":"'*'|413 {"fault_message":"'*)
+        [ "$body" = "$store" ] && pass mmds_past_its_limit_is_413_and_changes_nothing ||
+            fail mmds_past_its_limit_is_413_and_changes_nothing "the store became $body" ;;
+    *) fail mmds_past_its_limit_is_413_and_changes_nothing "$c1 | $c2" ;;
+esac
+nbad=0 bad_seen= sock_was=$sock sock=$msock
+bad PUT /mmds '{"latest": ' "An error occurred when deserializing the json body of a request"
+bad PATCH /mmds 'latest=1' "An error occurred when deserializing the json body of a request"
+bad PUT /mmds '"a string"' "An error occurred when deserializing the json body of a request"
+bad PUT /mmds '[1]' "must be a JSON object"
+req $msock GET /mmds
+[ -z "$bad_seen" ] && [ "$body" = "$store" ] && pass mmds_bad_json_is_400 || fail mmds_bad_json_is_400 "$bad_seen; $body"
+nbad=0 bad_seen=
+bad PUT /mmds/config '{"network_interfaces": ["eth0"]}' "does not correspond to any existing network interface"
+req $msock PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}'; c1=$code
+bad PUT /mmds/config '{"network_interfaces": []}' "is empty"
+bad PUT /mmds/config '{"network_interfaces": ["eth0"], "ipv4_address": "10.0.2.2"}' "not link local"
+bad PUT /mmds/config '{"network_interfaces": ["eth0"], "version": "V3"}' "unknown variant"
+bad PUT /mmds/config '{"network_interfaces": ["eth0"], "port": 80}' 'unknown field `port`'
+req $msock PUT /mmds/config '{"network_interfaces": ["eth0"], "version": "V2", "ipv4_address": "169.254.170.2"}'; c2=$code
+req $msock GET /vm/config
+if [ -z "$bad_seen" ] && [ "$c1$c2" = 204204 ] &&
+   case "$body" in *'"mmds-config":{"version":"V2","network_interfaces":["eth0"],"ipv4_address":"169.254.170.2","imds_compat":false}'*) true ;; *) false ;; esac; then
+    pass mmds_config_takes_known_interfaces_only
+else
+    fail mmds_config_takes_known_interfaces_only "$c1 $c2$bad_seen; $body"
+fi
+sock=$sock_was
+kill_vmm
+
+# --metadata: the store's first content; on a running VM, the store made before start changes
+# and the configuration does not.
+printf '{"latest": {"meta-data": {"instance-id": "i-1"}}}\n' > $dir/metadata.json
+$bellhop run --api-sock $msock --metadata $dir/metadata.json > $out 2>&1 < /dev/null &
+pid=$!
+wait_sock $msock
+req $msock GET /mmds
+[ "$code $body" = '200 {"latest":{"meta-data":{"instance-id":"i-1"}}}' ] && pass metadata_fills_the_store ||
+    fail metadata_fills_the_store "$code $body: $(tail -3 $out)"
+req $msock PUT /boot-source '{"kernel_image_path": "'$guest'", "boot_args": "wait"}'
+req $msock PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+req $msock PUT /actions '{"action_type": "InstanceStart"}'; c1=$code
+wait_for $out "guest: waiting" 60
+req $msock PUT /mmds/config '{"network_interfaces": ["eth0"]}'
+case "$c1 $code $body" in
+    "204 400 "*"not supported after starting the microVM"*) pass mmds_config_is_refused_after_start ;;
+    *) fail mmds_config_is_refused_after_start "$c1 $code $body" ;;
+esac
+req $msock PATCH /mmds '{"latest": {"user-data": "late"}}'; c1=$code
+req $msock GET /mmds
+[ "$c1 $code $body" = '204 200 {"latest":{"meta-data":{"instance-id":"i-1"},"user-data":"late"}}' ] &&
+    pass mmds_store_changes_while_the_vm_runs || fail mmds_store_changes_while_the_vm_runs "$c1 $code $body"
+kill_vmm
+
+printf '{"latest": ' > $dir/bad.json
+$bellhop run --api-sock $msock --metadata $dir/bad.json > $out 2>&1 < /dev/null; st=$?
+$bellhop run --api-sock $msock --metadata $dir/nonexistent.json >> $out 2>&1 < /dev/null; st2=$?
+if [ "$st$st2" = 11 ] && [ "$(grep -c -- '^bellhop: --metadata ' $out)" = 2 ] && [ ! -e $msock ]; then
+    pass bad_metadata_is_refused
+else
+    fail bad_metadata_is_refused "status $st $st2: $(cat $out)"
 fi
 exit $failed

@@ -253,3 +253,99 @@ TEST(bellhop_net_is_checked_and_reads_back) {
     json_decref(doc_back);
     vm_spec_free(&s);
 }
+
+/* The config file's mmds-config: the interfaces it names get MMDS at its address, with the
+ * server's socket; GET /vm/config writes it back as Firecracker does. */
+static const char mmds_doc[] =
+    "{\"boot-source\": {\"kernel_image_path\": \"/proc/self/exe\"},"
+    " \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap7\"},"
+    "                          {\"iface_id\": \"eth1\", \"bellhop_net\": \"user\"}],"
+    " \"mmds-config\": {\"version\": \"V2\", \"network_interfaces\": [\"eth1\", \"eth1\"],"
+    "                   \"ipv4_address\": \"169.254.170.2\", \"imds_compat\": true}}";
+
+TEST(mmds_config_puts_mmds_on_the_interfaces_it_names) {
+    struct vm_spec s, t;
+    vm_spec_init(&s), vm_spec_init(&t);
+    char err[300] = "";
+    json_t *j = parse(mmds_doc);
+    CHECK_MSG(vm_spec_document(&s, j, err, sizeof err) == 0, "%s", err);
+    json_decref(j);
+    CHECK(s.mmds.nifaces == 1 && s.mmds.version == MMDS_V2 && s.mmds.imds_compat && s.mmds.addr == 0xa9feaa02u);
+    struct machine_config cfg = {0};
+    CHECK(vm_spec_to_machine(&s, &cfg, err, sizeof err) != 0); /* no server to reach: refused, not silent */
+    CHECK_MSG(strstr(err, "MMDS"), "%s", err);
+    s.mmds_socket = "/tmp/mmds.sock";
+    cfg = (struct machine_config){0};
+    CHECK_MSG(vm_spec_to_machine(&s, &cfg, err, sizeof err) == 0, "%s", err);
+    const struct virtio_net_params *eth0 = cfg.devices[0].params, *eth1 = cfg.devices[1].params;
+    CHECK(eth0->mmds_addr == 0 && !eth0->mmds_socket);
+    CHECK(eth1->mmds_addr == 0xa9feaa02u && strcmp(eth1->mmds_socket, "/tmp/mmds.sock") == 0);
+    json_t *out = vm_spec_to_json(&s);
+    char *text = json_dumps(json_object_get(out, "mmds-config"), JSON_SORT_KEYS | JSON_COMPACT);
+    CHECK_MSG(strcmp(text, "{\"imds_compat\":true,\"ipv4_address\":\"169.254.170.2\",\"network_interfaces\":[\"eth1\"],"
+                           "\"version\":\"V2\"}") == 0, "%s", text);
+    free(text);
+    CHECK_MSG(vm_spec_document(&t, out, err, sizeof err) == 0, "%s", err);
+    json_t *again = vm_spec_to_json(&t);
+    CHECK(json_equal(out, again));
+    json_decref(out), json_decref(again);
+    vm_spec_free(&s), vm_spec_free(&t);
+    /* without it: null, and the defaults when only the interfaces are named */
+    vm_spec_init(&s);
+    out = vm_spec_to_json(&s);
+    CHECK(json_is_null(json_object_get(out, "mmds-config")));
+    json_decref(out);
+    j = parse("{\"iface_id\": \"eth0\", \"bellhop_net\": \"stream=/tmp/x\"}");
+    CHECK(vm_spec_net(&s, NULL, j, err, sizeof err) == 0);
+    json_decref(j);
+    j = parse("{\"network_interfaces\": [\"eth0\"]}");
+    CHECK_MSG(vm_spec_mmds_config(&s, j, err, sizeof err) == 0, "%s", err);
+    json_decref(j);
+    CHECK(s.mmds.version == MMDS_V1 && s.mmds.addr == MMDS_DEFAULT_ADDR && !s.mmds.imds_compat);
+    vm_spec_free(&s);
+}
+
+TEST(mmds_config_refusals_change_nothing) {
+    struct vm_spec s;
+    vm_spec_init(&s);
+    char err[300];
+    json_t *j = parse("{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\"}");
+    CHECK(vm_spec_net(&s, NULL, j, err, sizeof err) == 0);
+    json_decref(j);
+    j = parse("{\"network_interfaces\": [\"eth0\"], \"ipv4_address\": \"169.254.1.1\"}");
+    CHECK(vm_spec_mmds_config(&s, j, err, sizeof err) == 0);
+    json_decref(j);
+    refused(&s, vm_spec_mmds_config, "{\"network_interfaces\": [\"eth0\"], \"version\": \"V3\"}",
+            "unknown variant `V3`, expected `V1` or `V2`");
+    refused(&s, vm_spec_mmds_config, "{\"network_interfaces\": [\"eth0\"], \"version\": 2}", "Expected string");
+    refused(&s, vm_spec_mmds_config, "{\"network_interfaces\": [\"eth0\", \"eth9\"]}",
+            "does not correspond to any existing network interface: eth9");
+    refused(&s, vm_spec_mmds_config, "{\"network_interfaces\": []}", "network interface IDs that allow forwarding MMDS "
+                                                                      "requests is empty.");
+    refused(&s, vm_spec_mmds_config, "{\"network_interfaces\": [1]}", "expected an array of ids");
+    refused(&s, vm_spec_mmds_config, "{\"network_interfaces\": \"eth0\"}", "expected an array of ids");
+    refused(&s, vm_spec_mmds_config, "{\"version\": \"V2\"}", "missing field `network_interfaces`");
+    static const char *const not_link_local[] = {"10.0.2.2", "169.254.0.1", "169.254.255.1", "169.254.0.0",
+                                                 "169.254.255.255", "169.253.1.1"};
+    for (unsigned i = 0; i < sizeof not_link_local / sizeof *not_link_local; i++) {
+        char body[120];
+        snprintf(body, sizeof body, "{\"network_interfaces\": [\"eth0\"], \"ipv4_address\": \"%s\"}", not_link_local[i]);
+        refused(&s, vm_spec_mmds_config, body, "not link local");
+    }
+    refused(&s, vm_spec_mmds_config, "{\"network_interfaces\": [\"eth0\"], \"ipv4_address\": \"169.254.1\"}",
+            "invalid IPv4 address syntax");
+    refused(&s, vm_spec_mmds_config, "{\"network_interfaces\": [\"eth0\"], \"ipv4_address\": \"169.254.01.1\"}",
+            "invalid IPv4 address syntax");
+    refused(&s, vm_spec_mmds_config, "{\"network_interfaces\": [\"eth0\"], \"imds_compat\": \"yes\"}", "Expected true or false");
+    refused(&s, vm_spec_mmds_config, "{\"network_interfaces\": [\"eth0\"], \"port\": 80}", "unknown field `port`");
+    CHECK(s.mmds.nifaces == 1 && s.mmds.addr == 0xa9fe0101u && s.mmds.version == MMDS_V1);
+    /* the config file's key goes through the same checks */
+    vm_spec_free(&s);
+    vm_spec_init(&s);
+    j = parse("{\"boot-source\": {\"kernel_image_path\": \"/proc/self/exe\"}, \"mmds-config\": {\"network_interfaces\": "
+              "[\"eth0\"]}}");
+    CHECK(vm_spec_document(&s, j, err, sizeof err) != 0);
+    CHECK_MSG(strstr(err, "does not correspond to any existing network interface"), "%s", err);
+    json_decref(j);
+    vm_spec_free(&s);
+}

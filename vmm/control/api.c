@@ -111,6 +111,29 @@ int api_load_snapshot(struct api *a, const char *state_path, enum snapshot_backe
     return 0;
 }
 
+struct mmds *api_mmds(struct api *a) {
+    if (!a->mmds) a->mmds = mmds_new(a->mmds_limit);
+    return a->mmds;
+}
+
+/* --metadata: the file's JSON becomes the store, as PUT /mmds would make it. */
+static int load_metadata(struct api *a, const char *path) {
+    json_error_t je;
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) {
+        fprintf(stderr, "bellhop: --metadata %s: line %d, column %d: %s\n", path, je.line, je.column, je.text);
+        return -1;
+    }
+    char err[200] = "out of memory";
+    int status = api_mmds(a) ? mmds_put(a->mmds, text, strlen(text), err, sizeof err) : 500;
+    free(text);
+    if (status != 204) return fprintf(stderr, "bellhop: --metadata %s: %s\n", path, err), -1;
+    a->mmds_filled = true;
+    return 0;
+}
+
 static void handle(void *ctx, struct api_server *s, struct api_ticket t, const struct api_request *r) {
     (void)s;
     struct api *a = ctx;
@@ -131,6 +154,11 @@ static void on_attach(struct machine_control *c, struct machine *m, struct async
     a->m = m;
     a->loop = loop;
     a->state = RUNNING;
+    /* the guest's connections to MMDS wait on the loop beside the devices, API or not */
+    if (a->mmds_server) {
+        a->mmds_attached = mmds_server_attach(a->mmds_server, loop) == 0;
+        if (!a->mmds_attached) fprintf(stderr, "bellhop: MMDS cannot serve on the VM's loop\n");
+    }
     if (a->server) {
         if (api_server_attach(a->server, loop) != 0) fprintf(stderr, "bellhop: the API cannot serve on the VM's loop\n");
         if (a->has_ticket) api_respond(a->server, a->start_ticket, 204, NULL);
@@ -172,6 +200,36 @@ static void on_started(struct machine_control *c) {
     block_ending_signals(false);
 }
 
+/* With mmds-config: the store as configured, and the server its interfaces' devices connect
+ * to, made before them. */
+static int start_mmds(struct api *a, char *err, size_t errlen) {
+    a->spec.mmds_socket = NULL;
+    if (!a->spec.mmds.nifaces) return 0;
+    if (!api_mmds(a)) return snprintf(err, errlen, "MMDS: out of memory"), -1;
+    mmds_set_version(a->mmds, a->spec.mmds.version);
+    mmds_set_imds_compat(a->mmds, a->spec.mmds.imds_compat);
+    char why[200];
+    if (!(a->mmds_server = mmds_server_create(a->mmds, why, sizeof why))) return snprintf(err, errlen, "MMDS: %s", why), -1;
+    a->spec.mmds_socket = mmds_server_path(a->mmds_server);
+    /* a Ctrl-C leaves neither its socket nor its private directory behind */
+    char dir[sizeof why];
+    snprintf(dir, sizeof dir, "%s", a->spec.mmds_socket);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    terminal_remove_on_signal(a->spec.mmds_socket);
+    if (slash) terminal_remove_dir_on_signal(dir);
+    return 0;
+}
+
+/* The machine's loop is gone (or never ran): nothing of the server's is left to cancel. */
+static void stop_mmds(struct api *a) {
+    if (a->mmds_attached) mmds_server_detach(a->mmds_server);
+    mmds_server_destroy(a->mmds_server);
+    a->mmds_server = NULL;
+    a->mmds_attached = false;
+    a->spec.mmds_socket = NULL;
+}
+
 /* One try at the machine: -2 when it could not be set up (said, and answered), else its
  * exit status. */
 static int run_machine(struct api *a) {
@@ -180,7 +238,8 @@ static int run_machine(struct api *a) {
     a->cfg.control = &a->control;
     a->cfg.metrics = a->metrics_fd >= 0;
     if (a->restoring) a->cfg.restore = &a->restore;
-    if (vm_spec_to_machine(&a->spec, &a->cfg, err, sizeof err) != 0) {
+    if (start_mmds(a, err, sizeof err) != 0 || vm_spec_to_machine(&a->spec, &a->cfg, err, sizeof err) != 0) {
+        stop_mmds(a);
         fprintf(stderr, "bellhop: %s\n", err);
         if (a->has_ticket) api_fault(a, a->start_ticket, "InstanceStart: %s", err);
         return -2;
@@ -192,6 +251,7 @@ static int run_machine(struct api *a) {
     block_ending_signals(true);
     int status = machine_run(&a->cfg);
     block_ending_signals(false);
+    stop_mmds(a);
     if (a->state == RUNNING) return status;
     if (a->has_ticket) api_fault(a, a->start_ticket, "%s: %s", a->restoring ? "snapshot/load" : "InstanceStart", machine_last_error());
     if (a->restoring) { /* nothing of it stays: the next load or configuration starts afresh */
@@ -204,10 +264,11 @@ static int run_machine(struct api *a) {
 }
 
 int api_run(const struct machine_config *base, const char *sock, const char *config_file, const char *restore_state,
-            enum snapshot_backend restore_backend, const char *restore_mem) {
+            enum snapshot_backend restore_backend, const char *restore_mem, const struct api_mmds_options *mmds) {
     struct api *a = calloc(1, sizeof *a);
     if (!a) return fprintf(stderr, "bellhop: out of memory\n"), 1;
     a->base = *base;
+    a->mmds_limit = mmds ? mmds->limit : 0;
     a->metrics_fd = -1;
     a->image.mem_fd = -1;
     a->control.attach = on_attach;
@@ -217,6 +278,7 @@ int api_run(const struct machine_config *base, const char *sock, const char *con
     int status = 1;
     char err[300];
     if (config_file && load_config_file(a, config_file) != 0) goto out;
+    if (mmds && mmds->metadata && load_metadata(a, mmds->metadata) != 0) goto out;
     if (restore_state && api_load_snapshot(a, restore_state, restore_backend, restore_mem, true, err, sizeof err) != 0) {
         fprintf(stderr, "bellhop: --restore: %s\n", err);
         goto out;
@@ -259,6 +321,7 @@ out:
     if (a->metrics_fd >= 0) close(a->metrics_fd);
     vm_spec_free(&a->spec);
     snapshot_close(&a->image);
+    if (a->mmds) mmds_free(a->mmds);
     free(a);
     return status;
 }

@@ -12,6 +12,12 @@
 #include "vmm/machine/machine.h"
 #include "vmm/machine/snapshot_file.h"
 
+/* Firecracker's MMDS options of the command line. */
+struct api_mmds_options {
+    const char *metadata; /* --metadata: a JSON file, the store's first content (NULL: none) */
+    size_t limit;         /* --mmds-size-limit: the store's bound in bytes (0: MMDS_DEFAULT_LIMIT) */
+};
+
 /* Runs a VM configured by the config file (NULL: none) and, with sock (NULL: none), by the
  * API served there. base: what the command line set (observability, sandbox, console); the
  * configuration supplies kernel, memory, CPUs and devices. restore_state (NULL: none): the VM is
@@ -19,6 +25,6 @@
  * file, or a page-fault handler's socket), running at once (--restore). Returns the exit
  * status. */
 int api_run(const struct machine_config *base, const char *sock, const char *config_file, const char *restore_state,
-            enum snapshot_backend restore_backend, const char *restore_mem);
+            enum snapshot_backend restore_backend, const char *restore_mem, const struct api_mmds_options *mmds);
 
 #endif

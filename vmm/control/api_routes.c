@@ -1,8 +1,8 @@
 /* The API's routes (vmm/control/api_state.h): one table of what each method and path does and
  * when it may, and Firecracker's answers around it: 204 for a PUT or PATCH done, 200 with JSON
- * for a GET, and for everything else a 400 with {"fault_message"} in the words its clients
- * match ("Invalid request method and/or path", "not supported before/after starting the
- * microVM", "Empty PATCH request.", "unknown field `x`"). */
+ * for a GET, and for everything else a 400 (413 for an MMDS store past its limit) with
+ * {"fault_message"} in the words its clients match ("Invalid request method and/or path", "not
+ * supported before/after starting the microVM", "Empty PATCH request.", "unknown field `x`"). */
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -24,9 +24,12 @@
  * else 204; or not at all when it answers later) or -1 with the reason in err. */
 struct call {
     struct api_ticket t;
+    const struct api_request *r;
     const char *id; /* the path's last part, for a route with one */
     json_t *body;   /* NULL for a GET */
     json_t *reply;
+    char *text;     /* or a 200's JSON as text (malloc'd) */
+    int status;     /* a failure's, when not 400 */
     bool later;
     char err[512];
 };
@@ -173,6 +176,54 @@ static int patch_balloon_stats(struct api *a, struct call *c) {
     return 0;
 }
 
+/* ---- MMDS: the store at any time, its configuration before InstanceStart ---- */
+
+#define MMDS_NOT_INITIALIZED "The MMDS data store is not initialized."
+
+/* The store: made by the first request before InstanceStart (as Firecracker's); a running VM
+ * has the one made before, or none. */
+static struct mmds *mmds_store(struct api *a, struct call *c) {
+    struct mmds *m = a->state == NOT_STARTED ? api_mmds(a) : a->mmds;
+    if (!m) fail(c, a->state == NOT_STARTED ? "mmds: out of memory" : MMDS_NOT_INITIALIZED);
+    return m;
+}
+
+static int get_mmds(struct api *a, struct call *c) {
+    struct mmds *m = mmds_store(a, c);
+    if (!m) return -1;
+    c->text = mmds_get(m);
+    return c->text ? 0 : fail(c, "mmds: out of memory");
+}
+
+/* The store's status (204; 400 or 413 with the reason). */
+static int mmds_answer_status(struct call *c, int status) {
+    if (status == 204) return 0;
+    c->status = status;
+    return -1;
+}
+
+static int put_mmds(struct api *a, struct call *c) {
+    struct mmds *m = mmds_store(a, c);
+    if (!m) return -1;
+    int rc = mmds_answer_status(c, mmds_put(m, c->r->body, c->r->body_len, c->err, sizeof c->err));
+    if (rc == 0) a->mmds_filled = true;
+    return rc;
+}
+
+static int patch_mmds(struct api *a, struct call *c) {
+    struct mmds *m = mmds_store(a, c);
+    if (!m) return -1;
+    if (!a->mmds_filled) return fail(c, MMDS_NOT_INITIALIZED); /* Firecracker's: a PUT first */
+    return mmds_answer_status(c, mmds_patch(m, c->r->body, c->r->body_len, c->err, sizeof c->err));
+}
+
+static int put_mmds_config(struct api *a, struct call *c) {
+    json_t *version = json_object_get(c->body, "version");
+    if (!version || (json_is_string(version) && strcmp(json_string_value(version), "V1") == 0))
+        a->spec.deprecation = "PUT /mmds/config: V1 is deprecated. Use V2 instead.";
+    return vm_spec_mmds_config(&a->spec, c->body, c->err, sizeof c->err);
+}
+
 /* ---- actions and the VM's state ---- */
 
 static int put_actions(struct api *a, struct call *c) {
@@ -302,6 +353,10 @@ static const struct route {
     {"PATCH", "/vm", AFTER, patch_vm, "PATCH /vm"},
     {"PUT", "/snapshot/create", AFTER, snapshot_create, "PUT /snapshot/create"},
     {"PUT", "/snapshot/load", BEFORE, snapshot_load, "PUT /snapshot/load"},
+    {"GET", "/mmds", ANY, get_mmds, "GET /mmds"},
+    {"PUT", "/mmds", ANY, put_mmds, "PUT /mmds"},
+    {"PATCH", "/mmds", ANY, patch_mmds, "PATCH /mmds"},
+    {"PUT", "/mmds/config", BEFORE, put_mmds_config, "PUT /mmds/config"},
 };
 
 /* The route for r (*id: its id, for a route that takes one), or NULL. */
@@ -325,10 +380,10 @@ const char *api_route_label(const struct api_request *r) {
     return rt ? rt->label : "other request";
 }
 
-static void fault_with(struct api *a, struct api_ticket t, const char *headers, const char *msg) {
+static void fault_with(struct api *a, struct api_ticket t, int status, const char *headers, const char *msg) {
     json_t *body = json_pack("{s:s}", "fault_message", msg ? msg : "out of memory");
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    api_respond_with(a->server, t, 400, text, headers);
+    api_respond_with(a->server, t, status, text, headers);
     free(text);
     json_decref(body);
 }
@@ -339,7 +394,7 @@ void api_fault(struct api *a, struct api_ticket t, const char *fmt, ...) {
     va_start(ap, fmt);
     if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
     va_end(ap);
-    fault_with(a, t, NULL, msg);
+    fault_with(a, t, 400, NULL, msg);
     free(msg);
 }
 
@@ -378,9 +433,10 @@ static void answer(struct api *a, struct call *c, bool ok) {
     if (ok && c->later) return;
     if (deprecation) fprintf(stderr, "bellhop: warning: %s\n", deprecation);
     const char *headers = deprecation ? "Deprecation: true\r\n" : NULL;
-    if (!ok) return fault_with(a, c->t, headers, c->err);
+    if (!ok) return fault_with(a, c->t, c->status ? c->status : 400, headers, c->err);
     char *text = c->reply ? json_dumps(c->reply, JSON_COMPACT) : NULL;
-    api_respond_with(a->server, c->t, c->reply ? 200 : 204, text, headers);
+    const char *json = c->text ? c->text : text;
+    api_respond_with(a->server, c->t, c->reply || c->text ? 200 : 204, json, headers);
     free(text);
 }
 
@@ -400,7 +456,7 @@ static void place_missing_field(struct call *c, const struct api_request *r) {
 }
 
 void api_route(struct api *a, struct api_ticket t, const struct api_request *r) {
-    struct call c = {.t = t};
+    struct call c = {.t = t, .r = r};
     const struct route *rt = admit(a, t, r, &c.id);
     if (!rt) return;
     if (strcmp(r->method, "GET") != 0 && !(c.body = parse_body(a, t, r))) return;
@@ -411,4 +467,5 @@ void api_route(struct api *a, struct api_ticket t, const struct api_request *r) 
     a->spec.deprecation = NULL;
     json_decref(c.body);
     json_decref(c.reply);
+    free(c.text);
 }

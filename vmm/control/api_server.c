@@ -19,6 +19,11 @@
 #include "vmm/control/api_server.h"
 
 #define READ_CHUNK 4096
+/* The headers' store: every name and value with its NUL. The head's bytes are bounded by
+ * API_MAX_BODY and each header adds two NULs, so the store never grows past this. */
+#define HEAD_STORE_MAX (API_MAX_BODY + 2 * API_MAX_HEADERS)
+
+enum piece { PIECE_NONE, PIECE_NAME, PIECE_VALUE };
 
 struct client {
     struct api_server *s;
@@ -35,6 +40,14 @@ struct client {
     char *body;
     size_t body_len;
     bool too_big;
+    /* The headers so far: offsets of each name and value in head, which grows as they come. */
+    char *head;
+    size_t head_used, head_cap;
+    struct { size_t name, value; } header_at[API_MAX_HEADERS];
+    unsigned nheaders;
+    enum piece piece; /* what http-parser's last piece was part of */
+    size_t piece_len;
+    const char *header_refused; /* why, when too many or one too long */
 };
 
 struct api_server {
@@ -58,8 +71,16 @@ static const char *reason(int status) {
     case 200: return "OK";
     case 204: return "No Content";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
     default: return "Unknown";
     }
 }
@@ -72,24 +93,28 @@ static void close_client(struct client *c) {
     close(c->fd);
     free(c->body);
     c->body = NULL;
+    free(c->head);
+    c->head = NULL;
+    c->head_cap = 0;
     c->fd = -1;
     c->generation = 0;
 }
 
 /* A response in one write: a client that does not read its answers is not waited for. */
-static void send_response(struct client *c, int status, const char *json, const char *headers) {
+static void send_response(struct client *c, int status, const char *type, const char *body, const char *headers) {
     char head[512];
-    size_t len = json ? strlen(json) : 0;
+    size_t len = body ? strlen(body) : 0;
     bool close_now = c->close_after_answer || !c->parser.http_major;
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: bellhop\r\n%s%sContent-Length: %zu\r\n%s\r\n",
-                     status, reason(status), json ? "Content-Type: application/json\r\n" : "", headers ? headers : "",
-                     len, close_now ? "Connection: close\r\n" : "");
+    bool typed = body && type;
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: bellhop\r\n%s%s%s%sContent-Length: %zu\r\n%s\r\n",
+                     status, reason(status), typed ? "Content-Type: " : "", typed ? type : "", typed ? "\r\n" : "",
+                     headers ? headers : "", len, close_now ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head) n = 0, close_now = true; /* headers too long for the head: nothing sent */
     size_t total = (size_t)n + len;
     char *msg = malloc(total);
     if (msg) {
         memcpy(msg, head, (size_t)n);
-        if (len) memcpy(msg + n, json, len);
+        if (len) memcpy(msg + n, body, len);
         ssize_t w = write(c->fd, msg, total);
         if (w != (ssize_t)total) close_now = true;
         free(msg);
@@ -103,7 +128,7 @@ static void refuse(struct client *c, int status, const char *why) {
     char body[200];
     snprintf(body, sizeof body, "{\"fault_message\":\"%s\"}", why);
     c->close_after_answer = true;
-    send_response(c, status, body, NULL);
+    send_response(c, status, "application/json", body, NULL);
 }
 
 /* ---- http-parser callbacks (the client is parser.data) ---- */
@@ -112,6 +137,9 @@ static int on_message_begin(http_parser *p) {
     struct client *c = p->data;
     c->url_len = c->head_len = c->body_len = 0;
     c->too_big = false;
+    c->head_used = c->nheaders = 0;
+    c->piece = PIECE_NONE;
+    c->header_refused = NULL;
     return 0;
 }
 
@@ -124,11 +152,74 @@ static int on_url(http_parser *p, const char *at, size_t len) {
     return 0;
 }
 
-static int on_header_bytes(http_parser *p, const char *at, size_t len) {
-    (void)at;
-    struct client *c = p->data;
+static int count_head(struct client *c, size_t len) {
     c->head_len += len;
     return c->head_len > API_MAX_BODY ? (c->too_big = true, 1) : 0;
+}
+
+static int head_append(struct client *c, const char *at, size_t len) {
+    if (c->head_used + len > c->head_cap) {
+        size_t cap = c->head_cap ? c->head_cap : 512;
+        while (cap < c->head_used + len) cap *= 2;
+        if (cap > HEAD_STORE_MAX) cap = HEAD_STORE_MAX;
+        if (c->head_used + len > cap) return 1; /* cannot happen while the head is bounded */
+        char *grown = realloc(c->head, cap);
+        if (!grown) return 1;
+        c->head = grown, c->head_cap = cap;
+    }
+    memcpy(c->head + c->head_used, at, len);
+    c->head_used += len;
+    return 0;
+}
+
+/* A piece of the current name or value, bounded by API_MAX_HEADER_LEN in all. */
+static int add_piece(struct client *c, const char *at, size_t len) {
+    if (c->piece_len + len > API_MAX_HEADER_LEN) {
+        c->header_refused = "a header's name or value is longer than the server takes";
+        return 1;
+    }
+    c->piece_len += len;
+    return head_append(c, at, len);
+}
+
+static int begin_value(struct client *c) {
+    if (head_append(c, "", 1)) return 1;
+    c->header_at[c->nheaders - 1].value = c->head_used;
+    c->piece = PIECE_VALUE, c->piece_len = 0;
+    return 0;
+}
+
+/* The header received last is whole (a name with no value gets an empty one). */
+static int end_header(struct client *c) {
+    if (c->piece == PIECE_NAME && begin_value(c)) return 1;
+    if (c->piece == PIECE_VALUE && head_append(c, "", 1)) return 1;
+    c->piece = PIECE_NONE;
+    return 0;
+}
+
+/* http-parser hands a name or value over in as many pieces as the reads cut it into: a name's
+ * first piece is one after a value's (or none). */
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+    struct client *c = p->data;
+    if (count_head(c, len)) return 1;
+    if (c->piece != PIECE_NAME) {
+        if (end_header(c)) return 1;
+        if (c->nheaders == API_MAX_HEADERS) {
+            c->header_refused = "the request has more headers than the server takes";
+            return 1;
+        }
+        c->header_at[c->nheaders++].name = c->head_used;
+        c->piece = PIECE_NAME, c->piece_len = 0;
+    }
+    return add_piece(c, at, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+    struct client *c = p->data;
+    if (count_head(c, len)) return 1;
+    if (c->piece == PIECE_NONE) return 1; /* http-parser gives a name first */
+    if (c->piece == PIECE_NAME && begin_value(c)) return 1;
+    return add_piece(c, at, len);
 }
 
 static int on_headers_complete(http_parser *p) {
@@ -136,7 +227,7 @@ static int on_headers_complete(http_parser *p) {
     /* A stated length past the limit is refused before a byte of it is read (-1: an error;
      * 1 and 2 mean "no body" to http-parser). */
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > API_MAX_BODY) return c->too_big = true, -1;
-    return 0;
+    return end_header(c) ? -1 : 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
@@ -158,8 +249,13 @@ static int on_message_complete(http_parser *p) {
     if (q) *q = 0;
     static const char empty[1];
     if (c->body) c->body[c->body_len] = 0;
+    if (end_header(c)) return 1; /* a chunked body's trailers come after on_headers_complete */
+    struct api_header headers[API_MAX_HEADERS];
+    for (unsigned i = 0; i < c->nheaders; i++)
+        headers[i] = (struct api_header){c->head + c->header_at[i].name, c->head + c->header_at[i].value};
     struct api_request r = {.method = http_method_str(p->method), .path = c->url,
-                            .body = c->body ? c->body : empty, .body_len = c->body_len};
+                            .body = c->body ? c->body : empty, .body_len = c->body_len,
+                            .headers = headers, .nheaders = c->nheaders};
     uint64_t gen = c->generation;
     s->fn(s->ctx, s, (struct api_ticket){(unsigned)(c - s->clients), gen}, &r);
     /* Answered (or the connection closed) in the handler: go on with the next request.
@@ -189,6 +285,9 @@ static void on_client(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, co
     if (c->awaiting_answer) return; /* answered later; the rest of what it sent is ignored */
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (c->too_big) return refuse(c, 413, "the request is larger than the API takes");
+    /* 400 rather than 431: as Firecracker's HTTP server answers a header past its limits, and
+     * as this server answers other heads it will not take (413 aside). */
+    if (c->header_refused) return refuse(c, 400, c->header_refused);
     if (e != HPE_OK || used != (size_t)n) {
         char why[120];
         snprintf(why, sizeof why, "malformed HTTP: %s", http_errno_description(e));
@@ -292,7 +391,7 @@ struct api_server *api_server_create(const char *path, api_handler_fn *fn, void 
     }
     s->fn = fn, s->ctx = ctx;
     s->settings = (http_parser_settings){.on_message_begin = on_message_begin, .on_url = on_url,
-                                         .on_header_field = on_header_bytes, .on_header_value = on_header_bytes,
+                                         .on_header_field = on_header_field, .on_header_value = on_header_value,
                                          .on_headers_complete = on_headers_complete, .on_body = on_body,
                                          .on_message_complete = on_message_complete};
     return s;
@@ -321,11 +420,16 @@ void api_server_detach(struct api_server *s) {
     s->d = NULL;
 }
 
-void api_respond_with(struct api_server *s, struct api_ticket t, int status, const char *json, const char *headers) {
+void api_respond_typed(struct api_server *s, struct api_ticket t, int status, const char *content_type,
+                       const char *body, const char *headers) {
     if (t.slot >= API_MAX_CLIENTS) return;
     struct client *c = &s->clients[t.slot];
     if (c->fd < 0 || c->generation != t.generation || !c->awaiting_answer) return;
-    send_response(c, status, json, headers);
+    send_response(c, status, content_type, body, headers);
+}
+
+void api_respond_with(struct api_server *s, struct api_ticket t, int status, const char *json, const char *headers) {
+    api_respond_typed(s, t, status, "application/json", json, headers);
 }
 
 void api_respond(struct api_server *s, struct api_ticket t, int status, const char *json) {

@@ -5,7 +5,8 @@
  * Hostile clients are bounded: at most API_MAX_CLIENTS at once (a new one evicts the client
  * idle the longest), a request's head and body within API_MAX_BODY, a request complete within
  * API_REQUEST_TIMEOUT_S of its first byte and an idle connection closed after
- * API_IDLE_TIMEOUT_S; malformed HTTP gets a 400 and the connection closed. None of that
+ * API_IDLE_TIMEOUT_S; malformed HTTP, more than API_MAX_HEADERS headers or a header's name or
+ * value longer than API_MAX_HEADER_LEN gets a 400 and the connection closed. None of that
  * touches the other clients or the devices on the same loop. */
 #ifndef BELLHOP_VMM_CONTROL_API_SERVER_H
 #define BELLHOP_VMM_CONTROL_API_SERVER_H
@@ -19,14 +20,22 @@
 #define API_MAX_URL 512
 #define API_REQUEST_TIMEOUT_S 5
 #define API_IDLE_TIMEOUT_S 60
+#define API_MAX_HEADERS 32
+#define API_MAX_HEADER_LEN 1024 /* a header's name, and its value, each */
 
 struct api_server;
+
+struct api_header {
+    const char *name, *value; /* as received, NUL-terminated */
+};
 
 struct api_request {
     const char *method; /* "GET", "PUT", ... */
     const char *path;   /* without the query */
     const char *body;   /* NUL-terminated */
     size_t body_len;
+    const struct api_header *headers; /* in the order received; valid during the handler only */
+    unsigned nheaders;
 };
 
 /* A request's client, to answer it now or later (api_respond); answering later means the
@@ -53,6 +62,9 @@ void api_server_detach(struct api_server *s);
 void api_respond(struct api_server *s, struct api_ticket t, int status, const char *json);
 /* The same with more header lines (each ending in "\r\n"; NULL for none). */
 void api_respond_with(struct api_server *s, struct api_ticket t, int status, const char *json, const char *headers);
+/* The same with a body of any type (NUL-terminated; NULL for none, and then no Content-Type). */
+void api_respond_typed(struct api_server *s, struct api_ticket t, int status, const char *content_type,
+                       const char *body, const char *headers);
 /* Closes every connection and the socket, and removes its path. */
 void api_server_destroy(struct api_server *s);
 

@@ -7,7 +7,9 @@
 #include <lib/async-loop/loop.h>
 #include <lib/async/task.h>
 
+#include "net/mmds.h"
 #include "vmm/control/api_server.h"
+#include "vmm/control/mmds_server.h"
 #include "vmm/control/vm_spec.h"
 #include "vmm/machine/machine.h"
 #include "vmm/machine/snapshot_file.h"
@@ -34,6 +36,14 @@ struct api {
     struct snapshot_image image;
     struct machine_restore restore;
     zx_handle_t prepared_vm; /* made while waiting for the first request (machine_prepare_vm) */
+    /* Firecracker's MMDS: the store (NULL until a request, --metadata or mmds-config needs it),
+     * whether a PUT filled it (PATCH needs one first, as Firecracker's), its size limit; and,
+     * while a machine with mmds-config runs, the server its guest's connections reach */
+    struct mmds *mmds;
+    bool mmds_filled;
+    size_t mmds_limit;
+    struct mmds_server *mmds_server;
+    bool mmds_attached;
 };
 
 /* The routes (api_routes.c): one request, answered now or, for what starts the machine, once
@@ -45,6 +55,8 @@ const char *api_route_label(const struct api_request *r);
 __attribute__((format(printf, 3, 4))) void api_fault(struct api *a, struct api_ticket t, const char *fmt, ...);
 
 /* The lifecycle's, for the routes (api.c). */
+/* The MMDS store, made now if there is none (NULL when out of memory). */
+struct mmds *api_mmds(struct api *a);
 void api_request_start(struct api *a, struct api_ticket t, bool has_ticket);
 int api_flush_metrics(struct api *a, char *err, size_t errlen);
 int api_put_logger(struct api *a, json_t *body, char *err, size_t errlen);

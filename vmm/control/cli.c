@@ -141,7 +141,7 @@ enum {
     O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_SMT, O_DISK, O_RNG, O_NET, O_DEVICE, O_FS, O_VSOCK, /* the VM's */
     O_CONSOLE, O_TRACE, O_MARKERS, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS,
     O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE, O_START_TIME,
-    O_PRINT_CONFIG, O_MEM_UFFD, O_HALT_POLL, O_CPU_PM,
+    O_PRINT_CONFIG, O_MEM_UFFD, O_HALT_POLL, O_CPU_PM, O_METADATA, O_MMDS_LIMIT,
 };
 
 static const struct option options[] = {
@@ -161,7 +161,8 @@ static const struct option options[] = {
     {"profile", required_argument, 0, O_PROFILE}, {"profile-symbols", required_argument, 0, O_PROFILE_SYMBOLS},
     {"guest-decompress", no_argument, 0, O_GUEST_DECOMPRESS}, {"pvm-anyway", no_argument, 0, O_PVM_ANYWAY},
     {"print-config", no_argument, 0, O_PRINT_CONFIG}, {"mem-uffd", required_argument, 0, O_MEM_UFFD},
-    {"halt-poll-ns", required_argument, 0, O_HALT_POLL}, {"cpu-pm", required_argument, 0, O_CPU_PM}, {0, 0, 0, 0},
+    {"halt-poll-ns", required_argument, 0, O_HALT_POLL}, {"cpu-pm", required_argument, 0, O_CPU_PM},
+    {"metadata", required_argument, 0, O_METADATA}, {"mmds-size-limit", required_argument, 0, O_MMDS_LIMIT}, {0, 0, 0, 0},
 };
 
 /* A flag that describes the VM. 0, or 2 when told why. */
@@ -267,6 +268,13 @@ static int vmm_flag(struct cli_run *r, int c, char *arg) {
         cfg->halt_poll_ns = ns;
         return 0;
     }
+    case O_MMDS_LIMIT: {
+        unsigned long long bytes;
+        if (!parse_decimal(arg, &bytes) || bytes < 2 || bytes > CLI_MAX_MMDS_LIMIT)
+            return cli_bad_usage("--mmds-size-limit %s: bytes, 2 to %u", arg, CLI_MAX_MMDS_LIMIT);
+        r->mmds_limit = (size_t)bytes;
+        return 0;
+    }
     case O_CPU_PM:
         if (strcmp(arg, "on") == 0) cfg->idle_in_guest = true;
         else if (strcmp(arg, "off") == 0) cfg->idle_in_guest = false;
@@ -287,7 +295,7 @@ static int path_flag(struct cli_run *r, int c, const char *name, const char *arg
         const char **to;
     } paths[] = {{O_API_SOCK, &r->api_sock},     {O_TRACE_FILE, &r->cfg.trace_file}, {O_CONFIG_FILE, &r->config_file},
                  {O_RESTORE, &r->restore},       {O_MEM_FILE, &r->mem_file},         {O_PROFILE, &r->cfg.profile},
-                 {O_PROFILE_SYMBOLS, &r->cfg.profile_symbols}, {O_MEM_UFFD, &r->mem_uffd}};
+                 {O_PROFILE_SYMBOLS, &r->cfg.profile_symbols}, {O_MEM_UFFD, &r->mem_uffd}, {O_METADATA, &r->metadata}};
     for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
         if (paths[p].opt != c) continue;
         if (!*arg) return cli_bad_usage("--%s: empty path", name);
@@ -369,6 +377,8 @@ static int check_together(const struct cli_run *r, const struct vm_flags *f) {
         return cli_bad_usage("%s: with %s, the kernel, memory, CPUs and devices come from there, not from flags",
                              f->first, r->restore ? "--restore" : r->api_sock ? "--api-sock" : "--config-file");
     if (r->cfg.profile_symbols && !r->cfg.profile) return cli_bad_usage("--profile-symbols needs --profile FILE");
+    if ((r->metadata || r->mmds_limit) && !r->api_sock && !r->config_file) /* MMDS is configured there only */
+        return cli_bad_usage("%s goes with --api-sock or --config-file", r->metadata ? "--metadata" : "--mmds-size-limit");
     if (r->print_config && (r->api_sock || r->restore || r->config_file))
         return cli_bad_usage("--print-config: shows what the flags describe, not an API's or a snapshot's VM");
     return 0;
@@ -417,9 +427,12 @@ int cli_run(struct cli_run *r) {
     r->console = (struct virtio_console_params){STDIN_FILENO, STDOUT_FILENO};
     if (r->cfg.console == CONSOLE_VIRTIO)
         r->cfg.devices[r->cfg.ndevices++] = (struct machine_device){&virtio_console_ops, &r->console};
-    if (r->api_sock || r->config_file || r->restore)
+    if (r->api_sock || r->config_file || r->restore) {
+        const struct api_mmds_options mmds = {.metadata = r->metadata, .limit = r->mmds_limit};
         return api_run(&r->cfg, r->api_sock, r->config_file, r->restore,
-                       r->mem_uffd ? SNAPSHOT_BACKEND_UFFD : SNAPSHOT_BACKEND_FILE, r->mem_uffd ? r->mem_uffd : r->mem_file);
+                       r->mem_uffd ? SNAPSHOT_BACKEND_UFFD : SNAPSHOT_BACKEND_FILE, r->mem_uffd ? r->mem_uffd : r->mem_file,
+                       &mmds);
+    }
     char err[300];
     if (vm_spec_to_machine(&r->spec, &r->cfg, err, sizeof err) != 0) return cli_bad_usage("%s", err);
     return machine_run(&r->cfg);

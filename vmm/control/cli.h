@@ -14,12 +14,15 @@
 
 #define CLI_EXIT_USAGE 2
 #define CLI_MAX_DISKS VM_SPEC_MAX_DRIVES
+#define CLI_MAX_MMDS_LIMIT (1u << 30) /* --mmds-size-limit's bound: the store is held whole, in memory */
 
 struct cli_run {
     struct machine_config cfg; /* the VMM's options, and the virtio console when asked for */
     struct vm_spec spec;       /* the VM, as the flags describe it (vm_spec_init'ed; vm_spec_free it) */
     struct virtio_console_params console;
     const char *api_sock, *config_file, *restore, *mem_file, *mem_uffd; /* NULL: not given */
+    const char *metadata; /* --metadata: the MMDS store's first content (NULL: none) */
+    size_t mmds_limit;    /* --mmds-size-limit (0: not given) */
     bool print_config, help;
 };
 

@@ -1,6 +1,7 @@
 /* The resources of Firecracker's API and config file, parsed with jansson's strict unpacking:
  * an unknown field, a field of the wrong type or a missing required one is refused with
  * jansson's own words ("1 object item(s) left unpacked: foo", "Expected integer, got string"). */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <sys/stat.h>
@@ -79,6 +80,7 @@ void vm_spec_free(struct vm_spec *s) {
     free(s->fs_socket), free(s->fs_tag);
     for (unsigned i = 0; i < s->ndevices; i++) free(s->devices[i]);
     free(s->vsock.uds_path);
+    for (unsigned i = 0; i < s->mmds.nifaces; i++) free(s->mmds.ifaces[i]);
     vm_spec_init(s);
 }
 
@@ -487,6 +489,95 @@ int vm_spec_bellhop(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
     return 0;
 }
 
+static bool has_net(const struct vm_spec *s, const char *id) {
+    for (unsigned i = 0; i < s->nnets; i++)
+        if (strcmp(s->nets[i].id, id) == 0) return true;
+    return false;
+}
+
+/* Firecracker's rule, which also keeps bellhop's /16 around the address (its network and
+ * broadcast addresses) out of reach. */
+static bool link_local(uint32_t addr) {
+    uint32_t third = addr >> 8 & 0xff;
+    return addr >> 16 == 0xa9fe && third != 0 && third != 255;
+}
+
+static int mmds_address(json_t *v, uint32_t *addr, char *err, size_t errlen) {
+    const char *text;
+    struct in_addr in;
+    *addr = MMDS_DEFAULT_ADDR;
+    if (nullable_string("mmds-config: ipv4_address", v, &text, err, errlen)) return -1;
+    if (!text) return 0;
+    if (inet_pton(AF_INET, text, &in) != 1)
+        return error_text(err, errlen, "mmds-config: ipv4_address %s: invalid IPv4 address syntax", text);
+    *addr = ntohl(in.s_addr);
+    if (!link_local(*addr)) /* Firecracker's words */
+        return error_text(err, errlen, "mmds-config: The MMDS IPv4 address is not link local: %s", text);
+    return 0;
+}
+
+/* network_interfaces: each an interface already, once each (a name twice counts once). */
+static int mmds_ifaces(const struct vm_spec *s, json_t *list, const char *ids[VM_SPEC_MAX_NETS], unsigned *n, char *err,
+                       size_t errlen) {
+    if (!json_is_array(list)) return error_text(err, errlen, "mmds-config: network_interfaces: expected an array of ids");
+    if (!json_array_size(list)) /* Firecracker's words, here and below */
+        return error_text(err, errlen, "mmds-config: The list of network interface IDs that allow forwarding MMDS "
+                          "requests is empty.");
+    size_t i;
+    json_t *v;
+    *n = 0;
+    json_array_foreach(list, i, v) {
+        const char *id = json_string_value(v);
+        if (!id) return error_text(err, errlen, "mmds-config: network_interfaces: expected an array of ids");
+        if (!has_net(s, id))
+            return error_text(err, errlen, "mmds-config: The list of network interface IDs provided contains at least "
+                              "one ID that does not correspond to any existing network interface: %s", id);
+        bool seen = false;
+        for (unsigned j = 0; j < *n; j++) seen |= strcmp(ids[j], id) == 0;
+        if (!seen) ids[(*n)++] = id; /* at most one a network interface: no overflow */
+    }
+    return 0;
+}
+
+int vm_spec_mmds_config(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
+    const char *version = "V1";
+    json_t *list, *addr_v = NULL;
+    int compat = 0;
+    json_error_t je;
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s?:s, s:o, s?:o, s?:b}", "version", &version, "network_interfaces",
+                       &list, "ipv4_address", &addr_v, "imds_compat", &compat))
+        return unpack_failed("mmds-config", &je, err, errlen);
+    if (strcmp(version, "V1") != 0 && strcmp(version, "V2") != 0)
+        return error_text(err, errlen, "mmds-config: unknown variant `%s`, expected `V1` or `V2`", version);
+    uint32_t addr;
+    const char *ids[VM_SPEC_MAX_NETS];
+    unsigned n = 0;
+    if (mmds_address(addr_v, &addr, err, errlen) || mmds_ifaces(s, list, ids, &n, err, errlen)) return -1;
+    char *copies[VM_SPEC_MAX_NETS];
+    bool oom = false;
+    for (unsigned i = 0; i < n; i++) oom |= !(copies[i] = strdup(ids[i]));
+    if (oom) {
+        for (unsigned i = 0; i < n; i++) free(copies[i]);
+        return error_text(err, errlen, "mmds-config: out of memory");
+    }
+    for (unsigned i = 0; i < s->mmds.nifaces; i++) free(s->mmds.ifaces[i]);
+    s->mmds = (struct vm_spec_mmds){.nifaces = n, .version = version[1] == '2' ? MMDS_V2 : MMDS_V1, .addr = addr,
+                                    .imds_compat = compat};
+    memcpy(s->mmds.ifaces, copies, n * sizeof copies[0]);
+    return 0;
+}
+
+json_t *vm_spec_mmds_json(const struct vm_spec *s) {
+    if (!s->mmds.nifaces) return json_null();
+    json_t *ids = json_array();
+    for (unsigned i = 0; i < s->mmds.nifaces; i++) json_array_append_new(ids, json_string(s->mmds.ifaces[i]));
+    struct in_addr in = {htonl(s->mmds.addr)};
+    char addr[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &in, addr, sizeof addr);
+    return json_pack("{s:s, s:o, s:s, s:b}", "version", s->mmds.version == MMDS_V2 ? "V2" : "V1", "network_interfaces",
+                     ids, "ipv4_address", addr, "imds_compat", s->mmds.imds_compat);
+}
+
 typedef int each_fn(struct vm_spec *s, const char *id, json_t *body, char *err, size_t errlen);
 
 static int each(struct vm_spec *s, json_t *arr, const char *what, each_fn *fn, char *err, size_t errlen) {
@@ -501,12 +592,12 @@ static bool given(json_t *v) { return v && !json_is_null(v); }
 
 int vm_spec_document(struct vm_spec *s, json_t *doc, char *err, size_t errlen) {
     json_t *boot = NULL, *machine = NULL, *drives = NULL, *nets = NULL, *entropy = NULL, *logger = NULL, *metrics = NULL;
-    json_t *balloon = NULL, *vsock = NULL, *ext = NULL;
+    json_t *balloon = NULL, *vsock = NULL, *ext = NULL, *mmds = NULL;
     json_error_t je;
-    if (json_unpack_ex(doc, &je, JSON_STRICT, "{s:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o}",
+    if (json_unpack_ex(doc, &je, JSON_STRICT, "{s:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o, s?:o}",
                        "boot-source", &boot, "machine-config", &machine, "drives", &drives, "network-interfaces", &nets,
                        "entropy", &entropy, "logger", &logger, "metrics", &metrics, "balloon", &balloon, "vsock",
-                       &vsock, "bellhop", &ext))
+                       &vsock, "bellhop", &ext, "mmds-config", &mmds))
         return unpack_failed("config file", &je, err, errlen);
     if (vm_spec_boot_source(s, boot, err, errlen)) return -1;
     if (given(machine) && vm_spec_machine_config(s, machine, false, err, errlen)) return -1;
@@ -518,6 +609,7 @@ int vm_spec_document(struct vm_spec *s, json_t *doc, char *err, size_t errlen) {
     if (given(balloon) && vm_spec_balloon(s, balloon, err, errlen)) return -1;
     if (given(vsock) && vm_spec_vsock(s, vsock, err, errlen)) return -1;
     if (given(ext) && vm_spec_bellhop(s, ext, err, errlen)) return -1;
+    if (given(mmds) && vm_spec_mmds_config(s, mmds, err, errlen)) return -1; /* after the interfaces it names */
     return 0;
 }
 
@@ -600,6 +692,7 @@ json_t *vm_spec_to_json(const struct vm_spec *s) {
                                                        "show_log_origin", s->log_show_origin)
                                            : json_null());
     json_object_set_new(doc, "metrics", s->metrics_path ? json_pack("{s:s}", "metrics_path", s->metrics_path) : json_null());
+    json_object_set_new(doc, "mmds-config", vm_spec_mmds_json(s));
     json_t *ext = vm_spec_bellhop_json(s->fs_socket, s->fs_tag, (const char *const *)s->devices, s->ndevices);
     if (ext) json_object_set_new(doc, "bellhop", ext);
     return doc;
@@ -610,6 +703,12 @@ static bool add(struct machine_config *cfg, const char *name, const void *params
     if (cfg->ndevices == MACHINE_MAX_DEVICES) return false;
     cfg->devices[cfg->ndevices++] = (struct machine_device){virtio_device_find(name), params};
     return true;
+}
+
+static bool mmds_on(const struct vm_spec *s, const char *iface) {
+    for (unsigned i = 0; i < s->mmds.nifaces; i++)
+        if (strcmp(s->mmds.ifaces[i], iface) == 0) return true;
+    return false;
 }
 
 static int too_many(char *err, size_t errlen) {
@@ -651,6 +750,7 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
                                                    .limiter = d->limiter};
             if (!add(cfg, "virtio-blk", &s->blk[n++])) return too_many(err, errlen);
         }
+    if (s->mmds.nifaces && !s->mmds_socket) return error_text(err, errlen, "mmds-config: no MMDS server to reach");
     for (unsigned i = 0; i < s->nnets; i++) {
         const char *own = s->nets[i].bellhop_net ? s->nets[i].bellhop_net : "";
         s->net[i] = (struct virtio_net_params){.tap = s->nets[i].host_dev_name,
@@ -660,6 +760,7 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
                                                .has_mac = s->nets[i].has_mac,
                                                .rx_limiter = s->nets[i].rx_limiter, .tx_limiter = s->nets[i].tx_limiter};
         memcpy(s->net[i].mac, s->nets[i].mac, 6);
+        if (mmds_on(s, s->nets[i].id)) s->net[i].mmds_addr = s->mmds.addr, s->net[i].mmds_socket = s->mmds_socket;
         s->nets[i].device = cfg->ndevices;
         if (!add(cfg, "virtio-net", &s->net[i])) return too_many(err, errlen);
     }

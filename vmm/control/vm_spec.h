@@ -20,6 +20,7 @@
 #include "devices/virtio_rng.h"
 #include "devices/virtio_vhost_user.h"
 #include "devices/virtio_vsock.h"
+#include "net/mmds.h"
 #include "vmm/machine/machine.h"
 
 #define VM_SPEC_MAX_DRIVES 4
@@ -62,6 +63,16 @@ struct vm_spec_vsock {
     uint64_t guest_cid;
 };
 
+/* PUT /mmds/config's (the document's "mmds-config"): the interfaces on which the guest reaches
+ * MMDS at addr (host order), with its version and imds_compat; nifaces 0: no MMDS. */
+struct vm_spec_mmds {
+    char *ifaces[VM_SPEC_MAX_NETS];
+    unsigned nifaces;
+    enum mmds_version version;
+    uint32_t addr;
+    bool imds_compat;
+};
+
 struct vm_spec {
     char *kernel, *boot_args, *initrd; /* kernel NULL: no boot-source yet */
     unsigned vcpus;
@@ -83,6 +94,10 @@ struct vm_spec {
     char *log_path, *log_level;
     bool log_show_level, log_show_origin;
     char *metrics_path;
+    struct vm_spec_mmds mmds;
+    /* the MMDS server's socket, which the MMDS interfaces' devices connect to; set by the
+     * caller before vm_spec_to_machine when mmds.nifaces (NULL: MMDS stays off) */
+    const char *mmds_socket;
     /* what a machine_config built from this points into (vm_spec_to_machine) */
     struct virtio_blk_params blk[VM_SPEC_MAX_DRIVES];
     struct vhost_user_params vhost[VM_SPEC_MAX_DRIVES];
@@ -136,6 +151,11 @@ int vm_spec_unpack_error(const char *what, const json_error_t *je, char *err, si
 bool vm_spec_valid_id(const char *id);
 int vm_spec_logger(struct vm_spec *s, json_t *body, char *err, size_t errlen);
 int vm_spec_metrics(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+/* PUT /mmds/config: {"version": "V1" | "V2", "network_interfaces": [ID...] (each already an
+ * interface), "ipv4_address": a link-local address (169.254.1.0 to 169.254.254.255), "imds_compat"}. */
+int vm_spec_mmds_config(struct vm_spec *s, json_t *body, char *err, size_t errlen);
+/* The document's "mmds-config" (null without MMDS); a new reference. */
+json_t *vm_spec_mmds_json(const struct vm_spec *s);
 /* bellhop's extensions, a document's "bellhop" object (docs/api.md): {"shared_dir": {"socket",
  * "tag"}, "devices": [NAME...]}. */
 int vm_spec_bellhop(struct vm_spec *s, json_t *body, char *err, size_t errlen);
@@ -150,8 +170,9 @@ json_t *vm_spec_to_json(const struct vm_spec *s);
 json_t *vm_spec_machine_config_json(const struct vm_spec *s);
 /* Fills cfg's kernel, initrd, command line, memory, CPUs and devices (pointing into s, which
  * must outlive the machine), the devices after any cfg has (a virtio console): the drives
- * (the root device first), network interfaces, entropy, the balloon, vsock, the shared directory, the named
- * devices. 0, or -1 with the reason (no boot source, too many devices). */
+ * (the root device first), network interfaces (MMDS on those mmds names, with mmds_socket),
+ * entropy, the balloon, vsock, the shared directory, the named devices. 0, or -1 with the
+ * reason (no boot source, too many devices, MMDS without its socket). */
 int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err, size_t errlen);
 
 #endif

@@ -9,7 +9,10 @@
 
 static struct termios saved;
 static int saved_fd = -1;
-static char remove_path[128];
+/* What the fatal signals remove, in order: sockets, then the directories they were in. */
+#define REMOVED_MAX 4
+static char remove_paths[REMOVED_MAX][128];
+static bool remove_is_dir[REMOVED_MAX];
 
 void terminal_restore(void) {
     if (saved_fd >= 0) tcsetattr(saved_fd, TCSAFLUSH, &saved);
@@ -18,7 +21,8 @@ void terminal_restore(void) {
 
 static void on_fatal(int sig) {
     terminal_restore();
-    if (remove_path[0]) unlink(remove_path);
+    for (int i = 0; i < REMOVED_MAX && remove_paths[i][0]; i++)
+        remove_is_dir[i] ? rmdir(remove_paths[i]) : unlink(remove_paths[i]);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -39,9 +43,15 @@ void terminal_raw(int fd) {
     catch_fatal_signals();
 }
 
-void terminal_remove_on_signal(const char *path) {
+static void remove_on_signal(const char *path, bool dir) {
     size_t n = strlen(path);
-    if (n >= sizeof remove_path) return;
-    memcpy(remove_path, path, n + 1);
+    int i = 0;
+    while (i < REMOVED_MAX && remove_paths[i][0] && strcmp(remove_paths[i], path) != 0) i++;
+    if (i == REMOVED_MAX || n >= sizeof remove_paths[i]) return;
+    remove_is_dir[i] = dir;
+    memcpy(remove_paths[i], path, n + 1);
     catch_fatal_signals();
 }
+
+void terminal_remove_on_signal(const char *path) { remove_on_signal(path, false); }
+void terminal_remove_dir_on_signal(const char *path) { remove_on_signal(path, true); }
