@@ -15,10 +15,12 @@ tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
        kernel_unpacked_by_bellhop_with_kaslr reboot_ends_the_vm_with_0
        the_kernels_own_decompressor_boots_it intx_fallback_without_msi ram_above_4_gib_is_the_guests
        the_disk_reads_and_writes_ram_above_4_gib nokaslr_leaves_it_in_place user_net_gives_an_address_by_dhcp
-       user_net_reaches_the_hosts_loopback user_net_forwards_a_host_port
+       user_net_reaches_the_hosts_loopback user_net_forwards_a_host_port mmds_v1_answers_a_plain_get_over_user_net
        pvh_vmlinux_boots api_boots_linux_to_its_init vsock_host_connects_to_a_guest_listener
        vsock_guest_connects_to_a_host_listener balloon_statistics_come_from_linux
        balloon_gives_guest_memory_back_to_the_host send_ctrl_alt_del_shuts_it_down
+       mmds_v2_gives_a_token_and_the_data_for_it mmds_v2_answers_401_without_a_token mmds_patch_is_seen_by_the_next_get
+       mmds_answers_json_when_asked
        a_snapshot_after_init_restores_in_a_new_vmm restored_shell_goes_on restored_disk_writes_land_in_the_image
        restored_tcp_over_virtio_net a_rebased_diff_holds_a_file_written_between_the_snapshots
        virtiofs_reads_a_file_the_host_wrote virtiofs_writes_a_file_the_host_reads"
@@ -185,14 +187,24 @@ grep -q -E "bellhop: kernel unpacked \(.*, not randomized\)" $out && pass nokasl
 # host's loopback through the gateway, and a host client reaching the guest's server through a
 # forwarded port on 127.0.0.1. Nothing leaves the host's loopback: in the test's network
 # namespace where it has one (the nested host's own loopback is down), else the host's.
-user_tests="user_net_gives_an_address_by_dhcp user_net_reaches_the_hosts_loopback user_net_forwards_a_host_port"
+# Configured by a config file (Firecracker's format, bellhop's bellhop_net field) with MMDS on the
+# interface, version 1, its store from --metadata: the guest's wget reads a key.
+user_tests="user_net_gives_an_address_by_dhcp user_net_reaches_the_hosts_loopback user_net_forwards_a_host_port
+            mmds_v1_answers_a_plain_get_over_user_net"
 if [ -n "$sanitized" ]; then
     for t in $user_tests; do skip $t "a sanitizer build"; done
 else
     ($in_ns nc -l -p 5557 > /tmp/bellhop-user.out 2>/dev/null || $in_ns nc -l 127.0.0.1 5557 > /tmp/bellhop-user.out) &
     user_listener=$!
-    $in_ns $bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M \
-        --net user,hostfwd=tcp:127.0.0.1:5558-:5556 --cmdline "console=ttyS0 quiet bellhop.usernet=5557" > $out 2>&1 < /dev/null &
+    cat > /tmp/bellhop-user.json <<JSON
+{"boot-source": {"kernel_image_path": "$L/bzImage", "initrd_path": "$L/initrd.cpio",
+                 "boot_args": "console=ttyS0 quiet bellhop.usernet=5557 bellhop.mmds"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 512},
+ "network-interfaces": [{"iface_id": "eth0", "bellhop_net": "user,hostfwd=tcp:127.0.0.1:5558-:5556"}],
+ "mmds-config": {"version": "V1", "network_interfaces": ["eth0"]}}
+JSON
+    echo '{"latest": {"meta-data": {"ami-id": "ami-12345678", "reservation-id": "r-1"}}}' > /tmp/bellhop-mmds.json
+    $in_ns $bellhop run --config-file /tmp/bellhop-user.json --metadata /tmp/bellhop-mmds.json > $out 2>&1 < /dev/null &
     vmm=$!
     wait_out "linux-guest: user net listening" 600
     sleep 1
@@ -207,6 +219,9 @@ else
         fail user_net_reaches_the_hosts_loopback "host got '$(cat /tmp/bellhop-user.out 2>/dev/null)'"
     grep -q "linux-guest: hostfwd got: hello through hostfwd" $out && pass user_net_forwards_a_host_port ||
         fail user_net_forwards_a_host_port "$(grep -e 'linux-guest: hostfwd' -e 'user net' $out | tr '\n' '|')"
+    grep -q "linux-guest: mmds v1 got: ami-12345678" $out && pass mmds_v1_answers_a_plain_get_over_user_net ||
+        fail mmds_v1_answers_a_plain_get_over_user_net "$(grep -e mmds -e MMDS $out | tr '\n' '|')"
+    rm -f /tmp/bellhop-user.json /tmp/bellhop-mmds.json
 fi
 # The same kernel as an ELF vmlinux booted through its PVH entry note.
 if [ -n "$sanitized" ]; then
@@ -342,11 +357,15 @@ fi
 # the image, and TCP over virtio-net reaches the host end of the tap. What is restored is a
 # pair: a Full snapshot, then (a file written into the guest's RAM between the two) a Diff,
 # rebased onto the Full's memory file; the restored guest reads that file back.
+# Before the snapshot, MMDS version 2 on the tap's interface (as Firecracker's users have it): the
+# guest's HTTP, raw over busybox's nc, to 169.254.169.254, which never reaches the tap.
 snap_tests="a_snapshot_after_init_restores_in_a_new_vmm restored_shell_goes_on restored_disk_writes_land_in_the_image
             restored_tcp_over_virtio_net a_rebased_diff_holds_a_file_written_between_the_snapshots
             virtiofs_reads_a_file_the_host_wrote virtiofs_writes_a_file_the_host_reads"
+mmds_tests="mmds_v2_gives_a_token_and_the_data_for_it mmds_v2_answers_401_without_a_token mmds_patch_is_seen_by_the_next_get
+            mmds_answers_json_when_asked"
 if [ -n "$sanitized" ] || [ -z "$curl" ] || [ -z "$net" ]; then
-    for t in $snap_tests; do skip $t "a sanitizer build, or no curl or network namespace here"; done
+    for t in $snap_tests $mmds_tests; do skip $t "a sanitizer build, or no curl or network namespace here"; done
 else
     cp $L/disk.img $disk
     rm -f $sock /tmp/bellhop-snap.state /tmp/bellhop-snap.mem /tmp/bellhop-diff.state /tmp/bellhop-diff.mem /tmp/bellhop-console
@@ -367,8 +386,28 @@ else
             put /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "'$disk'", "is_root_device": true}'
             put /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "'$tap'"}'
             put /entropy '{}'
+            put /mmds/config '{"version": "V2", "network_interfaces": ["eth0"]}'
+            put /mmds '{"latest": {"meta-data": {"ami-id": "ami-87654321", "local-ipv4": "10.0.2.2"}}}'
             put /actions '{"action_type": "InstanceStart"}')
     wait_out "linux-guest: shell ready" 1800
+    # http METHOD PATH [HEADERS]: the guest's raw request to MMDS, its answer on stdout
+    echo 'http() { printf "%s %s HTTP/1.1\r\nHost: 169.254.169.254\r\n%bConnection: close\r\n\r\n" "$1" "$2" "${3:+$3\r\n}" | nc -w 5 169.254.169.254 80; }' >&8
+    echo 'ip route add 169.254.169.254 dev eth0' >&8
+    typed 't=$(http PUT /latest/api/token "X-metadata-token-ttl-seconds: 60" | tail -1); echo "mmds-token-length ${#t}"' "^mmds-token-length"
+    tlen=$(grep "^mmds-token-length" $out | tail -1 | cut -d' ' -f2 | tr -d '\r')
+    typed 'v=$(http GET /latest/meta-data/ami-id "X-metadata-token: $t" | tail -1); echo "mmds-got $v"' "^mmds-got"
+    grep -q "^mmds-got ami-87654321" $out && [ "${tlen:-0}" -gt 0 ] && pass mmds_v2_gives_a_token_and_the_data_for_it ||
+        fail mmds_v2_gives_a_token_and_the_data_for_it "token length '$tlen': $(grep -e mmds -e MMDS $out | tr '\n' '|')"
+    typed 's=$(http GET /latest/meta-data/ami-id | head -1); echo "mmds-no-token $s"' "^mmds-no-token"
+    grep -q "^mmds-no-token HTTP/1.1 401" $out && pass mmds_v2_answers_401_without_a_token ||
+        fail mmds_v2_answers_401_without_a_token "$(grep '^mmds-no-token' $out)"
+    patched=$($curl -s -m 30 --unix-socket $sock -X PATCH http://localhost/mmds -d '{"latest": {"meta-data": {"ami-id": "ami-patched"}}}' -w '%{http_code}')
+    typed 'v=$(http GET /latest/meta-data/ami-id "X-metadata-token: $t" | tail -1); echo "mmds-now $v"' "^mmds-now"
+    [ "$patched" = 204 ] && grep -q "^mmds-now ami-patched" $out && pass mmds_patch_is_seen_by_the_next_get ||
+        fail mmds_patch_is_seen_by_the_next_get "PATCH $patched: $(grep '^mmds-now' $out)"
+    typed 'v=$(http GET /latest/meta-data "X-metadata-token: $t\r\nAccept: application/json" | tail -1); echo "mmds-json $v"' "^mmds-json"
+    grep -q '^mmds-json.*"ami-id": *"ami-patched"' $out && grep -q '^mmds-json.*"local-ipv4": *"10.0.2.2"' $out &&
+        pass mmds_answers_json_when_asked || fail mmds_answers_json_when_asked "$(grep '^mmds-json' $out)"
     paused=$(vm_state Paused)
     created=$(put /snapshot/create '{"snapshot_path": "/tmp/bellhop-snap.state", "mem_file_path": "/tmp/bellhop-snap.mem"}')
     paused="$paused$(vm_state Resumed)"
@@ -384,7 +423,7 @@ else
     $in_ns $bellhop run --restore /tmp/bellhop-diff.state --mem-file /tmp/bellhop-snap.mem < /tmp/bellhop-console > $out 2>&1 &
     vmm=$!
     exec 8> /tmp/bellhop-console
-    if [ "$(echo $codes $paused $created)" = "204 204 204 204 204 204 204 204 204 204 204 rebased" ] &&
+    if [ "$(echo $codes $paused $created)" = "204 204 204 204 204 204 204 204 204 204 204 204 204 rebased" ] &&
        typed 'echo restored $((40 + 2))' "restored 42"; then
         pass a_snapshot_after_init_restores_in_a_new_vmm
         pass restored_shell_goes_on

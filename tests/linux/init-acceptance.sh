@@ -61,6 +61,15 @@ if [ -e /sys/class/net/eth0 ] && grep -qw bellhop.usernet /proc/cmdline; then
     dhcp_up
     port=$(sed -n 's/.*bellhop.usernet=\([0-9]*\).*/\1/p' /proc/cmdline)
     echo "hello through the gateway" | nc -w 10 10.0.2.2 $port && say "user net sent"
+    if grep -qw bellhop.mmds /proc/cmdline; then
+        # Firecracker's metadata service, version 1: a plain GET (raw over nc: the static
+        # busybox's wget crashes in glibc's resolver), the route to its link-local address on
+        # eth0 as Firecracker's guides have it
+        ip route add 169.254.169.254 dev eth0
+        printf 'GET /latest/meta-data/ami-id HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n' |
+            nc -w 10 169.254.169.254 80 > /tmp/mmds 2>&1
+        say "mmds v1 got: $(tail -1 /tmp/mmds)"
+    fi
     say "user net listening"
     nc -l -p 5556 -w 30 > /tmp/fwd 2>/dev/null && say "hostfwd got: $(cat /tmp/fwd)"
 elif [ -e /sys/class/net/eth0 ] && grep -qw bellhop.dhcp /proc/cmdline; then
