@@ -51,6 +51,20 @@
 #define DNS 0x0a000203u
 #define DHCP_FIRST 0x0a00020fu
 
+/* Frames of one kind let in this second so far. */
+struct admitted {
+    int64_t second;
+    unsigned count;
+};
+
+/* An IPv4 datagram being fragmented: its first fragment went to slirp at `at`. */
+struct datagram {
+    uint8_t key[12]; /* source and destination addresses, ID, protocol: what reassembly matches */
+    int64_t at;      /* 0: a free slot */
+};
+#define FIRSTS_KEPT 64
+#define REASSEMBLY_NS ZX_SEC(20) /* within slirp's own 30 s, after which its queue may be gone */
+
 /* A host socket slirp's last fill listed: its wait on the loop. */
 struct watch {
     async_wait_t wait;
@@ -78,7 +92,7 @@ struct net_user {
     async_dispatcher_t *loop;
     const struct slirp_lib *lib;
     Slirp *slirp;
-    bool stopping;
+    bool stopping, mmds;
     int fd; /* our end of the device's socket pair */
     zx_handle_t handle;
     async_wait_t dev_wait;
@@ -87,6 +101,11 @@ struct net_user {
     bool first_posted, tick_posted;
     /* Host sockets slirp holds for flows (registered, not yet unregistered), and the cap. */
     unsigned nsockets, max_sockets;
+    /* What slirp keeps for the guest with no host socket to count, let in at most at
+     * NET_USER_FRAGMENTS_PER_S and (MMDS) NET_USER_MMDS_SYNS_PER_S a second. */
+    struct admitted fragments, syns;
+    struct datagram firsts[FIRSTS_KEPT]; /* whose first fragment went to slirp (a ring) */
+    unsigned next_first;
     unsigned turn, npfd, nwatches;
     struct pollfd pfd[MAX_POLLED];
     /* A fill lists at most MAX_POLLED; those of the one before not listed again go after it. */
@@ -281,8 +300,70 @@ static bool opens_socket(const uint8_t *f, size_t len) {
     }
 }
 
+/* Whether slirp would keep something for this frame without a host socket: a fragment of an
+ * IPv4 datagram (its reassembly queue, up to 30 s), or with a guest forward (MMDS's) a TCP SYN
+ * (a connection half-open for up to 75 s before its socket exists). */
+static bool is_fragment(const uint8_t *f, size_t len) {
+    return len >= 14 + 20 && be16(f + 12) == 0x0800 && (be16(f + 14 + 6) & 0x3fff);
+}
+
+static bool is_syn(const uint8_t *f, size_t len) {
+    enum { ETH = 14, SYN = 0x02, ACK = 0x10 };
+    if (len < ETH + 20 || be16(f + 12) != 0x0800 || f[ETH + 9] != IPPROTO_TCP) return false;
+    size_t ihl = (size_t)(f[ETH] & 15) * 4;
+    return len > ETH + ihl + 13 && (f[ETH + ihl + 13] & (SYN | ACK)) == SYN;
+}
+
+/* Whether slirp may see this fragment. libslirp 4.7's reassembly crashes (bellhop-net ends, the
+ * guest's link with it) on a fragment that is not a datagram's first when no first came before
+ * it, as one frame of a hostile guest's can make it: so a later fragment goes on only after its
+ * datagram's first (kept up to slirp's reassembly time) and not after its last, which ends the
+ * datagram here. A guest's own fragments come first to last, and pass. */
+/* An IPv4 header slirp takes past its first checks (version, lengths, checksum, TTL): a first
+ * fragment it would drop must not count as one it has. */
+static bool header_sound(const uint8_t *ip, size_t len) {
+    size_t ihl = (size_t)(ip[0] & 15) * 4;
+    if (ip[0] >> 4 != 4 || ihl < 20 || ihl > len || be16(ip + 2) < ihl || be16(ip + 2) > len || ip[8] == 0) return false;
+    uint32_t sum = 0;
+    for (size_t i = 0; i < ihl; i += 2) sum += be16(ip + i);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return sum == 0xffff;
+}
+
+static bool fragment_in_order(struct net_user *u, const uint8_t *f, size_t len) {
+    enum { IP = 14, MF = 0x2000, OFFSET = 0x1fff };
+    const uint8_t *ip = f + IP;
+    if (!header_sound(ip, len - IP)) return false; /* as slirp would */
+    uint16_t flags = be16(ip + 6);
+    uint8_t key[12];
+    memcpy(key, ip + 12, 8), memcpy(key + 8, ip + 4, 2), key[10] = ip[9], key[11] = 0;
+    int64_t now = zx_clock_get_monotonic();
+    if (!(flags & OFFSET) && !(flags & MF)) return true; /* not a fragment after all */
+    struct datagram *d = NULL;
+    for (unsigned i = 0; i < FIRSTS_KEPT && !d; i++)
+        if (u->firsts[i].at && now - u->firsts[i].at < REASSEMBLY_NS && !memcmp(u->firsts[i].key, key, sizeof key))
+            d = &u->firsts[i];
+    if (!(flags & OFFSET)) { /* a first: one slot a datagram, however often it comes */
+        if (!d) d = &u->firsts[u->next_first++ % FIRSTS_KEPT];
+        memcpy(d->key, key, sizeof key);
+        d->at = now;
+        return true;
+    }
+    if (d && !(flags & MF)) d->at = 0;
+    return d != NULL;
+}
+
+/* One more of a kind within its rate (a second's budget), or false to drop it. */
+static bool admit(struct admitted *a, unsigned per_second) {
+    int64_t second = zx_clock_get_monotonic() / ZX_SEC(1);
+    if (second != a->second) a->second = second, a->count = 0;
+    return a->count < per_second && ++a->count;
+}
+
 static void to_slirp(struct net_user *u, const uint8_t *f, size_t len) {
     if (u->nsockets >= u->max_sockets && opens_socket(f, len)) return; /* as a full NAT table */
+    if (is_fragment(f, len) && (!admit(&u->fragments, NET_USER_FRAGMENTS_PER_S) || !fragment_in_order(u, f, len))) return;
+    if (u->mmds && is_syn(f, len) && !admit(&u->syns, NET_USER_MMDS_SYNS_PER_S)) return;
     u->lib->input(u->slirp, f, (int)len);
 }
 
@@ -475,7 +556,8 @@ static int make_mmds_slirp(struct net_user *u, const struct net_user_config *c, 
 }
 
 static int make_slirp(struct net_user *u, const struct net_user_config *c, char *err, size_t errlen) {
-    if (c->mmds_addr) return make_mmds_slirp(u, c, err, errlen);
+    u->mmds = c->mmds_addr != 0;
+    if (u->mmds) return make_mmds_slirp(u, c, err, errlen);
     SlirpConfig cfg = {
         .version = 4, /* timer_new_opaque */
         .restricted = c->restricted,

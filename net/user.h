@@ -27,6 +27,12 @@
  * DHCP, ICMP) are dropped before slirp sees them, as a full NAT table would; the flows already
  * open go on. Sockets the host's own clients open through a hostfwd are counted, not refused. */
 #define NET_USER_MAX_SOCKETS 1024
+/* What slirp holds for the guest without a host socket is bounded by rate, each for at most
+ * its timeout: IPv4 fragments waiting for the rest of their datagram (30 s: 256 a second keep
+ * slirp under about 15 MiB of them), and an MMDS stack's half-open connections (75 s). The
+ * others are dropped as a busy link drops: a guest's TCP sends its SYN again. */
+#define NET_USER_FRAGMENTS_PER_S 256
+#define NET_USER_MMDS_SYNS_PER_S 64
 #define NET_USER_HDR_LEN 12             /* the virtio_net_hdr before each frame on the device's fd */
 #define NET_USER_MAX_FRAME (65536 + NET_USER_HDR_LEN)
 

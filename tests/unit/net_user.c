@@ -786,3 +786,69 @@ TEST(mmds_addresses_outside_link_local_are_refused) {
     memset(longpath, 'a', sizeof longpath - 1), longpath[sizeof longpath - 1] = 0;
     CHECK(net_user_mmds_config(MMDS_IP, longpath, &c, err, sizeof err) != 0);
 }
+
+/* Half-open connections to MMDS hold slirp's memory with no host socket to cap them: past
+ * NET_USER_MMDS_SYNS_PER_S a second the guest's SYNs are dropped; the next second answers. */
+TEST(mmds_syn_floods_are_bounded_and_the_stack_goes_on) {
+    char path[108];
+    int l = unix_listener(path, sizeof path);
+    struct net n = mmds_net(path);
+    uint8_t f[NET_USER_MAX_FRAME];
+    struct seen s;
+    send_frame(&n, f, arp_request(f, MMDS_IP));
+    CHECK(expect(&n, arp_reply, MMDS_IP, 3000, &s, f));
+    /* at the start of a second, so that the flood falls within one */
+    int64_t second = zx_clock_get_monotonic() / ZX_SEC(1);
+    while (zx_clock_get_monotonic() / ZX_SEC(1) == second) usleep(1000);
+    unsigned answered = 0;
+    for (unsigned i = 0; i < 4 * NET_USER_MMDS_SYNS_PER_S; i++) {
+        send_frame(&n, f, tcp_to(f, (uint16_t)(20000 + i), MMDS_IP, 80, SYN, 1, 0, NULL));
+        for (size_t len; (len = recv_frame(&n, f, 0)) != 0;)
+            answered += parse(f, len, &s) && s.proto == IPPROTO_TCP && (s.flags & (SYN | ACK)) == (SYN | ACK);
+    }
+    for (size_t len; (len = recv_frame(&n, f, 200)) != 0;)
+        answered += parse(f, len, &s) && s.proto == IPPROTO_TCP && (s.flags & (SYN | ACK)) == (SYN | ACK);
+    CHECK_MSG(answered > 0 && answered <= 2 * NET_USER_MMDS_SYNS_PER_S, "%u SYN-ACKs for %u SYNs", answered,
+              4 * NET_USER_MMDS_SYNS_PER_S);
+    sleep(1);
+    send_frame(&n, f, tcp_to(f, 30000, MMDS_IP, 80, SYN, 1, 0, NULL));
+    CHECK_MSG(expect(&n, syn_ack_to_guest, 30000, 3000, &s, f), "no SYN-ACK a second after the flood");
+    net_stop(&n);
+    close(l);
+    unlink(path);
+}
+
+/* A fragment that is not its datagram's first, with no first before it: one frame that ends
+ * libslirp 4.7 (in its reassembly) is dropped before it; in order, fragments still pass: the
+ * gateway answers a ping sent in two. */
+static size_t fragment(uint8_t *f, uint32_t dst, uint16_t id, uint16_t flags_offset, const uint8_t *part, size_t len,
+                       size_t total) {
+    static const uint8_t gateway_mac[6] = {0x52, 0x55, 0x0a, 0x00, 0x02, 0x02};
+    size_t n = eth(f, gateway_mac, 0x0800);
+    ipv4(f + n, IPPROTO_ICMP, GUEST_IP, dst, len);
+    put16(f + n + 4, id), put16(f + n + 6, flags_offset);
+    put16(f + n + 10, 0), put16(f + n + 10, fold(sum16(f + n, IP_LEN, 0)));
+    memcpy(f + n + IP_LEN, part, len);
+    (void)total;
+    return n + IP_LEN + len;
+}
+
+static bool echo_reply(const struct seen *s, uint32_t id) {
+    return s->proto == IPPROTO_ICMP && s->l4len >= 8 && s->l4[0] == 0 && get16(s->l4 + 4) == id;
+}
+
+TEST(a_lone_trailing_fragment_does_not_end_slirp) {
+    struct net n = net_with(",restrict=on");
+    guest_arps(&n);
+    uint8_t f[NET_USER_MAX_FRAME], icmp[64] = {8, 0, 0, 0, 0x12, 0x34, 0, 1};
+    struct seen s;
+    for (int i = 0; i < 3; i++) send_frame(&n, f, fragment(f, GATEWAY_IP, 77, 8 /* offset 64, last */, icmp, 64, 128));
+    put16(icmp + 2, fold(sum16(icmp, sizeof icmp, sum16(icmp, sizeof icmp, 0)))); /* both halves alike */
+    send_frame(&n, f, fragment(f, GATEWAY_IP, 78, 0x2000 /* first, more */, icmp, 64, 128));
+    icmp[2] = icmp[3] = 0;
+    uint8_t rest[64];
+    memcpy(rest, icmp, sizeof rest);
+    send_frame(&n, f, fragment(f, GATEWAY_IP, 78, 8, rest, 64, 128));
+    CHECK_MSG(expect(&n, echo_reply, 0x1234, 3000, &s, f), "no echo reply to a ping in two fragments");
+    net_stop(&n);
+}
