@@ -78,6 +78,14 @@ printf '%s\n' "$*" > "$root/bellhop/.command"
 cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
+# Root on a tmpfs rather than the initramfs (rootfs), where pivot_root fails: programs that
+# sandbox themselves with it (passt) could not start here. On any failure, stay on rootfs.
+if [ -z "$BELLHOP_TMPFS_ROOT" ] && mkdir /newroot && mount -t tmpfs -o mode=755 root /newroot; then
+    for d in /*; do case $d in /newroot|/proc|/sys|/dev) ;; *) cp -a $d /newroot/ ;; esac; done
+    mkdir -p /newroot/proc /newroot/sys /newroot/dev
+    export BELLHOP_TMPFS_ROOT=1
+    exec switch_root /newroot /init
+fi
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm; mount -t tmpfs tmp /tmp; mount -t tmpfs shm /dev/shm
 for m in irqbypass kvm kvm-amd; do

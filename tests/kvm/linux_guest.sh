@@ -16,6 +16,7 @@ tests="boots_to_user_space poweroff_ends_the_vm_with_0 boot_markers_timed
        the_kernels_own_decompressor_boots_it intx_fallback_without_msi ram_above_4_gib_is_the_guests
        the_disk_reads_and_writes_ram_above_4_gib nokaslr_leaves_it_in_place user_net_gives_an_address_by_dhcp
        user_net_reaches_the_hosts_loopback user_net_forwards_a_host_port mmds_v1_answers_a_plain_get_over_user_net
+       passt_gives_an_address_by_dhcp passt_reaches_the_hosts_loopback passt_forwards_a_host_port
        pvh_vmlinux_boots api_boots_linux_to_its_init vsock_host_connects_to_a_guest_listener
        vsock_guest_connects_to_a_host_listener balloon_statistics_come_from_linux
        balloon_gives_guest_memory_back_to_the_host send_ctrl_alt_del_shuts_it_down
@@ -222,6 +223,39 @@ JSON
     grep -q "linux-guest: mmds v1 got: ami-12345678" $out && pass mmds_v1_answers_a_plain_get_over_user_net ||
         fail mmds_v1_answers_a_plain_get_over_user_net "$(grep -e mmds -e MMDS $out | tr '\n' '|')"
     rm -f /tmp/bellhop-user.json /tmp/bellhop-mmds.json
+fi
+# The same over passt (Debian's), which bellhop starts: in the test's namespace, with a default
+# route via 10.0.2.254 on the tap (what passt copies for the guest: the address 10.0.2.1 and
+# that gateway, which it maps to the host's loopback), and a port forwarded with passt's -t; as
+# uid 65534 by number, the nested host having no passwd file for passt to find "nobody" in.
+passt_tests="passt_gives_an_address_by_dhcp passt_reaches_the_hosts_loopback passt_forwards_a_host_port"
+passt=$(command -v passt || true)
+[ -x /bellhop/usr/bin/passt ] && passt=/bellhop/usr/bin/passt
+if [ -n "$sanitized" ] || [ -z "$passt" ] || [ -z "$net" ]; then
+    for t in $passt_tests; do skip $t "a sanitizer build, or no passt or network namespace here"; done
+else
+    PATH=$(dirname $passt):$PATH
+    $in_ns $ipcmd route add default via 10.0.2.254 dev $tap
+    ($in_ns nc -l -p 5557 > /tmp/bellhop-passt.out 2>/dev/null || $in_ns nc -l 127.0.0.1 5557 > /tmp/bellhop-passt.out) &
+    passt_listener=$!
+    $in_ns $bellhop run --kernel $L/bzImage --initrd $L/initrd.cpio --mem 512M --net passt,--runas,65534:65534,-t,5558:5556 \
+        --cmdline "console=ttyS0 quiet bellhop.usernet=5557" > $out 2>&1 < /dev/null &
+    vmm=$!
+    wait_out "linux-guest: user net listening" 600
+    sleep 1
+    echo "hello through passt" | $in_ns nc -w 5 127.0.0.1 5558 > /dev/null 2>&1
+    wait_end 300
+    kill $vmm $passt_listener 2>/dev/null
+    wait $vmm
+    status=$?
+    $in_ns $ipcmd route del default via 10.0.2.254 dev $tap
+    grep -q "linux-guest: dhcp 10.0.2.1/24 via 10.0.2.254" $out && pass passt_gives_an_address_by_dhcp ||
+        fail passt_gives_an_address_by_dhcp "status $status: $(grep -e linux-guest -e bellhop -e passt $out | tail -4 | tr '\n' '|')"
+    grep -q "hello through the gateway" /tmp/bellhop-passt.out 2>/dev/null && pass passt_reaches_the_hosts_loopback ||
+        fail passt_reaches_the_hosts_loopback "host got '$(cat /tmp/bellhop-passt.out 2>/dev/null)'"
+    grep -q "linux-guest: hostfwd got: hello through passt" $out && pass passt_forwards_a_host_port ||
+        fail passt_forwards_a_host_port "$(grep -e 'linux-guest: hostfwd' -e 'user net' $out | tr '\n' '|')"
+    rm -f /tmp/bellhop-passt.out
 fi
 # The same kernel as an ELF vmlinux booted through its PVH entry note.
 if [ -n "$sanitized" ]; then

@@ -56,11 +56,12 @@ dhcp_up() {
         say "dhcp $(ip -4 addr show eth0 | awk '/inet / { print $2 }') via $(ip route | awk '/default/ { print $3 }')"
 }
 if [ -e /sys/class/net/eth0 ] && grep -qw bellhop.usernet /proc/cmdline; then
-    # User-mode networking: an address by DHCP, the host's loopback through the gateway
-    # (10.0.2.2), and a server of ours the host reaches through its forwarded port
+    # User-mode networking (slirp's or passt's): an address by DHCP, the host's loopback
+    # through the gateway, and a server of ours the host reaches through its forwarded port
     dhcp_up
     port=$(sed -n 's/.*bellhop.usernet=\([0-9]*\).*/\1/p' /proc/cmdline)
-    echo "hello through the gateway" | nc -w 10 10.0.2.2 $port && say "user net sent"
+    gw=$(ip route | awk '/default/ { print $3 }')
+    echo "hello through the gateway" | nc -w 10 ${gw:-10.0.2.2} $port && say "user net sent"
     if grep -qw bellhop.mmds /proc/cmdline; then
         # Firecracker's metadata service, version 1: a plain GET (raw over nc: the static
         # busybox's wget crashes in glibc's resolver), the route to its link-local address on
