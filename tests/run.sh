@@ -86,6 +86,80 @@ if [ -n "$fuzz" ]; then
     done
 fi
 
+# The nested host's run (its console and result lines on stdout, the results also in $1):
+# in the background while the direct tests run, each with a core of the two; its lines come
+# after theirs.
+run_nested() {
+    results=$1
+    out=$(mktemp)
+    # QEMU itself goes in too: the peer test boots guest.elf under QEMU-KVM microvm.
+    peer=()
+    for f in /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin \
+             /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin /usr/sbin/debugfs /usr/bin/ip /usr/bin/curl \
+             /usr/bin/qemu-storage-daemon /usr/lib/qemu/virtiofsd /usr/bin/strace /usr/bin/passt /usr/bin/passt.avx2 \
+             build/linux; do
+        [ -e "$f" ] && peer+=(--file "$f")
+    done
+    builds=() pending=("${nested[@]}")
+    for d in "${kvms[@]}"; do builds+=(--file "$d/tests/kvm" --file "$d/bellhop" --file "$d/bellhop-net" --file "$d/bellhop-hooks"); done
+    # When L1 froze (nested.sh status 126: QEMU's software SVM, not a test), what had not
+    # finished runs again in a fresh L1, up to 6 L1s in all: the binaries not started, and
+    # the one L1 froze in from its first test without a result (BINARY@TEST). The results
+    # it gave before count, so no test is counted twice and no finished test runs again.
+    budget=2400 start=$SECONDS attempt=1 partial=$(mktemp)
+    while :; do
+        scripts/nested.sh --timeout $((budget - (SECONDS - start))) "${builds[@]}" \
+            --file "$kvm/guest" --file tests/run-kvm.sh "${peer[@]}" -- sh tests/run-kvm.sh "${pending[@]}" > "$out" 2>&1
+        rc=$? unread=1
+        [ $rc = 126 ] || break
+        unread=0
+        : > "$partial"
+        awk -v partial="$partial" '
+             /^nested: |^    \| / {print; next}
+             /^running / {sec = ""; open = 1}
+             open {sec = sec $0 "\n"; if ($0 ~ /^run-kvm: done /) {printf "%s", sec; open = 0}; next}
+             {print}
+             END {if (open) printf "%s", sec > partial}' "$out" | console
+        done_list=$(grep '^run-kvm: done ' "$out" | awk '{print $3}')
+        frozen=$(sed -n 's/^running //p' "$partial") next_test=
+        if [ -n "$frozen" ]; then
+            # its results so far, of listed tests only (the last line may be cut short)
+            suite="$(prefix_of "${frozen%/tests/kvm/*}")$(basename "$frozen")."
+            listed=$(awk -v s="$suite" 'index($0, s) == 1' "$expected")
+            awk 'FILENAME == ARGV[1] {listed[$0] = 1; next}
+                 /^(PASS|FAIL|SKIP) / {n = $2; sub(/:$/, "", n); if (n in listed) print}' \
+                <(printf '%s\n' "$listed") "$partial" | emit ""
+            reported=$(grep -E '^(PASS|FAIL|SKIP) ' "$partial" | awk '{n = $2; sub(/:$/, "", n); print n}')
+            next_test=$(printf '%s\n' "$listed" | grep -vxF "${reported:-(none)}" | head -1)
+            next_test=${next_test##*.}
+        fi
+        left=()
+        for p in "${pending[@]}"; do
+            t=${p%@*}
+            printf '%s\n' "$done_list" | grep -qxF "$t" && continue
+            if [ "$t" = "$frozen" ]; then
+                [ -n "$next_test" ] && left+=("$t@$next_test")
+            else
+                left+=("$p")
+            fi
+        done
+        pending=("${left[@]}")
+        if [ ${#pending[@]} = 0 ]; then rc=0; break; fi
+        [ $attempt -lt 6 ] && [ $((budget - (SECONDS - start))) -gt 300 ] || break
+        attempt=$((attempt + 1))
+        echo "nested: L1 froze; what was left runs in a fresh L1 (attempt $attempt of 6): ${pending[*]}"
+    done
+    if [ $rc = 126 ]; then
+        echo "FAIL nested-vm: L1 froze $attempt times; ${#pending[@]} test binaries did not finish: ${pending[*]}" | tee -a "$results"
+    elif [ $unread = 1 ]; then
+        console < "$out"
+    fi
+    if [ $rc -ne 0 ] && [ $rc != 126 ] && ! grep -q '^FAIL ' "$out"; then
+        echo "FAIL nested-vm: the nested KVM host did not finish the tests (status $rc)" | tee -a "$results"
+    fi
+    rm -f "$out" "$partial"
+}
+
 if [ ${#kvms[@]} -gt 0 ]; then
     kvm=${kvms[0]}
     before=$(wc -l < "$results")
@@ -112,81 +186,22 @@ if [ ${#kvms[@]} -gt 0 ]; then
     fi
     [ ${#direct[@]} -gt 0 ] && echo "integration tests: ${#direct[@]} binaries directly on this host's /dev/kvm ($kind, KVM=$mode)"
     [ ${#nested[@]} -gt 0 ] && echo "integration tests: ${#nested[@]} binaries in the nested KVM host (KVM=$mode)"
+    nested_results=$(mktemp) nested_log=$(mktemp) nested_pid=
+    if [ ${#nested[@]} -gt 0 ]; then
+        run_nested "$nested_results" > "$nested_log" 2>&1 &
+        nested_pid=$!
+    fi
     if [ ${#direct[@]} -gt 0 ]; then
         sh tests/run-kvm.sh "${direct[@]}" 2>&1 | emit ""
         summary+=("directly on $kind KVM: $(tail -n +$((before + 1)) "$results" | tally)")
     fi
-    before_nested=$(wc -l < "$results")
-    if [ ${#nested[@]} -gt 0 ]; then
-        out=$(mktemp)
-        # QEMU itself goes in too: the peer test boots guest.elf under QEMU-KVM microvm.
-        peer=()
-        for f in /usr/bin/qemu-system-x86_64 /usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin \
-                 /usr/share/qemu/pvh.bin /usr/share/qemu/linuxboot_dma.bin /usr/sbin/debugfs /usr/bin/ip /usr/bin/curl \
-                 /usr/bin/qemu-storage-daemon /usr/lib/qemu/virtiofsd /usr/bin/strace /usr/bin/passt /usr/bin/passt.avx2 \
-                 build/linux; do
-            [ -e "$f" ] && peer+=(--file "$f")
-        done
-        builds=() pending=("${nested[@]}")
-        for d in "${kvms[@]}"; do builds+=(--file "$d/tests/kvm" --file "$d/bellhop" --file "$d/bellhop-net" --file "$d/bellhop-hooks"); done
-        # When L1 froze (nested.sh status 126: QEMU's software SVM, not a test), what had not
-        # finished runs again in a fresh L1, up to 6 L1s in all: the binaries not started, and
-        # the one L1 froze in from its first test without a result (BINARY@TEST). The results
-        # it gave before count, so no test is counted twice and no finished test runs again.
-        budget=2400 start=$SECONDS attempt=1 partial=$(mktemp)
-        while :; do
-            scripts/nested.sh --timeout $((budget - (SECONDS - start))) "${builds[@]}" \
-                --file "$kvm/guest" --file tests/run-kvm.sh "${peer[@]}" -- sh tests/run-kvm.sh "${pending[@]}" > "$out" 2>&1
-            rc=$? unread=1
-            [ $rc = 126 ] || break
-            unread=0
-            : > "$partial"
-            awk -v partial="$partial" '
-                 /^nested: |^    \| / {print; next}
-                 /^running / {sec = ""; open = 1}
-                 open {sec = sec $0 "\n"; if ($0 ~ /^run-kvm: done /) {printf "%s", sec; open = 0}; next}
-                 {print}
-                 END {if (open) printf "%s", sec > partial}' "$out" | console
-            done_list=$(grep '^run-kvm: done ' "$out" | awk '{print $3}')
-            frozen=$(sed -n 's/^running //p' "$partial") next_test=
-            if [ -n "$frozen" ]; then
-                # its results so far, of listed tests only (the last line may be cut short)
-                suite="$(prefix_of "${frozen%/tests/kvm/*}")$(basename "$frozen")."
-                listed=$(awk -v s="$suite" 'index($0, s) == 1' "$expected")
-                awk 'FILENAME == ARGV[1] {listed[$0] = 1; next}
-                     /^(PASS|FAIL|SKIP) / {n = $2; sub(/:$/, "", n); if (n in listed) print}' \
-                    <(printf '%s\n' "$listed") "$partial" | emit ""
-                reported=$(grep -E '^(PASS|FAIL|SKIP) ' "$partial" | awk '{n = $2; sub(/:$/, "", n); print n}')
-                next_test=$(printf '%s\n' "$listed" | grep -vxF "${reported:-(none)}" | head -1)
-                next_test=${next_test##*.}
-            fi
-            left=()
-            for p in "${pending[@]}"; do
-                t=${p%@*}
-                printf '%s\n' "$done_list" | grep -qxF "$t" && continue
-                if [ "$t" = "$frozen" ]; then
-                    [ -n "$next_test" ] && left+=("$t@$next_test")
-                else
-                    left+=("$p")
-                fi
-            done
-            pending=("${left[@]}")
-            if [ ${#pending[@]} = 0 ]; then rc=0; break; fi
-            [ $attempt -lt 6 ] && [ $((budget - (SECONDS - start))) -gt 300 ] || break
-            attempt=$((attempt + 1))
-            echo "nested: L1 froze; what was left runs in a fresh L1 (attempt $attempt of 6): ${pending[*]}"
-        done
-        if [ $rc = 126 ]; then
-            echo "FAIL nested-vm: L1 froze $attempt times; ${#pending[@]} test binaries did not finish: ${pending[*]}" | tee -a "$results"
-        elif [ $unread = 1 ]; then
-            console < "$out"
-        fi
-        if [ $rc -ne 0 ] && [ $rc != 126 ] && ! grep -q '^FAIL ' "$out"; then
-            echo "FAIL nested-vm: the nested KVM host did not finish the tests (status $rc)" | tee -a "$results"
-        fi
-        rm -f "$out" "$partial"
-        summary+=("in the nested KVM host: $(tail -n +$((before_nested + 1)) "$results" | tally)")
+    if [ -n "$nested_pid" ]; then
+        wait $nested_pid
+        cat "$nested_log"
+        cat "$nested_results" >> "$results"
+        summary+=("in the nested KVM host: $(tally < "$nested_results")")
     fi
+    rm -f "$nested_results" "$nested_log"
     if [ "$(wc -l < "$results")" = "$before" ]; then
         echo "FAIL integration: no integration test reported a result" | tee -a "$results"
     fi
