@@ -209,7 +209,7 @@ static int start_mmds(struct api *a, char *err, size_t errlen) {
     mmds_set_version(a->mmds, a->spec.mmds.version);
     mmds_set_imds_compat(a->mmds, a->spec.mmds.imds_compat);
     char why[200];
-    if (!(a->mmds_server = mmds_server_create(a->mmds, why, sizeof why))) return snprintf(err, errlen, "MMDS: %s", why), -1;
+    if (!(a->mmds_server = mmds_server_create(a->mmds, why, sizeof why))) return snprintf(err, errlen, "%s", why), -1; /* (it says "MMDS: ") */
     a->spec.mmds_socket = mmds_server_path(a->mmds_server);
     /* a Ctrl-C leaves neither its socket nor its private directory behind */
     char dir[sizeof why];
