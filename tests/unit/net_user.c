@@ -672,13 +672,34 @@ static int unix_listener(char *path, size_t len) {
     return s;
 }
 
-static struct net mmds_net(const char *path) {
+/* An MMDS stack whose forward goes to a Unix listener of the test's (the server's socket). */
+struct mmds_link {
+    char path[108];
+    int l;
     struct net n;
+};
+
+static void mmds_up(struct mmds_link *m) {
+    m->l = unix_listener(m->path, sizeof m->path);
     struct net_user_config c;
     char err[200];
-    CHECK_MSG(net_user_mmds_config(MMDS_IP, path, &c, err, sizeof err) == 0, "%s", err);
-    net_start(&n, &c);
-    return n;
+    CHECK_MSG(net_user_mmds_config(MMDS_IP, m->path, &c, err, sizeof err) == 0, "%s", err);
+    net_start(&m->n, &c);
+}
+
+/* Up, and the guest's MAC in its ARP table by the guest's ARP for the MMDS address. */
+static void mmds_up_and_arped(struct mmds_link *m) {
+    mmds_up(m);
+    uint8_t f[NET_USER_MAX_FRAME];
+    struct seen s;
+    send_frame(&m->n, f, arp_request(f, MMDS_IP));
+    CHECK_MSG(expect(&m->n, arp_reply, MMDS_IP, 3000, &s, f), "no ARP reply for 169.254.169.254");
+}
+
+static void mmds_down(struct mmds_link *m) {
+    net_stop(&m->n);
+    close(m->l);
+    unlink(m->path);
 }
 
 /* A TCP segment from the guest to dst:dport with these numbers and payload. */
@@ -706,34 +727,26 @@ static bool data_to_guest(const struct seen *s, uint32_t port) {
 }
 
 TEST(mmds_answers_arp_for_its_address_and_for_nothing_else) {
-    char path[108];
-    int l = unix_listener(path, sizeof path);
-    struct net n = mmds_net(path);
+    struct mmds_link m;
+    mmds_up_and_arped(&m);
     uint8_t f[NET_USER_MAX_FRAME];
     struct seen s;
-    send_frame(&n, f, arp_request(f, MMDS_IP));
-    CHECK_MSG(expect(&n, arp_reply, MMDS_IP, 3000, &s, f), "no ARP reply for 169.254.169.254");
-    send_frame(&n, f, arp_request(f, GATEWAY_IP));
-    CHECK_MSG(!expect(&n, arp_reply, GATEWAY_IP, 300, &s, f), "the MMDS stack answered ARP for 10.0.2.2");
-    net_stop(&n);
-    close(l);
-    unlink(path);
+    send_frame(&m.n, f, arp_request(f, GATEWAY_IP));
+    CHECK_MSG(!expect(&m.n, arp_reply, GATEWAY_IP, 300, &s, f), "the MMDS stack answered ARP for 10.0.2.2");
+    mmds_down(&m);
 }
 
 TEST(mmds_tcp_port_80_reaches_the_servers_unix_socket) {
-    char path[108];
-    int l = unix_listener(path, sizeof path);
-    struct net n = mmds_net(path);
+    struct mmds_link m;
+    mmds_up_and_arped(&m);
     uint8_t f[NET_USER_MAX_FRAME];
     struct seen s;
-    send_frame(&n, f, arp_request(f, MMDS_IP));
-    CHECK(expect(&n, arp_reply, MMDS_IP, 3000, &s, f));
-    send_frame(&n, f, tcp_to(f, 41000, MMDS_IP, 80, SYN, 5000, 0, NULL));
-    CHECK_MSG(expect(&n, syn_ack_to_guest, 41000, 3000, &s, f), "no SYN-ACK from 169.254.169.254:80");
+    send_frame(&m.n, f, tcp_to(f, 41000, MMDS_IP, 80, SYN, 5000, 0, NULL));
+    CHECK_MSG(expect(&m.n, syn_ack_to_guest, 41000, 3000, &s, f), "no SYN-ACK from 169.254.169.254:80");
     CHECK_EQ(s.src, MMDS_IP);
     uint32_t their = get32(s.l4 + 4) + 1;
-    send_frame(&n, f, tcp_to(f, 41000, MMDS_IP, 80, ACK, 5001, their, "GET / HTTP/1.0\r\n\r\n"));
-    int c = accept_within(l, 3000);
+    send_frame(&m.n, f, tcp_to(f, 41000, MMDS_IP, 80, ACK, 5001, their, "GET / HTTP/1.0\r\n\r\n"));
+    int c = accept_within(m.l, 3000);
     CHECK_MSG(c >= 0, "no connection on the MMDS server's socket");
     char got[64] = "";
     struct pollfd p = {.fd = c, .events = POLLIN};
@@ -742,34 +755,28 @@ TEST(mmds_tcp_port_80_reaches_the_servers_unix_socket) {
     CHECK_MSG(strncmp(got, "GET / HTTP/1.0", 14) == 0, "the server got '%s'", got);
     static const char answer[] = "HTTP/1.0 200 OK\r\n\r\nami-12345678";
     CHECK_EQ(write(c, answer, sizeof answer - 1), (ssize_t)(sizeof answer - 1));
-    CHECK_MSG(expect(&n, data_to_guest, 41000, 3000, &s, f), "the answer did not reach the guest");
+    CHECK_MSG(expect(&m.n, data_to_guest, 41000, 3000, &s, f), "the answer did not reach the guest");
     CHECK(s.l4len - TCP_LEN == sizeof answer - 1 && memcmp(s.l4 + TCP_LEN, answer, sizeof answer - 1) == 0);
     close(c);
-    net_stop(&n);
-    close(l);
-    unlink(path);
+    mmds_down(&m);
 }
 
 TEST(mmds_lets_no_other_flow_out) {
-    char path[108];
-    int l = unix_listener(path, sizeof path), tcp = listener(4);
+    int tcp = listener(4);
     uint16_t p = port_of(tcp);
-    struct net n = mmds_net(path);
+    struct mmds_link m;
+    mmds_up_and_arped(&m);
     uint8_t f[NET_USER_MAX_FRAME];
     struct seen s;
-    send_frame(&n, f, arp_request(f, MMDS_IP));
-    CHECK(expect(&n, arp_reply, MMDS_IP, 3000, &s, f));
     /* its other port, its own address, the host's loopback, the world: none opens anything */
-    send_frame(&n, f, tcp_to(f, 41001, MMDS_IP, 81, SYN, 1, 0, NULL));
-    send_frame(&n, f, tcp_to(f, 41002, net_user_mmds_host(MMDS_IP), p, SYN, 1, 0, NULL));
-    send_frame(&n, f, tcp_to(f, 41003, 0x7f000001u, p, SYN, 1, 0, NULL));
-    CHECK(!expect(&n, syn_ack_to_guest, 41001, 300, &s, f));
+    send_frame(&m.n, f, tcp_to(f, 41001, MMDS_IP, 81, SYN, 1, 0, NULL));
+    send_frame(&m.n, f, tcp_to(f, 41002, net_user_mmds_host(MMDS_IP), p, SYN, 1, 0, NULL));
+    send_frame(&m.n, f, tcp_to(f, 41003, 0x7f000001u, p, SYN, 1, 0, NULL));
+    CHECK(!expect(&m.n, syn_ack_to_guest, 41001, 300, &s, f));
     CHECK_EQ(accept_within(tcp, 300), -1);
-    CHECK_EQ(accept_within(l, 0), -1);
-    net_stop(&n);
-    close(l);
+    CHECK_EQ(accept_within(m.l, 0), -1);
+    mmds_down(&m);
     close(tcp);
-    unlink(path);
 }
 
 TEST(mmds_addresses_outside_link_local_are_refused) {
@@ -790,32 +797,27 @@ TEST(mmds_addresses_outside_link_local_are_refused) {
 /* Half-open connections to MMDS hold slirp's memory with no host socket to cap them: past
  * NET_USER_MMDS_SYNS_PER_S a second the guest's SYNs are dropped; the next second answers. */
 TEST(mmds_syn_floods_are_bounded_and_the_stack_goes_on) {
-    char path[108];
-    int l = unix_listener(path, sizeof path);
-    struct net n = mmds_net(path);
+    struct mmds_link m;
+    mmds_up_and_arped(&m);
     uint8_t f[NET_USER_MAX_FRAME];
     struct seen s;
-    send_frame(&n, f, arp_request(f, MMDS_IP));
-    CHECK(expect(&n, arp_reply, MMDS_IP, 3000, &s, f));
     /* at the start of a second, so that the flood falls within one */
     int64_t second = zx_clock_get_monotonic() / ZX_SEC(1);
     while (zx_clock_get_monotonic() / ZX_SEC(1) == second) usleep(1000);
     unsigned answered = 0;
     for (unsigned i = 0; i < 4 * NET_USER_MMDS_SYNS_PER_S; i++) {
-        send_frame(&n, f, tcp_to(f, (uint16_t)(20000 + i), MMDS_IP, 80, SYN, 1, 0, NULL));
-        for (size_t len; (len = recv_frame(&n, f, 0)) != 0;)
+        send_frame(&m.n, f, tcp_to(f, (uint16_t)(20000 + i), MMDS_IP, 80, SYN, 1, 0, NULL));
+        for (size_t len; (len = recv_frame(&m.n, f, 0)) != 0;)
             answered += parse(f, len, &s) && s.proto == IPPROTO_TCP && (s.flags & (SYN | ACK)) == (SYN | ACK);
     }
-    for (size_t len; (len = recv_frame(&n, f, 200)) != 0;)
+    for (size_t len; (len = recv_frame(&m.n, f, 200)) != 0;)
         answered += parse(f, len, &s) && s.proto == IPPROTO_TCP && (s.flags & (SYN | ACK)) == (SYN | ACK);
     CHECK_MSG(answered > 0 && answered <= 2 * NET_USER_MMDS_SYNS_PER_S, "%u SYN-ACKs for %u SYNs", answered,
               4 * NET_USER_MMDS_SYNS_PER_S);
     sleep(1);
-    send_frame(&n, f, tcp_to(f, 30000, MMDS_IP, 80, SYN, 1, 0, NULL));
-    CHECK_MSG(expect(&n, syn_ack_to_guest, 30000, 3000, &s, f), "no SYN-ACK a second after the flood");
-    net_stop(&n);
-    close(l);
-    unlink(path);
+    send_frame(&m.n, f, tcp_to(f, 30000, MMDS_IP, 80, SYN, 1, 0, NULL));
+    CHECK_MSG(expect(&m.n, syn_ack_to_guest, 30000, 3000, &s, f), "no SYN-ACK a second after the flood");
+    mmds_down(&m);
 }
 
 /* A fragment that is not its datagram's first, with no first before it: one frame that ends
