@@ -65,8 +65,21 @@ int bzimage_check(const uint8_t *image, size_t len, char *err, size_t errlen) {
     return 0;
 }
 
+static int unpack_here(void *arg, const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
+                       uint64_t align, uint64_t random, struct bzimage_unpacked *u, char *err, size_t errlen) {
+    (void)arg;
+    return bzimage_unpack(image, len, gm, min_paddr, align, random, u, err, errlen);
+}
+
 int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, bool unpack,
                  uint64_t random, struct bzimage_kernel *k, char *err, size_t errlen) {
+    return bzimage_load_with(image, len, gm, min_paddr, unpack, random, NULL, NULL, k, err, errlen);
+}
+
+int bzimage_load_with(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, bool unpack,
+                      uint64_t random, bzimage_unpacker *unpacker, void *arg, struct bzimage_kernel *k, char *err,
+                      size_t errlen) {
+    if (!unpacker) unpacker = unpack_here;
     memset(k, 0, sizeof *k);
     if (bzimage_check(image, len, err, errlen) != 0) return -1;
     uint64_t pm_off = pm_offset(image), pm_len = len - pm_off;
@@ -74,8 +87,7 @@ int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, u
     uint64_t load = rd64(image + OFF_PREF_ADDRESS);
     if (init_size < pm_len) init_size = pm_len;
     struct bzimage_unpacked *u = &k->unpacked;
-    int r = unpack ? bzimage_unpack(image, len, gm, min_paddr, align, random, u, err, errlen)
-                   : BZIMAGE_UNPACK_GUEST;
+    int r = unpack ? unpacker(arg, image, len, gm, min_paddr, align, random, u, err, errlen) : BZIMAGE_UNPACK_GUEST;
     if (r == BZIMAGE_UNPACK_BAD) return -1;
     if (r == BZIMAGE_UNPACK_OK) {
         k->load_addr = u->start;

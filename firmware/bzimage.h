@@ -42,6 +42,14 @@ int bzimage_load(const uint8_t *image, size_t len, const struct guest_mem *gm, u
 /* What randomizes the kernel's place for this command line: 0 when it says nokaslr (as the
  * kernel's decompressor reads it), else random bits. */
 uint64_t bzimage_kaslr_random(const char *cmdline);
+/* How bzimage_load_with unpacks the kernel proper: as bzimage_unpack, whose arguments and
+ * answers it has (arg its own). */
+typedef int bzimage_unpacker(void *arg, const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
+                             uint64_t align, uint64_t random, struct bzimage_unpacked *u, char *err, size_t errlen);
+/* bzimage_load with another unpacker (a cache of unpacked kernels); NULL: bzimage_unpack. */
+int bzimage_load_with(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, bool unpack,
+                      uint64_t random, bzimage_unpacker *unpacker, void *arg, struct bzimage_kernel *k, char *err,
+                      size_t errlen);
 /* Writes the GDT, the identity page tables for the first 4 GiB, the command line and the
  * zero page. Returns -1 when the command line is too long for this kernel. */
 int bzimage_write_boot_params(const struct guest_mem *gm, const struct bzimage_kernel *k, const char *cmdline,

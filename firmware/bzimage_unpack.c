@@ -25,10 +25,10 @@
 #define XZ_MEMLIMIT (256u << 20)    /* the kernel's xz dictionary is at most 64 MiB */
 #define ZSTD_WINDOW_LOG_MAX 27      /* the kernel's `zstd --ultra -22` window, 128 MiB */
 #define HEAD 4096                   /* unpacked first to read the ELF and program headers */
-#define MAX_SEGMENTS 16
+#define MAX_SEGMENTS BZIMAGE_MAX_SEGMENTS
 #define START_KERNEL_MAP 0xffffffff80000000ull /* x86-64's kernel image mapping */
 #define KERNEL_IMAGE_SIZE (1ull << 30)         /* its size when the kernel is randomizable */
-#define KASLR_ALIGN (2ull << 20)               /* CONFIG_PHYSICAL_ALIGN, the kernel's own slot size */
+#define KASLR_ALIGN BZIMAGE_KASLR_ALIGN /* CONFIG_PHYSICAL_ALIGN, the kernel's own slot size */
 
 static uint32_t rd32(const uint8_t *p) {
     uint32_t v;
@@ -147,15 +147,11 @@ static const struct format formats[] = {
     {"zstd", {0x28, 0xb5, 0x2f, 0xfd}, 4, false, zstd_head, zstd_all},
 };
 
-struct segment {
-    uint64_t off, filesz, paddr, memsz, vaddr;
-};
-
 /* The ELF's loadable segments, from its first `n` unpacked bytes, into seg[] (file order).
  * Returns how many, 0 when they are not the sorted, disjoint layout a kernel has (the guest's
  * decompressor gets the image then), or -1 with a reason when the ELF is broken. */
 static int read_segments(const uint8_t *head, size_t n, uint64_t size, uint64_t *entry, uint64_t *elf_end,
-                         struct segment *seg, char *err, size_t errlen) {
+                         struct bzimage_segment *seg, char *err, size_t errlen) {
     Elf64_Ehdr eh;
     if (n < sizeof eh || memcmp(head, ELFMAG, SELFMAG) != 0 || head[EI_CLASS] != ELFCLASS64 ||
         head[EI_DATA] != ELFDATA2LSB)
@@ -173,9 +169,9 @@ static int read_segments(const uint8_t *head, size_t n, uint64_t size, uint64_t 
         if (ph.p_filesz > ph.p_memsz || ph.p_offset > size || ph.p_filesz > size - ph.p_offset)
             return FAIL("its unpacked kernel's ELF segment %u lies outside it", i);
         if (nseg == MAX_SEGMENTS || ph.p_paddr + ph.p_memsz < ph.p_paddr) return 0;
-        struct segment s = {ph.p_offset, ph.p_filesz, ph.p_paddr, ph.p_memsz, ph.p_vaddr};
+        struct bzimage_segment s = {ph.p_offset, ph.p_filesz, ph.p_paddr, ph.p_memsz, ph.p_vaddr};
         if (nseg > 0) {
-            const struct segment *prev = &seg[nseg - 1];
+            const struct bzimage_segment *prev = &seg[nseg - 1];
             if (s.off < prev->off + prev->filesz || s.paddr < prev->paddr + prev->memsz) return 0;
         }
         seg[nseg++] = s;
@@ -189,57 +185,63 @@ static int read_segments(const uint8_t *head, size_t n, uint64_t size, uint64_t 
     return nseg;
 }
 
-/* Where the kernel's byte at guest-physical `pa` (width bytes) lies while the image is still
- * unpacked in place at `base`: in a segment's file data, or NULL. */
-static uint8_t *in_place(const struct guest_mem *gm, uint64_t base, const struct segment *seg, int nseg, uint64_t pa,
-                         unsigned width) {
-    for (int i = 0; i < nseg; i++)
-        if (pa >= seg[i].paddr && pa - seg[i].paddr <= seg[i].filesz && width <= seg[i].filesz - (pa - seg[i].paddr))
-            return gm_ptr(gm, base + seg[i].off + (pa - seg[i].paddr), width);
+/* Where the kernel's byte at guest-physical `pa` (width bytes) lies in the window: while
+ * the image is still unpacked in place, in a segment's file data; once placed, at its own
+ * place. NULL when it is not in a segment's file data. */
+static uint8_t *place_of(const struct bzimage_plan *p, uint8_t *window, bool placed, uint64_t pa, unsigned width) {
+    for (int i = 0; i < p->nseg; i++) {
+        const struct bzimage_segment *s = &p->seg[i];
+        if (pa >= s->paddr && pa - s->paddr <= s->filesz && width <= s->filesz - (pa - s->paddr))
+            return window + (placed ? pa - p->base : s->off + (pa - s->paddr));
+    }
     return NULL;
 }
 
 /* KASLR as the kernel's decompressor does it (arch/x86/boot/compressed/misc.c): the kernel
  * moves `delta` up in its virtual mapping, and every place its relocation tables name is
- * adjusted. The tables end the unpacked image, read backwards: 32-bit entries, each the
- * sign-extended virtual address of a place to adjust, in three zero-terminated lists (32-bit
- * places, inverse 32-bit places, 64-bit places). Returns 0, or -1 when an entry names a
- * place outside the kernel or a list has no end. */
-static int relocate(const struct guest_mem *gm, uint64_t base, const struct segment *seg, int nseg, uint64_t lo,
-                    uint64_t size, uint64_t delta) {
-    uint64_t at = size; /* offset in the image of the entry after the next */
+ * adjusted. The tables (n bytes) are read backwards: 32-bit entries, each the sign-extended
+ * virtual address of a place to adjust, in three zero-terminated lists (32-bit places,
+ * inverse 32-bit places, 64-bit places). Returns 0, or -1 when an entry names a place outside
+ * the kernel or a list has no end. */
+static int relocate(const struct bzimage_plan *p, uint8_t *window, bool placed, const uint8_t *tables, uint64_t n,
+                    uint64_t delta) {
+    uint64_t at = n; /* offset of the entry after the next */
     for (unsigned list = 0; list < 3; list++) {
         for (;;) {
-            if (at < lo + 4) return -1;
+            if (at < 4) return -1;
             at -= 4;
-            int32_t e = (int32_t)rd32(gm_ptr(gm, base + at, 4));
+            int32_t e = (int32_t)rd32(tables + at);
             if (e == 0) break;
             /* a virtual address in the kernel mapping, whose physical place is the linked one */
             uint64_t pa = (uint64_t)(int64_t)e - START_KERNEL_MAP;
-            uint8_t *p = in_place(gm, base, seg, nseg, pa, list == 2 ? 8 : 4);
-            if (!p) return -1;
+            uint8_t *q = place_of(p, window, placed, pa, list == 2 ? 8 : 4);
+            if (!q) return -1;
             if (list == 2) {
                 uint64_t v;
-                memcpy(&v, p, 8);
+                memcpy(&v, q, 8);
                 v += delta;
-                memcpy(p, &v, 8);
+                memcpy(q, &v, 8);
             } else {
-                uint32_t v = rd32(p);
+                uint32_t v = rd32(q);
                 v = list == 0 ? v + (uint32_t)delta : v - (uint32_t)delta;
-                memcpy(p, &v, 4);
+                memcpy(q, &v, 4);
             }
         }
     }
     return 0;
 }
 
-static void move_segment(const struct guest_mem *gm, uint64_t base, const struct segment *s) {
-    memmove(gm_ptr_write(gm, s->paddr, s->filesz), gm_ptr(gm, base + s->off, s->filesz), s->filesz);
+int bzimage_relocate_placed(const struct bzimage_plan *p, uint8_t *window, const uint8_t *tables, uint64_t delta) {
+    return p->relocatable ? relocate(p, window, true, tables, p->tables_len, delta) : -1;
 }
 
-int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, uint64_t align,
-                   uint64_t random, struct bzimage_unpacked *u, char *err, size_t errlen) {
-    *u = (struct bzimage_unpacked){0};
+static void move_segment(const struct bzimage_plan *p, uint8_t *window, const struct bzimage_segment *s) {
+    memmove(window + (s->paddr - p->base), window + s->off, s->filesz);
+}
+
+int bzimage_plan(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, uint64_t align,
+                 struct bzimage_plan *pl, char *err, size_t errlen) {
+    *pl = (struct bzimage_plan){0};
     if (len < OFF_PAYLOAD_LENGTH + 4) return BZIMAGE_UNPACK_GUEST;
     unsigned setup_sects = image[OFF_SETUP_SECTS] ? image[OFF_SETUP_SECTS] : 4;
     uint64_t start = (setup_sects + 1ull) * 512 + rd32(image + OFF_PAYLOAD_OFFSET);
@@ -257,8 +259,8 @@ int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm,
     uint8_t head[HEAD];
     size_t n = f->head(p, inlen, head, size < HEAD ? size : HEAD);
     if (n == 0) return FAIL("its %s-compressed kernel is corrupt", f->name);
-    struct segment seg[MAX_SEGMENTS];
     uint64_t entry, elf_end;
+    struct bzimage_segment seg[MAX_SEGMENTS];
     int nseg = read_segments(head, n, size, &entry, &elf_end, seg, err, errlen);
     if (nseg <= 0) return nseg < 0 ? BZIMAGE_UNPACK_BAD : BZIMAGE_UNPACK_GUEST;
 
@@ -267,35 +269,82 @@ int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm,
     if (seg[0].paddr < seg[0].off || entry != seg[0].paddr || !align || seg[0].paddr % align)
         return BZIMAGE_UNPACK_GUEST;
     uint64_t base = seg[0].paddr - seg[0].off;
-    const struct segment *last = &seg[nseg - 1];
-    if (base < min_paddr || !gm_valid(gm, base, size) || !gm_valid(gm, last->paddr, last->memsz))
-        return BZIMAGE_UNPACK_GUEST;
-
-    uint64_t t0 = zx_clock_get_monotonic();
-    if (!f->all(p, inlen, gm_ptr_write(gm, base, size), size)) return FAIL("its %s-compressed kernel is corrupt", f->name);
-    uint64_t t1 = zx_clock_get_monotonic();
-    /* Randomized when asked, and when the kernel can be: relocation tables after its ELF
-     * (CONFIG_RANDOMIZE_BASE), and its image at the usual place in the kernel mapping. */
-    uint64_t span = last->paddr + last->memsz - seg[0].paddr, delta = 0;
-    bool kaslr = random && elf_end <= size && size - elf_end >= 12 &&
-                 seg[0].vaddr - seg[0].paddr == START_KERNEL_MAP && seg[0].paddr + span <= KERNEL_IMAGE_SIZE;
-    if (kaslr) {
-        delta = random % ((KERNEL_IMAGE_SIZE - seg[0].paddr - span) / KASLR_ALIGN + 1) * KASLR_ALIGN;
-        if (delta && relocate(gm, base, seg, nseg, elf_end, size, delta) != 0)
-            return FAIL("its unpacked kernel's relocation tables name places outside it");
+    const struct bzimage_segment *last = &seg[nseg - 1];
+    uint64_t end = last->paddr + last->memsz, span = end - base > size ? end - base : size;
+    if (base < min_paddr || !gm_valid(gm, base, span)) return BZIMAGE_UNPACK_GUEST;
+    /* Randomizable when the kernel has relocation tables after its ELF (CONFIG_RANDOMIZE_BASE)
+     * and its image is at the usual place in the kernel mapping. */
+    uint64_t kspan = end - seg[0].paddr;
+    bool relocatable = elf_end <= size && size - elf_end >= 12 && seg[0].vaddr - seg[0].paddr == START_KERNEL_MAP &&
+                       seg[0].paddr + kspan <= KERNEL_IMAGE_SIZE;
+    *pl = (struct bzimage_plan){.format = f->name, .payload = p, .inlen = inlen, .fmt = (unsigned)(f - formats), .nseg = nseg,
+                                .entry = entry, .start = seg[0].paddr, .end = end, .size = size, .base = base,
+                                .span = span, .relocatable = relocatable};
+    memcpy(pl->seg, seg, sizeof seg);
+    if (relocatable) {
+        pl->tables_off = elf_end;
+        pl->tables_len = size - elf_end;
+        pl->slots = (KERNEL_IMAGE_SIZE - pl->start - kspan) / KASLR_ALIGN + 1;
     }
+    return BZIMAGE_UNPACK_OK;
+}
+
+uint64_t bzimage_plan_delta(const struct bzimage_plan *p, uint64_t random) {
+    return random && p->relocatable ? random % p->slots * KASLR_ALIGN : 0;
+}
+
+/* A .bss cleared in a fresh window: only what unpacking wrote there (the decoded image, and
+ * the segments placed) needs it. */
+static void zero_written(const struct bzimage_plan *p, uint8_t *window, uint64_t gpa, uint64_t len) {
+    uint64_t hi = p->size;
+    for (int i = 0; i < p->nseg; i++)
+        if (p->seg[i].paddr - p->base + p->seg[i].filesz > hi) hi = p->seg[i].paddr - p->base + p->seg[i].filesz;
+    uint64_t off = gpa - p->base;
+    if (off < hi) memset(window + off, 0, len < hi - off ? len : hi - off);
+}
+
+int bzimage_unpack_window(const struct bzimage_plan *p, const struct bzimage_window *w, uint64_t delta,
+                          uint8_t *tables, struct bzimage_unpacked *u, char *err, size_t errlen) {
+    *u = (struct bzimage_unpacked){0};
+    const struct format *f = &formats[p->fmt];
+    uint64_t t0 = zx_clock_get_monotonic();
+    if (!f->all(p->payload, p->inlen, w->at, p->size)) return FAIL("its %s-compressed kernel is corrupt", f->name);
+    if (tables && p->tables_len) memcpy(tables, w->at + p->tables_off, p->tables_len);
+    uint64_t t1 = zx_clock_get_monotonic();
+    if (delta && relocate(p, w->at, false, w->at + p->tables_off, p->tables_len, delta) != 0)
+        return FAIL("its unpacked kernel's relocation tables name places outside it");
     uint64_t t2 = zx_clock_get_monotonic();
     /* Segments bound lower first, in file order, then those bound higher, in reverse: neither
      * overwrites a segment still to move (the layout is sorted and disjoint both ways). */
-    for (int i = 0; i < nseg; i++)
-        if (seg[i].paddr < base + seg[i].off) move_segment(gm, base, &seg[i]);
-    for (int i = nseg - 1; i >= 0; i--)
-        if (seg[i].paddr > base + seg[i].off) move_segment(gm, base, &seg[i]);
-    for (int i = 0; i < nseg; i++)
-        gm_zero(gm, seg[i].paddr + seg[i].filesz, seg[i].memsz - seg[i].filesz);
-    *u = (struct bzimage_unpacked){.format = f->name, .entry = entry, .start = seg[0].paddr,
-                                   .end = last->paddr + last->memsz, .size = size, .kaslr = kaslr,
+    const struct bzimage_segment *seg = p->seg;
+    for (int i = 0; i < p->nseg; i++)
+        if (seg[i].paddr < p->base + seg[i].off) move_segment(p, w->at, &seg[i]);
+    for (int i = p->nseg - 1; i >= 0; i--)
+        if (seg[i].paddr > p->base + seg[i].off) move_segment(p, w->at, &seg[i]);
+    for (int i = 0; i < p->nseg; i++) {
+        uint64_t gpa = seg[i].paddr + seg[i].filesz, len = seg[i].memsz - seg[i].filesz;
+        if (w->zero) w->zero(w->arg, gpa, len);
+        else zero_written(p, w->at, gpa, len);
+    }
+    *u = (struct bzimage_unpacked){.format = f->name, .entry = p->entry, .start = p->start, .end = p->end,
+                                   .size = p->size, .kaslr = delta != 0, /* the caller knows when 0 was KASLR's pick */
                                    .virt_offset = delta, .decode_ns = t1 - t0, .relocate_ns = t2 - t1,
                                    .place_ns = zx_clock_get_monotonic() - t2};
     return BZIMAGE_UNPACK_OK;
+}
+
+static void zero_guest(void *arg, uint64_t gpa, uint64_t len) {
+    gm_zero(arg, gpa, len);
+}
+
+int bzimage_unpack(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr, uint64_t align,
+                   uint64_t random, struct bzimage_unpacked *u, char *err, size_t errlen) {
+    *u = (struct bzimage_unpacked){0};
+    struct bzimage_plan p;
+    int r = bzimage_plan(image, len, gm, min_paddr, align, &p, err, errlen);
+    if (r != BZIMAGE_UNPACK_OK) return r;
+    struct bzimage_window w = {gm_ptr_write(gm, p.base, p.span), zero_guest, (void *)gm};
+    r = bzimage_unpack_window(&p, &w, bzimage_plan_delta(&p, random), NULL, u, err, errlen);
+    u->kaslr = random && p.relocatable;
+    return r;
 }

@@ -7,7 +7,7 @@ CACHE=${BELLHOP_CACHE:-build/cache}
 
 PKGS=(gcc make clang linux-libc-dev libfdt-dev libcapstone-dev libseccomp-dev liblz4-dev libzstd-dev liblzma-dev zlib1g-dev qemu-system-x86
       busybox-static cpio xz-utils lz4 libuv1-dev liburing-dev e2fsprogs fio squashfs-tools libclang-rt-14-dev acpica-tools iproute2
-      libhttp-parser-dev libjansson-dev curl help2man man-db pkg-config strace socat libslirp-dev passt)
+      libhttp-parser-dev libjansson-dev curl help2man man-db pkg-config strace socat libslirp-dev passt libxxhash-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

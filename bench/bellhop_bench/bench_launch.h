@@ -8,11 +8,16 @@
 
 #include "bench/bellhop_bench/bench_results.h" /* BENCH_MAX_ROUNDS: what --rounds allows */
 
-#define LAUNCH_KINDS 3 /* the tiny guest, vmlinux (PVH), bzImage; each with the test initrd */
+/* the tiny guest, vmlinux (PVH), a bzImage without the kernel cache, and with --kernel-cache
+ * cold (an empty cache at each launch) and warm (its cache holding 8 slots already); each with
+ * the test initrd */
+#define LAUNCH_KINDS 5
 #define LAUNCH_MAX_PHASES 12
 
 struct launch_kind {
     const char *name, *kernel;
+    const char *cache; /* its XDG_CACHE_HOME (vmm/machine/kernel_cache.h); NULL: bellhop's own */
+    bool cold;         /* that cache emptied before each launch */
     unsigned n;                          /* launches timed */
     double total_ms[BENCH_MAX_ROUNDS];  /* process start to the first guest instruction */
     unsigned nphases;
@@ -29,7 +34,7 @@ struct bench_launch {
     double loader_ms; /* the dynamic loader's startup, LD_DEBUG=statistics; -1: none ran (static) */
 };
 
-/* Launches each kind `rounds` times (warm cache: one untimed launch first), stopping each VM
+/* Launches each kind `rounds` times (warm page cache: one untimed launch first), stopping each VM
  * once it has entered. `self` is bellhop, `tiny` the tiny guest's ELF; the Linux images and
  * initrd are make linux-files'. `pvm`: Linux kernels run with --pvm-anyway (they enter, then
  * crawl: the VM is stopped anyway). */

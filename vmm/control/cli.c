@@ -140,8 +140,8 @@ static int parse_disk(char *arg, struct vm_flags *f) {
 enum {
     O_KERNEL = 256, O_INITRD, O_CMDLINE, O_MEM, O_CPUS, O_SMT, O_DISK, O_RNG, O_NET, O_DEVICE, O_FS, O_VSOCK, /* the VM's */
     O_CONSOLE, O_TRACE, O_MARKERS, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS,
-    O_GUEST_DECOMPRESS, O_PVM_ANYWAY, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE, O_MEM_FILE, O_START_TIME,
-    O_PRINT_CONFIG, O_MEM_UFFD, O_HALT_POLL, O_CPU_PM, O_METADATA, O_MMDS_LIMIT,
+    O_GUEST_DECOMPRESS, O_KERNEL_CACHE, O_PVM_ANYWAY, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE,
+    O_MEM_FILE, O_START_TIME, O_PRINT_CONFIG, O_MEM_UFFD, O_HALT_POLL, O_CPU_PM, O_METADATA, O_MMDS_LIMIT,
 };
 
 static const struct option options[] = {
@@ -159,7 +159,8 @@ static const struct option options[] = {
     {"dispatch", required_argument, 0, O_DISPATCH}, {"stats", no_argument, 0, O_STATS},
     {"no-seccomp", no_argument, 0, O_NO_SECCOMP}, {"bench-bell", no_argument, 0, O_BENCH_BELL},
     {"profile", required_argument, 0, O_PROFILE}, {"profile-symbols", required_argument, 0, O_PROFILE_SYMBOLS},
-    {"guest-decompress", no_argument, 0, O_GUEST_DECOMPRESS}, {"pvm-anyway", no_argument, 0, O_PVM_ANYWAY},
+    {"guest-decompress", no_argument, 0, O_GUEST_DECOMPRESS},
+    {"kernel-cache", no_argument, 0, O_KERNEL_CACHE}, {"pvm-anyway", no_argument, 0, O_PVM_ANYWAY},
     {"print-config", no_argument, 0, O_PRINT_CONFIG}, {"mem-uffd", required_argument, 0, O_MEM_UFFD},
     {"halt-poll-ns", required_argument, 0, O_HALT_POLL}, {"cpu-pm", required_argument, 0, O_CPU_PM},
     {"metadata", required_argument, 0, O_METADATA}, {"mmds-size-limit", required_argument, 0, O_MMDS_LIMIT}, {0, 0, 0, 0},
@@ -250,6 +251,7 @@ static int vmm_flag(struct cli_run *r, int c, char *arg) {
         return 0;
     }
     case O_GUEST_DECOMPRESS: cfg->guest_decompress = true; return 0;
+    case O_KERNEL_CACHE: cfg->kernel_cache = true; return 0;
     case O_STATS: cfg->stats = true; return 0;
     case O_NO_SECCOMP: cfg->sandbox = false; return 0;
     case O_PVM_ANYWAY: cfg->pvm_anyway = true; return 0;

@@ -31,6 +31,8 @@ static void usage(FILE *f) {
             "                       unless the command line says nokaslr\n"
             "  --guest-decompress   leave a bzImage's kernel to its own decompressor, in the guest\n"
             "                       (slower)\n"
+            "  --kernel-cache       keep a bzImage's unpacked kernel in ~/.cache/bellhop/kernels:\n"
+            "                       from the second launch on it is mapped, not decoded\n"
             "  --initrd FILE        the initrd (a bzImage's ramdisk, or a PVH kernel's module\n"
             "                       after the device tree)\n"
             "  --cmdline STRING     kernel command line (also /chosen/bootargs)\n"

@@ -30,7 +30,8 @@ int kernel_load(const uint8_t *image, size_t len, const struct guest_mem *gm, ui
     if (bzimage_check(image, len, err, errlen) != 0) return -1;
     if (refused_on_pvm(o, KVM_HOST_PVM_RESERVED, UINT64_MAX, err, errlen)) return -1;
     out->bzimage = true;
-    int r = bzimage_load(image, len, gm, min_paddr, o->unpack, o->random, &out->bz, err, errlen);
+    int r = bzimage_load_with(image, len, gm, min_paddr, o->unpack, o->random, o->cache ? kernel_cache_unpack : NULL,
+                              o->cache, &out->bz, err, errlen);
     out->kernel = (struct pvh_kernel){.entry = out->bz.entry, .end = out->bz.end, .is_linux = true};
     return r;
 }

@@ -12,6 +12,7 @@
 #include "firmware/pvh.h"
 #include "base/guest_mem.h"
 #include "vmm/hv/kvm_host.h"
+#include "vmm/machine/kernel_cache.h"
 
 struct kernel_load_opts {
     enum kvm_host_kind host;
@@ -19,6 +20,7 @@ struct kernel_load_opts {
     bool unpack;     /* a bzImage's kernel unpacked by bellhop (else by its decompressor, in the guest) */
     uint64_t random; /* where KASLR puts it (bzimage_kaslr_random) */
     int fd;          /* the file, whose pages guest RAM may take (gm_write_file); -1: copy */
+    struct kernel_cache *cache; /* a bzImage's kernel unpacked through it; NULL: straight into guest RAM */
 };
 
 struct kernel_loaded {

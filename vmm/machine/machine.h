@@ -54,6 +54,7 @@ struct machine_device {
 struct machine_config {
     const char *kernel; /* a PVH ELF or a bzImage */
     bool guest_decompress; /* a bzImage's kernel unpacked by its own decompressor, not by bellhop */
+    bool kernel_cache; /* --kernel-cache: a bzImage's kernel from the cache of unpacked kernels (vmm/machine/kernel_cache.h) */
     const char *initrd; /* NULL: none */
     const char *cmdline;
     uint64_t mem;

@@ -2,6 +2,7 @@
  * start_info or the Linux zero page) and the boot vCPU's registers. */
 #include <stdbool.h>
 #include <inttypes.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,21 @@ struct kernel_file {
     char text[KERNEL_LOAD_ERR_MAX]; /* why it was refused */
 };
 
+/* How the kernel cache served a bzImage: nothing when it was not used. */
+static void cache_note(const struct bzimage_unpacked *u, char *note, size_t n) {
+    note[0] = 0;
+    if (u->cache == BZIMAGE_CACHE_FILLED)
+        snprintf(note, n, ", cached as slot %u (keying %.1f, mapping %.1f)", u->slot, (double)u->hash_ns / 1e6,
+                 (double)u->map_ns / 1e6);
+    else if (u->cache == BZIMAGE_CACHE_HIT)
+        snprintf(note, n, " from the cache, slot %u (keying %.1f, mapping %.1f)", u->slot, (double)u->hash_ns / 1e6,
+                 (double)u->map_ns / 1e6);
+    else if (u->cache == BZIMAGE_CACHE_NEW_SLOT)
+        snprintf(note, n, " from the cache, slot %u made from slot %u (keying %.1f, copying %.1f, relocating %.1f, "
+                 "mapping %.1f)", u->slot, u->from_slot, (double)u->hash_ns / 1e6, (double)u->copy_ns / 1e6,
+                 (double)u->relocate_ns / 1e6, (double)u->map_ns / 1e6);
+}
+
 static int load_kernel_image(struct machine *m, const struct file_map *kernel, void *arg) {
     struct kernel_file *e = arg;
     uint64_t t0 = zx_clock_get_monotonic();
@@ -78,15 +94,43 @@ static int load_kernel_image(struct machine *m, const struct file_map *kernel, v
     const struct bzimage_unpacked *u = &m->loaded.bz.unpacked;
     if (r == 0 && m->loaded.bzimage && u->format && m->cfg->boot_markers) {
         uint64_t t1 = zx_clock_get_monotonic();
-        char where[40] = "not randomized";
+        char where[40] = "not randomized", note[200];
         if (u->kaslr) snprintf(where, sizeof where, "KASLR %+" PRId64 " MiB", (int64_t)(u->virt_offset >> 20));
-        fprintf(stderr,
-                "bellhop: kernel unpacked (%s, %" PRIu64 " KiB, %s) in %.3f ms (decoding %.1f, relocating %.1f, "
-                "placing %.1f)\n",
-                u->format, u->size >> 10, where, (double)(t1 - t0) / 1e6, (double)u->decode_ns / 1e6,
-                (double)u->relocate_ns / 1e6, (double)u->place_ns / 1e6);
+        cache_note(u, note, sizeof note);
+        if (u->cache == BZIMAGE_CACHE_HIT || u->cache == BZIMAGE_CACHE_NEW_SLOT)
+            fprintf(stderr, "bellhop: kernel unpacked (%s, %" PRIu64 " KiB, %s) in %.3f ms%s\n", u->format,
+                    u->size >> 10, where, (double)(t1 - t0) / 1e6, note);
+        else
+            fprintf(stderr,
+                    "bellhop: kernel unpacked (%s, %" PRIu64 " KiB, %s) in %.3f ms (decoding %.1f, relocating %.1f, "
+                    "placing %.1f)%s\n",
+                    u->format, u->size >> 10, where, (double)(t1 - t0) / 1e6, (double)u->decode_ns / 1e6,
+                    (double)u->relocate_ns / 1e6, (double)u->place_ns / 1e6, note);
     }
     return r;
+}
+
+/* Guest RAM takes a cache entry's pages (kernel_cache.h's share): the entry is leased in the
+ * bzImage's stead, whose own lease (map_file's) guarded it while it was keyed and unpacked
+ * and guards nothing once its kernel is the entry's: two leases per machine (the kernel, the
+ * initrd) are all image_lease.h holds. */
+struct entry_share {
+    struct machine *m;
+    int bzimage_fd; /* leased by map_file, or -1 */
+};
+
+static int share_cache_entry(void *arg, int fd) {
+    struct entry_share *s = arg;
+    struct image_leases *l = &s->m->leases;
+    if (!s->m->env.mem.files) return -1;
+    for (unsigned i = 0; s->bzimage_fd >= 0 && i < l->n; i++) {
+        if (l->fd[i] != s->bzimage_fd) continue;
+        fcntl(l->fd[i], F_SETLEASE, F_UNLCK);
+        close(l->fd[i]);
+        l->fd[i] = l->fd[--l->n];
+        s->bzimage_fd = -1;
+    }
+    return image_lease_take(l, fd);
 }
 
 /* The host's kind as the kernel's loader sees it. */
@@ -106,7 +150,15 @@ int machine_load_kernel(struct machine *m) {
     struct kernel_file e = {.opts = {.host = loader_host(m), .pvm_anyway = cfg->pvm_anyway,
                                      .unpack = !cfg->guest_decompress, .random = bzimage_kaslr_random(cfg->cmdline)}};
     if (map_file(m, "kernel", cfg->kernel, cfg->mem, &kernel, &e.opts.fd) != 0) return -1;
+    struct kernel_cache cache;
+    struct entry_share share = {m, e.opts.fd};
+    kernel_cache_init(&cache, NULL);
+    cache.share = share_cache_entry;
+    cache.share_arg = &share;
+    cache.image_fd = e.opts.fd >= 0 ? e.opts.fd : kernel.fd;
+    if (cfg->kernel_cache) e.opts.cache = &cache;
     int r = copy_guarded(m, "kernel", cfg->kernel, &kernel, load_kernel_image, &e);
+    kernel_cache_close(&cache);
     file_map_close(&kernel);
     if (r == FILE_MAP_SHRANK) return -1;
     if (r != 0) return machine_fail("kernel %s: %s", cfg->kernel, e.text);
