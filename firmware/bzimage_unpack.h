@@ -26,8 +26,9 @@ struct bzimage_unpacked {
     uint64_t virt_offset; /* how far its virtual mapping moved, a multiple of 2 MiB */
     uint64_t decode_ns, relocate_ns, place_ns; /* where unpacking's time went (CLOCK_MONOTONIC) */
     /* The kernel cache (vmm/machine/kernel_cache.h): how it served this launch. */
-    enum { BZIMAGE_CACHE_OFF, BZIMAGE_CACHE_FILLED, BZIMAGE_CACHE_HIT, BZIMAGE_CACHE_NEW_SLOT } cache;
-    unsigned slot, from_slot;         /* the entry's KASLR slot (virt_offset / 2 MiB); a new slot's source */
+    /* OFF: not asked; FILLING: unpacked into guest RAM, an entry made in the background */
+    enum { BZIMAGE_CACHE_OFF, BZIMAGE_CACHE_FILLING, BZIMAGE_CACHE_HIT } cache;
+    unsigned slot;                    /* the entry's KASLR slot (virt_offset / 2 MiB) */
     uint64_t hash_ns, copy_ns, map_ns; /* the cache's own costs: keying the image, copying a slot, mapping */
 };
 

@@ -1,13 +1,15 @@
 /* The cache of unpacked kernels, without a VM: a small LZ4 bzImage (an ELF with three
- * segments, one bound lower, one higher with a .bss, and relocation tables) loaded through
- * the cache into RAM buffers, the cache a temporary directory whose entries the tests cut,
- * change and fill. */
+ * segments, one bound lower, one higher with a .bss, and relocation tables), as a file,
+ * loaded through the cache into RAM buffers and put in the cache by its filler (called here
+ * as the background `bellhop kernel-cache-fill` calls it), the cache a temporary directory
+ * whose entries the tests cut, change and fill. */
 #include <dirent.h>
 #include <elf.h>
 #include <fcntl.h>
 #include <lz4.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -115,11 +117,20 @@ struct load {
     char err[160];
 };
 
-static int image_fd = -1; /* the bzImage as a file, for its remembered key */
+static char bz[64]; /* the bzImage as a file: its key is remembered by its identity */
+
+static void write_bz(void) {
+    size_t len = build();
+    snprintf(bz, sizeof bz, "/tmp/bellhop-kcache-bz-%d", (int)getpid());
+    FILE *f = fopen(bz, "wb");
+    CHECK(f && fwrite(image, 1, len, f) == len);
+    fclose(f);
+}
 
 static struct load *load_with(const char *d, uint64_t random, uint64_t max_bytes) {
     static size_t len;
     if (!len) len = build();
+    if (!bz[0]) write_bz();
     struct load *l = calloc(1, sizeof *l);
     CHECK(l && (l->ram = malloc(RAM)));
     memset(l->ram, 0xee, RAM);
@@ -127,13 +138,27 @@ static struct load *load_with(const char *d, uint64_t random, uint64_t max_bytes
     struct kernel_cache c;
     kernel_cache_init(&c, d);
     if (max_bytes) c.max_bytes = max_bytes;
-    c.image_fd = image_fd;
+    c.image_fd = open(bz, O_RDONLY | O_CLOEXEC); /* no image_path: nothing started in the background */
     int r = bzimage_load_with(image, len, &gm, 0x100000, true, random, kernel_cache_unpack, &c, &l->k, l->err,
                               sizeof l->err);
+    close(c.image_fd);
     kernel_cache_close(&c);
     CHECK_MSG(r == 0, "load: %s", l->err);
     return l;
 }
+
+/* The filler, as `bellhop kernel-cache-fill` runs it after a launch. */
+static void fill_with(bool kaslr, uint64_t max_bytes) {
+    if (!bz[0]) write_bz();
+    struct kernel_cache c;
+    kernel_cache_init(&c, dir);
+    if (max_bytes) c.max_bytes = max_bytes;
+    char err[200];
+    CHECK_MSG(kernel_cache_fill(&c, bz, 0x100000, 0x200000, kaslr, err, sizeof err) == 0, "fill: %s", err);
+    kernel_cache_close(&c);
+}
+
+static void fill(bool kaslr) { fill_with(kaslr, 0); }
 
 static struct load *load(uint64_t random) { return load_with(dir, random, 0); }
 
@@ -198,14 +223,15 @@ static unsigned entries(uint64_t *bytes) {
  * same, so the tests change entries a tick later, as anyone but a racing writer does. */
 static void next_tick(void) { usleep(20000); }
 
-TEST(a_cold_launch_fills_the_cache_and_a_warm_one_maps_it) {
+TEST(a_launch_without_an_entry_unpacks_into_ram_and_the_filler_makes_one) {
     fresh_dir();
     struct load *cold = load(0);
-    CHECK_EQ(cold->k.unpacked.cache, BZIMAGE_CACHE_FILLED);
-    CHECK_EQ(cold->k.unpacked.slot, 0u);
+    CHECK_EQ(cold->k.unpacked.cache, BZIMAGE_CACHE_FILLING);
     same_as_uncached(cold, 0);
+    fill(false);
     struct load *warm = load(0);
     CHECK_EQ(warm->k.unpacked.cache, BZIMAGE_CACHE_HIT);
+    CHECK_EQ(warm->k.unpacked.slot, 0u);
     CHECK_EQ(warm->k.unpacked.decode_ns, 0u);
     same_as_uncached(warm, 0);
     free_load(cold);
@@ -218,40 +244,51 @@ TEST(a_cold_launch_fills_the_cache_and_a_warm_one_maps_it) {
     remove_dir();
 }
 
+/* The kernel's places: what `random` picks among them uncached is slot `slot`. */
+static uint64_t random_for(uint64_t slot) {
+    uint64_t slots = ((1ull << 30) - LOAD - (segs[2].paddr + segs[2].memsz - LOAD)) / (2u << 20) + 1;
+    return slot + slots;
+}
+
 TEST(a_kaslr_slot_is_made_from_another_by_relocating_the_difference) {
     fresh_dir();
-    free_load(load(0));
-    uint64_t random = 12345;
-    struct load *l = load(random);
-    CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_NEW_SLOT);
-    CHECK_EQ(l->k.unpacked.from_slot, 0u);
+    fill(false);
+    fill(true);
+    uint64_t bytes;
+    CHECK_EQ(entries(&bytes), 2u);
+    /* a KASLR launch takes one of the two; the moved one until it is seen */
+    struct load *l = NULL;
+    for (uint64_t r = 1; r < 64; r++) {
+        if (l) free_load(l);
+        l = load(r * 0x9e3779b97f4a7c15ull);
+        CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_HIT);
+        if (l->k.unpacked.virt_offset) break;
+    }
     CHECK(l->k.unpacked.kaslr && l->k.unpacked.virt_offset != 0);
-    same_as_uncached(l, random);
+    same_as_uncached(l, random_for(l->k.unpacked.slot));
     uint64_t v;
     memcpy(&v, l->ram + R64, 8);
     CHECK_EQ(v, V64 + l->k.unpacked.virt_offset);
-    free_load(l);
-    /* and that slot is now a hit */
-    l = load(random);
-    CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_HIT);
-    same_as_uncached(l, random);
     free_load(l);
     remove_dir();
 }
 
 static void rebuilt_after(void (*spoil)(const char *path)) {
     fresh_dir();
+    fill(false);
     free_load(load(0));
     char path[400];
     entry_path(path, sizeof path, 0);
     next_tick();
     spoil(path);
     struct load *l = load(0);
-    CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_FILLED);
+    CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_FILLING);
     same_as_uncached(l, 0);
     free_load(l);
+    fill(false);
     l = load(0);
     CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_HIT);
+    same_as_uncached(l, 0);
     free_load(l);
     remove_dir();
 }
@@ -300,47 +337,68 @@ TEST(an_entry_changed_is_rebuilt) { rebuilt_after(change_a_byte); }
 TEST(another_versions_entry_is_refused_and_rebuilt) { rebuilt_after(another_version); }
 TEST(a_sidecar_that_does_not_match_makes_the_entry_bad) { rebuilt_after(garbage_sidecar); }
 
-TEST(slots_fresh_until_eight_then_one_of_them) {
-    unsigned have[8] = {3, 9, 11, 40, 41, 42, 100, 7};
-    CHECK_EQ(kernel_cache_choose(have, 3, false, 400, 12345), 0u);
-    CHECK_EQ(kernel_cache_choose(have, 3, true, 400, 12345), 12345u % 400);
-    bool seen[8] = {0};
-    for (uint64_t r = 1; r < 200; r++) {
-        unsigned s = kernel_cache_choose(have, 8, true, 400, r * 0x9e3779b97f4a7c15ull);
-        bool known = false;
-        for (unsigned i = 0; i < 8; i++)
-            if (have[i] == s) known = seen[i] = true;
-        CHECK_MSG(known, "slot %u is not one of the eight", s);
-    }
-    for (unsigned i = 0; i < 8; i++) CHECK_MSG(seen[i], "slot %u never chosen", have[i]);
-}
-
-TEST(eight_slots_at_most_are_made_then_reused) {
+TEST(a_kaslr_launch_takes_one_of_the_slots_there) {
     fresh_dir();
-    unsigned made = 0;
-    for (uint64_t r = 1; r <= 30; r++) {
+    for (int i = 0; i < 3; i++) fill(true);
+    uint64_t bytes;
+    CHECK_EQ(entries(&bytes), 3u);
+    unsigned seen[3] = {0}, slots[3], n = 0;
+    for (uint64_t r = 1; r < 100; r++) {
         struct load *l = load(r * 0x9e3779b97f4a7c15ull);
-        made += l->k.unpacked.cache != BZIMAGE_CACHE_HIT;
-        /* once eight are made, the slot is one of them: what random picks it uncached */
-        uint64_t slots = ((1ull << 30) - LOAD - (segs[2].paddr + segs[2].memsz - LOAD)) / (2u << 20) + 1;
-        same_as_uncached(l, l->k.unpacked.virt_offset / (2u << 20) + slots);
+        CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_HIT);
+        unsigned i = 0;
+        while (i < n && slots[i] != l->k.unpacked.slot) i++;
+        if (i == n) {
+            CHECK_MSG(n < 3, "a fourth slot, %u", l->k.unpacked.slot);
+            slots[n++] = l->k.unpacked.slot;
+        }
+        seen[i]++;
         free_load(l);
     }
+    CHECK_MSG(n == 3 && seen[0] && seen[1] && seen[2], "slots seen: %u", n);
+    remove_dir();
+}
+
+TEST(eight_slots_at_most_are_made) {
+    fresh_dir();
+    for (int i = 0; i < 30; i++) fill(true);
     uint64_t bytes;
     CHECK_EQ(entries(&bytes), KERNEL_CACHE_SLOTS);
-    CHECK_EQ(made, KERNEL_CACHE_SLOTS);
+    remove_dir();
+}
+
+TEST(a_filler_leaves_the_kernel_to_another_at_work) {
+    fresh_dir();
+    fill(false); /* the key remembered, the lock file made */
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    struct dirent *e;
+    int lock = -1;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, "-fill")) {
+            char path[400];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            lock = open(path, O_RDWR);
+        }
+    closedir(d);
+    CHECK(lock >= 0 && flock(lock, LOCK_EX) == 0);
+    fill(true); /* another filler's: it makes nothing */
+    uint64_t bytes;
+    CHECK_EQ(entries(&bytes), 1u);
+    close(lock);
+    fill(true);
+    CHECK_EQ(entries(&bytes), 2u);
     remove_dir();
 }
 
 TEST(the_cache_stays_under_its_bound_the_least_recently_used_going) {
     fresh_dir();
-    free_load(load(0));
+    fill(false);
     uint64_t one;
     CHECK_EQ(entries(&one), 1u);
-    for (uint64_t r = 1; r <= 6; r++) {
+    for (int r = 1; r <= 6; r++) {
         next_tick(); /* each use its own time */
-        struct load *l = load_with(dir, r * 0x9e3779b97f4a7c15ull, 3 * one);
-        free_load(l);
+        fill_with(true, 3 * one);
         next_tick();
         free_load(load_with(dir, 0, 3 * one)); /* slot 0 used again: the most recent */
     }
@@ -362,7 +420,7 @@ TEST(a_cache_that_cannot_be_made_leaves_the_launch_to_guest_memory) {
 
 TEST(a_corrupt_header_is_refused) {
     fresh_dir();
-    free_load(load(0));
+    fill(false);
     char path[400];
     entry_path(path, sizeof path, 0);
     int fd = open(path, O_RDONLY);
@@ -409,31 +467,27 @@ static unsigned key_files(char *path, size_t n) {
 
 TEST(a_bzimage_files_key_is_remembered_by_its_identity_and_checked) {
     fresh_dir();
-    char bz[400], key[400];
-    snprintf(bz, sizeof bz, "%s/bzImage", dir);
-    size_t len = build();
-    FILE *f = fopen(bz, "wb");
-    CHECK(f && fwrite(image, 1, len, f) == len);
-    fclose(f);
-    image_fd = open(bz, O_RDONLY);
-    CHECK(image_fd >= 0);
-    struct load *l = load(0);
-    CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_FILLED);
+    char key[400];
+    struct load *l = load(0); /* a launch never hashes: no key yet */
+    CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_FILLING);
     free_load(l);
+    CHECK_EQ(key_files(key, sizeof key), 0u);
+    fill(false); /* the filler hashes it, and remembers */
     CHECK_EQ(key_files(key, sizeof key), 1u);
     l = load(0);
     CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_HIT);
     free_load(l);
-    /* a spoilt record is hashed again, and the same entry found */
-    f = fopen(key, "r+b");
+    /* a spoilt record is not trusted: the launch unpacks, the filler hashes again */
+    FILE *f = fopen(key, "r+b");
     CHECK(f && fseek(f, 70, SEEK_SET) == 0 && fputc('!', f) != EOF);
     fclose(f);
+    l = load(0);
+    CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_FILLING);
+    free_load(l);
+    fill(false);
     l = load(0);
     CHECK_EQ(l->k.unpacked.cache, BZIMAGE_CACHE_HIT);
     same_as_uncached(l, 0);
     free_load(l);
-    close(image_fd);
-    image_fd = -1;
-    unlink(bz);
     remove_dir();
 }

@@ -2,12 +2,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vmm/control/cli.h"
 #include "vmm/control/snapshot_cmd.h"
+#include "vmm/machine/kernel_cache.h"
 #include "bench/bellhop_bench/bench.h"
 #include "vmm/machine/machine.h"
 #include "vmm/control/version.h"
@@ -131,6 +134,27 @@ static void small_thread_stacks(void) {
     pthread_attr_destroy(&a);
 }
 
+/* kernel-cache-fill PATH MIN_PADDR ALIGN KASLR: one more entry for a launch's bzImage. */
+static int cmd_kernel_cache_fill(int argc, char **argv) {
+    if (argc != 5) {
+        fprintf(stderr, "usage: bellhop kernel-cache-fill BZIMAGE MIN_PADDR ALIGN KASLR (started by bellhop run)\n");
+        return 2;
+    }
+    /* nothing of the launch that started it is kept open (its VM, its sockets); and only a CPU
+     * nothing else wants (its launch, the guest's boot) */
+    close_range(3, ~0u, 0);
+    struct sched_param idle = {.sched_priority = 0};
+    sched_setscheduler(0, SCHED_IDLE, &idle);
+    char err[400];
+    struct kernel_cache c;
+    kernel_cache_init(&c, NULL);
+    int r = kernel_cache_fill(&c, argv[1], strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0),
+                              strcmp(argv[4], "1") == 0, err, sizeof err);
+    kernel_cache_close(&c);
+    if (r != 0) fprintf(stderr, "bellhop: the kernel cache was not filled: %s\n", err);
+    return r != 0;
+}
+
 int main(int argc, char **argv) {
     small_thread_stacks();
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
@@ -143,6 +167,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
+    /* (bellhop's own, started by a launch with --kernel-cache: vmm/machine/kernel_cache.h) */
+    if (strcmp(argv[1], "kernel-cache-fill") == 0) return cmd_kernel_cache_fill(argc - 1, argv + 1);
     if (strcmp(argv[1], "snapshot") == 0) return cmd_snapshot(argc - 1, argv + 1);
     if (strcmp(argv[1], "bench") == 0) {
         const char *k = cli_bundled_kernel();

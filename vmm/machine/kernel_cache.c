@@ -2,6 +2,12 @@
  * anything may have happened to them: every one is checked (identity, header, sizes) before
  * its pages become the guest's, and one that fails is removed and made again. */
 #include <dirent.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/random.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -205,13 +211,6 @@ static int open_entry(struct kernel_cache *c, const char *name, const uint8_t ke
     *fd = -1;
     remove_entry(c, name);
     return -1;
-}
-
-unsigned kernel_cache_choose(const unsigned *have, unsigned n, bool kaslr, uint64_t slots, uint64_t random) {
-    if (!kaslr || slots == 0) return 0;
-    if (n < KERNEL_CACHE_SLOTS) return (unsigned)(random % slots);
-    /* bits of `random` other than those that picked a fresh slot */
-    return have[(random >> 32) % n];
 }
 
 /* The directory's listing from its start (a dup shares the offset of the last listing). */
@@ -422,38 +421,112 @@ struct key_record {
     uint64_t sum;
 };
 
-/* The bzImage's key: remembered for its identity, else hashed (and remembered). */
-static void image_key(struct kernel_cache *c, const uint8_t *image, size_t len, uint8_t key[16]) {
+/* The name of the file remembering the key of the bzImage open as c->image_fd, and its
+ * identity now: false when it has none (not open, or not len bytes long). */
+static bool key_record_name(struct kernel_cache *c, size_t len, char *name, size_t n, struct key_record *rec) {
     struct stat st;
+    if (c->image_fd < 0 || fstat(c->image_fd, &st) != 0 || (uint64_t)st.st_size != len) return false;
+    *rec = (struct key_record){.id = id_of(&st)};
+    snprintf(name, n, "%" PRIx64 "-%" PRIx64 ".key", (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+    return true;
+}
+
+/* The bzImage's key as remembered for its identity: false when it is not (or not any more). */
+static bool remembered_key(struct kernel_cache *c, size_t len, uint8_t key[16]) {
     char name[64];
     struct key_record rec, got;
-    bool known = c->image_fd >= 0 && fstat(c->image_fd, &st) == 0 && (uint64_t)st.st_size == len;
-    if (known) {
-        rec = (struct key_record){.id = id_of(&st)};
-        snprintf(name, sizeof name, "%" PRIx64 "-%" PRIx64 ".key", (uint64_t)st.st_dev, (uint64_t)st.st_ino);
-        int fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        bool read_it = fd >= 0 && read(fd, &got, sizeof got) == (ssize_t)sizeof got;
-        if (fd >= 0) close(fd);
-        if (read_it && memcmp(&got.id, &rec.id, sizeof rec.id) == 0 &&
-            got.sum == XXH3_64bits(&got, offsetof(struct key_record, sum))) {
-            memcpy(key, got.key, 16);
-            utimensat(c->dirfd, name, NULL, 0); /* used: kept */
-            return;
-        }
-    }
+    if (!key_record_name(c, len, name, sizeof name, &rec)) return false;
+    int fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    bool read_it = fd >= 0 && read(fd, &got, sizeof got) == (ssize_t)sizeof got;
+    if (fd >= 0) close(fd);
+    if (!read_it || memcmp(&got.id, &rec.id, sizeof rec.id) != 0 ||
+        got.sum != XXH3_64bits(&got, offsetof(struct key_record, sum)))
+        return false;
+    memcpy(key, got.key, 16);
+    utimensat(c->dirfd, name, NULL, 0); /* used: kept */
+    return true;
+}
+
+/* The bzImage's key: remembered for its identity, else hashed (and remembered). */
+static void image_key(struct kernel_cache *c, const uint8_t *image, size_t len, uint8_t key[16]) {
+    if (remembered_key(c, len, key)) return;
     XXH128_hash_t h = XXH3_128bits(image, len);
     memcpy(key, &h.high64, 8);
     memcpy(key + 8, &h.low64, 8);
-    if (!known) return;
+    char name[64], tmp[100];
+    struct key_record rec;
+    if (!key_record_name(c, len, name, sizeof name, &rec)) return;
     memcpy(rec.key, key, 16);
     rec.sum = XXH3_64bits(&rec, offsetof(struct key_record, sum));
-    char tmp[100];
     snprintf(tmp, sizeof tmp, ".tmp-%d-%s", (int)getpid(), name);
     int fd = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return;
     bool ok = write(fd, &rec, sizeof rec) == (ssize_t)sizeof rec;
     ok &= close(fd) == 0;
     if (!ok || renameat(c->dirfd, tmp, c->dirfd, name) != 0) unlinkat(c->dirfd, tmp, 0);
+}
+
+/* `bellhop kernel-cache-fill PATH MIN ALIGN KASLR` beside this launch, in a session of its own (it
+ * outlives bellhop if need be; init reaps it), its output bellhop's stderr. Never waited for. */
+static void fill_later(struct kernel_cache *c, uint64_t min_paddr, uint64_t align, bool kaslr) {
+    if (!c->image_path || c->filler_started) return;
+    c->filler_started = true;
+    char self[PATH_MAX], min[24], al[24];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return;
+    self[n] = 0;
+    snprintf(min, sizeof min, "%" PRIu64, min_paddr);
+    snprintf(al, sizeof al, "%" PRIu64, align);
+    char *argv[] = {"bellhop", "kernel-cache-fill", (char *)c->image_path, min, al, kaslr ? "1" : "0", NULL};
+    posix_spawnattr_t a;
+    if (posix_spawnattr_init(&a) != 0) return;
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&a, &none);
+    /* SCHED_IDLE: it takes only a CPU nothing else wants, so that it does not slow the launch
+     * that started it (nor the guest's boot) */
+    struct sched_param idle = {.sched_priority = 0};
+    posix_spawnattr_setschedpolicy(&a, SCHED_IDLE);
+    posix_spawnattr_setschedparam(&a, &idle);
+    posix_spawnattr_setflags(&a, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSCHEDULER);
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa) == 0) {
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        pid_t pid;
+        posix_spawn(&pid, self, &fa, &a, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+    }
+    posix_spawnattr_destroy(&a);
+}
+
+/* One of the kernel's slots, open and checked, for `random` (with KASLR, among those it has):
+ * its fd, or -1 when none holds up (bad ones removed). */
+static int open_some_slot(struct kernel_cache *c, const uint8_t key[16], const struct bzimage_plan *p, bool kaslr,
+                          uint64_t random, unsigned *slot) {
+    unsigned have[MAX_ENTRIES];
+    unsigned n = slots_of(c, key, have, MAX_ENTRIES);
+    if (!kaslr) { /* slot 0 alone */
+        unsigned i = 0;
+        while (i < n && have[i] != 0) i++;
+        n = i < n ? 1 : 0;
+        have[0] = 0;
+    }
+    for (unsigned tries = 0; n > 0; tries++) {
+        unsigned i = (unsigned)((random >> 32) + tries) % n;
+        char name[128];
+        struct kernel_cache_header hdr;
+        const char *why;
+        int fd = -1;
+        entry_name(name, sizeof name, key, have[i], "");
+        int got = open_entry(c, name, key, have[i], p, &fd, &hdr, &why);
+        if (got == 1) {
+            *slot = have[i];
+            return fd;
+        }
+        if (got < 0) fprintf(stderr, "bellhop: kernel cache entry %s/%s: %s: removed\n", c->dir, name, why);
+        have[i] = have[--n];
+    }
+    return -1;
 }
 
 int kernel_cache_unpack(void *arg, const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
@@ -469,62 +542,120 @@ int kernel_cache_unpack(void *arg, const uint8_t *image, size_t len, const struc
     }
     uint64_t t0 = zx_clock_get_monotonic();
     uint8_t key[16];
-    image_key(c, image, len, key);
+    bool known = remembered_key(c, len, key);
     u->hash_ns = zx_clock_get_monotonic() - t0;
-
-    bool kaslr = random && p.relocatable;
-    unsigned have[MAX_ENTRIES];
-    unsigned n = slots_of(c, key, have, MAX_ENTRIES);
-    unsigned slot = kernel_cache_choose(have, n, kaslr, p.slots, random);
-    char name[128];
-    entry_name(name, sizeof name, key, slot, "");
-    struct kernel_cache_header hdr;
-    const char *why;
-    int fd = -1;
-    int got = open_entry(c, name, key, slot, &p, &fd, &hdr, &why);
-    if (got < 0) fprintf(stderr, "bellhop: kernel cache entry %s/%s: %s: removed, made again\n", c->dir, name, why);
-    enum { HIT, FILLED, NEW_SLOT } how = HIT;
-    unsigned from = 0;
-    if (got <= 0) {
-        /* Another slot of this kernel is the cheaper source: relocating, not decoding. */
-        int src = -1;
-        for (unsigned i = 0; i < n && src < 0; i++) {
-            char other[128];
-            if (have[i] == slot) continue;
-            entry_name(other, sizeof other, key, have[i], "");
-            if (open_entry(c, other, key, have[i], &p, &src, &hdr, &why) == 1) from = have[i];
-        }
-        how = src >= 0 ? NEW_SLOT : FILLED;
-        if (!kernel_cache_evict(c, file_size_of(&p))) {
-            if (src >= 0) close(src);
-            not_used(c, "%s: the kernel needs %" PRIu64 " MiB, more than its bound", c->dir, file_size_of(&p) >> 20);
-            return unpack_plain(&p, gm, random, u, err, errlen);
-        }
-        bool corrupt;
-        fd = make_entry(c, &p, key, slot, src, from, u, &corrupt, err, errlen);
-        if (src >= 0) close(src);
-        if (corrupt) return BZIMAGE_UNPACK_BAD;
-        if (fd < 0) {
-            not_used(c, "%s: %s", c->dir, strerror(errno));
-            return unpack_plain(&p, gm, random, u, err, errlen);
-        }
+    bool kaslr = random && p.relocatable && p.slots > 0;
+    unsigned slot = 0, have[MAX_ENTRIES];
+    int fd = known ? open_some_slot(c, key, &p, kaslr, random, &slot) : -1;
+    /* none, or fewer slots than kept: one more for later launches, made once this launch's
+     * own unpacking is done (the filler's decoding would compete with it for the CPU) */
+    bool more = fd < 0 || (kaslr && slots_of(c, key, have, MAX_ENTRIES) < KERNEL_CACHE_SLOTS);
+    if (fd < 0) {
+        r = unpack_plain(&p, gm, random, u, err, errlen);
+        u->cache = BZIMAGE_CACHE_FILLING;
+        if (r == BZIMAGE_UNPACK_OK) fill_later(c, min_paddr, align, kaslr);
+        return r;
     }
     uint64_t t1 = zx_clock_get_monotonic();
     if (map_into(c, fd, &p, gm) != 0) {
         not_used(c, "%s: its entry could not be mapped", c->dir);
         return unpack_plain(&p, gm, random, u, err, errlen);
     }
-    char idname[140];
+    if (more) fill_later(c, min_paddr, align, kaslr);
+    char name[128], idname[140];
+    entry_name(name, sizeof name, key, slot, "");
     if (snprintf(idname, sizeof idname, "%s.id", name) < (int)sizeof idname)
         utimensat(c->dirfd, idname, NULL, 0); /* used now: evicted last */
     u->map_ns = zx_clock_get_monotonic() - t1;
     u->format = p.format, u->entry = p.entry, u->start = p.start, u->end = p.end, u->size = p.size;
     u->kaslr = kaslr;
     u->virt_offset = (uint64_t)slot * BZIMAGE_KASLR_ALIGN;
-    u->cache = how == HIT ? BZIMAGE_CACHE_HIT : how == NEW_SLOT ? BZIMAGE_CACHE_NEW_SLOT : BZIMAGE_CACHE_FILLED;
+    u->cache = BZIMAGE_CACHE_HIT;
     u->slot = slot;
-    u->from_slot = from;
     return BZIMAGE_UNPACK_OK;
+}
+
+/* A fresh slot for the filler: with KASLR one the kernel does not have, at random; else 0
+ * when it does not have it. false when there is none to make. */
+static bool fresh_slot(const unsigned *have, unsigned n, bool kaslr, uint64_t slots, unsigned *slot) {
+    if (!kaslr) {
+        for (unsigned i = 0; i < n; i++)
+            if (have[i] == 0) return false;
+        return *slot = 0, true;
+    }
+    if (n >= KERNEL_CACHE_SLOTS) return false;
+    for (unsigned tries = 0; tries < 64; tries++) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, 0) != sizeof r) r = (uint64_t)zx_clock_get_monotonic();
+        unsigned k = (unsigned)(r % slots), i = 0;
+        while (i < n && have[i] != k) i++;
+        if (i == n) return *slot = k, true;
+    }
+    return false;
+}
+
+static int fill_entry(struct kernel_cache *c, const uint8_t *image, size_t len, uint64_t min_paddr, uint64_t align,
+                      bool kaslr, char *err, size_t errlen) {
+    /* guest memory the plan's bounds are checked against: as large as a guest's may be */
+    struct guest_mem room = {.size = GM_LOW_END};
+    struct bzimage_plan p;
+    int r = bzimage_plan(image, len, &room, min_paddr, align, &p, err, errlen);
+    if (r != BZIMAGE_UNPACK_OK) return r == BZIMAGE_UNPACK_GUEST ? 0 : -1;
+    uint8_t key[16];
+    image_key(c, image, len, key);
+    char lock[64];
+    entry_name(lock, sizeof lock, key, 0, "");
+    snprintf(lock + strlen(lock) - strlen("0.kernel"), sizeof lock - (strlen(lock) - strlen("0.kernel")), "fill");
+    int lfd = openat(c->dirfd, lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (lfd < 0) return snprintf(err, errlen, "%s/%s: %s", c->dir, lock, strerror(errno)), -1;
+    if (flock(lfd, LOCK_EX | LOCK_NB) != 0) return close(lfd), 0; /* another filler is at it */
+    unsigned have[MAX_ENTRIES], slot, from = 0;
+    unsigned n = slots_of(c, key, have, MAX_ENTRIES);
+    int ro = -1;
+    if (fresh_slot(have, n, kaslr && p.relocatable && p.slots > 0, p.slots, &slot)) {
+        int src = -1;
+        for (unsigned i = 0; i < n && src < 0; i++) {
+            char other[128];
+            struct kernel_cache_header hdr;
+            const char *why;
+            entry_name(other, sizeof other, key, have[i], "");
+            if (open_entry(c, other, key, have[i], &p, &src, &hdr, &why) == 1) from = have[i];
+        }
+        struct bzimage_unpacked u = {0};
+        bool corrupt = false;
+        if (!kernel_cache_evict(c, file_size_of(&p)))
+            snprintf(err, errlen, "%s: the kernel needs %" PRIu64 " MiB, more than its bound", c->dir,
+                     file_size_of(&p) >> 20);
+        else if ((ro = make_entry(c, &p, key, slot, src, from, &u, &corrupt, err, errlen)) < 0 && !corrupt)
+            snprintf(err, errlen, "%s: %s", c->dir, strerror(errno));
+        if (src >= 0) close(src);
+        if (ro >= 0) close(ro);
+    } else {
+        ro = 0; /* nothing to make */
+    }
+    close(lfd); /* (the lock with it) */
+    return ro >= 0 ? 0 : -1;
+}
+
+int kernel_cache_fill(struct kernel_cache *c, const char *path, uint64_t min_paddr, uint64_t align, bool kaslr,
+                      char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int r = -1;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0) {
+        snprintf(err, errlen, "%s: %s", path, fd < 0 ? strerror(errno) : "empty");
+    } else if (!open_dir(c)) {
+        snprintf(err, errlen, "%s", c->why);
+    } else {
+        uint8_t *image = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        c->image_fd = fd;
+        if (image == MAP_FAILED) snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        else r = fill_entry(c, image, (size_t)st.st_size, min_paddr, align, kaslr, err, errlen);
+        if (image != MAP_FAILED) munmap(image, (size_t)st.st_size);
+        c->image_fd = -1;
+    }
+    if (fd >= 0) close(fd);
+    return r;
 }
 
 static void zero_guest(void *arg, uint64_t gpa, uint64_t len) {

@@ -64,6 +64,10 @@ struct kernel_cache {
     /* The bzImage open (-1: unknown): its key is remembered by its identity, so that a warm
      * launch need not hash it (~2 ms for 14 MB on a PVM host, 150 ms nested). */
     int image_fd;
+    /* Its path, for the filler (kernel_cache_fill) started in the background when the cache
+     * cannot serve this launch; NULL: none is started. */
+    const char *image_path;
+    bool filler_started;
 };
 
 /* Where the cache is: `dir`, or the environment's when NULL; nothing is touched until a
@@ -72,16 +76,24 @@ void kernel_cache_init(struct kernel_cache *c, const char *dir);
 void kernel_cache_close(struct kernel_cache *c);
 
 /* bzimage_load_with's unpacker (firmware/bzimage.h), `arg` a struct kernel_cache: the
- * bzImage's kernel from the cache into guest RAM, or unpacked into a new entry and mapped
- * from there, or unpacked into guest RAM when the cache cannot be used; u->cache says which. */
+ * bzImage's kernel from the cache into guest RAM (one of the slots it has), or else unpacked
+ * into guest RAM as without the cache; u->cache says which. A launch never makes an entry:
+ * decoding into a new file's pages costs ~3x decoding into guest RAM (PVM), and copying a
+ * slot about what decoding does. When the cache has no entry for the kernel, or fewer than
+ * KERNEL_CACHE_SLOTS with KASLR, a filler is started in the background (`bellhop
+ * kernel-cache-fill`, kernel_cache_fill) that makes one, for the launches after this one. */
 int kernel_cache_unpack(void *arg, const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
                         uint64_t align, uint64_t random, struct bzimage_unpacked *u, char *err, size_t errlen);
 
+/* The filler, in the cache c (kernel_cache_init's): one more entry for the bzImage at path (a
+ * slot it does not have yet, at random with kaslr; slot 0 without), as a launch with
+ * min_paddr and align would plan it, its key hashed and remembered; nothing when another
+ * filler of the same kernel is at work or its slots are there already. 0, or -1 with the
+ * reason in err. */
+int kernel_cache_fill(struct kernel_cache *c, const char *path, uint64_t min_paddr, uint64_t align, bool kaslr,
+                      char *err, size_t errlen);
+
 /* Parts, for tests. */
-/* The slot a launch uses: with no KASLR 0; with fewer than KERNEL_CACHE_SLOTS slots in
- * have[] (n of them), the one `random` picks among all `slots` (*fresh: made unless it is in
- * have[]); else one of have[] at random. */
-unsigned kernel_cache_choose(const unsigned *have, unsigned n, bool kaslr, uint64_t slots, uint64_t random);
 /* Whether the header is whole and this bellhop's, for key/slot and the plan, in a file of
  * file_size bytes: NULL, or what is wrong with it. */
 const char *kernel_cache_header_check(const struct kernel_cache_header *h, const uint8_t key[16], unsigned slot,

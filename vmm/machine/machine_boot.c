@@ -74,16 +74,11 @@ struct kernel_file {
 /* How the kernel cache served a bzImage: nothing when it was not used. */
 static void cache_note(const struct bzimage_unpacked *u, char *note, size_t n) {
     note[0] = 0;
-    if (u->cache == BZIMAGE_CACHE_FILLED)
-        snprintf(note, n, ", cached as slot %u (keying %.1f, mapping %.1f)", u->slot, (double)u->hash_ns / 1e6,
-                 (double)u->map_ns / 1e6);
+    if (u->cache == BZIMAGE_CACHE_FILLING)
+        snprintf(note, n, "; the kernel cache is filled in the background");
     else if (u->cache == BZIMAGE_CACHE_HIT)
         snprintf(note, n, " from the cache, slot %u (keying %.1f, mapping %.1f)", u->slot, (double)u->hash_ns / 1e6,
                  (double)u->map_ns / 1e6);
-    else if (u->cache == BZIMAGE_CACHE_NEW_SLOT)
-        snprintf(note, n, " from the cache, slot %u made from slot %u (keying %.1f, copying %.1f, relocating %.1f, "
-                 "mapping %.1f)", u->slot, u->from_slot, (double)u->hash_ns / 1e6, (double)u->copy_ns / 1e6,
-                 (double)u->relocate_ns / 1e6, (double)u->map_ns / 1e6);
 }
 
 static int load_kernel_image(struct machine *m, const struct file_map *kernel, void *arg) {
@@ -97,7 +92,7 @@ static int load_kernel_image(struct machine *m, const struct file_map *kernel, v
         char where[40] = "not randomized", note[200];
         if (u->kaslr) snprintf(where, sizeof where, "KASLR %+" PRId64 " MiB", (int64_t)(u->virt_offset >> 20));
         cache_note(u, note, sizeof note);
-        if (u->cache == BZIMAGE_CACHE_HIT || u->cache == BZIMAGE_CACHE_NEW_SLOT)
+        if (u->cache == BZIMAGE_CACHE_HIT)
             fprintf(stderr, "bellhop: kernel unpacked (%s, %" PRIu64 " KiB, %s) in %.3f ms%s\n", u->format,
                     u->size >> 10, where, (double)(t1 - t0) / 1e6, note);
         else
@@ -156,6 +151,7 @@ int machine_load_kernel(struct machine *m) {
     cache.share = share_cache_entry;
     cache.share_arg = &share;
     cache.image_fd = e.opts.fd >= 0 ? e.opts.fd : kernel.fd;
+    cache.image_path = cfg->kernel;
     if (cfg->kernel_cache) e.opts.cache = &cache;
     int r = copy_guarded(m, "kernel", cfg->kernel, &kernel, load_kernel_image, &e);
     kernel_cache_close(&cache);
