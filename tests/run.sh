@@ -59,36 +59,9 @@ expect() { # DIR KIND
 for dir in "${units[@]}"; do expect "$dir" unit; done
 for dir in "${kvms[@]}"; do expect "$dir" kvm; done
 
-for dir in "${units[@]}"; do
-    prefix=$(prefix_of "$dir")
-    for t in "$dir"/tests/unit/*; do
-        [ -x "$t" ] || continue
-        name=$(basename "$t")
-        out=$(TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" timeout 600 "$t" 2>&1)
-        rc=$?
-        printf '%s\n' "$out" | emit "$prefix"
-        if [ $rc -ne 0 ] && ! printf '%s\n' "$out" | grep -q '^FAIL '; then
-            echo "FAIL $prefix$name: exited with status $rc" | tee -a "$results"
-        fi
-    done
-done
-
-# A short run of every libFuzzer target (build/fuzz): PASS when it ran without a crash.
-if [ -n "$fuzz" ]; then
-    for f in build/fuzz/fuzz_*; do
-        [ -x "$f" ] || continue
-        n=$(basename "$f"); mkdir -p "build/fuzz/smoke/$n"
-        if "$f" -max_total_time="$fuzz" "build/fuzz/smoke/$n" "tests/fuzz/corpus/$n" > "build/fuzz/$n.log" 2>&1; then
-            echo "PASS fuzz.$n: $(grep -o 'DONE.*' "build/fuzz/$n.log" | head -1)" | tee -a "$results"
-        else
-            echo "FAIL fuzz.$n: $(grep -m1 -E 'ERROR|SUMMARY|runtime error' "build/fuzz/$n.log")" | tee -a "$results"
-        fi
-    done
-fi
-
 # The nested host's run (its console and result lines on stdout, the results also in $1):
-# in the background while the direct tests run, each with a core of the two; its lines come
-# after theirs.
+# in the background while the unit, fuzz and direct tests run, each with a core of the two;
+# its lines come after theirs.
 run_nested() {
     results=$1
     out=$(mktemp)
@@ -160,9 +133,11 @@ run_nested() {
     rm -f "$out" "$partial"
 }
 
+# Integration tests: where each runs is known before the unit tests, so that the nested host's
+# run, the longest part, starts first (in the background) and goes on beside them.
+nested_results= nested_log= nested_pid=
 if [ ${#kvms[@]} -gt 0 ]; then
     kvm=${kvms[0]}
-    before=$(wc -l < "$results")
     # Where each binary runs (vmm/hv/kvm_host.h has the kinds): on hardware KVM, all directly; on
     # PVM, the ones that boot Linux (tests/kvm/linux_*) in the nested host, which has the full
     # x86 virtualization they need, and the rest directly, so both KVMs are covered; with no
@@ -191,6 +166,37 @@ if [ ${#kvms[@]} -gt 0 ]; then
         run_nested "$nested_results" > "$nested_log" 2>&1 &
         nested_pid=$!
     fi
+fi
+
+for dir in "${units[@]}"; do
+    prefix=$(prefix_of "$dir")
+    for t in "$dir"/tests/unit/*; do
+        [ -x "$t" ] || continue
+        name=$(basename "$t")
+        out=$(TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" timeout 600 "$t" 2>&1)
+        rc=$?
+        printf '%s\n' "$out" | emit "$prefix"
+        if [ $rc -ne 0 ] && ! printf '%s\n' "$out" | grep -q '^FAIL '; then
+            echo "FAIL $prefix$name: exited with status $rc" | tee -a "$results"
+        fi
+    done
+done
+
+# A short run of every libFuzzer target (build/fuzz): PASS when it ran without a crash.
+if [ -n "$fuzz" ]; then
+    for f in build/fuzz/fuzz_*; do
+        [ -x "$f" ] || continue
+        n=$(basename "$f"); mkdir -p "build/fuzz/smoke/$n"
+        if "$f" -max_total_time="$fuzz" "build/fuzz/smoke/$n" "tests/fuzz/corpus/$n" > "build/fuzz/$n.log" 2>&1; then
+            echo "PASS fuzz.$n: $(grep -o 'DONE.*' "build/fuzz/$n.log" | head -1)" | tee -a "$results"
+        else
+            echo "FAIL fuzz.$n: $(grep -m1 -E 'ERROR|SUMMARY|runtime error' "build/fuzz/$n.log")" | tee -a "$results"
+        fi
+    done
+fi
+
+if [ ${#kvms[@]} -gt 0 ]; then
+    before=$(wc -l < "$results")
     if [ ${#direct[@]} -gt 0 ]; then
         sh tests/run-kvm.sh "${direct[@]}" 2>&1 | emit ""
         summary+=("directly on $kind KVM: $(tail -n +$((before + 1)) "$results" | tally)")
