@@ -29,7 +29,7 @@ struct bzimage_unpacked {
     /* OFF: not asked; FILLING: unpacked into guest RAM, an entry made in the background */
     enum { BZIMAGE_CACHE_OFF, BZIMAGE_CACHE_FILLING, BZIMAGE_CACHE_HIT } cache;
     unsigned slot;                    /* the entry's KASLR slot (virt_offset / 2 MiB) */
-    uint64_t hash_ns, copy_ns, map_ns; /* the cache's own costs: keying the image, copying a slot, mapping */
+    uint64_t hash_ns, map_ns; /* the cache's own costs: looking the key up, mapping the entry */
 };
 
 enum { BZIMAGE_UNPACK_OK = 0, BZIMAGE_UNPACK_GUEST = 1, BZIMAGE_UNPACK_BAD = -1 };

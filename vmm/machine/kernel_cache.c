@@ -97,10 +97,17 @@ static void not_used(struct kernel_cache *c, const char *fmt, ...) {
     fprintf(stderr, "bellhop: the kernel cache was not used (%s): the kernel is unpacked into guest memory\n", why);
 }
 
-static void entry_name(char *name, size_t n, const uint8_t key[16], unsigned slot, const char *suffix) {
+/* "<the key in hex>-<tail>": the names of one kernel's files. */
+static void key_name(char *name, size_t n, const uint8_t key[16], const char *tail) {
     char hex[33];
     for (unsigned i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", key[i]);
-    if (snprintf(name, n, "%s-%u.kernel%s", hex, slot, suffix) >= (int)n) name[0] = 0;
+    if (snprintf(name, n, "%s-%s", hex, tail) >= (int)n) name[0] = 0;
+}
+
+static void entry_name(char *name, size_t n, const uint8_t key[16], unsigned slot, const char *suffix) {
+    char tail[48];
+    snprintf(tail, sizeof tail, "%u.kernel%s", slot, suffix);
+    key_name(name, n, key, tail);
 }
 
 static uint64_t header_sum(const struct kernel_cache_header *h) {
@@ -228,8 +235,8 @@ static DIR *open_listing(struct kernel_cache *c) {
 /* The slots the directory has for `key` (at most `max`). */
 static unsigned slots_of(struct kernel_cache *c, const uint8_t key[16], unsigned *have, unsigned max) {
     char prefix[64];
-    entry_name(prefix, sizeof prefix, key, 0, "");
-    size_t plen = strlen(prefix) - strlen("0.kernel"); /* "<key>-" */
+    key_name(prefix, sizeof prefix, key, "");
+    size_t plen = strlen(prefix);
     DIR *d = open_listing(c);
     if (!d) return 0;
     unsigned n = 0;
@@ -364,14 +371,12 @@ static int map_into(struct kernel_cache *c, int fd, const struct bzimage_plan *p
  * slot's entry (src_slot) and moved by the difference. Its read-only descriptor, or -1 with
  * errno, or with *corrupt when the bzImage's payload is (err says how). */
 static int make_entry(struct kernel_cache *c, const struct bzimage_plan *p, const uint8_t key[16], unsigned slot,
-                      int src, unsigned src_slot, struct bzimage_unpacked *u, bool *corrupt, char *err,
-                      size_t errlen) {
+                      int src, unsigned src_slot, bool *corrupt, char *err, size_t errlen) {
     *corrupt = false;
     uint64_t size = file_size_of(p);
     char tmp[64], name[128];
     int fd = new_file(c, size, tmp, sizeof tmp);
     if (fd < 0) return -1;
-    uint64_t t0 = zx_clock_get_monotonic();
     bool copied = true;
     for (loff_t in = 0, out = 0; src >= 0 && (uint64_t)in < size && copied;) {
         ssize_t n = copy_file_range(src, &in, fd, &out, size - (uint64_t)in, 0);
@@ -387,16 +392,12 @@ static int make_entry(struct kernel_cache *c, const struct bzimage_plan *p, cons
         struct bzimage_window w = {m + KERNEL_CACHE_HEADER, NULL, NULL};
         uint64_t delta = (uint64_t)slot * BZIMAGE_KASLR_ALIGN;
         if (src < 0) {
-            uint64_t hash_ns = u->hash_ns;
-            r = bzimage_unpack_window(p, &w, delta, m + KERNEL_CACHE_HEADER + round_page(p->span), u, err, errlen);
-            u->hash_ns = hash_ns;
+            struct bzimage_unpacked u;
+            r = bzimage_unpack_window(p, &w, delta, m + KERNEL_CACHE_HEADER + round_page(p->span), &u, err, errlen);
             *corrupt = r != 0;
         } else {
-            u->copy_ns = zx_clock_get_monotonic() - t0;
-            uint64_t t1 = zx_clock_get_monotonic();
             r = bzimage_relocate_placed(p, w.at, m + KERNEL_CACHE_HEADER + round_page(p->span),
                                         delta - (uint64_t)src_slot * BZIMAGE_KASLR_ALIGN);
-            u->relocate_ns = zx_clock_get_monotonic() - t1;
             if (r != 0) errno = EINVAL; /* the source's tables: the cache's fault, not the kernel's */
         }
         if (r == 0) fill_header((struct kernel_cache_header *)(void *)m, key, slot, p);
@@ -469,8 +470,7 @@ static void image_key(struct kernel_cache *c, const uint8_t *image, size_t len, 
 /* `bellhop kernel-cache-fill PATH MIN ALIGN KASLR` beside this launch, in a session of its own (it
  * outlives bellhop if need be; init reaps it), its output bellhop's stderr. Never waited for. */
 static void fill_later(struct kernel_cache *c, uint64_t min_paddr, uint64_t align, bool kaslr) {
-    if (!c->image_path || c->filler_started) return;
-    c->filler_started = true;
+    if (!c->image_path) return;
     char self[PATH_MAX], min[24], al[24];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) return;
@@ -500,11 +500,13 @@ static void fill_later(struct kernel_cache *c, uint64_t min_paddr, uint64_t alig
 }
 
 /* One of the kernel's slots, open and checked, for `random` (with KASLR, among those it has):
- * its fd, or -1 when none holds up (bad ones removed). */
+ * its fd, or -1 when none holds up (bad ones removed); *there: how many slots it has (less
+ * those removed). */
 static int open_some_slot(struct kernel_cache *c, const uint8_t key[16], const struct bzimage_plan *p, bool kaslr,
-                          uint64_t random, unsigned *slot) {
+                          uint64_t random, unsigned *slot, unsigned *there) {
     unsigned have[MAX_ENTRIES];
     unsigned n = slots_of(c, key, have, MAX_ENTRIES);
+    *there = n;
     if (!kaslr) { /* slot 0 alone */
         unsigned i = 0;
         while (i < n && have[i] != 0) i++;
@@ -524,6 +526,7 @@ static int open_some_slot(struct kernel_cache *c, const uint8_t key[16], const s
             return fd;
         }
         if (got < 0) fprintf(stderr, "bellhop: kernel cache entry %s/%s: %s: removed\n", c->dir, name, why);
+        if (got < 0) --*there;
         have[i] = have[--n];
     }
     return -1;
@@ -545,11 +548,11 @@ int kernel_cache_unpack(void *arg, const uint8_t *image, size_t len, const struc
     bool known = remembered_key(c, len, key);
     u->hash_ns = zx_clock_get_monotonic() - t0;
     bool kaslr = random && p.relocatable && p.slots > 0;
-    unsigned slot = 0, have[MAX_ENTRIES];
-    int fd = known ? open_some_slot(c, key, &p, kaslr, random, &slot) : -1;
+    unsigned slot = 0, there = 0;
+    int fd = known ? open_some_slot(c, key, &p, kaslr, random, &slot, &there) : -1;
     /* none, or fewer slots than kept: one more for later launches, made once this launch's
      * own unpacking is done (the filler's decoding would compete with it for the CPU) */
-    bool more = fd < 0 || (kaslr && slots_of(c, key, have, MAX_ENTRIES) < KERNEL_CACHE_SLOTS);
+    bool more = fd < 0 || (kaslr && there < KERNEL_CACHE_SLOTS);
     if (fd < 0) {
         r = unpack_plain(&p, gm, random, u, err, errlen);
         u->cache = BZIMAGE_CACHE_FILLING;
@@ -604,8 +607,7 @@ static int fill_entry(struct kernel_cache *c, const uint8_t *image, size_t len, 
     uint8_t key[16];
     image_key(c, image, len, key);
     char lock[64];
-    entry_name(lock, sizeof lock, key, 0, "");
-    snprintf(lock + strlen(lock) - strlen("0.kernel"), sizeof lock - (strlen(lock) - strlen("0.kernel")), "fill");
+    key_name(lock, sizeof lock, key, "fill");
     int lfd = openat(c->dirfd, lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (lfd < 0) return snprintf(err, errlen, "%s/%s: %s", c->dir, lock, strerror(errno)), -1;
     if (flock(lfd, LOCK_EX | LOCK_NB) != 0) return close(lfd), 0; /* another filler is at it */
@@ -621,12 +623,11 @@ static int fill_entry(struct kernel_cache *c, const uint8_t *image, size_t len, 
             entry_name(other, sizeof other, key, have[i], "");
             if (open_entry(c, other, key, have[i], &p, &src, &hdr, &why) == 1) from = have[i];
         }
-        struct bzimage_unpacked u = {0};
         bool corrupt = false;
         if (!kernel_cache_evict(c, file_size_of(&p)))
             snprintf(err, errlen, "%s: the kernel needs %" PRIu64 " MiB, more than its bound", c->dir,
                      file_size_of(&p) >> 20);
-        else if ((ro = make_entry(c, &p, key, slot, src, from, &u, &corrupt, err, errlen)) < 0 && !corrupt)
+        else if ((ro = make_entry(c, &p, key, slot, src, from, &corrupt, err, errlen)) < 0 && !corrupt)
             snprintf(err, errlen, "%s: %s", c->dir, strerror(errno));
         if (src >= 0) close(src);
         if (ro >= 0) close(ro);

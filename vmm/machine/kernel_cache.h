@@ -67,7 +67,6 @@ struct kernel_cache {
     /* Its path, for the filler (kernel_cache_fill) started in the background when the cache
      * cannot serve this launch; NULL: none is started. */
     const char *image_path;
-    bool filler_started;
 };
 
 /* Where the cache is: `dir`, or the environment's when NULL; nothing is touched until a
