@@ -212,12 +212,8 @@ static int start_mmds(struct api *a, char *err, size_t errlen) {
     if (!(a->mmds_server = mmds_server_create(a->mmds, why, sizeof why))) return snprintf(err, errlen, "%s", why), -1; /* (it says "MMDS: ") */
     a->spec.mmds_socket = mmds_server_path(a->mmds_server);
     /* a Ctrl-C leaves neither its socket nor its private directory behind */
-    char dir[sizeof why];
-    snprintf(dir, sizeof dir, "%s", a->spec.mmds_socket);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
     terminal_remove_on_signal(a->spec.mmds_socket);
-    if (slash) terminal_remove_dir_on_signal(dir);
+    terminal_remove_dir_on_signal(mmds_server_dir(a->mmds_server));
     return 0;
 }
 

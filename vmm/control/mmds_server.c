@@ -75,6 +75,8 @@ struct mmds_server *mmds_server_create(struct mmds *m, char *err, size_t errlen)
 
 const char *mmds_server_path(const struct mmds_server *s) { return s->path; }
 
+const char *mmds_server_dir(const struct mmds_server *s) { return s->dir; }
+
 int mmds_server_attach(struct mmds_server *s, async_dispatcher_t *d) { return api_server_attach(s->api, d); }
 
 void mmds_server_detach(struct mmds_server *s) { api_server_detach(s->api); }

@@ -18,6 +18,8 @@ struct mmds_server;
 struct mmds_server *mmds_server_create(struct mmds *m, char *err, size_t errlen);
 /* The socket's path, for bellhop-net to connect to (one connection per guest TCP connection). */
 const char *mmds_server_path(const struct mmds_server *s);
+/* The private directory that socket is in. */
+const char *mmds_server_dir(const struct mmds_server *s);
 /* As api_server_attach/_detach. */
 int mmds_server_attach(struct mmds_server *s, async_dispatcher_t *d);
 void mmds_server_detach(struct mmds_server *s);
