@@ -50,7 +50,8 @@ static void launch(const char *self, struct launch_kind *k, bool pvm, int r, cha
     char *argv[16] = {(char *)self, "run", "--kernel", (char *)k->kernel, "--initrd", INITRD, "--mem", "512M",
                       "--boot-markers", "--start-time-us", start, "--cmdline", "console=ttyS0 quiet exit=0"};
     unsigned argc = 13;
-    if (pvm && strcmp(k->name, "tiny guest") != 0) argv[argc++] = "--pvm-anyway";
+    if (k->floor) argv[1] = "launch-floor", argv[2] = start, argv[argc = 3] = NULL;
+    else if (pvm && strcmp(k->name, "tiny guest") != 0) argv[argc++] = "--pvm-anyway";
     if (k->cache) argv[argc++] = "--kernel-cache";
     int rd;
     const char *was = getenv("XDG_CACHE_HOME");
@@ -205,17 +206,18 @@ static void remove_cache(const char *cache) {
 void bench_launch_run(const char *self, const char *tiny, unsigned rounds, bool pvm, double ghz,
                       struct bench_launch *l) {
     *l = (struct bench_launch){.lz4_ms = -1, .loader_ms = -1};
-    static const char *const names[LAUNCH_KINDS] = {"tiny guest", "vmlinux (PVH)", "bzImage", "bzImage cold",
-                                                    "bzImage warm"};
-    const char *kernels[LAUNCH_KINDS] = {tiny, "build/linux/vmlinux", "build/linux/bzImage", "build/linux/bzImage",
-                                         "build/linux/bzImage"};
+    static const char *const names[LAUNCH_KINDS] = {"KVM floor", "tiny guest", "vmlinux (PVH)", "bzImage",
+                                                    "bzImage cold", "bzImage warm"};
+    const char *kernels[LAUNCH_KINDS] = {tiny, tiny, "build/linux/vmlinux", "build/linux/bzImage",
+                                         "build/linux/bzImage", "build/linux/bzImage"};
     char cold[64], warm[64];
     snprintf(cold, sizeof cold, "/tmp/bellhop-bench-cache-%d-cold", (int)getpid());
     snprintf(warm, sizeof warm, "/tmp/bellhop-bench-cache-%d-warm", (int)getpid());
     mkdir(cold, 0700);
     mkdir(warm, 0700);
-    l->kind[3].cache = cold, l->kind[3].cold = true;
-    l->kind[4].cache = warm;
+    l->kind[0].floor = true;
+    l->kind[4].cache = cold, l->kind[4].cold = true;
+    l->kind[5].cache = warm;
     if (rounds > BENCH_MAX_ROUNDS) rounds = BENCH_MAX_ROUNDS;
     char *out = malloc(OUT_LEN);
     if (!out) return;
@@ -231,7 +233,7 @@ void bench_launch_run(const char *self, const char *tiny, unsigned rounds, bool 
     }
     /* Warm: the 8 KASLR slots the cache keeps of a kernel made first, so that every timed
      * launch maps one (and starts no filler). */
-    if (!l->kind[4].error[0]) fill_slots(self, warm, l->kind[4].kernel);
+    if (!l->kind[5].error[0]) fill_slots(self, warm, l->kind[5].kernel);
     /* Round by round, the kinds in turn, so that a slow moment of the host falls on all. */
     for (int r = -1; r < (int)rounds; r++) /* -1: warm-up, untimed */
         for (unsigned i = 0; i < LAUNCH_KINDS; i++)
@@ -257,7 +259,8 @@ void bench_launch_run(const char *self, const char *tiny, unsigned rounds, bool 
 }
 
 void bench_launch_print(const struct bench_launch *l, bool as_json) {
-    static const char *const key[LAUNCH_KINDS] = {"tiny", "vmlinux", "bzimage", "bzimage_cold", "bzimage_warm"};
+    static const char *const key[LAUNCH_KINDS] = {"kvm_floor", "tiny", "vmlinux", "bzimage", "bzimage_cold",
+                                                  "bzimage_warm"};
     if (as_json) {
         printf("\"launch\": {\"lz4_tool_ms\": %.2f, \"dynamic_loader_ms\": %.2f", l->lz4_ms, l->loader_ms);
         for (unsigned i = 0; i < LAUNCH_KINDS; i++) {
@@ -274,7 +277,9 @@ void bench_launch_print(const struct bench_launch *l, bool as_json) {
     }
     printf("\nlaunch: process start to the guest's first instruction, warm page cache, 512M, the test initrd; the VM "
            "stopped once entered; medians of %u launches, the kinds in turn; the bzImage without the kernel cache, and "
-           "with --kernel-cache cold (an empty cache) and warm (its cache holding 8 KASLR slots)\n", l->kind[0].n);
+           "with --kernel-cache cold (an empty cache) and warm (its cache holding 8 KASLR slots); the KVM floor: this "
+           "binary exec'd alike, making the VM, its RAM, the interrupt controllers, PIT and one vCPU with its CPUID on "
+           "one thread (bellhop launch-floor)\n", l->kind[1].n);
     for (unsigned i = 0; i < LAUNCH_KINDS; i++) {
         const struct launch_kind *k = &l->kind[i];
         if (k->error[0] || !k->n) {
@@ -285,6 +290,9 @@ void bench_launch_print(const struct bench_launch *l, bool as_json) {
         for (unsigned p = 0; p < k->nphases; p++)
             printf("%s %s %.2f", p ? "," : "", k->phase[p], bench_median_ms(k->phase_ms[p], k->n));
         if (k->shared_kib) printf(" (%lu KiB of RAM the files' pages)", k->shared_kib);
+        const struct launch_kind *f = &l->kind[0];
+        if (!k->floor && f->n && !f->error[0])
+            printf("; %.2fx the floor", bench_median_ms(k->total_ms, k->n) / bench_median_ms(f->total_ms, f->n));
         printf("\n");
         double dec = bench_median_ms(k->decode_ms, k->n);
         if (dec > 0) {

@@ -8,16 +8,18 @@
 
 #include "bench/bellhop_bench/bench_results.h" /* BENCH_MAX_ROUNDS: what --rounds allows */
 
-/* the tiny guest, vmlinux (PVH), a bzImage without the kernel cache, and with --kernel-cache
- * cold (an empty cache at each launch) and warm (its cache holding 8 slots already); each with
- * the test initrd */
-#define LAUNCH_KINDS 5
+/* the yardstick (`bellhop launch-floor`: the same binary making the bare KVM objects on one
+ * thread), the tiny guest, vmlinux (PVH), a bzImage without the kernel cache, and with
+ * --kernel-cache cold (an empty cache at each launch) and warm (its cache holding 8 slots
+ * already); each guest with the test initrd */
+#define LAUNCH_KINDS 6
 #define LAUNCH_MAX_PHASES 12
 
 struct launch_kind {
     const char *name, *kernel;
     const char *cache; /* its XDG_CACHE_HOME (vmm/machine/kernel_cache.h); NULL: bellhop's own */
     bool cold;         /* that cache emptied before each launch */
+    bool floor;        /* the yardstick, not a guest */
     unsigned n;                          /* launches timed */
     double total_ms[BENCH_MAX_ROUNDS];  /* process start to the first guest instruction */
     unsigned nphases;

@@ -197,14 +197,33 @@ TEST_TIMEOUT(bench_launch_times_each_kind_phase_by_phase, 180) {
     char *const argv[] = {bellhop, "bench", "--only", "launch", "--rounds", "1", NULL};
     int status = spawn_capture(argv, NULL, out, sizeof out);
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bench status %#x: %s", status, out);
-    const char *tiny = strstr(out, "  tiny guest ");
-    CHECK_MSG(tiny && strstr(tiny, " ms: exec ") && strstr(tiny, ", vcpu "), "%s", out);
+    const char *floor = strstr(out, "  KVM floor "), *tiny = strstr(out, "  tiny guest ");
+    CHECK_MSG(floor && strstr(floor, " ms: exec ") && strstr(floor, ", vcpu "), "%s", out);
+    CHECK_MSG(tiny && strstr(tiny, " ms: exec ") && strstr(tiny, ", vcpu ") && strstr(tiny, "x the floor\n"), "%s", out);
     bool linux_files = access("build/linux/vmlinux", R_OK) == 0 && access("build/linux/initrd.cpio", R_OK) == 0;
     const char *pvh = strstr(out, "  vmlinux (PVH) ");
     CHECK_MSG(pvh && (linux_files ? strstr(pvh, "KiB of RAM the files' pages") != NULL : strstr(pvh, "did not launch") != NULL),
               "%s", out);
     if (linux_files) CHECK_MSG(strstr(out, "decoding its payload ") && strstr(out, "  bzImage warm ") &&
                                    strstr(strstr(out, "  bzImage warm "), " ms: exec "), "%s", out);
+}
+
+/* The launch bench's yardstick enters its one-instruction guest for real, and refuses a start
+ * it cannot count from. */
+TEST(launch_floor_enters_its_guest) {
+    find_bellhop();
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    char us[32];
+    snprintf(us, sizeof us, "%llu", (unsigned long long)t.tv_sec * 1000000 + (unsigned long long)t.tv_nsec / 1000);
+    char *const argv[] = {bellhop, "launch-floor", us, NULL};
+    int status = spawn_capture(argv, NULL, out, sizeof out);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, out);
+    CHECK_MSG(strstr(out, "bellhop: guest entered at ") && strstr(out, "(setup, ms: exec ") &&
+                  strstr(out, "the guest's OUT reached port 0x80"), "%s", out);
+    char *const bad[] = {bellhop, "launch-floor", "12x", NULL};
+    status = spawn_capture(bad, NULL, out, sizeof out);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 2 && strstr(out, "usage: bellhop launch-floor"), "%s", out);
 }
 
 /* --start-time-us: the launcher's clock, which --boot-markers count from (an exec phase

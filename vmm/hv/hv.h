@@ -210,6 +210,8 @@ zx_status_t guest_dirty_region_init(struct mem_region *r);
  * see there); _locked with g->lock held for writing. */
 zx_status_t guest_irqchip(struct guest *g);
 zx_status_t guest_irqchip_locked(struct guest *g);
+/* vm.c: g->cpuid, asked of KVM the first time (g->lock held for writing). */
+zx_status_t guest_cpuid_locked(struct guest *g);
 /* vcpu.c: records why a call on v failed (bellhop_vcpu_last_error) and returns st. */
 __attribute__((format(printf, 3, 4))) zx_status_t vcpu_failed(struct vcpu *v, zx_status_t st, const char *fmt, ...);
 /* vcpu.c: the vCPU behind h, referenced, when it is the calling thread's (else ZX_ERR_BAD_STATE). */

@@ -158,15 +158,17 @@ __attribute__((cold)) static zx_status_t internal_error(struct vcpu *v) {
 /* The guest's CPUID with this vCPU's ids in it (vmm/hv/cpuid_topology.c). */
 static zx_status_t set_cpuid(struct vcpu *v) {
     struct guest *g = v->guest;
-    pthread_rwlock_rdlock(&g->lock);
+    pthread_rwlock_wrlock(&g->lock);
+    zx_status_t st = guest_cpuid_locked(g);
     const struct kvm_cpuid2 *src = g->cpuid;
-    size_t sz = sizeof *src + src->nent * sizeof src->entries[0];
-    struct kvm_cpuid2 *c = malloc(sz);
+    size_t sz = st == ZX_OK ? sizeof *src + src->nent * sizeof src->entries[0] : 0;
+    struct kvm_cpuid2 *c = sz ? malloc(sz) : NULL;
     if (c) {
         memcpy(c, src, sz);
         for (unsigned i = 0; i < c->nent; i++) cpuid_for_vcpu(&g->topo, &c->entries[i], v->id);
     }
     pthread_rwlock_unlock(&g->lock);
+    if (st != ZX_OK) return st;
     if (!c) return ZX_ERR_NO_MEMORY;
     int r = ioctl(v->fd, KVM_SET_CPUID2, c);
     free(c);
@@ -199,7 +201,7 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
     struct guest *g;
     zx_status_t st = guest_get(guest, ZX_RIGHT_MANAGE_THREAD, &g);
     if (st != ZX_OK) return st;
-    if ((options & ~BELLHOP_VCPU_WAIT_FOR_SIPI) || !out) {
+    if ((options & ~(BELLHOP_VCPU_WAIT_FOR_SIPI | BELLHOP_VCPU_ENTRY_LATER)) || !out) {
         object_unref(&g->obj);
         return ZX_ERR_INVALID_ARGS;
     }
@@ -237,7 +239,8 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
         }
     }
     if (st == ZX_OK) st = set_cpuid(v);
-    if (st == ZX_OK && !(options & BELLHOP_VCPU_WAIT_FOR_SIPI)) st = set_entry_state(v, entry);
+    if (st == ZX_OK && !(options & (BELLHOP_VCPU_WAIT_FOR_SIPI | BELLHOP_VCPU_ENTRY_LATER)))
+        st = set_entry_state(v, entry);
     if (st == ZX_OK) {
         /* No KVM_SYNC_X86_REGS: copying the registers into kvm_run on every exit cost each
          * exit about 1% (nested); only failures and tracing want RIP, and they ask for it. */
@@ -723,6 +726,15 @@ zx_status_t bellhop_vcpu_set_tick(zx_handle_t handle, uint64_t period_ns) {
         }
         if (st == ZX_OK && timer_settime(v->tick, 0, &every, NULL) != 0) st = ZX_ERR_INVALID_ARGS;
     }
+    object_unref(&v->obj);
+    return st;
+}
+
+zx_status_t bellhop_vcpu_set_entry(zx_handle_t handle, zx_gpaddr_t entry) {
+    struct vcpu *v;
+    zx_status_t st = owned_vcpu(handle, ZX_RIGHT_WRITE, &v);
+    if (st != ZX_OK) return st;
+    st = set_entry_state(v, entry);
     object_unref(&v->obj);
     return st;
 }

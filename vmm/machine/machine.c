@@ -234,6 +234,50 @@ static void cpu_restored(struct cpu *c, int r) {
     pthread_mutex_unlock(&c->m->lock);
 }
 
+/* A boot vCPU made early waits here for its entry (boot_cpu_go): false when setup failed
+ * meanwhile, or (said) when the entry was refused. */
+/* The boot vCPU made early asks for its CPUID while the main thread registers the RAM, then
+ * waits for it: true once it is registered, false when setup failed first. */
+static bool ram_registered(struct machine *m) {
+    bellhop_guest_prepare_cpuid(m->guest); /* a failure is the vCPU's to say */
+    pthread_mutex_lock(&m->lock);
+    while (!m->ram_ready && !m->exiting) pthread_cond_wait(&m->cond, &m->lock);
+    bool ready = !m->exiting;
+    pthread_mutex_unlock(&m->lock);
+    return ready;
+}
+
+static void ram_is_ready(struct machine *m) {
+    pthread_mutex_lock(&m->lock);
+    m->ram_ready = true;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static bool entry_given(struct machine *m, struct cpu *c, zx_handle_t vcpu) {
+    pthread_mutex_lock(&m->lock);
+    while (!m->boot_cpu_go && !m->exiting) pthread_cond_wait(&m->cond, &m->lock);
+    bool go = !m->exiting;
+    pthread_mutex_unlock(&m->lock);
+    if (!go) return false;
+    zx_status_t st = bellhop_vcpu_set_entry(vcpu, c->entry);
+    if (st == ZX_OK) return true;
+    fprintf(stderr, "bellhop: cannot set cpu%u's entry: %s\n", c->id, zx_status_get_string(st));
+    request_exit(&m->env, 1);
+    return false;
+}
+
+static void confine_cpu(struct machine *m, struct cpu *c) {
+    if (!m->cfg->sandbox) return;
+    char err[160];
+    if (c->sandboxed) {
+        sandbox_adopt(SANDBOX_VCPU);
+    } else if (sandbox_enter(SANDBOX_VCPU, err, sizeof err) != 0) {
+        fprintf(stderr, "bellhop: cpu%u: %s\n", c->id, err);
+        request_exit(&m->env, 1);
+    }
+}
+
 static void *cpu_main(void *arg) {
     struct cpu *c = arg;
     struct machine *m = c->m;
@@ -243,34 +287,31 @@ static void *cpu_main(void *arg) {
     if (m->env.timeline) timeline_ring(m->env.timeline, name); /* this thread's track, by its name */
     zx_handle_t vcpu;
     uint32_t options = c->id > 0 && m->linux_smp ? BELLHOP_VCPU_WAIT_FOR_SIPI : 0;
-    zx_status_t st = zx_vcpu_create(m->guest, options, c->entry, &vcpu);
+    if (c->entry_later) options |= BELLHOP_VCPU_ENTRY_LATER;
+    bool made_early = c->entry_later && ram_registered(m);
+    zx_status_t st = c->entry_later && !made_early ? ZX_ERR_CANCELED : zx_vcpu_create(m->guest, options, c->entry, &vcpu);
     pthread_mutex_lock(&m->lock);
     c->created = true;
     pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->lock);
     if (st != ZX_OK) {
-        fprintf(stderr, "bellhop: cannot create cpu%u: %s\n", c->id, zx_status_get_string(st));
+        if (st != ZX_ERR_CANCELED) fprintf(stderr, "bellhop: cannot create cpu%u: %s\n", c->id, zx_status_get_string(st));
         cpu_restored(c, -1);
         request_exit(&m->env, 1);
         return NULL;
     }
-    if (m->cfg->restore) {
+    /* Made early, it confines itself before it waits: the sandbox's cost overlaps the rest of setup. */
+    if (c->entry_later) confine_cpu(m, c);
+    bool given = !c->entry_later || entry_given(m, c, vcpu); /* else setup failed: nothing ran */
+    if (given && m->cfg->restore) {
         int r = machine_restore_cpu(c, vcpu) == ZX_OK ? 1 : -1;
         cpu_restored(c, r);
         if (r < 0) request_exit(&m->env, 1);
-    } else if (c->id == 0 && (st = machine_boot_registers(m, vcpu)) != ZX_OK) {
+    } else if (given && c->id == 0 && (st = machine_boot_registers(m, vcpu)) != ZX_OK) {
         fprintf(stderr, "bellhop: cannot set cpu0's boot registers: %s\n", zx_status_get_string(st));
         request_exit(&m->env, 1);
     }
-    if (m->cfg->sandbox) {
-        char err[160];
-        if (c->sandboxed) {
-            sandbox_adopt(SANDBOX_VCPU);
-        } else if (sandbox_enter(SANDBOX_VCPU, err, sizeof err) != 0) {
-            fprintf(stderr, "bellhop: cpu%u: %s\n", c->id, err);
-            request_exit(&m->env, 1);
-        }
-    }
+    if (!c->entry_later) confine_cpu(m, c);
     sandbox_probe(SANDBOX_VCPU);
     pthread_mutex_lock(&m->lock);
     c->vcpu = vcpu;
@@ -296,6 +337,19 @@ static void *cpu_main(void *arg) {
     return NULL;
 }
 
+/* cpu `id`'s thread, started (m->lock held): 0, or pthread_create's error. */
+static int spawn_cpu_locked(struct machine *m, unsigned id, uint64_t entry, bool entry_later) {
+    struct cpu *c = &m->cpus[id];
+    c->m = m;
+    c->id = id;
+    c->entry = entry;
+    c->entry_later = entry_later;
+    c->sandboxed = sandbox_active();
+    int r = pthread_create(&c->thread, NULL, cpu_main, c);
+    if (r == 0) c->running = true;
+    return r;
+}
+
 static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
     struct cpu *c = &m->cpus[id];
     pthread_mutex_lock(&m->lock);
@@ -303,17 +357,43 @@ static int start_cpu(struct machine *m, unsigned id, uint64_t entry) {
         pthread_mutex_unlock(&m->lock);
         return 0;
     }
-    c->m = m;
-    c->id = id;
-    c->entry = entry;
-    c->sandboxed = sandbox_active();
-    int r = pthread_create(&c->thread, NULL, cpu_main, c);
-    if (r == 0) c->running = true;
+    int r = spawn_cpu_locked(m, id, entry, false);
     /* vCPU ids follow creation order: create one at a time, so that cpu N is vCPU N. Its
      * state, when restored, is set on its thread while the next is made (cpus_restored). */
     while (r == 0 && !c->created) pthread_cond_wait(&m->cond, &m->lock);
     pthread_mutex_unlock(&m->lock);
     return r == 0 ? 0 : machine_fail("cannot start cpu%u: %s", id, strerror(r));
+}
+
+/* A fresh guest's boot vCPU is made on its thread while this one loads the kernel, the
+ * devices and the boot data: the interrupt controllers, the vCPU and its CPUID are the
+ * launch's dearest KVM calls after the VM itself (about 1 ms on PVM), and none needs the
+ * kernel. After the RAM: on PVM, RAM registered after the interrupt controllers costs
+ * milliseconds (vmm/hv/vm.c). boot_cpu_go enters it. */
+static int start_boot_cpu_early(struct machine *m) {
+    pthread_mutex_lock(&m->lock);
+    int r = spawn_cpu_locked(m, 0, 0, true);
+    pthread_mutex_unlock(&m->lock);
+    return r == 0 ? 0 : machine_fail("cannot start cpu0: %s", strerror(r));
+}
+
+/* The boot vCPU, made early: 0, or -1 when it could not be (said on its thread). */
+static int boot_cpu_made(struct machine *m) {
+    struct cpu *c = &m->cpus[0];
+    pthread_mutex_lock(&m->lock);
+    while (!c->created && !m->exiting) pthread_cond_wait(&m->cond, &m->lock);
+    bool failed = m->exiting;
+    pthread_mutex_unlock(&m->lock);
+    return failed ? -1 : 0;
+}
+
+/* Its entry given, the boot vCPU enters the guest. */
+static void boot_cpu_go(struct machine *m) {
+    pthread_mutex_lock(&m->lock);
+    m->cpus[0].entry = m->boot_entry;
+    m->boot_cpu_go = true;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* Restoring: every vCPU has its state (0), or one was refused, which fails setup. */
@@ -594,8 +674,9 @@ static int cold_boot_setup(struct machine *m) {
     return 0;
 }
 
-static int cold_boot_start(struct machine *m) {
-    if (start_cpu(m, 0, m->cpus[0].entry) != 0) return -1;
+/* Every vCPU a fresh guest starts with, made; none has run. */
+static int cold_boot_cpus(struct machine *m) {
+    if (boot_cpu_made(m) != 0) return -1; /* first: vCPU ids follow creation order */
     /* Linux starts its other CPUs itself, with INIT and STARTUP IPIs: they must exist. */
     for (unsigned i = 1; m->linux_smp && i < m->cfg->cpus; i++)
         if (start_cpu(m, i, 0) != 0) return -1;
@@ -657,11 +738,21 @@ static int open_observers(struct machine *m) {
     return m->profile ? 0 : machine_fail("--profile: %s", err);
 }
 
-/* The loop thread, the control plane and the vCPUs, then the main thread's sandbox. The loop
- * thread starts and confines itself while a restore's vCPUs are made and given their state. */
+static int confine_main(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    if (cfg->sandbox) {
+        char err[160];
+        if (sandbox_enter(cfg->control ? SANDBOX_API_MAIN : SANDBOX_MAIN, err, sizeof err) != 0)
+            return machine_fail("%s", err);
+    }
+    sandbox_probe(SANDBOX_MAIN);
+    return 0;
+}
+
+/* The loop thread confined, the control plane, the vCPUs and the main thread's sandbox. A
+ * restore's vCPUs are made and given their state while the loop thread confines itself. */
 static int start_running(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
-    if (start_loop_thread(m) != 0) return -1;
     if (cfg->restore && restore_vcpus(m) != 0) return -1;
     if (loop_confined(m) != 0) return -1;
     machine_setup_phase(m, "loop");
@@ -669,18 +760,19 @@ static int start_running(struct machine *m) {
     if (cfg->restore) machine_setup_phase(m, "vcpu states");
     if (cfg->control) cfg->control->attach(cfg->control, m, m->env.loop);
     terminal_raw(STDIN_FILENO);
-    if (cfg->restore) restore_start(m);
-    else if (cold_boot_start(m) != 0) return -1;
+    if (cfg->restore) {
+        restore_start(m);
+    } else {
+        /* A fresh guest's first instruction comes after this thread's sandbox: no thread of
+         * the VMM runs unconfined beside a guest that has run. */
+        if (cold_boot_cpus(m) != 0 || confine_main(m) != 0) return -1;
+        boot_cpu_go(m);
+    }
     /* after the guest's start: waking the loop thread is one more thread to schedule (on a
      * PVM host, a wake of an idle CPU costs milliseconds), and the guest needs none of it to
      * run (its bells wait in the port) */
     release_loop(m);
-    if (cfg->sandbox) {
-        char err[160];
-        if (sandbox_enter(cfg->control ? SANDBOX_API_MAIN : SANDBOX_MAIN, err, sizeof err) != 0)
-            return machine_fail("%s", err);
-    }
-    sandbox_probe(SANDBOX_MAIN);
+    if (cfg->restore && confine_main(m) != 0) return -1;
     if (cfg->control && cfg->control->started) cfg->control->started(cfg->control);
     setup_done(m);
     return 0;
@@ -731,8 +823,11 @@ int machine_run(const struct machine_config *cfg) {
         return 1;
     }
     int status = 1;
-    if (create_vm(m) != 0 || map_ram(m) != 0 || machine_track_dirty(m) != 0 || create_loop(m) != 0)
+    if (create_vm(m) != 0 || (!cfg->restore && start_boot_cpu_early(m) != 0) || map_ram(m) != 0 ||
+        machine_track_dirty(m) != 0)
         return tear_down(m, status);
+    ram_is_ready(m);
+    if (create_loop(m) != 0 || start_loop_thread(m) != 0) return tear_down(m, status);
     if ((cfg->restore ? restore_setup(m) : cold_boot_setup(m)) != 0) return tear_down(m, status);
     if (open_observers(m) != 0 || start_running(m) != 0) return tear_down(m, status);
     return tear_down(m, wait_for_exit(m));

@@ -158,7 +158,7 @@ int machine_load_kernel(struct machine *m) {
     file_map_close(&kernel);
     if (r == FILE_MAP_SHRANK) return -1;
     if (r != 0) return machine_fail("kernel %s: %s", cfg->kernel, e.text);
-    m->cpus[0].entry = m->loaded.kernel.entry;
+    m->boot_entry = m->loaded.kernel.entry;
     /* Linux finds virtio devices on PCI and starts its other CPUs itself. */
     m->linux_smp = m->loaded.kernel.is_linux;
     m->virtio_pci = m->loaded.kernel.is_linux;

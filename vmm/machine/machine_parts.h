@@ -90,6 +90,7 @@ struct cpu {
     pthread_t thread;
     bool running;        /* thread started (m->lock) */
     bool created;        /* its zx_vcpu_create has returned (m->lock) */
+    bool entry_later;    /* made before its kernel was loaded: entered after boot_cpu_go */
     int restored;        /* restoring (m->lock): 0 until its state is set, then 1, or -1 (said) */
     bool sandboxed;      /* its creator was sandboxed, so it is too */
     zx_handle_t vcpu;    /* m->lock; invalid until created and after it ends */
@@ -153,6 +154,9 @@ struct machine {
     async_task_t loop_sandbox_task; /* the loop thread's first: confines it (--no-seccomp: not) */
     int loop_sandbox;        /* m->lock: 0 until the loop thread tried, then 1 or -1 */
     bool loop_released;      /* m->lock: setup is over (start_running); the loop may run handlers */
+    bool ram_ready;          /* m->lock: RAM registered (and tracked): interrupt controllers may come */
+    bool boot_cpu_go;        /* m->lock: the boot vCPU, made early, has its entry (boot_cpu_go) */
+    uint64_t boot_entry;     /* the kernel's entry, for the boot vCPU (machine_load_kernel) */
     char loop_sandbox_err[160];
     struct uffd_backend *uffd; /* restored through a page-fault handler: what serves RAM; else NULL */
 };

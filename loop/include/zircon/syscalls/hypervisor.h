@@ -134,8 +134,16 @@ zx_status_t zx_guest_set_trap(zx_handle_t handle, uint32_t kind, zx_vaddr_t addr
  * waiting in the in-kernel local APIC for INIT and STARTUP IPIs from another CPU (how Linux
  * brings up its CPUs); `entry` is ignored. */
 #define BELLHOP_VCPU_WAIT_FOR_SIPI ((uint32_t)1u << 31)
+/* bellhop option for zx_vcpu_create: `entry` is ignored and the vCPU must not be entered until
+ * bellhop_vcpu_set_entry gives it one, so that a vCPU can be made (the dear KVM calls) before
+ * its kernel is loaded. */
+#define BELLHOP_VCPU_ENTRY_LATER ((uint32_t)1u << 30)
 
 zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entry, zx_handle_t *out);
+/* bellhop: asks KVM now for the CPUID every vCPU starts from, which the first vCPU (or a
+ * topology) would otherwise ask for: one of a launch's dearest calls, made by a thread while
+ * another registers the guest's RAM. */
+zx_status_t bellhop_guest_prepare_cpuid(zx_handle_t guest);
 zx_status_t zx_vcpu_enter(zx_handle_t handle, zx_port_packet_t *packet);
 zx_status_t zx_vcpu_kick(zx_handle_t handle);
 zx_status_t zx_vcpu_interrupt(zx_handle_t handle, uint32_t vector);
@@ -212,6 +220,9 @@ zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *ou
 /* bellhop: puts a new vCPU in 64-bit long mode (for the Linux 64-bit boot protocol): paging
  * on with page tables at cr3, PAE, EFER.LME/LMA, GDT at gdt (code selector 0x10, data 0x18,
  * flat), interrupts off. RIP stays the entry it was created with. Owning thread. */
+/* bellhop: the entry state zx_vcpu_create gives without BELLHOP_VCPU_ENTRY_LATER: 32-bit flat
+ * protected mode, paging off, at `entry`, runnable. Owning thread. */
+zx_status_t bellhop_vcpu_set_entry(zx_handle_t handle, zx_gpaddr_t entry);
 zx_status_t bellhop_vcpu_set_long_mode(zx_handle_t handle, uint64_t cr3, uint64_t gdt, uint16_t gdt_limit);
 
 /* bellhop: every period_ns (0: no more), a signal to the owning thread ends its KVM_RUN and
