@@ -62,7 +62,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/unit/%) \
              $(patsubst tests/unit/%.sh,$(B)/tests/unit/%,$(wildcard tests/unit/*.sh))
 KVM_BINS  := $(KVM_SRCS:tests/kvm/%.c=$(B)/tests/kvm/%) \
              $(patsubst tests/kvm/%.sh,$(B)/tests/kvm/%,$(wildcard tests/kvm/*.sh))
-GUEST_BINS := build/guest/guest.elf build/guest/guest.map
+GUEST_BINS := build/guest/guest.elf build/guest/guest.map build/guest/guest-multiboot.elf
 # Every library but the C library linked in (libfdt, the API's JSON and HTTP parsers, the
 # bzImage decompressors, liburing): each shared library would cost every start its loading
 # and relocation (bellhop bench --only launch shows the dynamic loader's share).
@@ -296,7 +296,7 @@ GUEST_CC ?= $(CC)
 GUEST_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -ffreestanding -fno-pic -fno-pie \
                 -fno-stack-protector -mno-red-zone -mgeneral-regs-only -I.
 GUEST_OBJS := $(patsubst guest/%.c,build/guest/obj/%.o,$(wildcard guest/*.c)) \
-              $(patsubst guest/%.S,build/guest/obj/%.o,$(wildcard guest/*.S))
+              $(patsubst guest/%.S,build/guest/obj/%.o,$(filter-out guest/multiboot_header.S,$(wildcard guest/*.S)))
 
 build/guest/obj/%.o: guest/%.c
 	@mkdir -p $(dir $@)
@@ -312,6 +312,16 @@ build/guest/guest.elf: $(GUEST_OBJS) guest/guest.ld
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(GUEST_CC) -nostdlib -static -no-pie -Wl,--build-id=none -Wl,--no-warn-rwx-segments -Wl,-T,guest/guest.ld -o $@ \
 	    $(GUEST_OBJS) -lfdt $$($(GUEST_CC) -print-libgcc-file-name)
+
+# The same guest as a multiboot (v1) kernel, the way QEMU's -kernel boots one: its objects and
+# the multiboot header (guest/multiboot_header.S, first in .text), entered at mb_start32
+# (guest/multiboot_entry.S), as the ELF32 i386 file multiboot wants.
+build/guest/guest-multiboot.elf: $(GUEST_OBJS) build/guest/obj/multiboot_header.o guest/guest.ld
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(GUEST_CC) -nostdlib -static -no-pie -Wl,--build-id=none -Wl,--no-warn-rwx-segments -Wl,-T,guest/guest.ld \
+	    -Wl,-e,mb_start32 -o $@.64 build/guest/obj/multiboot_header.o $(GUEST_OBJS) -lfdt \
+	    $$($(GUEST_CC) -print-libgcc-file-name)
+	$(Q)objcopy -O elf32-i386 $@.64 $@.tmp && rm -f $@.64 && mv $@.tmp $@
 
 # Its symbols as a System.map-style listing (what --profile-symbols reads; the test compares
 # the names with those from the ELF's own table).

@@ -10,6 +10,7 @@
 #include "guest/diskrate.h"
 #include "guest/hostile.h"
 #include "guest/irq.h"
+#include "guest/multiboot.h"
 #include "guest/net.h"
 #include "guest/virtio.h"
 #include "guest/vsock.h"
@@ -417,6 +418,7 @@ static struct vdev *virtio_selftests(const void *dtb, bool bench) {
 }
 
 void kmain(const struct hvm_start_info *si) {
+    si = multiboot_start_info(si);
     uart_init(0x3f8);
     irq_init();
     durable = si->cmdline_paddr && strstr_word((const char *)(uintptr_t)si->cmdline_paddr, "durable");
@@ -431,7 +433,8 @@ void kmain(const struct hvm_start_info *si) {
     printf("bellhop tiny guest: %u MiB RAM (its top at %u MiB), command line \"%s\"\n",
            (unsigned)(ram_size(si) >> 20), (unsigned)(top_ram(si, UINT64_MAX).end >> 20), cmdline);
     const void *dtb = find_dtb(si);
-    result("device-tree", dtb != NULL, dtb ? "" : "no valid DTB as the first module");
+    if (multiboot_booted()) multiboot_selftests(result); /* and a device tree only if a module is one */
+    else result("device-tree", dtb != NULL, dtb ? "" : "no valid DTB as the first module");
     if (dtb) {
         int chosen = fdt_path_offset(dtb, "/chosen");
         const char *args = chosen >= 0 ? fdt_getprop(dtb, chosen, "bootargs", NULL) : NULL;

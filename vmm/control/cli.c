@@ -142,6 +142,7 @@ enum {
     O_CONSOLE, O_TRACE, O_MARKERS, O_DISPATCH, O_STATS, O_NO_SECCOMP, O_BENCH_BELL, O_PROFILE, O_PROFILE_SYMBOLS,
     O_GUEST_DECOMPRESS, O_KERNEL_CACHE, O_PVM_ANYWAY, O_API_SOCK, O_CONFIG_FILE, O_TRACE_FILE, O_RESTORE,
     O_MEM_FILE, O_START_TIME, O_PRINT_CONFIG, O_MEM_UFFD, O_HALT_POLL, O_CPU_PM, O_METADATA, O_MMDS_LIMIT,
+    O_MODULE, O_EXIT_DEVICE,
 };
 
 static const struct option options[] = {
@@ -163,7 +164,8 @@ static const struct option options[] = {
     {"kernel-cache", no_argument, 0, O_KERNEL_CACHE}, {"pvm-anyway", no_argument, 0, O_PVM_ANYWAY},
     {"print-config", no_argument, 0, O_PRINT_CONFIG}, {"mem-uffd", required_argument, 0, O_MEM_UFFD},
     {"halt-poll-ns", required_argument, 0, O_HALT_POLL}, {"cpu-pm", required_argument, 0, O_CPU_PM},
-    {"metadata", required_argument, 0, O_METADATA}, {"mmds-size-limit", required_argument, 0, O_MMDS_LIMIT}, {0, 0, 0, 0},
+    {"metadata", required_argument, 0, O_METADATA}, {"mmds-size-limit", required_argument, 0, O_MMDS_LIMIT},
+    {"module", required_argument, 0, O_MODULE}, {"exit-device", required_argument, 0, O_EXIT_DEVICE}, {0, 0, 0, 0},
 };
 
 /* A flag that describes the VM. 0, or 2 when told why. */
@@ -232,6 +234,17 @@ static int vm_flag(struct vm_flags *f, int c, char *arg) {
     return -1;
 }
 
+/* --module FILE[,ARGS]: a multiboot kernel's module; ARGS follow its name in its string. 0, or
+ * 2 when told why. */
+static int parse_module(struct machine_config *cfg, char *arg) {
+    if (cfg->nmodules == MACHINE_MAX_MODULES) return cli_bad_usage("--module: at most %d modules", MACHINE_MAX_MODULES);
+    char *args = strchr(arg, ',');
+    if (args) *args++ = 0;
+    if (!*arg) return cli_bad_usage("--module: empty path");
+    cfg->modules[cfg->nmodules++] = (struct machine_module){arg, args && *args ? args : NULL};
+    return 0;
+}
+
 /* A flag that sets the VMM's options. 0, 2 when told why, -1 when it is no such flag. */
 static int vmm_flag(struct cli_run *r, int c, char *arg) {
     struct machine_config *cfg = &r->cfg;
@@ -286,6 +299,12 @@ static int vmm_flag(struct cli_run *r, int c, char *arg) {
         if (strcmp(arg, "traps") != 0) return cli_bad_usage("--trace %s: the only kind is traps", arg);
         cfg->trace_traps = true;
         return 0;
+    case O_EXIT_DEVICE:
+        if (strcmp(arg, "qemu") == 0) cfg->exit_qemu = true;
+        else if (strcmp(arg, "bellhop") == 0) cfg->exit_qemu = false;
+        else return cli_bad_usage("--exit-device %s: qemu or bellhop", arg);
+        return 0;
+    case O_MODULE: return parse_module(cfg, arg);
     }
     return -1;
 }
@@ -379,6 +398,7 @@ static int check_together(const struct cli_run *r, const struct vm_flags *f) {
         return cli_bad_usage("%s: with %s, the kernel, memory, CPUs and devices come from there, not from flags",
                              f->first, r->restore ? "--restore" : r->api_sock ? "--api-sock" : "--config-file");
     if (r->cfg.profile_symbols && !r->cfg.profile) return cli_bad_usage("--profile-symbols needs --profile FILE");
+    if (r->restore && r->cfg.nmodules) return cli_bad_usage("--module: a snapshot's modules are in its memory already");
     if ((r->metadata || r->mmds_limit) && !r->api_sock && !r->config_file) /* MMDS is configured there only */
         return cli_bad_usage("%s goes with --api-sock or --config-file", r->metadata ? "--metadata" : "--mmds-size-limit");
     if (r->print_config && (r->api_sock || r->restore || r->config_file))

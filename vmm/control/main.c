@@ -29,16 +29,19 @@ static void usage(FILE *f) {
             "                       (timeline; all four unless --only)\n"
             "\n"
             "Boots a guest on KVM. Without --kernel, boots the bundled tiny guest.\n"
-            "  --kernel FILE        a Linux bzImage (64-bit boot protocol), or a PVH ELF kernel\n"
-            "                       (the Xen PVH entry note); bellhop unpacks a bzImage's gzip,\n"
-            "                       xz, LZ4 or zstd kernel itself, at a random place (KASLR)\n"
-            "                       unless the command line says nokaslr\n"
+            "  --kernel FILE        a Linux bzImage (64-bit boot protocol), a PVH ELF kernel\n"
+            "                       (the Xen PVH entry note) or a multiboot (v1) kernel, as QEMU's\n"
+            "                       -kernel boots it (docs/other-kernels.md); bellhop unpacks a\n"
+            "                       bzImage's gzip, xz, LZ4 or zstd kernel itself, at a random\n"
+            "                       place (KASLR) unless the command line says nokaslr\n"
             "  --guest-decompress   leave a bzImage's kernel to its own decompressor, in the guest\n"
             "                       (slower)\n"
             "  --kernel-cache       keep a bzImage's unpacked kernel in ~/.cache/bellhop/kernels:\n"
             "                       from the second launch on it is mapped, not decoded\n"
             "  --initrd FILE        the initrd (a bzImage's ramdisk, or a PVH kernel's module\n"
-            "                       after the device tree)\n"
+            "                       after the device tree; a multiboot kernel's module 0)\n"
+            "  --module FILE[,ARGS] a multiboot kernel's next module, its string FILE ARGS\n"
+            "                       (repeatable; at most %d modules with the initrd)\n"
             "  --cmdline STRING     kernel command line (also /chosen/bootargs)\n"
             "  --mem SIZE           guest RAM in whole MiB, e.g. 256M or 1G (default 128M, %llu M to\n"
             "                       %llu M)\n"
@@ -81,6 +84,9 @@ static void usage(FILE *f) {
             "  --metadata FILE      with --api-sock or --config-file: the JSON in FILE is the MMDS\n"
             "                       store's first content, as PUT /mmds would make it (docs/api.md)\n"
             "  --mmds-size-limit BYTES  the MMDS store's bound (default 51200)\n"
+            "  --exit-device KIND   what a write of V to port 0xf4 ends bellhop with: bellhop\n"
+            "                       (default): V; qemu: (V << 1) | 1, QEMU's isa-debug-exit\n"
+            "                       (iosize=4), as kvm-unit-tests expects\n"
             "  --trace traps        print every trap packet with the guest instruction\n"
             "  --trace-file FILE    a timeline of the run for Perfetto (Chrome's JSON trace format):\n"
             "                       each exit, bell handler and interrupt, boot markers and\n"
@@ -110,10 +116,11 @@ static void usage(FILE *f) {
             "  -h, --help           this text\n"
             "\n"
             "The guest's device tree is its first PVH module. Ctrl-A x quits.\n"
-            "Exit status: the guest's (written to port 0xf4); 0 when the guest powers off or\n"
+            "Exit status: the guest's (written to port 0xf4; see --exit-device); 0 when the guest powers off or\n"
             "resets; 1 on errors or a guest crash; 2 on bad usage; 159 when a thread made a system\n"
             "call outside its seccomp allowlist.\n",
-            MACHINE_MIN_MEM >> 20, MACHINE_MAX_MEM >> 20, MACHINE_MAX_CPUS, CLI_MAX_DISKS, cli_device_names());
+            MACHINE_MAX_MODULES, MACHINE_MIN_MEM >> 20, MACHINE_MAX_MEM >> 20, MACHINE_MAX_CPUS, CLI_MAX_DISKS,
+            cli_device_names());
 }
 
 /* bellhop run: the command line (vmm/control/cli.h), then the VM it describes. */

@@ -1,4 +1,5 @@
 /* Which kind of kernel a file is, whether it is whole, and whether this host can run it. */
+#include <elf.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,10 +19,40 @@ static bool refused_on_pvm(const struct kernel_load_opts *o, uint64_t lo, uint64
     return true;
 }
 
+static bool elf64(const uint8_t *image, size_t len) {
+    return len >= EI_NIDENT && memcmp(image, ELFMAG, SELFMAG) == 0 && image[EI_CLASS] == ELFCLASS64;
+}
+
+/* The multiboot magic where a header may be, its checksum right or not: a kernel meant to
+ * boot that way, whose refusal (a bad checksum) multiboot_load says better than the PVH
+ * loader would. */
+static bool multiboot_meant(const uint8_t *image, size_t len) {
+    if (multiboot_detect(image, len)) return true;
+    for (size_t off = 0; off + 4 <= len && off + 4 <= MULTIBOOT_SEARCH; off += 4) {
+        uint32_t magic;
+        memcpy(&magic, image + off, sizeof magic);
+        if (magic == MULTIBOOT_HEADER_MAGIC) return true;
+    }
+    return false;
+}
+
+/* A multiboot kernel: 32-bit code below 4 GiB, entered with paging off, so wherever it is
+ * linked a PVM host runs it. */
+static int load_multiboot(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
+                          const struct kernel_load_opts *o, struct kernel_loaded *out, char *err, size_t errlen) {
+    if (multiboot_load(image, len, o->fd, gm, min_paddr, &out->mb, err, errlen) != 0) return -1;
+    out->multiboot = true;
+    out->kernel = (struct pvh_kernel){.entry = out->mb.entry, .end = out->mb.end};
+    return 0;
+}
+
 int kernel_load(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
                 const struct kernel_load_opts *o, struct kernel_loaded *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    if (!bzimage_detect(image, len)) {
+    bool bzimage = bzimage_detect(image, len);
+    if (!bzimage && !elf64(image, len) && multiboot_meant(image, len))
+        return load_multiboot(image, len, gm, min_paddr, o, out, err, errlen);
+    if (!bzimage) {
         int r = pvh_load_elf(image, len, o->fd, gm, min_paddr, &out->kernel, err, errlen);
         return r == 0 && refused_on_pvm(o, out->kernel.vaddr_lo, out->kernel.vaddr_hi, err, errlen) ? -1 : r;
     }

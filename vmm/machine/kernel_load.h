@@ -1,6 +1,6 @@
-/* A kernel file into guest memory, whatever its kind (a PVH ELF or a bzImage): the file is
- * checked whole first, and only then does this host's kind of KVM decide whether it can run
- * it, so that a broken file gets the same answer on every host. */
+/* A kernel file into guest memory, whatever its kind (a PVH ELF, a bzImage or a multiboot
+ * kernel): the file is checked whole first, and only then does this host's kind of KVM decide
+ * whether it can run it, so that a broken file gets the same answer on every host. */
 #ifndef BELLHOP_VMM_MACHINE_KERNEL_LOAD_H
 #define BELLHOP_VMM_MACHINE_KERNEL_LOAD_H
 
@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "firmware/bzimage.h"
+#include "firmware/multiboot.h"
 #include "firmware/pvh.h"
 #include "base/guest_mem.h"
 #include "vmm/hv/kvm_host.h"
@@ -27,6 +28,8 @@ struct kernel_loaded {
     struct pvh_kernel kernel; /* entry and end, a bzImage's too */
     bool bzimage;             /* booted through the Linux boot protocol, not PVH */
     struct bzimage_kernel bz;
+    bool multiboot;           /* booted through multiboot v1: entered with its info block in EBX */
+    struct multiboot_kernel mb; /* its header's flags say how to place the modules */
 };
 
 /* Loads `image` (len bytes, the file's contents) at or above min_paddr. On failure -1 with a

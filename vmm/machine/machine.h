@@ -24,6 +24,7 @@
 
 #define MACHINE_MAX_DEVICES 12
 #define MACHINE_MAX_CPUS 32 /* Firecracker's vcpu_count bound; the vCPU-control device's masks hold 64 */
+#define MACHINE_MAX_MODULES 16 /* multiboot's (firmware/multiboot.h), the initrd among them */
 #define MACHINE_MIN_MEM (4ull << 20)
 /* RAM past 3 GiB goes on at 4 GiB (base/guest_mem.h); the bound keeps the bitmaps and page
  * tables a snapshot or the dirty log builds for it small (64 GiB: 2 MiB a bitmap). */
@@ -89,6 +90,15 @@ struct machine_config {
     /* A VM made before the configuration came (machine_prepare_vm), which machine_run takes
      * over whatever happens; ZX_HANDLE_INVALID (0): it makes its own. */
     zx_handle_t prepared_vm;
+    /* --module FILE[,ARGS]: a multiboot kernel's modules after the initrd (which is module 0);
+     * args NULL: none */
+    struct machine_module {
+        const char *path, *args;
+    } modules[MACHINE_MAX_MODULES];
+    unsigned nmodules;
+    /* --exit-device qemu: a write of v to port 0xf4 ends the VMM with (v << 1) | 1, as QEMU's
+     * isa-debug-exit (iosize 4) does; else with v, bellhop's own exit device */
+    bool exit_qemu;
 };
 
 struct machine;

@@ -1,5 +1,5 @@
 /* The kernel and initrd into guest memory, the boot data beside them (device tree, ACPI, PVH
- * start_info or the Linux zero page) and the boot vCPU's registers. */
+ * start_info, the Linux zero page or multiboot's information) and the boot vCPU's registers. */
 #include <stdbool.h>
 #include <inttypes.h>
 #include <fcntl.h>
@@ -17,6 +17,8 @@
 #include "vmm/machine/kernel_load.h"
 #include "firmware/vmgenid.h"
 #include "vmm/machine/machine_parts.h"
+
+_Static_assert(MACHINE_MAX_MODULES == MULTIBOOT_MAX_MODULES, "--module's bound is multiboot's");
 
 /* A kernel or initrd, mapped read-only (vmm/machine/file_map.h): the loaders read it from the page
  * cache, and guest RAM takes its pages copy-on-write where it can (gm_write_file): then the
@@ -159,8 +161,9 @@ int machine_load_kernel(struct machine *m) {
     if (r == FILE_MAP_SHRANK) return -1;
     if (r != 0) return machine_fail("kernel %s: %s", cfg->kernel, e.text);
     m->boot_entry = m->loaded.kernel.entry;
-    /* Linux finds virtio devices on PCI and starts its other CPUs itself. */
-    m->linux_smp = m->loaded.kernel.is_linux;
+    /* Linux finds virtio devices on PCI and starts its other CPUs itself; so does a multiboot
+     * kernel (kvm-unit-tests: INIT and STARTUP IPIs from its local APIC, as under QEMU). */
+    m->linux_smp = m->loaded.kernel.is_linux || m->loaded.multiboot;
     m->virtio_pci = m->loaded.kernel.is_linux;
     return 0;
 }
@@ -210,6 +213,76 @@ int machine_watch_files(struct machine *m) {
     return image_leases_watch(&m->leases, m->env.loop, unshare_files, m);
 }
 
+/* A multiboot module's file at the first page at or above *next, below `top`: its place in
+ * *mod, and *next moved past it. 0, or -1 (said). */
+static int place_module(struct machine *m, const char *what, const char *path, uint64_t top, uint64_t *next,
+                        struct multiboot_module *mod) {
+    struct file_map f;
+    struct initrd_place place;
+    if (map_file(m, what, path, m->cfg->mem, &f, &place.fd) != 0) return -1;
+    /* page-aligned whether or not the kernel asks (MULTIBOOT_PAGE_ALIGN): then guest RAM can
+     * take the file's pages rather than a copy */
+    uint64_t at = (*next + 0xfff) & ~0xfffull, len = f.len;
+    if (at > top || len > top - at) {
+        file_map_close(&f);
+        return machine_fail("%s %s: does not fit in guest memory below 4 GiB above the kernel", what, path);
+    }
+    place.at = at;
+    int r = copy_guarded(m, what, path, &f, copy_initrd, &place);
+    file_map_close(&f);
+    if (r != 0) return -1;
+    *mod = (struct multiboot_module){.paddr = at, .size = len};
+    *next = at + len;
+    return 0;
+}
+
+/* Module i's file and arguments (NULL: none): the initrd first when there is one. */
+static void module_file(const struct machine_config *cfg, unsigned i, const char **what, const char **path,
+                        const char **args) {
+    if (cfg->initrd && i == 0) {
+        *what = "initrd", *path = cfg->initrd, *args = NULL;
+        return;
+    }
+    const struct machine_module *mod = &cfg->modules[i - (cfg->initrd != NULL)];
+    *what = "module", *path = mod->path, *args = mod->args;
+}
+
+/* A multiboot kernel's boot data: the initrd (module 0) and the --module files after the
+ * kernel, then the information block where PVH's start info would go (below 1 MiB, where
+ * neither the kernel nor the modules are), with QEMU's command line: the kernel's file name
+ * first (kvm-unit-tests' argv[0]). */
+static int multiboot_boot_data(struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    unsigned n = (cfg->initrd != NULL) + cfg->nmodules;
+    if (n > MULTIBOOT_MAX_MODULES)
+        return machine_fail("%u modules (the initrd counts as one): a multiboot kernel takes at most %u", n,
+                            MULTIBOOT_MAX_MODULES);
+    struct multiboot_module mods[MULTIBOOT_MAX_MODULES];
+    char strings[MULTIBOOT_INFO_SIZE]; /* they must fit in the information area anyway */
+    size_t used = 0;
+    struct gm_range ram[2];
+    gm_ranges(&m->env.mem, ram);
+    uint64_t next = m->loaded.kernel.end;
+    for (unsigned i = 0; i < n; i++) {
+        const char *what, *path, *args;
+        module_file(cfg, i, &what, &path, &args);
+        if (place_module(m, what, path, ram[0].size, &next, &mods[i]) != 0) return -1;
+        int w = snprintf(strings + used, sizeof strings - used, "%s%s%s", path, args ? " " : "", args ? args : "");
+        if (w < 0 || (size_t)w >= sizeof strings - used)
+            return machine_fail("%s %s: the modules' names and arguments do not fit in the multiboot information",
+                                what, path);
+        mods[i].string = strings + used;
+        used += (size_t)w + 1;
+    }
+    char *cmdline;
+    if (asprintf(&cmdline, "%s %s", cfg->kernel, cfg->cmdline ? cfg->cmdline : "") < 0)
+        return machine_fail("out of memory for the command line");
+    char err[200];
+    int r = multiboot_write_info(&m->env.mem, LAYOUT_START_INFO, cmdline, mods, n, err, sizeof err);
+    free(cmdline);
+    return r == 0 ? 0 : machine_fail("%s", err);
+}
+
 int machine_boot_setup(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     struct pvh_kernel k = m->loaded.kernel;
@@ -228,7 +301,10 @@ int machine_boot_setup(struct machine *m) {
     /* Linux takes module 0 as its initrd (and x86 Linux reads no device tree); other PVH
      * kernels get the device tree first. */
     if (!k.is_linux) mods[nmods++] = (struct pvh_module){LAYOUT_DTB, (uint64_t)dtb_size};
-    if (cfg->initrd) {
+    if (cfg->nmodules && !m->loaded.multiboot)
+        return machine_fail("--module %s: only a multiboot kernel takes modules, and %s is not one",
+                            cfg->modules[0].path, cfg->kernel);
+    if (cfg->initrd && !m->loaded.multiboot) {
         struct file_map initrd;
         struct initrd_place place;
         if (map_file(m, "initrd", cfg->initrd, cfg->mem, &initrd, &place.fd) != 0) return -1;
@@ -255,6 +331,7 @@ int machine_boot_setup(struct machine *m) {
     reset_vector_stub(&m->env.mem);
     if (!vmgenid_renew(&m->env.mem)) return machine_fail("cannot make the VM generation ID (no randomness?)");
     if (!rsdp) return machine_fail("cannot build the ACPI tables");
+    if (m->loaded.multiboot) return multiboot_boot_data(m);
     if (m->loaded.bzimage) {
         uint64_t initrd = nmods ? mods[nmods - 1].paddr : 0, initrd_size = nmods ? mods[nmods - 1].size : 0;
         if (bzimage_write_boot_params(&m->env.mem, &m->loaded.bz, cfg->cmdline, initrd, initrd_size, rsdp) != 0)
@@ -275,7 +352,9 @@ zx_status_t machine_boot_registers(struct machine *m, zx_handle_t vcpu) {
         st = bellhop_vcpu_set_long_mode(vcpu, BOOT_PML4_ADDR, BOOT_GDT_ADDR, 4 * 8 - 1);
         if (st != ZX_OK) return st;
     } else {
+        /* multiboot's information block, or PVH's start info: both there */
         r.rbx = LAYOUT_START_INFO;
+        if (m->loaded.multiboot) r.rax = MULTIBOOT_BOOTLOADER_MAGIC;
     }
     return zx_vcpu_write_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
 }

@@ -13,6 +13,7 @@
 #include "devices/bench_bell.h"
 #include "devices/boot_marker.h"
 #include "devices/debug_exit.h"
+#include "devices/fw_cfg.h"
 #include "devices/i8042.h"
 #include "devices/rtc_mc146818.h"
 #include "devices/uart16550.h"
@@ -20,6 +21,7 @@
 #include "devices/virtio_mmio.h"
 #include "devices/virtio_pci.h"
 #include "vmm/machine/machine_parts.h"
+#include "vmm/machine/snapshot_file.h"
 
 /* Interrupts are frequent: each pin's irqfd is looked up once (under the guest's lock) and
  * then kept; several threads may race to look it up, and all get the same fd. */
@@ -133,13 +135,35 @@ static int map_unassigned_ports(struct machine *m) {
     return 0;
 }
 
+/* QEMU's fw_cfg, where multiboot kernels (kvm-unit-tests) read their RAM size and CPU count:
+ * a multiboot kernel's machine has it, and a restored machine when its snapshot does, so that
+ * every other machine's devices, and the snapshots they take and restore, are as before. */
+static bool wants_fw_cfg(const struct machine *m) {
+    const struct machine_config *cfg = m->cfg;
+    if (!cfg->restore) return m->loaded.multiboot;
+    const struct snapshot *s = cfg->restore->state;
+    for (unsigned i = 0; i < s->ndevices; i++)
+        if (strcmp(s->devices[i].name, fw_cfg_ops.name) == 0) return true;
+    return false;
+}
+
+/* Last of the stateful devices: the others keep their places in a snapshot. */
+static int add_fw_cfg(struct machine *m) {
+    const struct fw_cfg_params p = {.ram_size = m->cfg->mem, .cpus = (uint16_t)m->cfg->cpus,
+                                    .max_cpus = (uint16_t)m->cfg->cpus};
+    m->fw_cfg = fw_cfg_create(&p);
+    return map_device(m, ZX_GUEST_TRAP_IO, FW_CFG_PORT, FW_CFG_PORTS, &fw_cfg_ops, m->fw_cfg);
+}
+
 int machine_devices_setup(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     bool serial = cfg->console == CONSOLE_SERIAL;
     m->uart = uart16550_create(&m->env, UART_COM1_IRQ, serial ? STDIN_FILENO : -1, STDOUT_FILENO);
     if (map_device(m, ZX_GUEST_TRAP_IO, UART_COM1_PORT, 8, &uart16550_ops, m->uart)) return -1;
-    m->exit_dev = debug_exit_create(&m->env);
-    if (map_device(m, ZX_GUEST_TRAP_IO, DEBUG_EXIT_PORT, 1, &debug_exit_ops, m->exit_dev)) return -1;
+    m->exit_dev = debug_exit_create(&m->env, &(struct debug_exit_params){.qemu = cfg->exit_qemu});
+    if (map_device(m, ZX_GUEST_TRAP_IO, DEBUG_EXIT_PORT, cfg->exit_qemu ? DEBUG_EXIT_QEMU_PORTS : DEBUG_EXIT_PORTS,
+                   &debug_exit_ops, m->exit_dev))
+        return -1;
     if (m->virtio_pci && map_device(m, ZX_GUEST_TRAP_IO, PCI_CONF1_PORT, 8, &pci_conf1_ops, &m->pci)) return -1;
     /* Between RAM's highest end and the device windows: unassigned MMIO, as on a PC. */
     if (map_device(m, ZX_GUEST_TRAP_MEM, UNASSIGNED_MMIO_BASE, UNASSIGNED_MMIO_SIZE, &unassigned_ops, m)) return -1;
@@ -158,6 +182,7 @@ int machine_devices_setup(struct machine *m) {
     }
     for (unsigned i = 0; i < cfg->ndevices; i++)
         if (add_virtio(m, cfg->devices[i].ops, cfg->devices[i].params)) return -1;
+    if (wants_fw_cfg(m) && add_fw_cfg(m) != 0) return -1;
     return map_unassigned_ports(m);
 }
 
@@ -186,4 +211,5 @@ void machine_devices_destroy(struct machine *m) {
     boot_marker_destroy(m->marker);
     acpi_pm_destroy(m->pm);
     bench_bell_destroy(m->bench_bell);
+    fw_cfg_destroy(m->fw_cfg);
 }

@@ -159,6 +159,7 @@ struct machine {
     uint64_t boot_entry;     /* the kernel's entry, for the boot vCPU (machine_load_kernel) */
     char loop_sandbox_err[160];
     struct uffd_backend *uffd; /* restored through a page-fault handler: what serves RAM; else NULL */
+    struct fw_cfg *fw_cfg;     /* QEMU's firmware configuration (RAM size, CPUs): multiboot kernels read it */
 };
 
 _Static_assert(offsetof(struct machine, maps) + sizeof(((struct machine *)0)->maps) <= 4096,
