@@ -11,6 +11,7 @@
 #include "vmm/control/cli.h"
 #include "vmm/control/snapshot_cmd.h"
 #include "vmm/machine/kernel_cache.h"
+#include "vmm/machine/kernel_cache_filler.h"
 #include "bench/bellhop_bench/bench.h"
 #include "bench/bellhop_bench/launch_floor.h"
 #include "vmm/machine/machine.h"
@@ -142,12 +143,15 @@ static void small_thread_stacks(void) {
     pthread_attr_destroy(&a);
 }
 
-/* kernel-cache-fill PATH MIN_PADDR ALIGN KASLR: one more entry for a launch's bzImage. */
+/* kernel-cache-fill PATH MIN_PADDR ALIGN KASLR [GATE_FD]: one more entry for a launch's bzImage. */
 static int cmd_kernel_cache_fill(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: bellhop kernel-cache-fill BZIMAGE MIN_PADDR ALIGN KASLR (started by bellhop run)\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: bellhop kernel-cache-fill BZIMAGE MIN_PADDR ALIGN KASLR [GATE_FD] (started by bellhop "
+                        "run)\n");
         return 2;
     }
+    /* its launch's guest entered (or that launch gone) first: vmm/machine/kernel_cache_filler.h */
+    if (argc == 6) kernel_cache_await_gate(atoi(argv[5]));
     /* nothing of the launch that started it is kept open (its VM, its sockets); and only a CPU
      * nothing else wants (its launch, the guest's boot) */
     close_range(3, ~0u, 0);

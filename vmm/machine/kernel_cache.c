@@ -3,9 +3,6 @@
  * its pages become the guest's, and one that fails is removed and made again. */
 #include <dirent.h>
 #include <limits.h>
-#include <sched.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <errno.h>
@@ -45,13 +42,21 @@ struct entry_id {
 static uint64_t round_page(uint64_t n) { return (n + PAGE - 1) & ~(PAGE - 1); }
 
 void kernel_cache_init(struct kernel_cache *c, const char *dir) {
-    *c = (struct kernel_cache){.dirfd = -1, .max_bytes = KERNEL_CACHE_MAX_BYTES, .image_fd = -1};
+    *c = (struct kernel_cache){.dirfd = -1, .max_bytes = KERNEL_CACHE_MAX_BYTES, .image_fd = -1,
+                               .filler = KERNEL_CACHE_NO_FILLER};
     if (dir) snprintf(c->dir, sizeof c->dir, "%s", dir);
 }
 
 void kernel_cache_close(struct kernel_cache *c) {
     if (c->dirfd >= 0) close(c->dirfd);
     c->dirfd = -1;
+    kernel_cache_filler_release(&c->filler);
+}
+
+struct kernel_cache_filler kernel_cache_take_filler(struct kernel_cache *c) {
+    struct kernel_cache_filler f = c->filler;
+    c->filler = KERNEL_CACHE_NO_FILLER;
+    return f;
 }
 
 /* mkdir -p, each directory made 0700 (a cache is the user's own). */
@@ -467,36 +472,10 @@ static void image_key(struct kernel_cache *c, const uint8_t *image, size_t len, 
     if (!ok || renameat(c->dirfd, tmp, c->dirfd, name) != 0) unlinkat(c->dirfd, tmp, 0);
 }
 
-/* `bellhop kernel-cache-fill PATH MIN ALIGN KASLR` beside this launch, in a session of its own (it
- * outlives bellhop if need be; init reaps it), its output bellhop's stderr. Never waited for. */
+/* `bellhop kernel-cache-fill PATH MIN ALIGN KASLR GATE` for a later launch
+ * (kernel_cache_filler.h): it outlives bellhop if need be (init reaps it); never waited for. */
 static void fill_later(struct kernel_cache *c, uint64_t min_paddr, uint64_t align, bool kaslr) {
-    if (!c->image_path) return;
-    char self[PATH_MAX], min[24], al[24];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return;
-    self[n] = 0;
-    snprintf(min, sizeof min, "%" PRIu64, min_paddr);
-    snprintf(al, sizeof al, "%" PRIu64, align);
-    char *argv[] = {"bellhop", "kernel-cache-fill", (char *)c->image_path, min, al, kaslr ? "1" : "0", NULL};
-    posix_spawnattr_t a;
-    if (posix_spawnattr_init(&a) != 0) return;
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&a, &none);
-    /* SCHED_IDLE: it takes only a CPU nothing else wants, so that it does not slow the launch
-     * that started it (nor the guest's boot) */
-    struct sched_param idle = {.sched_priority = 0};
-    posix_spawnattr_setschedpolicy(&a, SCHED_IDLE);
-    posix_spawnattr_setschedparam(&a, &idle);
-    posix_spawnattr_setflags(&a, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSCHEDULER);
-    posix_spawn_file_actions_t fa;
-    if (posix_spawn_file_actions_init(&fa) == 0) {
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        pid_t pid;
-        posix_spawn(&pid, self, &fa, &a, argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-    }
-    posix_spawnattr_destroy(&a);
+    if (c->image_path && c->filler.gate < 0) kernel_cache_start_filler(c->image_path, min_paddr, align, kaslr, &c->filler);
 }
 
 /* One of the kernel's slots, open and checked, for `random` (with KASLR, among those it has):

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/machine/kernel_cache_filler.h"
+
 #include "firmware/bzimage_unpack.h"
 #include "base/guest_mem.h"
 
@@ -67,12 +69,16 @@ struct kernel_cache {
     /* Its path, for the filler (kernel_cache_fill) started in the background when the cache
      * cannot serve this launch; NULL: none is started. */
     const char *image_path;
+    struct kernel_cache_filler filler; /* the filler this launch started, until taken */
 };
 
 /* Where the cache is: `dir`, or the environment's when NULL; nothing is touched until a
  * bzImage needs it. */
 void kernel_cache_init(struct kernel_cache *c, const char *dir);
-void kernel_cache_close(struct kernel_cache *c);
+void kernel_cache_close(struct kernel_cache *c); /* which releases the filler, if not taken */
+/* The filler this launch started (KERNEL_CACHE_NO_FILLER: none), now the caller's to release
+ * once its guest has entered (kernel_cache_filler.h). */
+struct kernel_cache_filler kernel_cache_take_filler(struct kernel_cache *c);
 
 /* bzimage_load_with's unpacker (firmware/bzimage.h), `arg` a struct kernel_cache: the
  * bzImage's kernel from the cache into guest RAM (one of the slots it has), or else unpacked

@@ -551,6 +551,7 @@ static struct machine *machine_new(const struct machine_config *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = cfg;
     m->env.mem_fd = -1;
+    m->filler = KERNEL_CACHE_NO_FILLER;
     m->env.request_exit = request_exit;
     machine_lend_irqs(m);
     m->env.trace = cfg->trace_traps;
@@ -765,8 +766,10 @@ static int start_running(struct machine *m) {
     } else {
         /* A fresh guest's first instruction comes after this thread's sandbox: no thread of
          * the VMM runs unconfined beside a guest that has run. */
+        kernel_cache_filler_started(&m->filler); /* its spawning thread gone */
         if (cold_boot_cpus(m) != 0 || confine_main(m) != 0) return -1;
         boot_cpu_go(m);
+        kernel_cache_filler_release(&m->filler); /* the filler may work now */
     }
     /* after the guest's start: waking the loop thread is one more thread to schedule (on a
      * PVM host, a wake of an idle CPU costs milliseconds), and the guest needs none of it to
@@ -809,6 +812,7 @@ static int tear_down(struct machine *m, int status) {
     if (m->guest) zx_handle_close(m->guest);
     machine_dirty_free(m);
     image_leases_release(&m->leases); /* guest RAM is gone: nothing depends on the files */
+    kernel_cache_filler_release(&m->filler);
     for (unsigned i = 0; i < MACHINE_MAX_CPUS; i++) free(m->cpus[i].saved);
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);

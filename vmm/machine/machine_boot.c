@@ -156,6 +156,7 @@ int machine_load_kernel(struct machine *m) {
     cache.image_path = cfg->kernel;
     if (cfg->kernel_cache) e.opts.cache = &cache;
     int r = copy_guarded(m, "kernel", cfg->kernel, &kernel, load_kernel_image, &e);
+    if (r == 0) m->filler = kernel_cache_take_filler(&cache); /* released once the guest has entered */
     kernel_cache_close(&cache);
     file_map_close(&kernel);
     if (r == FILE_MAP_SHRANK) return -1;

@@ -24,6 +24,7 @@
 #include <zircon/syscalls/port.h>
 
 #include "devices/device.h"
+#include "vmm/machine/kernel_cache_filler.h"
 #include "devices/pci.h"
 #include "firmware/bzimage.h"
 #include "firmware/fdt.h"
@@ -157,6 +158,7 @@ struct machine {
     bool ram_ready;          /* m->lock: RAM registered (and tracked): interrupt controllers may come */
     bool boot_cpu_go;        /* m->lock: the boot vCPU, made early, has its entry (boot_cpu_go) */
     uint64_t boot_entry;     /* the kernel's entry, for the boot vCPU (machine_load_kernel) */
+    struct kernel_cache_filler filler; /* the kernel cache's, held until the guest has entered */
     char loop_sandbox_err[160];
     struct uffd_backend *uffd; /* restored through a page-fault handler: what serves RAM; else NULL */
     struct fw_cfg *fw_cfg;     /* QEMU's firmware configuration (RAM size, CPUs): multiboot kernels read it */
