@@ -9,8 +9,6 @@
 #define FAIL(...) (snprintf(err, errlen, "multiboot: " __VA_ARGS__), -1)
 
 #define FOUR_GIB (1ull << 32)
-#define LEGACY_START 0x9fc00ull /* the EBDA's KiB below 640 KiB, then VGA and BIOS: not RAM to a kernel */
-#define HIGH_MEMORY 0x100000ull
 
 /* Bits 0-15 are requirements; of these bellhop meets (or, for video, waives) these. */
 #define REQUIRED_MASK 0xffffu
@@ -193,9 +191,11 @@ static unsigned memory_map(const struct guest_mem *gm, struct multiboot_mmap_ent
     struct gm_range r[2];
     unsigned nram = gm_ranges(gm, r);
     const uint32_t sz = sizeof map[0] - sizeof map[0].size;
-    map[0] = (struct multiboot_mmap_entry){sz, 0, LEGACY_START, MULTIBOOT_MEMORY_AVAILABLE};
-    map[1] = (struct multiboot_mmap_entry){sz, LEGACY_START, HIGH_MEMORY - LEGACY_START, MULTIBOOT_MEMORY_RESERVED};
-    map[2] = (struct multiboot_mmap_entry){sz, HIGH_MEMORY, r[0].size - HIGH_MEMORY, MULTIBOOT_MEMORY_AVAILABLE};
+    map[0] = (struct multiboot_mmap_entry){sz, 0, MULTIBOOT_LEGACY_START, MULTIBOOT_MEMORY_AVAILABLE};
+    map[1] = (struct multiboot_mmap_entry){sz, MULTIBOOT_LEGACY_START, MULTIBOOT_LEGACY_END - MULTIBOOT_LEGACY_START,
+                                           MULTIBOOT_MEMORY_RESERVED};
+    map[2] = (struct multiboot_mmap_entry){sz, MULTIBOOT_LEGACY_END, r[0].size - MULTIBOOT_LEGACY_END,
+                                           MULTIBOOT_MEMORY_AVAILABLE};
     map[3] = (struct multiboot_mmap_entry){sz, r[1].gpa, r[1].size, MULTIBOOT_MEMORY_AVAILABLE};
     return 2 + nram;
 }
@@ -205,7 +205,7 @@ int multiboot_write_info(const struct guest_mem *gm, uint64_t at, const char *cm
     if (nmods > MULTIBOOT_MAX_MODULES) return FAIL("%u modules: at most %u", nmods, MULTIBOOT_MAX_MODULES);
     if (at % 8 || at > FOUR_GIB - MULTIBOOT_INFO_SIZE || !gm_valid(gm, at, MULTIBOOT_INFO_SIZE))
         return FAIL("the information block at %#llx is not in RAM below 4 GiB", (unsigned long long)at);
-    if (gm->size <= HIGH_MEMORY)
+    if (gm->size <= MULTIBOOT_LEGACY_END)
         return FAIL("%llu bytes of RAM: a multiboot kernel needs more than 1 MiB", (unsigned long long)gm->size);
     static const char name[] = "bellhop";
     uint8_t area[MULTIBOOT_INFO_SIZE] = {0};
@@ -231,8 +231,8 @@ int multiboot_write_info(const struct guest_mem *gm, uint64_t at, const char *cm
     struct multiboot_info mbi = {
         .flags = MULTIBOOT_INFO_MEMORY | MULTIBOOT_INFO_CMDLINE | MULTIBOOT_INFO_MODS | MULTIBOOT_INFO_MEM_MAP |
                  MULTIBOOT_INFO_BOOT_LOADER_NAME,
-        .mem_lower = LEGACY_START / 1024,
-        .mem_upper = (uint32_t)((r[0].size - HIGH_MEMORY) / 1024),
+        .mem_lower = MULTIBOOT_LEGACY_START / 1024,
+        .mem_upper = (uint32_t)((r[0].size - MULTIBOOT_LEGACY_END) / 1024),
         .cmdline = cmd,
         .mods_count = nmods,
         .mods_addr = (uint32_t)(at + MODS_OFF),

@@ -24,6 +24,10 @@
 #define MULTIBOOT_HEADER_MAGIC 0x1BADB002u
 /* EAX at the kernel's entry */
 #define MULTIBOOT_BOOTLOADER_MAGIC 0x2BADB002u
+/* RAM below 640 KiB less the EBDA's KiB; from there to 1 MiB video memory and the BIOS (the
+ * ACPI tables are there): reserved in the memory map, and no place for a kernel. */
+#define MULTIBOOT_LEGACY_START 0x9fc00ull
+#define MULTIBOOT_LEGACY_END 0x100000ull
 /* The header lies wholly within the image's first 8 KiB, 4-byte aligned. */
 #define MULTIBOOT_SEARCH 8192
 

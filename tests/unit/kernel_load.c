@@ -108,3 +108,26 @@ TEST(pvm_runs_a_pvh_kernel_linked_low_and_refuses_one_linked_in_the_top_2_gib) {
     CHECK_EQ(load(len, KVM_HOST_PVM, false, &k, err, sizeof err), -1);
     CHECK_MSG(strstr(err, "no PVH entry point"), "%s", err);
 }
+
+/* A multiboot a.out-kludge image of a page loaded at `at`. */
+static size_t make_multiboot_at(uint32_t at) {
+    memset(file, 0, sizeof file);
+    uint32_t flags = 0x10000; /* MULTIBOOT_AOUT_KLUDGE */
+    uint32_t h[8] = {0x1BADB002u, flags, 0u - (0x1BADB002u + flags), at, at, at + 0x1000, at + 0x1000, at + 0x10};
+    memcpy(file, h, sizeof h);
+    return 0x1000;
+}
+
+/* Multiboot kernels may load below 1 MiB, above the information block (kvm-unit-tests'
+ * realmode test is at 32 KiB), but not in the legacy video and BIOS area. */
+TEST(a_multiboot_kernel_may_load_low_but_not_in_the_legacy_area) {
+    const struct kernel_load_opts o = {.host = KVM_HOST_PVM, .fd = -1, .multiboot_min = 0x8000};
+    struct kernel_loaded k;
+    char err[300];
+    CHECK_MSG(kernel_load(file, make_multiboot_at(0x8000), &gm, 0x100000, &o, &k, err, sizeof err) == 0, "%s", err);
+    CHECK(k.multiboot && k.kernel.entry == 0x8010);
+    CHECK_MSG(kernel_load(file, make_multiboot_at(0x7000), &gm, 0x100000, &o, &k, err, sizeof err) != 0 &&
+                  !strchr(err, '\n'), "below the information block: %s", err);
+    CHECK_MSG(kernel_load(file, make_multiboot_at(0xb8000), &gm, 0x100000, &o, &k, err, sizeof err) != 0 &&
+                  strstr(err, "legacy video and BIOS area"), "%s", err);
+}

@@ -40,7 +40,15 @@ static bool multiboot_meant(const uint8_t *image, size_t len) {
  * linked a PVM host runs it. */
 static int load_multiboot(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
                           const struct kernel_load_opts *o, struct kernel_loaded *out, char *err, size_t errlen) {
-    if (multiboot_load(image, len, o->fd, gm, min_paddr, &out->mb, err, errlen) != 0) return -1;
+    if (multiboot_load(image, len, o->fd, gm, o->multiboot_min ? o->multiboot_min : min_paddr, &out->mb, err,
+                       errlen) != 0)
+        return -1;
+    /* the memory map reserves 640 KiB to 1 MiB (video memory, the BIOS: ACPI's tables are there) */
+    if (out->mb.start < MULTIBOOT_LEGACY_END && out->mb.end > MULTIBOOT_LEGACY_START) {
+        snprintf(err, errlen, "multiboot: the kernel (%#" PRIx64 "-%#" PRIx64 ") overlaps 640 KiB to 1 MiB, the legacy "
+                 "video and BIOS area", out->mb.start, out->mb.end);
+        return -1;
+    }
     out->multiboot = true;
     out->kernel = (struct pvh_kernel){.entry = out->mb.entry, .end = out->mb.end};
     return 0;

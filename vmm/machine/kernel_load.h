@@ -22,6 +22,9 @@ struct kernel_load_opts {
     uint64_t random; /* where KASLR puts it (bzimage_kaslr_random) */
     int fd;          /* the file, whose pages guest RAM may take (gm_write_file); -1: copy */
     struct kernel_cache *cache; /* a bzImage's kernel unpacked through it; NULL: straight into guest RAM */
+    /* The lowest byte a multiboot kernel may take (its information block lies below): such
+     * kernels may load below 1 MiB (kvm-unit-tests' realmode test at 32 KiB); 0: min_paddr. */
+    uint64_t multiboot_min;
 };
 
 struct kernel_loaded {

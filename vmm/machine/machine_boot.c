@@ -145,7 +145,8 @@ int machine_load_kernel(struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     struct file_map kernel;
     struct kernel_file e = {.opts = {.host = loader_host(m), .pvm_anyway = cfg->pvm_anyway,
-                                     .unpack = !cfg->guest_decompress, .random = bzimage_kaslr_random(cfg->cmdline)}};
+                                     .unpack = !cfg->guest_decompress, .random = bzimage_kaslr_random(cfg->cmdline),
+                                     .multiboot_min = LAYOUT_START_INFO + MULTIBOOT_INFO_SIZE}};
     if (map_file(m, "kernel", cfg->kernel, cfg->mem, &kernel, &e.opts.fd) != 0) return -1;
     struct kernel_cache cache;
     struct entry_share share = {m, e.opts.fd};
@@ -263,7 +264,8 @@ static int multiboot_boot_data(struct machine *m) {
     size_t used = 0;
     struct gm_range ram[2];
     gm_ranges(&m->env.mem, ram);
-    uint64_t next = m->loaded.kernel.end;
+    /* above the kernel, and above 1 MiB when it lies below */
+    uint64_t next = m->loaded.kernel.end > LAYOUT_KERNEL_MIN ? m->loaded.kernel.end : LAYOUT_KERNEL_MIN;
     for (unsigned i = 0; i < n; i++) {
         const char *what, *path, *args;
         module_file(cfg, i, &what, &path, &args);
@@ -297,7 +299,9 @@ int machine_boot_setup(struct machine *m) {
     fm->cmdline = cfg->cmdline;
     fm->uart_port = UART_COM1_PORT;
     fm->uart_irq = UART_COM1_IRQ;
-    int dtb_size = fdt_build(fm, gm_ptr_write(&m->env.mem, LAYOUT_DTB, LAYOUT_DTB_SIZE), LAYOUT_DTB_SIZE);
+    /* a multiboot kernel reads none, and may lie where it would go */
+    int dtb_size = m->loaded.multiboot ? 0 : fdt_build(fm, gm_ptr_write(&m->env.mem, LAYOUT_DTB, LAYOUT_DTB_SIZE),
+                                                        LAYOUT_DTB_SIZE);
     if (dtb_size < 0) return machine_fail("device tree: %d", dtb_size);
     /* Linux takes module 0 as its initrd (and x86 Linux reads no device tree); other PVH
      * kernels get the device tree first. */
