@@ -44,8 +44,9 @@ struct async_loop {
     _Atomic async_loop_state_t state;
     atomic_uint active_threads;
 
-    pthread_mutex_t lock;
-    struct list_node wait_list;
+    struct lock lock; /* loop/lock.h's */
+    /* No list of waits: the pending ones are the port's observers and queued signal packets
+     * tagged with the loop (port_take_tagged_locked), so a wake takes no lock of the loop's. */
     struct list_node task_list;      /* by deadline */
     struct list_node fifo_task_list; /* ZX_TIME_INFINITE_PAST */
     struct list_node due_list;
@@ -54,7 +55,7 @@ struct async_loop {
     bool dispatching_tasks;
     bool timer_armed;
     bool shutdown_done;          /* cancel_all has finished; destroy waits for it */
-    pthread_cond_t shutdown_cv;
+    struct cond shutdown_cv;
 };
 
 const async_loop_config_t kAsyncLoopConfigNeverAttachToThread = {
@@ -85,6 +86,17 @@ static void node_unlink(struct list_node *n) {
 }
 
 static async_loop_state_t state_of(async_loop_t *loop) { return atomic_load(&loop->state); }
+
+/* The wait whose handler this thread runs, and the observer that delivered it: a handler that
+ * begins the same wait again (every fd handler does) re-links that observer, keeping its
+ * references and the fd's epoll registration, instead of freeing it and building another.
+ * On the stack of the dispatching call; nested loops save and restore the outer one. */
+struct rewait {
+    async_loop_t *loop;
+    async_wait_t *wait;
+    struct observer *obs; /* NULL once taken */
+};
+static __thread struct rewait *tls_rewait;
 
 /* ---- handler invocation ---- */
 
@@ -150,9 +162,9 @@ static void insert_task_locked(async_loop_t *loop, async_task_t *task) {
 }
 
 static void dispatch_tasks(async_loop_t *loop) {
-    pthread_mutex_lock(&loop->lock);
+    lock_acquire(&loop->lock);
     if (loop->dispatching_tasks) {
-        pthread_mutex_unlock(&loop->lock);
+        lock_release(&loop->lock);
         return;
     }
     loop->dispatching_tasks = true;
@@ -170,13 +182,13 @@ static void dispatch_tasks(async_loop_t *loop) {
         struct list_node *n = list_remove_head(&loop->due_list);
         node_clear(n);
         async_task_t *task = FROM_NODE(n, async_task_t);
-        pthread_mutex_unlock(&loop->lock);
+        lock_release(&loop->lock);
         invoke_task(loop, task, ZX_OK);
-        pthread_mutex_lock(&loop->lock);
+        lock_acquire(&loop->lock);
     }
     loop->dispatching_tasks = false;
     if (state_of(loop) != ASYNC_LOOP_SHUTDOWN) restart_timer_locked(loop);
-    pthread_mutex_unlock(&loop->lock);
+    lock_release(&loop->lock);
 }
 
 /* ---- the dispatcher ops ---- */
@@ -186,35 +198,40 @@ static zx_time_t loop_now(async_dispatcher_t *d) {
     return zx_clock_get_monotonic();
 }
 
+/* The state test is only a short cut: a wait begun while shutdown cancels the others is
+ * refused by the port (port_take_tagged_locked), atomically with that cancellation. */
 static zx_status_t loop_begin_wait(async_dispatcher_t *d, async_wait_t *wait) {
     async_loop_t *loop = loop_of(d);
-    pthread_mutex_lock(&loop->lock);
-    zx_status_t st = ZX_ERR_BAD_STATE;
-    if (state_of(loop) != ASYNC_LOOP_SHUTDOWN) {
-        list_add_tail(&loop->wait_list, NODE(wait));
-        st = object_wait_async_on(loop->portp, wait->object, (uintptr_t)wait, wait->trigger, wait->options);
-        if (st != ZX_OK) node_unlink(NODE(wait));
+    struct observer *reuse = NULL;
+    struct rewait *rw = tls_rewait;
+    if (rw && rw->wait == wait && rw->loop == loop) {
+        reuse = rw->obs;
+        rw->obs = NULL;
     }
-    pthread_mutex_unlock(&loop->lock);
-    return st;
+    if (state_of(loop) == ASYNC_LOOP_SHUTDOWN) {
+        if (reuse) observer_free(reuse);
+        return ZX_ERR_BAD_STATE;
+    }
+    if (reuse)
+        return object_rewait_async(reuse, loop->portp, wait->object, (uintptr_t)wait, wait->trigger, wait->options,
+                                   loop);
+    return object_wait_async_on(loop->portp, wait->object, (uintptr_t)wait, wait->trigger, wait->options, loop);
 }
 
+/* NOT_FOUND also when another thread has taken the packet and is about to run the handler. */
 static zx_status_t loop_cancel_wait(async_dispatcher_t *d, async_wait_t *wait) {
     async_loop_t *loop = loop_of(d);
-    pthread_mutex_lock(&loop->lock);
-    zx_status_t st = ZX_ERR_NOT_FOUND;
-    if (node_linked(NODE(wait))) {
-        /* NOT_FOUND from the port: another thread already took the packet and will run it. */
-        st = zx_port_cancel_key(loop->port, 0, (uintptr_t)wait);
-        if (st == ZX_OK) node_unlink(NODE(wait));
-    }
-    pthread_mutex_unlock(&loop->lock);
-    return st;
+    lock_acquire(&g_signal_lock);
+    struct observer *o = port_take_tagged_locked(loop->portp, loop, (uintptr_t)wait, false);
+    lock_release(&g_signal_lock);
+    if (!o) return ZX_ERR_NOT_FOUND;
+    observer_free(o);
+    return ZX_OK;
 }
 
 static zx_status_t loop_post_task(async_dispatcher_t *d, async_task_t *task) {
     async_loop_t *loop = loop_of(d);
-    pthread_mutex_lock(&loop->lock);
+    lock_acquire(&loop->lock);
     zx_status_t st = ZX_ERR_BAD_STATE;
     if (state_of(loop) != ASYNC_LOOP_SHUTDOWN) {
         insert_task_locked(loop, task);
@@ -222,13 +239,13 @@ static zx_status_t loop_post_task(async_dispatcher_t *d, async_task_t *task) {
         if (!loop->dispatching_tasks && first) restart_timer_locked(loop);
         st = ZX_OK;
     }
-    pthread_mutex_unlock(&loop->lock);
+    lock_release(&loop->lock);
     return st;
 }
 
 static zx_status_t loop_cancel_task(async_dispatcher_t *d, async_task_t *task) {
     async_loop_t *loop = loop_of(d);
-    pthread_mutex_lock(&loop->lock);
+    lock_acquire(&loop->lock);
     zx_status_t st = ZX_ERR_NOT_FOUND;
     if (node_linked(NODE(task))) {
         bool first = loop->task_list.next == NODE(task);
@@ -236,7 +253,7 @@ static zx_status_t loop_cancel_task(async_dispatcher_t *d, async_task_t *task) {
         if (first && !loop->dispatching_tasks) restart_timer_locked(loop);
         st = ZX_OK;
     }
-    pthread_mutex_unlock(&loop->lock);
+    lock_release(&loop->lock);
     return st;
 }
 
@@ -270,26 +287,26 @@ zx_status_t async_set_guest_doorbell(async_dispatcher_t *d, async_guest_bell_tra
 
 static zx_status_t loop_bind_irq(async_dispatcher_t *d, async_irq_t *irq) {
     async_loop_t *loop = loop_of(d);
-    pthread_mutex_lock(&loop->lock);
+    lock_acquire(&loop->lock);
     zx_status_t st = ZX_ERR_BAD_STATE;
     if (state_of(loop) != ASYNC_LOOP_SHUTDOWN) {
         list_add_tail(&loop->irq_list, NODE(irq));
         st = zx_interrupt_bind(irq->object, loop->port, (uintptr_t)irq, ZX_INTERRUPT_BIND);
         if (st != ZX_OK) node_unlink(NODE(irq));
     }
-    pthread_mutex_unlock(&loop->lock);
+    lock_release(&loop->lock);
     return st;
 }
 
 static zx_status_t loop_unbind_irq(async_dispatcher_t *d, async_irq_t *irq) {
     async_loop_t *loop = loop_of(d);
-    pthread_mutex_lock(&loop->lock);
+    lock_acquire(&loop->lock);
     zx_status_t st = ZX_ERR_NOT_FOUND;
     if (node_linked(NODE(irq))) {
         st = zx_interrupt_bind(irq->object, loop->port, 0, ZX_INTERRUPT_UNBIND);
         node_unlink(NODE(irq));
     }
-    pthread_mutex_unlock(&loop->lock);
+    lock_release(&loop->lock);
     return st;
 }
 
@@ -332,9 +349,6 @@ zx_status_t async_loop_create(const async_loop_config_t *config, async_loop_t **
     loop->dispatcher.ops = &loop_ops;
     loop->config = *config;
     atomic_init(&loop->state, ASYNC_LOOP_RUNNABLE);
-    pthread_mutex_init(&loop->lock, NULL);
-    pthread_cond_init(&loop->shutdown_cv, NULL);
-    list_init(&loop->wait_list);
     list_init(&loop->task_list);
     list_init(&loop->fifo_task_list);
     list_init(&loop->due_list);
@@ -347,8 +361,6 @@ zx_status_t async_loop_create(const async_loop_config_t *config, async_loop_t **
     if (st != ZX_OK) {
         zx_handle_close(loop->timer);
         zx_handle_close(loop->port);
-        pthread_cond_destroy(&loop->shutdown_cv);
-        pthread_mutex_destroy(&loop->lock);
         free(loop);
         return st;
     }
@@ -382,30 +394,39 @@ zx_status_t async_loop_reset_quit(async_loop_t *loop) {
     return expected == ASYNC_LOOP_RUNNABLE ? ZX_OK : ZX_ERR_BAD_STATE;
 }
 
+/* obs: the observer that delivered the packet (NULL if the port had none to hand over). */
+__attribute__((hot)) static void dispatch_wait(async_loop_t *loop, const zx_port_packet_t *pkt,
+                                               struct observer *obs) {
+    async_wait_t *wait = (async_wait_t *)(uintptr_t)pkt->key;
+    struct rewait rw = {.loop = loop, .wait = wait, .obs = obs}, *outer = tls_rewait;
+    tls_rewait = &rw;
+    invoke_wait(loop, wait, pkt->status, &pkt->signal);
+    tls_rewait = outer;
+    if (rw.obs) observer_free(rw.obs);
+}
+
 __attribute__((hot)) static zx_status_t run_once(async_loop_t *loop, zx_time_t deadline) {
     async_loop_state_t s = state_of(loop);
     if (s == ASYNC_LOOP_SHUTDOWN) return ZX_ERR_BAD_STATE;
     if (s == ASYNC_LOOP_QUIT) return ZX_ERR_CANCELED;
     zx_port_packet_t pkt;
-    zx_status_t st = port_wait(loop->portp, deadline, &pkt);
+    struct observer *obs;
+    zx_status_t st = port_wait(loop->portp, deadline, &pkt, &obs);
     if (st != ZX_OK) return st;
+    if (pkt.type == ZX_PKT_TYPE_SIGNAL_ONE && pkt.key != KEY_TIMER_CONTROL) {
+        dispatch_wait(loop, &pkt, obs);
+        return ZX_OK;
+    }
+    if (obs) observer_free(obs);
     if (pkt.key == KEY_TIMER_CONTROL) {
-        pthread_mutex_lock(&loop->lock);
+        lock_acquire(&loop->lock);
         loop->timer_armed = false;
-        pthread_mutex_unlock(&loop->lock);
+        lock_release(&loop->lock);
         dispatch_tasks(loop);
         return ZX_OK;
     }
     if (pkt.key == KEY_PORT_CONTROL) return ZX_OK;
     switch (pkt.type) {
-    case ZX_PKT_TYPE_SIGNAL_ONE: {
-        async_wait_t *wait = (async_wait_t *)(uintptr_t)pkt.key;
-        pthread_mutex_lock(&loop->lock);
-        node_unlink(NODE(wait));
-        pthread_mutex_unlock(&loop->lock);
-        invoke_wait(loop, wait, pkt.status, &pkt.signal);
-        break;
-    }
     case ZX_PKT_TYPE_USER: {
         async_receiver_t *r = (async_receiver_t *)(uintptr_t)pkt.key;
         prologue(loop);
@@ -458,7 +479,7 @@ static_assert(sizeof(thrd_t) == sizeof(pthread_t), "thrd_t is a pthread_t");
 zx_status_t async_loop_start_thread(async_loop_t *loop, const char *name, thrd_t *out) {
     struct thread_record *rec = calloc(1, sizeof *rec);
     if (!rec) return ZX_ERR_NO_MEMORY;
-    pthread_mutex_lock(&loop->lock);
+    lock_acquire(&loop->lock);
     zx_status_t st = ZX_OK;
     if (state_of(loop) == ASYNC_LOOP_SHUTDOWN) {
         st = ZX_ERR_BAD_STATE;
@@ -470,7 +491,7 @@ zx_status_t async_loop_start_thread(async_loop_t *loop, const char *name, thrd_t
         if (out) *out = rec->thread;
         rec = NULL;
     }
-    pthread_mutex_unlock(&loop->lock);
+    lock_release(&loop->lock);
     free(rec);
     return st;
 }
@@ -479,7 +500,7 @@ zx_status_t async_loop_start_thread(async_loop_t *loop, const char *name, thrd_t
  * and whoever joins or destroys the loop later joins it once it has left the loop. */
 void async_loop_join_threads(async_loop_t *loop) {
     struct thread_record *self = NULL;
-    pthread_mutex_lock(&loop->lock);
+    lock_acquire(&loop->lock);
     struct list_node *n;
     while ((n = list_remove_head(&loop->thread_list))) {
         struct thread_record *rec = list_entry(n, struct thread_record, node);
@@ -487,44 +508,54 @@ void async_loop_join_threads(async_loop_t *loop) {
             self = rec;
             continue;
         }
-        pthread_mutex_unlock(&loop->lock);
+        lock_release(&loop->lock);
         pthread_join((pthread_t)rec->thread, NULL);
         free(rec);
-        pthread_mutex_lock(&loop->lock);
+        lock_acquire(&loop->lock);
     }
     if (self) list_add_tail(&loop->thread_list, &self->node);
-    pthread_mutex_unlock(&loop->lock);
+    lock_release(&loop->lock);
+}
+
+/* One wait at a time, each taken under the lock just before its handler runs: a handler may
+ * cancel and free another wait (a connection tearing down its other waits), which must then
+ * find it still pending, get ZX_OK and never see its handler run. Each observer goes before
+ * its handler runs: a handler may free its own wait. The first take makes the port refuse the
+ * loop's new waits, so this ends. */
+static void cancel_waits(async_loop_t *loop) {
+    for (;;) {
+        lock_acquire(&g_signal_lock);
+        struct observer *o = port_take_tagged_locked(loop->portp, loop, 0, true);
+        lock_release(&g_signal_lock);
+        if (!o) return;
+        async_wait_t *wait = (async_wait_t *)(uintptr_t)o->pp.packet.key;
+        observer_free(o);
+        invoke_wait(loop, wait, ZX_ERR_CANCELED, NULL);
+    }
 }
 
 static void cancel_all(async_loop_t *loop) {
     struct list_node *n;
-    pthread_mutex_lock(&loop->lock);
-    while ((n = list_remove_head(&loop->wait_list))) {
-        node_clear(n);
-        async_wait_t *wait = FROM_NODE(n, async_wait_t);
-        zx_port_cancel_key(loop->port, 0, (uintptr_t)wait);
-        pthread_mutex_unlock(&loop->lock);
-        invoke_wait(loop, wait, ZX_ERR_CANCELED, NULL);
-        pthread_mutex_lock(&loop->lock);
-    }
+    cancel_waits(loop);
+    lock_acquire(&loop->lock);
     struct list_node *task_lists[3] = {&loop->due_list, &loop->task_list, &loop->fifo_task_list};
     for (int i = 0; i < 3; i++) {
         while ((n = list_remove_head(task_lists[i]))) {
             node_clear(n);
-            pthread_mutex_unlock(&loop->lock);
+            lock_release(&loop->lock);
             invoke_task(loop, FROM_NODE(n, async_task_t), ZX_ERR_CANCELED);
-            pthread_mutex_lock(&loop->lock);
+            lock_acquire(&loop->lock);
         }
     }
     while ((n = list_remove_head(&loop->irq_list))) {
         node_clear(n);
         async_irq_t *irq = FROM_NODE(n, async_irq_t);
         zx_interrupt_bind(irq->object, loop->port, 0, ZX_INTERRUPT_UNBIND);
-        pthread_mutex_unlock(&loop->lock);
+        lock_release(&loop->lock);
         invoke_irq(loop, irq, ZX_ERR_CANCELED, NULL);
-        pthread_mutex_lock(&loop->lock);
+        lock_acquire(&loop->lock);
     }
-    pthread_mutex_unlock(&loop->lock);
+    lock_release(&loop->lock);
 }
 
 void async_loop_shutdown(async_loop_t *loop) {
@@ -535,24 +566,22 @@ void async_loop_shutdown(async_loop_t *loop) {
     if (loop->config.make_default_for_current_thread &&
         loop->config.default_accessors.getter() == &loop->dispatcher)
         loop->config.default_accessors.setter(NULL);
-    pthread_mutex_lock(&loop->lock);
+    lock_acquire(&loop->lock);
     loop->shutdown_done = true;
-    pthread_cond_broadcast(&loop->shutdown_cv);
-    pthread_mutex_unlock(&loop->lock);
+    cond_broadcast(&loop->shutdown_cv);
+    lock_release(&loop->lock);
 }
 
 /* The shutdown may be in progress on a worker (called from one of its handlers): wait for it
  * to finish cancelling before joining that worker and freeing the loop. */
 void async_loop_destroy(async_loop_t *loop) {
     async_loop_shutdown(loop);
-    pthread_mutex_lock(&loop->lock);
-    while (!loop->shutdown_done) pthread_cond_wait(&loop->shutdown_cv, &loop->lock);
-    pthread_mutex_unlock(&loop->lock);
+    lock_acquire(&loop->lock);
+    while (!loop->shutdown_done) cond_wait(&loop->shutdown_cv, &loop->lock, NULL);
+    lock_release(&loop->lock);
     async_loop_join_threads(loop);
     zx_handle_close(loop->timer);
     zx_handle_close(loop->port);
     object_unref(port_obj(loop->portp));
-    pthread_cond_destroy(&loop->shutdown_cv);
-    pthread_mutex_destroy(&loop->lock);
     free(loop);
 }

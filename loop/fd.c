@@ -45,29 +45,42 @@ static zx_signals_t from_poll(uint32_t e) {
     return s;
 }
 
-static void fd_ready(struct port_fd_source *src, uint32_t events) {
-    struct fd_port *fp = (struct fd_port *)src;
-    pthread_mutex_lock(&g_signal_lock);
-    int fired = object_fire_locked(&fp->fdo->obj, src->port, from_poll(events));
-    uint32_t want = to_epoll(object_pending_triggers_locked(&fp->fdo->obj, src->port));
-    /* Readiness that woke nobody: disarm, or the poller would spin on level readiness. A
-     * report that did wake a wait keeps the registration: its handler usually waits again. */
-    if (!fired && want != fp->armed) set_armed(fp, want);
-    pthread_mutex_unlock(&g_signal_lock);
+/* Readiness that woke nobody: disarm, or the poller would spin on level readiness. A report
+ * that did wake a wait keeps the registration: its handler usually waits again. */
+static void fd_fired_locked(struct fd_port *fp, int fired) {
+    if (fired) return;
+    uint32_t want = to_epoll(object_pending_triggers_locked(&fp->fdo->obj, fp->src.port));
+    if (want != fp->armed) set_armed(fp, want);
 }
 
-static zx_status_t fd_arm(struct zx_object *obj, struct zx_port *port) {
+static void fd_ready(struct port_fd_source *src, uint32_t events) {
+    struct fd_port *fp = (struct fd_port *)src;
+    lock_acquire(&g_signal_lock);
+    fd_fired_locked(fp, object_fire_locked(&fp->fdo->obj, src->port, from_poll(events)));
+    lock_release(&g_signal_lock);
+}
+
+static void fd_ready_signal_locked(struct port_fd_source *src, uint32_t events) {
+    struct fd_port *fp = (struct fd_port *)src;
+    fd_fired_locked(fp, object_fire_polled_locked(&fp->fdo->obj, src->port, from_poll(events)));
+}
+
+/* `armed` always covers the triggers of the waits pending on the port (it only grows here, and
+ * fd_fired_locked sets it to exactly them): a new wait needs only its own events added. */
+static zx_status_t fd_arm(struct zx_object *obj, struct zx_port *port, zx_signals_t trigger) {
     struct fd_object *f = (struct fd_object *)obj;
-    uint32_t events = to_epoll(object_pending_triggers_locked(obj, port));
     struct fd_port *fp = (struct fd_port *)port_source_find(&f->ports, port);
     if (fp) {
+        uint32_t events = to_epoll(trigger);
         if (events & ~fp->armed) set_armed(fp, events | fp->armed);
         return ZX_OK;
     }
+    uint32_t events = to_epoll(object_pending_triggers_locked(obj, port));
     fp = calloc(1, sizeof *fp);
     if (!fp) return ZX_ERR_NO_MEMORY;
     fp->fdo = f;
-    fp->src = (struct port_fd_source){.fd = f->fd, .events = events, .ready = fd_ready};
+    fp->src = (struct port_fd_source){.fd = f->fd, .events = events, .ready = fd_ready,
+                                       .ready_signal_locked = fd_ready_signal_locked};
     fp->armed = events;
     zx_status_t st = port_source_add(&f->ports, port, &fp->src);
     if (st != ZX_OK) free(fp);

@@ -18,7 +18,7 @@ struct slot {
     uint32_t next_free;
 };
 
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lock table_lock; /* cheap uncontended: every handle lookup takes it */
 static struct slot *chunks[MAX_CHUNKS];
 static uint32_t nslots;        /* slots allocated so far */
 static uint32_t free_head = 0; /* 1-based index of the first free slot, 0 = none */
@@ -62,9 +62,9 @@ static zx_status_t alloc_locked(struct zx_object *obj, zx_rights_t rights, zx_ha
 }
 
 zx_status_t handle_create(struct zx_object *obj, zx_rights_t rights, zx_handle_t *out) {
-    pthread_mutex_lock(&table_lock);
+    lock_acquire(&table_lock);
     zx_status_t st = alloc_locked(obj, rights, out);
-    pthread_mutex_unlock(&table_lock);
+    lock_release(&table_lock);
     return st;
 }
 
@@ -76,17 +76,24 @@ static zx_status_t lookup_locked(zx_handle_t h, zx_obj_type_t type, zx_rights_t 
     return st;
 }
 
-zx_status_t handle_get(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
-                       struct zx_object **out) {
+zx_status_t handle_get_stamped(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
+                               struct zx_object **out, unsigned *closes) {
     struct slot *s;
-    pthread_mutex_lock(&table_lock);
+    lock_acquire(&table_lock);
     zx_status_t st = lookup_locked(h, type, rights, &s);
     if (st == ZX_OK) {
         object_ref(s->obj);
         *out = s->obj;
+        *closes = atomic_load_explicit(&s->obj->handle_closes, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&table_lock);
+    lock_release(&table_lock);
     return st;
+}
+
+zx_status_t handle_get(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
+                       struct zx_object **out) {
+    unsigned closes;
+    return handle_get_stamped(h, type, rights, out, &closes);
 }
 
 /* A miss of handle_get_cached (object.h): refills the cache. */
@@ -94,7 +101,7 @@ zx_status_t handle_get_cached_slow(struct handle_cache *c, zx_handle_t h, zx_obj
                                    zx_rights_t rights, struct zx_object **out) {
     handle_cache_clear(c);
     struct slot *s;
-    pthread_mutex_lock(&table_lock);
+    lock_acquire(&table_lock);
     zx_status_t st = lookup_locked(h, type, rights, &s);
     if (st == ZX_OK) {
         object_ref(s->obj);
@@ -102,7 +109,7 @@ zx_status_t handle_get_cached_slow(struct handle_cache *c, zx_handle_t h, zx_obj
                                    .closes = atomic_load_explicit(&s->obj->handle_closes, memory_order_relaxed)};
         *out = s->obj;
     }
-    pthread_mutex_unlock(&table_lock);
+    lock_release(&table_lock);
     return st;
 }
 
@@ -113,10 +120,10 @@ void handle_cache_clear(struct handle_cache *c) {
 }
 
 zx_status_t handle_rights(zx_handle_t h, zx_rights_t *out) {
-    pthread_mutex_lock(&table_lock);
+    lock_acquire(&table_lock);
     struct slot *s = decode_locked(h);
     if (s) *out = s->rights;
-    pthread_mutex_unlock(&table_lock);
+    lock_release(&table_lock);
     return s ? ZX_OK : ZX_ERR_BAD_HANDLE;
 }
 
@@ -145,10 +152,10 @@ static struct zx_object *release_slot_locked(struct slot *s, uint32_t idx) {
 
 zx_status_t zx_handle_close(zx_handle_t h) {
     if (h == ZX_HANDLE_INVALID) return ZX_OK;
-    pthread_mutex_lock(&table_lock);
+    lock_acquire(&table_lock);
     struct slot *s = decode_locked(h);
     struct zx_object *obj = s ? release_slot_locked(s, (h >> 2) & (MAX_HANDLES - 1)) : NULL;
-    pthread_mutex_unlock(&table_lock);
+    lock_release(&table_lock);
     if (!obj) return ZX_ERR_BAD_HANDLE;
     drop_handle(obj);
     return ZX_OK;
@@ -165,7 +172,7 @@ zx_status_t zx_handle_close_many(const zx_handle_t *handles, size_t n) {
 
 zx_status_t zx_handle_duplicate(zx_handle_t h, zx_rights_t rights, zx_handle_t *out) {
     if (!out) return ZX_ERR_INVALID_ARGS;
-    pthread_mutex_lock(&table_lock);
+    lock_acquire(&table_lock);
     struct slot *s = decode_locked(h);
     zx_status_t st;
     if (!s) {
@@ -177,13 +184,13 @@ zx_status_t zx_handle_duplicate(zx_handle_t h, zx_rights_t rights, zx_handle_t *
     } else {
         st = alloc_locked(s->obj, rights == ZX_RIGHT_SAME_RIGHTS ? s->rights : rights, out);
     }
-    pthread_mutex_unlock(&table_lock);
+    lock_release(&table_lock);
     return st;
 }
 
 zx_status_t zx_handle_replace(zx_handle_t h, zx_rights_t rights, zx_handle_t *out) {
     if (!out) return ZX_ERR_INVALID_ARGS;
-    pthread_mutex_lock(&table_lock);
+    lock_acquire(&table_lock);
     struct slot *s = decode_locked(h);
     zx_status_t st;
     struct zx_object *old = NULL;
@@ -198,7 +205,7 @@ zx_status_t zx_handle_replace(zx_handle_t h, zx_rights_t rights, zx_handle_t *ou
         s = decode_locked(h);
         if (st == ZX_OK) old = release_slot_locked(s, (h >> 2) & (MAX_HANDLES - 1));
     }
-    pthread_mutex_unlock(&table_lock);
+    lock_release(&table_lock);
     if (old) drop_handle(old);
     return st;
 }
@@ -208,19 +215,26 @@ void observer_free(struct observer *o);
 
 static void observers_cancel_for_object(struct zx_object *obj) {
     struct list_node dead = LIST_INITIAL_VALUE(dead), *n, *tmp;
-    pthread_mutex_lock(&g_signal_lock);
+    lock_acquire(&g_signal_lock);
     list_for_each_safe(&obj->observers, n, tmp) {
         struct observer *o = list_entry(n, struct observer, obj_node);
         list_delete(&o->obj_node);
         if (o->cond) { /* a synchronous waiter: wake it so it sees the object is gone */
             o->fired = true;
             o->observed = ZX_SIGNAL_HANDLE_CLOSED;
-            pthread_cond_broadcast(o->cond);
+            cond_broadcast(o->cond);
             continue;
         }
-        list_delete(&o->port_node);
+        /* An async loop's wait can no longer fire, but stays the loop's to cancel: its handler
+         * still gets ZX_ERR_CANCELED at shutdown (port_take_tagged_locked finds it there). Our
+         * caller's reference keeps obj alive past the one the orphan drops. */
+        if (o->tag) {
+            port_orphan_observer_locked(o);
+            continue;
+        }
+        port_unlink_observer_locked(o);
         list_add_tail(&dead, &o->obj_node);
     }
-    pthread_mutex_unlock(&g_signal_lock);
+    lock_release(&g_signal_lock);
     while ((n = list_remove_head(&dead))) observer_free(list_entry(n, struct observer, obj_node));
 }

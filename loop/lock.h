@@ -37,6 +37,12 @@ static inline void lock_acquire(struct lock *l) {
         lock_acquire_contended(l);
 }
 
+/* Takes l only if it is free: for a thread that holds a lock ordered after l. */
+static inline bool lock_try(struct lock *l) {
+    uint32_t free = 0;
+    return atomic_compare_exchange_strong_explicit(&l->word, &free, 1, memory_order_acquire, memory_order_relaxed);
+}
+
 static inline void lock_release(struct lock *l) {
     if (atomic_exchange_explicit(&l->word, 0, memory_order_release) == 2) lock_wake(l);
 }

@@ -6,17 +6,8 @@
 
 #include "loop/object.h"
 
-pthread_mutex_t g_signal_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sync_waiters_cond; /* CLOCK_MONOTONIC; all zx_object_wait_one callers */
-static pthread_once_t sync_once = PTHREAD_ONCE_INIT;
-
-static void sync_init(void) {
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&sync_waiters_cond, &a);
-    pthread_condattr_destroy(&a);
-}
+struct lock g_signal_lock;
+static struct cond sync_waiters_cond; /* all zx_object_wait_one callers */
 
 void object_init(struct zx_object *obj, const struct object_ops *ops) {
     obj->ops = ops;
@@ -59,7 +50,7 @@ static struct observer *observer_alloc(void) {
 
 void observer_free(struct observer *o) {
     if (o->port) object_unref((struct zx_object *)o->port);
-    object_unref(o->obj);
+    if (o->obj) object_unref(o->obj); /* NULL: orphaned (port_orphan_observer_locked) */
     if (!spare_registered && !spare_observer) { /* the thread's end frees its spare */
         pthread_once(&spare_once, spare_key_create);
         spare_registered = pthread_setspecific(spare_key, &spare_registered) == 0;
@@ -80,40 +71,50 @@ static zx_time_t now_for(uint32_t options) {
     return 0;
 }
 
-/* Queues the observer's signal packet; the observer now belongs to the port queue. */
-static void observer_deliver_locked(struct observer *o, zx_signals_t observed) {
+/* Queues the observer's signal packet; the observer now belongs to the port queue. polled: the
+ * caller holds the port's lock and polls it (object_fire_polled_locked). */
+static void observer_deliver_locked(struct observer *o, zx_signals_t observed, bool polled) {
     o->pp.packet.signal = (zx_packet_signal_t){
         .trigger = o->trigger, .observed = observed, .count = 1, .timestamp = now_for(o->options)};
-    if (port_queue_packet(o->port, &o->pp) != ZX_OK) {
+    zx_status_t st = polled ? port_enqueue_polled_locked(o->port, &o->pp) : port_queue_packet(o->port, &o->pp);
+    if (st != ZX_OK) {
         /* The port lost its last handle meanwhile: nobody can ever read the packet. */
         observer_free(o);
     }
 }
 
-static void observer_fire_locked(struct observer *o, zx_signals_t observed) {
+static void observer_fire_locked(struct observer *o, zx_signals_t observed, bool polled) {
     list_delete(&o->obj_node);
     if (o->cond) {
         o->fired = true;
         o->observed = observed;
-        pthread_cond_broadcast(o->cond);
+        cond_broadcast(o->cond);
         return;
     }
     port_unlink_observer_locked(o);
-    observer_deliver_locked(o, observed);
+    observer_deliver_locked(o, observed, polled);
 }
 
-int object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals) {
+static int fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals, bool polled) {
     int fired = 0;
     struct list_node *n, *tmp;
     list_for_each_safe(&obj->observers, n, tmp) {
         struct observer *o = list_entry(n, struct observer, obj_node);
         if (port && o->port != port) continue;
         if (o->trigger & signals) {
-            observer_fire_locked(o, signals);
+            observer_fire_locked(o, signals, polled);
             fired++;
         }
     }
     return fired;
+}
+
+int object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals) {
+    return fire_locked(obj, port, signals, false);
+}
+
+int object_fire_polled_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals) {
+    return fire_locked(obj, port, signals, true);
 }
 
 zx_signals_t object_pending_triggers_locked(struct zx_object *obj, struct zx_port *port) {
@@ -137,14 +138,14 @@ void object_update_signals_locked(struct zx_object *obj, zx_signals_t clear, zx_
         struct observer *o = list_entry(n, struct observer, obj_node);
         /* Level waits fire on any match; edge waits only on an inactive -> active change. */
         zx_signals_t hit = (o->options & ZX_WAIT_ASYNC_EDGE) ? (now & ~old) : now;
-        if (o->trigger & hit) observer_fire_locked(o, now);
+        if (o->trigger & hit) observer_fire_locked(o, now, false);
     }
 }
 
 void object_update_signals(struct zx_object *obj, zx_signals_t clear, zx_signals_t set) {
-    pthread_mutex_lock(&g_signal_lock);
+    lock_acquire(&g_signal_lock);
     object_update_signals_locked(obj, clear, set);
-    pthread_mutex_unlock(&g_signal_lock);
+    lock_release(&g_signal_lock);
 }
 
 zx_status_t zx_object_signal(zx_handle_t handle, uint32_t clear_mask, uint32_t set_mask) {
@@ -178,10 +179,9 @@ zx_status_t zx_object_wait_one(zx_handle_t handle, zx_signals_t signals, zx_time
         object_unref(obj);
         return st;
     }
-    pthread_once(&sync_once, sync_init);
     struct observer o = {.obj = obj, .trigger = signals, .cond = &sync_waiters_cond};
     list_init(&o.obj_node);
-    pthread_mutex_lock(&g_signal_lock);
+    lock_acquire(&g_signal_lock);
     zx_signals_t cur;
     for (;;) {
         cur = object_current_signals_locked(obj);
@@ -203,15 +203,11 @@ zx_status_t zx_object_wait_one(zx_handle_t handle, zx_signals_t signals, zx_time
         }
         if (!list_in_list(&o.obj_node)) list_add_tail(&obj->observers, &o.obj_node);
         o.fired = false;
-        if (wake == ZX_TIME_INFINITE) {
-            pthread_cond_wait(o.cond, &g_signal_lock);
-        } else {
-            struct timespec ts = to_timespec(wake);
-            pthread_cond_timedwait(o.cond, &g_signal_lock, &ts);
-        }
+        struct timespec ts = to_timespec(wake); /* cond_wait's deadlines are CLOCK_MONOTONIC */
+        cond_wait(o.cond, &g_signal_lock, wake == ZX_TIME_INFINITE ? NULL : &ts);
     }
     if (list_in_list(&o.obj_node)) list_delete(&o.obj_node);
-    pthread_mutex_unlock(&g_signal_lock);
+    lock_release(&g_signal_lock);
     if (observed) *observed = cur;
     object_unref(obj);
     return st;
@@ -222,17 +218,50 @@ zx_status_t zx_object_wait_async(zx_handle_t handle, zx_handle_t port_handle, ui
     struct zx_object *pobj;
     zx_status_t st = handle_get(port_handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &pobj);
     if (st != ZX_OK) return st;
-    st = object_wait_async_on(port_from_object(pobj), handle, key, signals, options);
+    st = object_wait_async_on(port_from_object(pobj), handle, key, signals, options, NULL);
     object_unref(pobj);
     return st;
 }
 
+/* Links o (its object, port and packet set up) for (key, signals, options), or delivers its
+ * packet at once when a level wait is already satisfied. Frees o on failure.
+ * The handle may have closed since it was looked up: once the last one has, the object's
+ * observers have been cancelled (or are about to be, after our unlock) and its fd sources
+ * removed, and a wait linked now would never be cancelled nor its source removed. drop_handle
+ * counts the handle down before it takes g_signal_lock, so under that lock we see the zero, or
+ * it sees our observer. */
+static zx_status_t observer_begin(struct observer *o, uint64_t key, zx_signals_t signals, uint32_t options) {
+    struct zx_object *obj = o->obj;
+    o->trigger = signals;
+    o->options = options;
+    o->pp.packet.key = key;
+    zx_status_t st = ZX_OK;
+    lock_acquire(&g_signal_lock);
+    zx_signals_t cur;
+    if (atomic_load(&obj->handles) == 0) {
+        st = ZX_ERR_BAD_HANDLE; /* as Zircon's wait_async on a closed handle */
+    } else if (!(options & ZX_WAIT_ASYNC_EDGE) && ((cur = object_current_signals_locked(obj)) & signals)) {
+        if (port_refuses_locked(o->port, o->tag)) st = ZX_ERR_BAD_STATE;
+        else observer_deliver_locked(o, cur, false);
+    } else if ((st = port_link_observer_locked(o->port, o)) == ZX_OK) {
+        list_add_tail(&obj->observers, &o->obj_node);
+        if (obj->ops->arm && (st = obj->ops->arm(obj, o->port, signals)) != ZX_OK) {
+            list_delete(&o->obj_node);
+            port_unlink_observer_locked(o);
+        }
+    }
+    lock_release(&g_signal_lock);
+    if (st != ZX_OK) observer_free(o);
+    return st;
+}
+
 zx_status_t object_wait_async_on(struct zx_port *port, zx_handle_t handle, uint64_t key, zx_signals_t signals,
-                                 uint32_t options) {
+                                 uint32_t options, const void *tag) {
     if (options & ~(ZX_WAIT_ASYNC_TIMESTAMP | ZX_WAIT_ASYNC_EDGE | ZX_WAIT_ASYNC_BOOT_TIMESTAMP))
         return ZX_ERR_INVALID_ARGS;
     struct zx_object *obj;
-    zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_NONE, ZX_RIGHT_WAIT, &obj);
+    unsigned closes;
+    zx_status_t st = handle_get_stamped(handle, ZX_OBJ_TYPE_NONE, ZX_RIGHT_WAIT, &obj, &closes);
     if (st != ZX_OK) return st;
     if (!obj->ops->waitable ||
         (obj->ops->type == ZX_OBJ_TYPE_FD && (options & ZX_WAIT_ASYNC_EDGE))) {
@@ -248,27 +277,24 @@ zx_status_t object_wait_async_on(struct zx_port *port, zx_handle_t handle, uint6
     object_ref((struct zx_object *)port);
     o->obj = obj;
     o->port = port;
-    o->trigger = signals;
-    o->options = options;
+    o->handle = handle;
+    o->closes = closes;
+    o->tag = tag;
     o->pp.kind = PORT_PACKET_OBSERVER;
     o->pp.owner = o;
-    o->pp.packet.key = key;
     o->pp.packet.type = ZX_PKT_TYPE_SIGNAL_ONE;
     list_init(&o->obj_node);
     list_init(&o->port_node);
+    return observer_begin(o, key, signals, options);
+}
 
-    pthread_mutex_lock(&g_signal_lock);
-    zx_signals_t cur = object_current_signals_locked(obj);
-    if (!(options & ZX_WAIT_ASYNC_EDGE) && (cur & signals)) {
-        observer_deliver_locked(o, cur);
-    } else if ((st = port_link_observer_locked(o->port, o)) == ZX_OK) {
-        list_add_tail(&obj->observers, &o->obj_node);
-        if (obj->ops->arm && (st = obj->ops->arm(obj, o->port)) != ZX_OK) {
-            list_delete(&o->obj_node);
-            port_unlink_observer_locked(o);
-        }
-    }
-    pthread_mutex_unlock(&g_signal_lock);
-    if (st != ZX_OK) observer_free(o);
-    return st;
+/* The options were checked when o was made; the same handle with the same close count is the
+ * same object with the same rights, so nothing else needs checking again. */
+zx_status_t object_rewait_async(struct observer *o, struct zx_port *port, zx_handle_t handle, uint64_t key,
+                                zx_signals_t signals, uint32_t options, const void *tag) {
+    if (o->port == port && o->handle == handle && o->options == options && o->tag == tag && o->obj &&
+        o->closes == atomic_load_explicit(&o->obj->handle_closes, memory_order_acquire))
+        return observer_begin(o, key, signals, options);
+    observer_free(o);
+    return object_wait_async_on(port, handle, key, signals, options, tag);
 }

@@ -5,6 +5,8 @@
  *   g_signal_lock guards every object's signal word and observer list and every port's
  *   observer list, so that a signal change, an observer firing and a port cancel are atomic
  *   with respect to each other. port->lock guards only a port's packet queues and sleepers.
+ *   The one exception: a port's poller, holding port->lock, may take g_signal_lock by a
+ *   try-lock (poll_locked, for ready_signal_locked hooks), never by a blocking acquire.
  * Nothing here holds a lock while user code (a handler) runs.
  */
 #ifndef BELLHOP_LOOP_OBJECT_H
@@ -16,6 +18,7 @@
 #include <zircon/syscalls/port.h>
 
 #include "loop/list.h"
+#include "loop/lock.h"
 
 struct zx_object;
 struct zx_port;
@@ -37,9 +40,9 @@ struct object_ops {
     zx_signals_t (*poll_signals)(struct zx_object *obj);
     /* When signals next change by themselves (a timer's deadline), or ZX_TIME_INFINITE. */
     zx_time_t (*next_change)(struct zx_object *obj);
-    /* Called with g_signal_lock held after an observer for `port` was linked, for objects
-     * whose signals only a port's poller can see (fds, timers). May be NULL. */
-    zx_status_t (*arm)(struct zx_object *obj, struct zx_port *port);
+    /* Called with g_signal_lock held after an observer for `port` with `trigger` was linked,
+     * for objects whose signals only a port's poller can see (fds, timers). May be NULL. */
+    zx_status_t (*arm)(struct zx_object *obj, struct zx_port *port, zx_signals_t trigger);
     /* zx_object_wait_one for objects that wait their own way (fds). May be NULL. */
     zx_status_t (*wait_one)(struct zx_object *obj, zx_signals_t signals, zx_time_t deadline,
                             zx_signals_t *observed);
@@ -77,18 +80,27 @@ struct port_packet {
 struct observer {
     struct list_node obj_node;  /* in object->observers */
     struct list_node port_node; /* in port->observers */
-    struct zx_object *obj;      /* referenced */
+    struct zx_object *obj;      /* referenced; NULL once an async loop's wait is orphaned */
     struct zx_port *port;       /* referenced; NULL for synchronous waiters */
     zx_signals_t trigger;
     uint32_t options;
     struct port_packet pp;
+    /* The handle it was made through, and its object's handle_closes then: while that count
+     * holds, the handle still names obj with the rights it had (see handle_cache). */
+    zx_handle_t handle;
+    unsigned closes;
+    /* The async loop whose wait this is (NULL for zx_object_wait_async's): the loop finds its
+     * pending waits on its port by it, having no list of its own to lock on every wake. */
+    const void *tag;
     /* synchronous waiters (zx_object_wait_one) */
-    pthread_cond_t *cond;
+    struct cond *cond;
     bool fired;
     zx_signals_t observed;
 };
 
-extern pthread_mutex_t g_signal_lock;
+/* A lock of loop/lock.h, not a pthread mutex: every fd wake takes it twice, and an uncontended
+ * pair of these is a few inline instructions instead of two calls into libc. */
+extern struct lock g_signal_lock;
 
 /* Objects and handles. */
 void object_init(struct zx_object *obj, const struct object_ops *ops);
@@ -99,6 +111,9 @@ zx_status_t handle_create(struct zx_object *obj, zx_rights_t rights, zx_handle_t
 zx_status_t handle_get(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
                        struct zx_object **out);
 zx_status_t handle_rights(zx_handle_t h, zx_rights_t *out);
+/* handle_get that also reads obj->handle_closes under the table's lock (see handle_cache). */
+zx_status_t handle_get_stamped(zx_handle_t h, zx_obj_type_t type, zx_rights_t rights,
+                               struct zx_object **out, unsigned *closes);
 
 /* One thread's memo of one handle, for a call made on every guest exit: while no handle to
  * its object has been closed or replaced since it was filled, the handle still names that
@@ -136,6 +151,9 @@ void observer_free(struct observer *o);
 /* Fires the observers of obj (for one port, or all when port is NULL) that `signals` match,
  * as if the object's signals were `signals`; returns how many fired. g_signal_lock held. */
 int object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals);
+/* The same from a port_fd_source's ready_signal_locked hook: `port` is the polled port, whose
+ * lock the caller holds too, and the packets join its queue without a wake-up. */
+int object_fire_polled_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals);
 /* Are there observers of obj on port still waiting? Their union of triggers. */
 zx_signals_t object_pending_triggers_locked(struct zx_object *obj, struct zx_port *port);
 zx_signals_t object_current_signals_locked(struct zx_object *obj);
@@ -147,9 +165,15 @@ void object_update_signals_locked(struct zx_object *obj, zx_signals_t clear, zx_
 /* Ports. */
 struct zx_port *port_from_object(struct zx_object *obj);
 /* zx_object_wait_async on a port the caller holds a reference to (the async loop's own), without
- * looking its handle up on every wait. */
+ * looking its handle up on every wait; the observer carries `tag` (see port_take_tagged_locked). */
 zx_status_t object_wait_async_on(struct zx_port *port, zx_handle_t handle, uint64_t key, zx_signals_t signals,
-                                 uint32_t options);
+                                 uint32_t options, const void *tag);
+/* object_wait_async_on again with `o`, an observer of `port` whose packet this thread took
+ * (port_wait's `keep`): for the same handle, still naming the same object, and the same
+ * options and tag, `o` is linked again with its references, without a handle lookup or an
+ * allocation; otherwise it is freed and the wait made from scratch. Takes `o` either way. */
+zx_status_t object_rewait_async(struct observer *o, struct zx_port *port, zx_handle_t handle, uint64_t key,
+                                zx_signals_t signals, uint32_t options, const void *tag);
 /* A port begins with its object. */
 static inline struct zx_object *port_obj(struct zx_port *p) { return (struct zx_object *)p; }
 /* Queues a packet the caller owns (PORT_PACKET_OWNED) or an interrupt packet. Fails with
@@ -163,8 +187,22 @@ uint64_t port_wake_syscalls(struct zx_port *port);
 /* Called under g_signal_lock: count and list of pending observers (bounded per port). */
 zx_status_t port_link_observer_locked(struct zx_port *port, struct observer *o);
 void port_unlink_observer_locked(struct observer *o);
-/* Internal wait (the async loop keeps its port pointer). */
-zx_status_t port_wait(struct zx_port *port, zx_time_t deadline, zx_port_packet_t *out);
+/* The last handle to o's object closed under o, an async loop's pending wait: o drops its object
+ * (the caller holds a reference of its own, so this frees nothing) and its count against the
+ * port's limit, and stays linked on the port, for its loop to cancel. g_signal_lock held. */
+void port_orphan_observer_locked(struct observer *o);
+/* Takes off the port the first pending observer, or else the first queued signal packet,
+ * tagged `tag` (non-NULL) and keyed `key` (any key when `any_key`); returns its observer, for
+ * the caller to free, or NULL. `any_key` also makes the port refuse the tag's later waits
+ * (ZX_ERR_BAD_STATE): the loop's shutdown, which takes its waits one at a time so that a
+ * handler it runs can still cancel the others. Called under g_signal_lock. */
+struct observer *port_take_tagged_locked(struct zx_port *port, const void *tag, uint64_t key, bool any_key);
+/* Whether the port refuses waits tagged `tag` (after port_take_tagged_locked's `any_key`). */
+bool port_refuses_locked(struct zx_port *port, const void *tag);
+/* Internal wait (the async loop keeps its port pointer). With `keep`, the observer of a signal
+ * packet is handed to the caller in *keep (NULL for other packets) instead of being freed:
+ * the caller frees it (observer_free) or re-arms it (object_rewait_async). */
+zx_status_t port_wait(struct zx_port *port, zx_time_t deadline, zx_port_packet_t *out, struct observer **keep);
 zx_status_t port_queue_user(struct zx_port *port, const zx_port_packet_t *packet);
 bool port_binds_interrupts(struct zx_port *port);
 
@@ -178,6 +216,11 @@ struct port_fd_source {
      * with the port lock held, in the poller's critical section, and may only call
      * port_enqueue_polled_locked. Saves a lock round trip per wake. */
     void (*ready_locked)(struct port_fd_source *src, uint32_t events);
+    /* Optional, beside ready, for a source whose readiness only fires its object's observers on
+     * this port (fd waits): called with the port lock held and g_signal_lock taken by a try in
+     * the poller's critical section, so a wake locks the port once; ready() runs instead when
+     * g_signal_lock is busy. Fires through object_fire_polled_locked. */
+    void (*ready_signal_locked)(struct port_fd_source *src, uint32_t events);
     /* Optional: the port lost its last handle. Called with the port lock held (must not take
      * it again or block); the source stays registered until port_remove_fd_source. */
     void (*closed)(struct port_fd_source *src);

@@ -50,6 +50,7 @@ struct zx_port {
     /* g_signal_lock */
     struct list_node observers;
     unsigned nobservers;
+    const void *refused_tag; /* port_take_tagged_locked's `any_key` */
 };
 
 static void port_on_zero_handles(struct zx_object *obj);
@@ -103,15 +104,27 @@ uint64_t port_wake_syscalls(struct zx_port *p) {
 bool port_has_handles(struct zx_port *p) { return atomic_load(&p->obj.handles) > 0; }
 bool port_binds_interrupts(struct zx_port *p) { return p->options & ZX_PORT_BIND_TO_INTERRUPT; }
 
+/* refused_tag first: it is NULL but for a loop being shut down, so a wait tests one word. */
+bool port_refuses_locked(struct zx_port *p, const void *tag) { return p->refused_tag && tag == p->refused_tag; }
+
 zx_status_t port_link_observer_locked(struct zx_port *p, struct observer *o) {
+    if (port_refuses_locked(p, o->tag)) return ZX_ERR_BAD_STATE;
     if (p->nobservers >= PORT_MAX_OBSERVERS) return ZX_ERR_NO_RESOURCES;
     p->nobservers++;
     list_add_tail(&p->observers, &o->port_node);
     return ZX_OK;
 }
 
-void port_unlink_observer_locked(struct observer *o) {
+/* An orphan holds no object and no slot: only the loop that began it can end it, and a
+ * program that closes handles under pending waits must not run the port out of waits. */
+void port_orphan_observer_locked(struct observer *o) {
     o->port->nobservers--;
+    object_unref(o->obj);
+    o->obj = NULL;
+}
+
+void port_unlink_observer_locked(struct observer *o) {
+    if (o->obj) o->port->nobservers--;
     list_delete(&o->port_node);
 }
 
@@ -296,6 +309,10 @@ __attribute__((hot)) static void poll_locked(struct zx_port *p, zx_time_t deadli
             p->wake_pending = false;
         } else if (src->ready_locked) {
             src->ready_locked(src, ev[i].events);
+        } else if (src->ready_signal_locked && lock_try(&g_signal_lock)) {
+            /* The order is g_signal_lock, then the port lock: only a try may go the other way. */
+            src->ready_signal_locked(src, ev[i].events);
+            lock_release(&g_signal_lock);
         } else {
             ev[unlocked++] = ev[i];
         }
@@ -319,7 +336,20 @@ zx_status_t port_enqueue_polled_locked(struct zx_port *p, struct port_packet *pp
     return ZX_OK;
 }
 
-__attribute__((hot)) zx_status_t port_wait(struct zx_port *p, zx_time_t deadline, zx_port_packet_t *out) {
+/* Out of line: the compiler would otherwise convert the deadline on every wake, poller or not. */
+__attribute__((noinline)) static void sleep_locked(struct zx_port *p, zx_time_t deadline) {
+    p->cond_waiters++;
+    if (deadline == ZX_TIME_INFINITE) {
+        cond_wait(&p->cond, &p->lock, NULL);
+    } else {
+        struct timespec ts = abs_ts(deadline);
+        cond_wait(&p->cond, &p->lock, &ts);
+    }
+    p->cond_waiters--;
+}
+
+__attribute__((hot)) zx_status_t port_wait(struct zx_port *p, zx_time_t deadline, zx_port_packet_t *out,
+                                           struct observer **keep) {
     void *dead_observer = NULL;
     zx_status_t st = ZX_OK;
     bool polled = false;
@@ -352,18 +382,12 @@ __attribute__((hot)) zx_status_t port_wait(struct zx_port *p, zx_time_t deadline
             if (p->cond_waiters > 0) cond_signal(&p->cond);
             continue;
         }
-        p->cond_waiters++;
-        if (deadline == ZX_TIME_INFINITE) {
-            cond_wait(&p->cond, &p->lock, NULL);
-        } else {
-            struct timespec ts = abs_ts(deadline);
-            cond_wait(&p->cond, &p->lock, &ts);
-        }
-        p->cond_waiters--;
+        sleep_locked(p, deadline);
     }
     lock_release(&p->lock);
     wake_finish(p, baton);
-    if (dead_observer) observer_free(dead_observer);
+    if (keep) *keep = dead_observer;
+    else if (dead_observer) observer_free(dead_observer);
     return st;
 }
 
@@ -372,7 +396,7 @@ zx_status_t zx_port_wait(zx_handle_t handle, zx_time_t deadline, zx_port_packet_
     struct zx_object *obj;
     zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_READ, &obj);
     if (st != ZX_OK) return st;
-    st = port_wait((struct zx_port *)obj, deadline, packet);
+    st = port_wait((struct zx_port *)obj, deadline, packet, NULL);
     object_unref(obj);
     return st;
 }
@@ -420,6 +444,34 @@ static bool cancel_locked(struct zx_port *p, struct zx_object *obj, uint64_t key
     return found;
 }
 
+/* Queued observer packets leave the queue under the port lock, and only the thread that takes
+ * one may touch it after: a wait is either here or being dispatched, never both. */
+struct observer *port_take_tagged_locked(struct zx_port *p, const void *tag, uint64_t key, bool any_key) {
+    if (any_key) p->refused_tag = tag;
+    struct list_node *n;
+    for (n = p->observers.next; n != &p->observers; n = n->next) {
+        struct observer *o = list_entry(n, struct observer, port_node);
+        if (o->tag != tag || (!any_key && o->pp.packet.key != key)) continue;
+        list_delete(&o->obj_node);
+        port_unlink_observer_locked(o);
+        return o;
+    }
+    struct observer *found = NULL;
+    lock_acquire(&p->lock);
+    for (n = p->queue.next; n != &p->queue; n = n->next) {
+        struct port_packet *pp = list_entry(n, struct port_packet, node);
+        if (pp->kind != PORT_PACKET_OBSERVER) continue;
+        struct observer *o = pp->owner;
+        if (o->tag != tag || (!any_key && pp->packet.key != key)) continue;
+        list_delete(&pp->node);
+        pp->queued = false;
+        found = o;
+        break;
+    }
+    lock_release(&p->lock);
+    return found;
+}
+
 static void free_dead(struct list_node *dead) {
     struct list_node *n;
     while ((n = list_remove_head(dead))) observer_free(list_entry(n, struct observer, obj_node));
@@ -438,9 +490,9 @@ zx_status_t zx_port_cancel(zx_handle_t handle, zx_handle_t source, uint64_t key)
     if (!src->ops->waitable) {
         st = ZX_ERR_NOT_SUPPORTED;
     } else {
-        pthread_mutex_lock(&g_signal_lock);
+        lock_acquire(&g_signal_lock);
         st = cancel_locked((struct zx_port *)pobj, src, key, &dead) ? ZX_OK : ZX_ERR_NOT_FOUND;
-        pthread_mutex_unlock(&g_signal_lock);
+        lock_release(&g_signal_lock);
     }
     free_dead(&dead);
     object_unref(src);
@@ -454,9 +506,9 @@ zx_status_t zx_port_cancel_key(zx_handle_t handle, uint32_t options, uint64_t ke
     zx_status_t st = handle_get(handle, ZX_OBJ_TYPE_PORT, ZX_RIGHT_WRITE, &pobj);
     if (st != ZX_OK) return st;
     struct list_node dead = LIST_INITIAL_VALUE(dead);
-    pthread_mutex_lock(&g_signal_lock);
+    lock_acquire(&g_signal_lock);
     st = cancel_locked((struct zx_port *)pobj, NULL, key, &dead) ? ZX_OK : ZX_ERR_NOT_FOUND;
-    pthread_mutex_unlock(&g_signal_lock);
+    lock_release(&g_signal_lock);
     free_dead(&dead);
     object_unref(pobj);
     return st;
@@ -466,7 +518,7 @@ zx_status_t zx_port_cancel_key(zx_handle_t handle, uint32_t options, uint64_t ke
 static void port_on_zero_handles(struct zx_object *obj) {
     struct zx_port *p = (struct zx_port *)obj;
     struct list_node dead = LIST_INITIAL_VALUE(dead), *n, *tmp;
-    pthread_mutex_lock(&g_signal_lock);
+    lock_acquire(&g_signal_lock);
     list_for_each_safe(&p->observers, n, tmp) {
         struct observer *o = list_entry(n, struct observer, port_node);
         list_delete(&o->obj_node);
@@ -501,7 +553,7 @@ static void port_on_zero_handles(struct zx_object *obj) {
         }
     }
     lock_release(&p->lock);
-    pthread_mutex_unlock(&g_signal_lock);
+    lock_release(&g_signal_lock);
     free_dead(&dead);
 }
 

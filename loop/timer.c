@@ -39,12 +39,13 @@ static void timer_ready(struct port_fd_source *src, uint32_t events) {
     uint64_t expirations;
     if (read(tp->timer->tfd, &expirations, sizeof expirations) < 0) { /* EAGAIN: re-set */
     }
-    pthread_mutex_lock(&g_signal_lock);
+    lock_acquire(&g_signal_lock);
     object_update_signals_locked(&tp->timer->obj, 0, 0);
-    pthread_mutex_unlock(&g_signal_lock);
+    lock_release(&g_signal_lock);
 }
 
-static zx_status_t timer_arm(struct zx_object *obj, struct zx_port *port) {
+static zx_status_t timer_arm(struct zx_object *obj, struct zx_port *port, zx_signals_t trigger) {
+    (void)trigger;
     struct zx_timer *t = (struct zx_timer *)obj;
     if (port_source_find(&t->ports, port)) return ZX_OK;
     struct timer_port *tp = calloc(1, sizeof *tp);
@@ -107,14 +108,14 @@ zx_status_t zx_timer_set(zx_handle_t handle, zx_time_t deadline, zx_duration_t s
     zx_status_t st = get_timer(handle, &t);
     if (st != ZX_OK) return st;
     if (deadline < 1) deadline = 1; /* timerfd: 0 would disarm; the past fires at once */
-    pthread_mutex_lock(&g_signal_lock);
+    lock_acquire(&g_signal_lock);
     t->obj.signals &= ~ZX_TIMER_SIGNALED;
     t->deadline = deadline;
     struct itimerspec its = {.it_value = {.tv_sec = deadline / 1000000000,
                                           .tv_nsec = deadline % 1000000000}};
     if (deadline != ZX_TIME_INFINITE) timerfd_settime(t->tfd, TFD_TIMER_ABSTIME, &its, NULL);
     object_update_signals_locked(&t->obj, 0, 0); /* a deadline in the past fires now */
-    pthread_mutex_unlock(&g_signal_lock);
+    lock_release(&g_signal_lock);
     object_unref(&t->obj);
     return ZX_OK;
 }
@@ -123,12 +124,12 @@ zx_status_t zx_timer_cancel(zx_handle_t handle) {
     struct zx_timer *t;
     zx_status_t st = get_timer(handle, &t);
     if (st != ZX_OK) return st;
-    pthread_mutex_lock(&g_signal_lock);
+    lock_acquire(&g_signal_lock);
     t->obj.signals &= ~ZX_TIMER_SIGNALED;
     t->deadline = ZX_TIME_INFINITE;
     struct itimerspec off = {0};
     timerfd_settime(t->tfd, 0, &off, NULL);
-    pthread_mutex_unlock(&g_signal_lock);
+    lock_release(&g_signal_lock);
     object_unref(&t->obj);
     return ZX_OK;
 }

@@ -8,8 +8,13 @@
 #include <lib/async/time.h>
 #include <lib/async/trap.h>
 #include <lib/async/wait.h>
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 #include <zircon/syscalls.h>
 
@@ -583,6 +588,445 @@ TEST(queueing_from_a_handler_makes_no_wakeup_syscall) {
     CHECK_EQ(port_wake_syscalls(port_from_object(pobj)) - before, 0);
     object_unref(pobj);
     async_loop_destroy(loop);
+}
+
+/* ---- fd waits a handler begins again (the loop re-links the observer that woke it) ---- */
+
+/* One eventfd token per wake: a handler that finds none was woken twice for one write. */
+struct fd_wait {
+    async_wait_t wait;
+    int efd;
+    atomic_int runs;
+    int empty_reads; /* woken with nothing to read */
+    int left;        /* wakes still to make; 0: stop */
+    async_wait_t *next; /* the wait to begin again (NULL: this one) */
+    bool free_self;
+    atomic_bool stop;
+    zx_status_t last_status;
+    bool had_signal;
+};
+
+static int new_eventfd(zx_handle_t *h) {
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    CHECK(efd >= 0);
+    CHECK_EQ(zx_fd_create(efd, 0, h), ZX_OK);
+    return efd;
+}
+
+static bool take_token(int efd) {
+    uint64_t v;
+    ssize_t r = read(efd, &v, sizeof v);
+    if (r < 0) CHECK_EQ(errno, EAGAIN);
+    return r == sizeof v;
+}
+
+static void give_token(int efd) {
+    uint64_t one = 1;
+    CHECK_EQ(write(efd, &one, sizeof one), sizeof one);
+}
+
+static void fd_wait_handler(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
+    struct fd_wait *x = (struct fd_wait *)w;
+    atomic_fetch_add(&x->runs, 1);
+    x->last_status = st;
+    x->had_signal = s != NULL;
+    if (st != ZX_OK) return;
+    if (!take_token(x->efd)) x->empty_reads++;
+    if (x->free_self) {
+        free(x);
+        return;
+    }
+    if (atomic_load(&x->stop) || --x->left <= 0) {
+        async_loop_quit(async_loop_from_dispatcher(d));
+        return;
+    }
+    give_token(x->efd);
+    CHECK_EQ(async_begin_wait(d, x->next ? x->next : w), ZX_OK);
+}
+
+static void init_fd_wait(struct fd_wait *x, zx_handle_t h, int efd, int left) {
+    memset(x, 0, sizeof *x);
+    x->wait = (async_wait_t){.handler = fd_wait_handler, .object = h, .trigger = ZX_FD_READABLE};
+    x->efd = efd;
+    x->left = left;
+}
+
+TEST(fd_wait_begun_again_by_its_handler_wakes_once_per_event) {
+    async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+    async_dispatcher_t *d = async_loop_get_dispatcher(loop);
+    zx_handle_t h;
+    int efd = new_eventfd(&h);
+    struct fd_wait x;
+    init_fd_wait(&x, h, efd, 5000);
+    give_token(efd);
+    CHECK_EQ(async_begin_wait(d, &x.wait), ZX_OK);
+    CHECK_EQ(async_loop_run(loop, ZX_TIME_INFINITE, false), ZX_ERR_CANCELED);
+    CHECK_EQ(atomic_load(&x.runs), 5000);
+    CHECK_EQ(x.empty_reads, 0);
+    /* the last run began nothing: a new event wakes nobody */
+    CHECK_EQ(async_loop_reset_quit(loop), ZX_OK);
+    give_token(efd);
+    CHECK_EQ(async_loop_run_until_idle(loop), ZX_OK);
+    CHECK_EQ(atomic_load(&x.runs), 5000);
+    CHECK_EQ(async_cancel_wait(d, &x.wait), ZX_ERR_NOT_FOUND);
+    async_loop_destroy(loop);
+    zx_handle_close(h);
+    close(efd);
+}
+
+TEST(fd_handler_may_begin_another_wait_on_the_same_fd) {
+    async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+    async_dispatcher_t *d = async_loop_get_dispatcher(loop);
+    zx_handle_t h;
+    int efd = new_eventfd(&h);
+    struct fd_wait a, b;
+    init_fd_wait(&a, h, efd, 1000);
+    init_fd_wait(&b, h, efd, 1000);
+    a.next = &b.wait;
+    b.next = &a.wait;
+    give_token(efd);
+    CHECK_EQ(async_begin_wait(d, &a.wait), ZX_OK);
+    CHECK_EQ(async_loop_run(loop, ZX_TIME_INFINITE, false), ZX_ERR_CANCELED);
+    /* strictly alternating: a's 1000th run quits, after b's 999th */
+    CHECK_EQ(atomic_load(&a.runs), 1000);
+    CHECK_EQ(atomic_load(&b.runs), 999);
+    CHECK_EQ(a.empty_reads + b.empty_reads, 0);
+    CHECK_EQ(async_cancel_wait(d, &a.wait), ZX_ERR_NOT_FOUND);
+    CHECK_EQ(async_cancel_wait(d, &b.wait), ZX_ERR_NOT_FOUND);
+    async_loop_destroy(loop);
+    zx_handle_close(h);
+    close(efd);
+}
+
+TEST(fd_handler_may_free_its_wait_instead_of_beginning_it_again) {
+    async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+    async_dispatcher_t *d = async_loop_get_dispatcher(loop);
+    zx_handle_t h;
+    int efd = new_eventfd(&h);
+    for (int i = 0; i < 200; i++) {
+        struct fd_wait *x = malloc(sizeof *x);
+        CHECK(x != NULL);
+        init_fd_wait(x, h, efd, 1);
+        x->free_self = true;
+        CHECK_EQ(async_begin_wait(d, &x->wait), ZX_OK);
+        give_token(efd);
+        CHECK_EQ(async_loop_run_until_idle(loop), ZX_OK); /* ASan: x freed once, never read again */
+    }
+    give_token(efd);
+    CHECK_EQ(async_loop_run_until_idle(loop), ZX_OK);
+    async_loop_destroy(loop);
+    zx_handle_close(h);
+    close(efd);
+}
+
+/* Between the wake and the new begin, the handler closes the fd's handle and gets the same
+ * number back for an event: the wait must now be on the event, not on the fd. */
+struct renumbered {
+    struct fd_wait x;
+    zx_handle_t event;
+};
+
+static void renumber_handler(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
+    struct renumbered *r = (struct renumbered *)w;
+    atomic_fetch_add(&r->x.runs, 1);
+    r->x.last_status = st;
+    r->x.had_signal = s != NULL;
+    if (st != ZX_OK || atomic_load(&r->x.runs) > 1) return;
+    CHECK(take_token(r->x.efd));
+    zx_handle_t old = w->object;
+    CHECK_EQ(zx_handle_close(old), ZX_OK);
+    /* a slot's generation wraps after 2^14 reuses; the freed slot is the next one handed out */
+    for (int i = 0; i < 40000 && r->event != old; i++) {
+        if (r->event != ZX_HANDLE_INVALID) CHECK_EQ(zx_handle_close(r->event), ZX_OK);
+        CHECK_EQ(zx_event_create(0, &r->event), ZX_OK);
+    }
+    CHECK_EQ(r->event, old);
+    w->trigger = ZX_USER_SIGNAL_0;
+    CHECK_EQ(async_begin_wait(d, w), ZX_OK);
+}
+
+TEST(fd_wait_begun_again_on_a_reused_handle_number_waits_on_the_new_object) {
+    async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+    async_dispatcher_t *d = async_loop_get_dispatcher(loop);
+    struct renumbered r = {.event = ZX_HANDLE_INVALID};
+    zx_handle_t h;
+    int efd = new_eventfd(&h);
+    init_fd_wait(&r.x, h, efd, 0);
+    r.x.wait.handler = renumber_handler;
+    give_token(efd);
+    CHECK_EQ(async_begin_wait(d, &r.x.wait), ZX_OK);
+    CHECK_EQ(async_loop_run_until_idle(loop), ZX_OK);
+    CHECK_EQ(atomic_load(&r.x.runs), 1);
+    CHECK_EQ(r.x.wait.object, r.event);
+    give_token(efd); /* the fd is nobody's now */
+    CHECK_EQ(async_loop_run_until_idle(loop), ZX_OK);
+    CHECK_EQ(atomic_load(&r.x.runs), 1);
+    CHECK_EQ(zx_object_signal(r.event, 0, ZX_USER_SIGNAL_0), ZX_OK);
+    CHECK_EQ(async_loop_run_until_idle(loop), ZX_OK);
+    CHECK_EQ(atomic_load(&r.x.runs), 2);
+    CHECK_EQ(r.x.last_status, ZX_OK);
+    async_loop_destroy(loop);
+    zx_handle_close(r.event);
+    close(efd);
+}
+
+/* Another thread cancels the wait while the loop wakes it and its handler begins it again. A
+ * cancel that succeeds leaves the handler idle until the canceller begins the wait again. */
+struct canceller {
+    async_dispatcher_t *d;
+    struct fd_wait *x;
+    int rounds;
+    int cancelled;
+};
+
+static void *cancel_thread(void *arg) {
+    struct canceller *c = arg;
+    for (int i = 0; i < c->rounds; i++) {
+        zx_status_t st = async_cancel_wait(c->d, &c->x->wait);
+        if (st == ZX_OK) {
+            c->cancelled++;
+            int runs = atomic_load(&c->x->runs);
+            for (int k = 0; k < 20; k++) sched_yield();
+            CHECK_EQ(atomic_load(&c->x->runs), runs); /* not lost: nothing ran since */
+            CHECK_EQ(async_begin_wait(c->d, &c->x->wait), ZX_OK);
+        } else {
+            CHECK_EQ(st, ZX_ERR_NOT_FOUND);
+        }
+        if (i % 64 == 0) sched_yield();
+    }
+    atomic_store(&c->x->stop, true);
+    return NULL;
+}
+
+TEST_TIMEOUT(fd_wait_cancelled_from_another_thread_while_it_wakes, 120) {
+    async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+    async_dispatcher_t *d = async_loop_get_dispatcher(loop);
+    zx_handle_t h;
+    int efd = new_eventfd(&h);
+    struct fd_wait x;
+    init_fd_wait(&x, h, efd, 1 << 30);
+    give_token(efd);
+    CHECK_EQ(async_begin_wait(d, &x.wait), ZX_OK);
+    struct canceller c = {.d = d, .x = &x, .rounds = 20000};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, cancel_thread, &c), 0);
+    CHECK_EQ(async_loop_run(loop, ZX_TIME_INFINITE, false), ZX_ERR_CANCELED);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK_EQ(x.empty_reads, 0);
+    CHECK(atomic_load(&x.runs) > 0);
+    CHECK(c.cancelled > 0);
+    async_loop_destroy(loop); /* the last run began nothing: no CANCELED */
+    CHECK_EQ(x.last_status, ZX_OK);
+    zx_handle_close(h);
+    close(efd);
+}
+
+TEST(shutdown_cancels_a_wait_its_handler_began_again_once) {
+    async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+    async_dispatcher_t *d = async_loop_get_dispatcher(loop);
+    zx_handle_t h, ev;
+    int efd = new_eventfd(&h);
+    CHECK_EQ(zx_event_create(0, &ev), ZX_OK);
+    /* the fd wait is begun again and left pending; the event wait, on a signal still set, is
+     * begun again with its packet queued and not yet taken */
+    struct fd_wait x;
+    init_fd_wait(&x, h, efd, 3);
+    struct test_wait e;
+    init_wait(&e, ev, ZX_USER_SIGNAL_0);
+    e.repeat = true;
+    give_token(efd);
+    CHECK_EQ(async_begin_wait(d, &x.wait), ZX_OK);
+    CHECK_EQ(async_loop_run(loop, ZX_TIME_INFINITE, true), ZX_OK);
+    CHECK_EQ(atomic_load(&x.runs), 1);
+    CHECK(take_token(efd)); /* the handler's token: the re-begun wait stays pending */
+    CHECK_EQ(zx_object_signal(ev, 0, ZX_USER_SIGNAL_0), ZX_OK);
+    CHECK_EQ(async_begin_wait(d, &e.wait), ZX_OK);
+    CHECK_EQ(async_loop_run(loop, ZX_TIME_INFINITE, true), ZX_OK);
+    CHECK_EQ(e.runs, 1);
+    async_loop_shutdown(loop);
+    CHECK_EQ(atomic_load(&x.runs), 2);
+    CHECK_EQ(x.last_status, ZX_ERR_CANCELED);
+    CHECK(!x.had_signal);
+    CHECK_EQ(e.runs, 2);
+    CHECK_EQ(e.last_status, ZX_ERR_CANCELED);
+    CHECK_EQ(async_begin_wait(d, &x.wait), ZX_ERR_BAD_STATE);
+    CHECK_EQ(async_cancel_wait(d, &x.wait), ZX_ERR_NOT_FOUND);
+    async_loop_destroy(loop);
+    CHECK_EQ(atomic_load(&x.runs), 2);
+    CHECK_EQ(e.runs, 2);
+    zx_handle_close(h);
+    zx_handle_close(ev);
+    close(efd);
+}
+
+TEST(shutdown_cancels_a_wait_whose_object_lost_its_last_handle) {
+    async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+    async_dispatcher_t *d = async_loop_get_dispatcher(loop);
+    zx_handle_t ev, h;
+    CHECK_EQ(zx_event_create(0, &ev), ZX_OK);
+    int efd = new_eventfd(&h);
+    struct test_wait e, cancelled;
+    init_wait(&e, ev, ZX_USER_SIGNAL_0);
+    struct fd_wait x;
+    init_fd_wait(&x, h, efd, 1);
+    CHECK_EQ(async_begin_wait(d, &e.wait), ZX_OK);
+    CHECK_EQ(async_begin_wait(d, &x.wait), ZX_OK);
+    init_wait(&cancelled, ev, ZX_USER_SIGNAL_0);
+    CHECK_EQ(async_begin_wait(d, &cancelled.wait), ZX_OK);
+    CHECK_EQ(zx_handle_close(ev), ZX_OK);
+    CHECK_EQ(zx_handle_close(h), ZX_OK);
+    give_token(efd);
+    CHECK_EQ(async_loop_run_until_idle(loop), ZX_OK);
+    CHECK_EQ(e.runs + atomic_load(&x.runs), 0);
+    CHECK_EQ(async_cancel_wait(d, &cancelled.wait), ZX_OK); /* it can never run now */
+    async_loop_shutdown(loop);
+    CHECK_EQ(e.runs, 1);
+    CHECK_EQ(e.last_status, ZX_ERR_CANCELED);
+    CHECK_EQ(atomic_load(&x.runs), 1);
+    CHECK_EQ(x.last_status, ZX_ERR_CANCELED);
+    CHECK_EQ(cancelled.runs, 0);
+    async_loop_destroy(loop); /* ASan: the objects went with their last handles */
+    close(efd);
+}
+
+/* One of a connection's two waits: the first one's CANCELED handler tears the connection
+ * down, cancelling and freeing the other (as a C++ wait's destructor does). */
+struct conn_wait {
+    async_wait_t wait;
+    struct conn_wait *other;
+    zx_status_t cancel_other;
+    int *runs;
+};
+
+static void conn_wait_handler(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
+    (void)s;
+    struct conn_wait *c = (struct conn_wait *)w;
+    (*c->runs)++;
+    if (st != ZX_ERR_CANCELED || !c->other) return;
+    c->cancel_other = async_cancel_wait(d, &c->other->wait);
+    free(c->other); /* ASan: nobody may touch it after a cancel that said ZX_OK */
+}
+
+TEST(a_canceled_handler_may_cancel_and_free_a_wait_not_yet_canceled) {
+    /* the other wait pending on the event, or fired with its packet queued and not yet taken */
+    for (int queued = 0; queued < 2; queued++) {
+        async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+        async_dispatcher_t *d = async_loop_get_dispatcher(loop);
+        zx_handle_t ev;
+        CHECK_EQ(zx_event_create(0, &ev), ZX_OK);
+        int first_runs = 0, second_runs = 0;
+        struct conn_wait first = {.wait = {.handler = conn_wait_handler, .object = ev, .trigger = ZX_USER_SIGNAL_0},
+                                  .runs = &first_runs};
+        struct conn_wait *second = calloc(1, sizeof *second);
+        CHECK(second != NULL);
+        second->wait = (async_wait_t){.handler = conn_wait_handler, .object = ev, .trigger = ZX_USER_SIGNAL_1};
+        second->runs = &second_runs;
+        first.other = second;
+        CHECK_EQ(async_begin_wait(d, &first.wait), ZX_OK);
+        CHECK_EQ(async_begin_wait(d, &second->wait), ZX_OK);
+        if (queued) CHECK_EQ(zx_object_signal(ev, 0, ZX_USER_SIGNAL_1), ZX_OK);
+        async_loop_shutdown(loop);
+        CHECK_EQ(first_runs, 1);
+        CHECK_EQ(first.cancel_other, ZX_OK);
+        CHECK_EQ(second_runs, 0);
+        async_loop_destroy(loop);
+        CHECK_EQ(second_runs, 0);
+        zx_handle_close(ev);
+    }
+}
+
+static int open_fds(void) {
+    DIR *dir = opendir("/proc/self/fd");
+    CHECK(dir != NULL);
+    int n = 0;
+    while (readdir(dir)) n++;
+    closedir(dir);
+    return n;
+}
+
+/* Each wait outlives its timer's handle: the timer (and its timerfd) must go at once, and the
+ * waits must not use up the port's pending-wait limit (65536). */
+TEST_TIMEOUT(waits_whose_handles_closed_hold_no_object_and_no_slot, 120) {
+    enum { N = 70000 };
+    async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+    async_dispatcher_t *d = async_loop_get_dispatcher(loop);
+    struct test_wait *w = calloc(N, sizeof *w);
+    CHECK(w != NULL);
+    int fds = -1;
+    for (int i = 0; i < N; i++) {
+        zx_handle_t t;
+        CHECK_EQ(zx_timer_create(0, ZX_CLOCK_MONOTONIC, &t), ZX_OK);
+        init_wait(&w[i], t, ZX_TIMER_SIGNALED);
+        CHECK_EQ(async_begin_wait(d, &w[i].wait), ZX_OK);
+        CHECK_EQ(zx_handle_close(t), ZX_OK);
+        if (i == 0) fds = open_fds(); /* the port's epoll is made by the first timer wait */
+    }
+    CHECK_EQ(open_fds(), fds);
+    CHECK_EQ(async_cancel_wait(d, &w[0].wait), ZX_OK);
+    async_loop_shutdown(loop);
+    CHECK_EQ(w[0].runs, 0);
+    for (int i = 1; i < N; i++) {
+        CHECK_EQ(w[i].runs, 1);
+        CHECK_EQ(w[i].last_status, ZX_ERR_CANCELED);
+    }
+    async_loop_destroy(loop);
+    free(w);
+}
+
+/* A begin racing with the close of the fd's last handle: it either fails or leaves a wait that
+ * the close orphaned; never an epoll registration nobody removes (which would keep the port,
+ * and its epoll and wake fds, alive and run on the freed fd object at the next event). */
+struct close_race {
+    async_dispatcher_t *d;
+    async_wait_t wait;
+    atomic_int ready;
+    zx_status_t begin;
+};
+
+static void never_runs(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
+    (void)d, (void)w, (void)s;
+    CHECK_MSG(false, "handler ran with status %d", st);
+}
+
+static void *race_begin(void *arg) {
+    struct close_race *r = arg;
+    atomic_fetch_add(&r->ready, 1);
+    while (atomic_load(&r->ready) < 2) {
+    }
+    r->begin = async_begin_wait(r->d, &r->wait);
+    return NULL;
+}
+
+TEST_TIMEOUT(a_wait_begun_while_its_last_handle_closes_leaves_nothing_behind, 120) {
+    int fds = open_fds(), begun = 0, refused = 0;
+    for (int round = 0; round < 2000; round++) {
+        async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+        zx_handle_t h;
+        int efd = new_eventfd(&h);
+        struct close_race r = {.d = async_loop_get_dispatcher(loop),
+                               .wait = {.handler = never_runs, .object = h, .trigger = ZX_FD_READABLE}};
+        pthread_t t;
+        CHECK_EQ(pthread_create(&t, NULL, race_begin, &r), 0);
+        atomic_fetch_add(&r.ready, 1);
+        while (atomic_load(&r.ready) < 2) {
+        }
+        for (int k = round % 64; k > 0; k--) atomic_signal_fence(memory_order_seq_cst); /* vary who wins */
+        CHECK_EQ(zx_handle_close(h), ZX_OK);
+        CHECK_EQ(pthread_join(t, NULL), 0);
+        if (r.begin == ZX_OK) {
+            begun++;
+            CHECK_EQ(async_cancel_wait(r.d, &r.wait), ZX_OK); /* orphaned: pending, never to run */
+        } else {
+            refused++;
+            CHECK_EQ(r.begin, ZX_ERR_BAD_HANDLE);
+        }
+        give_token(efd); /* a registration left behind would run on the freed fd object */
+        CHECK_EQ(async_loop_run_until_idle(loop), ZX_OK);
+        async_loop_destroy(loop);
+        close(efd);
+    }
+    CHECK_EQ(open_fds(), fds);
+    CHECK(begun + refused == 2000);
 }
 
 /* ---- threads ---- */
