@@ -67,10 +67,12 @@ _Static_assert(sizeof(struct rsdp) == 36, "RSDP");
 #define FADT_WBINVD (1u << 0)
 #define FADT_RESET_REG_SUP (1u << 10)
 #define FADT_HW_REDUCED_ACPI (1u << 20)
+#define FADT_TMR_VAL_EXT (1u << 8)
 #define BOOT_ARCH_VGA_NOT_PRESENT (1u << 2)
 #define BOOT_ARCH_8042 (1u << 1)
 #define GAS_SYSTEM_IO 1
 #define GAS_BYTE_ACCESS 1
+#define GAS_DWORD_ACCESS 3
 
 static uint8_t checksum(const void *p, size_t n) {
     uint8_t sum = 0;
@@ -93,7 +95,7 @@ static struct gas io_port(uint16_t port) {
     return (struct gas){.space = GAS_SYSTEM_IO, .bit_width = 8, .access_size = GAS_BYTE_ACCESS, .address = port};
 }
 
-uint64_t acpi_build(const struct guest_mem *gm, unsigned ncpus, uint64_t ioapic_addr) {
+uint64_t acpi_build(const struct guest_mem *gm, unsigned ncpus, uint64_t ioapic_addr, uint16_t pm_timer_port) {
     uint64_t base = ACPI_TABLES_ADDR;
     uint8_t *p = gm_ptr_write(gm, base, ACPI_TABLES_SIZE);
     if (!p || ncpus == 0 || ncpus > 255) return 0;
@@ -115,6 +117,13 @@ uint64_t acpi_build(const struct guest_mem *gm, unsigned ncpus, uint64_t ioapic_
     f->reset_value = 1;
     f->sleep_control_reg = io_port(ACPI_PM_PORT);
     f->sleep_status_reg = io_port(ACPI_PM_PORT + 1);
+    if (pm_timer_port) { /* 32 bits wide (TMR_VAL_EXT), in both the old and the extended field */
+        f->flags |= FADT_TMR_VAL_EXT;
+        f->pm_tmr_blk = pm_timer_port;
+        f->pm_tmr_len = 4;
+        f->x_pm_tmr_blk = (struct gas){.space = GAS_SYSTEM_IO, .bit_width = 32, .access_size = GAS_DWORD_ACCESS,
+                                       .address = pm_timer_port};
+    }
     memcpy(&f->hypervisor_vendor_identity, "BELLHOP ", 8);
     f->h.checksum = checksum(f, sizeof *f);
 

@@ -17,7 +17,8 @@
 #define RESET_VECTOR_ADDR 0xffff0u
 void reset_vector_stub(const struct guest_mem *gm);
 
-/* Writes the tables; returns the RSDP's address, or 0 if they do not fit. */
-uint64_t acpi_build(const struct guest_mem *gm, unsigned ncpus, uint64_t ioapic_addr);
+/* Writes the tables, the FADT naming an ACPI PM timer at pm_timer_port (0: none); returns the
+ * RSDP's address, or 0 if they do not fit. */
+uint64_t acpi_build(const struct guest_mem *gm, unsigned ncpus, uint64_t ioapic_addr, uint16_t pm_timer_port);
 
 #endif

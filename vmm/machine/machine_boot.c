@@ -16,6 +16,7 @@
 #include "vmm/machine/file_map.h"
 #include "vmm/machine/kernel_load.h"
 #include "firmware/vmgenid.h"
+#include "devices/acpi_pm_timer.h"
 #include "vmm/machine/machine_parts.h"
 
 _Static_assert(MACHINE_MAX_MODULES == MULTIBOOT_MAX_MODULES, "--module's bound is multiboot's");
@@ -332,7 +333,7 @@ int machine_boot_setup(struct machine *m) {
         if (r != 0) return -1;
         mods[nmods++] = (struct pvh_module){at, ilen};
     }
-    uint64_t rsdp = acpi_build(&m->env.mem, cfg->cpus, FDT_IOAPIC_BASE);
+    uint64_t rsdp = acpi_build(&m->env.mem, cfg->cpus, FDT_IOAPIC_BASE, m->loaded.multiboot ? ACPI_PM_TIMER_PORT : 0);
     reset_vector_stub(&m->env.mem);
     if (!vmgenid_renew(&m->env.mem)) return machine_fail("cannot make the VM generation ID (no randomness?)");
     if (!rsdp) return machine_fail("cannot build the ACPI tables");

@@ -9,6 +9,7 @@
 #include <zircon/syscalls.h>
 
 #include "devices/acpi_pm.h"
+#include "devices/acpi_pm_timer.h"
 #include "firmware/acpi.h"
 #include "devices/bench_bell.h"
 #include "devices/boot_marker.h"
@@ -135,10 +136,11 @@ static int map_unassigned_ports(struct machine *m) {
     return 0;
 }
 
-/* QEMU's fw_cfg, where multiboot kernels (kvm-unit-tests) read their RAM size and CPU count:
- * a multiboot kernel's machine has it, and a restored machine when its snapshot does, so that
- * every other machine's devices, and the snapshots they take and restore, are as before. */
-static bool wants_fw_cfg(const struct machine *m) {
+/* What multiboot kernels (kvm-unit-tests) expect of a PC beyond bellhop's own: QEMU's fw_cfg,
+ * where they read their RAM size and CPU count, and the ACPI PM timer. A multiboot kernel's
+ * machine has them, and a restored machine when its snapshot has fw_cfg, so that every other
+ * machine's devices, and the snapshots they take and restore, are as before. */
+static bool multiboot_platform(const struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     if (!cfg->restore) return m->loaded.multiboot;
     const struct snapshot *s = cfg->restore->state;
@@ -182,7 +184,11 @@ int machine_devices_setup(struct machine *m) {
     }
     for (unsigned i = 0; i < cfg->ndevices; i++)
         if (add_virtio(m, cfg->devices[i].ops, cfg->devices[i].params)) return -1;
-    if (wants_fw_cfg(m) && add_fw_cfg(m) != 0) return -1;
+    if (multiboot_platform(m) && add_fw_cfg(m) != 0) return -1;
+    if (multiboot_platform(m)) {
+        if (!(m->pm_timer = acpi_pm_timer_create())) return machine_fail("out of memory");
+        if (map_device(m, ZX_GUEST_TRAP_IO, ACPI_PM_TIMER_PORT, 4, &acpi_pm_timer_ops, m->pm_timer)) return -1;
+    }
     return map_unassigned_ports(m);
 }
 
@@ -212,4 +218,5 @@ void machine_devices_destroy(struct machine *m) {
     acpi_pm_destroy(m->pm);
     bench_bell_destroy(m->bench_bell);
     fw_cfg_destroy(m->fw_cfg);
+    acpi_pm_timer_destroy(m->pm_timer);
 }
