@@ -19,6 +19,7 @@
 #include "devices/device.h"
 #include "bench/bellhop_bench/bench.h"
 #include "bench/bellhop_bench/bench_launch.h"
+#include "bench/bellhop_bench/bench_vmexit.h"
 #include "vmm/observe/smaps.h"
 #include "bench/bellhop_bench/spawn.h"
 #include "bench/bellhop_bench/bench_floor.h"
@@ -420,8 +421,9 @@ static void boot_to_init(char *self, struct boot_times *b, unsigned rounds, char
     b->setup_ms = kept_median_ms(setup, b->bellhop_refs, b->rounds, best, &kept);
 }
 
-/* What a run measures: --only traps,boot,memory picks some (all by default). */
-enum { PART_TRAPS = 1, PART_BOOT = 2, PART_MEMORY = 4, PART_TIMELINE = 8, PART_LAUNCH = 16 }; /* timeline: the traps with --trace-file */
+/* What a run measures: --only traps,boot,memory picks some (all by default, vmexit among them
+ * when --vmexit names its image). */
+enum { PART_TRAPS = 1, PART_BOOT = 2, PART_MEMORY = 4, PART_TIMELINE = 8, PART_LAUNCH = 16, PART_VMEXIT = 32 }; /* timeline: the traps with --trace-file */
 
 static bool parse_parts(const char *arg, unsigned *parts) {
     char buf[64];
@@ -433,6 +435,7 @@ static bool parse_parts(const char *arg, unsigned *parts) {
         else if (strcmp(w, "boot") == 0) *parts |= PART_BOOT;
         else if (strcmp(w, "memory") == 0) *parts |= PART_MEMORY;
         else if (strcmp(w, "launch") == 0) *parts |= PART_LAUNCH;
+        else if (strcmp(w, "vmexit") == 0) *parts |= PART_VMEXIT;
         else if (strcmp(w, "timeline") == 0) *parts |= PART_TIMELINE | PART_TRAPS;
         else return false;
     }
@@ -458,6 +461,7 @@ struct bench {
     struct boot_times boots[2];
     struct bench_launch launch;
     struct bench_memory mem_bh, mem_q;
+    struct bench_vmexit vmexit;
 };
 
 /* A number from lo to hi, or false. */
@@ -467,8 +471,29 @@ static bool parse_count(const char *arg, unsigned long lo, unsigned long hi, uns
     return !*end && end != arg && *n >= lo && *n <= hi;
 }
 
+/* The vmexit part's options, once all are read: --vmexit alone adds the part to the default
+ * ones; --only naming it needs --vmexit; --vmexit-tests needs the part. 0, or -1 (said). */
+static int vmexit_args(struct bench *b, bool only_given, const char *tests) {
+    char why[200];
+    if (b->vmexit.image && !only_given) b->parts |= PART_VMEXIT;
+    if ((b->parts & PART_VMEXIT) && !b->vmexit.image)
+        snprintf(why, sizeof why, "--only vmexit needs --vmexit FILE, kvm-unit-tests' x86/vmexit.flat "
+                                  "(docs/benchmarks.md says how to build it)");
+    else if (b->vmexit.image && !(b->parts & PART_VMEXIT))
+        snprintf(why, sizeof why, "--vmexit %s: --only leaves the vmexit part out", b->vmexit.image);
+    else if (tests && !b->vmexit.image)
+        snprintf(why, sizeof why, "--vmexit-tests needs --vmexit FILE");
+    else if (!b->vmexit.image || (bench_vmexit_image_ok(b->vmexit.image, why, sizeof why) == 0 &&
+                                  bench_vmexit_pick(&b->vmexit, tests, why, sizeof why) == 0))
+        return 0;
+    fprintf(stderr, "bellhop: bench: %s\n", why);
+    return -1;
+}
+
 /* 0, or the exit status of a usage error (said on stderr). */
 static int parse_args(struct bench *b, int argc, char **argv) {
+    bool only_given = false;
+    const char *vmexit_tests = NULL;
     for (int i = 1; i < argc; i++) {
         unsigned long n;
         if (strcmp(argv[i], "--json") == 0) {
@@ -489,15 +514,21 @@ static int parse_args(struct bench *b, int argc, char **argv) {
             snprintf(guest_args, sizeof guest_args, " samples=%lu", n);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             if (!parse_parts(argv[++i], &b->parts)) {
-                fprintf(stderr, "bellhop: bench: --only %s: a list of traps, boot, memory, timeline, launch\n", argv[i]);
+                fprintf(stderr, "bellhop: bench: --only %s: a list of traps, boot, memory, timeline, launch, vmexit\n",
+                        argv[i]);
                 return 2;
             }
+            only_given = true;
+        } else if (strcmp(argv[i], "--vmexit") == 0 && i + 1 < argc) {
+            b->vmexit.image = argv[++i];
+        } else if (strcmp(argv[i], "--vmexit-tests") == 0 && i + 1 < argc) {
+            vmexit_tests = argv[++i];
         } else {
             fprintf(stderr, "bellhop: bench: unknown argument %s (usage: %s)\n", argv[i], BENCH_USAGE);
             return 2;
         }
     }
-    return 0;
+    return vmexit_args(b, only_given, vmexit_tests) == 0 ? 0 : 2;
 }
 
 /* Trap round trips: bellhop, the floor, QEMU, and bellhop's variants, in turn each round. */
@@ -572,6 +603,12 @@ static int run_launch(struct bench *b) {
     return 0;
 }
 
+/* kvm-unit-tests' vmexit.flat under bellhop and QEMU (bench/bellhop_bench/bench_vmexit.h). */
+static int run_vmexit(struct bench *b) {
+    bench_vmexit_run(&b->vmexit, b->self, b->rounds);
+    return 0;
+}
+
 /* Memory while the tiny guest idles: bellhop's, and QEMU microvm's with the same guest. */
 static int run_memory(struct bench *b) {
     char *const argv_idle[] = {b->self, "run", "--mem", "128M", "--cmdline", "wait", NULL};
@@ -622,6 +659,10 @@ static void json_boots(const struct bench *b) {
 
 static void json_launch(const struct bench *b) {
     if (b->parts & PART_LAUNCH) bench_launch_print(&b->launch, true);
+}
+
+static void json_vmexit(const struct bench *b) {
+    if (b->parts & PART_VMEXIT) bench_vmexit_print(&b->vmexit, true);
 }
 
 static void json_memory(const struct bench *b) {
@@ -677,6 +718,10 @@ static void print_boots(const struct bench *b) {
 
 static void print_launch(const struct bench *b) {
     if (b->parts & PART_LAUNCH) bench_launch_print(&b->launch, false);
+}
+
+static void print_vmexit(const struct bench *b) {
+    if (b->parts & PART_VMEXIT) bench_vmexit_print(&b->vmexit, false);
 }
 
 static void print_memory(const struct bench *b) {
@@ -750,6 +795,7 @@ static const struct bench_part {
     {PART_TRAPS, run_traps, print_traps, json_traps},
     {PART_BOOT, run_boots, print_boots, json_boots},
     {PART_LAUNCH, run_launch, print_launch, json_launch},
+    {PART_VMEXIT, run_vmexit, print_vmexit, json_vmexit},
     {PART_MEMORY, run_memory, print_memory, json_memory},
     {PART_TRAPS, NULL, print_variants, NULL},
     {PART_TRAPS, NULL, print_wakes, NULL},

@@ -1,13 +1,16 @@
 /* `bellhop bench`: trap round trips measured from inside the bundled guest (bench mode),
  * under bellhop, under a raw KVM_RUN loop (the floor) and, when it can run, under QEMU-KVM's
- * microvm (the peer), all in one run; a table on stdout, or JSON. */
+ * microvm (the peer), all in one run; and, given kvm-unit-tests' vmexit.flat, its exit costs
+ * under bellhop and QEMU (bench_vmexit.h); a table on stdout, or JSON. */
 #ifndef BELLHOP_BENCH_BELLHOP_BENCH_BENCH_H
 #define BELLHOP_BENCH_BELLHOP_BENCH_BENCH_H
 
 #include <stddef.h>
 #include <sys/types.h>
 
-#define BENCH_USAGE "bellhop bench [--json] [--plot FILE.svg] [--only traps,boot,memory,timeline,launch] [--rounds N] [--samples N]"
+#define BENCH_USAGE                                                                                            \
+    "bellhop bench [--json] [--plot FILE.svg] [--only traps,boot,memory,timeline,launch,vmexit] [--rounds N] "     \
+    "[--samples N] [--vmexit VMEXIT.FLAT [--vmexit-tests NAME,...]]"
 
 int bench_main(int argc, char **argv, const char *kernel);
 /* A VMM's memory beyond its guest's RAM (the largest mapping): resident (the pages of shared

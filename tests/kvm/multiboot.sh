@@ -5,12 +5,15 @@
 # fw_cfg's signature, RAM size and CPUs); the command line reaches it after the kernel's file
 # name, as QEMU gives it; the initrd is module 0 and each --module follows with its arguments;
 # --exit-device qemu ends bellhop with (v << 1) | 1 as QEMU's isa-debug-exit does; broken
-# images and bad options are refused in one line; and QEMU's own -kernel (TCG) gives the same
-# self-test results. POSIX sh.
+# images and bad options are refused in one line; `bellhop bench --vmexit` runs kvm-unit-tests'
+# vmexit.flat when $BELLHOP_VMEXIT_FLAT names one (the suite is not bundled: skipped otherwise)
+# and refuses a bad image in one line; and QEMU's own -kernel (TCG) gives the same self-test
+# results. POSIX sh.
 suite=multiboot
 tests="the_multiboot_guest_passes_its_self_tests the_command_line_follows_the_kernel_name
        modules_reach_the_guest_in_order exit_device_qemu_gives_v_shifted_or_1 two_cpus_boot
-       bad_images_are_refused_in_one_line bad_options_are_refused_in_one_line qemu_gives_the_same_results"
+       bad_images_are_refused_in_one_line bad_options_are_refused_in_one_line bench_vmexit_beside_qemu
+       bench_refuses_a_bad_vmexit_image qemu_gives_the_same_results"
 @KVM_TEST_SH@
 mb=$(dirname $guest)/guest-multiboot.elf
 [ -f $mb ] || skip_all "no $mb (make build/guest/guest-multiboot.elf)"
@@ -102,6 +105,33 @@ set --
 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do set -- "$@" --module $dir/one; done
 refused seventeen "a multiboot kernel takes at most 16" --kernel $mb --initrd $dir/env "$@"
 if [ -z "$bad" ]; then pass bad_options_are_refused_in_one_line; else fail bad_options_are_refused_in_one_line "$bad"; fi
+
+# bench_vmexit_beside_qemu: two of vmexit's tests, one round: bellhop's cycles for cpuid, and
+# QEMU's beside them or the line saying why QEMU did not run
+if [ -z "${BELLHOP_VMEXIT_FLAT:-}" ] || [ ! -f "$BELLHOP_VMEXIT_FLAT" ]; then
+    skip bench_vmexit_beside_qemu "no kvm-unit-tests image: BELLHOP_VMEXIT_FLAT=${BELLHOP_VMEXIT_FLAT:-} (docs/benchmarks.md)"
+else
+    timeout 600 $bellhop bench --only vmexit --vmexit "$BELLHOP_VMEXIT_FLAT" --vmexit-tests cpuid,inl_from_kernel \
+        --rounds 1 > $dir/v.out 2>&1 < /dev/null; rc=$?
+    row=$(grep -E '^  cpuid +[0-9]+ ' $dir/v.out)
+    if [ $rc = 0 ] && [ -n "$row" ] && grep -qE '^  inl_from_kernel +[0-9]+ ' $dir/v.out &&
+       { echo "$row" | grep -qE '^  cpuid +[0-9]+ +[0-9]+ +[0-9.]+x +[0-9]+ +[0-9]+ +[0-9.]+x$' || grep -q '^  QEMU did not run: ' $dir/v.out; } &&
+       clean $dir/v.out; then
+        pass bench_vmexit_beside_qemu "$(echo $row)"
+    else
+        fail bench_vmexit_beside_qemu "status $rc: $(tail -c 600 $dir/v.out | tr '\n' '|')"
+    fi
+fi
+
+# bench_refuses_a_bad_vmexit_image: a missing file, a directory and an image without a
+# multiboot header (the PVH tiny guest), each refused in one line before anything runs
+bad=
+for img in $dir/none.flat $dir $guest; do
+    timeout 30 $bellhop bench --only vmexit --vmexit $img > $dir/r.out 2>&1 < /dev/null; rc=$?
+    [ $rc = 2 ] && one_line $dir/r.out && grep -qF -e "--vmexit $img: " $dir/r.out || bad="$bad [$img: status $rc, $(head -c 300 $dir/r.out | tr '\n' '|')]"
+done
+grep -q 'not a multiboot image' $dir/r.out || bad="$bad [guest.elf: $(cat $dir/r.out)]"
+if [ -z "$bad" ]; then pass bench_refuses_a_bad_vmexit_image; else fail bench_refuses_a_bad_vmexit_image "$bad"; fi
 
 qemu=$(tool qemu-system-x86_64)
 if [ -z "$qemu" ]; then
