@@ -156,6 +156,38 @@ TEST(untrapped_accesses_fail_with_the_address_named) {
     zx_handle_close(h.guest);
 }
 
+/* An access no one trap can cover, though it starts in one or past the last port a trap may
+ * hold: all ones on a read, nothing on a write, as on a PC bus (kvm-unit-tests' svm test reads
+ * a dword at 0xffff). */
+GUEST_SNIPPET(unclaimed_io_guest,
+    "    movw $0xffff, %dx\n"
+    "    inl %dx, %eax\n"                 /* past the last trappable port */
+    "    movl %eax, 0x5000\n"
+    "    movw $0x60, %dx\n"
+    "    xorl %eax, %eax\n"
+    "    inw %dx, %ax\n"                  /* straddles the trap at 0x60 and untrapped 0x61 */
+    "    movl %eax, 0x5004\n"
+    "    outl %eax, %dx\n"                /* the same: goes nowhere */
+    "    outb %al, $0x60\n"               /* within the trap: its packet */
+    "    POWEROFF\n");
+
+TEST(an_access_no_trap_can_cover_reads_all_ones) {
+    struct hv h;
+    hv_init(&h, unclaimed_io_guest, unclaimed_io_guest_end);
+    zx_handle_t vcpu;
+    CHECK_EQ(zx_guest_set_trap(h.guest, ZX_GUEST_TRAP_IO, 0x60, 1, ZX_HANDLE_INVALID, KEY_IO), ZX_OK);
+    CHECK_EQ(zx_vcpu_create(h.guest, 0, GUEST_CODE, &vcpu), ZX_OK);
+    expect_out(vcpu, 0x60, 1, 0xff);
+    uint32_t whole, straddled;
+    memcpy(&whole, h.ram + 0x5000, 4);
+    memcpy(&straddled, h.ram + 0x5004, 4);
+    CHECK_MSG(whole == 0xffffffffu && straddled == 0xffffu, "%#x %#x", whole, straddled);
+    zx_port_packet_t p;
+    CHECK_EQ(zx_vcpu_enter(vcpu, &p), ZX_ERR_UNAVAILABLE);
+    zx_handle_close(vcpu);
+    zx_handle_close(h.guest);
+}
+
 /* ---- bells ---- */
 
 GUEST_SNIPPET(bell_fast_guest,
