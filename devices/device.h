@@ -54,6 +54,8 @@ struct vm_env {
     /* A level-triggered line on `gsi`: writing *fd asserts it until the guest's EOI, which
      * makes *resample_fd readable. The machine owns the fds. */
     zx_status_t (*irq_level)(struct vm_env *env, uint32_t gsi, int *fd, int *resample_fd);
+    /* A line whose level the guest drives itself (pc-testdev): set at once (KVM_IRQ_LINE). */
+    zx_status_t (*irq_line)(struct vm_env *env, uint32_t gsi, bool level);
     /* --trace traps: devices report the bell packets they receive on the loop, stamped with
      * the time since trace_start_ns (the VMM's start). */
     bool trace;

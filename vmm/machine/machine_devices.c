@@ -16,6 +16,7 @@
 #include "devices/debug_exit.h"
 #include "devices/fw_cfg.h"
 #include "devices/i8042.h"
+#include "devices/pc_testdev.h"
 #include "devices/rtc_mc146818.h"
 #include "devices/uart16550.h"
 #include "devices/unassigned.h"
@@ -45,6 +46,10 @@ static zx_status_t msi_create(struct vm_env *env, uint32_t *msi, int *fd) {
 static zx_status_t msi_set(struct vm_env *env, uint32_t msi, uint64_t address, uint32_t data) {
     return bellhop_guest_msi_set(env->guest, msi, address, data);
 }
+static zx_status_t irq_line(struct vm_env *env, uint32_t gsi, bool level) {
+    return bellhop_guest_irq_line(env->guest, gsi, level);
+}
+
 static zx_status_t irq_level(struct vm_env *env, uint32_t gsi, int *fd, int *resample_fd) {
     return bellhop_guest_irqfd_level(env->guest, gsi, fd, resample_fd);
 }
@@ -73,6 +78,7 @@ void machine_lend_irqs(struct machine *m) {
     m->env.msi_create = msi_create;
     m->env.msi_set = msi_set;
     m->env.irq_level = irq_level;
+    m->env.irq_line = irq_line;
 }
 
 /* A virtio-pci device (the transport places it: devices/virtio_pci.h): its BAR's register pages
@@ -137,9 +143,9 @@ static int map_unassigned_ports(struct machine *m) {
 }
 
 /* What multiboot kernels (kvm-unit-tests) expect of a PC beyond bellhop's own: QEMU's fw_cfg,
- * where they read their RAM size and CPU count, and the ACPI PM timer. A multiboot kernel's
- * machine has them, and a restored machine when its snapshot has fw_cfg, so that every other
- * machine's devices, and the snapshots they take and restore, are as before. */
+ * where they read their RAM size and CPU count, the ACPI PM timer and QEMU's pc-testdev. A
+ * multiboot kernel's machine has them, and a restored machine when its snapshot has fw_cfg, so
+ * that every other machine's devices, and the snapshots they take and restore, are as before. */
 static bool multiboot_platform(const struct machine *m) {
     const struct machine_config *cfg = m->cfg;
     if (!cfg->restore) return m->loaded.multiboot;
@@ -147,6 +153,17 @@ static bool multiboot_platform(const struct machine *m) {
     for (unsigned i = 0; i < s->ndevices; i++)
         if (strcmp(s->devices[i].name, fw_cfg_ops.name) == 0) return true;
     return false;
+}
+
+/* QEMU's pc-testdev, which kvm-unit-tests drives: its ports and its MMIO window (in the hole
+ * below 4 GiB, clear of the IOAPIC, the LAPIC and KVM's TSS pages above it). */
+static int add_pc_testdev(struct machine *m) {
+    if (!(m->testdev = pc_testdev_create(&m->env))) return machine_fail("out of memory");
+    if (map_device(m, ZX_GUEST_TRAP_IO, PC_TESTDEV_PORT, PC_TESTDEV_PORTS, &pc_testdev_port_ops, m->testdev) ||
+        map_device(m, ZX_GUEST_TRAP_IO, PC_TESTDEV_IRQ_PORT, PC_TESTDEV_IRQ_LINES, &pc_testdev_irq_ops, m->testdev))
+        return -1;
+    return map_device(m, ZX_GUEST_TRAP_MEM, PC_TESTDEV_IOMEM, PC_TESTDEV_IOMEM_SIZE, &pc_testdev_iomem_ops,
+                      m->testdev);
 }
 
 /* Last of the stateful devices: the others keep their places in a snapshot. */
@@ -188,6 +205,7 @@ int machine_devices_setup(struct machine *m) {
     if (multiboot_platform(m)) {
         if (!(m->pm_timer = acpi_pm_timer_create())) return machine_fail("out of memory");
         if (map_device(m, ZX_GUEST_TRAP_IO, ACPI_PM_TIMER_PORT, 4, &acpi_pm_timer_ops, m->pm_timer)) return -1;
+        if (add_pc_testdev(m)) return -1;
     }
     return map_unassigned_ports(m);
 }
@@ -219,4 +237,5 @@ void machine_devices_destroy(struct machine *m) {
     bench_bell_destroy(m->bench_bell);
     fw_cfg_destroy(m->fw_cfg);
     acpi_pm_timer_destroy(m->pm_timer);
+    pc_testdev_destroy(m->testdev);
 }

@@ -163,6 +163,7 @@ struct machine {
     struct uffd_backend *uffd; /* restored through a page-fault handler: what serves RAM; else NULL */
     struct fw_cfg *fw_cfg;     /* QEMU's firmware configuration (RAM size, CPUs): multiboot kernels read it */
     struct acpi_pm_timer *pm_timer; /* a multiboot machine's (devices/acpi_pm_timer.h) */
+    struct pc_testdev *testdev;     /* a multiboot machine's (devices/pc_testdev.h) */
 };
 
 _Static_assert(offsetof(struct machine, maps) + sizeof(((struct machine *)0)->maps) <= 4096,

@@ -168,6 +168,9 @@ zx_status_t bellhop_guest_irqfd(zx_handle_t guest, uint32_t gsi, int *fd);
  * asserts it; it stays asserted until the guest's EOI, when KVM lowers it and makes
  * *resample_fd readable (the device then re-asserts if it still has something pending). */
 zx_status_t bellhop_guest_irqfd_level(zx_handle_t guest, uint32_t gsi, int *fd, int *resample_fd);
+/* bellhop: sets interrupt line `gsi` (below 24: the IOAPIC's pins) to `level` at once, for a
+ * source whose level its guest drives itself (QEMU's pc-testdev): KVM_IRQ_LINE. */
+zx_status_t bellhop_guest_irq_line(zx_handle_t guest, uint32_t gsi, bool level);
 
 /* bellhop: message-signalled interrupts (for MSI-X). An MSI vector is a KVM GSI routed to
  * an (address, data) message, raised by writing 8 bytes to its irqfd. Allocate one, then set
