@@ -110,6 +110,14 @@ static double rate(const struct run *r, unsigned a, unsigned b, unsigned long op
 
 /* The unlimited rate of the same reads (200 of them), in this run: the limits are only judged
  * well below it; 0 when even those did not end within the minute (a sanitizer build nested). */
+/* The rates are the plain build's to measure: ASan and TSan slow the guest's driver path
+ * enough that a limit is not what holds it. Under them one test runs, held only to its upper
+ * bound (a limit is never exceeded, however slow the guest); the limiter itself runs under
+ * both in unit rate_limiter and fuzz_rate_limiter. */
+static void timed_in_the_plain_build(void) {
+    if (test_sanitized_build()) test_skip("a sanitizer build: the rates are measured in the plain build");
+}
+
 static double unlimited(void) {
     struct run r;
     start(&r, "null", "200,4096");
@@ -135,11 +143,13 @@ static int api_patch(const char *path, const char *body) {
     return status;
 }
 
-/* Said either way, for the figures in docs/benchmarks.md. */
+/* Said either way, for the figures in docs/benchmarks.md. Under a sanitizer only the upper
+ * bound holds (timed_in_the_plain_build). */
 #define WITHIN_10(got, want)                                                                              \
     do {                                                                                                  \
         printf("rate_limits: %s: %.0f/s at a limit of %.0f/s (%.3fx)\n", __func__, (got), (want), (got) / (want)); \
-        CHECK_MSG((got) > (want) * 0.9 && (got) < (want) * 1.1, "%.0f, limit %.0f", (got), (want));     \
+        CHECK_MSG((got) > (want) * (test_sanitized_build() ? 0 : 0.9) && (got) < (want) * 1.1, "%.0f, limit %.0f", \
+                  (got), (want));                                                                         \
     } while (0)
 
 TEST_TIMEOUT(an_ops_limit_holds_the_disk_to_it, 120) {
@@ -153,6 +163,7 @@ TEST_TIMEOUT(an_ops_limit_holds_the_disk_to_it, 120) {
 }
 
 TEST_TIMEOUT(a_bandwidth_limit_holds_the_disk_to_it, 120) {
+    timed_in_the_plain_build();
     double free_rate = unlimited() * 65536; /* each read's time is mostly its round trip, not its size */
     if (free_rate < 2 * 1024000) test_skip("the guest reads %.0f B/s unlimited here", free_rate);
     struct run r; /* 1 MB a second (1024000 bytes), 100 KiB at once, in reads of 64 KiB */
@@ -163,6 +174,7 @@ TEST_TIMEOUT(a_bandwidth_limit_holds_the_disk_to_it, 120) {
 }
 
 TEST_TIMEOUT(a_one_time_burst_passes_at_once_and_then_the_limit_holds, 120) {
+    timed_in_the_plain_build();
     double free_rate = unlimited();
     if (free_rate < 4 * 100) test_skip("%.0f/s unlimited here", free_rate);
     struct run r; /* 100 a second after a burst of 60: the first 60 (+10) pass at the unlimited rate */
@@ -183,6 +195,7 @@ static void raise_limit(struct run *r, unsigned done) {
 }
 
 TEST_TIMEOUT(patch_drives_changes_the_limit_at_once, 120) {
+    timed_in_the_plain_build();
     double free_rate = unlimited();
     if (free_rate < 2 * 100) test_skip("the guest reads %.0f/s unlimited here", free_rate);
     struct run r; /* 50 a second until 90 are done, then 100 a second */
