@@ -43,6 +43,11 @@ bool multiboot_detect(const uint8_t *image, size_t len) {
     return find_header(image, len, &bad) >= 0;
 }
 
+bool multiboot_claimed(const uint8_t *image, size_t len) {
+    long bad;
+    return find_header(image, len, &bad) >= 0 || bad >= 0;
+}
+
 /* Whether [paddr, paddr+size) may take the kernel: in RAM, below 4 GiB, not below min. */
 static bool fits(const struct guest_mem *gm, uint64_t min_paddr, uint64_t paddr, uint64_t size) {
     return paddr >= min_paddr && paddr <= FOUR_GIB && size <= FOUR_GIB - paddr && gm_valid(gm, paddr, size);

@@ -89,6 +89,9 @@ struct multiboot_kernel {
 /* Whether `image` carries a multiboot header: the magic at a 4-byte aligned offset within
  * its first MULTIBOOT_SEARCH bytes, with a checksum that makes magic + flags + checksum 0. */
 bool multiboot_detect(const uint8_t *image, size_t len);
+/* Whether `image` is meant to boot so: the magic where a header may be, its checksum right or
+ * not (multiboot_load then says what is wrong, rather than another loader). */
+bool multiboot_claimed(const uint8_t *image, size_t len);
 
 /* Loads the multiboot kernel `image` (len bytes, the file's contents) into guest memory: by
  * the header's address fields when it sets MULTIBOOT_AOUT_KLUDGE, else as an ELF32 i386 file

@@ -115,9 +115,8 @@ zx_status_t bellhop_guest_set_topology(zx_handle_t handle, uint32_t cpus, uint32
     pthread_rwlock_wrlock(&g->lock);
     struct kvm_cpuid2 *c = NULL;
     /* A vCPU's CPUID is set once, when it is made: a later topology would not reach it. */
-    if (atomic_load(&g->nvcpus) != 0) st = ZX_ERR_BAD_STATE;
-    else if ((st = guest_cpuid_locked(g)) != ZX_OK) c = NULL;
-    else if (!(c = cpuid_with_topology(g->cpuid, &t))) st = ZX_ERR_NO_MEMORY;
+    st = atomic_load(&g->nvcpus) != 0 ? ZX_ERR_BAD_STATE : guest_cpuid_locked(g);
+    if (st == ZX_OK && !(c = cpuid_with_topology(g->cpuid, &t))) st = ZX_ERR_NO_MEMORY;
     if (c) {
         free(g->cpuid);
         g->cpuid = c;

@@ -160,16 +160,19 @@ static zx_status_t set_cpuid(struct vcpu *v) {
     struct guest *g = v->guest;
     pthread_rwlock_wrlock(&g->lock);
     zx_status_t st = guest_cpuid_locked(g);
-    const struct kvm_cpuid2 *src = g->cpuid;
-    size_t sz = st == ZX_OK ? sizeof *src + src->nent * sizeof src->entries[0] : 0;
-    struct kvm_cpuid2 *c = sz ? malloc(sz) : NULL;
-    if (c) {
-        memcpy(c, src, sz);
-        for (unsigned i = 0; i < c->nent; i++) cpuid_for_vcpu(&g->topo, &c->entries[i], v->id);
+    struct kvm_cpuid2 *c = NULL;
+    if (st == ZX_OK) {
+        const struct kvm_cpuid2 *src = g->cpuid;
+        size_t sz = sizeof *src + src->nent * sizeof src->entries[0];
+        if ((c = malloc(sz))) {
+            memcpy(c, src, sz);
+            for (unsigned i = 0; i < c->nent; i++) cpuid_for_vcpu(&g->topo, &c->entries[i], v->id);
+        } else {
+            st = ZX_ERR_NO_MEMORY;
+        }
     }
     pthread_rwlock_unlock(&g->lock);
     if (st != ZX_OK) return st;
-    if (!c) return ZX_ERR_NO_MEMORY;
     int r = ioctl(v->fd, KVM_SET_CPUID2, c);
     free(c);
     return r == 0 ? ZX_OK : ZX_ERR_INTERNAL;

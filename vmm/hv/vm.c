@@ -470,9 +470,7 @@ zx_status_t bellhop_guest_irq_line(zx_handle_t handle, uint32_t gsi, bool level)
     struct guest *g;
     zx_status_t st = guest_get(handle, ZX_RIGHT_WRITE, &g);
     if (st != ZX_OK) return st;
-    pthread_rwlock_wrlock(&g->lock);
-    st = guest_irqchip_locked(g);
-    pthread_rwlock_unlock(&g->lock);
+    st = guest_irqchip(g);
     struct kvm_irq_level line = {.irq = gsi, .level = level};
     if (st == ZX_OK && ioctl(g->vm, KVM_IRQ_LINE, &line) != 0) st = ZX_ERR_INTERNAL;
     object_unref(&g->obj);

@@ -23,19 +23,6 @@ static bool elf64(const uint8_t *image, size_t len) {
     return len >= EI_NIDENT && memcmp(image, ELFMAG, SELFMAG) == 0 && image[EI_CLASS] == ELFCLASS64;
 }
 
-/* The multiboot magic where a header may be, its checksum right or not: a kernel meant to
- * boot that way, whose refusal (a bad checksum) multiboot_load says better than the PVH
- * loader would. */
-static bool multiboot_meant(const uint8_t *image, size_t len) {
-    if (multiboot_detect(image, len)) return true;
-    for (size_t off = 0; off + 4 <= len && off + 4 <= MULTIBOOT_SEARCH; off += 4) {
-        uint32_t magic;
-        memcpy(&magic, image + off, sizeof magic);
-        if (magic == MULTIBOOT_HEADER_MAGIC) return true;
-    }
-    return false;
-}
-
 /* A multiboot kernel: 32-bit code below 4 GiB, entered with paging off, so wherever it is
  * linked a PVM host runs it. */
 static int load_multiboot(const uint8_t *image, size_t len, const struct guest_mem *gm, uint64_t min_paddr,
@@ -58,7 +45,7 @@ int kernel_load(const uint8_t *image, size_t len, const struct guest_mem *gm, ui
                 const struct kernel_load_opts *o, struct kernel_loaded *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     bool bzimage = bzimage_detect(image, len);
-    if (!bzimage && !elf64(image, len) && multiboot_meant(image, len))
+    if (!bzimage && !elf64(image, len) && multiboot_claimed(image, len))
         return load_multiboot(image, len, gm, min_paddr, o, out, err, errlen);
     if (!bzimage) {
         int r = pvh_load_elf(image, len, o->fd, gm, min_paddr, &out->kernel, err, errlen);

@@ -234,32 +234,33 @@ static void cpu_restored(struct cpu *c, int r) {
     pthread_mutex_unlock(&c->m->lock);
 }
 
-/* A boot vCPU made early waits here for its entry (boot_cpu_go): false when setup failed
- * meanwhile, or (said) when the entry was refused. */
-/* The boot vCPU made early asks for its CPUID while the main thread registers the RAM, then
- * waits for it: true once it is registered, false when setup failed first. */
-static bool ram_registered(struct machine *m) {
-    bellhop_guest_prepare_cpuid(m->guest); /* a failure is the vCPU's to say */
+/* Waits until *flag (m->lock's) is set or the machine is exiting: true for the flag. */
+static bool await_flag(struct machine *m, const bool *flag) {
     pthread_mutex_lock(&m->lock);
-    while (!m->ram_ready && !m->exiting) pthread_cond_wait(&m->cond, &m->lock);
-    bool ready = !m->exiting;
+    while (!*flag && !m->exiting) pthread_cond_wait(&m->cond, &m->lock);
+    bool set = !m->exiting;
     pthread_mutex_unlock(&m->lock);
-    return ready;
+    return set;
 }
 
-static void ram_is_ready(struct machine *m) {
+static void set_flag(struct machine *m, bool *flag) {
     pthread_mutex_lock(&m->lock);
-    m->ram_ready = true;
+    *flag = true;
     pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->lock);
 }
 
+/* The boot vCPU made early asks for its CPUID while the main thread registers the RAM, then
+ * waits for it: true once it is registered, false when setup failed first. */
+static bool ram_registered(struct machine *m) {
+    bellhop_guest_prepare_cpuid(m->guest); /* a failure is the vCPU's to say */
+    return await_flag(m, &m->ram_ready);
+}
+
+/* A boot vCPU made early waits here for its entry (boot_cpu_go): false when setup failed
+ * meanwhile, or (said) when the entry was refused. */
 static bool entry_given(struct machine *m, struct cpu *c, zx_handle_t vcpu) {
-    pthread_mutex_lock(&m->lock);
-    while (!m->boot_cpu_go && !m->exiting) pthread_cond_wait(&m->cond, &m->lock);
-    bool go = !m->exiting;
-    pthread_mutex_unlock(&m->lock);
-    if (!go) return false;
+    if (!await_flag(m, &m->boot_cpu_go)) return false;
     zx_status_t st = bellhop_vcpu_set_entry(vcpu, c->entry);
     if (st == ZX_OK) return true;
     fprintf(stderr, "bellhop: cannot set cpu%u's entry: %s\n", c->id, zx_status_get_string(st));
@@ -288,8 +289,9 @@ static void *cpu_main(void *arg) {
     zx_handle_t vcpu;
     uint32_t options = c->id > 0 && m->linux_smp ? BELLHOP_VCPU_WAIT_FOR_SIPI : 0;
     if (c->entry_later) options |= BELLHOP_VCPU_ENTRY_LATER;
-    bool made_early = c->entry_later && ram_registered(m);
-    zx_status_t st = c->entry_later && !made_early ? ZX_ERR_CANCELED : zx_vcpu_create(m->guest, options, c->entry, &vcpu);
+    /* made early: only once RAM is registered, and not at all if setup failed first */
+    zx_status_t st = c->entry_later && !ram_registered(m) ? ZX_ERR_CANCELED
+                                                           : zx_vcpu_create(m->guest, options, c->entry, &vcpu);
     pthread_mutex_lock(&m->lock);
     c->created = true;
     pthread_cond_broadcast(&m->cond);
@@ -378,14 +380,7 @@ static int start_boot_cpu_early(struct machine *m) {
 }
 
 /* The boot vCPU, made early: 0, or -1 when it could not be (said on its thread). */
-static int boot_cpu_made(struct machine *m) {
-    struct cpu *c = &m->cpus[0];
-    pthread_mutex_lock(&m->lock);
-    while (!c->created && !m->exiting) pthread_cond_wait(&m->cond, &m->lock);
-    bool failed = m->exiting;
-    pthread_mutex_unlock(&m->lock);
-    return failed ? -1 : 0;
-}
+static int boot_cpu_made(struct machine *m) { return await_flag(m, &m->cpus[0].created) ? 0 : -1; }
 
 /* Its entry given, the boot vCPU enters the guest. */
 static void boot_cpu_go(struct machine *m) {
@@ -450,12 +445,7 @@ static int loop_confined(struct machine *m) {
     return r == 1 ? 0 : machine_fail("%s", m->loop_sandbox_err);
 }
 
-static void release_loop(struct machine *m) {
-    pthread_mutex_lock(&m->lock);
-    m->loop_released = true;
-    pthread_cond_broadcast(&m->cond);
-    pthread_mutex_unlock(&m->lock);
-}
+static void release_loop(struct machine *m) { set_flag(m, &m->loop_released); }
 
 int machine_pause(struct machine *m, char *err, size_t errlen) {
     if (m->dispatch_loop) {
@@ -830,7 +820,7 @@ int machine_run(const struct machine_config *cfg) {
     if (create_vm(m) != 0 || (!cfg->restore && start_boot_cpu_early(m) != 0) || map_ram(m) != 0 ||
         machine_track_dirty(m) != 0)
         return tear_down(m, status);
-    ram_is_ready(m);
+    set_flag(m, &m->ram_ready);
     if (create_loop(m) != 0 || start_loop_thread(m) != 0) return tear_down(m, status);
     if ((cfg->restore ? restore_setup(m) : cold_boot_setup(m)) != 0) return tear_down(m, status);
     if (open_observers(m) != 0 || start_running(m) != 0) return tear_down(m, status);

@@ -166,12 +166,17 @@ static int add_pc_testdev(struct machine *m) {
                       m->testdev);
 }
 
-/* Last of the stateful devices: the others keep their places in a snapshot. */
-static int add_fw_cfg(struct machine *m) {
+/* The multiboot platform's devices, fw_cfg first: it is the last of the stateful devices, so
+ * that the others keep their places in a snapshot. */
+static int add_multiboot_platform(struct machine *m) {
     const struct fw_cfg_params p = {.ram_size = m->cfg->mem, .cpus = (uint16_t)m->cfg->cpus,
                                     .max_cpus = (uint16_t)m->cfg->cpus};
-    m->fw_cfg = fw_cfg_create(&p);
-    return map_device(m, ZX_GUEST_TRAP_IO, FW_CFG_PORT, FW_CFG_PORTS, &fw_cfg_ops, m->fw_cfg);
+    if (!(m->fw_cfg = fw_cfg_create(&p)) || !(m->pm_timer = acpi_pm_timer_create()))
+        return machine_fail("out of memory");
+    if (map_device(m, ZX_GUEST_TRAP_IO, FW_CFG_PORT, FW_CFG_PORTS, &fw_cfg_ops, m->fw_cfg) ||
+        map_device(m, ZX_GUEST_TRAP_IO, ACPI_PM_TIMER_PORT, 4, &acpi_pm_timer_ops, m->pm_timer))
+        return -1;
+    return add_pc_testdev(m);
 }
 
 int machine_devices_setup(struct machine *m) {
@@ -201,12 +206,7 @@ int machine_devices_setup(struct machine *m) {
     }
     for (unsigned i = 0; i < cfg->ndevices; i++)
         if (add_virtio(m, cfg->devices[i].ops, cfg->devices[i].params)) return -1;
-    if (multiboot_platform(m) && add_fw_cfg(m) != 0) return -1;
-    if (multiboot_platform(m)) {
-        if (!(m->pm_timer = acpi_pm_timer_create())) return machine_fail("out of memory");
-        if (map_device(m, ZX_GUEST_TRAP_IO, ACPI_PM_TIMER_PORT, 4, &acpi_pm_timer_ops, m->pm_timer)) return -1;
-        if (add_pc_testdev(m)) return -1;
-    }
+    if (multiboot_platform(m) && add_multiboot_platform(m) != 0) return -1;
     return map_unassigned_ports(m);
 }
 
