@@ -184,12 +184,24 @@ grep -q "linux-guest: high ram disk round trip ok" $out && pass the_disk_reads_a
     fail the_disk_reads_and_writes_ram_above_4_gib "$(grep linux-guest $out | tail -4 | tr '\n' '|')"
 grep -q -E "bellhop: kernel unpacked \(.*, not randomized\)" $out && pass nokaslr_leaves_it_in_place ||
     fail nokaslr_leaves_it_in_place "$(grep unpacked $out)"
+# forward TEXT: to the guest's forwarded port (the host's 5558) until the guest says it got
+# something, 30 tries at most: its "listening" comes just before its nc binds, and nested the
+# bind can take seconds (a connection before it reaches no listener and is lost).
+forward() {
+    i=0
+    while [ $i -lt 30 ] && ! grep -q "linux-guest: hostfwd got" $out; do
+        echo "$1" | $in_ns nc -w 5 127.0.0.1 5558 > /dev/null 2>&1
+        sleep 1
+        i=$((i + 1))
+    done
+}
 # User-mode networking (libslirp, no tap, no root needed): DHCP, a connection to a server on the
 # host's loopback through the gateway, and a host client reaching the guest's server through a
 # forwarded port on 127.0.0.1. Nothing leaves the host's loopback: in the test's network
 # namespace where it has one (the nested host's own loopback is down), else the host's.
 # Configured by a config file (Firecracker's format, bellhop's bellhop_net field) with MMDS on the
 # interface, version 1, its store from --metadata: the guest's wget reads a key.
+
 user_tests="user_net_gives_an_address_by_dhcp user_net_reaches_the_hosts_loopback user_net_forwards_a_host_port
             mmds_v1_answers_a_plain_get_over_user_net"
 if [ -n "$sanitized" ]; then
@@ -208,8 +220,7 @@ JSON
     $in_ns $bellhop run --config-file /tmp/bellhop-user.json --metadata /tmp/bellhop-mmds.json > $out 2>&1 < /dev/null &
     vmm=$!
     wait_out "linux-guest: user net listening" 600
-    sleep 1
-    echo "hello through hostfwd" | $in_ns nc -w 5 127.0.0.1 5558 > /dev/null 2>&1
+    forward "hello through hostfwd"
     wait_end 300
     kill $vmm $user_listener 2>/dev/null
     wait $vmm
@@ -242,8 +253,7 @@ else
         --cmdline "console=ttyS0 quiet bellhop.usernet=5557" > $out 2>&1 < /dev/null &
     vmm=$!
     wait_out "linux-guest: user net listening" 600
-    sleep 1
-    echo "hello through passt" | $in_ns nc -w 5 127.0.0.1 5558 > /dev/null 2>&1
+    forward "hello through passt"
     wait_end 300
     kill $vmm $passt_listener 2>/dev/null
     wait $vmm
