@@ -383,6 +383,8 @@ TEST_TIMEOUT(a_handler_killed_while_the_guest_runs_ends_the_vmm_with_one_line, 6
 }
 
 TEST_TIMEOUT(a_handler_that_never_answers_fails_the_restore_after_10_s, 60) {
+    /* seconds of waiting on the path the other handler failures take under a sanitizer too */
+    if (test_sanitized_build()) test_skip("a sanitizer build: the plain build waits the bound out");
     need_userfaultfd();
     make_dir();
     make_snapshot(false);
@@ -449,6 +451,8 @@ TEST_TIMEOUT(the_watching_thread_runs_under_its_own_filter, 120) {
 
 /* A handler whose backlog is full (it never accepts): bellhop's connect gives up after 5 s. */
 TEST_TIMEOUT(a_handler_that_never_accepts_fails_the_restore_after_5_s, 60) {
+    /* seconds of waiting on the path the other handler failures take under a sanitizer too */
+    if (test_sanitized_build()) test_skip("a sanitizer build: the plain build waits the bound out");
     need_userfaultfd();
     make_dir();
     make_snapshot(false);
