@@ -32,7 +32,7 @@ struct floor {
 
 static void phase(struct floor *f, const char *name, uint64_t now) {
     size_t len = strlen(f->phases);
-    snprintf(f->phases + len, sizeof f->phases - len, "%s%s %.1f", len ? ", " : "", name,
+    snprintf(f->phases + len, sizeof f->phases - len, "%s%s %.2f", len ? ", " : "", name,
              (double)(now - f->last_ns) / 1e6);
     f->last_ns = now;
 }

@@ -167,7 +167,7 @@ void machine_setup_phase(struct machine *m, const char *name) { machine_setup_ph
 void machine_setup_phase_until(struct machine *m, const char *name, uint64_t now) {
     if (!m->cfg->boot_markers) return;
     size_t len = strlen(m->setup_phases);
-    snprintf(m->setup_phases + len, sizeof m->setup_phases - len, "%s%s %.1f", len ? ", " : "", name,
+    snprintf(m->setup_phases + len, sizeof m->setup_phases - len, "%s%s %.2f", len ? ", " : "", name,
              (double)(now - m->setup_last_ns) / 1e6);
     m->setup_last_ns = now;
 }
