@@ -178,23 +178,39 @@ static zx_status_t set_cpuid(struct vcpu *v) {
     return r == 0 ? ZX_OK : ZX_ERR_INTERNAL;
 }
 
-static zx_status_t set_entry_state(struct vcpu *v, zx_gpaddr_t entry) {
+/* Flat segments (GDT code 0x10, data 0x18): 32-bit protected mode, or long mode's 64-bit code. */
+static void flat_segments(struct kvm_sregs *s, bool long_mode) {
+    struct kvm_segment code = {.base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 11, .present = 1,
+                               .dpl = 0, .db = !long_mode, .s = 1, .l = long_mode, .g = 1};
+    struct kvm_segment data = {.base = 0, .limit = 0xffffffff, .selector = 0x18, .type = 3, .present = 1,
+                               .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1};
+    s->cs = code;
+    s->ds = s->es = s->fs = s->gs = s->ss = data;
+}
+
+static zx_status_t set_entry_state(struct vcpu *v, const bellhop_vcpu_boot_state_t *b) {
     struct kvm_sregs s;
-    if (ioctl(v->fd, KVM_GET_SREGS, &s) != 0) return ZX_ERR_INTERNAL;
-    struct kvm_segment code = {.base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 11,
-                               .present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1};
-    struct kvm_segment data = code;
-    data.selector = 0x18;
-    data.type = 3;
-    s.cs = code;
-    s.ds = s.es = s.fs = s.gs = s.ss = data;
-    s.cr0 = 0x11; /* PE | ET */
-    s.cr4 = 0;
-    s.efer = 0;
+    if (v->have_reset_sregs) s = v->reset_sregs;
+    else if (ioctl(v->fd, KVM_GET_SREGS, &s) != 0) return ZX_ERR_INTERNAL;
+    flat_segments(&s, b->cr3 != 0);
+    if (b->cr3) {
+        s.gdt.base = b->gdt;
+        s.gdt.limit = b->gdt_limit;
+        s.cr3 = b->cr3;
+        s.cr4 = 0x20;       /* PAE */
+        s.cr0 = 0x80050033; /* PG | AM | WP | NE | ET | MP | PE */
+        s.efer = 0x500;     /* LME | LMA */
+    } else {
+        s.cr0 = 0x11; /* PE | ET */
+        s.cr4 = 0;
+        s.efer = 0;
+    }
     if (ioctl(v->fd, KVM_SET_SREGS, &s) != 0) return ZX_ERR_INTERNAL;
-    struct kvm_regs regs = {.rip = entry, .rflags = 0x2};
+    struct kvm_regs regs = {.rip = b->entry, .rflags = 0x2, .rax = b->rax, .rbx = b->rbx, .rsi = b->rsi};
     if (ioctl(v->fd, KVM_SET_REGS, &regs) != 0) return ZX_ERR_INTERNAL;
-    /* KVM parks every vCPU but the first waiting for INIT/SIPI; ours start at their entry. */
+    /* KVM makes the BSP (vCPU 0) runnable and parks every other vCPU waiting for INIT/SIPI;
+     * ours start at their entry. */
+    if (v->id == 0) return ZX_OK;
     struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
     return ioctl(v->fd, KVM_SET_MP_STATE, &mp) == 0 ? ZX_OK : ZX_ERR_INTERNAL;
 }
@@ -242,8 +258,10 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
         }
     }
     if (st == ZX_OK) st = set_cpuid(v);
-    if (st == ZX_OK && !(options & (BELLHOP_VCPU_WAIT_FOR_SIPI | BELLHOP_VCPU_ENTRY_LATER)))
-        st = set_entry_state(v, entry);
+    if (st == ZX_OK && (options & BELLHOP_VCPU_ENTRY_LATER))
+        v->have_reset_sregs = ioctl(v->fd, KVM_GET_SREGS, &v->reset_sregs) == 0;
+    else if (st == ZX_OK && !(options & BELLHOP_VCPU_WAIT_FOR_SIPI))
+        st = set_entry_state(v, &(bellhop_vcpu_boot_state_t){.entry = entry});
     if (st == ZX_OK) {
         /* No KVM_SYNC_X86_REGS: copying the registers into kvm_run on every exit cost each
          * exit about 1% (nested); only failures and tracing want RIP, and they ask for it. */
@@ -748,37 +766,13 @@ zx_status_t bellhop_vcpu_set_tick(zx_handle_t handle, uint64_t period_ns) {
     return st;
 }
 
-zx_status_t bellhop_vcpu_set_entry(zx_handle_t handle, zx_gpaddr_t entry) {
+zx_status_t bellhop_vcpu_set_boot_state(zx_handle_t handle, const bellhop_vcpu_boot_state_t *state) {
+    if (!state) return ZX_ERR_INVALID_ARGS;
     struct vcpu *v;
     zx_status_t st = owned_vcpu(handle, ZX_RIGHT_WRITE, &v);
     if (st != ZX_OK) return st;
-    st = set_entry_state(v, entry);
-    object_unref(&v->obj);
-    return st;
-}
-
-zx_status_t bellhop_vcpu_set_long_mode(zx_handle_t handle, uint64_t cr3, uint64_t gdt, uint16_t gdt_limit) {
-    struct vcpu *v;
-    zx_status_t st = owned_vcpu(handle, ZX_RIGHT_WRITE, &v);
-    if (st != ZX_OK) return st;
-    struct kvm_sregs s;
-    if (ioctl(v->fd, KVM_GET_SREGS, &s) != 0) {
-        st = ZX_ERR_INTERNAL;
-    } else {
-        struct kvm_segment code = {.base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 11,
-                                   .present = 1, .dpl = 0, .db = 0, .s = 1, .l = 1, .g = 1};
-        struct kvm_segment data = {.base = 0, .limit = 0xffffffff, .selector = 0x18, .type = 3,
-                                   .present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1};
-        s.cs = code;
-        s.ds = s.es = s.fs = s.gs = s.ss = data;
-        s.gdt.base = gdt;
-        s.gdt.limit = gdt_limit;
-        s.cr3 = cr3;
-        s.cr4 = 0x20;                    /* PAE */
-        s.cr0 = 0x80050033;              /* PG | AM | WP | NE | ET | MP | PE */
-        s.efer = 0x500;                  /* LME | LMA */
-        if (ioctl(v->fd, KVM_SET_SREGS, &s) != 0) st = ZX_ERR_INTERNAL;
-    }
+    st = set_entry_state(v, state);
+    v->have_reset_sregs = false; /* once: a vCPU that has run has other state */
     object_unref(&v->obj);
     return st;
 }

@@ -257,13 +257,13 @@ static bool ram_registered(struct machine *m) {
     return await_flag(m, &m->ram_ready);
 }
 
-/* A boot vCPU made early waits here for its entry (boot_cpu_go): false when setup failed
- * meanwhile, or (said) when the entry was refused. */
+/* A boot vCPU made early waits here for its boot state (boot_cpu_go): false when setup failed
+ * meanwhile, or (said) when the state was refused. */
 static bool entry_given(struct machine *m, struct cpu *c, zx_handle_t vcpu) {
     if (!await_flag(m, &m->boot_cpu_go)) return false;
-    zx_status_t st = bellhop_vcpu_set_entry(vcpu, c->entry);
+    zx_status_t st = machine_boot_registers(m, vcpu);
     if (st == ZX_OK) return true;
-    fprintf(stderr, "bellhop: cannot set cpu%u's entry: %s\n", c->id, zx_status_get_string(st));
+    fprintf(stderr, "bellhop: cannot set cpu%u's boot registers: %s\n", c->id, zx_status_get_string(st));
     request_exit(&m->env, 1);
     return false;
 }
@@ -309,7 +309,7 @@ static void *cpu_main(void *arg) {
         int r = machine_restore_cpu(c, vcpu) == ZX_OK ? 1 : -1;
         cpu_restored(c, r);
         if (r < 0) request_exit(&m->env, 1);
-    } else if (given && c->id == 0 && (st = machine_boot_registers(m, vcpu)) != ZX_OK) {
+    } else if (given && !c->entry_later && c->id == 0 && (st = machine_boot_registers(m, vcpu)) != ZX_OK) {
         fprintf(stderr, "bellhop: cannot set cpu0's boot registers: %s\n", zx_status_get_string(st));
         request_exit(&m->env, 1);
     }

@@ -350,17 +350,14 @@ int machine_boot_setup(struct machine *m) {
 
 
 zx_status_t machine_boot_registers(struct machine *m, zx_handle_t vcpu) {
-    zx_vcpu_state_t r;
-    zx_status_t st = zx_vcpu_read_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
-    if (st != ZX_OK) return st;
+    bellhop_vcpu_boot_state_t b = {.entry = m->boot_entry};
     if (m->loaded.bzimage) {
-        r.rsi = BOOT_ZERO_PAGE_ADDR;
-        st = bellhop_vcpu_set_long_mode(vcpu, BOOT_PML4_ADDR, BOOT_GDT_ADDR, 4 * 8 - 1);
-        if (st != ZX_OK) return st;
+        b.rsi = BOOT_ZERO_PAGE_ADDR;
+        b.cr3 = BOOT_PML4_ADDR, b.gdt = BOOT_GDT_ADDR, b.gdt_limit = 4 * 8 - 1;
     } else {
         /* multiboot's information block, or PVH's start info: both there */
-        r.rbx = LAYOUT_START_INFO;
-        if (m->loaded.multiboot) r.rax = MULTIBOOT_BOOTLOADER_MAGIC;
+        b.rbx = LAYOUT_START_INFO;
+        if (m->loaded.multiboot) b.rax = MULTIBOOT_BOOTLOADER_MAGIC;
     }
-    return zx_vcpu_write_state(vcpu, ZX_VCPU_STATE, &r, sizeof r);
+    return bellhop_vcpu_set_boot_state(vcpu, &b);
 }

@@ -184,8 +184,9 @@ int machine_watch_files(struct machine *m);
 /* Every device's requests in flight completed (their quiesce hooks): before guest RAM or
  * the interrupt controllers are read or replaced with the vCPUs paused. */
 void machine_quiesce_devices(struct machine *m);
-/* The boot vCPU's registers for its entry: PVH's start_info in EBX, or for a bzImage the zero
- * page in RSI and long mode. */
+/* The boot vCPU's whole boot state, at the kernel's entry: PVH's start_info or multiboot's
+ * information block in EBX (and multiboot's magic in EAX), or for a bzImage the zero page in
+ * RSI and long mode. */
 zx_status_t machine_boot_registers(struct machine *m, zx_handle_t vcpu);
 
 /* machine_devices.c */

@@ -135,7 +135,7 @@ zx_status_t zx_guest_set_trap(zx_handle_t handle, uint32_t kind, zx_vaddr_t addr
  * brings up its CPUs); `entry` is ignored. */
 #define BELLHOP_VCPU_WAIT_FOR_SIPI ((uint32_t)1u << 31)
 /* bellhop option for zx_vcpu_create: `entry` is ignored and the vCPU must not be entered until
- * bellhop_vcpu_set_entry gives it one, so that a vCPU can be made (the dear KVM calls) before
+ * bellhop_vcpu_set_boot_state gives it one, so that a vCPU can be made (the dear KVM calls) before
  * its kernel is loaded. */
 #define BELLHOP_VCPU_ENTRY_LATER ((uint32_t)1u << 30)
 
@@ -220,13 +220,22 @@ typedef struct bellhop_vcpu_sregs {
     uint8_t padding1[3];
 } bellhop_vcpu_sregs_t;
 zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *out);
-/* bellhop: puts a new vCPU in 64-bit long mode (for the Linux 64-bit boot protocol): paging
- * on with page tables at cr3, PAE, EFER.LME/LMA, GDT at gdt (code selector 0x10, data 0x18,
- * flat), interrupts off. RIP stays the entry it was created with. Owning thread. */
-/* bellhop: the entry state zx_vcpu_create gives without BELLHOP_VCPU_ENTRY_LATER: 32-bit flat
- * protected mode, paging off, at `entry`, runnable. Owning thread. */
-zx_status_t bellhop_vcpu_set_entry(zx_handle_t handle, zx_gpaddr_t entry);
-zx_status_t bellhop_vcpu_set_long_mode(zx_handle_t handle, uint64_t cr3, uint64_t gdt, uint16_t gdt_limit);
+/* bellhop: a new vCPU's boot state, for a vCPU made with BELLHOP_VCPU_ENTRY_LATER: flat
+ * segments (GDT code selector 0x10, data 0x18), interrupts off, runnable at `entry`, with rax,
+ * rbx and rsi as given (the boot protocols' arguments) and the other registers 0. Without
+ * `cr3`, 32-bit protected mode with paging off (what zx_vcpu_create gives without
+ * BELLHOP_VCPU_ENTRY_LATER); with it, 64-bit long mode (the Linux 64-bit boot protocol):
+ * paging on with page tables at cr3, PAE, EFER.LME/LMA, the GDT at gdt. One KVM_SET_SREGS and
+ * one KVM_SET_REGS: it is the last step before a launch's first instruction, and each vCPU
+ * call costs microseconds on PVM. Owning thread. */
+typedef struct bellhop_vcpu_boot_state {
+    zx_gpaddr_t entry;
+    uint64_t cr3, gdt;
+    uint16_t gdt_limit;
+    uint8_t padding1[6];
+    uint64_t rax, rbx, rsi;
+} bellhop_vcpu_boot_state_t;
+zx_status_t bellhop_vcpu_set_boot_state(zx_handle_t handle, const bellhop_vcpu_boot_state_t *state);
 
 /* bellhop: every period_ns (0: no more), a signal to the owning thread ends its KVM_RUN and
  * zx_vcpu_enter returns ZX_ERR_TIMED_OUT, the vCPU stopped where it was (a sampling
