@@ -99,11 +99,14 @@ uint64_t acpi_build(const struct guest_mem *gm, unsigned ncpus, uint64_t ioapic_
     uint64_t base = ACPI_TABLES_ADDR;
     uint8_t *p = gm_ptr_write(gm, base, ACPI_TABLES_SIZE);
     if (!p || ncpus == 0 || ncpus > 255) return 0;
-    memset(p, 0, ACPI_TABLES_SIZE);
     uint64_t rsdp_at = base, xsdt_at = base + 0x40, fadt_at = base + 0x100, madt_at = base + 0x300,
              dsdt_at = base + 0x1000;
     uint32_t madt_len = 44 + 8 * ncpus + 12;
     if (madt_at + madt_len > dsdt_at || 0x1000 + dsdt_aml_len > ACPI_TABLES_SIZE) return 0;
+    /* Only the tables' span: the rest of the area is never pointed to, and zeroing it all
+     * would fault in 16 pages of guest RAM at every launch. (A scan for the RSDP finds it
+     * first, at the area's start.) */
+    memset(p, 0, 0x1000 + dsdt_aml_len);
 
     memcpy(p + (dsdt_at - base), dsdt_aml, dsdt_aml_len);
 

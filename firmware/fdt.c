@@ -34,9 +34,8 @@ static int prop_irq(void *fdt, uint32_t pin) {
     return fdt_property(fdt, "interrupts", irq, sizeof irq);
 }
 
-int fdt_build(const struct fdt_machine *m, void *buf, size_t size) {
+static int build(const struct fdt_machine *m, void *fdt, size_t size) {
     char name[64];
-    void *fdt = buf;
     TRY(fdt_create(fdt, (int)size));
     TRY(fdt_finish_reservemap(fdt));
     TRY(fdt_begin_node(fdt, ""));
@@ -107,6 +106,18 @@ int fdt_build(const struct fdt_machine *m, void *buf, size_t size) {
     TRY(fdt_end_node(fdt));
     TRY(fdt_finish(fdt));
     return (int)fdt_totalsize(fdt);
+}
+
+int fdt_build(const struct fdt_machine *m, void *buf, size_t size) {
+    /* libfdt zeroes all the room it is given, here guest RAM: a first try in the few pages a
+     * tree takes (about 2 KiB with eight virtio devices and a long command line) faults in
+     * two pages at a launch rather than all of buf's. */
+    enum { FIRST_TRY = 8192 };
+    if (size > FIRST_TRY) {
+        int r = build(m, buf, FIRST_TRY);
+        if (r != -FDT_ERR_NOSPACE) return r;
+    }
+    return build(m, buf, size);
 }
 
 void fdt_microvm_layout(struct fdt_machine *m, uint64_t ram_size, const char *cmdline) {
