@@ -282,6 +282,10 @@ static void fd_section(long n) {
         bh[r] = bellhop_fd_rate(n);
         vs_raw[r] = bh[r] / raw[r], vs_uv[r] = bh[r] / uv[r], uv_raw[r] = uv[r] / raw[r];
     }
+    /* median() sorts in place: the per-round line needs the rounds' own pairs */
+    double round_raw[FD_ROUNDS], round_uv[FD_ROUNDS];
+    memcpy(round_raw, vs_raw, sizeof round_raw);
+    memcpy(round_uv, vs_uv, sizeof round_uv);
     double fl = median(vs_raw, FD_ROUNDS), lu = median(vs_uv, FD_ROUNDS);
     printf("2. one thread, fd wake-ups turned into handler calls per second (median of %d alternating rounds)\n",
            FD_ROUNDS);
@@ -290,9 +294,9 @@ static void fd_section(long n) {
     printf("   bellhop fd wait          %12.0f /s   %.2fx floor, %.2fx libuv (target >= 0.95x floor and >= libuv: %s)\n",
            median(bh, FD_ROUNDS), fl, lu, fl >= 0.95 && lu >= 1.0 ? "met" : "MISSED");
     printf("   per round, bellhop over the floor:");
-    for (int r = 0; r < FD_ROUNDS; r++) printf(" %.2f", bh[r] / raw[r]);
+    for (int r = 0; r < FD_ROUNDS; r++) printf(" %.2f", round_raw[r]);
     printf("; over libuv:");
-    for (int r = 0; r < FD_ROUNDS; r++) printf(" %.2f", bh[r] / uv[r]);
+    for (int r = 0; r < FD_ROUNDS; r++) printf(" %.2f", round_uv[r]);
     printf("\n\n");
 }
 

@@ -15,7 +15,7 @@ void async_set_default_dispatcher(async_dispatcher_t *d) { default_dispatcher = 
 
 zx_time_t async_now(async_dispatcher_t *d) { return d->ops->v1.now(d); }
 
-zx_status_t async_begin_wait(async_dispatcher_t *d, async_wait_t *wait) {
+__attribute__((hot)) zx_status_t async_begin_wait(async_dispatcher_t *d, async_wait_t *wait) {
     return d->ops->v1.begin_wait(d, wait);
 }
 zx_status_t async_cancel_wait(async_dispatcher_t *d, async_wait_t *wait) {

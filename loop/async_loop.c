@@ -100,15 +100,15 @@ static __thread struct rewait *tls_rewait;
 
 /* ---- handler invocation ---- */
 
-static void prologue(async_loop_t *loop) {
+static inline void prologue(async_loop_t *loop) {
     if (loop->config.prologue) loop->config.prologue(loop, loop->config.data);
 }
-static void epilogue(async_loop_t *loop) {
+static inline void epilogue(async_loop_t *loop) {
     if (loop->config.epilogue) loop->config.epilogue(loop, loop->config.data);
 }
 
-static void invoke_wait(async_loop_t *loop, async_wait_t *wait, zx_status_t st,
-                        const zx_packet_signal_t *signal) {
+static inline void invoke_wait(async_loop_t *loop, async_wait_t *wait, zx_status_t st,
+                               const zx_packet_signal_t *signal) {
     prologue(loop);
     wait->handler(&loop->dispatcher, wait, st, signal);
     epilogue(loop);
@@ -200,7 +200,7 @@ static zx_time_t loop_now(async_dispatcher_t *d) {
 
 /* The state test is only a short cut: a wait begun while shutdown cancels the others is
  * refused by the port (port_take_tagged_locked), atomically with that cancellation. */
-static zx_status_t loop_begin_wait(async_dispatcher_t *d, async_wait_t *wait) {
+__attribute__((hot)) static zx_status_t loop_begin_wait(async_dispatcher_t *d, async_wait_t *wait) {
     async_loop_t *loop = loop_of(d);
     struct observer *reuse = NULL;
     struct rewait *rw = tls_rewait;

@@ -60,19 +60,28 @@ static void fd_ready(struct port_fd_source *src, uint32_t events) {
     lock_release(&g_signal_lock);
 }
 
-static void fd_ready_signal_locked(struct port_fd_source *src, uint32_t events) {
+__attribute__((hot)) static void fd_ready_signal_locked(struct port_fd_source *src, uint32_t events) {
     struct fd_port *fp = (struct fd_port *)src;
     fd_fired_locked(fp, object_fire_polled_locked(&fp->fdo->obj, src->port, from_poll(events)));
 }
 
+/* fp lives until the object's last handle closes, which a re-armed wait checks first. */
+static void remember_armed(struct observer *o, struct fd_port *fp, zx_signals_t trigger, uint32_t events) {
+    o->arm_word = &fp->armed;
+    o->arm_bits = events;
+    o->arm_trigger = trigger;
+}
+
 /* `armed` always covers the triggers of the waits pending on the port (it only grows here, and
  * fd_fired_locked sets it to exactly them): a new wait needs only its own events added. */
-static zx_status_t fd_arm(struct zx_object *obj, struct zx_port *port, zx_signals_t trigger) {
+static zx_status_t fd_arm(struct zx_object *obj, struct observer *o, zx_signals_t trigger) {
     struct fd_object *f = (struct fd_object *)obj;
+    struct zx_port *port = o->port;
     struct fd_port *fp = (struct fd_port *)port_source_find(&f->ports, port);
     if (fp) {
         uint32_t events = to_epoll(trigger);
         if (events & ~fp->armed) set_armed(fp, events | fp->armed);
+        remember_armed(o, fp, trigger, events);
         return ZX_OK;
     }
     uint32_t events = to_epoll(object_pending_triggers_locked(obj, port));
@@ -84,6 +93,7 @@ static zx_status_t fd_arm(struct zx_object *obj, struct zx_port *port, zx_signal
     fp->armed = events;
     zx_status_t st = port_source_add(&f->ports, port, &fp->src);
     if (st != ZX_OK) free(fp);
+    else remember_armed(o, fp, trigger, to_epoll(trigger));
     return st;
 }
 

@@ -60,30 +60,31 @@ void observer_free(struct observer *o) {
 }
 
 /* poll_signals may latch signals that changed by themselves (an expired timer). */
-zx_signals_t object_current_signals_locked(struct zx_object *obj) {
+static inline zx_signals_t current_signals_locked(struct zx_object *obj) {
     zx_signals_t s = obj->ops->poll_signals ? obj->ops->poll_signals(obj) : 0;
     return s | obj->signals;
 }
 
-static zx_time_t now_for(uint32_t options) {
+zx_signals_t object_current_signals_locked(struct zx_object *obj) { return current_signals_locked(obj); }
+
+zx_time_t observer_timestamp(uint32_t options) {
     if (options & ZX_WAIT_ASYNC_BOOT_TIMESTAMP) return zx_clock_get_boot();
     if (options & ZX_WAIT_ASYNC_TIMESTAMP) return zx_clock_get_monotonic();
     return 0;
 }
 
-/* Queues the observer's signal packet; the observer now belongs to the port queue. polled: the
- * caller holds the port's lock and polls it (object_fire_polled_locked). */
-static void observer_deliver_locked(struct observer *o, zx_signals_t observed, bool polled) {
+/* Queues the observer's signal packet; the observer now belongs to the port queue. */
+static void observer_deliver_locked(struct observer *o, zx_signals_t observed) {
     o->pp.packet.signal = (zx_packet_signal_t){
-        .trigger = o->trigger, .observed = observed, .count = 1, .timestamp = now_for(o->options)};
-    zx_status_t st = polled ? port_enqueue_polled_locked(o->port, &o->pp) : port_queue_packet(o->port, &o->pp);
+        .trigger = o->trigger, .observed = observed, .count = 1, .timestamp = observer_timestamp(o->options)};
+    zx_status_t st = port_queue_packet(o->port, &o->pp);
     if (st != ZX_OK) {
         /* The port lost its last handle meanwhile: nobody can ever read the packet. */
         observer_free(o);
     }
 }
 
-static void observer_fire_locked(struct observer *o, zx_signals_t observed, bool polled) {
+static void observer_fire_locked(struct observer *o, zx_signals_t observed) {
     list_delete(&o->obj_node);
     if (o->cond) {
         o->fired = true;
@@ -92,29 +93,21 @@ static void observer_fire_locked(struct observer *o, zx_signals_t observed, bool
         return;
     }
     port_unlink_observer_locked(o);
-    observer_deliver_locked(o, observed, polled);
+    observer_deliver_locked(o, observed);
 }
 
-static int fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals, bool polled) {
+int object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals) {
     int fired = 0;
     struct list_node *n, *tmp;
     list_for_each_safe(&obj->observers, n, tmp) {
         struct observer *o = list_entry(n, struct observer, obj_node);
         if (port && o->port != port) continue;
         if (o->trigger & signals) {
-            observer_fire_locked(o, signals, polled);
+            observer_fire_locked(o, signals);
             fired++;
         }
     }
     return fired;
-}
-
-int object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals) {
-    return fire_locked(obj, port, signals, false);
-}
-
-int object_fire_polled_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals) {
-    return fire_locked(obj, port, signals, true);
 }
 
 zx_signals_t object_pending_triggers_locked(struct zx_object *obj, struct zx_port *port) {
@@ -138,7 +131,7 @@ void object_update_signals_locked(struct zx_object *obj, zx_signals_t clear, zx_
         struct observer *o = list_entry(n, struct observer, obj_node);
         /* Level waits fire on any match; edge waits only on an inactive -> active change. */
         zx_signals_t hit = (o->options & ZX_WAIT_ASYNC_EDGE) ? (now & ~old) : now;
-        if (o->trigger & hit) observer_fire_locked(o, now, false);
+        if (o->trigger & hit) observer_fire_locked(o, now);
     }
 }
 
@@ -230,7 +223,13 @@ zx_status_t zx_object_wait_async(zx_handle_t handle, zx_handle_t port_handle, ui
  * removed, and a wait linked now would never be cancelled nor its source removed. drop_handle
  * counts the handle down before it takes g_signal_lock, so under that lock we see the zero, or
  * it sees our observer. */
-static zx_status_t observer_begin(struct observer *o, uint64_t key, zx_signals_t signals, uint32_t options) {
+/* A re-armed fd wait finds the fd's epoll registration still covering its trigger. */
+static bool still_armed(const struct observer *o, zx_signals_t signals) {
+    return o->arm_word && o->arm_trigger == signals && !(o->arm_bits & ~*o->arm_word);
+}
+
+static inline __attribute__((always_inline)) zx_status_t observer_begin(struct observer *o, uint64_t key,
+                                                                        zx_signals_t signals, uint32_t options) {
     struct zx_object *obj = o->obj;
     o->trigger = signals;
     o->options = options;
@@ -240,12 +239,12 @@ static zx_status_t observer_begin(struct observer *o, uint64_t key, zx_signals_t
     zx_signals_t cur;
     if (atomic_load(&obj->handles) == 0) {
         st = ZX_ERR_BAD_HANDLE; /* as Zircon's wait_async on a closed handle */
-    } else if (!(options & ZX_WAIT_ASYNC_EDGE) && ((cur = object_current_signals_locked(obj)) & signals)) {
+    } else if (!(options & ZX_WAIT_ASYNC_EDGE) && ((cur = current_signals_locked(obj)) & signals)) {
         if (port_refuses_locked(o->port, o->tag)) st = ZX_ERR_BAD_STATE;
-        else observer_deliver_locked(o, cur, false);
+        else observer_deliver_locked(o, cur);
     } else if ((st = port_link_observer_locked(o->port, o)) == ZX_OK) {
         list_add_tail(&obj->observers, &o->obj_node);
-        if (obj->ops->arm && (st = obj->ops->arm(obj, o->port, signals)) != ZX_OK) {
+        if (obj->ops->arm && !still_armed(o, signals) && (st = obj->ops->arm(obj, o, signals)) != ZX_OK) {
             list_delete(&o->obj_node);
             port_unlink_observer_locked(o);
         }
@@ -290,8 +289,9 @@ zx_status_t object_wait_async_on(struct zx_port *port, zx_handle_t handle, uint6
 
 /* The options were checked when o was made; the same handle with the same close count is the
  * same object with the same rights, so nothing else needs checking again. */
-zx_status_t object_rewait_async(struct observer *o, struct zx_port *port, zx_handle_t handle, uint64_t key,
-                                zx_signals_t signals, uint32_t options, const void *tag) {
+__attribute__((hot)) zx_status_t object_rewait_async(struct observer *o, struct zx_port *port, zx_handle_t handle,
+                                                     uint64_t key, zx_signals_t signals, uint32_t options,
+                                                     const void *tag) {
     if (o->port == port && o->handle == handle && o->options == options && o->tag == tag && o->obj &&
         o->closes == atomic_load_explicit(&o->obj->handle_closes, memory_order_acquire))
         return observer_begin(o, key, signals, options);

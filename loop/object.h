@@ -22,6 +22,7 @@
 
 struct zx_object;
 struct zx_port;
+struct observer;
 
 /* A millisecond timeout for poll() or epoll_wait() that ends no earlier than `deadline`
  * (rounded up, at most 2^30 ms, after which the caller waits again): -1 for
@@ -40,9 +41,10 @@ struct object_ops {
     zx_signals_t (*poll_signals)(struct zx_object *obj);
     /* When signals next change by themselves (a timer's deadline), or ZX_TIME_INFINITE. */
     zx_time_t (*next_change)(struct zx_object *obj);
-    /* Called with g_signal_lock held after an observer for `port` with `trigger` was linked,
-     * for objects whose signals only a port's poller can see (fds, timers). May be NULL. */
-    zx_status_t (*arm)(struct zx_object *obj, struct zx_port *port, zx_signals_t trigger);
+    /* Called with g_signal_lock held after `o` (an observer of o->port with `trigger`) was
+     * linked, for objects whose signals only a port's poller can see (fds, timers). May set
+     * o->arm_word (see struct observer). May be NULL. */
+    zx_status_t (*arm)(struct zx_object *obj, struct observer *o, zx_signals_t trigger);
     /* zx_object_wait_one for objects that wait their own way (fds). May be NULL. */
     zx_status_t (*wait_one)(struct zx_object *obj, zx_signals_t signals, zx_time_t deadline,
                             zx_signals_t *observed);
@@ -92,6 +94,11 @@ struct observer {
     /* The async loop whose wait this is (NULL for zx_object_wait_async's): the loop finds its
      * pending waits on its port by it, having no list of its own to lock on every wake. */
     const void *tag;
+    /* Set by ops->arm: while *arm_word (g_signal_lock) covers arm_bits, arming again for
+     * arm_trigger is a no-op, so a re-armed wait skips the call. Valid while obj has handles. */
+    const uint32_t *arm_word;
+    uint32_t arm_bits;
+    zx_signals_t arm_trigger;
     /* synchronous waiters (zx_object_wait_one) */
     struct cond *cond;
     bool fired;
@@ -151,9 +158,12 @@ void observer_free(struct observer *o);
 /* Fires the observers of obj (for one port, or all when port is NULL) that `signals` match,
  * as if the object's signals were `signals`; returns how many fired. g_signal_lock held. */
 int object_fire_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals);
-/* The same from a port_fd_source's ready_signal_locked hook: `port` is the polled port, whose
- * lock the caller holds too, and the packets join its queue without a wake-up. */
+/* The same from a port_fd_source's ready_signal_locked hook, for obj's observers on `port`:
+ * the polled port, whose lock the caller holds too; the packets join its queue without a
+ * wake-up. In port.c: it runs on every fd wake, and there it inlines the port's side. */
 int object_fire_polled_locked(struct zx_object *obj, struct zx_port *port, zx_signals_t signals);
+/* A signal packet's timestamp for a wait's options (0 without a TIMESTAMP option). */
+zx_time_t observer_timestamp(uint32_t options);
 /* Are there observers of obj on port still waiting? Their union of triggers. */
 zx_signals_t object_pending_triggers_locked(struct zx_object *obj, struct zx_port *port);
 zx_signals_t object_current_signals_locked(struct zx_object *obj);

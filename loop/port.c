@@ -107,7 +107,7 @@ bool port_binds_interrupts(struct zx_port *p) { return p->options & ZX_PORT_BIND
 /* refused_tag first: it is NULL but for a loop being shut down, so a wait tests one word. */
 bool port_refuses_locked(struct zx_port *p, const void *tag) { return p->refused_tag && tag == p->refused_tag; }
 
-zx_status_t port_link_observer_locked(struct zx_port *p, struct observer *o) {
+__attribute__((hot)) zx_status_t port_link_observer_locked(struct zx_port *p, struct observer *o) {
     if (port_refuses_locked(p, o->tag)) return ZX_ERR_BAD_STATE;
     if (p->nobservers >= PORT_MAX_OBSERVERS) return ZX_ERR_NO_RESOURCES;
     p->nobservers++;
@@ -123,10 +123,12 @@ void port_orphan_observer_locked(struct observer *o) {
     o->obj = NULL;
 }
 
-void port_unlink_observer_locked(struct observer *o) {
+static inline void unlink_observer_locked(struct observer *o) {
     if (o->obj) o->port->nobservers--;
     list_delete(&o->port_node);
 }
+
+void port_unlink_observer_locked(struct observer *o) { unlink_observer_locked(o); }
 
 /* ---- queueing ---- */
 
@@ -296,7 +298,7 @@ __attribute__((hot)) static int wait_events(struct zx_port *p, struct epoll_even
 /* Called and returns with the port lock held; waits in epoll without it. Sources with a
  * ready_locked hook run in the same critical section that ends the wait; the others after
  * it, unlocked. */
-__attribute__((hot)) static void poll_locked(struct zx_port *p, zx_time_t deadline) {
+static inline __attribute__((always_inline)) void poll_locked(struct zx_port *p, zx_time_t deadline) {
     struct epoll_event ev[POLL_BATCH];
     lock_release(&p->lock);
     int n = wait_events(p, ev, POLL_BATCH, deadline);
@@ -334,6 +336,31 @@ zx_status_t port_enqueue_polled_locked(struct zx_port *p, struct port_packet *pp
     if (p->dead) return ZX_ERR_BAD_STATE;
     link_locked(p, pp);
     return ZX_OK;
+}
+
+/* object.c's fire, specialised: only observers of p (a synchronous waiter has no port), and
+ * the port's side inline. */
+__attribute__((hot)) int object_fire_polled_locked(struct zx_object *obj, struct zx_port *p, zx_signals_t signals) {
+    int fired = 0;
+    struct list_node *n, *tmp;
+    list_for_each_safe(&obj->observers, n, tmp) {
+        struct observer *o = list_entry(n, struct observer, obj_node);
+        if (o->port != p || !(o->trigger & signals)) continue;
+        fired++;
+        list_delete(&o->obj_node);
+        unlink_observer_locked(o);
+        if (p->dead) { /* nobody can ever read the packet */
+            observer_free(o);
+            continue;
+        }
+        o->pp.packet.signal = (zx_packet_signal_t){
+            .trigger = o->trigger,
+            .observed = signals,
+            .count = 1,
+            .timestamp = o->options ? observer_timestamp(o->options) : 0};
+        link_locked(p, &o->pp);
+    }
+    return fired;
 }
 
 /* Out of line: the compiler would otherwise convert the deadline on every wake, poller or not. */

@@ -44,9 +44,10 @@ static void timer_ready(struct port_fd_source *src, uint32_t events) {
     lock_release(&g_signal_lock);
 }
 
-static zx_status_t timer_arm(struct zx_object *obj, struct zx_port *port, zx_signals_t trigger) {
+static zx_status_t timer_arm(struct zx_object *obj, struct observer *o, zx_signals_t trigger) {
     (void)trigger;
     struct zx_timer *t = (struct zx_timer *)obj;
+    struct zx_port *port = o->port;
     if (port_source_find(&t->ports, port)) return ZX_OK;
     struct timer_port *tp = calloc(1, sizeof *tp);
     if (!tp) return ZX_ERR_NO_MEMORY;

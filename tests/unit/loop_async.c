@@ -770,6 +770,47 @@ TEST(fd_wait_begun_again_on_a_reused_handle_number_waits_on_the_new_object) {
     close(efd);
 }
 
+/* While the handler runs, a nested run of the loop sees the fd still readable with no wait
+ * pending and disarms its epoll registration; the wait begun again after that must re-arm it,
+ * not trust what the registration covered when the wait was first begun. */
+static void narrowed_handler(async_dispatcher_t *d, async_wait_t *w, zx_status_t st, const zx_packet_signal_t *s) {
+    struct fd_wait *x = (struct fd_wait *)w;
+    (void)s;
+    int runs = atomic_fetch_add(&x->runs, 1) + 1;
+    x->last_status = st;
+    if (st != ZX_OK) return;
+    if (runs == 1) {
+        CHECK_EQ(async_begin_wait(d, w), ZX_OK); /* re-armed once: its registration remembered */
+        return;
+    }
+    if (runs == 2) {
+        /* the token stays: readable with nothing waiting */
+        CHECK_EQ(async_loop_run_until_idle(async_loop_from_dispatcher(d)), ZX_OK);
+        CHECK_EQ(async_begin_wait(d, w), ZX_OK);
+        return;
+    }
+    CHECK(take_token(x->efd));
+    async_loop_quit(async_loop_from_dispatcher(d));
+}
+
+TEST(fd_wait_begun_again_after_its_registration_was_disarmed_still_fires) {
+    async_loop_t *loop = new_loop(&kAsyncLoopConfigNoAttachToCurrentThread);
+    async_dispatcher_t *d = async_loop_get_dispatcher(loop);
+    zx_handle_t h;
+    int efd = new_eventfd(&h);
+    struct fd_wait x;
+    init_fd_wait(&x, h, efd, 0);
+    x.wait.handler = narrowed_handler;
+    give_token(efd);
+    CHECK_EQ(async_begin_wait(d, &x.wait), ZX_OK);
+    zx_status_t st = async_loop_run(loop, zx_deadline_after(ZX_SEC(5)), false);
+    CHECK_EQ(st, ZX_ERR_CANCELED); /* quit by the third run, not timed out */
+    CHECK_EQ(atomic_load(&x.runs), 3);
+    async_loop_destroy(loop);
+    zx_handle_close(h);
+    close(efd);
+}
+
 /* Another thread cancels the wait while the loop wakes it and its handler begins it again. A
  * cancel that succeeds leaves the handler idle until the canceller begins the wait again. */
 struct canceller {
