@@ -361,7 +361,7 @@ FUZZ_LIB_SRCS := $(LOOP_SRCS) $(VMM_SRCS) tests/lib/virtq_driver.c tests/lib/uff
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -pthread -D_GNU_SOURCE -Iloop/include -I. \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SECONDS ?= 600
-FUZZ_SMOKE_SECONDS ?= 2
+FUZZ_SMOKE_SECONDS ?= 1
 
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -166,7 +166,8 @@ if [ ${#kvms[@]} -gt 0 ]; then
     [ ${#nested[@]} -gt 0 ] && echo "integration tests: ${#nested[@]} binaries in the nested KVM host (KVM=$mode)"
     nested_results=$(mktemp) nested_log=$(mktemp) nested_pid=
     if [ ${#nested[@]} -gt 0 ]; then
-        run_nested "$nested_results" > "$nested_log" 2>&1 &
+        nested_done=$(mktemp)
+        { run_nested "$nested_results"; echo $SECONDS > "$nested_done"; } > "$nested_log" 2>&1 &
         nested_pid=$!
     fi
 fi
@@ -206,15 +207,15 @@ if [ ${#kvms[@]} -gt 0 ]; then
     before=$(wc -l < "$results")
     if [ ${#direct[@]} -gt 0 ]; then
         sh tests/run-kvm.sh "${direct[@]}" 2>&1 | emit ""
-        summary+=("directly on $kind KVM: $(tail -n +$((before + 1)) "$results" | tally)")
+        summary+=("directly on $kind KVM: $(tail -n +$((before + 1)) "$results" | tally), done $SECONDS s into the test run")
     fi
     if [ -n "$nested_pid" ]; then
         wait $nested_pid
         cat "$nested_log"
         cat "$nested_results" >> "$results"
-        summary+=("in the nested KVM host: $(tally < "$nested_results")")
+        summary+=("in the nested KVM host: $(tally < "$nested_results"), done $(cat "$nested_done") s into the test run")
     fi
-    rm -f "$nested_results" "$nested_log"
+    rm -f "$nested_results" "$nested_log" "${nested_done:-}"
     if [ "$(wc -l < "$results")" = "$before" ]; then
         echo "FAIL integration: no integration test reported a result" | tee -a "$results"
     fi
