@@ -341,11 +341,10 @@ ifeq ($(SAN),)
 	@$(MAKE) --no-print-directory -j$(NPROC) all linux-files
 	@$(MAKE) --no-print-directory -j$(NPROC) SAN=address all
 	@$(MAKE) --no-print-directory -j$(NPROC) SAN=thread all
-	@# the builds no nested test needs go on while the nested host boots and starts its tests
-	@tests/run.sh --meanwhile "$(MAKE) --no-print-directory -j$(NPROC) CC=clang BUILDDIR=build/clang all && \
-	    $(MAKE) --no-print-directory -j$(NPROC) fuzz-bins && rm -rf build/install && \
-	    $(MAKE) --no-print-directory -s install DESTDIR=$(CURDIR)/build/install PREFIX=/usr > /dev/null" \
-	    --unit build --unit build/asan --unit build/tsan --fuzz $(FUZZ_SMOKE_SECONDS) \
+	@$(MAKE) --no-print-directory -j$(NPROC) CC=clang BUILDDIR=build/clang all
+	@$(MAKE) --no-print-directory -j$(NPROC) fuzz-bins
+	@rm -rf build/install && $(MAKE) --no-print-directory -s install DESTDIR=$(CURDIR)/build/install PREFIX=/usr > /dev/null
+	@tests/run.sh --unit build --unit build/asan --unit build/tsan --fuzz $(FUZZ_SMOKE_SECONDS) \
 	    --kvm build --kvm build/asan --kvm build/tsan --mode $(KVM)
 else
 	@$(MAKE) --no-print-directory unit-bins

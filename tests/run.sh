@@ -4,21 +4,18 @@
 # (scripts/nested.sh); --mode (make test KVM=...) forces one place for all.
 # Prints one line per test, then "N passed, N failed, N skipped"; exits non-zero on any
 # failure or when no test ran.
-#   tests/run.sh [--meanwhile COMMAND] [--unit BUILDDIR]... [--fuzz SECONDS] [--kvm BUILDDIR]... [--mode auto|direct|nested]
-# (the first --kvm directory holds kvm-probe and the guest; later ones are sanitizer builds;
-# --meanwhile: a command, such as the builds the tests do not run, that runs once the nested
-# host's run has started and ends before the unit tests: its failure is a test's)
+#   tests/run.sh [--unit BUILDDIR]... [--fuzz SECONDS] [--kvm BUILDDIR]... [--mode auto|direct|nested]
+# (the first --kvm directory holds kvm-probe and the guest; later ones are sanitizer builds)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=$(mktemp)
-units=(); kvms=(); fuzz=; mode=${KVM:-auto}; summary=(); meanwhile=
+units=(); kvms=(); fuzz=; mode=${KVM:-auto}; summary=()
 while [ $# -gt 0 ]; do
     case $1 in
         --unit) units+=("$2"); shift 2 ;;
         --fuzz) fuzz=$2; shift 2 ;;
         --kvm) kvms+=("$2"); shift 2 ;;
         --mode) mode=$2; shift 2 ;;
-        --meanwhile) meanwhile=$2; shift 2 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -170,10 +167,6 @@ if [ ${#kvms[@]} -gt 0 ]; then
         { run_nested "$nested_results"; echo $SECONDS > "$nested_done"; } > "$nested_log" 2>&1 &
         nested_pid=$!
     fi
-fi
-
-if [ -n "$meanwhile" ] && ! bash -c "$meanwhile"; then
-    echo "FAIL meanwhile: $meanwhile" | tee -a "$results"
 fi
 
 for dir in "${units[@]}"; do
