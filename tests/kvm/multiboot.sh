@@ -13,7 +13,7 @@ suite=multiboot
 tests="the_multiboot_guest_passes_its_self_tests the_command_line_follows_the_kernel_name
        modules_reach_the_guest_in_order exit_device_qemu_gives_v_shifted_or_1 two_cpus_boot
        bad_images_are_refused_in_one_line bad_options_are_refused_in_one_line bench_vmexit_beside_qemu
-       bench_refuses_a_bad_vmexit_image qemu_gives_the_same_results"
+       bench_refuses_a_bad_vmexit_image qemu_gives_the_same_results config_file_gives_modules_and_the_exit_device"
 @KVM_TEST_SH@
 mb=$(dirname $guest)/guest-multiboot.elf
 [ -f $mb ] || skip_all "no $mb (make build/guest/guest-multiboot.elf)"
@@ -53,6 +53,24 @@ if [ $rc = 0 ] && grep -q '^selftest mb-modules *PASS: 3, page-aligned' $dir/m.o
 else
     fail modules_reach_the_guest_in_order "status $rc: $(grep -e module -e '^bellhop' $dir/m.out | head -5 | tr '\n' '|')"
 fi
+
+# The same modules and QEMU's exit through a config file: the one --print-config writes from
+# those flags, whose boot-source has them as bellhop_modules and bellhop_exit_device.
+timeout 30 $bellhop run --kernel $mb --cmdline "exit=0" --initrd $dir/env --module $dir/one --module "$dir/two,x=1 y=2" \
+    --exit-device qemu --print-config > $dir/cfg.json 2> $dir/p.out
+run_config() { timeout 30 $bellhop run --config-file $dir/cfg.json "$@" > $dir/f.out 2>&1 < /dev/null; rc=$?; }
+run_config
+bad=
+grep -q '"bellhop_modules"' $dir/cfg.json && grep -q '"bellhop_exit_device": "qemu"' $dir/cfg.json ||
+    bad="$bad [--print-config: $(tr -d '\n' < $dir/cfg.json | head -c 300) $(cat $dir/p.out)]"
+[ $rc = 1 ] && grep -q '^selftest mb-modules *PASS: 3, page-aligned' $dir/f.out &&
+    [ "$(grep '^multiboot module' $dir/f.out | sed 's/ at 0x[0-9a-f]*//')" = "$(grep '^multiboot module' $dir/m.out | sed 's/ at 0x[0-9a-f]*//')" ] ||
+    bad="$bad [--config-file: status $rc, $(grep -e module -e '^bellhop' $dir/f.out | head -5 | tr '\n' '|')]"
+run_config --module $dir/one
+[ $rc = 2 ] && one_line $dir/f.out && grep -qF "boot-source gives it (bellhop_modules)" $dir/f.out ||
+    bad="$bad [--config-file with --module: status $rc, $(head -c 200 $dir/f.out)]"
+if [ -z "$bad" ]; then pass config_file_gives_modules_and_the_exit_device
+else fail config_file_gives_modules_and_the_exit_device "$bad"; fi
 
 # exit=N: the guest writes N to port 0xf4 (once its self-tests passed)
 bad=

@@ -349,3 +349,69 @@ TEST(mmds_config_refusals_change_nothing) {
     json_decref(j);
     vm_spec_free(&s);
 }
+
+/* boot-source's extension fields for multiboot kernels: --module's and --exit-device's words,
+ * into the machine and back out of GET /vm/config as they came. */
+TEST(multiboot_modules_and_exit_device_become_the_machines_and_read_back) {
+    struct vm_spec s, t;
+    vm_spec_init(&s), vm_spec_init(&t);
+    char err[300] = "";
+    json_t *j = parse("{\"kernel_image_path\": \"/proc/self/exe\", \"boot_args\": \"exit=0\","
+                      " \"bellhop_modules\": [{\"path\": \"/proc/self/exe\"},"
+                      "                       {\"path\": \"/proc/self/exe\", \"args\": \"x=1 y=2\"},"
+                      "                       {\"path\": \"/proc/self/exe\", \"args\": null}],"
+                      " \"bellhop_exit_device\": \"qemu\"}");
+    CHECK_MSG(vm_spec_boot_source(&s, j, err, sizeof err) == 0, "%s", err);
+    json_decref(j);
+    struct machine_config cfg = {0};
+    CHECK_MSG(vm_spec_to_machine(&s, &cfg, err, sizeof err) == 0, "%s", err);
+    CHECK_EQ(cfg.nmodules, 3);
+    CHECK(strcmp(cfg.modules[0].path, "/proc/self/exe") == 0 && !cfg.modules[0].args);
+    CHECK(cfg.modules[1].args && strcmp(cfg.modules[1].args, "x=1 y=2") == 0 && !cfg.modules[2].args);
+    CHECK(cfg.exit_qemu);
+    json_t *back = vm_spec_to_json(&s);
+    json_t *boot = json_object_get(back, "boot-source");
+    CHECK(json_array_size(json_object_get(boot, "bellhop_modules")) == 3);
+    CHECK(strcmp(json_string_value(json_object_get(boot, "bellhop_exit_device")), "qemu") == 0);
+    CHECK_MSG(vm_spec_document(&t, back, err, sizeof err) == 0, "%s", err); /* the document reads back */
+    CHECK(t.nmodules == 3 && t.exit_qemu && strcmp(t.modules[1].args, "x=1 y=2") == 0);
+    json_decref(back);
+    /* a boot-source without them leaves none: a PUT replaces the whole resource */
+    j = parse("{\"kernel_image_path\": \"/proc/self/exe\"}");
+    CHECK(vm_spec_boot_source(&s, j, err, sizeof err) == 0 && s.nmodules == 0 && !s.exit_qemu);
+    json_decref(j);
+    back = vm_spec_to_json(&s);
+    boot = json_object_get(back, "boot-source");
+    CHECK(!json_object_get(boot, "bellhop_modules") && !json_object_get(boot, "bellhop_exit_device"));
+    json_decref(back);
+    vm_spec_free(&s), vm_spec_free(&t);
+}
+
+TEST(bad_multiboot_fields_are_refused_and_change_nothing) {
+    struct vm_spec s;
+    vm_spec_init(&s);
+    char err[300] = "";
+    json_t *j = parse("{\"kernel_image_path\": \"/proc/self/exe\", \"bellhop_modules\": [{\"path\": \"/proc/self/exe\"}]}");
+    CHECK(vm_spec_boot_source(&s, j, err, sizeof err) == 0);
+    json_decref(j);
+#define BOOT(x) "{\"kernel_image_path\": \"/proc/self/exe\", " x "}"
+    refused(&s, vm_spec_boot_source, BOOT("\"bellhop_exit_device\": \"isa\""), "bellhop_exit_device isa: qemu or bellhop");
+    refused(&s, vm_spec_boot_source, BOOT("\"bellhop_exit_device\": 1"), "bellhop_exit_device");
+    refused(&s, vm_spec_boot_source, BOOT("\"bellhop_modules\": {\"path\": \"/proc/self/exe\"}"), "expected an array");
+    refused(&s, vm_spec_boot_source, BOOT("\"bellhop_modules\": [{\"path\": \"/nonexistent/m\"}]"),
+            "module /nonexistent/m: No such file");
+    refused(&s, vm_spec_boot_source, BOOT("\"bellhop_modules\": [{\"path\": \"/proc\"}]"), "not a regular file");
+    refused(&s, vm_spec_boot_source, BOOT("\"bellhop_modules\": [{\"path\": \"\"}]"), "module 0: empty path");
+    refused(&s, vm_spec_boot_source, BOOT("\"bellhop_modules\": [{\"path\": \"/proc/self/exe\", \"arg\": \"x\"}]"),
+            "unknown field `arg`");
+    refused(&s, vm_spec_boot_source, BOOT("\"bellhop_modules\": [{\"args\": \"x\"}]"), "path");
+    refused(&s, vm_spec_boot_source, BOOT("\"bellhop_modules\": [{\"path\": \"/proc/self/exe\", \"args\": 5}]"), "args");
+    char many[4096] = BOOT("\"bellhop_modules\": [");
+    many[strlen(many) - 1] = 0; /* the closing brace comes last */
+    for (int i = 0; i <= MACHINE_MAX_MODULES; i++) strcat(many, i ? ", {\"path\": \"/proc/self/exe\"}" : "{\"path\": \"/proc/self/exe\"}");
+    strcat(many, "]}");
+    refused(&s, vm_spec_boot_source, many, "at most 16 modules");
+#undef BOOT
+    CHECK(s.nmodules == 1 && !s.exit_qemu); /* as the first PUT left it */
+    vm_spec_free(&s);
+}

@@ -74,6 +74,7 @@ void vm_spec_init(struct vm_spec *s) {
 
 void vm_spec_free(struct vm_spec *s) {
     free(s->kernel), free(s->boot_args), free(s->initrd), free(s->cmdline);
+    for (unsigned i = 0; i < s->nmodules; i++) free(s->modules[i].path), free(s->modules[i].args);
     for (unsigned i = 0; i < s->ndrives; i++) free(s->drives[i].id), free(s->drives[i].path), free(s->drives[i].socket);
     for (unsigned i = 0; i < s->nnets; i++) free(s->nets[i].id), free(s->nets[i].host_dev_name), free(s->nets[i].bellhop_net);
     free(s->log_path), free(s->log_level), free(s->metrics_path);
@@ -84,15 +85,41 @@ void vm_spec_free(struct vm_spec *s) {
     vm_spec_init(s);
 }
 
+/* bellhop_modules: [{"path": FILE, "args": TEXT or null}, ...], each file checked; into
+ * out (n of them), or -1 and why. */
+static int parse_modules(json_t *v, struct vm_spec_module *out, unsigned *n, char *err, size_t errlen) {
+    *n = 0;
+    if (!json_is_array(v)) return error_text(err, errlen, "boot-source: bellhop_modules: expected an array");
+    if (json_array_size(v) > MACHINE_MAX_MODULES)
+        return error_text(err, errlen, "boot-source: bellhop_modules: at most %d modules", MACHINE_MAX_MODULES);
+    size_t i;
+    json_t *m;
+    json_array_foreach(v, i, m) {
+        const char *path, *args;
+        json_t *args_v = NULL;
+        json_error_t je;
+        if (json_unpack_ex(m, &je, JSON_STRICT, "{s:s, s?:o}", "path", &path, "args", &args_v))
+            return unpack_failed("boot-source: bellhop_modules", &je, err, errlen);
+        if (nullable_string("boot-source: bellhop_modules: args", args_v, &args, err, errlen)) return -1;
+        if (!*path) return error_text(err, errlen, "boot-source: bellhop_modules: module %zu: empty path", i);
+        if (check_file("boot-source: bellhop_modules: module", path, err, errlen)) return -1;
+        out[i] = (struct vm_spec_module){(char *)path, (char *)(args && *args ? args : NULL)};
+        (*n)++;
+    }
+    return 0;
+}
+
 int vm_spec_boot_source(struct vm_spec *s, json_t *body, char *err, size_t errlen) {
-    const char *kernel, *args, *initrd;
-    json_t *args_v = NULL, *initrd_v = NULL;
+    const char *kernel, *args, *initrd, *exit_device;
+    json_t *args_v = NULL, *initrd_v = NULL, *modules_v = NULL, *exit_v = NULL;
     json_error_t je;
-    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:o, s?:o}", "kernel_image_path", &kernel, "boot_args",
-                       &args_v, "initrd_path", &initrd_v))
+    if (json_unpack_ex(body, &je, JSON_STRICT, "{s:s, s?:o, s?:o, s?:o, s?:o}", "kernel_image_path", &kernel,
+                       "boot_args", &args_v, "initrd_path", &initrd_v, "bellhop_modules", &modules_v,
+                       "bellhop_exit_device", &exit_v))
         return unpack_failed("boot-source", &je, err, errlen);
     if (nullable_string("boot-source: boot_args", args_v, &args, err, errlen) ||
-        nullable_string("boot-source: initrd_path", initrd_v, &initrd, err, errlen))
+        nullable_string("boot-source: initrd_path", initrd_v, &initrd, err, errlen) ||
+        nullable_string("boot-source: bellhop_exit_device", exit_v, &exit_device, err, errlen))
         return -1;
     if (!*kernel) return error_text(err, errlen, "boot-source: kernel_image_path is empty");
     if (access(kernel, R_OK) != 0) /* in the words Firecracker's clients match */
@@ -101,9 +128,21 @@ int vm_spec_boot_source(struct vm_spec *s, json_t *body, char *err, size_t errle
     if (check_file("boot-source: kernel_image_path", kernel, err, errlen) ||
         (initrd && *initrd && check_file("boot-source: initrd_path", initrd, err, errlen)))
         return -1;
+    if (exit_device && strcmp(exit_device, "qemu") != 0 && strcmp(exit_device, "bellhop") != 0)
+        return error_text(err, errlen, "boot-source: bellhop_exit_device %s: qemu or bellhop", exit_device);
+    struct vm_spec_module modules[MACHINE_MAX_MODULES]; /* pointing into body until copied */
+    unsigned nmodules = 0;
+    if (modules_v && !json_is_null(modules_v) && parse_modules(modules_v, modules, &nmodules, err, errlen) != 0)
+        return -1;
     set_str(&s->kernel, kernel);
     set_str(&s->boot_args, args);
     set_str(&s->initrd, initrd && *initrd ? initrd : NULL);
+    for (unsigned i = 0; i < s->nmodules; i++) free(s->modules[i].path), free(s->modules[i].args);
+    for (unsigned i = 0; i < nmodules; i++)
+        s->modules[i] = (struct vm_spec_module){strdup(modules[i].path),
+                                                modules[i].args ? strdup(modules[i].args) : NULL};
+    s->nmodules = nmodules;
+    s->exit_qemu = exit_device && strcmp(exit_device, "qemu") == 0;
     return 0;
 }
 
@@ -671,9 +710,19 @@ json_t *vm_spec_balloon_json(const struct vm_spec *s) {
 /* Firecracker's document: every resource it knows, null where there is none. */
 json_t *vm_spec_to_json(const struct vm_spec *s) {
     json_t *doc = json_object(), *drives = json_array(), *nets = json_array();
-    if (s->kernel)
-        json_object_set_new(doc, "boot-source", json_pack("{s:s, s:s?, s:s?}", "kernel_image_path", s->kernel,
-                                                          "boot_args", s->boot_args, "initrd_path", s->initrd));
+    if (s->kernel) {
+        json_t *boot = json_pack("{s:s, s:s?, s:s?}", "kernel_image_path", s->kernel, "boot_args", s->boot_args,
+                                 "initrd_path", s->initrd);
+        if (boot && s->nmodules) { /* bellhop's extension fields, only where they were given */
+            json_t *modules = json_array();
+            for (unsigned i = 0; i < s->nmodules; i++)
+                json_array_append_new(modules, json_pack("{s:s, s:s?}", "path", s->modules[i].path, "args",
+                                                         s->modules[i].args));
+            json_object_set_new(boot, "bellhop_modules", modules);
+        }
+        if (boot && s->exit_qemu) json_object_set_new(boot, "bellhop_exit_device", json_string("qemu"));
+        json_object_set_new(doc, "boot-source", boot);
+    }
     json_object_set_new(doc, "machine-config", vm_spec_machine_config_json(s));
     for (unsigned i = 0; i < s->ndrives; i++) json_array_append_new(drives, vm_spec_drive_json(&s->drives[i]));
     json_object_set_new(doc, "drives", drives);
@@ -719,6 +768,9 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
     if (!s->kernel) return error_text(err, errlen, "no boot source: PUT /boot-source with a kernel_image_path first");
     cfg->kernel = s->kernel;
     cfg->initrd = s->initrd;
+    for (unsigned i = 0; i < s->nmodules; i++) cfg->modules[i] = (struct machine_module){s->modules[i].path, s->modules[i].args};
+    cfg->nmodules = s->nmodules;
+    cfg->exit_qemu = s->exit_qemu;
     cfg->cpus = s->vcpus;
     cfg->smt = s->smt;
     cfg->track_dirty = s->track_dirty_pages;

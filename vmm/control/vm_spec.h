@@ -73,8 +73,18 @@ struct vm_spec_mmds {
     bool imds_compat;
 };
 
+/* A multiboot kernel's module after the initrd (boot-source's bellhop_modules: --module). */
+struct vm_spec_module {
+    char *path, *args; /* args NULL: none */
+};
+
 struct vm_spec {
     char *kernel, *boot_args, *initrd; /* kernel NULL: no boot-source yet */
+    /* boot-source's extension fields, --module's and --exit-device's words for multiboot
+     * kernels (docs/other-kernels.md) */
+    struct vm_spec_module modules[MACHINE_MAX_MODULES];
+    unsigned nmodules;
+    bool exit_qemu;
     unsigned vcpus;
     uint64_t mem_mib;
     bool smt, track_dirty_pages;
