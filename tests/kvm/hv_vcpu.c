@@ -248,6 +248,68 @@ TEST(read_and_write_state) {
     zx_handle_close(h.guest);
 }
 
+/* A vCPU made before its kernel is loaded (BELLHOP_VCPU_ENTRY_LATER) is given its entry and
+ * the boot protocol's registers once, before it runs: the guest reports EAX, EBX and ESI. */
+GUEST_SNIPPET(boot_state_guest,
+    "    outl %eax, $0x60\n"
+    "    movl %ebx, %eax\n"
+    "    outl %eax, $0x60\n"
+    "    movl %esi, %eax\n"
+    "    outl %eax, $0x60\n"
+    "    POWEROFF\n");
+
+struct made_later {
+    zx_handle_t guest;
+    zx_status_t create, given, again, enter;
+    uint32_t reported[3];
+};
+
+/* A vCPU made to wait for its entry, given one, then run to its three reports. */
+static void run_made_later(struct made_later *l, uint32_t base) {
+    zx_handle_t vcpu;
+    if ((l->create = zx_vcpu_create(l->guest, BELLHOP_VCPU_ENTRY_LATER, 0, &vcpu)) != ZX_OK) return;
+    bellhop_vcpu_boot_state_t b = {.entry = GUEST_CODE, .rax = base + 1, .rbx = base + 2, .rsi = base + 3};
+    l->given = bellhop_vcpu_set_boot_state(vcpu, &b);
+    l->again = bellhop_vcpu_set_boot_state(vcpu, &b);
+    zx_port_packet_t p;
+    for (unsigned i = 0; i < 3 && (l->enter = zx_vcpu_enter(vcpu, &p)) == ZX_OK; i++) l->reported[i] = p.guest_io.u32;
+    zx_handle_close(vcpu);
+}
+
+static void *made_later_main(void *arg) {
+    run_made_later(arg, 0x100);
+    return NULL;
+}
+
+TEST(a_vcpu_made_before_its_kernel_is_given_its_boot_state_once) {
+    struct hv h;
+    hv_init(&h, boot_state_guest, boot_state_guest_end);
+    CHECK_EQ(zx_guest_set_trap(h.guest, ZX_GUEST_TRAP_IO, 0x60, 0x10, ZX_HANDLE_INVALID, KEY_IO), ZX_OK);
+    /* vCPU 0, the one KVM makes runnable, and vCPU 1, which KVM parks for INIT/SIPI */
+    struct made_later bsp = {.guest = h.guest}, ap = {.guest = h.guest};
+    run_made_later(&bsp, 0x2badb000);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, made_later_main, &ap), 0);
+    pthread_join(t, NULL);
+    for (unsigned i = 0; i < 2; i++) {
+        const struct made_later *l = i ? &ap : &bsp;
+        uint32_t base = i ? 0x100 : 0x2badb000;
+        CHECK_EQ(l->create, ZX_OK);
+        CHECK_EQ(l->given, ZX_OK);
+        CHECK_EQ(l->again, ZX_ERR_BAD_STATE); /* once */
+        CHECK_MSG(l->enter == ZX_OK && l->reported[0] == base + 1 && l->reported[1] == base + 2 &&
+                      l->reported[2] == base + 3,
+                  "vCPU %u: enter %d, reported %#x %#x %#x", i, l->enter, l->reported[0], l->reported[1], l->reported[2]);
+    }
+    /* a vCPU made with its entry has its state already */
+    zx_handle_t vcpu;
+    CHECK_EQ(zx_vcpu_create(h.guest, 0, GUEST_CODE, &vcpu), ZX_OK);
+    CHECK_EQ(bellhop_vcpu_set_boot_state(vcpu, &(bellhop_vcpu_boot_state_t){.entry = GUEST_CODE}), ZX_ERR_BAD_STATE);
+    CHECK_EQ(bellhop_vcpu_set_boot_state(vcpu, NULL), ZX_ERR_INVALID_ARGS);
+    zx_handle_close(vcpu);
+    zx_handle_close(h.guest);
+}
+
 /* vCPU 0 asks for vCPU 1 at 0x1800 and for vector 0x41 on CPUs 0 and 2; vCPU 1 reports its
  * id (read from the control device) and powers off. */
 GUEST_SNIPPET(smp_guest,

@@ -56,14 +56,14 @@ fi
 
 # The same modules and QEMU's exit through a config file: the one --print-config writes from
 # those flags, whose boot-source has them as bellhop_modules and bellhop_exit_device.
-timeout 30 $bellhop run --kernel $mb --cmdline "exit=0" --initrd $dir/env --module $dir/one --module "$dir/two,x=1 y=2" \
+timeout 30 $bellhop run --kernel $mb --cmdline "exit=5" --initrd $dir/env --module $dir/one --module "$dir/two,x=1 y=2" \
     --exit-device qemu --print-config > $dir/cfg.json 2> $dir/p.out
 run_config() { timeout 30 $bellhop run --config-file $dir/cfg.json "$@" > $dir/f.out 2>&1 < /dev/null; rc=$?; }
 run_config
 bad=
 grep -q '"bellhop_modules"' $dir/cfg.json && grep -q '"bellhop_exit_device": "qemu"' $dir/cfg.json ||
     bad="$bad [--print-config: $(tr -d '\n' < $dir/cfg.json | head -c 300) $(cat $dir/p.out)]"
-[ $rc = 1 ] && grep -q '^selftest mb-modules *PASS: 3, page-aligned' $dir/f.out &&
+[ $rc = 11 ] && grep -q '^selftest mb-modules *PASS: 3, page-aligned' $dir/f.out &&
     [ "$(grep '^multiboot module' $dir/f.out | sed 's/ at 0x[0-9a-f]*//')" = "$(grep '^multiboot module' $dir/m.out | sed 's/ at 0x[0-9a-f]*//')" ] ||
     bad="$bad [--config-file: status $rc, $(grep -e module -e '^bellhop' $dir/f.out | head -5 | tr '\n' '|')]"
 run_config --module $dir/one

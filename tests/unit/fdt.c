@@ -36,6 +36,9 @@ TEST(a_tree_without_room_is_refused_not_cut_short) {
     struct fdt_machine m;
     big_machine(&m);
     CHECK(fdt_build(&m, buf, 4096) == -FDT_ERR_NOSPACE);
+    int size = fdt_build(&m, buf, sizeof buf);
+    CHECK(size > 8192);
+    CHECK(fdt_build(&m, buf, (size_t)size - 1) == -FDT_ERR_NOSPACE); /* past the first try, still short */
 }
 
 TEST(a_small_tree_writes_only_its_first_pages) {

@@ -391,7 +391,8 @@ TEST(bad_multiboot_fields_are_refused_and_change_nothing) {
     struct vm_spec s;
     vm_spec_init(&s);
     char err[300] = "";
-    json_t *j = parse("{\"kernel_image_path\": \"/proc/self/exe\", \"bellhop_modules\": [{\"path\": \"/proc/self/exe\"}]}");
+    json_t *j = parse("{\"kernel_image_path\": \"/proc/self/exe\", \"bellhop_modules\": [{\"path\": \"/proc/self/exe\"}],"
+                      " \"bellhop_exit_device\": \"qemu\"}");
     CHECK(vm_spec_boot_source(&s, j, err, sizeof err) == 0);
     json_decref(j);
 #define BOOT(x) "{\"kernel_image_path\": \"/proc/self/exe\", " x "}"
@@ -412,6 +413,6 @@ TEST(bad_multiboot_fields_are_refused_and_change_nothing) {
     strcat(many, "]}");
     refused(&s, vm_spec_boot_source, many, "at most 16 modules");
 #undef BOOT
-    CHECK(s.nmodules == 1 && !s.exit_qemu); /* as the first PUT left it */
+    CHECK(s.nmodules == 1 && s.exit_qemu); /* as the first PUT left it */
     vm_spec_free(&s);
 }

@@ -373,7 +373,8 @@ static int spec_from_flags(struct cli_run *r, const struct vm_flags *f) {
     struct vm_spec *s = &r->spec;
     const char *kernel = f->kernel ? f->kernel : cli_bundled_kernel();
     if (!kernel) return fprintf(stderr, "bellhop: cannot find the bundled guest\n"), 1;
-    if (spec_put(s, vm_spec_boot_source, boot_source_body(r, f, kernel), f->kernel ? "--kernel" : "the bundled guest") ||
+    const char *flags = !f->kernel ? "the bundled guest" : r->cfg.nmodules ? "--kernel, --module" : "--kernel";
+    if (spec_put(s, vm_spec_boot_source, boot_source_body(r, f, kernel), flags) ||
         spec_put(s, put_machine,
                  json_pack("{s:I, s:I, s:b}", "vcpu_count", (json_int_t)f->cpus, "mem_size_mib", (json_int_t)(f->mem >> 20),
                            "smt", f->smt),

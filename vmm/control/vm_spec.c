@@ -770,7 +770,7 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
     cfg->initrd = s->initrd;
     for (unsigned i = 0; i < s->nmodules; i++) cfg->modules[i] = (struct machine_module){s->modules[i].path, s->modules[i].args};
     cfg->nmodules = s->nmodules;
-    cfg->exit_qemu = s->exit_qemu;
+    cfg->exit_qemu |= s->exit_qemu; /* or --exit-device's, for a restored machine */
     cfg->cpus = s->vcpus;
     cfg->smt = s->smt;
     cfg->track_dirty = s->track_dirty_pages;

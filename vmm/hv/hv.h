@@ -159,10 +159,11 @@ struct vcpu {
     } last_io, last_mem;
     struct vcpu_exits exits;
     uint64_t run_size;
-    /* a vCPU made to be given its entry later: its special registers as KVM made them, read
-     * while it waits, so that its boot state costs one call for them, not two */
+    /* a vCPU made to be given its entry later, until it is given one or entered: its special
+     * registers as KVM made them, read while it waits, so that its boot state costs one call
+     * for them, not two */
+    bool awaiting_entry, have_reset_sregs;
     struct kvm_sregs reset_sregs;
-    bool have_reset_sregs;
     /* a slow-path bell interrupted by a kick, retried on the next enter */
     struct bell *pending_bell;
     uint64_t pending_bell_addr;

@@ -188,6 +188,7 @@ static void flat_segments(struct kvm_sregs *s, bool long_mode) {
     s->ds = s->es = s->fs = s->gs = s->ss = data;
 }
 
+/* Only for a vCPU that has not run (just made, or awaiting its entry). */
 static zx_status_t set_entry_state(struct vcpu *v, const bellhop_vcpu_boot_state_t *b) {
     struct kvm_sregs s;
     if (v->have_reset_sregs) s = v->reset_sregs;
@@ -208,7 +209,7 @@ static zx_status_t set_entry_state(struct vcpu *v, const bellhop_vcpu_boot_state
     if (ioctl(v->fd, KVM_SET_SREGS, &s) != 0) return ZX_ERR_INTERNAL;
     struct kvm_regs regs = {.rip = b->entry, .rflags = 0x2, .rax = b->rax, .rbx = b->rbx, .rsi = b->rsi};
     if (ioctl(v->fd, KVM_SET_REGS, &regs) != 0) return ZX_ERR_INTERNAL;
-    /* KVM makes the BSP (vCPU 0) runnable and parks every other vCPU waiting for INIT/SIPI;
+    /* KVM makes a new BSP (vCPU 0) runnable and parks every other vCPU waiting for INIT/SIPI;
      * ours start at their entry. */
     if (v->id == 0) return ZX_OK;
     struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
@@ -258,10 +259,12 @@ zx_status_t zx_vcpu_create(zx_handle_t guest, uint32_t options, zx_gpaddr_t entr
         }
     }
     if (st == ZX_OK) st = set_cpuid(v);
-    if (st == ZX_OK && (options & BELLHOP_VCPU_ENTRY_LATER))
+    if (st == ZX_OK && (options & BELLHOP_VCPU_ENTRY_LATER)) {
+        v->awaiting_entry = true;
         v->have_reset_sregs = ioctl(v->fd, KVM_GET_SREGS, &v->reset_sregs) == 0;
-    else if (st == ZX_OK && !(options & BELLHOP_VCPU_WAIT_FOR_SIPI))
+    } else if (st == ZX_OK && !(options & BELLHOP_VCPU_WAIT_FOR_SIPI)) {
         st = set_entry_state(v, &(bellhop_vcpu_boot_state_t){.entry = entry});
+    }
     if (st == ZX_OK) {
         /* No KVM_SYNC_X86_REGS: copying the registers into kvm_run on every exit cost each
          * exit about 1% (nested); only failures and tracing want RIP, and they ask for it. */
@@ -569,6 +572,7 @@ __attribute__((hot)) zx_status_t zx_vcpu_enter(zx_handle_t handle, zx_port_packe
     struct vcpu *v;
     zx_status_t st = cached_vcpu(handle, ZX_RIGHT_EXECUTE, &v);
     if (st != ZX_OK) return st;
+    if (__builtin_expect(v->awaiting_entry, 0)) v->awaiting_entry = v->have_reset_sregs = false; /* entered without */
     return packet ? vcpu_run(v, packet) : ZX_ERR_INVALID_ARGS;
 }
 
@@ -771,8 +775,9 @@ zx_status_t bellhop_vcpu_set_boot_state(zx_handle_t handle, const bellhop_vcpu_b
     struct vcpu *v;
     zx_status_t st = owned_vcpu(handle, ZX_RIGHT_WRITE, &v);
     if (st != ZX_OK) return st;
-    st = set_entry_state(v, state);
-    v->have_reset_sregs = false; /* once: a vCPU that has run has other state */
+    /* once, before it runs: a vCPU that has run has other state than the one read */
+    st = v->awaiting_entry ? set_entry_state(v, state) : ZX_ERR_BAD_STATE;
+    v->awaiting_entry = v->have_reset_sregs = false;
     object_unref(&v->obj);
     return st;
 }

@@ -227,7 +227,8 @@ zx_status_t bellhop_vcpu_read_sregs(zx_handle_t handle, bellhop_vcpu_sregs_t *ou
  * BELLHOP_VCPU_ENTRY_LATER); with it, 64-bit long mode (the Linux 64-bit boot protocol):
  * paging on with page tables at cr3, PAE, EFER.LME/LMA, the GDT at gdt. One KVM_SET_SREGS and
  * one KVM_SET_REGS: it is the last step before a launch's first instruction, and each vCPU
- * call costs microseconds on PVM. Owning thread. */
+ * call costs microseconds on PVM. Once, before the vCPU is entered: ZX_ERR_BAD_STATE after,
+ * or for a vCPU made without BELLHOP_VCPU_ENTRY_LATER. Owning thread. */
 typedef struct bellhop_vcpu_boot_state {
     zx_gpaddr_t entry;
     uint64_t cr3, gdt;
