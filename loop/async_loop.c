@@ -33,6 +33,8 @@ __attribute__((weak)) zx_status_t bellhop_guest_set_doorbell(zx_handle_t, zx_gpa
 struct thread_record {
     struct list_node node;
     thrd_t thread;
+    async_loop_t *loop;
+    char name[16]; /* the thread names itself: naming another opens /proc/self/task/N/comm */
 };
 
 struct async_loop {
@@ -466,7 +468,9 @@ zx_status_t async_loop_run_until_idle(async_loop_t *loop) {
 }
 
 static void *worker(void *arg) {
-    async_loop_t *loop = arg;
+    const struct thread_record *rec = arg; /* freed only once this thread is joined */
+    async_loop_t *loop = rec->loop;
+    if (rec->name[0]) pthread_setname_np(pthread_self(), rec->name);
     if (loop->config.default_accessors.setter) loop->config.default_accessors.setter(&loop->dispatcher);
     async_loop_run(loop, ZX_TIME_INFINITE, false);
     if (loop->config.default_accessors.setter) loop->config.default_accessors.setter(NULL);
@@ -479,14 +483,15 @@ static_assert(sizeof(thrd_t) == sizeof(pthread_t), "thrd_t is a pthread_t");
 zx_status_t async_loop_start_thread(async_loop_t *loop, const char *name, thrd_t *out) {
     struct thread_record *rec = calloc(1, sizeof *rec);
     if (!rec) return ZX_ERR_NO_MEMORY;
+    rec->loop = loop;
+    if (name) snprintf(rec->name, sizeof rec->name, "%s", name);
     lock_acquire(&loop->lock);
     zx_status_t st = ZX_OK;
     if (state_of(loop) == ASYNC_LOOP_SHUTDOWN) {
         st = ZX_ERR_BAD_STATE;
-    } else if (pthread_create((pthread_t *)&rec->thread, NULL, worker, loop) != 0) {
+    } else if (pthread_create((pthread_t *)&rec->thread, NULL, worker, rec) != 0) {
         st = ZX_ERR_NO_MEMORY;
     } else {
-        if (name) pthread_setname_np(rec->thread, name);
         list_add_tail(&loop->thread_list, &rec->node);
         if (out) *out = rec->thread;
         rec = NULL;

@@ -309,9 +309,6 @@ static void *cpu_main(void *arg) {
         int r = machine_restore_cpu(c, vcpu) == ZX_OK ? 1 : -1;
         cpu_restored(c, r);
         if (r < 0) request_exit(&m->env, 1);
-    } else if (given && !c->entry_later && c->id == 0 && (st = machine_boot_registers(m, vcpu)) != ZX_OK) {
-        fprintf(stderr, "bellhop: cannot set cpu0's boot registers: %s\n", zx_status_get_string(st));
-        request_exit(&m->env, 1);
     }
     if (!c->entry_later) confine_cpu(m, c);
     sandbox_probe(SANDBOX_VCPU);
