@@ -99,7 +99,7 @@ for m in 3073 4096 $max; do
     if [ "$m" = "$max" ]; then
         $bellhop run --mem ${m}M --cmdline "count dirty=1" > $dir/mem.out 2>&1 < /dev/null &
         pid=$!; pids="$pids $pid"
-        wait_for $dir/mem.out "^count 2:" 20
+        wait_for $dir/mem.out "^count 2: .*announced" 20 # the whole line: the guest writes it byte by byte
         kill -9 $pid; wait $pid 2>/dev/null
         grep -q "^count 2: memory ok" $dir/mem.out || bad="$bad [$m: $(tail -2 $dir/mem.out | tr '\n' '|')]"
     else
