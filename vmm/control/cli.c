@@ -354,27 +354,14 @@ static json_t *drive_body(const struct vm_flags *f, unsigned i) {
 }
 
 /* The flags' VM into r->spec, through the parsers the config file goes through. */
-/* boot-source as the flags give it: --module and --exit-device in its extension fields. */
-static json_t *boot_source_body(const struct cli_run *r, const struct vm_flags *f, const char *kernel) {
-    json_t *body = json_pack("{s:s, s:s, s:s?}", "kernel_image_path", kernel, "boot_args", f->cmdline ? f->cmdline : "",
-                             "initrd_path", f->initrd);
-    if (body && r->cfg.nmodules) {
-        json_t *modules = json_array();
-        for (unsigned i = 0; i < r->cfg.nmodules; i++)
-            json_array_append_new(modules, json_pack("{s:s, s:s?}", "path", r->cfg.modules[i].path, "args",
-                                                     r->cfg.modules[i].args));
-        json_object_set_new(body, "bellhop_modules", modules);
-    }
-    if (body && r->cfg.exit_qemu) json_object_set_new(body, "bellhop_exit_device", json_string("qemu"));
-    return body;
-}
-
 static int spec_from_flags(struct cli_run *r, const struct vm_flags *f) {
     struct vm_spec *s = &r->spec;
     const char *kernel = f->kernel ? f->kernel : cli_bundled_kernel();
     if (!kernel) return fprintf(stderr, "bellhop: cannot find the bundled guest\n"), 1;
     const char *flags = !f->kernel ? "the bundled guest" : r->cfg.nmodules ? "--kernel, --module" : "--kernel";
-    if (spec_put(s, vm_spec_boot_source, boot_source_body(r, f, kernel), flags) ||
+    json_t *boot = vm_spec_boot_source_json(kernel, f->cmdline ? f->cmdline : "", f->initrd, r->cfg.modules,
+                                            r->cfg.nmodules, r->cfg.exit_qemu);
+    if (spec_put(s, vm_spec_boot_source, boot, flags) ||
         spec_put(s, put_machine,
                  json_pack("{s:I, s:I, s:b}", "vcpu_count", (json_int_t)f->cpus, "mem_size_mib", (json_int_t)(f->mem >> 20),
                            "smt", f->smt),

@@ -72,9 +72,14 @@ void vm_spec_init(struct vm_spec *s) {
     s->mem_mib = DEFAULT_MEM_MIB;
 }
 
+static void free_modules(struct vm_spec *s) {
+    for (unsigned i = 0; i < s->nmodules; i++) free((char *)s->modules[i].path), free((char *)s->modules[i].args);
+    s->nmodules = 0;
+}
+
 void vm_spec_free(struct vm_spec *s) {
     free(s->kernel), free(s->boot_args), free(s->initrd), free(s->cmdline);
-    for (unsigned i = 0; i < s->nmodules; i++) free(s->modules[i].path), free(s->modules[i].args);
+    free_modules(s);
     for (unsigned i = 0; i < s->ndrives; i++) free(s->drives[i].id), free(s->drives[i].path), free(s->drives[i].socket);
     for (unsigned i = 0; i < s->nnets; i++) free(s->nets[i].id), free(s->nets[i].host_dev_name), free(s->nets[i].bellhop_net);
     free(s->log_path), free(s->log_level), free(s->metrics_path);
@@ -87,7 +92,7 @@ void vm_spec_free(struct vm_spec *s) {
 
 /* bellhop_modules: [{"path": FILE, "args": TEXT or null}, ...], each file checked; into
  * out (n of them), or -1 and why. */
-static int parse_modules(json_t *v, struct vm_spec_module *out, unsigned *n, char *err, size_t errlen) {
+static int parse_modules(json_t *v, struct machine_module *out, unsigned *n, char *err, size_t errlen) {
     *n = 0;
     if (!json_is_array(v)) return error_text(err, errlen, "boot-source: bellhop_modules: expected an array");
     if (json_array_size(v) > MACHINE_MAX_MODULES)
@@ -103,7 +108,7 @@ static int parse_modules(json_t *v, struct vm_spec_module *out, unsigned *n, cha
         if (nullable_string("boot-source: bellhop_modules: args", args_v, &args, err, errlen)) return -1;
         if (!*path) return error_text(err, errlen, "boot-source: bellhop_modules: module %zu: empty path", i);
         if (check_file("boot-source: bellhop_modules: module", path, err, errlen)) return -1;
-        out[i] = (struct vm_spec_module){(char *)path, (char *)(args && *args ? args : NULL)};
+        out[i] = (struct machine_module){path, args && *args ? args : NULL};
         (*n)++;
     }
     return 0;
@@ -130,17 +135,16 @@ int vm_spec_boot_source(struct vm_spec *s, json_t *body, char *err, size_t errle
         return -1;
     if (exit_device && strcmp(exit_device, "qemu") != 0 && strcmp(exit_device, "bellhop") != 0)
         return error_text(err, errlen, "boot-source: bellhop_exit_device %s: qemu or bellhop", exit_device);
-    struct vm_spec_module modules[MACHINE_MAX_MODULES]; /* pointing into body until copied */
+    struct machine_module modules[MACHINE_MAX_MODULES]; /* pointing into body until copied */
     unsigned nmodules = 0;
     if (modules_v && !json_is_null(modules_v) && parse_modules(modules_v, modules, &nmodules, err, errlen) != 0)
         return -1;
     set_str(&s->kernel, kernel);
     set_str(&s->boot_args, args);
     set_str(&s->initrd, initrd && *initrd ? initrd : NULL);
-    for (unsigned i = 0; i < s->nmodules; i++) free(s->modules[i].path), free(s->modules[i].args);
+    free_modules(s);
     for (unsigned i = 0; i < nmodules; i++)
-        s->modules[i] = (struct vm_spec_module){strdup(modules[i].path),
-                                                modules[i].args ? strdup(modules[i].args) : NULL};
+        s->modules[i] = (struct machine_module){strdup(modules[i].path), modules[i].args ? strdup(modules[i].args) : NULL};
     s->nmodules = nmodules;
     s->exit_qemu = exit_device && strcmp(exit_device, "qemu") == 0;
     return 0;
@@ -707,22 +711,26 @@ json_t *vm_spec_balloon_json(const struct vm_spec *s) {
                      "free_page_hinting", 0, "free_page_reporting", 0);
 }
 
+json_t *vm_spec_boot_source_json(const char *kernel, const char *boot_args, const char *initrd,
+                                 const struct machine_module *modules, unsigned nmodules, bool exit_qemu) {
+    json_t *boot = json_pack("{s:s, s:s?, s:s?}", "kernel_image_path", kernel, "boot_args", boot_args, "initrd_path",
+                             initrd);
+    if (boot && nmodules) {
+        json_t *list = json_array();
+        for (unsigned i = 0; i < nmodules; i++)
+            json_array_append_new(list, json_pack("{s:s, s:s?}", "path", modules[i].path, "args", modules[i].args));
+        json_object_set_new(boot, "bellhop_modules", list);
+    }
+    if (boot && exit_qemu) json_object_set_new(boot, "bellhop_exit_device", json_string("qemu"));
+    return boot;
+}
+
 /* Firecracker's document: every resource it knows, null where there is none. */
 json_t *vm_spec_to_json(const struct vm_spec *s) {
     json_t *doc = json_object(), *drives = json_array(), *nets = json_array();
-    if (s->kernel) {
-        json_t *boot = json_pack("{s:s, s:s?, s:s?}", "kernel_image_path", s->kernel, "boot_args", s->boot_args,
-                                 "initrd_path", s->initrd);
-        if (boot && s->nmodules) { /* bellhop's extension fields, only where they were given */
-            json_t *modules = json_array();
-            for (unsigned i = 0; i < s->nmodules; i++)
-                json_array_append_new(modules, json_pack("{s:s, s:s?}", "path", s->modules[i].path, "args",
-                                                         s->modules[i].args));
-            json_object_set_new(boot, "bellhop_modules", modules);
-        }
-        if (boot && s->exit_qemu) json_object_set_new(boot, "bellhop_exit_device", json_string("qemu"));
-        json_object_set_new(doc, "boot-source", boot);
-    }
+    if (s->kernel)
+        json_object_set_new(doc, "boot-source", vm_spec_boot_source_json(s->kernel, s->boot_args, s->initrd, s->modules,
+                                                                         s->nmodules, s->exit_qemu));
     json_object_set_new(doc, "machine-config", vm_spec_machine_config_json(s));
     for (unsigned i = 0; i < s->ndrives; i++) json_array_append_new(drives, vm_spec_drive_json(&s->drives[i]));
     json_object_set_new(doc, "drives", drives);
@@ -768,7 +776,7 @@ int vm_spec_to_machine(struct vm_spec *s, struct machine_config *cfg, char *err,
     if (!s->kernel) return error_text(err, errlen, "no boot source: PUT /boot-source with a kernel_image_path first");
     cfg->kernel = s->kernel;
     cfg->initrd = s->initrd;
-    for (unsigned i = 0; i < s->nmodules; i++) cfg->modules[i] = (struct machine_module){s->modules[i].path, s->modules[i].args};
+    memcpy(cfg->modules, s->modules, s->nmodules * sizeof s->modules[0]); /* pointing into the spec */
     cfg->nmodules = s->nmodules;
     cfg->exit_qemu |= s->exit_qemu; /* or --exit-device's, for a restored machine */
     cfg->cpus = s->vcpus;

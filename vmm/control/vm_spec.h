@@ -73,16 +73,11 @@ struct vm_spec_mmds {
     bool imds_compat;
 };
 
-/* A multiboot kernel's module after the initrd (boot-source's bellhop_modules: --module). */
-struct vm_spec_module {
-    char *path, *args; /* args NULL: none */
-};
-
 struct vm_spec {
     char *kernel, *boot_args, *initrd; /* kernel NULL: no boot-source yet */
     /* boot-source's extension fields, --module's and --exit-device's words for multiboot
      * kernels (docs/other-kernels.md) */
-    struct vm_spec_module modules[MACHINE_MAX_MODULES];
+    struct machine_module modules[MACHINE_MAX_MODULES]; /* the spec's own copies */
     unsigned nmodules;
     bool exit_qemu;
     unsigned vcpus;
@@ -174,6 +169,10 @@ int vm_spec_document(struct vm_spec *s, json_t *doc, char *err, size_t errlen);
 /* A drive as the config file writes it; a new reference. */
 json_t *vm_spec_drive_json(const struct vm_spec_drive *d);
 /* The document's "bellhop" object; NULL when there is nothing to say. A new reference. */
+/* boot-source's document (as GET /vm/config shows it), from the flags or the spec alike:
+ * bellhop_modules and bellhop_exit_device only when there are modules or QEMU's exit device. */
+json_t *vm_spec_boot_source_json(const char *kernel, const char *boot_args, const char *initrd,
+                                 const struct machine_module *modules, unsigned nmodules, bool exit_qemu);
 json_t *vm_spec_bellhop_json(const char *fs_socket, const char *fs_tag, const char *const *devices, unsigned ndevices);
 /* The config file that describes s (GET /vm/config); a new reference. */
 json_t *vm_spec_to_json(const struct vm_spec *s);
